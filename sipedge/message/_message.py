@@ -1,0 +1,242 @@
+# -*- test-case-name: sipedge.test.test_message_message -*-
+"""
+SIP requests and responses as immutable values (RFC 3261 section 7).
+
+A message holds its start line, its L{Headers} and its body as bytes.
+Content-Length is framing, not content: the parser checks it and drops it
+from the headers, and the serializer always writes the right one, so a
+changed body can never go out with a stale length.
+
+Typed views (L{Message.vias}, L{Message.cseq}, ...) parse on first use and
+are cached; they raise L{MessageParseError} when the field is malformed.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Union
+
+import attrs
+
+from sipedge.error import MessageParseError
+from sipedge.message._headers import Headers
+
+if TYPE_CHECKING:
+    from sipedge.message._address import NameAddress
+    from sipedge.message._fields import CSeq
+    from sipedge.message._uri import URI
+    from sipedge.message._via import Via
+
+__all__ = ["Request", "Response", "Message", "SIP_VERSION"]
+
+SIP_VERSION = "SIP/2.0"
+
+
+class _Views:
+    """Typed views shared by requests and responses (parsed on demand)."""
+
+    headers: Headers
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The value of the first field called C{name}, or C{None}."""
+        return self.headers.get(name)
+
+    def _single(self, name: str) -> str:
+        values = self.headers.get_all(name)
+        if not values:
+            raise MessageParseError(f"missing {name} header field")
+        if len(values) > 1:
+            raise MessageParseError(f"more than one {name} header field")
+        return values[0]
+
+    @cached_property
+    def call_id(self) -> str:
+        """The Call-ID (exactly one field required)."""
+        value = self._single("Call-ID")
+        if not value or any(c in value for c in " \t"):
+            raise MessageParseError("malformed Call-ID")
+        return value
+
+    @cached_property
+    def cseq(self) -> CSeq:
+        """The parsed CSeq (exactly one field required)."""
+        from sipedge.message._fields import parse_cseq
+
+        return parse_cseq(self._single("CSeq"))
+
+    @cached_property
+    def vias(self) -> tuple[Via, ...]:
+        """Every Via value, top first."""
+        from sipedge.message._via import parse_via_list
+
+        out: list[Via] = []
+        for value in self.headers.get_all("Via"):
+            out.extend(parse_via_list(value))
+        return tuple(out)
+
+    @property
+    def top_via(self) -> Via:
+        """The topmost Via (RFC 3261 8.1.1.7, 18.2.1)."""
+        vias = self.vias
+        if not vias:
+            raise MessageParseError("missing Via header field")
+        return vias[0]
+
+    @cached_property
+    def from_address(self) -> NameAddress:
+        """The parsed From (exactly one field required)."""
+        from sipedge.message._address import parse_name_addr
+
+        return parse_name_addr(self._single("From"))
+
+    @cached_property
+    def to_address(self) -> NameAddress:
+        """The parsed To (exactly one field required)."""
+        from sipedge.message._address import parse_name_addr
+
+        return parse_name_addr(self._single("To"))
+
+    def _address_list(self, name: str) -> tuple[NameAddress, ...]:
+        from sipedge.message._address import parse_name_addr_list
+
+        out: list[NameAddress] = []
+        for value in self.headers.get_all(name):
+            out.extend(parse_name_addr_list(value))
+        return tuple(out)
+
+    @cached_property
+    def routes(self) -> tuple[NameAddress, ...]:
+        """Every Route value, in order."""
+        return self._address_list("Route")
+
+    @cached_property
+    def record_routes(self) -> tuple[NameAddress, ...]:
+        """Every Record-Route value, in order."""
+        return self._address_list("Record-Route")
+
+    @cached_property
+    def contacts(self) -> tuple[NameAddress, ...] | str:
+        """
+        Every Contact value, in order, or the string C{"*"} for a wildcard
+        Contact (RFC 3261 10.2.2), which must stand alone.
+        """
+        from sipedge.message._address import STAR, parse_contact
+
+        out: list[NameAddress] = []
+        values = self.headers.get_all("Contact")
+        for value in values:
+            parsed = parse_contact(value)
+            if parsed is STAR:
+                if len(values) > 1:
+                    raise MessageParseError("wildcard Contact must stand alone")
+                return "*"
+            out.extend(parsed)  # type: ignore[arg-type]
+        return tuple(out)
+
+    @cached_property
+    def max_forwards(self) -> int | None:
+        """Max-Forwards (RFC 3261 8.1.1.6), or C{None} if absent."""
+        from sipedge.message._fields import parse_uint
+
+        values = self.headers.get_all("Max-Forwards")
+        if not values:
+            return None
+        if len(values) > 1:
+            raise MessageParseError("more than one Max-Forwards header field")
+        return parse_uint(values[0], "Max-Forwards", 255)
+
+    @cached_property
+    def expires(self) -> int | None:
+        """The Expires header field in seconds, or C{None} if absent."""
+        from sipedge.message._fields import parse_uint
+
+        value = self.headers.get("Expires")
+        if value is None:
+            return None
+        return parse_uint(value, "Expires", 2**32 - 1)
+
+    def option_tags(self, name: str) -> tuple[str, ...]:
+        """The option tags of Require, Proxy-Require, Supported or Unsupported."""
+        from sipedge.message._fields import parse_option_tags
+
+        out: list[str] = []
+        for value in self.headers.get_all(name):
+            out.extend(parse_option_tags(value))
+        return tuple(out)
+
+    @property
+    def content_type(self) -> str | None:
+        """The media type of the body, lower-cased, without parameters."""
+        value = self.headers.get("Content-Type")
+        if value is None:
+            return None
+        return value.split(";", 1)[0].strip().lower()
+
+
+@attrs.frozen(eq=True)
+class Request(_Views):
+    """
+    A SIP request (RFC 3261 7.1).
+
+    @ivar method: the method, case-sensitive (C{INVITE}, C{REGISTER}, ...).
+    @ivar uri: the Request-URI as written (see L{Request.request_uri}).
+    """
+
+    method: str
+    uri: str
+    headers: Headers = Headers()
+    body: bytes = b""
+    version: str = SIP_VERSION
+
+    @cached_property
+    def request_uri(self) -> URI:
+        """The parsed Request-URI."""
+        from sipedge.message._uri import parse_uri
+
+        return parse_uri(self.uri)
+
+    def with_uri(self, uri: object) -> Request:
+        """A copy with another Request-URI (a URI value or its text)."""
+        return attrs.evolve(self, uri=str(uri))
+
+    def with_headers(self, headers: Headers) -> Request:
+        """A copy with other headers."""
+        return attrs.evolve(self, headers=headers)
+
+    def with_body(self, body: bytes, content_type: str | None = None) -> Request:
+        """A copy with another body (and Content-Type, if given)."""
+        headers = self.headers
+        if content_type is not None:
+            headers = headers.replaced("Content-Type", content_type)
+        return attrs.evolve(self, body=body, headers=headers)
+
+
+@attrs.frozen(eq=True)
+class Response(_Views):
+    """A SIP response (RFC 3261 7.2)."""
+
+    status: int
+    reason: str = ""
+    headers: Headers = Headers()
+    body: bytes = b""
+    version: str = SIP_VERSION
+
+    @property
+    def is_provisional(self) -> bool:
+        """True for 1xx."""
+        return self.status < 200
+
+    def with_headers(self, headers: Headers) -> Response:
+        """A copy with other headers."""
+        return attrs.evolve(self, headers=headers)
+
+    def with_body(self, body: bytes, content_type: str | None = None) -> Response:
+        """A copy with another body (and Content-Type, if given)."""
+        headers = self.headers
+        if content_type is not None:
+            headers = headers.replaced("Content-Type", content_type)
+        return attrs.evolve(self, body=body, headers=headers)
+
+
+Message = Union[Request, Response]
