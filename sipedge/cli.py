@@ -1,7 +1,7 @@
 # -*- test-case-name: sipedge.test.test_cli -*-
 """
-The C{sipedge} command line: C{sipedge --version}; administrative
-subcommands join it as they are built.
+The C{sipedge} command line: C{sipedge --version} and administrative
+subcommands (C{sipedge check-config FILE}); more join as they are built.
 """
 
 from __future__ import annotations
@@ -21,13 +21,42 @@ def _parser() -> argparse.ArgumentParser:
         description="sipedge, a SIP edge proxy. Run the proxy with 'twistd -n sipedge'.",
     )
     parser.add_argument("--version", action="version", version=f"sipedge {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser(
+        "check-config",
+        help="check a configuration file and summarize it",
+        description="Load and check a sipedge configuration file (TOML). Prints"
+        " 'FILE: OK' and a summary, or the first problem found (exit status 1).",
+    )
+    check.add_argument("file", metavar="FILE", help="the configuration file")
     return parser
+
+
+def _check_config(path: str) -> int:
+    """C{sipedge check-config FILE}: print a summary, or the error and return 1."""
+    from sipedge.config import load_config
+    from sipedge.error import ConfigError
+
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(f"{path}: OK")
+    print(f"  domains:   {', '.join(config.sip.domains) or '(none)'}")
+    print(f"  listeners: {', '.join(str(listener) for listener in config.listeners)}")
+    print(f"  stages:    {', '.join(config.pipeline.stages)}")
+    print(f"  routes:    {len(config.routes)}")
+    print(f"  state:     {config.state.path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = _parser()
-    parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "check-config":
+        return _check_config(args.file)
     parser.print_help()
     return 0
 

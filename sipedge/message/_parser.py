@@ -237,8 +237,9 @@ class StreamParser:
     messages, framed by Content-Length (mandatory on streams, RFC 3261
     18.3), and keep-alives. It never buffers more than
     C{limits.max_message_size} bytes. After an error the stream cannot be
-    re-synchronised: every later L{feed} raises the same error, and the
-    connection should be closed.
+    re-synchronised: L{feed} raises it (after returning the messages that
+    came before it in the same chunk, so check L{error} after each call),
+    every later L{feed} raises it again, and the connection should close.
     """
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -271,8 +272,16 @@ class StreamParser:
         except MessageParseError as e:
             self._error = e
             self._buffer.clear()
-            raise
+            if not events:
+                raise
+            # Hand over the messages that came before the fault first; the
+            # error is in L{error} now and raised by the next call.
         return events
+
+    @property
+    def error(self) -> MessageParseError | None:
+        """The error that broke the stream, or C{None} while it is sound."""
+        return self._error
 
     def _next(self, events: list[StreamEvent]) -> bool:
         buf = self._buffer

@@ -1,0 +1,210 @@
+# -*- test-case-name: sipedge.test.test_interfaces -*-
+"""
+Every zope interface of sipedge, in one place (cf. C{twisted.conch.interfaces}).
+
+Methods are written without C{self} and annotated; data is an C{Attribute}.
+Implementations declare C{@implementer(...)} and are checked with
+C{verifyObject} in their tests.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
+
+    from sipedge.error import MessageParseError
+    from sipedge.message import Message, Request, Response
+    from sipedge.transport._flow import Flow
+
+__all__ = [
+    "IMessageReceiver",
+    "ISipTransport",
+    "ITransportManager",
+    "IServerTransaction",
+    "IClientTransaction",
+    "ITransactionUser",
+    "IRequestStage",
+    "IResponseStage",
+    "IStageFactory",
+    "ILocationStore",
+]
+
+
+class IMessageReceiver(Interface):
+    """
+    Where transports deliver traffic (cf. C{DNSMixin}'s controller). The
+    transport knows nothing of transactions, pipeline or proxy.
+    """
+
+    def message_received(message: Message, flow: Flow) -> None:
+        """
+        A complete, parsed message arrived on C{flow}. For requests the
+        transport has already stamped the top Via with C{received} and,
+        where asked for, C{rport} (RFC 3261 18.2.1, RFC 3581).
+        """
+
+    def malformed_message(data: bytes, flow: Flow, error: MessageParseError) -> None:
+        """
+        Bytes that do not parse arrived on C{flow}. C{error.message} holds the
+        request when its head parsed, so a 4xx can still be sent back.
+        """
+
+
+class ISipTransport(Interface):
+    """One listening transport (a UDP port, a TCP or TLS listener)."""
+
+    name = Attribute("The Via transport token: 'UDP', 'TCP' or 'TLS'.")
+    reliable = Attribute("True for stream transports (no retransmission timers).")
+    local_host = Attribute("The address it is bound to (no brackets).")
+    local_port = Attribute("The port it is bound to (the real one, after binding port 0).")
+
+    def send_message(message: Message, flow: Flow) -> None:
+        """
+        Serialize C{message} and write it on C{flow} now.
+
+        @raise sipedge.error.TransportError: if the flow is gone (a closed
+            connection) or the message cannot be sent.
+        """
+
+
+class ITransportManager(Interface):
+    """All transports together: sending chooses or opens the right one."""
+
+    def send(message: Message, flow: Flow) -> None:
+        """
+        Send on C{flow}: an existing connection or UDP socket, or (for an
+        outgoing TCP/TLS flow whose connection does not exist yet) a new
+        connection, with the message queued until it is up.
+
+        @raise sipedge.error.TransportError: if no transport can carry it.
+        """
+
+    def flow_to(transport: str, host: str, port: int) -> Flow:
+        """
+        The flow we would use to reach C{host:port} (an IP literal) over
+        C{transport}: an existing connection's flow if there is one, else a
+        flow from our listener of that transport and address family.
+
+        @raise sipedge.error.TransportError: if we have no such transport.
+        """
+
+    def local_hostport(transport: str, family: int) -> tuple[str, int]:
+        """The address and port to put in our Via or Record-Route."""
+
+
+class IServerTransaction(Interface):
+    """An RFC 3261 17.2 server transaction, as the transaction user sees it."""
+
+    key = Attribute("The TransactionKey that matches requests to it.")
+    request = Attribute("The Request that created the transaction.")
+    flow = Attribute("The Flow the request arrived on (responses go back there).")
+    state = Attribute("The current State.")
+
+    def respond(response: Response) -> None:
+        """Send C{response}, and retransmit it as the machine requires."""
+
+
+class IClientTransaction(Interface):
+    """An RFC 3261 17.1 client transaction, as the transaction user sees it."""
+
+    key = Attribute("The TransactionKey that matches responses to it.")
+    request = Attribute("The Request being sent.")
+    flow = Attribute("The Flow it is sent on.")
+    state = Attribute("The current State.")
+
+    def cancel_timers() -> None:
+        """Stop every timer and move to TERMINATED (the TU gave up on it)."""
+
+
+class ITransactionUser(Interface):
+    """The layer above transactions (the proxy core)."""
+
+    def request_received(request: Request, transaction: IServerTransaction) -> None:
+        """A new request (not a retransmission) created C{transaction}."""
+
+    def response_received(response: Response, transaction: IClientTransaction) -> None:
+        """A response C{transaction} passes up (provisional or final)."""
+
+    def transaction_failed(transaction: IClientTransaction, reason: Failure) -> None:
+        """Timer B or F fired (TransactionTimeout) or the transport failed."""
+
+    def transaction_terminated(transaction: Any) -> None:
+        """A server or client transaction reached TERMINATED and was removed."""
+
+    def stray_message(message: Message, flow: Flow) -> None:
+        """
+        No transaction matched: an ACK for a 2xx, a CANCEL with no INVITE, a
+        response with no client transaction (RFC 3261 16.7 item 3, 18.1.2).
+        """
+
+
+class IRequestStage(Interface):
+    """One step of the request chain (cf. repro's Processor)."""
+
+    name = Attribute("Stable id used in config and log events, e.g. 'max-forwards'.")
+
+    def process_request(context: Any) -> Any:
+        """
+        Look at C{context} (a RequestContext) and return a stage result,
+        or a Deferred that fires with one: C{Continue()} to go on,
+        C{Respond}, C{Forward} or C{Drop} to end the chain.
+        """
+
+
+class IResponseStage(Interface):
+    """One step of the response chain."""
+
+    name = Attribute("Stable id.")
+
+    def process_response(context: Any, response: Response) -> Any:
+        """
+        Return the (possibly changed) response to go on, C{None} to absorb
+        it, or a Deferred firing with either.
+        """
+
+
+class IStageFactory(Interface):
+    """
+    Builds a stage from configuration. Plugins provide C{IPlugin} and
+    C{IStageFactory} in the C{sipedge.plugins} package.
+    """
+
+    name = Attribute("The config name, e.g. 'registrar'.")
+    description = Attribute("One line for --help-stages.")
+
+    def build_stage(options: dict[str, Any], services: Any) -> Any:
+        """
+        A new IRequestStage and/or IResponseStage. C{options} is the
+        stage's table from the config file; C{services} gives access to the
+        shared services (location store, clock, config).
+
+        @raise sipedge.error.ConfigError: for a bad option.
+        """
+
+
+class ILocationStore(Interface):
+    """
+    The location service (RFC 3261 10): AOR -> bindings. Deferred-returning,
+    so a remote database fits.
+    """
+
+    def update(aor: str, bindings: Any, now: float) -> Deferred[Any]:
+        """
+        Replace, add or remove the bindings of C{aor} as one REGISTER asks
+        (bindings with expires 0 are removed); fire with the bindings that
+        remain, unexpired, highest q first.
+        """
+
+    def remove_all(aor: str) -> Deferred[None]:
+        """Remove every binding of C{aor} (Contact: * with Expires: 0)."""
+
+    def lookup(aor: str, now: float) -> Deferred[Any]:
+        """Fire with the unexpired bindings of C{aor}, highest q first."""
+
+    def expire(now: float) -> Deferred[int]:
+        """Remove every binding expired at C{now}; fire with how many."""

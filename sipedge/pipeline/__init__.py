@@ -1,0 +1,25 @@
+"""
+The extension point: request stages, their results, the context they share,
+and the chain that runs them. Stages are found as Twisted plugins in the
+C{sipedge.plugins} package (see C{doc/writing-stages.md}).
+"""
+
+from sipedge.pipeline._chain import RequestChain
+from sipedge.pipeline._context import RequestContext
+from sipedge.pipeline._registry import build_chain, stage_factories
+from sipedge.pipeline._results import Continue, Drop, Forward, Respond, StageResult, Target
+from sipedge.pipeline._services import StageServices
+
+__all__ = [
+    "Continue",
+    "Drop",
+    "Forward",
+    "RequestChain",
+    "RequestContext",
+    "Respond",
+    "StageResult",
+    "StageServices",
+    "Target",
+    "build_chain",
+    "stage_factories",
+]

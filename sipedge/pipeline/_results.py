@@ -1,0 +1,81 @@
+# -*- test-case-name: sipedge.test.test_pipeline -*-
+"""
+What a request stage decides, as small frozen values (cf. repro's
+C{processor_action_t} and h11's events).
+
+C{Continue()} hands the request to the next stage; C{Respond}, C{Forward}
+and C{Drop} end the chain.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import attrs
+
+from sipedge.transport._flow import Flow
+
+__all__ = ["Continue", "Respond", "Forward", "Drop", "Target", "StageResult"]
+
+
+@attrs.frozen
+class Continue:
+    """Go on with the next stage."""
+
+
+@attrs.frozen
+class Respond:
+    """
+    Answer the request ourselves.
+
+    @ivar status: the status code (200-699; 1xx is sent by the proxy itself).
+    @ivar reason: the reason phrase; C{None} for the standard one.
+    @ivar headers: extra header fields, as C{(name, value)} pairs.
+    """
+
+    status: int = attrs.field(validator=attrs.validators.in_(range(200, 700)))
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+@attrs.frozen
+class Target:
+    """
+    Where to forward a request (RFC 3261 16.5).
+
+    @ivar uri: the target URI: the forwarded request's Request-URI.
+    @ivar flow: a known flow to send on (a registered phone's connection or
+        NAT binding), bypassing DNS; C{None} to locate the next hop.
+    @ivar q: the preference; targets of the same q are tried in parallel,
+        higher q first (RFC 3261 16.6, serial then parallel forking).
+    @ivar route: Route values to put on top of the request for this target
+        (a binding's Path, RFC 3327, or a static route's next hop).
+    """
+
+    uri: str
+    flow: Flow | None = None
+    q: float = 1.0
+    route: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Forward:
+    """Forward the request to these targets (RFC 3261 16.6)."""
+
+    targets: tuple[Target, ...] = attrs.field(converter=tuple)
+
+    @targets.validator
+    def _not_empty(self, attribute: attrs.Attribute, value: tuple[Target, ...]) -> None:
+        if not value:
+            raise ValueError("Forward needs at least one target")
+
+
+@attrs.frozen
+class Drop:
+    """Drop the request without an answer; C{reason} is logged."""
+
+    reason: str
+
+
+StageResult = Union[Continue, Respond, Forward, Drop]

@@ -1,0 +1,47 @@
+# -*- test-case-name: sipedge.test.test_pipeline -*-
+"""
+What stages may use: the shared services of one running proxy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import attrs
+
+from sipedge.proxy._local import LocalIdentity
+
+__all__ = ["StageServices"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@attrs.frozen
+class StageServices:
+    """
+    @ivar clock: an C{IReactorTime}.
+    @ivar local: who we are: our domains and addresses.
+    @ivar trusted: networks allowed to relay through us.
+    @ivar location: the L{ILocationStore}.
+    @ivar registrar: the registrar (C{sipedge.proxy.Registrar}) or C{None}.
+    @ivar config: the whole L{sipedge.config.Config}, for stage options.
+    @ivar signer: the L{sipedge.proxy.RecordRouteSigner} that signs and
+        checks our Record-Route values.
+    """
+
+    clock: Any
+    local: LocalIdentity
+    trusted: tuple[Network, ...] = ()
+    location: Any = None
+    registrar: Any = None
+    config: Any = None
+    signer: Any = None
+
+    def is_trusted(self, host: str) -> bool:
+        """True if C{host} (an IP literal) is in a trusted network."""
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted)

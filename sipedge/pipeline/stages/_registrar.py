@@ -1,0 +1,41 @@
+# -*- test-case-name: sipedge.test.test_stages -*-
+"""
+The registrar stage: a REGISTER for one of our domains is answered by the
+registrar (RFC 3261 10.3).
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from sipedge.interfaces import IRequestStage
+from sipedge.message import Response
+from sipedge.pipeline._context import RequestContext
+from sipedge.pipeline._results import Continue, Respond, StageResult
+
+__all__ = ["RegistrarStage", "respond_with"]
+
+_CONTINUE = Continue()
+_COPIED = frozenset(("via", "from", "to", "call-id", "cseq", "content-length"))
+
+
+def respond_with(response: Response) -> Respond:
+    """A L{Respond} that reproduces C{response}'s status and own fields."""
+    headers = tuple((name, value) for key, name, value in response.headers.fields if key not in _COPIED)
+    return Respond(response.status, response.reason or None, headers, response.body)
+
+
+@implementer(IRequestStage)
+class RegistrarStage:
+    name = "registrar"
+
+    def process_request(self, context: RequestContext) -> StageResult | Deferred[StageResult]:
+        request = context.request
+        if request.method != "REGISTER" or context.annotations.get("responsibility") != "local":
+            return _CONTINUE
+        registrar = context.services.registrar
+        if registrar is None:
+            return Respond(405, None, (("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),))
+        d = registrar.handle_register(request, context.flow)
+        return d.addCallback(respond_with)

@@ -1,0 +1,58 @@
+# -*- test-case-name: sipedge.test.test_proxy_branch -*-
+"""
+Branches for the requests we forward (RFC 3261 16.6 item 8), built so that
+loop detection (16.3 item 4) can recognise a request we forwarded before.
+
+Our branch is C{z9hG4bK-se-<digest>.<n>}: the digest covers what
+identifies the request as we received it, and C{n} tells forked branches
+apart. The top Via is left out of the digest: a request that comes back
+through another proxy has a different top Via, and must still be seen as a
+loop when nothing else changed (a spiral changes the Request-URI).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sipedge.message import Request
+
+__all__ = ["BRANCH_PREFIX", "branch_digest", "make_branch", "digest_of_branch"]
+
+BRANCH_PREFIX = "z9hG4bK-se-"
+
+
+def branch_digest(request: Request) -> str:
+    """The loop-detection digest of a received request."""
+    h = request.headers
+    parts = [
+        request.uri,
+        h.get("Call-ID") or "",
+        h.get("CSeq", "").split(" ", 1)[0] if h.get("CSeq") else "",
+        _tag(h.get("From")),
+        _tag(h.get("To")),
+        "\x00".join(h.get_all("Proxy-Require")),
+        "\x00".join(h.get_all("Proxy-Authorization")),
+    ]
+    return hashlib.blake2s("\x01".join(parts).encode("utf-8", "surrogateescape"), digest_size=10).hexdigest()
+
+
+def _tag(value: str | None) -> str:
+    if not value:
+        return ""
+    lower = value.lower()
+    i = lower.rfind(";tag=")
+    if i < 0:
+        return ""
+    return value[i + 5 :].split(";", 1)[0].strip()
+
+
+def make_branch(digest: str, index: int) -> str:
+    """The branch for the C{index}th branch of a forwarded request."""
+    return f"{BRANCH_PREFIX}{digest}.{index}"
+
+
+def digest_of_branch(branch: str | None) -> str | None:
+    """The digest inside one of our branches, or C{None} if not ours."""
+    if not branch or not branch.startswith(BRANCH_PREFIX):
+        return None
+    return branch[len(BRANCH_PREFIX) :].split(".", 1)[0]

@@ -1,0 +1,594 @@
+# -*- test-case-name: sipedge.test.test_proxy_core -*-
+"""
+The proxy core: the transaction user of a stateful proxy (RFC 3261 16).
+
+It runs the request chain on every new request and carries out the
+decision: answer, drop, or forward to one or more targets (parallel within
+a q-value, serial across q-values), collecting responses and choosing the
+best (16.7), with CANCEL (16.10), Timer C (16.8), fail-over to the next
+DNS destination (RFC 3263 4.3), and stateless forwarding of ACKs for 2xx
+and of stray 2xx responses.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from sipedge.error import MessageParseError, TransactionTimeout, TransportError
+from sipedge.interfaces import ITransactionUser
+from sipedge.message import Headers, Request, Response
+from sipedge.pipeline._chain import RequestChain
+from sipedge.pipeline._context import RequestContext
+from sipedge.pipeline._results import Drop, Forward, Respond, Target
+from sipedge.proxy._branch import branch_digest, make_branch
+from sipedge.proxy._fork import Branch, Fork, best_response, group_by_q
+from sipedge.proxy._forwarding import (
+    RECORD_ROUTED_METHODS,
+    forwarded_request,
+    next_hop,
+    record_route_value,
+    via_value,
+    with_record_route,
+)
+from sipedge.transaction import TimerSettings, TransactionLayer, make_response
+from sipedge.transaction import State as _State
+from sipedge.transport._flow import Flow
+
+__all__ = ["ProxyCore"]
+
+_BROADCAST = frozenset(("255.255.255.255",))
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+@implementer(ITransactionUser)
+class ProxyCore:
+    """
+    A stateful, forking, record-routing proxy.
+
+    @param chain: the request chain.
+    @param services: the L{StageServices} handed to stages.
+    @param transports: the L{ITransportManager} (may be set after
+        construction, since the transports deliver to L{transactions}).
+    @param locator: a L{ServerLocator} for next hops without a known flow.
+    @param signer: the L{RecordRouteSigner} for our Record-Route values.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        *,
+        chain: RequestChain,
+        services: Any,
+        clock: Any,
+        signer: Any,
+        transports: Any = None,
+        locator: Any = None,
+        timers: TimerSettings = TimerSettings(),
+        timer_c: float = 180.0,
+        record_route: bool = True,
+        max_forwards: int = 70,
+        advertise: tuple[str, int | None] | None = None,
+        wildcard_hosts: dict[int, str] | None = None,
+    ) -> None:
+        self.chain = chain
+        self.services = services
+        self.transports = transports
+        self.locator = locator
+        self._clock = clock
+        self._signer = signer
+        self._timer_c = timer_c
+        self._record_route = record_route
+        self._max_forwards = max_forwards
+        self._advertise = advertise
+        self._wildcard_hosts = wildcard_hosts or {}
+        self.transactions = TransactionLayer(self, self._send, clock, timers)
+        self._forks: dict[Any, Fork] = {}  # server transaction -> fork
+        self._branches: dict[Any, tuple[Fork, Branch]] = {}  # client transaction -> branch
+        self._cancels: set[Any] = set()  # client transactions of our CANCELs
+        self.stats = {"requests": 0, "forwarded": 0, "responded": 0, "dropped": 0, "stateless": 0}
+
+    # -- sending ------------------------------------------------------------
+
+    def _local_hostport(self, transport: str, family: int) -> tuple[str, int]:
+        """
+        The host and port for our Via and Record-Route: the advertised
+        address if one is configured, else our listener's, with a wildcard
+        bind replaced by this host's primary address.
+        """
+        host, port = self.transports.local_hostport(transport, family)
+        if self._advertise is not None:
+            return self._advertise[0], self._advertise[1] or port
+        if host in ("0.0.0.0", "::"):
+            host = self._wildcard_hosts.get(family, "127.0.0.1" if family == socket.AF_INET else "::1")
+        return host, port
+
+    def _send(self, message: Request | Response, flow: Flow) -> None:
+        """What the transaction layer sends through (responses routed per 18.2.2)."""
+        if isinstance(message, Response) and not flow.reliable:
+            flow = self._response_flow(message, flow)
+        result = self.transports.send(message, flow)
+        if isinstance(result, Deferred):
+            result.addErrback(self._send_failed, message, flow)
+
+    def _send_failed(self, failure: Failure, message: Request | Response, flow: Flow) -> None:
+        """A connection could not be opened: fail the client transaction."""
+        self._log.info(
+            "Cannot send to {flow}: {error}", flow=str(flow), error=failure.getErrorMessage()
+        )
+        if isinstance(message, Request):
+            self.transactions.transport_failed(message, failure)
+
+    @staticmethod
+    def _response_flow(response: Response, flow: Flow) -> Flow:
+        """
+        RFC 3261 18.2.2 with RFC 3581: a response over UDP goes to the
+        received address (the source), at the rport port if the client
+        asked for it, else at the port in its sent-by.
+        """
+        try:
+            via = response.top_via
+        except MessageParseError:
+            return flow
+        rport = via.rport
+        if isinstance(rport, int) and rport is not True:
+            port = rport
+        elif via.received is not None and rport is None:
+            port = via.port or 5060
+        else:
+            return flow
+        host = (via.received or flow.remote_host).strip("[]")
+        if (host, port) == (flow.remote_host, flow.remote_port):
+            return flow
+        return Flow(flow.transport, flow.local_host, flow.local_port, host, port)
+
+    # -- ITransactionUser ---------------------------------------------------
+
+    def request_received(self, request: Request, transaction: Any) -> None:
+        self.stats["requests"] += 1
+        if request.method == "CANCEL":
+            self._cancel_received(request, transaction)
+            return
+        if request.method == "INVITE":
+            transaction.respond(make_response(request, 100))
+        context = RequestContext(request, transaction.flow, self.services)
+        result = self.chain.run(context)
+        if isinstance(result, Deferred):
+            result.addCallback(self._decided, context, transaction)
+            result.addErrback(self._decision_failed, context, transaction)
+        else:
+            self._decided(result, context, transaction)
+
+    def _decision_failed(self, failure: Failure, context: RequestContext, transaction: Any) -> None:
+        self._log.failure("Handling {method} failed", failure, method=context.request.method)
+        if self._server_open(transaction):
+            transaction.respond(make_response(context.original, 500))
+
+    @staticmethod
+    def _server_open(transaction: Any) -> bool:
+        return transaction.state in (_State.TRYING, _State.PROCEEDING)
+
+    def _decided(self, result: Any, context: RequestContext, transaction: Any) -> None:
+        if not self._server_open(transaction):
+            return  # answered meanwhile (a CANCEL), or gone
+        if isinstance(result, Respond):
+            self.stats["responded"] += 1
+            transaction.respond(self._local_response(context.original, result))
+        elif isinstance(result, Drop):
+            self.stats["dropped"] += 1
+            self._log.info(
+                "Dropping {method} from {source}: {reason}",
+                method=context.request.method,
+                source=str(context.flow),
+                reason=result.reason,
+            )
+            transaction.cancel_timers()
+        elif isinstance(result, Forward):
+            self.stats["forwarded"] += 1
+            self._forward(context, transaction, result.targets)
+
+    def _local_response(self, request: Request, result: Respond) -> Response:
+        response = make_response(request, result.status, result.reason, tuple(result.headers))
+        if result.body:
+            response = Response(response.status, response.reason, response.headers, result.body)
+        return response
+
+    # -- forwarding (16.6) ----------------------------------------------------
+
+    def _forward(self, context: RequestContext, server: Any, targets: tuple[Target, ...]) -> None:
+        fork = Fork(
+            server=server,
+            request=context.request,
+            original=context.original,
+            digest=branch_digest(context.original),
+            incoming=context.flow,
+            groups=group_by_q(targets),
+        )
+        self._forks[server] = fork
+        if context.request.method == "INVITE":
+            self._arm_timer_c(fork)
+        self._next_group(fork)
+
+    def _next_group(self, fork: Fork) -> bool:
+        """Start the next q-group; False if none is left."""
+        if not fork.groups or fork.cancelled:
+            return False
+        group = fork.groups.pop(0)
+        for target in group:
+            branch = Branch(fork.next_index, target)
+            fork.next_index += 1
+            fork.branches.append(branch)
+        for branch in fork.branches[-len(group) :]:
+            self._start_branch(fork, branch)
+        return True
+
+    def _start_branch(self, fork: Fork, branch: Branch) -> None:
+        try:
+            request = forwarded_request(fork.request, branch.target, self._max_forwards)
+            hop = next_hop(request)
+        except MessageParseError as e:
+            self._branch_failed(fork, branch, 400, f"bad target: {e.reason}")
+            return
+        branch.request = request
+        if branch.target.flow is not None:
+            self._send_branch(fork, branch, branch.target.flow)
+            return
+        if self.locator is None:
+            self._branch_failed(fork, branch, 503, "no locator")
+            return
+        d = maybeDeferred(self.locator.locate, hop)
+        d.addCallback(self._located, fork, branch)
+        d.addErrback(self._locate_failed, fork, branch)
+
+    def _located(self, destinations: list[Any], fork: Fork, branch: Branch) -> None:
+        if branch.done:
+            return
+        if not destinations:
+            self._branch_failed(fork, branch, 404, "next hop not found")
+            return
+        branch.destinations = list(destinations)
+        self._try_next_destination(fork, branch)
+
+    def _locate_failed(self, failure: Failure, fork: Fork, branch: Branch) -> None:
+        self._log.info("Cannot locate next hop: {error}", error=failure.getErrorMessage())
+        self._branch_failed(fork, branch, 503, "next hop not reachable")
+
+    def _try_next_destination(self, fork: Fork, branch: Branch) -> bool:
+        while branch.destinations:
+            dest = branch.destinations.pop(0)
+            try:
+                flow = self.transports.flow_to(dest.transport, dest.host, dest.port)
+            except TransportError:
+                continue
+            self._send_branch(fork, branch, flow)
+            return True
+        return False
+
+    def _send_branch(self, fork: Fork, branch: Branch, flow: Flow) -> None:
+        assert branch.request is not None
+        request = branch.request
+        if fork.cancelled:
+            self._branch_failed(fork, branch, 487, "cancelled")
+            return
+        local_host, local_port = self._local_hostport(flow.transport, _family(flow.remote_host))
+        index = branch.index * 100 + len(branch.destinations)
+        if (
+            self._record_route
+            and request.method in RECORD_ROUTED_METHODS
+            and request.to_address.tag is None
+        ):
+            mac = self._signer.mac(request.call_id)
+            values = []
+            incoming = fork.incoming
+            in_host, in_port = self._local_hostport(
+                incoming.transport, _family(incoming.remote_host)
+            )
+            if (incoming.transport, in_host, in_port) != (flow.transport, local_host, local_port):
+                values.append(record_route_value(incoming.transport, in_host, in_port, mac))
+            values.append(record_route_value(flow.transport, local_host, local_port, mac))
+            request = with_record_route(request, values)
+        branch_id = make_branch(fork.digest, index)
+        request = request.with_headers(
+            request.headers.prepended("Via", via_value(flow.transport, local_host, local_port, branch_id))
+        )
+        transaction = self.transactions.client_transaction(request, flow)
+        branch.transaction = transaction
+        self._branches[transaction] = (fork, branch)
+
+    def _branch_failed(self, fork: Fork, branch: Branch, status: int, reason: str) -> None:
+        """A branch ends without a response from the far side."""
+        self._log.info(
+            "Branch {index} to {uri} failed: {status} {reason}",
+            index=branch.index,
+            uri=branch.target.uri,
+            status=status,
+            reason=reason,
+        )
+        response = make_response(fork.request, status, None, (("Warning", f'399 sipedge "{reason}"'),))
+        self._final(fork, branch, response)
+
+    # -- responses (16.7) -----------------------------------------------------
+
+    def response_received(self, response: Response, transaction: Any) -> None:
+        if transaction in self._cancels:
+            return  # the answer to our own CANCEL
+        entry = self._branches.get(transaction)
+        if entry is None:
+            return
+        fork, branch = entry
+        upstream = response.with_headers(response.headers.first_removed("Via"))
+        status = response.status
+        if status < 200:
+            if status == 100:
+                return
+            branch.provisional = True
+            if branch.cancel_pending:
+                self._send_cancel(branch)
+            if fork.request.method == "INVITE":
+                self._arm_timer_c(fork)
+            if not fork.final_sent and self._server_open(fork.server):
+                fork.server.respond(upstream)
+            return
+        if status < 300:
+            branch.done = True
+            branch.final = response
+            if fork.request.method == "INVITE":
+                # every 2xx goes upstream (16.7 step 5); other branches end
+                fork.final_sent = True
+                self._respond_2xx(fork, upstream)
+                self._cancel_pending(fork)
+                self._finish(fork)
+            else:
+                if not fork.final_sent:
+                    fork.final_sent = True
+                    fork.server.respond(upstream)
+                self._cancel_pending(fork)
+                self._maybe_done(fork)
+            return
+        if status == 503 and branch.destinations and self._retry(fork, branch):
+            return
+        self._final(fork, branch, upstream)
+
+    def _respond_2xx(self, fork: Fork, response: Response) -> None:
+        """
+        A 2xx for an INVITE: through the server transaction while it can
+        take one (TRYING, PROCEEDING, ACCEPTED), else statelessly along
+        the Vias (16.7 step 10: a 2xx after we sent a non-2xx final).
+        """
+        if fork.server.state in (_State.PROCEEDING, _State.TRYING, _State.ACCEPTED):
+            fork.server.respond(response)
+        else:
+            self._send_upstream(response)
+
+    def _retry(self, fork: Fork, branch: Branch) -> bool:
+        """Fail over to the branch's next destination (RFC 3263 4.3)."""
+        old = branch.transaction
+        self._branches.pop(old, None)
+        branch.provisional = False
+        return self._try_next_destination(fork, branch)
+
+    def _final(self, fork: Fork, branch: Branch, response: Response) -> None:
+        """A non-2xx final response (received, or made up locally) for a branch."""
+        branch.done = True
+        branch.final = response
+        if response.status >= 600 and fork.request.method == "INVITE":
+            self._cancel_pending(fork)
+            fork.groups.clear()
+        self._maybe_done(fork)
+
+    def _maybe_done(self, fork: Fork) -> None:
+        if fork.pending():
+            return
+        if fork.final_sent:
+            self._finish(fork)
+            return
+        if not fork.cancelled and not any(r.status >= 600 for r in fork.finals()):
+            if self._next_group(fork):
+                return
+        fork.final_sent = True
+        if self._server_open(fork.server):
+            if fork.cancelled:
+                fork.server.respond(make_response(fork.original, 487))
+            else:
+                fork.server.respond(best_response(fork.finals()))
+        self._finish(fork)
+
+    def _finish(self, fork: Fork) -> None:
+        if fork.timer_c is not None and fork.timer_c.active():
+            fork.timer_c.cancel()
+        fork.timer_c = None
+        self._forks.pop(fork.server, None)
+
+    def transaction_failed(self, transaction: Any, reason: Failure) -> None:
+        if transaction in self._cancels:
+            self._cancels.discard(transaction)
+            return
+        entry = self._branches.get(transaction)
+        if entry is None:
+            return
+        fork, branch = entry
+        if branch.done:
+            return
+        if branch.destinations and self._retry(fork, branch):
+            return
+        if reason.check(TransactionTimeout):
+            self._branch_failed(fork, branch, 408, "no answer")
+        else:
+            self._branch_failed(fork, branch, 503, reason.getErrorMessage())
+
+    def transaction_terminated(self, transaction: Any) -> None:
+        self._cancels.discard(transaction)
+        self._branches.pop(transaction, None)
+        fork = self._forks.get(transaction)
+        if fork is not None and fork.final_sent:
+            self._finish(fork)
+
+    # -- Timer C (16.8) -------------------------------------------------------
+
+    def _arm_timer_c(self, fork: Fork) -> None:
+        if fork.timer_c is not None and fork.timer_c.active():
+            fork.timer_c.reset(self._timer_c)
+        else:
+            fork.timer_c = self._clock.callLater(self._timer_c, self._timer_c_fired, fork)
+
+    def _timer_c_fired(self, fork: Fork) -> None:
+        fork.timer_c = None
+        self._log.info("Timer C fired for {call_id}", call_id=fork.request.headers.get("Call-ID"))
+        for branch in fork.pending():
+            if branch.provisional:
+                self._send_cancel(branch)
+            else:
+                # 16.8: no provisional: as if a 408 came back
+                if branch.transaction is not None:
+                    self._branches.pop(branch.transaction, None)
+                    branch.transaction.cancel_timers()
+                self._branch_failed(fork, branch, 408, "Timer C")
+
+    # -- CANCEL (16.10) -------------------------------------------------------
+
+    def _cancel_received(self, request: Request, transaction: Any) -> None:
+        invite = self.transactions.server_transaction_for(request)
+        if invite is None:
+            transaction.respond(make_response(request, 481))
+            return
+        transaction.respond(make_response(request, 200))
+        fork = self._forks.get(invite)
+        if fork is None:
+            # still in the pipeline: answer the INVITE ourselves
+            if self._server_open(invite):
+                invite.respond(make_response(invite.request, 487))
+            return
+        fork.cancelled = True
+        fork.groups.clear()
+        self._cancel_pending(fork)
+        self._maybe_done(fork)
+
+    def _cancel_pending(self, fork: Fork) -> None:
+        """CANCEL every branch still pending (16.10, 16.7 step 10)."""
+        if fork.request.method != "INVITE":
+            return
+        for branch in fork.pending():
+            if branch.provisional:
+                self._send_cancel(branch)
+            elif branch.transaction is not None:
+                branch.cancel_pending = True  # RFC 3261 9.1: wait for a 1xx
+            else:
+                branch.done = True  # not sent yet
+                branch.final = make_response(fork.request, 487)
+
+    def _send_cancel(self, branch: Branch) -> None:
+        """Build and send the CANCEL of a branch's INVITE (RFC 3261 9.1)."""
+        branch.cancel_pending = False
+        tx = branch.transaction
+        if tx is None or tx.state not in (_State.CALLING, _State.PROCEEDING):
+            return
+        invite: Request = tx.request
+        h = invite.headers
+        headers = Headers.of(
+            ("Via", h.get_all("Via")[0].split(",")[0]),
+            *(("Route", v) for v in h.get_all("Route")),
+            ("Max-Forwards", str(self._max_forwards)),
+            ("From", h.get("From") or ""),
+            ("To", h.get("To") or ""),
+            ("Call-ID", h.get("Call-ID") or ""),
+            ("CSeq", f"{invite.cseq.number} CANCEL"),
+        )
+        cancel = Request("CANCEL", invite.uri, headers)
+        self._cancels.add(self.transactions.client_transaction(cancel, tx.flow))
+
+    # -- stateless forwarding -------------------------------------------------
+
+    def stray_message(self, message: Request | Response, flow: Flow) -> None:
+        if isinstance(message, Request):
+            if message.method == "ACK":
+                self._forward_ack(message, flow)
+            return
+        self._forward_stray_response(message, flow)
+
+    def _forward_ack(self, ack: Request, flow: Flow) -> None:
+        """An ACK for a 2xx is end to end: route it statelessly (16.11)."""
+        context = RequestContext(ack, flow, self.services)
+        d = maybeDeferred(self.chain.run, context)
+        d.addCallback(self._ack_decided, context)
+        d.addErrback(lambda f: self._log.failure("Forwarding ACK failed", f))
+
+    def _ack_decided(self, result: Any, context: RequestContext) -> Deferred[None] | None:
+        if not isinstance(result, Forward):
+            self._log.debug("ACK not forwarded: {result!r}", result=result)
+            return None
+        target = result.targets[0]
+        request = forwarded_request(context.request, target, self._max_forwards)
+        if target.flow is not None:
+            return succeed(self._send_stateless(request, context, target.flow))
+        if self.locator is None:
+            return None
+        d = maybeDeferred(self.locator.locate, next_hop(request))
+        d.addCallback(self._ack_located, request, context)
+        return d
+
+    def _ack_located(self, destinations: list[Any], request: Request, context: RequestContext) -> None:
+        for dest in destinations:
+            try:
+                flow = self.transports.flow_to(dest.transport, dest.host, dest.port)
+            except TransportError:
+                continue
+            self._send_stateless(request, context, flow)
+            return
+
+    def _send_stateless(self, request: Request, context: RequestContext, flow: Flow) -> None:
+        host, port = self._local_hostport(flow.transport, _family(flow.remote_host))
+        # The same branch for a retransmitted ACK (16.11): derived from its own.
+        incoming = context.original.top_via.branch or ""
+        branch = make_branch(branch_digest(context.original), abs(hash(incoming)) % 10_000)
+        request = request.with_headers(
+            request.headers.prepended("Via", via_value(flow.transport, host, port, branch))
+        )
+        self.stats["stateless"] += 1
+        try:
+            self.transports.send(request, flow)
+        except TransportError as e:
+            self._log.info("Cannot forward ACK: {error}", error=str(e))
+
+    def _forward_stray_response(self, response: Response, flow: Flow) -> None:
+        """
+        A response with no client transaction: a 2xx retransmission after
+        ours ended is forwarded statelessly along the Vias (16.7 step 3);
+        anything else is dropped.
+        """
+        if not 200 <= response.status < 300:
+            return
+        try:
+            vias = response.vias
+        except MessageParseError:
+            return
+        if len(vias) < 2 or not self.services.local.is_local_host(vias[0].host, vias[0].port):
+            return
+        self._send_upstream(response.with_headers(response.headers.first_removed("Via")))
+
+    def _send_upstream(self, upstream: Response) -> None:
+        """Send a response statelessly to its top Via (RFC 3261 18.2.2)."""
+        try:
+            via = upstream.top_via
+        except MessageParseError:
+            return
+        host = (via.received or via.host).strip("[]")
+        if host in _BROADCAST:
+            self._log.warn("Dropping response for broadcast address {host}", host=host)
+            return
+        port = via.rport if isinstance(via.rport, int) and via.rport is not True else (via.port or 5060)
+        try:
+            out = self.transports.flow_to(via.transport, host, port)
+            self.stats["stateless"] += 1
+            self.transports.send(upstream, out)
+        except TransportError as e:
+            self._log.info("Cannot forward stray response: {error}", error=str(e))
+

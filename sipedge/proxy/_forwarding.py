@@ -1,0 +1,86 @@
+# -*- test-case-name: sipedge.test.test_proxy_forwarding -*-
+"""
+Building the request we forward to one target (RFC 3261 16.6), as pure
+functions over immutable messages.
+"""
+
+from __future__ import annotations
+
+from sipedge.message import Request
+from sipedge.message._address import parse_name_addr
+from sipedge.message._lex import split_comma_list
+from sipedge.message._uri import URI, SipURI, parse_uri
+from sipedge.pipeline._results import Target
+from sipedge.transport._flow import format_hostport
+
+__all__ = [
+    "forwarded_request",
+    "next_hop",
+    "via_value",
+    "record_route_value",
+    "with_record_route",
+    "RECORD_ROUTED_METHODS",
+]
+
+#: Requests that may create a dialog; we record-route them (RFC 3261 16.6
+#: item 4) so the dialog's later requests come through us.
+RECORD_ROUTED_METHODS = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
+
+
+def forwarded_request(request: Request, target: Target, default_max_forwards: int = 70) -> Request:
+    """
+    The copy of C{request} for C{target} (16.6 items 1-3, 5-6): the target
+    URI as Request-URI, Max-Forwards decremented (or set), the target's
+    Route values on top, and strict-route pre-processing.
+    """
+    headers = request.headers
+    mf = request.max_forwards
+    headers = headers.replaced("Max-Forwards", str(default_max_forwards if mf is None else mf - 1))
+    for value in reversed(target.route):
+        headers = headers.prepended("Route", value)
+    forwarded = Request(request.method, target.uri, headers, request.body, request.version)
+    return _strict_route_fixup(forwarded)
+
+
+def _strict_route_fixup(request: Request) -> Request:
+    """
+    16.6 item 6: if the top Route is a strict router (no C{lr}), put the
+    Request-URI at the end of the Route set and send to the top Route as
+    the Request-URI.
+    """
+    routes = request.headers.values("Route")
+    if not routes:
+        return request
+    top = parse_name_addr(routes[0])
+    if not isinstance(top.uri, SipURI) or top.uri.lr:
+        return request
+    headers = request.headers.first_removed("Route").added("Route", f"<{request.uri}>")
+    return Request(request.method, str(top.uri), headers, request.body, request.version)
+
+
+def next_hop(request: Request) -> URI:
+    """Where to send C{request}: its top Route's URI if any, else its Request-URI."""
+    for value in request.headers.get_all("Route"):
+        first = split_comma_list(value)[0]
+        return parse_name_addr(first).uri
+    return parse_uri(request.uri)
+
+
+def via_value(transport: str, host: str, port: int, branch: str) -> str:
+    """Our Via, asking for rport (RFC 3581) so responses find us behind NAT."""
+    return f"SIP/2.0/{transport} {format_hostport(host, port)};branch={branch};rport"
+
+
+def record_route_value(transport: str, host: str, port: int, mac: str) -> str:
+    """A Record-Route value for one of our interfaces, signed with C{mac}."""
+    scheme = "sips" if transport == "TLS" else "sip"
+    params = "" if transport in ("UDP", "TLS") else f";transport={transport.lower()}"
+    return f"<{scheme}:{format_hostport(host, port)}{params};lr;se={mac}>"
+
+
+def with_record_route(request: Request, values: list[str]) -> Request:
+    """C{request} with C{values} pushed on top of Record-Route, first value first."""
+    headers = request.headers
+    for value in values:
+        headers = headers.prepended("Record-Route", value)
+    return request.with_headers(headers)

@@ -1,0 +1,229 @@
+# -*- test-case-name: sipedge.test.test_service -*-
+"""
+The composition root: from a L{Config} and a reactor to the running
+service tree. Everything below takes its reactor or clock from here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+
+from sipedge.config import Config
+from sipedge.error import ConfigError
+from sipedge.pipeline import StageServices, build_chain
+from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
+from sipedge.store import SQLiteLocationStore
+from sipedge.transaction import TimerSettings
+from sipedge.transport import (
+    ClientTLSContexts,
+    TLSSettings,
+    TransportManager,
+    server_context_factory,
+)
+from sipedge.transport._locate import ServerLocator
+
+__all__ = ["SipEdgeService", "build_service", "SECRET_FILE"]
+
+SECRET_FILE = "record-route.key"
+_CLIENT_CERTIFICATES = {"none": "none", "optional": "request", "required": "require"}
+
+
+def _state_secret(state_dir: Path) -> bytes:
+    """The Record-Route signing key, made once and kept (mode 0600)."""
+    path = state_dir / SECRET_FILE
+    try:
+        secret = path.read_bytes()
+        if len(secret) >= 32:
+            return secret
+    except FileNotFoundError:
+        pass
+    secret = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    return secret
+
+
+def _primary_address(family: int) -> str | None:
+    """
+    The address this host would use to reach the Internet (no packet is
+    sent: a UDP socket is connected, not written to).
+    """
+    target = ("192.0.2.1", 9) if family == socket.AF_INET else ("2001:db8::1", 9)
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect(target)
+            return str(s.getsockname()[0])
+    except OSError:
+        return None
+
+
+def _resolver(reactor: Any) -> Any:
+    """/etc/hosts, then the DNS servers of /etc/resolv.conf, on C{reactor}."""
+    from twisted.names import client, hosts, resolve
+
+    resolv = "/etc/resolv.conf"
+    dns = client.Resolver(resolv=resolv if os.path.exists(resolv) else None,
+                          servers=None if os.path.exists(resolv) else [("127.0.0.1", 53)],
+                          reactor=reactor)
+    return resolve.ResolverChain([hosts.Resolver(), dns])
+
+
+class SipEdgeService(MultiService):
+    """
+    The running proxy: transports, transactions, the proxy core, the
+    registrar and its store. Listening happens in
+    C{privilegedStartService}, so ports below 1024 can be bound before
+    twistd drops privileges; a port that cannot be bound stops start-up with
+    one message naming the listener.
+    """
+
+    _log = Logger()
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        super().__init__()
+        self.config = config
+        self._reactor = reactor
+        state_dir = Path(config.state.path)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise ConfigError(f"state.path: cannot create {state_dir}: {e.strerror}") from None
+        self.state_dir = state_dir
+        self.store = SQLiteLocationStore.in_state_directory(str(state_dir))
+        self.registrar = Registrar(
+            self.store,
+            reactor,
+            min_expires=config.registrar.min_expires,
+            max_expires=config.registrar.max_expires,
+            default_expires=config.registrar.default_expires,
+        )
+        self.signer = RecordRouteSigner(_state_secret(state_dir))
+        services = StageServices(
+            clock=reactor,
+            local=LocalIdentity(config.sip.domains, ()),
+            trusted=tuple(config.sip.trusted),
+            location=self.store,
+            registrar=self.registrar,
+            config=config,
+            signer=self.signer,
+        )
+        chain = build_chain(
+            config.pipeline.stages,
+            {name: config.pipeline.options_for(name) for name in config.pipeline.stages},
+            services,
+        )
+        resolver = _resolver(reactor)
+        advertise = config.sip.advertise
+        timers = config.timers
+        self.core = ProxyCore(
+            chain=chain,
+            services=services,
+            clock=reactor,
+            signer=self.signer,
+            locator=ServerLocator(resolver, clock=reactor, timeout=(1, 3)),
+            timers=TimerSettings(T1=timers.t1, T2=timers.t2, T4=timers.t4, timer_c=timers.timer_c),
+            timer_c=timers.timer_c,
+            record_route=config.sip.record_route,
+            max_forwards=config.sip.max_forwards,
+            advertise=(advertise.host, advertise.port) if advertise is not None else None,
+            wildcard_hosts={
+                family: address
+                for family in (socket.AF_INET, socket.AF_INET6)
+                if (address := _primary_address(family)) is not None
+            },
+        )
+        tls = config.tls
+        self._tls_settings = TLSSettings(
+            certificate=str(tls.certificate) if tls.certificate else None,
+            private_key=str(tls.private_key) if tls.certificate else None,
+            state_dir=str(state_dir),
+            domains=tuple(config.sip.domains),
+            addresses=tuple(listener.host for listener in config.listeners),
+            client_certificates=_CLIENT_CERTIFICATES[tls.verify_client],
+            client_ca=str(tls.ca_certificates) if tls.ca_certificates else None,
+            trust_roots=str(tls.ca_certificates) if tls.ca_certificates else None,
+            insecure_client=not tls.verify_server,
+        )
+        limits = config.limits
+        self.transports = TransportManager(
+            self.core.transactions,
+            reactor,
+            limits=limits.message_limits,
+            idle_timeout=limits.idle_timeout,
+            max_connections_per_source=limits.max_connections_per_source,
+            max_connections=limits.max_connections,
+            tls_client_context_factory=ClientTLSContexts(self._tls_settings),
+        )
+        self.core.transports = self.transports
+
+    def privilegedStartService(self) -> None:
+        bound = []
+        server_tls = None
+        for listener in self.config.listeners:
+            try:
+                if listener.transport == "udp":
+                    t = self.transports.listen_udp(listener.host, listener.port)
+                elif listener.transport == "tcp":
+                    t = self.transports.listen_tcp(listener.host, listener.port)
+                else:
+                    if server_tls is None:
+                        server_tls = server_context_factory(self._tls_settings, clock=self._reactor)
+                    t = self.transports.listen_tls(listener.host, listener.port, server_tls)
+            except CannotListenError as e:
+                self.transports.close()
+                raise SystemExit(
+                    f"sipedge: cannot listen on {listener}: {e.socketError}"
+                ) from None
+            except ConfigError as e:
+                self.transports.close()
+                raise SystemExit(f"sipedge: {e}") from None
+            bound.append((listener.transport.upper(), t.local_host, t.local_port))
+            self._log.info(
+                "Listening for SIP on {transport} {host} port {port}",
+                transport=listener.transport.upper(),
+                host=t.local_host,
+                port=t.local_port,
+            )
+        addresses = list(bound)
+        advertise = self.config.sip.advertise
+        if advertise is not None:
+            addresses += [(t, advertise.host, advertise.port or p) for t, _, p in bound]
+        self.core.services = attrs.evolve(
+            self.core.services, local=LocalIdentity(self.config.sip.domains, addresses)
+        )
+        self.bound = tuple(bound)
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        super().startService()
+        self.registrar.start_expiry(60.0)
+        self._log.info(
+            "sipedge started: domains {domains}, state in {state}",
+            domains=", ".join(self.config.sip.domains) or "(none)",
+            state=str(self.state_dir),
+        )
+
+    def stopService(self) -> Deferred[Any]:
+        self.registrar.stop_expiry()
+        self.core.transactions.stop()
+        d = DeferredList(
+            [maybeDeferred(super().stopService), maybeDeferred(self.transports.close)],
+            consumeErrors=True,
+        )
+        d.addBoth(lambda _: self.store.close())
+        return d
+
+
+def build_service(config: Config, reactor: Any) -> SipEdgeService:
+    """The service tree for C{config}, on C{reactor} (not started)."""
+    return SipEdgeService(config, reactor)

@@ -1,0 +1,79 @@
+# -*- test-case-name: sipedge.test.test_tap -*-
+"""
+C{twistd sipedge}: command-line options and the service they make.
+
+The only module, with L{sipedge.service}, that touches the global reactor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.python import usage
+
+from sipedge.config import DEFAULT_CONFIG, Config, Listener, load_config
+from sipedge.error import ConfigError
+
+__all__ = ["Options", "makeService"]
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd sipedge}. With none, sipedge runs on its embedded
+    defaults; C{--config} reads a TOML file; the other flags override it.
+    """
+
+    synopsis = "[--config FILE] [--listen SPEC ...] [--domain NAME ...] [--state DIR]"
+    optParameters = [
+        ["config", "c", None, "TOML configuration file (see doc/configuration.md)."],
+        ["state", "s", None, "State directory (overrides state.path)."],
+    ]
+    longdesc = (
+        "Run the sipedge SIP edge proxy. Listen specs are transport:host:port, "
+        "e.g. udp:127.0.0.1:5060, tcp:[::1]:5060 or tls:0.0.0.0:5061."
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["domain"] = []
+        self.config: Config = DEFAULT_CONFIG
+
+    def opt_listen(self, spec: str) -> None:
+        """Listen on transport:host:port (repeatable; replaces sip.listen)."""
+        try:
+            self["listen"].append(Listener.parse(spec))
+        except ValueError as e:
+            raise usage.UsageError(f"--listen {spec}: {e}") from None
+
+    def opt_domain(self, name: str) -> None:
+        """A domain we are responsible for (repeatable; replaces sip.domains)."""
+        self["domain"].append(name)
+
+    def postOptions(self) -> None:
+        try:
+            config = load_config(self["config"]) if self["config"] else DEFAULT_CONFIG
+            sip = config.sip
+            if self["listen"]:
+                sip = attrs.evolve(sip, listen=tuple(self["listen"]))
+            if self["domain"]:
+                sip = attrs.evolve(sip, domains=tuple(self["domain"]))
+            config = attrs.evolve(config, sip=sip)
+            if self["state"]:
+                config = attrs.evolve(
+                    config, state=attrs.evolve(config.state, path=Path(self["state"]).absolute())
+                )
+        except (ConfigError, ValueError, TypeError) as e:
+            raise usage.UsageError(str(e)) from None
+        self.config = config
+
+
+def makeService(options: Options) -> Any:
+    """Build the sipedge service on the global reactor."""
+    from twisted.internet import reactor
+
+    from sipedge.service import build_service
+
+    return build_service(options.config, reactor)

@@ -1,0 +1,177 @@
+"""
+Helpers for the end-to-end tier: the real C{twistd sipedge} in a child
+process on loopback, and real SIP peers (SIPp from Debian's C{sip-tester}).
+
+Every port is chosen by the OS (sipedge listens on port 0 and its log says
+which port it got), every wait is bounded, and every process is stopped in
+a cleanup. A missing tool skips the test with the reason, unless
+C{SIPEDGE_REQUIRE_TOOLS=1} (set by C{.ci/run}), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import SkipTest
+
+import sipedge
+
+ROOT = Path(sipedge.__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data"
+SIPP_SCENARIOS = DATA / "sipp"
+
+_LISTENING = re.compile(r"Listening for SIP on (UDP|TCP|TLS) (\S+) port (\d+)")
+
+
+def require_tool(name: str) -> str:
+    """The path of program C{name}; skip (or fail, in CI) without it."""
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} is not installed (Debian: apt-get install {_PACKAGES.get(name, name)})"
+        if os.environ.get("SIPEDGE_REQUIRE_TOOLS") == "1":
+            raise AssertionError(f"SIPEDGE_REQUIRE_TOOLS=1 but {reason}")
+        raise SkipTest(reason)
+    return path
+
+
+_PACKAGES = {"sipp": "sip-tester", "sipsak": "sipsak", "baresip": "baresip"}
+
+
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
+    """A port the OS says is free now on C{host} for both UDP and TCP."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind((host, port))
+        except OSError:
+            continue
+        return int(port)
+    raise RuntimeError("no free port found")
+
+
+def _twistd() -> list[str]:
+    script = Path(sys.executable).parent / "twistd"
+    if script.exists():
+        return [sys.executable, str(script)]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+class SipEdgeProcess:
+    """
+    C{twistd -n sipedge --config FILE} in a child process.
+
+    @ivar ports: C{{"UDP": port, ...}} as sipedge logged them.
+    """
+
+    def __init__(self, workdir: Path, config_text: str) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "sipedge.toml"
+        self.config_path.write_text(config_text)
+        self.log_path = workdir / "sipedge.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ports: dict[str, int] = {}
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start sipedge and wait until it listens (at most C{timeout} s)."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [*_twistd(), "-n", "--pidfile=", "--logfile=-", "sipedge", "--config", str(self.config_path)],
+            cwd=self.workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log()
+            if "sipedge started" in text:
+                self.ports = {t: int(p) for t, _, p in _LISTENING.findall(text)}
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"sipedge did not start within {timeout} s:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop sipedge (SIGTERM, then SIGKILL after C{timeout} s)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+        self._log.close()
+
+
+class Sipp:
+    """Runs SIPp with bounded time and collects its output."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.path = require_tool("sipp")
+        self.workdir = workdir
+        self._background: list[subprocess.Popen[bytes]] = []
+
+    def command(self, scenario: str, *args: Any, local_ip: str = "127.0.0.1",
+                port: int | None = None, transport: str = "u1", timeout: float = 60.0) -> list[str]:
+        port = port or free_port(local_ip)
+        return [
+            self.path, "-sf", str(SIPP_SCENARIOS / scenario), "-i", local_ip, "-p", str(port),
+            "-t", transport, "-mp", str(free_port(local_ip)), "-nostdin",
+            "-timeout", f"{int(timeout)}s", "-timeout_error", "-trace_err",
+            "-error_file", str(self.workdir / f"{scenario}-{port}-errors.log"),
+            *map(str, args),
+        ]
+
+    def run(self, scenario: str, *args: Any, timeout: float = 60.0, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """Run a scenario to the end (C{-m} must be among C{args})."""
+        return subprocess.run(
+            self.command(scenario, *args, timeout=timeout, **kw),
+            cwd=self.workdir, capture_output=True, text=True, timeout=timeout + 30,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def start(self, scenario: str, *args: Any, timeout: float = 60.0, **kw: Any) -> subprocess.Popen[bytes]:
+        """Start a scenario in the background (a UAS); stopped by L{stop_all}."""
+        out = (self.workdir / f"{scenario}-{len(self._background)}.out").open("wb")
+        process = subprocess.Popen(
+            self.command(scenario, *args, timeout=timeout, **kw),
+            cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        self._background.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self._background:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+        self._background.clear()

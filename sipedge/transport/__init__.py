@@ -1,0 +1,45 @@
+"""
+The transport layer (RFC 3261 18): thin Twisted adapters for SIP over UDP,
+TCP and TLS. They hand C{(message, flow)} to an L{IMessageReceiver} and know
+nothing of transactions, pipeline or proxy.
+"""
+
+from sipedge.transport._flow import RELIABLE_TRANSPORTS, Flow, format_hostport
+from sipedge.transport._manager import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    StreamListener,
+    TransportManager,
+)
+from sipedge.transport._stamp import stamp_via
+from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
+from sipedge.transport._tls import (
+    MINIMUM_TLS_VERSION,
+    ClientTLSContexts,
+    TLSSettings,
+    ensure_self_signed,
+    generate_self_signed,
+    server_context_factory,
+)
+from sipedge.transport._udp import MAX_DATAGRAM_SIZE, SipDatagramProtocol
+
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_CONNECTIONS_PER_SOURCE",
+    "MAX_DATAGRAM_SIZE",
+    "MINIMUM_TLS_VERSION",
+    "RELIABLE_TRANSPORTS",
+    "ClientTLSContexts",
+    "Flow",
+    "SipDatagramProtocol",
+    "SipStreamProtocol",
+    "StreamListener",
+    "TLSSettings",
+    "TransportManager",
+    "ensure_self_signed",
+    "format_hostport",
+    "generate_self_signed",
+    "server_context_factory",
+    "stamp_via",
+]

@@ -1,0 +1,591 @@
+# -*- test-case-name: sipedge.test.test_transport -*-
+"""
+All transports together: listeners, the connection table, and sending on a
+flow (reusing a connection or opening one).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.error import ConnectionDone, NotConnectingError
+from twisted.internet.interfaces import IAddress, IConnector, IListeningPort
+from twisted.internet.protocol import ClientFactory, Factory
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from sipedge.error import TransportError
+from sipedge.interfaces import IMessageReceiver, ISipTransport, ITransportManager
+from sipedge.message import DEFAULT_LIMITS, Limits
+from sipedge.transport._flow import Flow
+from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
+from sipedge.transport._udp import MAX_DATAGRAM_SIZE, SipDatagramProtocol
+
+if TYPE_CHECKING:
+    from cryptography.x509 import Certificate
+
+    from sipedge.message import Message
+
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_CONNECTIONS_PER_SOURCE",
+    "StreamListener",
+    "TransportManager",
+]
+
+#: Connections (incoming and outgoing) open at once.
+DEFAULT_MAX_CONNECTIONS = 10000
+#: Incoming connections from one IP address at once.
+DEFAULT_MAX_CONNECTIONS_PER_SOURCE = 128
+
+_WILDCARDS = frozenset(("", "0.0.0.0", "::"))
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _ip_literal(host: str) -> str:
+    """
+    C{host} as an IP literal the way sockets report it (no brackets,
+    compressed IPv6).
+
+    @raise TransportError: if C{host} is not an IP literal.
+    """
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return ipaddress.ip_address(bare).compressed
+    except ValueError:
+        raise TransportError(f"not an IP address: {host!r} (resolve it first)") from None
+
+
+@implementer(ISipTransport)
+class StreamListener:
+    """
+    A TCP or TLS listening socket, as an L{ISipTransport}: sending writes
+    on the existing connection of the flow.
+
+    @ivar port: the Twisted L{IListeningPort}.
+    """
+
+    reliable = True
+
+    def __init__(
+        self, manager: TransportManager, name: str, local_host: str, local_port: int,
+        port: IListeningPort,
+    ) -> None:
+        self._manager = manager
+        self.name = name
+        self.local_host = local_host
+        self.local_port = local_port
+        self.port = port
+
+    def __repr__(self) -> str:
+        return f"<StreamListener {self.name} {self.local_host}:{self.local_port}>"
+
+    def send_message(self, message: Message, flow: Flow) -> None:
+        """
+        Write on the connection of C{flow}.
+
+        @raise TransportError: if there is no such connection (use
+            L{TransportManager.send} to open one).
+        """
+        connection = self._manager.connection_for(flow)
+        if connection is None:
+            raise TransportError(f"no connection for {flow}")
+        connection.send_message(message, flow)
+
+    def stop(self) -> Deferred[None]:
+        """Stop listening."""
+        stopped: Deferred[None] = maybeDeferred(self.port.stopListening)  # type: ignore[call-overload]
+        return stopped
+
+
+class _ServerFactory(Factory):
+    """Builds a protocol per accepted connection, if the manager admits it."""
+
+    noisy = False
+
+    def __init__(self, manager: TransportManager, name: str) -> None:
+        self._manager = manager
+        self._name = name
+
+    def buildProtocol(self, addr: IAddress | None) -> SipStreamProtocol | None:
+        return self._manager._accept(self._name, addr)
+
+
+class _TLSServerFactory(TLSMemoryBIOFactory):
+    """A TLS server factory that refuses a connection its wrapped factory refuses."""
+
+    noisy = False
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        if wrapped is None:
+            return None
+        return self.protocol(self, wrapped)
+
+
+class _ClientFactory(ClientFactory):
+    """Hands out the one protocol made in advance for an outgoing connection."""
+
+    noisy = False
+
+    def __init__(self, protocol: SipStreamProtocol) -> None:
+        self._protocol: SipStreamProtocol | None = protocol
+
+    def buildProtocol(self, addr: IAddress | None) -> SipStreamProtocol | None:
+        protocol, self._protocol = self._protocol, None
+        return protocol
+
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        if self._protocol is not None:
+            self._protocol.connection_failed(reason)
+
+
+@implementer(ITransportManager)
+class TransportManager:
+    """
+    The transport layer: UDP, TCP and TLS listeners, IPv4 and IPv6, and a
+    table of connections keyed by flow.
+
+    Outgoing connections: L{send} on a TCP/TLS flow with no connection opens
+    one to the flow's remote address, bound to the flow's local address (not
+    its port: the connection gets an ephemeral port), and queues messages
+    until it is up (for TLS: the handshake is done and the peer verified).
+    The connection is registered under the flow it was asked for I{and}
+    under its real flow, so later sends on either reuse it, and
+    L{flow_to} returns the real flow. Everything received on it is
+    delivered with the real flow. L{send} returns a Deferred that fires
+    with the real flow once the message is written.
+
+    Limits: at most C{max_connections} connections at once, and at most
+    C{max_connections_per_source} incoming connections from one IP address;
+    connections beyond either are refused as they are accepted (closed at
+    once, and logged).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        receiver: IMessageReceiver,
+        reactor: Any,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        max_connections_per_source: int = DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        connect_timeout: float = 30.0,
+        tls_client_context_factory: Callable[[str], Any] | None = None,
+    ) -> None:
+        """
+        @param receiver: where every transport delivers messages.
+        @param reactor: provides C{IReactorUDP}, C{IReactorTCP} and
+            C{IReactorTime} (the idle and TLS timers run on it).
+        @param limits: the parser's limits, for every transport.
+        @param idle_timeout: seconds without a received byte before a
+            connection is closed; C{None} for never.
+        @param max_connections_per_source: incoming connections from one IP
+            address at once.
+        @param max_connections: connections at once.
+        @param connect_timeout: seconds to wait for an outgoing TCP connect.
+        @param tls_client_context_factory: called with the name to verify
+            (the server name given to L{send}, or the IP address) and
+            returns the client connection creator for an outgoing TLS
+            connection (see L{sipedge.transport.ClientTLSContexts}); by
+            default the platform's trust store, with verification.
+        """
+        self._receiver = receiver
+        self._reactor = reactor
+        self._limits = limits
+        self._idle_timeout = idle_timeout
+        self._max_per_source = max_connections_per_source
+        self._max_connections = max_connections
+        self._connect_timeout = connect_timeout
+        self._tls_client = tls_client_context_factory
+        self._udp: list[SipDatagramProtocol] = []
+        self._udp_ports: dict[SipDatagramProtocol, IListeningPort] = {}
+        self._listeners: list[StreamListener] = []
+        # Every protocol (connecting, connected) -> the flows it is known by.
+        self._keys: dict[SipStreamProtocol, set[Flow]] = {}
+        self._connections: dict[Flow, SipStreamProtocol] = {}
+        self._by_remote: dict[tuple[str, str, int], list[SipStreamProtocol]] = {}
+        self._per_source: Counter[str] = Counter()
+        self._sources: dict[SipStreamProtocol, str] = {}
+        self._connectors: dict[SipStreamProtocol, IConnector] = {}
+        self._closing = False
+
+    # Listening
+
+    def listen_udp(self, host: str, port: int) -> SipDatagramProtocol:
+        """
+        Listen for SIP over UDP on C{host:port} (port 0 picks one), reading
+        datagrams of up to 65,535 bytes.
+
+        @raise twisted.internet.error.CannotListenError: if it cannot bind.
+        """
+        protocol = SipDatagramProtocol(
+            self._receiver, limits=self._limits, local_host=host or None
+        )
+        listening = self._reactor.listenUDP(
+            port, protocol, interface=host, maxPacketSize=MAX_DATAGRAM_SIZE
+        )
+        self._udp.append(protocol)
+        self._udp_ports[protocol] = listening
+        self._log.info(
+            "Listening for SIP over UDP on {host}:{port}",
+            host=protocol.local_host,
+            port=protocol.local_port,
+        )
+        return protocol
+
+    def listen_tcp(self, host: str, port: int) -> StreamListener:
+        """
+        Listen for SIP over TCP on C{host:port} (port 0 picks one).
+
+        @raise twisted.internet.error.CannotListenError: if it cannot bind.
+        """
+        return self._listen_stream("TCP", host, port, _ServerFactory(self, "TCP"))
+
+    def listen_tls(self, host: str, port: int, context_factory: Any) -> StreamListener:
+        """
+        Listen for SIP over TLS on C{host:port} (port 0 picks one).
+
+        @param context_factory: the server's TLS settings, e.g. from
+            L{sipedge.transport.server_context_factory}.
+        @raise twisted.internet.error.CannotListenError: if it cannot bind.
+        """
+        factory = _TLSServerFactory(
+            context_factory, False, _ServerFactory(self, "TLS"), clock=self._reactor
+        )
+        return self._listen_stream("TLS", host, port, factory)
+
+    def _listen_stream(self, name: str, host: str, port: int, factory: Any) -> StreamListener:
+        listening = self._reactor.listenTCP(port, factory, interface=host)
+        address = listening.getHost()
+        listener = StreamListener(self, name, host or address.host, address.port, listening)
+        self._listeners.append(listener)
+        self._log.info(
+            "Listening for SIP over {transport} on {host}:{port}",
+            transport=name,
+            host=listener.local_host,
+            port=listener.local_port,
+        )
+        return listener
+
+    @property
+    def transports(self) -> tuple[ISipTransport, ...]:
+        """Every listening transport, UDP first."""
+        return (*self._udp, *self._listeners)
+
+    @property
+    def connections(self) -> tuple[SipStreamProtocol, ...]:
+        """Every connection, connecting or connected."""
+        return tuple(self._keys)
+
+    # Sending
+
+    # ITransportManager.send is annotated "-> None"; this one also says
+    # when (and on which real flow) the message went out.
+    def send(  # type: ignore[override]
+        self, message: Message, flow: Flow, *, server_name: str | None = None
+    ) -> Deferred[Flow]:
+        """
+        Send C{message} on C{flow}.
+
+        UDP: from the socket bound to the flow's local address. TCP/TLS: on
+        the connection registered for the flow, else on a new connection to
+        the flow's remote address (queued until it is up).
+
+        @param server_name: for a new TLS connection, the name the server's
+            certificate must match (RFC 5922: the SIP domain or the name
+            the server was found by); by default its IP address. Also sent
+            as SNI.
+        @return: a Deferred that fires with the flow the message went out on
+            (for a new connection, its real flow, with the ephemeral local
+            port) or fails with L{TransportError} if the connection cannot
+            be made or is lost before the message is written.
+        @raise TransportError: if no transport can carry it (no listener for
+            a UDP flow, an unknown transport, too many connections, or the
+            manager is closing).
+        """
+        if self._closing:
+            raise TransportError("the transport manager is closed")
+        name = flow.transport
+        if name == "UDP":
+            self._udp_for(flow).send_message(message, flow)
+            return succeed(flow)
+        if name not in ("TCP", "TLS"):
+            raise TransportError(f"unsupported transport {name!r} for {flow}")
+        connection = self._connections.get(flow)
+        if connection is None:
+            connection = self._connect(flow, server_name)
+        return connection.send(message)
+
+    def _udp_for(self, flow: Flow) -> SipDatagramProtocol:
+        local = (flow.local_host, flow.local_port)
+        for protocol in self._udp:
+            if (protocol.local_host, protocol.local_port) == local:
+                return protocol
+        family = _family(flow.remote_host)
+        for protocol in self._udp:
+            host = protocol.local_host or ""
+            if (
+                protocol.local_port == flow.local_port
+                and host in _WILDCARDS
+                and (host == "" or _family(host) == family)
+            ):
+                return protocol
+        raise TransportError(f"no UDP transport bound to {flow.local_host}:{flow.local_port}")
+
+    def _connect(self, flow: Flow, server_name: str | None) -> SipStreamProtocol:
+        if len(self._keys) >= self._max_connections:
+            self._log.warn(
+                "Not connecting {flow}: {count} connections open (limit {limit})",
+                flow=flow,
+                count=len(self._keys),
+                limit=self._max_connections,
+            )
+            raise TransportError(f"too many connections to open one for {flow}")
+        protocol = SipStreamProtocol(
+            self._receiver,
+            clock=self._reactor,
+            transport_name=flow.transport,
+            limits=self._limits,
+            idle_timeout=self._idle_timeout,
+            controller=self,
+            requested_flow=flow,
+        )
+        factory: Any = _ClientFactory(protocol)
+        if flow.transport == "TLS":
+            name = server_name or flow.remote_host
+            try:
+                creator = self._client_tls(name)
+            except Exception as e:
+                raise TransportError(f"no TLS client settings for {name!r}: {e}") from e
+            factory = TLSMemoryBIOFactory(creator, True, factory, clock=self._reactor)
+        bind = None if flow.local_host in _WILDCARDS else (flow.local_host, 0)
+        self._keys[protocol] = {flow}
+        self._connections[flow] = protocol
+        self._log.info(
+            "Connecting {flow} ({transport} to {server_name})",
+            flow=flow,
+            transport=flow.transport,
+            server_name=server_name or flow.remote_host,
+        )
+        try:
+            connector = self._reactor.connectTCP(
+                flow.remote_host,
+                flow.remote_port,
+                factory,
+                timeout=self._connect_timeout,
+                bindAddress=bind,
+            )
+        except Exception as e:
+            protocol.connection_failed(Failure())
+            raise TransportError(f"cannot connect {flow}: {e}") from e
+        if not protocol.closed:
+            self._connectors[protocol] = connector
+        return protocol
+
+    def _client_tls(self, name: str) -> Any:
+        if self._tls_client is None:
+            from sipedge.transport._tls import ClientTLSContexts
+
+            self._tls_client = ClientTLSContexts()
+        return self._tls_client(name)
+
+    # The connection table
+
+    def connection_for(self, flow: Flow) -> SipStreamProtocol | None:
+        """The connection registered for C{flow} (its real or requested flow)."""
+        return self._connections.get(flow)
+
+    def peer_certificate(self, flow: Flow) -> Certificate | None:
+        """
+        The certificate the peer of a TLS flow presented (a
+        C{cryptography} certificate), or C{None} (not TLS, no connection,
+        no certificate).
+        """
+        connection = self._connections.get(flow)
+        if connection is None or not connection.secure or connection.transport is None:
+            return None
+        get = getattr(connection.transport, "getPeerCertificate", None)
+        certificate = get() if get is not None else None
+        return None if certificate is None else certificate.to_cryptography()
+
+    def flow_to(self, transport: str, host: str, port: int) -> Flow:
+        """
+        The flow to reach C{host:port} over C{transport}: an existing
+        connection's real flow, else a flow from our listener of that
+        transport and address family (sending on it opens a connection).
+        With no TCP/TLS listener of that family the flow's local address is
+        the wildcard with port 0 (we can still connect out; but there is no
+        address for a Via then).
+
+        @raise TransportError: if C{host} is not an IP literal, or for UDP
+            if we have no UDP listener of that family.
+        """
+        name = transport.upper()
+        remote = _ip_literal(host)
+        if name in ("TCP", "TLS"):
+            for connection in reversed(self._by_remote.get((name, remote, port), [])):
+                if not connection.closed and connection.flow is not None:
+                    return connection.flow
+        family = _family(remote)
+        try:
+            local_host, local_port = self.local_hostport(name, family)
+        except TransportError:
+            if name not in ("TCP", "TLS"):
+                raise
+            # We can connect out without listening: from any address.
+            local_host, local_port = ("::" if family == socket.AF_INET6 else "0.0.0.0"), 0
+        return Flow(name, local_host, local_port, remote, port)
+
+    def local_hostport(self, transport: str, family: int) -> tuple[str, int]:
+        """
+        The address and port of our first listener of C{transport} and
+        address family C{family} (C{socket.AF_INET} or C{AF_INET6}), for
+        Via and Record-Route. A listener bound to a wildcard address gives
+        the wildcard: advertise a real address yourself in that case.
+
+        @raise TransportError: if we have no such listener.
+        """
+        name = transport.upper()
+        candidates: tuple[Any, ...] = (
+            tuple(self._udp) if name == "UDP" else tuple(
+                listener for listener in self._listeners if listener.name == name
+            )
+        )
+        for candidate in candidates:
+            host = candidate.local_host or ""
+            if host and _family(host) == family:
+                return (host, candidate.local_port)
+        raise TransportError(f"no {name} transport for address family {family}")
+
+    # Called by the protocols and factories
+
+    def _accept(self, name: str, addr: IAddress | None) -> SipStreamProtocol | None:
+        source = getattr(addr, "host", "?")
+        if self._closing:
+            self._log.info("Refusing {transport} connection from {source}: closing",
+                           transport=name, source=source)
+            return None
+        if len(self._keys) >= self._max_connections:
+            self._log.warn(
+                "Refusing {transport} connection from {source}: {count} connections open"
+                " (limit {limit})",
+                transport=name,
+                source=source,
+                count=len(self._keys),
+                limit=self._max_connections,
+            )
+            return None
+        if self._per_source[source] >= self._max_per_source:
+            self._log.warn(
+                "Refusing {transport} connection from {source}: {count} connections from it"
+                " (limit {limit})",
+                transport=name,
+                source=source,
+                count=self._per_source[source],
+                limit=self._max_per_source,
+            )
+            return None
+        protocol = SipStreamProtocol(
+            self._receiver,
+            clock=self._reactor,
+            transport_name=name,
+            limits=self._limits,
+            idle_timeout=self._idle_timeout,
+            controller=self,
+        )
+        self._keys[protocol] = set()
+        self._per_source[source] += 1
+        self._sources[protocol] = source
+        return protocol
+
+    def stream_connected(self, protocol: SipStreamProtocol) -> None:
+        """C{protocol}'s connection is made: register its real flow."""
+        self._connectors.pop(protocol, None)
+        flow = protocol.flow
+        assert flow is not None
+        keys = self._keys.setdefault(protocol, set())
+        keys.add(flow)
+        self._connections[flow] = protocol
+        remote = (flow.transport, flow.remote_host, flow.remote_port)
+        self._by_remote.setdefault(remote, []).append(protocol)
+        self._log.info(
+            "Connection {flow} made{requested}",
+            flow=flow,
+            requested="" if protocol.requested_flow is None else
+            f" (for {protocol.requested_flow})",
+        )
+
+    def stream_lost(self, protocol: SipStreamProtocol, reason: Failure) -> None:
+        """C{protocol}'s connection is gone (or never came): forget it."""
+        self._connectors.pop(protocol, None)
+        for key in self._keys.pop(protocol, ()):
+            if self._connections.get(key) is protocol:
+                del self._connections[key]
+        flow = protocol.flow
+        if flow is not None:
+            remote = (flow.transport, flow.remote_host, flow.remote_port)
+            same = self._by_remote.get(remote, [])
+            if protocol in same:
+                same.remove(protocol)
+            if not same:
+                self._by_remote.pop(remote, None)
+        source = self._sources.pop(protocol, None)
+        if source is not None:
+            self._per_source[source] -= 1
+            if self._per_source[source] <= 0:
+                del self._per_source[source]
+        # A clean close is routine; anything else (a reset, a refused
+        # connect, a failed handshake or certificate check) is worth a warning.
+        log = self._log.info if reason.check(ConnectionDone) else self._log.warn
+        log(
+            "Connection {flow} closed: {reason}",
+            flow=flow or protocol.requested_flow,
+            reason=reason.getErrorMessage(),
+        )
+
+    # Stopping
+
+    def close(self) -> Deferred[None]:
+        """
+        Stop every listener and close every connection (outgoing ones
+        still connecting are abandoned, their queued messages failed).
+
+        @return: a Deferred that fires once all are closed.
+        """
+        self._closing = True
+        waits: list[Deferred[Any]] = []
+        for udp in self._udp:
+            waits.append(maybeDeferred(self._udp_ports[udp].stopListening))
+        for listener in self._listeners:
+            waits.append(listener.stop())
+        self._udp.clear()
+        self._udp_ports.clear()
+        self._listeners.clear()
+        for protocol in list(self._keys):
+            if protocol.transport is None:
+                connector = self._connectors.pop(protocol, None)
+                if connector is not None:
+                    try:
+                        connector.stopConnecting()
+                    except NotConnectingError:
+                        pass
+                protocol.connection_failed(
+                    Failure(TransportError("the transport manager was closed"))
+                )
+            else:
+                waits.append(protocol.close())
+        return gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)

@@ -1,0 +1,93 @@
+# -*- test-case-name: sipedge.test.test_transport -*-
+"""
+Stamping the top Via of a received request with where it really came from
+(RFC 3261 18.2.1, RFC 3581 4), so responses find their way back through
+NATs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from sipedge.message import Request
+from sipedge.transport._flow import Flow
+
+__all__ = ["stamp_via"]
+
+
+def _bare_ip(host: str) -> str:
+    """
+    An IP literal as it goes into C{received}: no brackets and no zone
+    (RFC 3261 25.1 C{IPv6address} has neither; RFC 5118 4.5 lets a
+    receiver accept both forms, so we write the plain one).
+    """
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host.split("%", 1)[0]
+
+
+def _same_ip(sent_by_host: str, source: str) -> bool:
+    """True if the Via sent-by host is the source address (as an address)."""
+    try:
+        return ipaddress.ip_address(_bare_ip(sent_by_host)) == ipaddress.ip_address(source)
+    except ValueError:
+        # A host name (or garbage): never equal to an address.
+        return False
+
+
+def _first_element_end(value: str) -> int:
+    """
+    Where the first element of a comma-separated Via field value ends:
+    the index of the first comma outside a quoted-string, or C{len(value)}.
+    """
+    i = 0
+    n = len(value)
+    while i < n:
+        c = value[i]
+        if c == '"':
+            i += 1
+            while i < n and value[i] != '"':
+                i += 2 if value[i] == "\\" else 1
+        elif c == ",":
+            return i
+        i += 1
+    return n
+
+
+def stamp_via(request: Request, flow: Flow) -> Request:
+    """
+    The request with its top Via stamped for the flow it arrived on.
+
+    RFC 3261 18.2.1: when the sent-by host differs from the source address,
+    add C{received=<source address>}. RFC 3581 4: when the top Via has an
+    C{rport} parameter, set its value to the source port and add
+    C{received} even if the host matches. An C{rport} that already has a
+    value is overwritten too (a client never sends one; a value from the
+    wire can only steer our responses elsewhere), and so is a C{received}
+    the peer wrote itself.
+
+    Only the top Via value changes: the first element of the first Via
+    field. The rest of that field and every other field stay as they were.
+
+    @raise sipedge.error.MessageParseError: if the request has no Via or
+        its Via fields do not parse.
+    """
+    via = request.top_via
+    source = _bare_ip(flow.remote_host)
+    stamped = via
+    rport = via.rport
+    if rport is not None:
+        stamped = stamped.with_rport(flow.remote_port)
+    if rport is not None or via.received is not None or not _same_ip(via.host, source):
+        stamped = stamped.with_received(source)
+    if stamped == via:
+        return request
+    fields = list(request.headers.fields)
+    for i, (key, name, value) in enumerate(fields):
+        if key == "via":
+            head = value[: _first_element_end(value)]
+            start = len(head) - len(head.lstrip())
+            end = len(head.rstrip())
+            fields[i] = (key, name, value[:start] + str(stamped) + value[end:])
+            break
+    return request.with_headers(type(request.headers)(tuple(fields)))
