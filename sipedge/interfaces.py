@@ -75,12 +75,17 @@ class ISipTransport(Interface):
 class ITransportManager(Interface):
     """All transports together: sending chooses or opens the right one."""
 
-    def send(message: Message, flow: Flow) -> None:
+    def send(message: Message, flow: Flow, *, server_name: str | None = None) -> Deferred[Flow]:
         """
         Send on C{flow}: an existing connection or UDP socket, or (for an
         outgoing TCP/TLS flow whose connection does not exist yet) a new
-        connection, with the message queued until it is up.
+        connection, with the message queued until it is up. For TLS,
+        C{server_name} is the name the server's certificate must prove
+        (RFC 5922); without it, its IP address.
 
+        @return: a Deferred that fires with the flow actually used (an
+            outgoing connection has its own local port) or fails with
+            L{TransportError}.
         @raise sipedge.error.TransportError: if no transport can carry it.
         """
 
@@ -130,8 +135,11 @@ class ITransactionUser(Interface):
     def response_received(response: Response, transaction: IClientTransaction) -> None:
         """A response C{transaction} passes up (provisional or final)."""
 
-    def transaction_failed(transaction: IClientTransaction, reason: Failure) -> None:
-        """Timer B or F fired (TransactionTimeout) or the transport failed."""
+    def transaction_failed(transaction: Any, reason: Failure) -> None:
+        """
+        A client transaction's Timer B or F fired (TransactionTimeout), a
+        server INVITE transaction's Timer H fired, or the transport failed.
+        """
 
     def transaction_terminated(transaction: Any) -> None:
         """A server or client transaction reached TERMINATED and was removed."""

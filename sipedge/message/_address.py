@@ -64,7 +64,6 @@ QUOTED_STRING = (
     r"|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*+"
     r'"'
 )
-_QUOTED_STRING_RE = re.compile(QUOTED_STRING + r"\Z")
 
 # name-addr *( SEMI param ):
 #   [ display-name ] LAQUOT addr-spec RAQUOT *( SEMI generic-param )
@@ -274,9 +273,7 @@ class NameAddress:
     def without_param(self, name: str) -> NameAddress:
         """A copy without any header parameter C{name} (case-insensitive)."""
         lname = name.lower()
-        return attrs.evolve(
-            self, params=tuple(p for p in self.params if p[0].lower() != lname)
-        )
+        return attrs.evolve(self, params=tuple(p for p in self.params if p[0].lower() != lname))
 
     def with_tag(self, tag: str) -> NameAddress:
         """A copy with C{;tag=tag} (RFC 3261 8.2.6.2, 19.3)."""
@@ -297,9 +294,7 @@ class NameAddress:
 
         @raise MessageParseError: if C{name} holds CR or LF.
         """
-        return attrs.evolve(
-            self, display_name=None if name is None else quote_text(name)
-        )
+        return attrs.evolve(self, display_name=None if name is None else quote_text(name))
 
 
 def _addr_spec(text: str) -> NameAddress:
@@ -351,9 +346,7 @@ def parse_name_addr(text: str) -> NameAddress:
     )
 
 
-def parse_name_addr_list(
-    text: str, *, brackets_required: bool = False
-) -> tuple[NameAddress, ...]:
+def parse_name_addr_list(text: str, *, brackets_required: bool = False) -> tuple[NameAddress, ...]:
     """
     Parse a comma-separated list of addresses (Contact, Route,
     Record-Route, Path, ...).
@@ -385,8 +378,6 @@ def parse_contact(text: str) -> Star | tuple[NameAddress, ...]:
     stripped = text.strip(_WS_CHARS)
     if stripped == "*":
         return STAR
-    if "*" in stripped and any(
-        part == "*" for part in split_comma_list(stripped)
-    ):
+    if "*" in stripped and any(part == "*" for part in split_comma_list(stripped)):
         raise MessageParseError("wildcard Contact '*' must stand alone")
     return parse_name_addr_list(stripped)

@@ -140,9 +140,7 @@ def _format_auth_params(params: AuthParams) -> str:
     return ", ".join(f"{name}={value}" for name, value in params)
 
 
-def _known_values(
-    params: AuthParams, known: frozenset[str], what: str
-) -> dict[str, str]:
+def _known_values(params: AuthParams, known: frozenset[str], what: str) -> dict[str, str]:
     """
     The unquoted values of the C{known} parameters, by lower-cased name.
 
@@ -166,9 +164,7 @@ def _extensions_key(known: frozenset[str]) -> Callable[[AuthParams], AuthParams]
     """An attrs C{eq} key: compare only the parameters with no field."""
 
     def key(params: AuthParams) -> AuthParams:
-        return tuple(
-            (name.lower(), value) for name, value in params if name.lower() not in known
-        )
+        return tuple((name.lower(), value) for name, value in params if name.lower() not in known)
 
     return key
 
@@ -325,9 +321,7 @@ class AuthHeader:
         uri = values.get("uri")
         response = values.get("response")
         if username is None or realm is None or nonce is None or uri is None or response is None:
-            raise MessageParseError(
-                f"{what} without username, realm, nonce, uri or response"
-            )
+            raise MessageParseError(f"{what} without username, realm, nonce, uri or response")
         qop = _message_qop(values.get("qop"), what)
         cnonce = values.get("cnonce")
         nc = _nc(values.get("nc"), what)

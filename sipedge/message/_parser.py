@@ -147,7 +147,8 @@ def _start_line(line: str, headers: Headers, limits: Limits) -> Message:
     if _VERSION_RE.match(version) is None:
         raise _error("malformed SIP version in request line")
     if version.upper() != SIP_VERSION:
-        raise _error(f"unsupported SIP version {version!r}", 505)
+        # Keep the request so a server can answer 505 (RFC 3261 8.2.2).
+        raise _error(f"unsupported SIP version {version!r}", 505, Request(method, uri, headers))
     return Request(method, uri, headers)
 
 

@@ -101,6 +101,8 @@ _HOST_RE = re.compile(
     r"|(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*"
     r"[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?)\Z"
 )
+
+
 def _valid_host(host: str) -> bool:
     """True for an RFC 3261 C{host}: hostname / IPv4address / IPv6reference."""
     if host[:1] == "[":
@@ -191,7 +193,7 @@ def _parse_params(text: str) -> Params:
     while pos < end:
         m = match(text, pos)
         if m is None:
-            raise MessageParseError(f"malformed Via parameters: {text[pos:pos + 40]!r}")
+            raise MessageParseError(f"malformed Via parameters: {text[pos : pos + 40]!r}")
         name, eq, raw = m.groups()
         if not name:
             raise MessageParseError("empty Via parameter")
@@ -347,9 +349,7 @@ class Via:
     def without_param(self, name: str) -> Via:
         """A copy without any parameter C{name} (case-insensitive)."""
         lname = name.lower()
-        return attrs.evolve(
-            self, params=tuple(p for p in self.params if p[0].lower() != lname)
-        )
+        return attrs.evolve(self, params=tuple(p for p in self.params if p[0].lower() != lname))
 
     def with_branch(self, branch: str) -> Via:
         """A copy with another branch (RFC 3261 8.1.1.7)."""

@@ -20,7 +20,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sipedge.error import MessageParseError, TransactionTimeout, TransportError
+from sipedge.error import (
+    LocalProtocolError,
+    MessageParseError,
+    TransactionTimeout,
+    TransportError,
+)
 from sipedge.interfaces import ITransactionUser
 from sipedge.message import Headers, Request, Response
 from sipedge.pipeline._chain import RequestChain
@@ -87,6 +92,7 @@ class ProxyCore:
         self._clock = clock
         self._signer = signer
         self._timer_c = timer_c
+        self._timers = timers
         self._record_route = record_route
         self._max_forwards = max_forwards
         self._advertise = advertise
@@ -95,6 +101,8 @@ class ProxyCore:
         self._forks: dict[Any, Fork] = {}  # server transaction -> fork
         self._branches: dict[Any, tuple[Fork, Branch]] = {}  # client transaction -> branch
         self._cancels: set[Any] = set()  # client transactions of our CANCELs
+        # TLS flows we opened -> the name their certificate must prove
+        self._server_names: dict[Flow, str] = {}
         self.stats = {"requests": 0, "forwarded": 0, "responded": 0, "dropped": 0, "stateless": 0}
 
     # -- sending ------------------------------------------------------------
@@ -116,7 +124,10 @@ class ProxyCore:
         """What the transaction layer sends through (responses routed per 18.2.2)."""
         if isinstance(message, Response) and not flow.reliable:
             flow = self._response_flow(message, flow)
-        result = self.transports.send(message, flow)
+        if flow.secure and flow in self._server_names:
+            result = self.transports.send(message, flow, server_name=self._server_names[flow])
+        else:
+            result = self.transports.send(message, flow)
         if isinstance(result, Deferred):
             result.addErrback(self._send_failed, message, flow)
 
@@ -214,8 +225,6 @@ class ProxyCore:
             groups=group_by_q(targets),
         )
         self._forks[server] = fork
-        if context.request.method == "INVITE":
-            self._arm_timer_c(fork)
         self._next_group(fork)
 
     def _next_group(self, fork: Fork) -> bool:
@@ -223,6 +232,9 @@ class ProxyCore:
         if not fork.groups or fork.cancelled:
             return False
         group = fork.groups.pop(0)
+        if fork.request.method == "INVITE":
+            # 16.6 item 11: every new client transaction gets a full Timer C.
+            self._arm_timer_c(fork)
         for target in group:
             branch = Branch(fork.next_index, target)
             fork.next_index += 1
@@ -239,9 +251,12 @@ class ProxyCore:
             self._branch_failed(fork, branch, 400, f"bad target: {e.reason}")
             return
         branch.request = request
-        if branch.target.flow is not None:
-            self._send_branch(fork, branch, branch.target.flow)
+        flow = branch.target.flow
+        if flow is not None and (not flow.reliable or self.transports.connection_for(flow) is not None):
+            self._send_branch(fork, branch, flow)
             return
+        # No flow, or the connection a phone registered over is gone: send
+        # to what its Contact resolves to.
         if self.locator is None:
             self._branch_failed(fork, branch, 503, "no locator")
             return
@@ -256,9 +271,12 @@ class ProxyCore:
             self._branch_failed(fork, branch, 404, "next hop not found")
             return
         branch.destinations = list(destinations)
-        self._try_next_destination(fork, branch)
+        if not self._try_next_destination(fork, branch):
+            self._branch_failed(fork, branch, 503, "next hop not reachable")
 
     def _locate_failed(self, failure: Failure, fork: Fork, branch: Branch) -> None:
+        if branch.done:
+            return
         self._log.info("Cannot locate next hop: {error}", error=failure.getErrorMessage())
         self._branch_failed(fork, branch, 503, "next hop not reachable")
 
@@ -269,6 +287,9 @@ class ProxyCore:
                 flow = self.transports.flow_to(dest.transport, dest.host, dest.port)
             except TransportError:
                 continue
+            if flow.secure:
+                # RFC 5922: the certificate must name the domain we resolved.
+                self._server_names[flow] = dest.server_name
             self._send_branch(fork, branch, flow)
             return True
         return False
@@ -279,30 +300,57 @@ class ProxyCore:
         if fork.cancelled:
             self._branch_failed(fork, branch, 487, "cancelled")
             return
-        local_host, local_port = self._local_hostport(flow.transport, _family(flow.remote_host))
-        index = branch.index * 100 + len(branch.destinations)
-        if (
-            self._record_route
-            and request.method in RECORD_ROUTED_METHODS
-            and request.to_address.tag is None
-        ):
-            mac = self._signer.mac(request.call_id)
-            values = []
-            incoming = fork.incoming
-            in_host, in_port = self._local_hostport(
-                incoming.transport, _family(incoming.remote_host)
+        try:
+            local_host, local_port = self._local_hostport(
+                flow.transport, _family(flow.remote_host)
             )
-            if (incoming.transport, in_host, in_port) != (flow.transport, local_host, local_port):
-                values.append(record_route_value(incoming.transport, in_host, in_port, mac))
-            values.append(record_route_value(flow.transport, local_host, local_port, mac))
-            request = with_record_route(request, values)
+            index = branch.index * 100 + len(branch.destinations)
+            if (
+                self._record_route
+                and request.method in RECORD_ROUTED_METHODS
+                and request.to_address.tag is None
+            ):
+                mac = self._signer.mac(request.call_id)
+                values = []
+                incoming = fork.incoming
+                in_host, in_port = self._local_hostport(
+                    incoming.transport, _family(incoming.remote_host)
+                )
+                if (incoming.transport, in_host, in_port) != (
+                    flow.transport,
+                    local_host,
+                    local_port,
+                ):
+                    values.append(record_route_value(incoming.transport, in_host, in_port, mac))
+                values.append(record_route_value(flow.transport, local_host, local_port, mac))
+                request = with_record_route(request, values)
+        except TransportError as e:
+            # No address of ours for that transport and family (no Via).
+            self._destination_failed(fork, branch, str(e))
+            return
         branch_id = make_branch(fork.digest, index)
         request = request.with_headers(
             request.headers.prepended("Via", via_value(flow.transport, local_host, local_port, branch_id))
         )
-        transaction = self.transactions.client_transaction(request, flow)
+        try:
+            transaction = self.transactions.client_transaction(request, flow)
+        except LocalProtocolError:
+            # The same request is being forwarded already (the same branch):
+            # it came back to us, or reached us twice (RFC 3261 8.2.2.2).
+            self._branch_failed(fork, branch, 482, "merged or looped request")
+            return
         branch.transaction = transaction
+        if transaction.state is _State.TERMINATED:
+            # The first send failed: the layer reported it (to
+            # transaction_failed) before we knew the transaction.
+            self._destination_failed(fork, branch, "cannot send")
+            return
         self._branches[transaction] = (fork, branch)
+
+    def _destination_failed(self, fork: Fork, branch: Branch, reason: str) -> None:
+        """Sending to the branch's current destination failed: try the next."""
+        if not (branch.destinations and self._retry(fork, branch)):
+            self._branch_failed(fork, branch, 503, reason)
 
     def _branch_failed(self, fork: Fork, branch: Branch, status: int, reason: str) -> None:
         """A branch ends without a response from the far side."""
@@ -332,7 +380,7 @@ class ProxyCore:
                 return
             branch.provisional = True
             if branch.cancel_pending:
-                self._send_cancel(branch)
+                self._send_cancel(fork, branch)
             if fork.request.method == "INVITE":
                 self._arm_timer_c(fork)
             if not fork.final_sent and self._server_open(fork.server):
@@ -341,6 +389,7 @@ class ProxyCore:
         if status < 300:
             branch.done = True
             branch.final = response
+            self._stop_cancel_timer(branch)
             if fork.request.method == "INVITE":
                 # every 2xx goes upstream (16.7 step 5); other branches end
                 fork.final_sent = True
@@ -350,7 +399,8 @@ class ProxyCore:
             else:
                 if not fork.final_sent:
                     fork.final_sent = True
-                    fork.server.respond(upstream)
+                    if self._server_open(fork.server):
+                        fork.server.respond(upstream)
                 self._cancel_pending(fork)
                 self._maybe_done(fork)
             return
@@ -370,7 +420,13 @@ class ProxyCore:
             self._send_upstream(response)
 
     def _retry(self, fork: Fork, branch: Branch) -> bool:
-        """Fail over to the branch's next destination (RFC 3263 4.3)."""
+        """
+        Fail over to the branch's next destination (RFC 3263 4.3); never
+        for a branch being cancelled or a fork that has its answer.
+        """
+        if branch.cancelled or fork.cancelled or fork.final_sent:
+            return False
+        self._stop_cancel_timer(branch)
         old = branch.transaction
         self._branches.pop(old, None)
         branch.provisional = False
@@ -380,6 +436,7 @@ class ProxyCore:
         """A non-2xx final response (received, or made up locally) for a branch."""
         branch.done = True
         branch.final = response
+        self._stop_cancel_timer(branch)
         if response.status >= 600 and fork.request.method == "INVITE":
             self._cancel_pending(fork)
             fork.groups.clear()
@@ -445,7 +502,8 @@ class ProxyCore:
         self._log.info("Timer C fired for {call_id}", call_id=fork.request.headers.get("Call-ID"))
         for branch in fork.pending():
             if branch.provisional:
-                self._send_cancel(branch)
+                branch.cancelled = True
+                self._send_cancel(fork, branch)
             else:
                 # 16.8: no provisional: as if a 408 came back
                 if branch.transaction is not None:
@@ -477,19 +535,27 @@ class ProxyCore:
         if fork.request.method != "INVITE":
             return
         for branch in fork.pending():
+            branch.cancelled = True
             if branch.provisional:
-                self._send_cancel(branch)
+                self._send_cancel(fork, branch)
             elif branch.transaction is not None:
                 branch.cancel_pending = True  # RFC 3261 9.1: wait for a 1xx
             else:
                 branch.done = True  # not sent yet
                 branch.final = make_response(fork.request, 487)
 
-    def _send_cancel(self, branch: Branch) -> None:
-        """Build and send the CANCEL of a branch's INVITE (RFC 3261 9.1)."""
+    def _send_cancel(self, fork: Fork, branch: Branch) -> None:
+        """
+        Build and send the CANCEL of a branch's INVITE (RFC 3261 9.1), once,
+        and give the INVITE 64*T1 to end before we end it ourselves.
+        """
         branch.cancel_pending = False
         tx = branch.transaction
-        if tx is None or tx.state not in (_State.CALLING, _State.PROCEEDING):
+        if (
+            tx is None
+            or branch.cancel_timer is not None
+            or tx.state not in (_State.CALLING, _State.PROCEEDING)
+        ):
             return
         invite: Request = tx.request
         h = invite.headers
@@ -503,7 +569,30 @@ class ProxyCore:
             ("CSeq", f"{invite.cseq.number} CANCEL"),
         )
         cancel = Request("CANCEL", invite.uri, headers)
-        self._cancels.add(self.transactions.client_transaction(cancel, tx.flow))
+        branch.cancel_timer = self._clock.callLater(
+            self._timers.timer_b, self._cancel_expired, fork, branch, tx
+        )
+        cancel_tx = self.transactions.client_transaction(cancel, tx.flow)
+        if cancel_tx.state is not _State.TERMINATED:  # else it failed already
+            self._cancels.add(cancel_tx)
+
+    def _cancel_expired(self, fork: Fork, branch: Branch, tx: Any) -> None:
+        """
+        RFC 3261 9.1: no final response 64*T1 after our CANCEL: consider
+        the INVITE cancelled and end its client transaction.
+        """
+        branch.cancel_timer = None
+        if branch.done or branch.transaction is not tx:
+            return
+        self._branches.pop(tx, None)
+        tx.cancel_timers()
+        self._branch_failed(fork, branch, 408, "no final response after CANCEL")
+
+    @staticmethod
+    def _stop_cancel_timer(branch: Branch) -> None:
+        timer, branch.cancel_timer = branch.cancel_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     # -- stateless forwarding -------------------------------------------------
 

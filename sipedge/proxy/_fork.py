@@ -34,6 +34,11 @@ class Branch:
     final: Response | None = None
     cancel_pending: bool = False
     done: bool = False
+    #: True once the branch is to be cancelled (CANCEL sent or pending): it
+    #: is never failed over to another destination then.
+    cancelled: bool = False
+    #: RFC 3261 9.1: how long we wait for a final response after our CANCEL.
+    cancel_timer: Any = None
 
 
 @attrs.define(eq=False)

@@ -62,6 +62,14 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
     raise RuntimeError("no free port found")
 
 
+def sipp_counter(output: str, name: str) -> int:
+    """The cumulative value of counter C{name} in SIPp's last statistics screen."""
+    found = re.findall(rf"{re.escape(name)}\s+\|\s+\d+\s+\|\s+(\d+)", output)
+    if not found:
+        raise AssertionError(f"no {name!r} counter in SIPp's output:\n{output[-2000:]}")
+    return int(found[-1])
+
+
 def _twistd() -> list[str]:
     script = Path(sys.executable).parent / "twistd"
     if script.exists():
@@ -77,6 +85,7 @@ class SipEdgeProcess:
     """
 
     def __init__(self, workdir: Path, config_text: str) -> None:
+        workdir = workdir.absolute()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "sipedge.toml"
@@ -90,6 +99,7 @@ class SipEdgeProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self._log = self.log_path.open("ab")
+        offset = self._log.tell()  # this run's lines only (the log is kept across restarts)
         self.process = subprocess.Popen(
             [*_twistd(), "-n", "--pidfile=", "--logfile=-", "sipedge", "--config", str(self.config_path)],
             cwd=self.workdir,
@@ -100,7 +110,7 @@ class SipEdgeProcess:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = self.log()
+            text = self.log_path.read_bytes()[offset:].decode(errors="replace")
             if "sipedge started" in text:
                 self.ports = {t: int(p) for t, _, p in _LISTENING.findall(text)}
                 return
@@ -133,7 +143,7 @@ class Sipp:
 
     def __init__(self, workdir: Path) -> None:
         self.path = require_tool("sipp")
-        self.workdir = workdir
+        self.workdir = workdir.absolute()
         self._background: list[subprocess.Popen[bytes]] = []
 
     def command(self, scenario: str, *args: Any, local_ip: str = "127.0.0.1",

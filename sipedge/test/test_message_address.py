@@ -118,7 +118,7 @@ class ParseNameAddrTests(SynchronousTestCase):
     def test_lwsdisp(self) -> None:
         """
         If there is no LWS between the display name and C{<} (RFC 4475
-        lwsdisp), L{parse_name_addr} accepts it; C{str()} adds a space.
+        3.1.1.6 lwsdisp), L{parse_name_addr} accepts it; C{str()} adds a space.
         """
         address = parse_name_addr("caller<sip:caller@example.com>;tag=323")
         self.assertEqual(address.display_name, "caller")
@@ -128,7 +128,7 @@ class ParseNameAddrTests(SynchronousTestCase):
     def test_quoted_pairs(self) -> None:
         """
         If a quoted display name holds quoted-pairs of control characters,
-        including NUL (RFC 4475 wsinv), they are resolved by
+        including NUL (RFC 4475 3.1.1.1 wsinv), they are resolved by
         L{NameAddress.unquoted_display_name}.
         """
         text = (
@@ -141,6 +141,34 @@ class ParseNameAddrTests(SynchronousTestCase):
             address.uri, _sip("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*@example.com")
         )
         self.assertEqual(str(address), text)
+
+    def test_wsinv_folded(self) -> None:
+        """
+        If the To, From, Contact and Route values of RFC 4475 3.1.1.1 wsinv
+        are given with their line folding intact, they parse.
+        """
+        to = parse_name_addr("\r\n sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n")
+        self.assertEqual(str(to), "sip:vivekg@chair-dnrc.example.com;tag=1918181833n")
+        sender = parse_name_addr(
+            '"J Rosenberg \\\\\\""       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8'
+        )
+        self.assertEqual(sender.unquoted_display_name, 'J Rosenberg \\"')
+        self.assertEqual(sender.tag, "98asjd8")
+        contacts = parse_contact(
+            '"Quoted string \\"\\"" <sip:jdrosen@example.com> ; newparam =\r\n'
+            "      newvalue ;\r\n  secondparam ; q = 0.33"
+        )
+        assert isinstance(contacts, tuple)
+        (contact,) = contacts
+        self.assertEqual(contact.unquoted_display_name, 'Quoted string ""')
+        self.assertEqual(
+            contact.params, (("newparam", "newvalue"), ("secondparam", None), ("q", "0.33"))
+        )
+        self.assertEqual(contact.q, 0.33)
+        (route,) = parse_name_addr_list(
+            "\r\n <sip:services.example.com;lr;unknownwith=value;unknown-no-value>"
+        )
+        self.assertTrue(route.uri.lr)  # type: ignore[union-attr]
 
     def test_utf8_display_name(self) -> None:
         """If a quoted display name holds non-ASCII text, it is kept."""
@@ -160,7 +188,7 @@ class ParseNameAddrTests(SynchronousTestCase):
     def test_addr_spec_params_are_header_params(self) -> None:
         """
         If the address has no angle brackets, everything after the first
-        C{;} is a header parameter (RFC 3261 20.10; RFC 4475 cparam01).
+        C{;} is a header parameter (RFC 3261 20.10; RFC 4475 3.3.12 cparam01).
         """
         address = parse_name_addr("sip:+19725552222@gw1.example.net;unknownparam")
         self.assertEqual(address.uri, _sip("sip:+19725552222@gw1.example.net"))
@@ -172,7 +200,7 @@ class ParseNameAddrTests(SynchronousTestCase):
     def test_bracketed_params_are_uri_params(self) -> None:
         """
         If the address is in angle brackets, a C{;} inside them starts a URI
-        parameter (RFC 4475 cparam02).
+        parameter (RFC 4475 3.3.13 cparam02).
         """
         address = parse_name_addr("<sip:+19725552222@gw1.example.net;unknownparam>")
         self.assertEqual(address.uri.params, (("unknownparam", None),))  # type: ignore[union-attr]
@@ -180,7 +208,10 @@ class ParseNameAddrTests(SynchronousTestCase):
         self.assertEqual(str(address), "<sip:+19725552222@gw1.example.net;unknownparam>")
 
     def test_addr_spec_with_tag(self) -> None:
-        """If an addr-spec is followed by a tag (RFC 4475 escnull), it is a header param."""
+        """
+        If an addr-spec is followed by a tag (RFC 4475 3.1.1.4 escnull), the
+        tag is a header parameter.
+        """
         address = parse_name_addr("sip:null-%00-null@example.com;tag=839923423")
         self.assertEqual(address.uri, _sip("sip:null-%00-null@example.com"))
         self.assertEqual(address.tag, "839923423")
@@ -214,7 +245,7 @@ class ParseNameAddrTests(SynchronousTestCase):
     def test_regbadct(self) -> None:
         """
         If an addr-spec without brackets holds C{?} or C{,} (RFC 4475
-        regbadct), L{parse_name_addr} raises L{MessageParseError} (400).
+        3.1.2.13 regbadct), L{parse_name_addr} raises L{MessageParseError} (400).
         """
         error = self.assertRaises(
             MessageParseError,
@@ -226,7 +257,7 @@ class ParseNameAddrTests(SynchronousTestCase):
 
     def test_quotbal(self) -> None:
         """
-        If the display name's quote never closes (RFC 4475 quotbal),
+        If the display name's quote never closes (RFC 4475 3.1.2.6 quotbal),
         L{parse_name_addr} raises L{MessageParseError}.
         """
         self.assertRaises(
@@ -235,7 +266,7 @@ class ParseNameAddrTests(SynchronousTestCase):
 
     def test_baddn(self) -> None:
         """
-        If an unquoted display name holds a comma (RFC 4475 baddn), the
+        If an unquoted display name holds a comma (RFC 4475 3.1.2.15 baddn), the
         From value is rejected, whole and as a list.
         """
         text = "Bell, Alexander <sip:a.g.bell@bell-tel.com>;tag=43"
@@ -245,7 +276,7 @@ class ParseNameAddrTests(SynchronousTestCase):
     def test_badaspec(self) -> None:
         """
         If there is whitespace inside the angle brackets (RFC 4475
-        badaspec), L{parse_name_addr} raises L{MessageParseError}.
+        3.1.2.14 badaspec), L{parse_name_addr} raises L{MessageParseError}.
         """
         self.assertRaises(
             MessageParseError,
@@ -255,7 +286,7 @@ class ParseNameAddrTests(SynchronousTestCase):
 
     def test_badinv01(self) -> None:
         """
-        If there are empty header parameters (RFC 4475 badinv01), the
+        If there are empty header parameters (RFC 4475 3.1.2.1 badinv01), the
         address is rejected.
         """
         self.assertRaises(MessageParseError, parse_name_addr, '"Joe" <sip:joe@example.org>;;;;')
@@ -364,19 +395,27 @@ class ContactParamTests(SynchronousTestCase):
 
     def test_expires_bad(self) -> None:
         """
-        If C{expires} is not digits or is above 2**32-1 (RFC 4475 scalar02:
+        If C{expires} is not digits or is above 2**32-1 (RFC 4475 3.1.2.4 scalar02:
         C{expires=280297596632815}), L{NameAddress.expires} raises.
         """
         for value in ["280297596632815", "4294967296", "-1", "x", "1" * 10000, ""]:
-            address = parse_name_addr(f"<sip:j.user@host.example.net>;expires={value}"
-                                      if value else "<sip:a@b>;expires")
+            address = parse_name_addr(
+                f"<sip:j.user@host.example.net>;expires={value}" if value else "<sip:a@b>;expires"
+            )
             with self.subTest(value=value):
                 self.assertRaises(MessageParseError, getattr, address, "expires")
 
     def test_q(self) -> None:
         """If C{q} is a qvalue (RFC 3261 20.10), L{NameAddress.q} is the float."""
-        for value, q in [("0", 0.0), ("0.7", 0.7), ("0.123", 0.123), ("1", 1.0),
-                         ("1.000", 1.0), ("0.", 0.0), ("1.", 1.0)]:
+        for value, q in [
+            ("0", 0.0),
+            ("0.7", 0.7),
+            ("0.123", 0.123),
+            ("1", 1.0),
+            ("1.000", 1.0),
+            ("0.", 0.0),
+            ("1.", 1.0),
+        ]:
             with self.subTest(value=value):
                 self.assertEqual(parse_name_addr(f"<sip:a@b>;q={value}").q, q)
         self.assertIsNone(parse_name_addr("<sip:a@b>").q)

@@ -37,7 +37,7 @@ CHALLENGE = (
 CREDENTIALS = (
     'Digest username="bob", realm="biloxi.com", '
     'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", uri="sip:bob@biloxi.com", '
-    "qop=auth, nc=00000001, cnonce=\"0a4f113b\", "
+    'qop=auth, nc=00000001, cnonce="0a4f113b", '
     'response="6629fae49393a05397450978507c4ef1", '
     'opaque="5ccc069c403ebaf9f0171e9517f40e41"'
 )
@@ -78,11 +78,29 @@ def _extensions(known: set[str]) -> st.SearchStrategy[tuple[tuple[str, str], ...
 
 
 _CHALLENGE_KNOWN = {
-    "realm", "domain", "nonce", "opaque", "stale", "algorithm", "qop", "charset", "userhash",
+    "realm",
+    "domain",
+    "nonce",
+    "opaque",
+    "stale",
+    "algorithm",
+    "qop",
+    "charset",
+    "userhash",
 }
 _CREDENTIALS_KNOWN = {
-    "username", "username*", "realm", "nonce", "uri", "response", "algorithm", "cnonce",
-    "opaque", "qop", "nc", "userhash",
+    "username",
+    "username*",
+    "realm",
+    "nonce",
+    "uri",
+    "response",
+    "algorithm",
+    "cnonce",
+    "opaque",
+    "qop",
+    "nc",
+    "userhash",
 }
 
 
@@ -245,8 +263,11 @@ class ParseAuthHeaderTests(SynchronousTestCase):
         ):
             try:
                 header = parse_auth_header(candidate)
-                str(header.as_challenge() if "username" not in candidate
-                    else header.as_credentials())
+                str(
+                    header.as_challenge()
+                    if "username" not in candidate
+                    else header.as_credentials()
+                )
             except MessageParseError:
                 pass
 
@@ -313,9 +334,7 @@ class DigestChallengeTests(SynchronousTestCase):
             'userhash=true, x-ext="1"',
         )
         self.assertEqual(parse_auth_header(str(challenge)).as_challenge(), challenge)
-        self.assertEqual(
-            str(DigestChallenge(realm="r", nonce="n")), 'Digest realm="r", nonce="n"'
-        )
+        self.assertEqual(str(DigestChallenge(realm="r", nonce="n")), 'Digest realm="r", nonce="n"')
 
     def test_equality_ignores_known_raw_params(self) -> None:
         """
@@ -407,7 +426,7 @@ class DigestCredentialsTests(SynchronousTestCase):
     def test_username_star(self) -> None:
         """If C{username*} is sent (RFC 7616 3.4.4), it is decoded into the username."""
         creds = parse_auth_header(
-            "Digest username*=UTF-8''J%C3%A4s%C3%B8n%20Doe, realm=\"r\", nonce=\"n\", "
+            'Digest username*=UTF-8\'\'J%C3%A4s%C3%B8n%20Doe, realm="r", nonce="n", '
             'uri="/", response="x"'
         ).as_credentials()
         self.assertEqual(creds.username, "J\u00e4s\u00f8n Doe")
@@ -432,22 +451,20 @@ class DigestCredentialsTests(SynchronousTestCase):
         """
         base = 'Digest username="u", realm="r", nonce="n", uri="sip:r", response="x"'
         for extra in [
-            ", qop=auth, cnonce=\"c\", nc=1",
-            ", qop=auth, cnonce=\"c\", nc=0000000g",
-            ", qop=auth, cnonce=\"c\", nc=000000001",
-            ", qop=auth-conf, cnonce=\"c\", nc=00000001",
+            ', qop=auth, cnonce="c", nc=1',
+            ', qop=auth, cnonce="c", nc=0000000g',
+            ', qop=auth, cnonce="c", nc=000000001',
+            ', qop=auth-conf, cnonce="c", nc=00000001',
             ", qop=auth",
             ", qop=auth, nc=00000001",
-            ", qop=auth, cnonce=\"c\"",
-            ", nonce=\"m\"",
-            ", Username=\"v\"",
+            ', qop=auth, cnonce="c"',
+            ', nonce="m"',
+            ', Username="v"',
             ", username*=UTF-8''x",
             ", userhash=yes",
         ]:
             with self.subTest(extra=extra):
-                self.assertRaises(
-                    MessageParseError, parse_auth_header(base + extra).as_credentials
-                )
+                self.assertRaises(MessageParseError, parse_auth_header(base + extra).as_credentials)
         for star in ["x", "UTF-8'x", "UTF-8''%C3", "KOI8-R''x", "UTF-8''a%2"]:
             text = f'Digest username*={star}, realm="r", nonce="n", uri="sip:r", response="x"'
             with self.subTest(star=star):
@@ -482,8 +499,15 @@ class AuthenticationInfoTests(SynchronousTestCase):
 
     def test_bad(self) -> None:
         """If the value is empty or malformed, L{parse_authentication_info} raises."""
-        for text in ["", "nextnonce", 'nextnonce="a",', "nc=1", "qop=auth-conf",
-                     'nextnonce="a", nextnonce="b"', 'Digest nextnonce="a"']:
+        for text in [
+            "",
+            "nextnonce",
+            'nextnonce="a",',
+            "nc=1",
+            "qop=auth-conf",
+            'nextnonce="a", nextnonce="b"',
+            'Digest nextnonce="a"',
+        ]:
             with self.subTest(text=text):
                 self.assertRaises(MessageParseError, parse_authentication_info, text)
 

@@ -115,7 +115,7 @@ class ParseViaTests(SynchronousTestCase):
     def test_transports(self) -> None:
         """
         If the transport is UDP, SCTP, TLS, TCP or an unknown token (RFC 4475
-        transports), or WSS (RFC 7118), L{parse_via} accepts it.
+        3.1.1.10 transports), or WSS (RFC 7118), L{parse_via} accepts it.
         """
         for text, transport in [
             ("SIP/2.0/UDP t1.example.com;branch=z9hG4bKkdjuw", "UDP"),
@@ -131,7 +131,7 @@ class ParseViaTests(SynchronousTestCase):
 
     def test_wsinv_spacing(self) -> None:
         """
-        If there is LWS around C{/} (RFC 4475 wsinv), L{parse_via}
+        If there is LWS around C{/} (RFC 4475 3.1.1.1 wsinv), L{parse_via}
         accepts it and C{str()} normalises it.
         """
         via = parse_via("SIP  /   2.0   / UDP    192.0.2.2;branch=390skdjuw")
@@ -144,7 +144,7 @@ class ParseViaTests(SynchronousTestCase):
     def test_wsinv_list(self) -> None:
         """
         If a header value holds two Vias with LWS around C{;}, C{=} and the
-        comma (RFC 4475 wsinv), L{parse_via_list} gives both.
+        comma (RFC 4475 3.1.1.1 wsinv), L{parse_via_list} gives both.
         """
         vias = parse_via_list(
             "SIP/2.0/TCP spindle.example.com   ;branch  =   z9hG4bK9ikj8  ,\n"
@@ -173,11 +173,28 @@ class ParseViaTests(SynchronousTestCase):
             ],
         )
 
+    def test_wsinv_folded(self) -> None:
+        """
+        If the Via values of RFC 4475 3.1.1.1 wsinv are given with their
+        line folding (CRLF and indentation) intact, they parse.
+        """
+        self.assertEqual(
+            str(parse_via("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw")),
+            "SIP/2.0/UDP 192.0.2.2;branch=390skdjuw",
+        )
+        vias = parse_via_list(
+            "SIP  / 2.0  / TCP     spindle.example.com   ;\r\n"
+            "  branch  =   z9hG4bK9ikj8  ,\r\n"
+            " SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n"
+            " z9hG4bK30239"
+        )
+        self.assertEqual([v.branch for v in vias], ["z9hG4bK9ikj8", "z9hG4bK30239"])
+
     def test_bare_magic_cookie(self) -> None:
         """
-        If the branch is exactly C{z9hG4bK} (syntactically well-formed,
-        semantically defective: RFC 3261 8.1.1.7 wants a unique branch),
-        L{parse_via} accepts it but L{Via.is_rfc3261_branch} is false.
+        If the branch is exactly C{z9hG4bK} ("syntactically well-formed,
+        semantically defective", RFC 4475 3.2.1 badbranch), L{parse_via}
+        accepts it but L{Via.is_rfc3261_branch} is false.
         """
         via = parse_via("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK")
         self.assertEqual(via.branch, "z9hG4bK")
@@ -199,7 +216,8 @@ class ParseViaTests(SynchronousTestCase):
     def test_received_ipv6(self) -> None:
         """
         If C{received} holds an IPv6 address with or without brackets (RFC
-        5118 4.5), L{parse_via} accepts it and keeps it as written.
+        5118 4.5 via-received-param-with-delim and -no-delim), L{parse_via}
+        accepts it and keeps it as written.
         """
         via = parse_via(
             "SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3-111"
@@ -238,7 +256,7 @@ class ParseViaTests(SynchronousTestCase):
     def test_extension_params(self) -> None:
         """
         If there are unknown parameters with and without values (RFC 4475
-        longreq), they are kept in order, with quoted values as
+        3.1.1.7 longreq), they are kept in order, with quoted values as
         written.
         """
         text = 'SIP/2.0/TCP sip33.example.com;branch=z9hG4bKx;unknown;x="a;b,c";y=[2001:db8::1]'
@@ -265,12 +283,10 @@ class ParseViaTests(SynchronousTestCase):
     def test_empty_params_rejected(self) -> None:
         """
         If there are empty parameters and empty list elements (RFC 4475
-        badinv01: C{SIP/2.0/UDP 192.0.2.15;;,;,,}), L{parse_via_list} raises
+        3.1.2.1 badinv01: C{SIP/2.0/UDP 192.0.2.15;;,;,,}), L{parse_via_list} raises
         L{MessageParseError} with status 400.
         """
-        error = self.assertRaises(
-            MessageParseError, parse_via_list, "SIP/2.0/UDP 192.0.2.15;;,;,,"
-        )
+        error = self.assertRaises(MessageParseError, parse_via_list, "SIP/2.0/UDP 192.0.2.15;;,;,,")
         self.assertEqual(error.status_hint, 400)
         self.assertRaises(MessageParseError, parse_via, "SIP/2.0/UDP 192.0.2.15;;")
         self.assertRaises(MessageParseError, parse_via, "SIP/2.0/UDP 192.0.2.15;")
@@ -427,9 +443,7 @@ class ViaBuilderTests(SynchronousTestCase):
         """
         via = self.via.with_rport(61234)
         self.assertEqual(via.rport, 61234)
-        self.assertEqual(
-            str(via), "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;rport=61234"
-        )
+        self.assertEqual(str(via), "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;rport=61234")
         self.assertIs(via.with_rport().rport, True)
 
     def test_with_branch(self) -> None:

@@ -5,6 +5,7 @@ nothing of transactions, pipeline or proxy.
 """
 
 from sipedge.transport._flow import RELIABLE_TRANSPORTS, Flow, format_hostport
+from sipedge.transport._locate import DEFAULT_PORTS, Destination, ServerLocator
 from sipedge.transport._manager import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
@@ -24,6 +25,9 @@ from sipedge.transport._tls import (
 from sipedge.transport._udp import MAX_DATAGRAM_SIZE, SipDatagramProtocol
 
 __all__ = [
+    "DEFAULT_PORTS",
+    "Destination",
+    "ServerLocator",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_CONNECTIONS_PER_SOURCE",

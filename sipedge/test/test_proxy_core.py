@@ -1,0 +1,1022 @@
+# -*- test-case-name: sipedge.test.test_proxy_core -*-
+"""
+Tests for L{sipedge.proxy._core}: a L{ProxyCore} driven end to end in
+memory, with the real transaction layer and the real request chain, a fake
+transport manager that records what is sent and a fake locator.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge.error import TransportError
+from sipedge.message import Message, Request, Response, parse_datagram, serialize
+from sipedge.pipeline import StageServices, build_chain
+from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
+from sipedge.proxy._branch import BRANCH_PREFIX
+from sipedge.store import MemoryLocationStore
+from sipedge.transaction import State, TimerSettings, make_response
+from sipedge.transport._flow import Flow
+from sipedge.transport._locate import Destination
+from sipedge.transport._stamp import stamp_via
+
+PROXY = "192.0.2.1"
+SECRET = b"0123456789abcdef0123456789abcdef"
+STAGES = (
+    "sanity",
+    "max-forwards",
+    "loop-detect",
+    "route",
+    "responsibility",
+    "registrar",
+    "location",
+    "static-route",
+    "forward",
+)
+
+ALICE = Flow("UDP", PROXY, 5060, "198.51.100.7", 5060)
+BOB_UDP = Flow("UDP", PROXY, 5060, "203.0.113.5", 5060)
+BOB_TCP = Flow("TCP", PROXY, 5060, "203.0.113.5", 40001)
+CAROL_UDP = Flow("UDP", PROXY, 5060, "203.0.113.6", 5060)
+TRUSTED = Flow("UDP", PROXY, 5060, "10.1.2.3", 5060)
+
+
+def parse(text: str) -> Message:
+    """A message from its text, lines joined with CRLF."""
+    lines = text.strip("\n").split("\n")
+    return parse_datagram(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+
+
+def request(
+    method: str,
+    uri: str,
+    *fields: str,
+    call_id: str = "call-1@198.51.100.7",
+    cseq: int = 1,
+    branch: str = "z9hG4bK-alice-1",
+    via: str = "198.51.100.7:5060",
+    transport: str = "UDP",
+    from_: str = "<sip:alice@example.com>;tag=alice-tag",
+    to: str = "<sip:bob@example.com>",
+    max_forwards: int | None = 70,
+    body: str = "",
+) -> Request:
+    """A request as a UA would send it."""
+    lines = [
+        f"{method} {uri} SIP/2.0",
+        f"Via: SIP/2.0/{transport} {via};branch={branch};rport",
+        *([f"Max-Forwards: {max_forwards}"] if max_forwards is not None else []),
+        f"From: {from_}",
+        f"To: {to}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}",
+        *fields,
+        f"Content-Length: {len(body)}",
+        "",
+        body,
+    ]
+    message = parse_datagram("\r\n".join(lines).encode("utf-8"))
+    assert isinstance(message, Request)
+    return message
+
+
+def answer(
+    forwarded: Request,
+    status: int,
+    *fields: tuple[str, str],
+    to_tag: str | None = "bob-tag",
+    record_route: bool = True,
+) -> Response:
+    """A UAS's response to C{forwarded}: Record-Route copied for 1xx/2xx."""
+    headers: list[tuple[str, str]] = []
+    if record_route and status < 300 and status != 100:
+        headers.extend(("Record-Route", v) for v in forwarded.headers.get_all("Record-Route"))
+    headers.extend(fields)
+    return make_response(forwarded, status, headers=headers, to_tag=to_tag)
+
+
+class FakeTransports:
+    """
+    An L{ITransportManager} that records every C{send(message, flow)}; we
+    listen on UDP, TCP and TLS at L{PROXY}, IPv4 only.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Message, Flow]] = []
+        self.unreachable: set[tuple[str, str]] = set()
+        self.fail_send: set[tuple[str, int]] = set()
+        self.results: list[Any] = []
+        self.connections: set[Flow] = set()
+        self.server_names: list[str | None] = []
+
+    def send(
+        self, message: Message, flow: Flow, *, server_name: str | None = None
+    ) -> Deferred[Flow] | None:
+        # Everything sent must serialize (no header smuggling, no bad URI).
+        serialize(message)
+        self.sent.append((message, flow))
+        self.server_names.append(server_name)
+        if flow.remote in self.fail_send:
+            d: Deferred[Flow] = fail(TransportError(f"cannot connect to {flow}"))
+            self.results.append(d)
+            return d
+        return None
+
+    def connection_for(self, flow: Flow) -> object | None:
+        return object() if flow in self.connections else None
+
+    def flow_to(self, transport: str, host: str, port: int) -> Flow:
+        if (transport, host) in self.unreachable:
+            raise TransportError(f"no {transport} route to {host}")
+        ipaddress.ip_address(host)
+        local_port = 5061 if transport == "TLS" else 5060
+        return Flow(transport, PROXY, local_port, host, port)
+
+    def local_hostport(self, transport: str, family: int) -> tuple[str, int]:
+        if family != socket.AF_INET:
+            raise TransportError(f"no {transport} transport for family {family}")
+        return (PROXY, 5061 if transport == "TLS" else 5060)
+
+
+class FakeLocator:
+    """A locator with canned destinations per host."""
+
+    def __init__(self) -> None:
+        self.table: dict[str, list[Destination]] = {}
+        self.pending: dict[str, Deferred[list[Destination]]] = {}
+        self.located: list[str] = []
+
+    def add(self, host: str, *addresses: tuple[str, str, int]) -> None:
+        self.table[host] = [Destination(t, h, p, host, host) for t, h, p in addresses]
+
+    def locate(self, uri: Any) -> Deferred[list[Destination]]:
+        host = uri.host.strip("[]")
+        self.located.append(host)
+        if host in self.pending:
+            return self.pending[host]
+        if host in self.table:
+            return succeed(list(self.table[host]))
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return fail(TransportError(f"cannot resolve {host}"))
+        transport = (uri.param("transport") or "udp").upper()
+        return succeed([Destination(transport, host, uri.port or 5060, host, host)])
+
+
+class ProxyHarness:
+    """What every proxy core test sets up; mixed into SynchronousTestCase."""
+
+    timer_c = 180.0
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.transports = FakeTransports()
+        self.locator = FakeLocator()
+        self.store = MemoryLocationStore()
+        self.registrar = Registrar(self.store, self.clock)
+        self.signer = RecordRouteSigner(SECRET)
+        self.services = StageServices(
+            clock=self.clock,
+            local=LocalIdentity(
+                ["example.com"],
+                [("UDP", PROXY, 5060), ("TCP", PROXY, 5060), ("TLS", PROXY, 5061)],
+            ),
+            trusted=(ipaddress.ip_network("10.0.0.0/8"),),
+            location=self.store,
+            registrar=self.registrar,
+            signer=self.signer,
+        )
+        chain = build_chain(STAGES, {}, self.services)
+        self.core = ProxyCore(
+            chain=chain,
+            services=self.services,
+            clock=self.clock,
+            signer=self.signer,
+            transports=self.transports,
+            locator=self.locator,
+            timers=TimerSettings(),
+            timer_c=self.timer_c,
+        )
+        self.addCleanup(self.assert_clean)
+
+    # -- driving -----------------------------------------------------------
+
+    def receive(self, message: Message, flow: Flow) -> None:
+        """Deliver C{message} as the transport would (Via stamped)."""
+        if isinstance(message, Request):
+            message = stamp_via(message, flow)
+        self.core.transactions.message_received(message, flow)
+
+    def take(self) -> list[tuple[Message, Flow]]:
+        """What was sent since the last call."""
+        sent, self.transports.sent = self.transports.sent, []
+        return sent
+
+    def sent_to(
+        self, remote: tuple[str, int], kind: str | int | None = None
+    ) -> list[Message]:
+        """
+        What was sent to C{remote} since the last L{take} (without clearing):
+        requests of method C{kind} or responses of status C{kind}.
+        """
+        out = []
+        for message, flow in self.transports.sent:
+            if flow.remote != remote:
+                continue
+            if kind is None:
+                out.append(message)
+            elif isinstance(message, Request) and message.method == kind:
+                out.append(message)
+            elif isinstance(message, Response) and message.status == kind:
+                out.append(message)
+        return out
+
+    def only(self, remote: tuple[str, int], kind: str | int) -> Any:
+        """The one message of C{kind} sent to C{remote}."""
+        found = self.sent_to(remote, kind)
+        self.assertEqual(len(found), 1, f"{kind} to {remote}: {found!r}")  # type: ignore[attr-defined]
+        return found[0]
+
+    def statuses(self, remote: tuple[str, int]) -> list[int]:
+        """
+        The statuses of the responses sent to C{remote}, in order; a
+        retransmission by a server transaction (the same response again) is
+        not counted.
+        """
+        seen: set[int] = set()
+        out = []
+        for m, flow in self.transports.sent:
+            if isinstance(m, Response) and flow.remote == remote and id(m) not in seen:
+                seen.add(id(m))
+                out.append(m.status)
+        return out
+
+    def register(
+        self,
+        contact: str,
+        flow: Flow,
+        *,
+        aor: str = "bob",
+        q: float | None = None,
+        call_id: str | None = None,
+    ) -> None:
+        """Register C{contact} for C{aor}@example.com from C{flow}."""
+        value = f"<{contact}>" + (f";q={q}" if q is not None else "")
+        self.receive(
+            request(
+                "REGISTER",
+                "sip:example.com",
+                f"Contact: {value}",
+                call_id=call_id or f"reg-{aor}-{flow.remote_host}",
+                branch=f"z9hG4bK-reg-{abs(hash(contact))}",
+                via=f"{flow.remote_host}:{flow.remote_port}",
+                transport=flow.transport,
+                from_=f"<sip:{aor}@example.com>;tag=reg",
+                to=f"<sip:{aor}@example.com>",
+            ),
+            flow,
+        )
+        self.assertEqual(self.statuses(flow.remote), [200])  # type: ignore[attr-defined]
+        self.take()
+
+    def settle(self, seconds: float = 300.0, step: float = 0.5) -> None:
+        """Let time pass in small steps, so every timer gets to fire."""
+        self.clock.pump([step] * int(seconds / step))
+
+    def assert_clean(self) -> None:
+        """No transaction, fork, branch or timer is left over."""
+        self.settle()
+        tc: Any = self
+        tc.assertEqual(dict(self.core.transactions.server_transactions), {})
+        tc.assertEqual(dict(self.core.transactions.client_transactions), {})
+        tc.assertEqual(self.core._forks, {})
+        tc.assertEqual(self.core._branches, {})
+        tc.assertEqual(self.core._cancels, set())
+        tc.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+BOB = BOB_UDP.remote
+CAROL = CAROL_UDP.remote
+DAVE = ("203.0.113.7", 5060)
+UPSTREAM = ALICE.remote
+
+
+def our_via_branch(message: Request) -> str:
+    """The branch of the top Via, which must be ours."""
+    via = message.top_via
+    assert (via.host, via.port) == (PROXY, 5060), via
+    assert via.branch is not None and via.branch.startswith(BRANCH_PREFIX), via
+    return via.branch
+
+
+class ForwardingTests(ProxyHarness, SynchronousTestCase):
+    """Tests for L{ProxyCore} forwarding a request to registered contacts."""
+
+    def invite(self, *fields: str, **kw: Any) -> None:
+        self.receive(request("INVITE", "sip:bob@example.com", *fields, **kw), ALICE)
+
+    def test_trying(self) -> None:
+        """
+        If an INVITE arrives, L{ProxyCore} answers 100 Trying at once,
+        without a To tag, before the request chain has decided.
+        """
+        self.invite()
+        trying = self.sent_to(UPSTREAM)[0]
+        self.assertEqual(trying.status, 100)
+        self.assertIsNone(trying.to_address.tag)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 404])
+
+    def test_no_trying_for_non_invite(self) -> None:
+        """If a non-INVITE arrives, L{ProxyCore} sends no 100 Trying."""
+        self.receive(request("MESSAGE", "sip:bob@example.com"), ALICE)
+        self.assertEqual(self.statuses(UPSTREAM), [404])
+
+    def test_forwarded_to_contact(self) -> None:
+        """
+        If an INVITE arrives for a registered AOR, L{ProxyCore} forwards it
+        to the contact, with our Via (branch prefix C{z9hG4bK-se-}, rport)
+        on top, Max-Forwards decremented, and one signed Record-Route when
+        it leaves on the interface it came in on.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.invite()
+        forwarded = self.only(BOB, "INVITE")
+        self.assertEqual(forwarded.uri, "sip:bob@203.0.113.5:5060")
+        our_via_branch(forwarded)
+        self.assertTrue(forwarded.top_via.has_param("rport"))
+        self.assertEqual([v.branch for v in forwarded.vias[1:]], ["z9hG4bK-alice-1"])
+        self.assertEqual(forwarded.max_forwards, 69)
+        mac = self.signer.mac("call-1@198.51.100.7")
+        self.assertEqual(
+            forwarded.headers.get_all("Record-Route"), (f"<sip:{PROXY}:5060;lr;se={mac}>",)
+        )
+        self.assertEqual(forwarded.headers.get("To"), "<sip:bob@example.com>")
+        # The locator was asked for the contact's address.
+        self.assertEqual(self.locator.located, ["203.0.113.5"])
+
+    def test_max_forwards_added(self) -> None:
+        """
+        If a request has no Max-Forwards, L{ProxyCore} forwards it with
+        Max-Forwards 70 (RFC 3261 16.6 item 3).
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.invite(max_forwards=None)
+        self.assertEqual(self.only(BOB, "INVITE").max_forwards, 70)
+
+    def test_double_record_route(self) -> None:
+        """
+        If the request leaves on another transport than it came in on,
+        L{ProxyCore} record-routes twice: the outgoing interface on top,
+        then the incoming one, both signed; and it uses the flow the contact
+        registered on (TCP).
+        """
+        self.transports.connections.add(BOB_TCP)
+        self.register("sip:bob@203.0.113.5:5060;transport=tcp", BOB_TCP)
+        self.invite()
+        [(forwarded, flow)] = [(m, f) for m, f in self.take() if isinstance(m, Request)]
+        self.assertEqual(flow, BOB_TCP)
+        mac = self.signer.mac("call-1@198.51.100.7")
+        self.assertEqual(
+            forwarded.headers.values("Record-Route"),
+            [
+                f"<sip:{PROXY}:5060;transport=tcp;lr;se={mac}>",
+                f"<sip:{PROXY}:5060;lr;se={mac}>",
+            ],
+        )
+        self.assertEqual(forwarded.top_via.transport, "TCP")
+        self.assertEqual(self.locator.located, [])
+
+    def test_nat_flow(self) -> None:
+        """
+        If a UDP contact names a private address other than where it
+        registered from, L{ProxyCore} sends to the registration's source.
+        """
+        self.register("sip:bob@10.0.0.5:5060", BOB_UDP)
+        self.invite()
+        forwarded = self.only(BOB, "INVITE")
+        self.assertEqual(forwarded.uri, "sip:bob@10.0.0.5:5060")
+        self.assertEqual(self.locator.located, [])
+
+    def test_no_record_route_in_dialog(self) -> None:
+        """
+        If a request has a To tag (in a dialog), L{ProxyCore} does not add
+        Record-Route.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.invite(to="<sip:bob@example.com>;tag=x")
+        self.assertEqual(self.only(BOB, "INVITE").headers.get_all("Record-Route"), ())
+
+    def test_responses_relayed(self) -> None:
+        """
+        If the callee answers 100, 180 and 200, L{ProxyCore} relays 180
+        and 200 upstream (not the 100: it sent its own) with its own Via
+        removed and the rest untouched.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.invite()
+        forwarded = self.only(BOB, "INVITE")
+        self.take()
+        self.receive(answer(forwarded, 100), BOB_UDP)
+        self.receive(answer(forwarded, 180), BOB_UDP)
+        self.receive(answer(forwarded, 200, ("Contact", "<sip:bob@203.0.113.5:5060>")), BOB_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [180, 200])
+        ringing, ok = self.sent_to(UPSTREAM)
+        for response in (ringing, ok):
+            self.assertEqual([v.branch for v in response.vias], ["z9hG4bK-alice-1"])
+            self.assertEqual(response.to_address.tag, "bob-tag")
+            self.assertEqual(
+                response.headers.get_all("Record-Route"),
+                forwarded.headers.get_all("Record-Route"),
+            )
+        self.assertEqual(ok.headers.get("Contact"), "<sip:bob@203.0.113.5:5060>")
+
+    def dialog(self) -> tuple[Request, Response]:
+        """An INVITE forwarded to Bob and answered 200; the 200 upstream."""
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.invite()
+        forwarded = self.only(BOB, "INVITE")
+        self.receive(answer(forwarded, 200, ("Contact", "<sip:bob@203.0.113.5:5060>")), BOB_UDP)
+        ok = self.only(UPSTREAM, 200)
+        self.take()
+        self.locator.located.clear()
+        return forwarded, ok
+
+    def test_ack_for_2xx(self) -> None:
+        """
+        If the caller ACKs a 2xx along our signed Record-Route, L{ProxyCore}
+        forwards the ACK statelessly: our Route removed, our Via added,
+        Max-Forwards decremented; and no transaction is created for it.
+        """
+        forwarded, ok = self.dialog()
+        [rr] = ok.headers.get_all("Record-Route")
+        ack = request(
+            "ACK",
+            "sip:bob@203.0.113.5:5060",
+            f"Route: {rr}",
+            branch="z9hG4bK-alice-ack",
+            to="<sip:bob@example.com>;tag=bob-tag",
+        )
+        self.receive(ack, ALICE)
+        out = self.only(BOB, "ACK")
+        self.assertEqual(out.uri, "sip:bob@203.0.113.5:5060")
+        self.assertEqual(out.headers.get_all("Route"), ())
+        self.assertEqual(out.max_forwards, 69)
+        branch = our_via_branch(out)
+        self.assertNotEqual(branch, forwarded.top_via.branch)
+        self.assertEqual([v.branch for v in out.vias[1:]], ["z9hG4bK-alice-ack"])
+        self.assertEqual(len(self.core.transactions.client_transactions), 1)  # the INVITE's
+        # A retransmitted ACK goes out again, with the same branch.
+        self.take()
+        self.receive(ack, ALICE)
+        self.assertEqual(our_via_branch(self.only(BOB, "ACK")), branch)
+
+    def test_ack_forged_route(self) -> None:
+        """
+        If an ACK carries our address as Route without our signature and
+        comes from an untrusted source, L{ProxyCore} does not forward it,
+        and does not answer it either.
+        """
+        self.dialog()
+        ack = request(
+            "ACK",
+            "sip:victim@203.0.113.99:5060",
+            f"Route: <sip:{PROXY}:5060;lr;se=00000000000000000000>",
+            branch="z9hG4bK-forged-ack",
+            to="<sip:bob@example.com>;tag=bob-tag",
+        )
+        self.receive(ack, ALICE)
+        self.assertEqual(self.take(), [])
+
+    def test_bye_in_dialog(self) -> None:
+        """
+        If the callee sends a BYE along the signed route set, L{ProxyCore}
+        relays it to the caller and relays the caller's 200 back.
+        """
+        forwarded, ok = self.dialog()
+        [rr] = ok.headers.get_all("Record-Route")
+        bye = request(
+            "BYE",
+            "sip:alice@198.51.100.7:5060",
+            f"Route: {rr}",
+            branch="z9hG4bK-bob-bye",
+            via="203.0.113.5:5060",
+            from_="<sip:bob@example.com>;tag=bob-tag",
+            to="<sip:alice@example.com>;tag=alice-tag",
+            cseq=5,
+        )
+        self.receive(bye, BOB_UDP)
+        out = self.only(UPSTREAM, "BYE")
+        self.assertEqual(out.headers.get_all("Route"), ())
+        self.assertEqual(out.headers.get_all("Record-Route"), ())
+        self.assertEqual(out.max_forwards, 69)
+        self.receive(answer(out, 200, to_tag=None), ALICE)
+        reply = self.only(BOB, 200)
+        self.assertEqual([v.branch for v in reply.vias], ["z9hG4bK-bob-bye"])
+
+    def test_bye_forged_route(self) -> None:
+        """
+        If a BYE from an untrusted source carries an unsigned Route to us
+        and a foreign Request-URI, L{ProxyCore} answers 403 and sends
+        nothing downstream (no open relay).
+        """
+        self.dialog()
+        bye = request(
+            "BYE",
+            "sip:victim@203.0.113.99:5060",
+            f"Route: <sip:{PROXY}:5060;lr>",
+            branch="z9hG4bK-bob-bye",
+            via="203.0.113.5:5060",
+            from_="<sip:bob@example.com>;tag=bob-tag",
+            to="<sip:alice@example.com>;tag=alice-tag",
+            cseq=5,
+        )
+        self.receive(bye, BOB_UDP)
+        self.assertEqual([(m.status, f.remote) for m, f in self.take()], [(403, BOB)])
+        self.assertEqual(self.locator.located, [])
+
+    def test_relay_denied(self) -> None:
+        """
+        If an untrusted source sends an INVITE for a domain that is not
+        ours, L{ProxyCore} answers 403 and sends nothing downstream.
+        """
+        self.receive(request("INVITE", "sip:bob@other.example.net"), ALICE)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 403])
+        self.assertEqual([f.remote for _, f in self.take()], [UPSTREAM, UPSTREAM])
+        self.assertEqual(self.locator.located, [])
+
+    def test_relay_trusted(self) -> None:
+        """
+        If a trusted source sends a request for a foreign domain,
+        L{ProxyCore} forwards it to where the locator says.
+        """
+        self.locator.add("other.example.net", ("UDP", "203.0.113.10", 5060))
+        self.receive(request("MESSAGE", "sip:bob@other.example.net"), TRUSTED)
+        out = self.only(("203.0.113.10", 5060), "MESSAGE")
+        self.assertEqual(out.uri, "sip:bob@other.example.net")
+        self.assertEqual(out.headers.get_all("Record-Route"), ())
+        self.receive(answer(out, 202, to_tag="x"), Flow("UDP", PROXY, 5060, "203.0.113.10", 5060))
+        self.assertEqual(self.statuses(TRUSTED.remote), [202])
+
+    def test_loop(self) -> None:
+        """
+        If a request we forwarded comes back unchanged, L{ProxyCore}
+        answers 482.
+        """
+        self.locator.add("other.example.net", ("UDP", "10.9.9.9", 5060))
+        self.receive(request("MESSAGE", "sip:bob@other.example.net"), TRUSTED)
+        out = self.only(("10.9.9.9", 5060), "MESSAGE")
+        back = Flow("UDP", PROXY, 5060, "10.9.9.9", 5060)
+        self.receive(out, back)
+        self.assertEqual(self.statuses(back.remote), [482])
+        self.receive(answer(out, 482, to_tag="x"), back)
+        self.assertEqual(self.statuses(TRUSTED.remote), [482])
+
+    def test_unknown_user(self) -> None:
+        """If an AOR of ours has no binding, L{ProxyCore} answers 404."""
+        self.receive(request("MESSAGE", "sip:nobody@example.com"), ALICE)
+        self.assertEqual(self.statuses(UPSTREAM), [404])
+        self.assertEqual(self.locator.located, [])
+
+    def test_ack_for_failure_absorbed(self) -> None:
+        """
+        If the caller ACKs a non-2xx final response, the ACK is absorbed by
+        the server transaction: nothing goes downstream.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.invite()
+        forwarded = self.only(BOB, "INVITE")
+        self.receive(answer(forwarded, 486), BOB_UDP)
+        busy = self.only(UPSTREAM, 486)
+        self.take()
+        ack = request("ACK", "sip:bob@example.com", to=busy.headers.get("To") or "")
+        self.receive(ack, ALICE)
+        self.assertEqual(self.take(), [])
+
+    def test_connection_gone(self) -> None:
+        """
+        If the TCP connection a contact registered over is gone,
+        L{ProxyCore} sends to what the contact resolves to instead.
+        """
+        self.register("sip:bob@203.0.113.5:5070;transport=tcp", BOB_TCP)
+        self.invite()
+        [(forwarded, flow)] = [(m, f) for m, f in self.take() if isinstance(m, Request)]
+        self.assertEqual(flow, Flow("TCP", PROXY, 5060, "203.0.113.5", 5070))
+        self.assertEqual(self.locator.located, ["203.0.113.5"])
+
+
+class ForkingTests(ProxyHarness, SynchronousTestCase):
+    """Tests for L{ProxyCore} forking: parallel, serial, best response."""
+
+    def fork(self, *contacts: tuple[Flow, float | None], method: str = "INVITE") -> list[Request]:
+        """
+        Register Bob's contacts (one per flow, at the flow's address), send
+        a request for Bob, and return the requests forwarded, per contact.
+        """
+        for i, (flow, q) in enumerate(contacts):
+            self.register(
+                f"sip:bob@{flow.remote_host}:{flow.remote_port}", flow, q=q, call_id=f"reg-{i}"
+            )
+        self.receive(request(method, "sip:bob@example.com"), ALICE)
+        return [m for flow, _ in contacts for m in self.sent_to(flow.remote, method)]
+
+    def final_upstream(self) -> list[int]:
+        return [s for s in self.statuses(UPSTREAM) if s >= 200]
+
+    def test_parallel(self) -> None:
+        """
+        If two contacts have the same q, L{ProxyCore} forwards to both at
+        once, on branches that differ.
+        """
+        to_bob, to_carol = self.fork((BOB_UDP, None), (CAROL_UDP, None))
+        self.assertNotEqual(our_via_branch(to_bob), our_via_branch(to_carol))
+        self.receive(answer(to_bob, 486), BOB_UDP)
+        self.assertEqual(self.final_upstream(), [])
+        self.receive(answer(to_carol, 200, to_tag="carol"), CAROL_UDP)
+        self.assertEqual(self.final_upstream(), [200])
+        self.assertEqual(self.only(UPSTREAM, 200).to_address.tag, "carol")
+
+    def test_parallel_cancel_others(self) -> None:
+        """
+        If one branch of a parallel fork answers 2xx, L{ProxyCore} sends it
+        upstream and CANCELs the branches that are still ringing; their
+        487 does not go upstream.
+        """
+        a, b, c = self.fork((BOB_UDP, None), (CAROL_UDP, None), (Flow("UDP", PROXY, 5060, *DAVE), None))
+        dave = Flow("UDP", PROXY, 5060, *DAVE)
+        self.receive(answer(a, 486), BOB_UDP)
+        self.receive(answer(b, 180, to_tag="carol"), CAROL_UDP)
+        self.receive(answer(c, 180, to_tag="dave"), dave)
+        self.take()
+        self.receive(answer(b, 200, to_tag="carol"), CAROL_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [200])
+        cancel = self.only(DAVE, "CANCEL")
+        self.assertEqual(cancel.top_via, c.top_via)
+        self.assertEqual(len(cancel.vias), 1)
+        self.assertEqual(cancel.uri, c.uri)
+        self.assertEqual(cancel.headers.get("CSeq"), "1 CANCEL")
+        self.assertEqual(cancel.headers.get("To"), c.headers.get("To"))
+        self.assertEqual(self.sent_to(BOB, "CANCEL") + self.sent_to(CAROL, "CANCEL"), [])
+        self.take()
+        self.receive(answer(cancel, 200, to_tag="dave"), dave)
+        self.receive(answer(c, 487, to_tag="dave"), dave)
+        self.assertEqual(self.statuses(UPSTREAM), [])
+        self.only(DAVE, "ACK")
+
+    def test_parallel_cancel_waits_for_provisional(self) -> None:
+        """
+        If a branch to be cancelled has had no provisional response,
+        L{ProxyCore} waits for one before it sends the CANCEL (RFC 3261 9.1).
+        """
+        a, b = self.fork((BOB_UDP, None), (CAROL_UDP, None))
+        self.receive(answer(a, 200), BOB_UDP)
+        self.assertEqual(self.sent_to(CAROL, "CANCEL"), [])
+        self.receive(answer(b, 180, to_tag="carol"), CAROL_UDP)
+        self.only(CAROL, "CANCEL")
+        # The 180 of a branch being cancelled after the 2xx stays here.
+        self.assertEqual(self.statuses(UPSTREAM), [100, 200])
+        self.receive(answer(b, 487, to_tag="carol"), CAROL_UDP)
+
+    def test_two_2xx(self) -> None:
+        """
+        If two branches of an INVITE answer 2xx, L{ProxyCore} sends both
+        upstream (RFC 3261 16.7 step 5).
+        """
+        a, b = self.fork((BOB_UDP, None), (CAROL_UDP, None))
+        self.receive(answer(a, 180), BOB_UDP)
+        self.receive(answer(b, 180, to_tag="carol"), CAROL_UDP)
+        self.receive(answer(a, 200), BOB_UDP)
+        self.receive(answer(b, 200, to_tag="carol"), CAROL_UDP)
+        self.assertEqual(self.final_upstream(), [200, 200])
+
+    def test_serial(self) -> None:
+        """
+        If contacts have different q, L{ProxyCore} tries the highest first,
+        and the next group only after a final non-2xx from the first.
+        """
+        [first] = self.fork((BOB_UDP, 1.0), (CAROL_UDP, 0.5))
+        self.assertEqual(self.sent_to(CAROL), [])
+        self.receive(answer(first, 480), BOB_UDP)
+        second = self.only(CAROL, "INVITE")
+        self.assertNotEqual(our_via_branch(second), our_via_branch(first))
+        self.assertEqual(self.final_upstream(), [])
+        self.receive(answer(second, 200, to_tag="carol"), CAROL_UDP)
+        self.assertEqual(self.final_upstream(), [200])
+
+    def test_serial_exhausted(self) -> None:
+        """
+        If every group of a serial fork fails, L{ProxyCore} sends the best
+        of all the responses upstream.
+        """
+        [first] = self.fork((BOB_UDP, 1.0), (CAROL_UDP, 0.5))
+        self.receive(answer(first, 500), BOB_UDP)
+        self.receive(answer(self.only(CAROL, "INVITE"), 486, to_tag="carol"), CAROL_UDP)
+        self.assertEqual(self.final_upstream(), [486])
+
+    def test_serial_6xx(self) -> None:
+        """
+        If a branch answers 6xx, L{ProxyCore} tries no further group and
+        sends the 6xx upstream.
+        """
+        [first] = self.fork((BOB_UDP, 1.0), (CAROL_UDP, 0.5))
+        self.receive(answer(first, 603), BOB_UDP)
+        self.assertEqual(self.sent_to(CAROL), [])
+        self.assertEqual(self.final_upstream(), [603])
+
+    def test_6xx_cancels(self) -> None:
+        """
+        If one branch of a parallel fork answers 6xx, L{ProxyCore} CANCELs
+        the others and sends the 6xx upstream, not their 487.
+        """
+        a, b = self.fork((BOB_UDP, None), (CAROL_UDP, None))
+        self.receive(answer(b, 183, to_tag="carol"), CAROL_UDP)
+        self.receive(answer(a, 600), BOB_UDP)
+        cancel = self.only(CAROL, "CANCEL")
+        self.assertEqual(self.final_upstream(), [])
+        self.receive(answer(cancel, 200, to_tag="carol"), CAROL_UDP)
+        self.receive(answer(b, 487, to_tag="carol"), CAROL_UDP)
+        self.assertEqual(self.final_upstream(), [600])
+
+    def test_best_4xx_over_5xx(self) -> None:
+        """If branches answer 500 and 486, L{ProxyCore} sends the 486 upstream."""
+        a, b = self.fork((BOB_UDP, None), (CAROL_UDP, None))
+        self.receive(answer(a, 500), BOB_UDP)
+        self.receive(answer(b, 486, to_tag="carol"), CAROL_UDP)
+        self.assertEqual(self.final_upstream(), [486])
+
+    def test_challenges_merged(self) -> None:
+        """
+        If branches answer 401 and 407, L{ProxyCore} sends one of them with
+        every challenge of both (RFC 3261 16.7 step 7).
+        """
+        a, b = self.fork((BOB_UDP, None), (CAROL_UDP, None))
+        self.receive(answer(a, 401, ("WWW-Authenticate", 'Digest realm="bob"')), BOB_UDP)
+        self.receive(
+            answer(b, 407, ("Proxy-Authenticate", 'Digest realm="carol"'), to_tag="carol"),
+            CAROL_UDP,
+        )
+        [final] = [m for m in self.sent_to(UPSTREAM) if m.status >= 200]
+        self.assertIn(final.status, (401, 407))
+        self.assertEqual(final.headers.get_all("WWW-Authenticate"), ('Digest realm="bob"',))
+        self.assertEqual(final.headers.get_all("Proxy-Authenticate"), ('Digest realm="carol"',))
+        self.assertEqual([v.branch for v in final.vias], ["z9hG4bK-alice-1"])
+
+    def test_503_becomes_500(self) -> None:
+        """
+        If the only answer is a 503, L{ProxyCore} sends a 500 upstream
+        (RFC 3261 16.7 step 6).
+        """
+        [a] = self.fork((BOB_UDP, None))
+        self.receive(answer(a, 503), BOB_UDP)
+        self.assertEqual(self.final_upstream(), [500])
+
+    def test_non_invite_first_2xx(self) -> None:
+        """
+        If two branches of a non-INVITE answer 2xx, L{ProxyCore} sends the
+        first upstream, and only that one.
+        """
+        a, b = self.fork((BOB_UDP, None), (CAROL_UDP, None), method="MESSAGE")
+        self.receive(answer(a, 200), BOB_UDP)
+        self.receive(answer(b, 200, to_tag="carol"), CAROL_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [200])
+        self.assertEqual(self.sent_to(BOB, "CANCEL") + self.sent_to(CAROL, "CANCEL"), [])
+
+
+class CancelTests(ProxyHarness, SynchronousTestCase):
+    """Tests for L{ProxyCore} and CANCEL (RFC 3261 16.10)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        self.forwarded = self.only(BOB, "INVITE")
+        self.take()
+
+    def cancel(self, branch: str = "z9hG4bK-alice-1") -> Request:
+        return request("CANCEL", "sip:bob@example.com", branch=branch)
+
+    def test_cancel(self) -> None:
+        """
+        If the caller CANCELs a ringing INVITE, L{ProxyCore} answers the
+        CANCEL with 200, CANCELs the branch, and sends the callee's 487
+        upstream.
+        """
+        self.receive(answer(self.forwarded, 180), BOB_UDP)
+        self.take()
+        self.receive(self.cancel(), ALICE)
+        self.assertEqual(self.statuses(UPSTREAM), [200])
+        self.assertEqual(self.only(UPSTREAM, 200).cseq.method, "CANCEL")
+        cancel = self.only(BOB, "CANCEL")
+        self.assertEqual(cancel.top_via.branch, self.forwarded.top_via.branch)
+        self.take()
+        self.receive(answer(cancel, 200), BOB_UDP)
+        self.receive(answer(self.forwarded, 487), BOB_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [487])
+        self.assertEqual(self.only(UPSTREAM, 487).cseq.method, "INVITE")
+        self.only(BOB, "ACK")
+
+    def test_cancel_before_provisional(self) -> None:
+        """
+        If the caller CANCELs before the callee sent a provisional response,
+        L{ProxyCore} sends the CANCEL downstream once one arrives.
+        """
+        self.receive(self.cancel(), ALICE)
+        self.assertEqual(self.sent_to(BOB, "CANCEL"), [])
+        self.receive(answer(self.forwarded, 180), BOB_UDP)
+        cancel = self.only(BOB, "CANCEL")
+        self.receive(answer(cancel, 200), BOB_UDP)
+        self.receive(answer(self.forwarded, 487), BOB_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [200, 180, 487])
+
+    def test_cancel_no_provisional_ever(self) -> None:
+        """
+        If a CANCELled branch never answers at all, L{ProxyCore} sends 487
+        upstream when its client transaction times out.
+        """
+        self.receive(self.cancel(), ALICE)
+        self.clock.pump([0.5] * 66)
+        self.assertEqual(self.statuses(UPSTREAM), [200, 487])
+
+    def test_cancel_no_final(self) -> None:
+        """
+        If a CANCELled branch never sends a final response, L{ProxyCore}
+        gives up on it after 64*T1 (RFC 3261 9.1) and sends 487 upstream.
+        """
+        self.receive(answer(self.forwarded, 180), BOB_UDP)
+        self.receive(self.cancel(), ALICE)
+        cancel = self.only(BOB, "CANCEL")
+        self.receive(answer(cancel, 200), BOB_UDP)
+        self.take()
+        self.clock.pump([0.5] * 66)
+        self.assertEqual(self.statuses(UPSTREAM), [487])
+
+    def test_cancel_after_2xx(self) -> None:
+        """
+        If a CANCEL arrives after the 2xx went upstream, L{ProxyCore}
+        answers it 200 and changes nothing else.
+        """
+        self.receive(answer(self.forwarded, 200), BOB_UDP)
+        self.take()
+        self.receive(self.cancel(), ALICE)
+        self.assertEqual(self.statuses(UPSTREAM), [200])
+        self.assertEqual(self.sent_to(BOB), [])
+
+    def test_cancel_unknown(self) -> None:
+        """If a CANCEL matches no INVITE, L{ProxyCore} answers 481."""
+        self.receive(self.cancel(branch="z9hG4bK-other"), ALICE)
+        self.assertEqual(self.statuses(UPSTREAM), [481])
+        self.assertEqual(self.sent_to(BOB), [])
+        self.receive(answer(self.forwarded, 486), BOB_UDP)
+
+
+class PendingLookupStore(MemoryLocationStore):
+    """A location store whose lookups wait until the test fires them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups: list[Deferred[Any]] = []
+        self.hold = False
+
+    def lookup(self, aor: str, now: float) -> Deferred[Any]:
+        if not self.hold:
+            return super().lookup(aor, now)
+        d: Deferred[Any] = Deferred()
+        self.lookups.append(d)
+        return d
+
+
+class PendingChainTests(ProxyHarness, SynchronousTestCase):
+    """Tests for L{ProxyCore} while the chain waits on a Deferred."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        store = PendingLookupStore()
+        self.store = store
+        services = StageServices(
+            clock=self.clock,
+            local=self.services.local,
+            trusted=self.services.trusted,
+            location=store,
+            registrar=Registrar(store, self.clock),
+            signer=self.signer,
+        )
+        self.core.services = services
+        self.core.chain = build_chain(STAGES, {}, services)
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        store.hold = True
+
+    def test_cancel_during_lookup(self) -> None:
+        """
+        If the caller CANCELs while the chain is still deciding,
+        L{ProxyCore} answers 200 and 487, and forwards nothing once the
+        chain decides.
+        """
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        self.receive(request("CANCEL", "sip:bob@example.com"), ALICE)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 200, 487])
+        self.store.hold = False
+        [d] = self.store.lookups
+        d.callback(self.successResultOf(self.store.lookup("sip:bob@example.com", 1000)))
+        self.assertEqual(self.sent_to(BOB), [])
+
+    def test_lookup_fails(self) -> None:
+        """
+        If a stage's Deferred fails, L{ProxyCore} answers 500 and logs the
+        failure.
+        """
+        self.receive(request("MESSAGE", "sip:bob@example.com"), ALICE)
+        [d] = self.store.lookups
+        d.errback(RuntimeError("database gone"))
+        self.assertEqual(self.statuses(UPSTREAM), [500])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class TimerCTests(ProxyHarness, SynchronousTestCase):
+    """Tests for L{ProxyCore}'s Timer C (RFC 3261 16.8)."""
+
+    timer_c = 20.0
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+
+    def invite(self) -> Request:
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        forwarded = self.only(BOB, "INVITE")
+        self.take()
+        return forwarded
+
+    def test_cancel_on_expiry(self) -> None:
+        """
+        If Timer C fires on a branch that had a provisional response,
+        L{ProxyCore} CANCELs it and sends the 487 upstream.
+        """
+        forwarded = self.invite()
+        self.receive(answer(forwarded, 180), BOB_UDP)
+        self.clock.advance(19)
+        self.assertEqual(self.sent_to(BOB, "CANCEL"), [])
+        self.receive(answer(forwarded, 183), BOB_UDP)
+        self.clock.advance(19)  # reset by the 183
+        self.assertEqual(self.sent_to(BOB, "CANCEL"), [])
+        self.clock.advance(1)
+        cancel = self.only(BOB, "CANCEL")
+        self.receive(answer(cancel, 200), BOB_UDP)
+        self.receive(answer(forwarded, 487), BOB_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [180, 183, 487])
+
+    def test_408_without_provisional(self) -> None:
+        """
+        If Timer C fires on a branch with no provisional response,
+        L{ProxyCore} acts as if it answered 408: 408 upstream, the client
+        transaction ended, no CANCEL.
+        """
+        self.invite()
+        self.clock.advance(20)
+        self.assertEqual(self.statuses(UPSTREAM), [408])
+        self.assertEqual(self.sent_to(BOB, "CANCEL"), [])
+        self.assertEqual(dict(self.core.transactions.client_transactions), {})
+
+    def test_serial_group_gets_full_timer(self) -> None:
+        """
+        If a serial fork moves to its next group, L{ProxyCore} gives the new
+        branch a full Timer C of its own.
+        """
+        self.register("sip:bob@203.0.113.6:5060", CAROL_UDP, q=0.5, call_id="reg-2")
+        forwarded = self.invite()
+        self.receive(answer(forwarded, 180), BOB_UDP)
+        self.clock.advance(15)
+        self.receive(answer(forwarded, 486), BOB_UDP)
+        second = self.only(CAROL, "INVITE")
+        self.take()
+        self.receive(answer(second, 180, to_tag="carol"), CAROL_UDP)
+        self.clock.advance(10)
+        self.assertEqual(self.sent_to(CAROL, "CANCEL"), [])
+        self.receive(answer(second, 200, to_tag="carol"), CAROL_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [180, 200])
+
+    def test_serial_group_without_provisional(self) -> None:
+        """
+        If the next group of a serial fork starts shortly before Timer C
+        would have fired, its branch is not failed early.
+        """
+        self.register("sip:bob@203.0.113.6:5060", CAROL_UDP, q=0.5, call_id="reg-2")
+        forwarded = self.invite()
+        self.receive(answer(forwarded, 180), BOB_UDP)
+        self.clock.advance(19)
+        self.receive(answer(forwarded, 486), BOB_UDP)
+        second = self.only(CAROL, "INVITE")
+        self.clock.advance(5)
+        self.assertEqual(self.final_statuses(), [])
+        self.receive(answer(second, 200, to_tag="carol"), CAROL_UDP)
+        self.assertEqual(self.final_statuses(), [200])
+
+    def final_statuses(self) -> list[int]:
+        return [s for s in self.statuses(UPSTREAM) if s >= 200]

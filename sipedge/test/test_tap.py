@@ -1,0 +1,227 @@
+# -*- test-case-name: sipedge.test.test_tap -*-
+"""
+Tests for L{sipedge.tap}: the options of C{twistd sipedge}, parsed without
+a reactor (cf. C{twisted/names/test/test_tap.py}).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge import tap
+from sipedge.config import DEFAULT_CONFIG, Listener
+from sipedge.tap import Options, makeService
+
+CONFIG = """\
+[sip]
+domains = ["sipedge.test"]
+listen = ["udp:127.0.0.1:5070", "tcp:127.0.0.1:5070"]
+
+[state]
+path = "state"
+"""
+
+
+class OptionsTests(SynchronousTestCase):
+    """Tests for L{Options}."""
+
+    def write(self, text: str) -> Path:
+        """Write C{text} to C{sipedge.toml} in a new directory; return its path."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "sipedge.toml"
+        path.write_text(text)
+        return path
+
+    def parse(self, *argv: str) -> Options:
+        """Parse C{argv} with a new L{Options}."""
+        options = Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def usage_error(self, *argv: str) -> str:
+        """Parse C{argv}, expecting L{UsageError}; return its message."""
+        with self.assertRaises(UsageError) as raised:
+            self.parse(*argv)
+        return str(raised.exception)
+
+    def test_defaults(self) -> None:
+        """If no option is given, L{Options.config} is the embedded default."""
+        options = self.parse()
+        self.assertEqual(options.config, DEFAULT_CONFIG)
+        self.assertIsNone(options["config"])
+        self.assertIsNone(options["state"])
+        self.assertEqual(options["listen"], [])
+        self.assertEqual(options["domain"], [])
+
+    def test_defaults_not_shared(self) -> None:
+        """If one L{Options} gathers C{--listen}, another does not see it."""
+        self.parse("--listen", "udp:127.0.0.1:5070")
+        self.assertEqual(Options()["listen"], [])
+
+    def test_config(self) -> None:
+        """
+        If C{--config FILE} is given, L{Options.config} is read from it, with
+        relative paths relative to the file's directory.
+        """
+        path = self.write(CONFIG)
+        config = self.parse("--config", str(path)).config
+        self.assertEqual(config.sip.domains, ("sipedge.test",))
+        self.assertEqual(
+            config.listeners,
+            (Listener("udp", "127.0.0.1", 5070), Listener("tcp", "127.0.0.1", 5070)),
+        )
+        self.assertEqual(config.state.path, path.parent.absolute() / "state")
+        self.assertEqual(config.pipeline, DEFAULT_CONFIG.pipeline)
+
+    def test_config_short(self) -> None:
+        """If C{-c FILE} is given, L{Options} reads C{FILE} as C{--config} does."""
+        path = self.write(CONFIG)
+        self.assertEqual(self.parse("-c", str(path)).config, self.parse("--config", str(path)).config)
+
+    def test_listen_repeated(self) -> None:
+        """
+        If C{--listen} is repeated, the listeners replace C{sip.listen}, in the
+        order given.
+        """
+        config = self.parse(
+            "--listen", "udp:127.0.0.1:5080", "--listen", "TLS:[::1]:5081"
+        ).config
+        self.assertEqual(
+            config.listeners,
+            (Listener("udp", "127.0.0.1", 5080), Listener("tls", "::1", 5081)),
+        )
+
+    def test_listen_overrides_config(self) -> None:
+        """If C{--listen} and C{--config} are both given, C{--listen} wins."""
+        path = self.write(CONFIG)
+        config = self.parse("--config", str(path), "--listen", "tcp:0.0.0.0:0").config
+        self.assertEqual(config.listeners, (Listener("tcp", "0.0.0.0", 0),))
+        self.assertEqual(config.sip.domains, ("sipedge.test",))
+
+    def test_domain(self) -> None:
+        """If C{--domain} is repeated, the domains replace C{sip.domains}, normalized."""
+        path = self.write(CONFIG)
+        config = self.parse(
+            "--config", str(path), "--domain", "Example.COM.", "--domain", "192.0.2.1"
+        ).config
+        self.assertEqual(config.sip.domains, ("example.com", "192.0.2.1"))
+
+    def test_state(self) -> None:
+        """
+        If C{--state DIR} is given, it replaces C{state.path}, made absolute
+        against the current directory.
+        """
+        path = self.write(CONFIG)
+        config = self.parse("--config", str(path), "--state", "elsewhere").config
+        self.assertEqual(config.state.path, Path(os.getcwd(), "elsewhere"))
+        self.assertTrue(config.state.path.is_absolute())
+
+    def test_state_short(self) -> None:
+        """If C{-s DIR} is given, it sets the state directory as C{--state} does."""
+        directory = Path(self.mktemp()).absolute()
+        self.assertEqual(self.parse("-s", str(directory)).config.state.path, directory)
+
+    def test_bad_listen(self) -> None:
+        """If a C{--listen} spec is bad, L{UsageError} names the spec and the fault."""
+        message = self.usage_error("--listen", "sctp:127.0.0.1:5060")
+        self.assertIn("--listen sctp:127.0.0.1:5060", message)
+        self.assertIn("bad transport 'sctp'", message)
+
+    def test_listen_host_name(self) -> None:
+        """If a C{--listen} host is a name, not an address, L{UsageError} says so."""
+        message = self.usage_error("--listen", "udp:example.com:5060")
+        self.assertIn("a listener's host must be an IP address", message)
+
+    def test_listen_missing_port(self) -> None:
+        """If a C{--listen} spec has no port, L{UsageError} says so."""
+        message = self.usage_error("--listen", "udp:127.0.0.1")
+        self.assertIn("missing port", message)
+
+    def test_listen_same_address(self) -> None:
+        """If two C{--listen} specs share an address, L{UsageError} names the second."""
+        message = self.usage_error(
+            "--listen", "udp:127.0.0.1:5060", "--listen", "udp:127.0.0.1:5060"
+        )
+        self.assertIn("listen[1]", message)
+
+    def test_bad_domain(self) -> None:
+        """If a C{--domain} is not a host, L{UsageError} quotes it."""
+        message = self.usage_error("--domain", "not a host!")
+        self.assertIn("'not a host!' is not a valid host name", message)
+
+    def test_unknown_key(self) -> None:
+        """
+        If the file has an unknown key, L{UsageError} names the file and the
+        key, and suggests the closest known one.
+        """
+        path = self.write('[sip]\nlisen = ["udp:127.0.0.1:5060"]\n')
+        message = self.usage_error("--config", str(path))
+        self.assertEqual(message, f"{path}: sip.lisen: unknown key; did you mean 'listen'?")
+
+    def test_bad_value(self) -> None:
+        """If the file has a bad value, L{UsageError} names the key with its index."""
+        path = self.write('[sip]\nlisten = ["udp:127.0.0.1:5060", "sctp:10.0.0.1:5060"]\n')
+        message = self.usage_error("--config", str(path))
+        self.assertTrue(message.startswith(f"{path}: sip.listen[1]: bad transport"), message)
+
+    def test_missing_file(self) -> None:
+        """If the file does not exist, L{UsageError} names it."""
+        path = Path(self.mktemp())
+        message = self.usage_error("--config", str(path))
+        self.assertEqual(
+            message, f"{path}: cannot read configuration file: No such file or directory"
+        )
+
+    def test_unreadable_file(self) -> None:
+        """If the file cannot be read (a directory here), L{UsageError} names it."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        message = self.usage_error("--config", str(directory))
+        self.assertTrue(
+            message.startswith(f"{directory}: cannot read configuration file:"), message
+        )
+
+    def test_invalid_toml(self) -> None:
+        """If the file is not TOML, L{UsageError} names it."""
+        path = self.write("[sip\n")
+        self.assertTrue(self.usage_error("--config", str(path)).startswith(f"{path}: invalid TOML"))
+
+    def test_unknown_option(self) -> None:
+        """If an option is unknown, L{UsageError} is raised."""
+        self.usage_error("--lisen", "udp:127.0.0.1:5060")
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """Tests for L{makeService}."""
+
+    def test_global_reactor(self) -> None:
+        """
+        L{makeService} builds the service from L{Options.config} on the
+        global reactor (the only place it is used).
+        """
+        from twisted.internet import reactor
+
+        import sipedge.service
+
+        calls: list[tuple[Any, Any]] = []
+        built = object()
+
+        def build_service(config: Any, reactor: Any) -> object:
+            calls.append((config, reactor))
+            return built
+
+        self.patch(sipedge.service, "build_service", build_service)
+        options = Options()
+        options.parseOptions(["--listen", "udp:127.0.0.1:0"])
+        self.assertIs(makeService(options), built)
+        self.assertEqual(calls, [(options.config, reactor)])
+
+    def test_exports(self) -> None:
+        """L{sipedge.tap} exports what C{ServiceMaker} looks up: C{Options}, C{makeService}."""
+        self.assertEqual(sorted(tap.__all__), ["Options", "makeService"])
