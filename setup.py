@@ -8,4 +8,4 @@ and "twisted.plugins" listed with the project's own packages.
 
 from setuptools import find_packages, setup
 
-setup(packages=find_packages(exclude=["twisted", "twisted.*"]) + ["twisted.plugins"])
+setup(packages=[*find_packages(exclude=["twisted", "twisted.*"]), "twisted.plugins"])

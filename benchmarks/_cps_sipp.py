@@ -1,12 +1,17 @@
 """
 SIPp for cps.py: the UAS (in the background for a whole ladder), the
 REGISTER of the UAS, and one UAC step at a fixed rate, with its counts
-read from SIPp's C{-trace_stat} file.
+read from SIPp's C{-trace_stat} file and its setup times from C{-trace_rtt}.
 
-The scenarios are the end-to-end tier's (sipedge/test/data/sipp): uac.xml
-calls C{sip:[service]@[domain]} through the proxy (the remote host
-argument), follows Record-Route for ACK and BYE; uas.xml answers 180, 200
-and the BYE.
+The UAC and REGISTER scenarios are the end-to-end tier's
+(sipedge/test/data/sipp): uac.xml calls C{sip:[service]@[domain]} through
+the proxy (the remote host argument) and follows Record-Route for ACK and
+BYE. The UAS is L{UAS_XML}, written into the work directory: uas.xml plus
+one step, so that it answers a retransmitted INVITE with its 200 again as a
+real UAS does (RFC 3261 13.3.1.4), where SIPp 3.6 would abort the call
+("unexpected message") once it has sent both 180 and 200. Without it, one
+pause in the proxy longer than T1 turns into failed calls at the UAS
+rather than late ones.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import resource
 import signal
 import socket
+import statistics
 import subprocess
 import time
 from dataclasses import dataclass
@@ -22,6 +28,68 @@ from pathlib import Path
 from _cps_procs import cpu_seconds
 
 from sipedge.test._e2e import SIPP_SCENARIOS, free_port
+
+UAS_XML = """\
+<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<!-- sipedge benchmarks/cps.py: sipedge/test/data/sipp/uas.xml, plus: a
+     retransmitted INVITE after the 200 gets the 200 again. -->
+<scenario name="sipedge benchmark UAS">
+  <recv request="INVITE" crlf="true" rrs="true"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_Record-Route:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+  <label id="answer"/>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_Record-Route:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv request="INVITE" optional="true" next="answer"/>
+  <recv request="ACK" rtd="true" crlf="true"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+  <timewait milliseconds="500"/>
+</scenario>
+"""
 
 
 def free_media_port(host: str) -> int:
@@ -45,11 +113,11 @@ def free_media_port(host: str) -> int:
     raise RuntimeError(f"no four free UDP ports in a row on {host}")
 
 
-def _base(sipp: str, scenario: str, host: str, port: int, errors: Path) -> list[str]:
+def _base(sipp: str, scenario: Path, host: str, port: int, errors: Path) -> list[str]:
     return [
         sipp,
         "-sf",
-        str(SIPP_SCENARIOS / scenario),
+        str(scenario),
         "-i",
         host,
         "-p",
@@ -67,22 +135,29 @@ def _base(sipp: str, scenario: str, host: str, port: int, errors: Path) -> list[
     ]
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
 class Uas:
-    """uas.xml in the background until L{stop}."""
+    """L{UAS_XML} in the background until L{stop}."""
 
     def __init__(self, sipp: str, workdir: Path, host: str) -> None:
         self.host = host
         self.port = free_port(host)
+        scenario = workdir / "uas-bench.xml"
+        scenario.write_text(UAS_XML)
         self.out_path = workdir / f"uas-{self.port}.out"
         self._out = self.out_path.open("wb")
+        errors = workdir / f"uas-{self.port}-errors.log"
         self.process = subprocess.Popen(
-            [
-                *_base(sipp, "uas.xml", host, self.port, workdir / f"uas-{self.port}-errors.log"),
-                "-l",
-                "1000000",
-                "-timeout",
-                "3600s",
-            ],
+            [*_base(sipp, scenario, host, self.port, errors), "-l", "15000", "-timeout", "3600s"],
             cwd=workdir,
             stdout=self._out,
             stderr=subprocess.STDOUT,
@@ -90,32 +165,24 @@ class Uas:
         )
         time.sleep(0.5)
         if self.process.poll() is not None:
-            raise RuntimeError(
-                f"SIPp UAS exited: {self.out_path.read_text(errors='replace')[-2000:]}"
-            )
+            out = self.out_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"SIPp UAS exited: {out}")
 
     def cpu(self) -> float:
         return cpu_seconds(self.process.pid) or 0.0
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        _stop(self.process)
         self._out.close()
 
 
-def register(
-    sipp: str, workdir: Path, host: str, proxy: str, domain: str, contact_port: int
-) -> None:
-    """Register C{sip:service@domain} -> C{sip:service@host:contact_port} (from C{host})."""
+def register(sipp: str, workdir: Path, host: str, proxy: str, domain: str, contact: int) -> None:
+    """Register C{sip:service@domain} -> C{sip:service@host:contact} (sent from C{host})."""
     port = free_port(host)
+    errors = workdir / f"register-{port}-errors.log"
     result = subprocess.run(
         [
-            *_base(sipp, "register.xml", host, port, workdir / f"register-{port}-errors.log"),
+            *_base(sipp, SIPP_SCENARIOS / "register.xml", host, port, errors),
             proxy,
             "-s",
             "service",
@@ -124,7 +191,7 @@ def register(
             domain,
             "-key",
             "contact_port",
-            str(contact_port),
+            str(contact),
             "-key",
             "expires",
             "3600",
@@ -157,7 +224,9 @@ class Step:
     retrans: int = 0
     wall: float = 0.0  # seconds from SIPp start to exit
     creation_rate: float = 0.0  # SIPp's cumulative call rate
-    setup_ms: float = 0.0  # mean INVITE -> 200 (SIPp's ResponseTime1)
+    setup_p50: float | None = None  # INVITE -> 200, ms (SIPp's rtd, -trace_rtt)
+    setup_p99: float | None = None
+    setup_max: float | None = None
     exit: int = 0
     uac_cpu: float = 0.0  # % of one core
 
@@ -171,13 +240,21 @@ class Step:
         return self.ok / self.wall if self.wall else 0.0
 
 
-def _duration_ms(text: str) -> float:
-    """SIPp's C{HH:MM:SS:usec} as milliseconds."""
+def _setup_times(path: Path) -> list[float]:
+    """Response times (ms) from a SIPp C{-trace_rtt} file (C{date_ms;rtt_ms;rtd_no})."""
+    times = []
     try:
-        h, m, s, us = (int(x) for x in text.split(":"))
-    except ValueError:
-        return 0.0
-    return ((h * 60 + m) * 60 + s) * 1000.0 + us / 1000.0
+        lines = path.read_text().splitlines()
+    except OSError:
+        return times
+    for line in lines:
+        fields = line.split(";")
+        if len(fields) >= 2:
+            try:
+                times.append(float(fields[1]))
+            except ValueError:
+                continue  # the header
+    return times
 
 
 def run_uac(
@@ -198,11 +275,13 @@ def run_uac(
     """
     calls = max(1, int(rate * seconds))
     port = free_port(host)
-    stat = workdir / f"uac-{rate}-{port}.csv"
-    limit = max(1000, rate * (recv_timeout_ms // 1000 + 5))
+    stepdir = workdir / f"uac-{rate}-{port}"
+    stepdir.mkdir()
+    stat = stepdir / "stat.csv"
+    limit = min(15000, max(1000, rate * (recv_timeout_ms // 1000 + 5)))
     budget = int(seconds + recv_timeout_ms / 1000 + 20)
     cmd = [
-        *_base(sipp, "uac.xml", host, port, workdir / f"uac-{rate}-{port}-errors.log"),
+        *_base(sipp, SIPP_SCENARIOS / "uac.xml", host, port, stepdir / "errors.log"),
         proxy,
         "-s",
         "service",
@@ -227,23 +306,28 @@ def run_uac(
         str(stat),
         "-fd",
         "1",
+        "-trace_rtt",
+        "-rtt_freq",
+        "1",
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    result = subprocess.run(
+    process = subprocess.Popen(
         cmd,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=budget + 30,
+        cwd=stepdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
     )
+    try:
+        code = process.wait(budget + 30)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        code = -1
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    step = Step(
-        rate=rate, calls=calls, wall=wall, exit=result.returncode, uac_cpu=100.0 * cpu / wall
-    )
+    step = Step(rate=rate, calls=calls, wall=wall, exit=code, uac_cpu=100.0 * cpu / wall)
     try:
         lines = [line for line in stat.read_text().splitlines() if line.strip()]
     except OSError:
@@ -255,6 +339,10 @@ def run_uac(
         step.ok = int(values.get("SuccessfulCall(C)", 0))
         step.retrans = int(values.get("Retransmissions(C)", 0))
         step.creation_rate = float(values.get("CallRate(C)", 0) or 0)
-        step.setup_ms = _duration_ms(values.get("ResponseTime1(C)", ""))
+    times = sorted(t for f in stepdir.glob("*_rtt.csv") for t in _setup_times(f))
+    if times:
+        step.setup_p50 = statistics.median(times)
+        step.setup_p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+        step.setup_max = times[-1]
     step.failed = calls - step.ok
     return step

@@ -4,27 +4,27 @@ at rising rates; the result is the highest rate held with under 1% failed
 calls.
 
 Run: python benchmarks/cps.py [--mode registered|relay] [--seconds N]
-                              [--rates 100,200,...] [--no-kamailio] [--no-profile]
+         [--rates 100,200,...] [--no-kamailio] [--no-profile] [--gc-stats]
 
 Call flow: INVITE, 100, 180, 200, ACK, BYE, 200 over UDP, stateful,
 record-routing, no call hold (SIPp -d 0). UAC on 127.0.0.10, proxy on
-127.0.0.1, UAS on 127.0.0.20; sipedge's C{trusted} is 127.0.0.10/32.
+127.0.0.1, UAS on 127.0.0.20; sipedge's `trusted` is 127.0.0.10/32.
   registered (default): the UAS registers sip:service@sipedge.bench; the
       UAC calls that AOR, so every INVITE takes a location lookup.
   relay: the UAC calls sip:service@127.0.0.20:<uas port>; the proxy relays
       it because the UAC is trusted.
 
 For each rate, SIPp's UAC places rate x seconds calls; the step is held if
-under 1% of them failed and the successful calls kept up with the rate
-(at least 90% of it). The ladder stops at the first step not held, or when
-the proxy's SIP process used at least 95% of one core. Each step prints
-calls, failures, retransmissions, mean INVITE->200 time, the proxy's CPU
-(%% of one core, from /proc/PID/stat) and peak RSS (VmHWM), SIPp's own
-CPU, and how busy the whole machine was.
+under 1% of them failed and the successful calls kept up with the rate (at
+least 90% of it). The ladder stops at the first step not held, or when the
+proxy's SIP process used at least 95% of one core. Each step prints calls,
+failures, retransmissions SIPp saw, INVITE->200 times (median, 99th
+percentile), the proxy's CPU (% of one core, from /proc/PID/stat) and peak
+RSS (VmHWM), SIPp's own CPU, and how busy the whole machine was.
 
 When Kamailio is installed, the same ladder runs through it (a generated
 minimal tm/rr/registrar config, children=1) and the ratio is printed.
-Last, sipedge is run once more under cProfile at its top rate, and the
+Last, sipedge runs once more under cProfile at its top rate, and the
 functions that take the time are printed.
 
 This is a benchmark, not a test: numbers from a shared or small machine
@@ -61,13 +61,18 @@ SATURATED_PCT = 95.0
 
 class Row:
     def __init__(
-        self, step: Step, cpu: dict[str, float], rss_kb: int, hwm_kb: int, uas_cpu: float
+        self,
+        step: Step,
+        cpu: dict[str, float],
+        hwm_kb: int,
+        uas_cpu: float,
+        gc: dict[str, float] | None,
     ) -> None:
         self.step = step
         self.cpu = cpu
-        self.rss_kb = rss_kb
         self.hwm_kb = hwm_kb
         self.uas_cpu = uas_cpu
+        self.gc = gc
 
     @property
     def held(self) -> bool:
@@ -80,13 +85,27 @@ class Row:
 
 
 HEADER = (
-    f"{'rate':>6} {'calls':>6} {'ok':>6} {'fail%':>6} {'retr':>5} {'done/s':>7} {'setup':>7}"
-    f" {'proxy':>6} {'worker':>6} {'peakRSS':>8} {'uac':>5} {'uas':>5} {'box':>5}  verdict"
+    f"{'rate':>5} {'calls':>6} {'ok':>6} {'fail%':>6} {'retr':>5} {'done/s':>6}"
+    f" {'p50':>6} {'p99':>6} {'proxy':>5} {'worker':>6} {'RSS':>6} {'gcmax':>6}"
+    f" {'uac':>4} {'uas':>4} {'box':>4}  verdict"
 )
 UNITS = (
-    f"{'cps':>6} {'':>6} {'':>6} {'':>6} {'':>5} {'cps':>7} {'ms':>7}"
-    f" {'%core':>6} {'%core':>6} {'MB':>8} {'%':>5} {'%':>5} {'%':>5}"
+    f"{'cps':>5} {'':>6} {'':>6} {'':>6} {'':>5} {'cps':>6}"
+    f" {'ms':>6} {'ms':>6} {'%core':>5} {'%core':>6} {'MB':>6} {'ms':>6}"
+    f" {'%':>4} {'%':>4} {'%':>4}"
 )
+LEGEND = """\
+columns: retr = retransmissions SIPp saw or sent; done/s = successful calls / step time;
+  p50, p99 = INVITE->200 at the UAC; proxy = CPU of all the proxy's processes, worker = the
+  busiest one (sipedge has one), in % of one core; RSS = peak (VmHWM) of the biggest process;
+  gcmax = longest garbage collection in sipedge during the step (--gc-stats); uac, uas =
+  SIPp's CPU; box = the whole machine busy (all cores; other jobs included)"""
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "<1" if value < 1 else f"{value:.0f}"
 
 
 def format_row(row: Row) -> str:
@@ -96,12 +115,12 @@ def format_row(row: Row) -> str:
         verdict += ", CPU saturated"
     if s.exit not in (0, 1):
         verdict += f" (SIPp exit {s.exit})"
-    setup = f"{s.setup_ms:.1f}" if s.setup_ms or not s.ok else "<1"
+    gcmax = f"{row.gc['max']:.0f}" if row.gc else "-"
     return (
-        f"{s.rate:>6} {s.calls:>6} {s.ok:>6} {s.fail_pct:>6.2f} {s.retrans:>5} {s.achieved:>7.0f}"
-        f" {setup:>7} {row.cpu['total']:>6.0f} {row.cpu['busiest']:>6.0f}"
-        f" {row.hwm_kb / 1024:>8.1f} {s.uac_cpu:>5.0f} {row.uas_cpu:>5.0f}"
-        f" {row.cpu['machine']:>5.0f}  {verdict}"
+        f"{s.rate:>5} {s.calls:>6} {s.ok:>6} {s.fail_pct:>6.2f} {s.retrans:>5} {s.achieved:>6.0f}"
+        f" {_ms(s.setup_p50):>6} {_ms(s.setup_p99):>6} {row.cpu['total']:>5.0f}"
+        f" {row.cpu['busiest']:>6.0f} {row.hwm_kb / 1024:>6.0f} {gcmax:>6}"
+        f" {s.uac_cpu:>4.0f} {row.uas_cpu:>4.0f} {row.cpu['machine']:>4.0f}  {verdict}"
     )
 
 
@@ -110,13 +129,14 @@ def run_step(
 ) -> Row:
     meter = CpuMeter(proxy.pids())
     uas0 = uas.cpu()
+    t0 = time.time()
     step = run_uac(sipp, workdir, UAC_IP, f"{proxy.host}:{proxy.port}", domain, rate, seconds)
+    t1 = time.time()
     cpu = meter.stop()
     uas_cpu = 100.0 * (uas.cpu() - uas0) / cpu["wall"]
-    pids = proxy.pids()
-    rss = sum(status_kb(p, "VmRSS") or 0 for p in pids)
-    hwm = max((status_kb(p, "VmHWM") or 0 for p in pids), default=0)
-    return Row(step, cpu, rss, hwm, uas_cpu)
+    hwm = max((status_kb(p, "VmHWM") or 0 for p in proxy.pids()), default=0)
+    gc = proxy.gc_between(t0, t1) if hasattr(proxy, "gc_between") else None
+    return Row(step, cpu, hwm, uas_cpu, gc)
 
 
 def ladder(
@@ -142,16 +162,13 @@ def ladder(
             domain = f"{UAS_IP}:{uas.port}"
         print(
             f"  proxy {proxy.host}:{proxy.port}, UAS {UAS_IP}:{uas.port}, "
-            f"Request-URI sip:service@{domain}",
-            flush=True,
+            f"Request-URI sip:service@{domain}"
         )
         print("  " + HEADER)
         print("  " + UNITS, flush=True)
         for rate in rates:
-            if time.monotonic() + args.seconds + 10 > deadline:
-                print(
-                    f"  (time budget of {args.max_minutes} min spent: stopping before {rate} cps)"
-                )
+            if time.monotonic() + args.seconds + args.settle + 30 > deadline:
+                print(f"  (time budget of {args.max_minutes:g} min spent: stop before {rate} cps)")
                 break
             time.sleep(args.settle)
             row = run_step(proxy, uas, sipp, workdir, domain, rate, args.seconds)
@@ -171,20 +188,21 @@ def best(rows: list[Row]) -> Row | None:
 
 
 def summary(name: str, rows: list[Row]) -> tuple[int, bool]:
-    """Print the summary line; return (highest held rate, whether it is only a lower bound)."""
+    """Print the summary line; return (highest held rate, whether more might be held)."""
     top = best(rows)
     if top is None:
         print(f"{name}: held no rate (first step {rows[0].step.rate if rows else '-'} cps failed)")
         return 0, False
-    ended_by_limit = rows[-1].held and not rows[-1].saturated
-    more = " or more (the ladder ended before the proxy did)" if ended_by_limit else ""
+    open_ended = rows[-1].held and not rows[-1].saturated
+    more = " or more (the ladder ended first)" if open_ended else ""
+    s = top.step
     print(
-        f"{name}: highest held {top.step.rate} cps{more}; at that rate: "
-        f"{top.cpu['total']:.0f}% of one core (SIP worker {top.cpu['busiest']:.0f}%), "
-        f"peak RSS {top.hwm_kb / 1024:.1f} MB, mean INVITE->200 {top.step.setup_ms:.1f} ms, "
-        f"{top.step.fail_pct:.2f}% failed"
+        f"{name}: highest held {s.rate} cps{more}; at that rate {top.cpu['total']:.0f}% of one"
+        f" core (SIP worker {top.cpu['busiest']:.0f}%), peak RSS {top.hwm_kb / 1024:.0f} MB,"
+        f" INVITE->200 p50 {_ms(s.setup_p50)} ms p99 {_ms(s.setup_p99)} ms,"
+        f" {s.fail_pct:.2f}% failed"
     )
-    return top.step.rate, ended_by_limit
+    return s.rate, open_ended
 
 
 # --------------------------------------------------------------------------
@@ -196,7 +214,7 @@ def _where(key: tuple[str, int, str]) -> str:
     path, line, func = key
     if path == "~":
         return func
-    for prefix in (str(ROOT) + "/", "site-packages/", "/lib/python3"):
+    for prefix in ("site-packages/", str(ROOT) + "/", "/lib/python3.11/", "/lib/python3"):
         if prefix in path:
             path = path.split(prefix, 1)[1]
             break
@@ -215,10 +233,14 @@ _PLUMBING = {
 }
 
 
+def _idle(key: tuple[str, int, str]) -> bool:
+    return key[0] == "~" and "poll" in key[2]
+
+
 def _plumbing(key: tuple[str, int, str]) -> bool:
     path, _, func = key
     if path == "~":
-        return "poll" in func or func in ("<built-in method builtins.exec>",)
+        return _idle(key) or func == "<built-in method builtins.exec>"
     return "twisted" in path and (os.path.basename(path), func) in _PLUMBING
 
 
@@ -226,20 +248,21 @@ def print_profile(stats_path: Path, ok_calls: int, top: int) -> None:
     stats = pstats.Stats(str(stats_path), stream=io.StringIO())
     entries = stats.stats  # type: ignore[attr-defined]
     total = sum(tt for (_, _, tt, _, _) in entries.values())
-    idle = sum(
-        tt for key, (_, _, tt, _, _) in entries.items() if "poll" in key[2] and key[0] == "~"
-    )
+    idle = sum(tt for key, (_, _, tt, _, _) in entries.items() if _idle(key))
     busy = total - idle
     per_call = 1e6 / max(ok_calls, 1)
     print(
-        f"  profiled run: {total:.1f} s in the reactor, {idle:.1f} s waiting in epoll, "
-        f"{busy:.1f} s busy = {busy * per_call:.0f} us per successful call ({ok_calls} calls)"
+        f"  profiled: {total:.1f} s in the reactor, {idle:.1f} s of it waiting in epoll,"
+        f" {busy:.1f} s busy = {busy * per_call:.0f} us per successful call ({ok_calls})"
     )
-    print("  (cProfile slows Python code down, roughly 1.5-2x; the shares are what matters)")
-    for title, index in (("by own time (tottime)", 2), ("by cumulative time (cumtime)", 3)):
-        print(f"\n  top {top} {title}; us/call = microseconds per successful call")
+    print("  (cProfile slows Python code down, roughly 1.5-2x: read the shares, not the times)")
+    for title, index in (("own time (tottime)", 2), ("cumulative time (cumtime)", 3)):
         print(
-            f"  {'ncalls':>9} {'tottime':>8} {'%busy':>6} {'cumtime':>8} {'us/call':>8}  function"
+            f"\n  top {top} by {title}; %busy = share of the busy time;"
+            " us/call = per successful call"
+        )
+        print(
+            f"  {'ncalls':>8} {'tottime':>7} {'cumtime':>7} {'%busy':>5} {'us/call':>7}  function"
         )
         ranked = sorted(entries.items(), key=lambda kv: kv[1][index], reverse=True)
         shown = 0
@@ -248,8 +271,8 @@ def print_profile(stats_path: Path, ok_calls: int, top: int) -> None:
                 continue
             value = tt if index == 2 else ct
             print(
-                f"  {nc:>9} {tt:>8.2f} {100 * value / max(busy, 1e-9):>6.1f} {ct:>8.2f}"
-                f" {value * per_call:>8.1f}  {_where(key)}"
+                f"  {nc:>8} {tt:>7.2f} {ct:>7.2f} {100 * value / max(busy, 1e-9):>5.1f}"
+                f" {value * per_call:>7.0f}  {_where(key)}"
             )
             shown += 1
             if shown >= top:
@@ -264,9 +287,13 @@ def profile_sipedge(sipp: str, workdir: Path, args: argparse.Namespace, rate: in
         trusted=f"{UAC_IP}/32",
         profile=stats_path,
         log_level=args.sipedge_log,
+        gc_stats=args.gc_stats,
     )
-    print(f"\n== sipedge under cProfile, one step at {rate} cps ({args.seconds:g} s) ==")
-    deadline = time.monotonic() + args.seconds + 120
+    print(
+        f"\n== sipedge under cProfile (twistd --profile --profiler=cprofile), one step at "
+        f"{rate} cps ({args.seconds:g} s) =="
+    )
+    deadline = time.monotonic() + args.seconds + args.settle + 120
     rows = ladder(proxy, sipp, workdir / "sipedge-profile", args, deadline, rates=[rate])
     if not stats_path.exists():
         print("  no profile written (twistd did not stop cleanly?)")
@@ -274,7 +301,7 @@ def profile_sipedge(sipp: str, workdir: Path, args: argparse.Namespace, rate: in
     if rows and not rows[0].held:
         print(
             "  (not held under cProfile's overhead: the profile includes overload work,"
-            " such as retransmissions and timeouts)"
+            " such as retransmissions)"
         )
     print_profile(stats_path, rows[0].step.ok if rows else 0, args.top)
 
@@ -295,40 +322,44 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[1], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
+    add = parser.add_argument
+    add(
         "--mode",
         choices=("registered", "relay"),
         default="registered",
-        help="call a registered AOR (location lookup) or relay to the UAS's address",
+        help="call a registered AOR (location lookup; default) or relay to the UAS's address",
     )
-    parser.add_argument(
-        "--rates",
-        default=DEFAULT_RATES,
-        help=f"comma-separated calls a second, rising (default {DEFAULT_RATES})",
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=10.0, help="length of each step (default 10)"
-    )
-    parser.add_argument("--settle", type=float, default=2.0, help="idle seconds before each step")
-    parser.add_argument(
+    add("--rates", default=DEFAULT_RATES, help=f"rising calls a second (default {DEFAULT_RATES})")
+    add("--seconds", type=float, default=10.0, help="length of each step (default 10)")
+    add("--settle", type=float, default=2.0, help="idle seconds before each step (default 2)")
+    add(
         "--max-minutes",
         type=float,
-        default=20.0,
-        help="time budget for each proxy's ladder (default 20)",
+        default=15.0,
+        help="time budget of each proxy's ladder (default 15)",
     )
-    parser.add_argument(
-        "--no-kamailio", action="store_true", help="skip Kamailio even if installed"
+    add("--no-kamailio", action="store_true", help="skip Kamailio even if it is installed")
+    add("--no-profile", action="store_true", help="skip the cProfile run")
+    add(
+        "--profile-rate",
+        type=int,
+        default=None,
+        help="rate of the cProfile run (default: sipedge's highest held rate)",
     )
-    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
-    parser.add_argument("--top", type=int, default=25, help="profile entries to print (default 25)")
-    parser.add_argument(
+    add("--top", type=int, default=25, help="profile entries to print (default 25)")
+    add(
         "--sipedge-log",
         choices=("debug", "info", "warn", "error"),
         default=None,
-        help="filter sipedge's log at this level through benchmarks/_cps_log.py "
-        "(default: twistd's own observer, which writes every level)",
+        help="filter sipedge's log at this level (benchmarks/_cps_log.py); default: twistd's"
+        " own observer, which writes every level",
     )
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, stats)")
+    add(
+        "--gc-stats",
+        action="store_true",
+        help="time sipedge's garbage collections (gc.callbacks, via benchmarks/_cps_log.py)",
+    )
+    add("--keep", action="store_true", help="keep the work directory (logs, SIPp files)")
     args = parser.parse_args(argv)
     try:
         args.rates = [int(r) for r in args.rates.split(",") if r.strip()]
@@ -336,10 +367,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--rates: comma-separated integers")
     if not args.rates or any(r <= 0 for r in args.rates) or args.rates != sorted(args.rates):
         parser.error("--rates: positive and rising")
-    if len(args.rates) > 40:
-        parser.error("--rates: at most 40 steps")
-    if not 1 <= args.seconds <= 120:
-        parser.error("--seconds: 1 to 120")
+    if len(args.rates) > 40 or max(args.rates) > 20_000:
+        parser.error("--rates: at most 40 steps, at most 20000 cps")
+    if not 1 <= args.seconds <= 120 or not 0 <= args.settle <= 60:
+        parser.error("--seconds: 1 to 120; --settle: 0 to 60")
+    if not 1 <= args.max_minutes <= 120:
+        parser.error("--max-minutes: 1 to 120")
     return args
 
 
@@ -351,40 +384,44 @@ def main(argv: list[str]) -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="sipedge-cps-"))
     print(
-        f"sipedge calls a second, {args.mode} mode: INVITE/180/200/ACK/BYE/200 over UDP, "
-        f"stateful, record-routing, no hold"
+        f"sipedge calls a second, {args.mode} mode: INVITE/100/180/200/ACK/BYE/200 over UDP,"
+        " stateful, record-routing, no call hold"
     )
     print(
-        f"UAC {UAC_IP} -> proxy 127.0.0.1 -> UAS {UAS_IP}; steps of {args.seconds:g} s at "
-        f"{','.join(map(str, args.rates))} cps; held = <{MAX_FAIL_PCT:g}% failed and >= "
-        f"{MIN_ACHIEVED:.0%} of the rate completed; stop when not held or worker >= "
-        f"{SATURATED_PCT:g}% CPU"
-    )
-    print(f"load generator: {sipp_version(sipp)}, on the same machine")
-    print(
-        f"machine: {os.cpu_count()} cores, load average {loadavg()} at start "
-        "(shared machines skew results)"
+        f"UAC {UAC_IP} -> proxy 127.0.0.1 -> UAS {UAS_IP}; steps of {args.seconds:g} s at"
+        f" {','.join(map(str, args.rates))} cps"
     )
     print(
-        "columns: proxy = all its processes, worker = busiest one (sipedge has one), "
-        "uac/uas = SIPp's CPU, box = whole machine busy"
+        f"held = under {MAX_FAIL_PCT:g}% of calls failed and at least {MIN_ACHIEVED:.0%} of the"
+        f" rate done; the ladder stops at the first step not held or at >= {SATURATED_PCT:g}%"
+        " CPU in the SIP worker"
     )
+    print(f"load generator: {sipp_version(sipp)} UAC and UAS, on the same machine")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {loadavg()} at start"
+        " (other jobs on a shared machine skew the results)"
+    )
+    print(LEGEND)
     results: dict[str, tuple[int, bool]] = {}
     try:
         proxy = SipEdge(
-            workdir / "sipedge", domain=DOMAIN, trusted=f"{UAC_IP}/32", log_level=args.sipedge_log
+            workdir / "sipedge",
+            domain=DOMAIN,
+            trusted=f"{UAC_IP}/32",
+            log_level=args.sipedge_log,
+            gc_stats=args.gc_stats,
         )
         print(f"\n== sipedge ({proxy.describe()}) ==")
         rows = ladder(
             proxy, sipp, workdir / "sipedge", args, time.monotonic() + 60 * args.max_minutes
         )
         results["sipedge"] = summary("sipedge", rows)
-        sipedge_rows = rows
+        sipedge_top = best(rows)
 
         if args.no_kamailio:
             print("\n(Kamailio skipped: --no-kamailio)")
         elif kamailio_path() is None:
-            print("\n(Kamailio not installed, no comparison; Debian: apt-get install kamailio)")
+            print("\n(Kamailio is not installed: no comparison. Debian: apt-get install kamailio)")
         else:
             kam = Kamailio(workdir / "kamailio", domain=DOMAIN, trusted_ip=UAC_IP)
             print(f"\n== Kamailio ({kam.describe()}) ==")
@@ -398,21 +435,19 @@ def main(argv: list[str]) -> int:
             if k:
                 qual = ""
                 if k_open and not s_open:
-                    qual = " at most (Kamailio's true limit is above the ladder)"
+                    qual = " or less (Kamailio's limit is above the ladder)"
                 elif s_open and not k_open:
-                    qual = " at least"
+                    qual = " or more (sipedge's limit is above the ladder)"
                 ratio = s / k
-                verdict = "meets" if ratio >= 0.5 else "below"
                 print(
-                    f"\nsipedge / Kamailio = {s} / {k} cps = {ratio:.2f}{qual} "
-                    f"(target 0.5: {verdict}); same machine, same run, one SIP worker each"
+                    f"\nsipedge / Kamailio = {s} / {k} cps = {ratio:.2f}{qual}; target 0.5:"
+                    f" {'met' if ratio >= 0.5 else 'not met'} (same machine, same run)"
                 )
             else:
                 print("\nKamailio held no rate: no ratio")
 
         if not args.no_profile:
-            top = best(sipedge_rows)
-            rate = top.step.rate if top else args.rates[0]
+            rate = args.profile_rate or (sipedge_top.step.rate if sipedge_top else args.rates[0])
             profile_sipedge(sipp, workdir, args, rate)
         print(f"\nload average at end: {loadavg()}")
     finally:

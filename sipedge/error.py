@@ -9,14 +9,19 @@ our own code or configuration are I{local}.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sipedge.message import Request, Response
+
 __all__ = [
-    "SipEdgeError",
-    "MessageParseError",
-    "LocalProtocolError",
-    "RemoteProtocolError",
     "ConfigError",
-    "TransportError",
+    "LocalProtocolError",
+    "MessageParseError",
+    "RemoteProtocolError",
+    "SipEdgeError",
     "TransactionTimeout",
+    "TransportError",
 ]
 
 
@@ -43,7 +48,7 @@ class MessageParseError(SipEdgeError, ValueError):
         reason: str,
         status_hint: int = 400,
         headers: tuple[tuple[str, str], ...] = (),
-        message: object = None,
+        message: Request | Response | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason

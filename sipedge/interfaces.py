@@ -22,16 +22,16 @@ if TYPE_CHECKING:
     from sipedge.transport._flow import Flow
 
 __all__ = [
-    "IMessageReceiver",
-    "ISipTransport",
-    "ITransportManager",
-    "IServerTransaction",
     "IClientTransaction",
-    "ITransactionUser",
+    "ILocationStore",
+    "IMessageReceiver",
     "IRequestStage",
     "IResponseStage",
+    "IServerTransaction",
+    "ISipTransport",
     "IStageFactory",
-    "ILocationStore",
+    "ITransactionUser",
+    "ITransportManager",
 ]
 
 

@@ -43,11 +43,13 @@ def _state_secret(state_dir: Path) -> bytes:
     try:
         secret = path.read_bytes()
         if len(secret) >= 32:
+            os.chmod(path, 0o600)
             return secret
     except FileNotFoundError:
         pass
     secret = os.urandom(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(secret)
     return secret
@@ -67,15 +69,22 @@ def _primary_address(family: int) -> str | None:
         return None
 
 
-def _resolver(reactor: Any) -> Any:
-    """/etc/hosts, then the DNS servers of /etc/resolv.conf, on C{reactor}."""
+def _resolver(reactor: Any) -> tuple[Any, Any]:
+    """
+    /etc/hosts, then the DNS servers of /etc/resolv.conf, on C{reactor};
+    returns the chain and the DNS client (whose re-reading of resolv.conf
+    must be stopped with the service).
+    """
     from twisted.names import client, hosts, resolve
 
     resolv = "/etc/resolv.conf"
-    dns = client.Resolver(resolv=resolv if os.path.exists(resolv) else None,
-                          servers=None if os.path.exists(resolv) else [("127.0.0.1", 53)],
-                          reactor=reactor)
-    return resolve.ResolverChain([hosts.Resolver(), dns])
+    exists = os.path.exists(resolv)
+    dns = client.Resolver(
+        resolv=resolv if exists else None,
+        servers=None if exists else [("127.0.0.1", 53)],
+        reactor=reactor,
+    )
+    return resolve.ResolverChain([hosts.Resolver(), dns]), dns
 
 
 class SipEdgeService(MultiService):
@@ -107,6 +116,13 @@ class SipEdgeService(MultiService):
             max_expires=config.registrar.max_expires,
             default_expires=config.registrar.default_expires,
         )
+        try:
+            self._build(config, reactor, state_dir)
+        except BaseException:
+            self.store.close()
+            raise
+
+    def _build(self, config: Config, reactor: Any, state_dir: Path) -> None:
         self.signer = RecordRouteSigner(_state_secret(state_dir))
         services = StageServices(
             clock=reactor,
@@ -122,7 +138,7 @@ class SipEdgeService(MultiService):
             {name: config.pipeline.options_for(name) for name in config.pipeline.stages},
             services,
         )
-        resolver = _resolver(reactor)
+        resolver, self._dns = _resolver(reactor)
         advertise = config.sip.advertise
         timers = config.timers
         self.core = ProxyCore(
@@ -170,6 +186,7 @@ class SipEdgeService(MultiService):
         bound = []
         server_tls = None
         for listener in self.config.listeners:
+            t: Any
             try:
                 if listener.transport == "udp":
                     t = self.transports.listen_udp(listener.host, listener.port)
@@ -215,7 +232,10 @@ class SipEdgeService(MultiService):
 
     def stopService(self) -> Deferred[Any]:
         self.registrar.stop_expiry()
-        self.core.transactions.stop()
+        self.core.stop()
+        parse_call = getattr(self._dns, "_parseCall", None)
+        if parse_call is not None and parse_call.active():
+            parse_call.cancel()
         d = DeferredList(
             [maybeDeferred(super().stopService), maybeDeferred(self.transports.close)],
             consumeErrors=True,
@@ -225,5 +245,10 @@ class SipEdgeService(MultiService):
 
 
 def build_service(config: Config, reactor: Any) -> SipEdgeService:
-    """The service tree for C{config}, on C{reactor} (not started)."""
+    """
+    The service tree for C{config}, on C{reactor} (not started).
+
+    @raise ConfigError: for what only shows when the parts are built (an
+        unknown stage, bad stage options, a state directory we cannot use).
+    """
     return SipEdgeService(config, reactor)

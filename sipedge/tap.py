@@ -76,4 +76,8 @@ def makeService(options: Options) -> Any:
 
     from sipedge.service import build_service
 
-    return build_service(options.config, reactor)
+    try:
+        return build_service(options.config, reactor)
+    except ConfigError as e:
+        source = options["config"] or "the embedded defaults"
+        raise SystemExit(f"sipedge: {source}: {e}") from None

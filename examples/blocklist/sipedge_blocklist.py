@@ -28,13 +28,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from twisted.plugin import IPlugin
-from zope.interface import implementer
-
 from sipedge.error import ConfigError, MessageParseError
 from sipedge.interfaces import IRequestStage, IStageFactory
 from sipedge.message import Request
 from sipedge.pipeline import Continue, Drop, RequestContext, Respond, StageResult
+from twisted.plugin import IPlugin
+from zope.interface import implementer
 
 __all__ = ["BlocklistFactory", "BlocklistStage", "Rule", "caller_of"]
 
@@ -77,9 +76,9 @@ def caller_of(request: Request) -> tuple[str, str]:
     @raise MessageParseError: if the From header field does not parse.
     """
     uri = request.from_address.uri
-    user = getattr(uri, "unescaped_user", None) or getattr(uri, "number", "") or ""
-    host = getattr(uri, "bare_host", "").lower()
-    return user, host
+    if uri.scheme == "tel":
+        return getattr(uri, "number", ""), ""
+    return getattr(uri, "unescaped_user", None) or "", getattr(uri, "bare_host", "").lower()
 
 
 @implementer(IRequestStage)
@@ -126,11 +125,12 @@ def _mark(value: object) -> tuple[str, str] | None:
     """C{"Name: value"} as C{(name, value)}; C{None} for no value."""
     if value is None:
         return None
-    name, colon, text = value.partition(":") if isinstance(value, str) else ("", "", "")
-    name, text = name.strip(), text.strip()
-    if not (colon and _TOKEN.fullmatch(name) and text and text.isprintable()):
-        raise ConfigError(f"{_OPTIONS}.mark: expected 'Header-Name: value', not {value!r}")
-    return name, text
+    if isinstance(value, str):
+        name, colon, text = value.partition(":")
+        name, text = name.strip(), text.strip()
+        if colon and _TOKEN.fullmatch(name) and text and text.isprintable():
+            return name, text
+    raise ConfigError(f"{_OPTIONS}.mark: expected 'Header-Name: value', not {value!r}")
 
 
 @implementer(IPlugin, IStageFactory)

@@ -5,15 +5,15 @@ C{python -m twisted.trial test_sipedge_blocklist}.
 
 from __future__ import annotations
 
-from twisted.logger import Logger
-from twisted.trial.unittest import SynchronousTestCase
-from zope.interface.verify import verifyObject
-
 from sipedge.error import ConfigError
 from sipedge.interfaces import IRequestStage, IStageFactory
 from sipedge.message import Request, parse_datagram
 from sipedge.pipeline import Continue, Drop, RequestContext, Respond
 from sipedge.transport import Flow
+from twisted.logger import Logger
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
 from sipedge_blocklist import BlocklistFactory
 
 FLOW = Flow("UDP", "192.0.2.1", 5060, "203.0.113.9", 5070)
@@ -73,6 +73,12 @@ class BlocklistStageTests(SynchronousTestCase):
         """If only the case of the user differs, the rule does not match."""
         result, _ = self.run_stage(invite("<sip:SIPVicious@203.0.113.9>"))
         self.assertEqual(result, Continue())
+
+    def test_tel_caller(self) -> None:
+        """If the From is a C{tel:} URI, its number is the user, with an empty host."""
+        stage = BlocklistFactory().build_stage({"block": ["+1900*@*"]}, None)
+        context = RequestContext(invite("<tel:+19005550100>"), FLOW)
+        self.assertEqual(stage.process_request(context), Respond(403))
 
     def test_ack_dropped(self) -> None:
         """If a blocked caller sends an ACK, which cannot be answered, the stage drops it."""

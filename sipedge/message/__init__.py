@@ -1,8 +1,28 @@
 """
 The sans-IO SIP message core: parse, inspect, change and serialize SIP
-messages and their header values. Uses the standard library and attrs only.
+messages and their header values (RFC 3261, RFC 8866 SDP). Uses the
+standard library and attrs only: no Twisted, no sockets, no clock.
 """
 
+from sipedge.message._address import (
+    STAR,
+    NameAddress,
+    Star,
+    parse_contact,
+    parse_name_addr,
+    parse_name_addr_list,
+    quote_text,
+)
+from sipedge.message._auth import (
+    AuthenticationInfo,
+    AuthHeader,
+    DigestChallenge,
+    DigestCredentials,
+    parse_auth_header,
+    parse_authentication_info,
+)
+from sipedge.message._check import KNOWN_METHODS, check_request, check_response
+from sipedge.message._fields import CSeq, parse_cseq, parse_option_tags, parse_uint
 from sipedge.message._headers import COMPACT_FORMS, Headers, canonical_name, header_key
 from sipedge.message._limits import DEFAULT_LIMITS, Limits
 from sipedge.message._message import SIP_VERSION, Message, Request, Response
@@ -14,24 +34,95 @@ from sipedge.message._parser import (
     is_keepalive,
     parse_datagram,
 )
+from sipedge.message._sdp import (
+    Attribute,
+    Connection,
+    Crypto,
+    Direction,
+    Fmtp,
+    KeyParam,
+    Line,
+    Media,
+    MediaDescription,
+    Origin,
+    Rtcp,
+    RtpMap,
+    SessionDescription,
+    parse_sdp,
+)
 from sipedge.message._serializer import serialize
+from sipedge.message._uri import (
+    URI,
+    AbsoluteURI,
+    SipURI,
+    TelURI,
+    parse_sip_uri,
+    parse_uri,
+    unescape,
+)
+from sipedge.message._via import BRANCH_MAGIC_COOKIE, Via, parse_via, parse_via_list
 
 __all__ = [
+    "BRANCH_MAGIC_COOKIE",
     "COMPACT_FORMS",
     "DEFAULT_LIMITS",
+    "KNOWN_METHODS",
+    "SIP_VERSION",
+    "STAR",
+    "URI",
+    "AbsoluteURI",
+    "Attribute",
+    "AuthHeader",
+    "AuthenticationInfo",
+    "CSeq",
+    "Connection",
+    "Crypto",
+    "DigestChallenge",
+    "DigestCredentials",
+    "Direction",
+    "Fmtp",
     "Headers",
     "KeepAlivePing",
     "KeepAlivePong",
+    "KeyParam",
     "Limits",
+    "Line",
+    "Media",
+    "MediaDescription",
     "Message",
+    "NameAddress",
+    "Origin",
     "Request",
     "Response",
-    "SIP_VERSION",
+    "Rtcp",
+    "RtpMap",
+    "SessionDescription",
+    "SipURI",
+    "Star",
     "StreamEvent",
     "StreamParser",
+    "TelURI",
+    "Via",
     "canonical_name",
+    "check_request",
+    "check_response",
     "header_key",
     "is_keepalive",
+    "parse_auth_header",
+    "parse_authentication_info",
+    "parse_contact",
+    "parse_cseq",
     "parse_datagram",
+    "parse_name_addr",
+    "parse_name_addr_list",
+    "parse_option_tags",
+    "parse_sdp",
+    "parse_sip_uri",
+    "parse_uint",
+    "parse_uri",
+    "parse_via",
+    "parse_via_list",
+    "quote_text",
     "serialize",
+    "unescape",
 ]

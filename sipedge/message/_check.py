@@ -17,7 +17,7 @@ from sipedge.message._limits import DEFAULT_LIMITS, Limits
 from sipedge.message._message import Request, Response
 from sipedge.message._uri import SipURI
 
-__all__ = ["check_request", "check_response", "KNOWN_METHODS"]
+__all__ = ["KNOWN_METHODS", "check_request", "check_response"]
 
 #: Methods of RFC 3261 and its common extensions (3262, 3265, 3311, 3428,
 #: 3515, 3903, 6086).

@@ -11,12 +11,13 @@ C{"v"}, C{"VIA"} and C{"Via"} all find the same fields.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import overload
 
 import attrs
 
 from sipedge.message._lex import split_comma_list
 
-__all__ = ["Headers", "header_key", "canonical_name", "COMPACT_FORMS"]
+__all__ = ["COMPACT_FORMS", "Headers", "canonical_name", "header_key"]
 
 #: RFC 3261 section 7.3.3 and the IANA registry of compact forms.
 COMPACT_FORMS: dict[str, str] = {
@@ -93,6 +94,9 @@ _CANONICAL: dict[str, str] = {
 
 _KEYS: dict[str, str] = {name: name for name in _CANONICAL}
 _KEYS.update({short: long.lower() for short, long in COMPACT_FORMS.items()})
+# The usual spellings too, so a look-up by "Via" or "Call-ID" skips lower().
+_KEYS.update({name: key for key, name in _CANONICAL.items()})
+_KEYS.update({short.upper(): long.lower() for short, long in COMPACT_FORMS.items()})
 
 
 def header_key(name: str) -> str:
@@ -144,18 +148,27 @@ class Headers:
         key = header_key(name)
         return any(f[0] == key for f in self.fields)
 
+    @overload
+    def get(self, name: str) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+
+    @overload
+    def get(self, name: str, default: str | None) -> str | None: ...
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first field called C{name}, or C{default}."""
-        key = header_key(name)
-        for fkey, _, value in self.fields:
-            if fkey == key:
-                return value
+        key = _KEYS.get(name) or header_key(name)
+        for f in self.fields:
+            if f[0] == key:
+                return f[2]
         return default
 
     def get_all(self, name: str) -> tuple[str, ...]:
         """The values of every field called C{name}, one per field line."""
-        key = header_key(name)
-        return tuple(value for fkey, _, value in self.fields if fkey == key)
+        key = _KEYS.get(name) or header_key(name)
+        return tuple([f[2] for f in self.fields if f[0] == key])
 
     def values(self, name: str) -> list[str]:
         """

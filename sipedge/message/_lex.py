@@ -22,13 +22,13 @@ from sipedge.error import MessageParseError
 
 __all__ = [
     "TOKEN_CHARS",
-    "is_token",
-    "split_comma_list",
-    "parse_params",
     "format_params",
-    "unquote",
-    "quote",
+    "is_token",
     "param_value",
+    "parse_params",
+    "quote",
+    "split_comma_list",
+    "unquote",
 ]
 
 TOKEN_CHARS = frozenset(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["Limits", "DEFAULT_LIMITS"]
+__all__ = ["DEFAULT_LIMITS", "Limits"]
 
 
 def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:

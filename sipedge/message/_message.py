@@ -14,12 +14,16 @@ are cached; they raise L{MessageParseError} when the field is malformed.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import attrs
 
 from sipedge.error import MessageParseError
+from sipedge.message._address import STAR, parse_contact, parse_name_addr, parse_name_addr_list
+from sipedge.message._fields import parse_cseq, parse_option_tags, parse_uint
 from sipedge.message._headers import Headers
+from sipedge.message._uri import parse_uri
+from sipedge.message._via import parse_via_list
 
 if TYPE_CHECKING:
     from sipedge.message._address import NameAddress
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
     from sipedge.message._uri import URI
     from sipedge.message._via import Via
 
-__all__ = ["Request", "Response", "Message", "SIP_VERSION"]
+__all__ = ["SIP_VERSION", "Message", "Request", "Response"]
 
 SIP_VERSION = "SIP/2.0"
 
@@ -54,22 +58,18 @@ class _Views:
     def call_id(self) -> str:
         """The Call-ID (exactly one field required)."""
         value = self._single("Call-ID")
-        if not value or any(c in value for c in " \t"):
+        if not value or " " in value or "\t" in value:
             raise MessageParseError("malformed Call-ID")
         return value
 
     @cached_property
     def cseq(self) -> CSeq:
         """The parsed CSeq (exactly one field required)."""
-        from sipedge.message._fields import parse_cseq
-
         return parse_cseq(self._single("CSeq"))
 
     @cached_property
     def vias(self) -> tuple[Via, ...]:
         """Every Via value, top first."""
-        from sipedge.message._via import parse_via_list
-
         out: list[Via] = []
         for value in self.headers.get_all("Via"):
             out.extend(parse_via_list(value))
@@ -86,20 +86,14 @@ class _Views:
     @cached_property
     def from_address(self) -> NameAddress:
         """The parsed From (exactly one field required)."""
-        from sipedge.message._address import parse_name_addr
-
         return parse_name_addr(self._single("From"))
 
     @cached_property
     def to_address(self) -> NameAddress:
         """The parsed To (exactly one field required)."""
-        from sipedge.message._address import parse_name_addr
-
         return parse_name_addr(self._single("To"))
 
     def _address_list(self, name: str) -> tuple[NameAddress, ...]:
-        from sipedge.message._address import parse_name_addr_list
-
         out: list[NameAddress] = []
         for value in self.headers.get_all(name):
             out.extend(parse_name_addr_list(value))
@@ -121,8 +115,6 @@ class _Views:
         Every Contact value, in order, or the string C{"*"} for a wildcard
         Contact (RFC 3261 10.2.2), which must stand alone.
         """
-        from sipedge.message._address import STAR, parse_contact
-
         out: list[NameAddress] = []
         values = self.headers.get_all("Contact")
         for value in values:
@@ -131,14 +123,12 @@ class _Views:
                 if len(values) > 1:
                     raise MessageParseError("wildcard Contact must stand alone")
                 return "*"
-            out.extend(parsed)  # type: ignore[arg-type]
+            out.extend(parsed)
         return tuple(out)
 
     @cached_property
     def max_forwards(self) -> int | None:
         """Max-Forwards (RFC 3261 8.1.1.6), or C{None} if absent."""
-        from sipedge.message._fields import parse_uint
-
         values = self.headers.get_all("Max-Forwards")
         if not values:
             return None
@@ -149,8 +139,6 @@ class _Views:
     @cached_property
     def expires(self) -> int | None:
         """The Expires header field in seconds, or C{None} if absent."""
-        from sipedge.message._fields import parse_uint
-
         value = self.headers.get("Expires")
         if value is None:
             return None
@@ -158,8 +146,6 @@ class _Views:
 
     def option_tags(self, name: str) -> tuple[str, ...]:
         """The option tags of Require, Proxy-Require, Supported or Unsupported."""
-        from sipedge.message._fields import parse_option_tags
-
         out: list[str] = []
         for value in self.headers.get_all(name):
             out.extend(parse_option_tags(value))
@@ -174,7 +160,7 @@ class _Views:
         return value.split(";", 1)[0].strip().lower()
 
 
-@attrs.frozen(eq=True)
+@attrs.frozen(eq=True, slots=False)
 class Request(_Views):
     """
     A SIP request (RFC 3261 7.1).
@@ -192,8 +178,6 @@ class Request(_Views):
     @cached_property
     def request_uri(self) -> URI:
         """The parsed Request-URI."""
-        from sipedge.message._uri import parse_uri
-
         return parse_uri(self.uri)
 
     def with_uri(self, uri: object) -> Request:
@@ -212,7 +196,7 @@ class Request(_Views):
         return attrs.evolve(self, body=body, headers=headers)
 
 
-@attrs.frozen(eq=True)
+@attrs.frozen(eq=True, slots=False)
 class Response(_Views):
     """A SIP response (RFC 3261 7.2)."""
 
@@ -239,4 +223,4 @@ class Response(_Views):
         return attrs.evolve(self, body=body, headers=headers)
 
 
-Message = Union[Request, Response]
+Message = Request | Response

@@ -18,7 +18,6 @@ UTF-8.
 from __future__ import annotations
 
 import re
-from typing import Union
 
 import attrs
 
@@ -28,12 +27,12 @@ from sipedge.message._limits import DEFAULT_LIMITS, Limits
 from sipedge.message._message import SIP_VERSION, Message, Request, Response
 
 __all__ = [
-    "parse_datagram",
-    "is_keepalive",
-    "StreamParser",
     "KeepAlivePing",
     "KeepAlivePong",
     "StreamEvent",
+    "StreamParser",
+    "is_keepalive",
+    "parse_datagram",
 ]
 
 # Method = INVITEm / ... / extension-method;  extension-method = token
@@ -76,7 +75,9 @@ _KNOWN_KEYS = frozenset(
 )
 
 
-def _error(reason: str, status: int = 400, message: object = None) -> MessageParseError:
+def _error(
+    reason: str, status: int = 400, message: Message | None = None
+) -> MessageParseError:
     return MessageParseError(reason, status, message=message)
 
 
@@ -224,7 +225,7 @@ class KeepAlivePong:
     """A single CRLF between messages on a stream (RFC 5626 3.5.1)."""
 
 
-StreamEvent = Union[Request, Response, KeepAlivePing, KeepAlivePong]
+StreamEvent = Request | Response | KeepAlivePing | KeepAlivePong
 
 _PING = KeepAlivePing()
 _PONG = KeepAlivePong()

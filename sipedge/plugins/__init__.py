@@ -7,5 +7,5 @@ C{__init__.py}; it is found on C{sys.path} like Twisted's dropins.
 
 from twisted.plugin import pluginPackagePaths
 
-__path__.extend(pluginPackagePaths(__name__))  # type: ignore[name-defined]
+__path__.extend(pluginPackagePaths(__name__))
 __all__: list[str] = []

@@ -74,7 +74,10 @@ def _static_route(options: dict[str, Any], services: Any) -> Any:
 _P = "sipedge.pipeline.stages."
 
 sanity = StageFactory(
-    "sanity", "Refuse malformed requests with the status their fault calls for.", _sanity, ("supported",)
+    "sanity",
+    "Refuse malformed requests with the status their fault calls for.",
+    _sanity,
+    ("supported",),
 )
 max_forwards = StageFactory(
     "max-forwards", "Answer 483 when Max-Forwards is 0 (200 to OPTIONS for us).",
@@ -85,7 +88,8 @@ loop_detect = StageFactory(
     _simple(_P + "_loop", "LoopDetectStage"),
 )
 route = StageFactory(
-    "route", "Strict-route fix-up; remove our own Route values.", _simple(_P + "_route", "RouteStage")
+    "route", "Strict-route fix-up; remove our own Route values.",
+    _simple(_P + "_route", "RouteStage"),
 )
 responsibility = StageFactory(
     "responsibility", "Relay only in-dialog or trusted traffic; 403 otherwise.",
@@ -102,5 +106,6 @@ static_route = StageFactory(
     "static-route", "Send requests for configured domains or prefixes to a next hop.", _static_route
 )
 forward = StageFactory(
-    "forward", "Forward to the Request-URI (the last stage).", _simple(_P + "_forward", "ForwardStage")
+    "forward", "Forward to the Request-URI (the last stage).",
+    _simple(_P + "_forward", "ForwardStage"),
 )

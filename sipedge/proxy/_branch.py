@@ -4,8 +4,9 @@ Branches for the requests we forward (RFC 3261 16.6 item 8), built so that
 loop detection (16.3 item 4) can recognise a request we forwarded before.
 
 Our branch is C{z9hG4bK-se-<digest>.<n>}: the digest covers what
-identifies the request as we received it, and C{n} tells forked branches
-apart. The top Via is left out of the digest: a request that comes back
+identifies the request as we received it (Request-URI, Call-ID, CSeq
+number, tags, Route, Proxy-Require, Proxy-Authorization), and C{n} tells
+forked branches apart. The top Via is left out of the digest: a request that comes back
 through another proxy has a different top Via, and must still be seen as a
 loop when nothing else changed (a spiral changes the Request-URI).
 """
@@ -30,6 +31,10 @@ def branch_digest(request: Request) -> str:
         h.get("CSeq", "").split(" ", 1)[0] if h.get("CSeq") else "",
         _tag(h.get("From")),
         _tag(h.get("To")),
+        # 16.6 item 8: Route counts too, so a request that comes back
+        # after a Route took it elsewhere (an application server) is a
+        # spiral, not a loop.
+        "\x00".join(h.get_all("Route")),
         "\x00".join(h.get_all("Proxy-Require")),
         "\x00".join(h.get_all("Proxy-Authorization")),
     ]

@@ -12,6 +12,7 @@ and of stray 2xx responses.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any
 
@@ -47,7 +48,23 @@ from sipedge.transport._flow import Flow
 
 __all__ = ["ProxyCore"]
 
-_BROADCAST = frozenset(("255.255.255.255",))
+
+
+def _broadcast(host: str) -> bool:
+    """
+    True for an address a response must never be sent to (RFC 4475
+    3.3.10): the limited broadcast address, a multicast or an unspecified
+    address.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return (
+        address.is_multicast
+        or address.is_unspecified
+        or address == ipaddress.IPv4Address("255.255.255.255")
+    )
 
 
 def _family(host: str) -> int:
@@ -104,6 +121,19 @@ class ProxyCore:
         # TLS flows we opened -> the name their certificate must prove
         self._server_names: dict[Flow, str] = {}
         self.stats = {"requests": 0, "forwarded": 0, "responded": 0, "dropped": 0, "stateless": 0}
+
+    def stop(self) -> None:
+        """
+        Stop every timer (Timer C of pending forks and every transaction's):
+        the service is stopping and no answer will come.
+        """
+        for fork in list(self._forks.values()):
+            if fork.timer_c is not None and fork.timer_c.active():
+                fork.timer_c.cancel()
+            fork.timer_c = None
+        self._forks.clear()
+        self._branches.clear()
+        self.transactions.stop()
 
     # -- sending ------------------------------------------------------------
 
@@ -177,7 +207,11 @@ class ProxyCore:
             result.addCallback(self._decided, context, transaction)
             result.addErrback(self._decision_failed, context, transaction)
         else:
-            self._decided(result, context, transaction)
+            try:
+                self._decided(result, context, transaction)
+            except Exception:
+                # Every request gets an answer, even when we have a bug.
+                self._decision_failed(Failure(), context, transaction)
 
     def _decision_failed(self, failure: Failure, context: RequestContext, transaction: Any) -> None:
         self._log.failure("Handling {method} failed", failure, method=context.request.method)
@@ -634,7 +668,11 @@ class ProxyCore:
             return
 
     def _send_stateless(self, request: Request, context: RequestContext, flow: Flow) -> None:
-        host, port = self._local_hostport(flow.transport, _family(flow.remote_host))
+        try:
+            host, port = self._local_hostport(flow.transport, _family(flow.remote_host))
+        except TransportError as e:
+            self._log.info("Cannot forward ACK: {error}", error=str(e))
+            return
         # The same branch for a retransmitted ACK (16.11): derived from its own.
         incoming = context.original.top_via.branch or ""
         branch = make_branch(branch_digest(context.original), abs(hash(incoming)) % 10_000)
@@ -642,22 +680,37 @@ class ProxyCore:
             request.headers.prepended("Via", via_value(flow.transport, host, port, branch))
         )
         self.stats["stateless"] += 1
+        self._send_without_transaction(request, flow, "Cannot forward ACK: {error}")
+
+    def _send_without_transaction(self, message: Request | Response, flow: Flow, text: str) -> None:
+        """Send C{message} with no transaction to report to: log a failure."""
+
+        def failed(failure: Failure) -> None:
+            self._log.info(text, error=failure.getErrorMessage())
+
         try:
-            self.transports.send(request, flow)
-        except TransportError as e:
-            self._log.info("Cannot forward ACK: {error}", error=str(e))
+            result = self.transports.send(message, flow)
+        except TransportError:
+            failed(Failure())
+            return
+        if isinstance(result, Deferred):
+            result.addErrback(failed)
 
     def _forward_stray_response(self, response: Response, flow: Flow) -> None:
         """
-        A response with no client transaction: a 2xx retransmission after
-        ours ended is forwarded statelessly along the Vias (16.7 step 3);
-        anything else is dropped.
+        A response with no client transaction: a 2xx to an INVITE (which
+        must reach the caller, 16.7 step 5) is forwarded statelessly along
+        the Vias (16.7 step 3); anything else is dropped, as is a late 2xx
+        to a non-INVITE, whose transaction upstream has its final response.
         """
         if not 200 <= response.status < 300:
             return
         try:
             vias = response.vias
+            method = response.cseq.method
         except MessageParseError:
+            return
+        if method != "INVITE":
             return
         if len(vias) < 2 or not self.services.local.is_local_host(vias[0].host, vias[0].port):
             return
@@ -670,14 +723,19 @@ class ProxyCore:
         except MessageParseError:
             return
         host = (via.received or via.host).strip("[]")
-        if host in _BROADCAST:
+        if _broadcast(host):
             self._log.warn("Dropping response for broadcast address {host}", host=host)
             return
-        port = via.rport if isinstance(via.rport, int) and via.rport is not True else (via.port or 5060)
+        try:
+            rport = via.rport
+        except MessageParseError:
+            rport = None
+        port = rport if isinstance(rport, int) and rport is not True else (via.port or 5060)
         try:
             out = self.transports.flow_to(via.transport, host, port)
-            self.stats["stateless"] += 1
-            self.transports.send(upstream, out)
         except TransportError as e:
             self._log.info("Cannot forward stray response: {error}", error=str(e))
+            return
+        self.stats["stateless"] += 1
+        self._send_without_transaction(upstream, out, "Cannot forward stray response: {error}")
 

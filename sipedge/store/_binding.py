@@ -24,7 +24,7 @@ from sipedge.transport._flow import Flow
 __all__ = ["Binding", "aor_of", "binding_order", "same_binding"]
 
 
-def aor_of(uri: SipURI | str) -> str:
+def aor_of(uri: URI | str) -> str:
     """
     The canonical address-of-record of C{uri}, the key of the location
     service (RFC 3261 10.3 step 5): C{scheme:user@host} with the scheme

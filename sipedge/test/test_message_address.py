@@ -168,7 +168,8 @@ class ParseNameAddrTests(SynchronousTestCase):
         (route,) = parse_name_addr_list(
             "\r\n <sip:services.example.com;lr;unknownwith=value;unknown-no-value>"
         )
-        self.assertTrue(route.uri.lr)  # type: ignore[union-attr]
+        assert isinstance(route.uri, SipURI)
+        self.assertTrue(route.uri.lr)
 
     def test_utf8_display_name(self) -> None:
         """If a quoted display name holds non-ASCII text, it is kept."""
@@ -192,7 +193,8 @@ class ParseNameAddrTests(SynchronousTestCase):
         """
         address = parse_name_addr("sip:+19725552222@gw1.example.net;unknownparam")
         self.assertEqual(address.uri, _sip("sip:+19725552222@gw1.example.net"))
-        self.assertEqual(address.uri.params, ())  # type: ignore[union-attr]
+        assert isinstance(address.uri, SipURI)
+        self.assertEqual(address.uri.params, ())
         self.assertEqual(address.params, (("unknownparam", None),))
         self.assertFalse(address.bracketed)
         self.assertEqual(str(address), "sip:+19725552222@gw1.example.net;unknownparam")
@@ -203,7 +205,8 @@ class ParseNameAddrTests(SynchronousTestCase):
         parameter (RFC 4475 3.3.13 cparam02).
         """
         address = parse_name_addr("<sip:+19725552222@gw1.example.net;unknownparam>")
-        self.assertEqual(address.uri.params, (("unknownparam", None),))  # type: ignore[union-attr]
+        assert isinstance(address.uri, SipURI)
+        self.assertEqual(address.uri.params, (("unknownparam", None),))
         self.assertEqual(address.params, ())
         self.assertEqual(str(address), "<sip:+19725552222@gw1.example.net;unknownparam>")
 

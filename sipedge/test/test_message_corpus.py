@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypedDict
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -26,6 +27,7 @@ from sipedge.message import (
     serialize,
 )
 from sipedge.message._check import check_request, check_response
+from sipedge.message._uri import SipURI
 
 DATA = Path(__file__).parent / "data"
 
@@ -54,9 +56,24 @@ def _outcome(data: bytes) -> str:
     return "accept"
 
 
-def _load(corpus: str) -> dict[str, dict[str, object]]:
+class _Entry(TypedDict):
+    """The fields of an C{EXPECTED.json} entry that these tests read."""
+
+    file: str
+    size: int
+    valid: bool
+    proxy_expect: list[str]
+
+
+def _load(corpus: str) -> dict[str, _Entry]:
     with (DATA / corpus / "EXPECTED.json").open() as f:
-        return json.load(f)  # type: ignore[no-any-return]
+        return json.load(f)
+
+
+def _sip_uri(uri: object) -> SipURI:
+    """C{uri}, which the test expects to be a SIP URI."""
+    assert isinstance(uri, SipURI), uri
+    return uri
 
 
 def _allowed(expect: list[str]) -> set[str]:
@@ -77,12 +94,12 @@ class CorpusTests(SynchronousTestCase):
             data = (DATA / corpus / str(entry["file"])).read_bytes()
             self.assertEqual(len(data), entry["size"], f"{name}: corpus copy damaged")
             outcome = _outcome(data)
-            allowed = _allowed(list(entry["proxy_expect"]))  # type: ignore[call-overload]
+            allowed = _allowed(list(entry["proxy_expect"]))
             if outcome not in allowed:
                 failures.append(f"{name}: got {outcome}, RFC allows {sorted(allowed)}")
             if entry["valid"] and outcome not in ("accept", "416", "420", "501"):
                 # A valid message may be refused only for policy reasons.
-                if not (set(entry["proxy_expect"]) & {"400"}):  # type: ignore[call-overload]
+                if not (set(entry["proxy_expect"]) & {"400"}):
                     failures.append(f"{name}: valid message refused with {outcome}")
         self.assertEqual(failures, [])
 
@@ -185,7 +202,7 @@ class CorpusFieldTests(SynchronousTestCase):
         assert isinstance(m, Request)
         self.assertEqual(m.method, "!interesting-Method0123456789_*+`.%indeed'~")
         self.assertEqual(m.cseq.method, m.method)
-        uri = m.request_uri
+        uri = _sip_uri(m.request_uri)
         self.assertEqual(uri.user, "1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
 
     def test_esc02_contacts(self) -> None:
@@ -198,16 +215,19 @@ class CorpusFieldTests(SynchronousTestCase):
     def test_escnull(self) -> None:
         """escnull: two distinct Contacts, %00 and %00%00, both kept whole."""
         m = self._parse("escnull")
-        users = [c.uri.unescaped_user for c in m.contacts]  # type: ignore[union-attr]
+        contacts = m.contacts
+        assert not isinstance(contacts, str)
+        users = [_sip_uri(c.uri).unescaped_user for c in contacts]
         self.assertEqual(users, ["\x00", "\x00\x00"])
-        self.assertEqual(m.to_address.uri.unescaped_user, "null-\x00-null")  # type: ignore[union-attr]
+        self.assertEqual(_sip_uri(m.to_address.uri).unescaped_user, "null-\x00-null")
 
     def test_semiuri(self) -> None:
         """semiuri: the ;par= before the @ belongs to the user part."""
         m = self._parse("semiuri")
         assert isinstance(m, Request)
-        self.assertEqual(m.request_uri.user, "user;par=u%40example.net")
-        self.assertEqual(m.request_uri.host, "example.com")
+        uri = _sip_uri(m.request_uri)
+        self.assertEqual(uri.user, "user;par=u%40example.net")
+        self.assertEqual(uri.host, "example.com")
 
     def test_dblreq(self) -> None:
         """dblreq: the octets after Content-Length 0 are ignored on UDP."""
@@ -280,15 +300,15 @@ class CorpusFieldTests(SynchronousTestCase):
         """RFC 5118 IPv6 references: brackets kept, ports split right."""
         good = self._parse("ipv6-good", "rfc5118")
         assert isinstance(good, Request)
-        self.assertEqual(good.request_uri.host, "[2001:db8::10]")
+        self.assertEqual(_sip_uri(good.request_uri).host, "[2001:db8::10]")
         ambiguous = self._parse("port-ambiguous", "rfc5118")
         assert isinstance(ambiguous, Request)
-        self.assertEqual(ambiguous.request_uri.host, "[2001:db8::10:5070]")
-        self.assertIsNone(ambiguous.request_uri.port)
+        self.assertEqual(_sip_uri(ambiguous.request_uri).host, "[2001:db8::10:5070]")
+        self.assertIsNone(_sip_uri(ambiguous.request_uri).port)
         unambiguous = self._parse("port-unambiguous", "rfc5118")
         assert isinstance(unambiguous, Request)
-        self.assertEqual(unambiguous.request_uri.host, "[2001:db8::10]")
-        self.assertEqual(unambiguous.request_uri.port, 5070)
+        self.assertEqual(_sip_uri(unambiguous.request_uri).host, "[2001:db8::10]")
+        self.assertEqual(_sip_uri(unambiguous.request_uri).port, 5070)
 
     def test_via_received(self) -> None:
         """RFC 5118 4.5: received= with and without brackets both parse."""

@@ -7,6 +7,7 @@ factories in the C{sipedge.plugins} package.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,8 +76,7 @@ class TwistdPluginTests(SynchronousTestCase):
             capture_output=True,
             text=True,
             check=True,
-            cwd=str(ROOT / "twisted" / "plugins"),
-            env={"PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         self.assertEqual(out.stdout.strip(), "[]")
 

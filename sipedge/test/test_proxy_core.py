@@ -12,13 +12,17 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from sipedge.error import TransportError
 from sipedge.message import Message, Request, Response, parse_datagram, serialize
-from sipedge.pipeline import StageServices, build_chain
+from sipedge.interfaces import IRequestStage
+from sipedge.pipeline import Drop, RequestChain, Respond, StageServices, build_chain
 from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
 from sipedge.proxy._branch import BRANCH_PREFIX
 from sipedge.store import MemoryLocationStore
@@ -177,6 +181,11 @@ class ProxyHarness:
     timer_c = 180.0
 
     def setUp(self) -> None:
+        self.build()
+        self.addCleanup(self.assert_clean)
+
+    def build(self) -> None:
+        """A new proxy with its fakes (called again for each hypothesis example)."""
         self.clock = Clock()
         self.clock.advance(1000)
         self.transports = FakeTransports()
@@ -206,7 +215,6 @@ class ProxyHarness:
             timers=TimerSettings(),
             timer_c=self.timer_c,
         )
-        self.addCleanup(self.assert_clean)
 
     # -- driving -----------------------------------------------------------
 
@@ -316,6 +324,19 @@ def our_via_branch(message: Request) -> str:
     assert (via.host, via.port) == (PROXY, 5060), via
     assert via.branch is not None and via.branch.startswith(BRANCH_PREFIX), via
     return via.branch
+
+
+@implementer(IRequestStage)
+class _Decide:
+    """A stage that always decides the same."""
+
+    name = "decide"
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    def process_request(self, context: Any) -> Any:
+        return self.result
 
 
 class ForwardingTests(ProxyHarness, SynchronousTestCase):
@@ -579,6 +600,109 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
         self.assertEqual(self.statuses(back.remote), [482])
         self.receive(answer(out, 482, to_tag="x"), back)
         self.assertEqual(self.statuses(TRUSTED.remote), [482])
+
+    def test_spiral_through_application_server(self) -> None:
+        """
+        If a preloaded Route takes a request to an application server that
+        routes it back to us unchanged but for the Route, L{ProxyCore} sees
+        a spiral, not a loop, and forwards it to the AOR's contact.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        server = Flow("UDP", PROXY, 5060, "10.5.5.5", 5060)
+        self.receive(
+            request(
+                "MESSAGE",
+                "sip:bob@example.com",
+                f"Route: <sip:{PROXY}:5060;lr>, <sip:10.5.5.5;lr>",
+            ),
+            TRUSTED,
+        )
+        out = self.only(server.remote, "MESSAGE")
+        self.assertEqual(out.headers.get_all("Route"), ("<sip:10.5.5.5;lr>",))
+        back = out.with_headers(
+            out.headers.replaced("Route", f"<sip:{PROXY}:5060;lr>").prepended(
+                "Via", "SIP/2.0/UDP 10.5.5.5:5060;branch=z9hG4bK-as-1"
+            )
+        )
+        self.receive(back, server)
+        self.assertEqual(self.statuses(server.remote), [])
+        spiralled = self.only(BOB, "MESSAGE")
+        self.assertEqual(len(spiralled.vias), 4)
+        self.receive(answer(spiralled, 200), BOB_UDP)
+        self.receive(answer(out, 200), server)
+        self.assertEqual(self.statuses(TRUSTED.remote), [200])
+
+    def test_decision_bug(self) -> None:
+        """
+        If carrying out the chain's decision raises, L{ProxyCore} answers
+        500 and logs the failure: the request is not left unanswered.
+        """
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("bug")
+
+        self.core._forward = broken  # type: ignore[method-assign]
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.receive(request("MESSAGE", "sip:bob@example.com"), ALICE)
+        self.assertEqual(self.statuses(UPSTREAM), [500])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_merged_request(self) -> None:
+        """
+        If the chain has no loop detection and a request we forward comes
+        back unchanged, L{ProxyCore} answers it 482 (it cannot forward the
+        same request on the same branch twice) instead of failing.
+        """
+        self.core.chain = build_chain(
+            [name for name in STAGES if name != "loop-detect"], {}, self.services
+        )
+        self.locator.add("other.example.net", ("UDP", "10.9.9.9", 5060))
+        self.receive(request("MESSAGE", "sip:bob@other.example.net"), TRUSTED)
+        out = self.only(("10.9.9.9", 5060), "MESSAGE")
+        back = Flow("UDP", PROXY, 5060, "10.9.9.9", 5060)
+        self.receive(out, back)
+        self.assertEqual(self.statuses(back.remote), [482])
+        self.receive(answer(out, 482, to_tag="x"), back)
+        self.assertEqual(self.statuses(TRUSTED.remote), [482])
+
+    def test_retransmission_absorbed(self) -> None:
+        """
+        If the caller retransmits an INVITE, L{ProxyCore} does not forward
+        it again; the server transaction answers with the last provisional.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.invite()
+        self.invite()
+        self.only(BOB, "INVITE")
+        self.assertEqual(self.statuses(UPSTREAM), [100])
+        self.assertEqual(len(self.sent_to(UPSTREAM, 100)), 2)
+        self.assertEqual(self.core.stats["requests"], 2)  # the REGISTER too
+
+    def test_drop(self) -> None:
+        """
+        If the chain drops a request, L{ProxyCore} sends nothing and ends
+        its server transaction.
+        """
+        self.core.chain = RequestChain([_Decide(Drop("flood"))])
+        self.receive(request("MESSAGE", "sip:bob@example.com"), ALICE)
+        self.assertEqual(self.take(), [])
+        self.assertEqual(dict(self.core.transactions.server_transactions), {})
+        self.assertEqual(self.core.stats["dropped"], 1)
+
+    def test_respond_with_body(self) -> None:
+        """
+        If the chain answers with headers and a body, L{ProxyCore} sends
+        them in its response.
+        """
+        self.core.chain = RequestChain(
+            [_Decide(Respond(200, "Fine", (("Content-Type", "text/plain"),), b"hello"))]
+        )
+        self.receive(request("OPTIONS", "sip:example.com"), ALICE)
+        [response] = self.sent_to(UPSTREAM)
+        self.assertEqual((response.status, response.reason), (200, "Fine"))
+        self.assertEqual(response.body, b"hello")
+        self.assertEqual(response.headers.get("Content-Type"), "text/plain")
+        self.assertIsNotNone(response.to_address.tag)
 
     def test_unknown_user(self) -> None:
         """If an AOR of ours has no binding, L{ProxyCore} answers 404."""
@@ -1020,3 +1144,383 @@ class TimerCTests(ProxyHarness, SynchronousTestCase):
 
     def final_statuses(self) -> list[int]:
         return [s for s in self.statuses(UPSTREAM) if s >= 200]
+
+
+class FailoverTests(ProxyHarness, SynchronousTestCase):
+    """Tests for L{ProxyCore} timeouts and fail-over (RFC 3263 4.3)."""
+
+    FIRST = ("203.0.113.10", 5060)
+    SECOND = ("203.0.113.11", 5060)
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.locator.add(
+            "other.example.net", ("UDP", *self.FIRST), ("UDP", *self.SECOND)
+        )
+
+    def flow(self, remote: tuple[str, int]) -> Flow:
+        return Flow("UDP", PROXY, 5060, *remote)
+
+    def send(self, method: str = "INVITE") -> Request:
+        self.receive(request(method, "sip:bob@other.example.net"), TRUSTED)
+        return self.only(self.FIRST, method)
+
+    def finals(self) -> list[int]:
+        return [s for s in self.statuses(TRUSTED.remote) if s >= 200]
+
+    def test_timeout_408(self) -> None:
+        """
+        If an INVITE's only destination never answers, L{ProxyCore} sends
+        408 upstream when Timer B fires (64*T1, 32 s).
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        self.clock.pump([0.5] * 63)
+        self.assertEqual(self.statuses(UPSTREAM), [100])
+        self.clock.advance(0.5)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 408])
+        self.assertEqual(dict(self.core.transactions.client_transactions), {})
+
+    def test_failover_on_503(self) -> None:
+        """
+        If the first destination answers 503, L{ProxyCore} sends the
+        request to the next one, on a new branch, and relays its answer.
+        """
+        first = self.send()
+        self.receive(answer(first, 503), self.flow(self.FIRST))
+        second = self.only(self.SECOND, "INVITE")
+        self.assertNotEqual(our_via_branch(second), our_via_branch(first))
+        self.assertEqual(self.finals(), [])
+        self.receive(answer(second, 200), self.flow(self.SECOND))
+        self.assertEqual(self.finals(), [200])
+
+    def test_failover_on_timeout(self) -> None:
+        """
+        If the first destination never answers, L{ProxyCore} tries the next
+        when the client transaction times out.
+        """
+        self.send("OPTIONS")
+        self.clock.pump([0.5] * 64)
+        second = self.only(self.SECOND, "OPTIONS")
+        self.receive(answer(second, 200), self.flow(self.SECOND))
+        self.assertEqual(self.finals(), [200])
+
+    def test_failover_exhausted(self) -> None:
+        """
+        If every destination answers 503, L{ProxyCore} sends 500 upstream.
+        """
+        first = self.send()
+        self.receive(answer(first, 503), self.flow(self.FIRST))
+        second = self.only(self.SECOND, "INVITE")
+        self.receive(answer(second, 503), self.flow(self.SECOND))
+        self.assertEqual(self.finals(), [500])
+
+    def test_no_failover_on_486(self) -> None:
+        """If the first destination answers 486, L{ProxyCore} relays it."""
+        first = self.send()
+        self.receive(answer(first, 486), self.flow(self.FIRST))
+        self.assertEqual(self.sent_to(self.SECOND), [])
+        self.assertEqual(self.finals(), [486])
+
+    def test_unreachable_skipped(self) -> None:
+        """
+        If the transport manager has no way to reach a destination,
+        L{ProxyCore} goes on to the next.
+        """
+        self.transports.unreachable.add(("UDP", self.FIRST[0]))
+        self.receive(request("MESSAGE", "sip:bob@other.example.net"), TRUSTED)
+        self.only(self.SECOND, "MESSAGE")
+
+    def test_all_unreachable(self) -> None:
+        """
+        If no destination can be reached, L{ProxyCore} answers at once
+        (a 503 from the branch, sent as 500) instead of leaving the request
+        unanswered.
+        """
+        self.transports.unreachable.update({("UDP", self.FIRST[0]), ("UDP", self.SECOND[0])})
+        self.receive(request("MESSAGE", "sip:bob@other.example.net"), TRUSTED)
+        self.assertEqual(self.finals(), [500])
+
+    def test_no_address_family(self) -> None:
+        """
+        If a destination is of an address family we have no listener for
+        (so no address for our Via), L{ProxyCore} goes on to the next.
+        """
+        self.locator.add("v6.example.net", ("UDP", "2001:db8::1", 5060), ("UDP", *self.SECOND))
+        self.receive(request("MESSAGE", "sip:bob@v6.example.net"), TRUSTED)
+        self.only(self.SECOND, "MESSAGE")
+
+    def test_no_address_family_at_all(self) -> None:
+        """
+        If the only destination is of an address family we have no
+        listener for, L{ProxyCore} answers 500.
+        """
+        self.locator.add("v6.example.net", ("UDP", "2001:db8::1", 5060))
+        self.receive(request("MESSAGE", "sip:bob@v6.example.net"), TRUSTED)
+        self.assertEqual(self.finals(), [500])
+
+    def test_not_found(self) -> None:
+        """
+        If the next hop cannot be resolved, L{ProxyCore} answers 500 (a
+        503 from the branch).
+        """
+        self.receive(request("MESSAGE", "sip:bob@nowhere.invalid"), TRUSTED)
+        self.assertEqual(self.finals(), [500])
+
+    def test_locate_pending_then_cancel(self) -> None:
+        """
+        If the caller CANCELs while the next hop is being located,
+        L{ProxyCore} answers 487 at once and sends nothing when the lookup
+        ends.
+        """
+        d: Deferred[list[Destination]] = Deferred()
+        self.locator.pending["slow.example.net"] = d
+        self.receive(request("INVITE", "sip:bob@slow.example.net"), TRUSTED)
+        self.receive(request("CANCEL", "sip:bob@slow.example.net"), TRUSTED)
+        self.assertEqual(self.statuses(TRUSTED.remote), [100, 200, 487])
+        d.callback([Destination("UDP", *self.FIRST, "slow", "slow")])
+        self.assertEqual(self.sent_to(self.FIRST), [])
+
+    def test_send_fails_at_once(self) -> None:
+        """
+        If sending to the first destination raises at once, L{ProxyCore}
+        fails over to the next.
+        """
+
+        def send(message: Message, flow: Flow, **kw: Any) -> None:
+            if flow.remote == self.FIRST:
+                raise TransportError("network unreachable")
+            FakeTransports.send(self.transports, message, flow, **kw)
+
+        self.transports.send = send  # type: ignore[method-assign]
+        self.receive(request("MESSAGE", "sip:bob@other.example.net"), TRUSTED)
+        second = self.only(self.SECOND, "MESSAGE")
+        self.receive(answer(second, 200), self.flow(self.SECOND))
+        self.assertEqual(self.finals(), [200])
+
+    def test_send_fails_at_once_everywhere(self) -> None:
+        """
+        If sending raises at once for every destination, L{ProxyCore}
+        answers 500.
+        """
+
+        def send(message: Message, flow: Flow, **kw: Any) -> None:
+            if isinstance(message, Request):
+                raise TransportError("network unreachable")
+            FakeTransports.send(self.transports, message, flow, **kw)
+
+        self.transports.send = send  # type: ignore[method-assign]
+        self.receive(request("MESSAGE", "sip:bob@other.example.net"), TRUSTED)
+        self.assertEqual(self.finals(), [500])
+
+    def test_connect_fails(self) -> None:
+        """
+        If a connection cannot be opened (C{send}'s Deferred fails),
+        L{ProxyCore} fails over to the next destination.
+        """
+        self.transports.fail_send.add(self.FIRST)
+        self.receive(request("MESSAGE", "sip:bob@other.example.net"), TRUSTED)
+        second = self.only(self.SECOND, "MESSAGE")
+        self.receive(answer(second, 200), self.flow(self.SECOND))
+        self.assertEqual(self.finals(), [200])
+
+
+class StatelessTests(ProxyHarness, SynchronousTestCase):
+    """Tests for L{ProxyCore} forwarding stray responses (RFC 3261 16.7)."""
+
+    def stray(self, status: int, second_via: str = "198.51.100.7:5060;rport=5061") -> Response:
+        message = parse(
+            f"""
+SIP/2.0 {status} Whatever
+Via: SIP/2.0/UDP {PROXY}:5060;branch=z9hG4bK-se-0123456789abcdef0123.0
+Via: SIP/2.0/UDP {second_via};branch=z9hG4bK-alice-9
+From: <sip:alice@example.com>;tag=alice-tag
+To: <sip:bob@example.com>;tag=bob-tag
+Call-ID: stray@198.51.100.7
+CSeq: 1 INVITE
+Content-Length: 0
+"""
+        )
+        assert isinstance(message, Response)
+        return message
+
+    def test_stray_2xx(self) -> None:
+        """
+        If a 2xx arrives for no client transaction with our Via on top,
+        L{ProxyCore} forwards it statelessly along the next Via (its rport).
+        """
+        self.receive(self.stray(200), BOB_UDP)
+        [(out, flow)] = self.take()
+        self.assertEqual(flow.remote, ("198.51.100.7", 5061))
+        self.assertEqual([v.branch for v in out.vias], ["z9hG4bK-alice-9"])
+
+    def test_stray_2xx_received(self) -> None:
+        """
+        If the next Via has a received parameter, L{ProxyCore} sends there.
+        """
+        self.receive(self.stray(200, "phone.invalid:5070;received=198.51.100.8"), BOB_UDP)
+        [(_, flow)] = self.take()
+        self.assertEqual(flow.remote, ("198.51.100.8", 5070))
+
+    def test_stray_not_ours(self) -> None:
+        """
+        If a stray 2xx's top Via is not ours, L{ProxyCore} drops it.
+        """
+        message = self.stray(200)
+        headers = message.headers.first_removed("Via").prepended(
+            "Via", "SIP/2.0/UDP 192.0.2.99:5060;branch=z9hG4bK-x"
+        )
+        self.receive(message.with_headers(headers), BOB_UDP)
+        self.assertEqual(self.take(), [])
+
+    def test_stray_non_2xx(self) -> None:
+        """If a stray response is not a 2xx, L{ProxyCore} drops it."""
+        for status in (180, 486, 503):
+            self.receive(self.stray(status), BOB_UDP)
+        self.assertEqual(self.take(), [])
+
+    def test_broadcast(self) -> None:
+        """
+        If a stray 2xx would go to the broadcast address (RFC 4475 3.3.10,
+        bcast), L{ProxyCore} drops it.
+        """
+        self.receive(self.stray(200, "255.255.255.255"), BOB_UDP)
+        self.receive(self.stray(200, "phone.invalid;received=255.255.255.255"), BOB_UDP)
+        self.receive(self.stray(200, "224.0.0.75"), BOB_UDP)
+        self.receive(self.stray(200, "0.0.0.0"), BOB_UDP)
+        self.assertEqual(self.take(), [])
+
+    def test_bcast_corpus(self) -> None:
+        """
+        If the RFC 4475 bcast message arrives with our Via on top instead
+        of its first one, L{ProxyCore} does not forward it.
+        """
+        from pathlib import Path
+
+        data = (Path(__file__).parent / "data" / "rfc4475" / "bcast.dat").read_bytes()
+        message = parse_datagram(data)
+        assert isinstance(message, Response)
+        headers = message.headers.first_removed("Via").prepended(
+            "Via", f"SIP/2.0/UDP {PROXY}:5060;branch=z9hG4bK-se-00.0"
+        )
+        self.receive(message.with_headers(headers), BOB_UDP)
+        self.assertEqual(self.take(), [])
+
+    def test_stray_send_fails(self) -> None:
+        """
+        If forwarding a stray 2xx fails later (C{send}'s Deferred fails),
+        L{ProxyCore} logs it and leaves no unhandled error.
+        """
+        self.transports.fail_send.add(("198.51.100.7", 5061))
+        self.receive(self.stray(200), BOB_UDP)
+        [d] = self.transports.results
+        self.assertIsNone(self.successResultOf(d))
+
+    def test_server_timer_h(self) -> None:
+        """
+        If the caller never ACKs a non-2xx final response, the server
+        transaction times out (Timer H) and L{ProxyCore} ignores the report.
+        """
+        self.receive(request("INVITE", "sip:nobody@example.com"), ALICE)
+        self.clock.pump([0.5] * 70)
+        self.assertEqual(dict(self.core.transactions.server_transactions), {})
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+# One step of a scripted run: ("respond", branch, status), ("advance", seconds),
+# ("answer-cancels",) or ("cancel",) (the caller CANCELs).
+_STATUSES = (180, 183, 200, 202, 404, 408, 486, 487, 500, 503, 603)
+_steps = st.one_of(
+    st.tuples(st.just("respond"), st.integers(0, 3), st.sampled_from(_STATUSES)),
+    st.tuples(st.just("advance"), st.sampled_from((0.5, 4.0, 33.0, 200.0))),
+    st.tuples(st.just("answer-cancels")),
+    st.tuples(st.just("cancel")),
+)
+_contacts = st.lists(st.sampled_from((1.0, 0.5)), min_size=1, max_size=4)
+
+
+class ForkPropertyTests(ProxyHarness, SynchronousTestCase):
+    """Properties of L{ProxyCore} forks under random response sequences."""
+
+    def script(self, method: str, qs: list[float], steps: list[tuple[Any, ...]]) -> list[Response]:
+        """
+        Run C{steps} on a fork of C{method} to one contact per q; return
+        the distinct responses sent upstream (not the CANCEL's).
+        """
+        self.build()
+        flows = [Flow("UDP", PROXY, 5060, f"203.0.113.{20 + i}", 5060) for i in range(len(qs))]
+        for i, (flow, q) in enumerate(zip(flows, qs, strict=True)):
+            self.register(f"sip:bob@{flow.remote_host}:5060", flow, q=q, call_id=f"r{i}")
+        self.receive(request(method, "sip:bob@example.com"), ALICE)
+        answered: set[int] = set()
+        for step in steps:
+            if step[0] == "respond":
+                i, status = step[1] % len(flows), step[2]
+                sent = [m for m, f in self.transports.sent if f == flows[i] and isinstance(m, Request)]
+                requests = [m for m in sent if m.method == method]
+                if requests:
+                    to_tag = None if status == 100 else f"t{i}"
+                    self.receive(answer(requests[-1], status, to_tag=to_tag), flows[i])
+            elif step[0] == "advance":
+                self.clock.pump([0.5] * int(step[1] / 0.5))
+            elif step[0] == "cancel":
+                self.receive(request("CANCEL", "sip:bob@example.com"), ALICE)
+            else:
+                for m, f in list(self.transports.sent):
+                    if isinstance(m, Request) and m.method == "CANCEL" and id(m) not in answered:
+                        answered.add(id(m))
+                        self.receive(answer(m, 200, to_tag="c"), f)
+                        invite = next(
+                            r for r, g in self.transports.sent
+                            if g == f and isinstance(r, Request) and r.method == "INVITE"
+                            and r.top_via.branch == m.top_via.branch
+                        )
+                        self.receive(answer(invite, 487, to_tag="c"), f)
+        self.settle(300, 1.0)
+        seen: set[int] = set()
+        upstream = []
+        for m, f in self.transports.sent:
+            if (
+                f.remote == UPSTREAM
+                and isinstance(m, Response)
+                and m.cseq.method == method
+                and id(m) not in seen
+            ):
+                seen.add(id(m))
+                upstream.append(m)
+        self.assert_clean()
+        return upstream
+
+    @given(_contacts, st.lists(_steps, max_size=12))
+    def test_non_invite_one_final(self, qs: list[float], steps: list[tuple[Any, ...]]) -> None:
+        """
+        If the branches of a non-INVITE answer in any order (or never),
+        L{ProxyCore} sends exactly one final response upstream, nothing
+        after it, and leaves no transaction, fork or timer behind.
+        """
+        upstream = self.script("MESSAGE", qs, steps)
+        finals = [m.status for m in upstream if m.status >= 200]
+        self.assertEqual(len(finals), 1, [m.status for m in upstream])
+        self.assertGreaterEqual(upstream[-1].status, 200)
+
+    @given(_contacts, st.lists(_steps, max_size=12))
+    def test_invite_finals(self, qs: list[float], steps: list[tuple[Any, ...]]) -> None:
+        """
+        If the branches of an INVITE answer in any order (or never), and
+        the caller may CANCEL, L{ProxyCore} sends upstream at least one
+        final response, at most one non-2xx final and only 2xx after it,
+        no provisional after a final, never a 503, and leaves nothing
+        behind.
+        """
+        upstream = self.script("INVITE", qs, steps)
+        statuses = [m.status for m in upstream]
+        finals = [s for s in statuses if s >= 200]
+        self.assertTrue(finals, statuses)
+        failures = [i for i, s in enumerate(statuses) if s >= 300]
+        self.assertLessEqual(len(failures), 1, statuses)
+        if failures:
+            # A late 2xx may follow (16.7 step 5); nothing but 2xx does.
+            self.assertTrue(all(200 <= s < 300 for s in statuses[failures[0] + 1 :]), statuses)
+        first_final = next(i for i, s in enumerate(statuses) if s >= 200)
+        self.assertTrue(all(s >= 200 for s in statuses[first_final:]), statuses)
+        self.assertNotIn(503, statuses)

@@ -11,14 +11,13 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import LocalProtocolError
 from sipedge.message import Request, Response, parse_datagram
 from sipedge.proxy._registrar import Registrar
 from sipedge.store import Binding, MemoryLocationStore, SQLiteLocationStore
+from sipedge.test._helpers import capture_log
 from sipedge.transport._flow import Flow
 
 RFC4475 = Path(__file__).parent / "data" / "rfc4475"
@@ -523,7 +522,7 @@ class RegistrarTests(SynchronousTestCase):
         C{start_expiry} purges expired bindings from the store every
         interval until C{stop_expiry}.
         """
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = capture_log(self)
         self.handle(register("Contact: <sip:a@10.0.0.5>;expires=60, <sip:b@10.0.0.5>;expires=200"))
         self.registrar.start_expiry(100)
         self.assertRaises(LocalProtocolError, self.registrar.start_expiry, 100)
@@ -558,7 +557,7 @@ class RegistrarTests(SynchronousTestCase):
 
     def test_logged(self) -> None:
         """A REGISTER is logged with the AOR and the bindings as fields."""
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = capture_log(self)
         self.handle(register("Contact: <sip:a@10.0.0.5>"))
         self.handle(register("Contact: <sip:a@10.0.0.5>;expires=10"))
         [ok] = [e for e in events if "aor" in e]

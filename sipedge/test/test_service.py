@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -71,10 +71,6 @@ class _ServiceTestCase(SynchronousTestCase):
 
     def _stop(self, service: SipEdgeService, reactor: Any) -> None:
         service.stopService()
-        # What stopService leaves behind (see the todo tests below) must not
-        # leak into the next test.
-        for call in reactor.getDelayedCalls():
-            call.cancel()
 
 
 class BuildServiceTests(_ServiceTestCase):
@@ -185,7 +181,10 @@ class PrivilegedStartTests(_ServiceTestCase):
         Each listener is logged with its transport, host and real port (what
         the end-to-end tests read to find a port 0 listener).
         """
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events: list[dict[str, Any]] = []
+        observer: Any = events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         service = self.build(self.config(listen=["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]))
         service.privilegedStartService()
         logged = [
@@ -284,6 +283,11 @@ class RunningServiceTests(_ServiceTestCase):
         service.startService()
         return service
 
+    def listener(self) -> tuple[str, int]:
+        """The address of the UDP listener."""
+        [udp] = self.reactor.udpPorts
+        return (udp.host, udp.port)
+
     def test_start(self) -> None:
         """
         L{SipEdgeService.startService} runs the service and removes expired
@@ -299,7 +303,7 @@ class RunningServiceTests(_ServiceTestCase):
         A request that reaches a UDP listener goes through the transaction
         layer, the proxy core and the chain, and is answered on its flow.
         """
-        service = self.start()
+        self.start()
         peer = _Peer()
         port = self.reactor.network.bind(*PEER, peer)
         options = request(
@@ -308,7 +312,7 @@ class RunningServiceTests(_ServiceTestCase):
             "CSeq: 1 OPTIONS",
             "Max-Forwards: 0",
         )
-        port.write(options, service.bound[0][1:])
+        port.write(options, self.listener())
         self.reactor.flush()
         [response] = peer.received
         self.assertTrue(response.startswith(b"SIP/2.0 200 "), response)
@@ -330,19 +334,15 @@ class RunningServiceTests(_ServiceTestCase):
         self.assertEqual(
             [c for c in self.reactor.getDelayedCalls() if "Registrar._expire" in repr(c)], []
         )
-        self.failureResultOf(service.store.lookup("sip:alice@sipedge.test", 0.0),
-                             sqlite3.ProgrammingError)
+        self.failureResultOf(
+            service.store.lookup("sip:alice@sipedge.test", 0.0), sqlite3.ProgrammingError
+        )
 
     def test_stop_leaves_no_delayed_calls(self) -> None:
         """L{SipEdgeService.stopService} leaves nothing scheduled on the reactor."""
         service = self.start()
         self.successResultOf(service.stopService())
         self.assertEqual(self.reactor.getDelayedCalls(), [])
-
-    test_stop_leaves_no_delayed_calls.todo = (  # type: ignore[attr-defined]
-        "the DNS resolver (twisted.names.client.Resolver) re-reads resolv.conf every "
-        "60 s and nothing cancels it"
-    )
 
     def test_stop_cancels_timer_c(self) -> None:
         """
@@ -358,13 +358,8 @@ class RunningServiceTests(_ServiceTestCase):
             "Max-Forwards: 70",
             f"Contact: <sip:alice@{PEER[0]}:{PEER[1]}>",
         )
-        port.write(invite, service.bound[0][1:])
+        port.write(invite, self.listener())
         self.reactor.flush()
         self.assertIn(b"INVITE sip:bob@192.0.2.99", self.reactor.network.sent[-1].data)
         self.successResultOf(service.stopService())
         self.assertEqual(self.reactor.getDelayedCalls(), [])
-
-    test_stop_cancels_timer_c.todo = (  # type: ignore[attr-defined]
-        "ProxyCore has no stop(): Timer C of pending forks survives stopService "
-        "(and so does the resolver's resolv.conf check)"
-    )

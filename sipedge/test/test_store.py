@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 from hypothesis import settings
@@ -194,7 +194,13 @@ class BindingTests(SynchronousTestCase):
         self.assertFalse(same_binding(binding("sip:bad uri"), binding("sip:alice@192.0.2.1")))
 
 
-class LocationStoreTestsMixin:
+if TYPE_CHECKING:
+    _TestCase = SynchronousTestCase
+else:
+    _TestCase = object
+
+
+class LocationStoreTestsMixin(_TestCase):
     """Behaviour every L{ILocationStore} shares; mixed into a test case."""
 
     def make_store(self) -> Any:
@@ -202,7 +208,7 @@ class LocationStoreTestsMixin:
 
     def setUp(self) -> None:
         self.store = self.make_store()
-        self.addCleanup(self.store.close)  # type: ignore[attr-defined]
+        self.addCleanup(self.store.close)
 
     def update(self, *bindings: Binding, now: float = 0.0, aor: str = AOR) -> list[Binding]:
         return result_of(self.store.update(aor, bindings, now))
@@ -212,24 +218,24 @@ class LocationStoreTestsMixin:
 
     def test_interface(self) -> None:
         """The store provides L{ILocationStore}."""
-        self.assertTrue(verifyObject(ILocationStore, self.store))  # type: ignore[attr-defined]
+        self.assertTrue(verifyObject(ILocationStore, self.store))
 
     def test_unknown_aor(self) -> None:
         """An AOR never registered has no bindings."""
-        self.assertEqual(self.lookup(), [])  # type: ignore[attr-defined]
+        self.assertEqual(self.lookup(), [])
 
     def test_add(self) -> None:
         """An added binding is returned by the update and by lookups."""
         b = binding()
-        self.assertEqual(self.update(b), [b])  # type: ignore[attr-defined]
-        self.assertEqual(self.lookup(), [b])  # type: ignore[attr-defined]
+        self.assertEqual(self.update(b), [b])
+        self.assertEqual(self.lookup(), [b])
 
     def test_several_contacts(self) -> None:
         """An AOR has as many bindings as distinct contacts, added at once or not."""
         a, b, c = binding("sip:a@192.0.2.1"), binding("sip:b@192.0.2.1"), binding("sip:c@192.0.2.1")
         self.update(a, b)
         self.update(c)
-        self.assertEqual(self.lookup(), [a, b, c])  # type: ignore[attr-defined]
+        self.assertEqual(self.lookup(), [a, b, c])
 
     def test_aors_apart(self) -> None:
         """Bindings of one AOR are not bindings of another."""
@@ -237,21 +243,21 @@ class LocationStoreTestsMixin:
         b = binding(aor=OTHER_AOR)
         self.update(a)
         self.update(b, aor=OTHER_AOR)
-        self.assertEqual(self.lookup(), [a])  # type: ignore[attr-defined]
-        self.assertEqual(self.lookup(OTHER_AOR), [b])  # type: ignore[attr-defined]
+        self.assertEqual(self.lookup(), [a])
+        self.assertEqual(self.lookup(OTHER_AOR), [b])
 
     def test_wrong_aor(self) -> None:
         """Updating an AOR with another AOR's binding fails, changing nothing."""
         d = self.store.update(AOR, [binding(aor=OTHER_AOR)], 0.0)
-        self.assertRaises(ValueError, result_of, d)  # type: ignore[attr-defined]
-        self.assertEqual(self.lookup(OTHER_AOR), [])  # type: ignore[attr-defined]
+        self.assertRaises(ValueError, result_of, d)
+        self.assertEqual(self.lookup(OTHER_AOR), [])
 
     def test_refresh(self) -> None:
         """A binding of the same contact replaces the stored one."""
         self.update(binding(expires_at=100.0, cseq=1))
         fresh = binding(expires_at=500.0, cseq=2)
-        self.assertEqual(self.update(fresh, now=50.0), [fresh])  # type: ignore[attr-defined]
-        self.assertEqual(self.lookup(now=200.0), [fresh])  # type: ignore[attr-defined]
+        self.assertEqual(self.update(fresh, now=50.0), [fresh])
+        self.assertEqual(self.lookup(now=200.0), [fresh])
 
     def test_refresh_equivalent_uri(self) -> None:
         """
@@ -261,63 +267,63 @@ class LocationStoreTestsMixin:
         self.update(binding("sip:alice@HOST.example.com"))
         fresh = binding("sip:%61lice@host.example.com", cseq=2)
         self.update(fresh)
-        self.assertEqual([b.contact for b in self.lookup()], [fresh.contact])  # type: ignore[attr-defined]
+        self.assertEqual([b.contact for b in self.lookup()], [fresh.contact])
 
     def test_remove(self) -> None:
         """A binding expired at C{now} removes the one it matches."""
         keep = binding("sip:keep@192.0.2.1")
         self.update(keep, binding())
-        self.assertEqual(self.update(binding(expires_at=10.0), now=10.0), [keep])  # type: ignore[attr-defined]
-        self.assertEqual(self.lookup(), [keep])  # type: ignore[attr-defined]
+        self.assertEqual(self.update(binding(expires_at=10.0), now=10.0), [keep])
+        self.assertEqual(self.lookup(), [keep])
 
     def test_remove_unknown(self) -> None:
         """Removing a binding that does not exist changes nothing."""
-        self.assertEqual(self.update(binding(expires_at=0.0)), [])  # type: ignore[attr-defined]
-        self.assertEqual(self.lookup(), [])  # type: ignore[attr-defined]
+        self.assertEqual(self.update(binding(expires_at=0.0)), [])
+        self.assertEqual(self.lookup(), [])
 
     def test_one_update_in_order(self) -> None:
         """The bindings of one update apply in order: add then remove leaves nothing."""
-        self.assertEqual(  # type: ignore[attr-defined]
+        self.assertEqual(
             self.update(binding(expires_at=100.0), binding(expires_at=0.0)), []
         )
-        self.assertEqual(self.update(binding(expires_at=0.0), b := binding()), [b])  # type: ignore[attr-defined]
+        self.assertEqual(self.update(binding(expires_at=0.0), b := binding()), [b])
 
     def test_remove_all(self) -> None:
         """C{remove_all} (Contact: *) removes every binding of one AOR only."""
         other = binding(aor=OTHER_AOR)
         self.update(other, aor=OTHER_AOR)
         self.update(binding("sip:a@192.0.2.1"), binding("sip:b@192.0.2.1"))
-        self.assertIsNone(result_of(self.store.remove_all(AOR)))  # type: ignore[attr-defined]
-        self.assertEqual(self.lookup(), [])  # type: ignore[attr-defined]
-        self.assertEqual(self.lookup(OTHER_AOR), [other])  # type: ignore[attr-defined]
-        self.assertIsNone(result_of(self.store.remove_all(AOR)))  # type: ignore[attr-defined]
+        self.assertIsNone(result_of(self.store.remove_all(AOR)))
+        self.assertEqual(self.lookup(), [])
+        self.assertEqual(self.lookup(OTHER_AOR), [other])
+        self.assertIsNone(result_of(self.store.remove_all(AOR)))
 
     def test_q_order(self) -> None:
         """Lookups list the highest q first (RFC 3261 16.6)."""
         low = binding("sip:a@192.0.2.1", q=0.1)
         high = binding("sip:b@192.0.2.1", q=1.0)
         mid = binding("sip:c@192.0.2.1", q=0.5)
-        self.assertEqual(self.update(low, high, mid), [high, mid, low])  # type: ignore[attr-defined]
-        self.assertEqual(self.lookup(), [high, mid, low])  # type: ignore[attr-defined]
+        self.assertEqual(self.update(low, high, mid), [high, mid, low])
+        self.assertEqual(self.lookup(), [high, mid, low])
 
     def test_lookup_hides_expired(self) -> None:
         """A lookup never returns a binding expired at C{now}, purged or not."""
         short = binding("sip:short@192.0.2.1", expires_at=60.0)
         long = binding("sip:long@192.0.2.1", expires_at=3600.0)
         self.update(short, long)
-        self.assertEqual(self.lookup(now=59.5), [long, short])  # type: ignore[attr-defined]
-        self.assertEqual(self.lookup(now=60.0), [long])  # type: ignore[attr-defined]
-        self.assertEqual(self.update(binding("sip:x@192.0.2.1", expires_at=0), now=61.0), [long])  # type: ignore[attr-defined]
+        self.assertEqual(self.lookup(now=59.5), [long, short])
+        self.assertEqual(self.lookup(now=60.0), [long])
+        self.assertEqual(self.update(binding("sip:x@192.0.2.1", expires_at=0), now=61.0), [long])
 
     def test_expire(self) -> None:
         """C{expire} removes what expired at C{now}, in every AOR, and counts it."""
         self.update(binding("sip:a@192.0.2.1", expires_at=60.0), binding("sip:b@192.0.2.1"))
         self.update(binding(aor=OTHER_AOR, expires_at=30.0), aor=OTHER_AOR)
-        self.assertEqual(result_of(self.store.expire(29.0)), 0)  # type: ignore[attr-defined]
-        self.assertEqual(result_of(self.store.expire(60.0)), 2)  # type: ignore[attr-defined]
-        self.assertEqual(result_of(self.store.expire(60.0)), 0)  # type: ignore[attr-defined]
-        self.assertEqual([b.contact for b in self.lookup()], ["sip:b@192.0.2.1"])  # type: ignore[attr-defined]
-        self.assertEqual(self.lookup(OTHER_AOR), [])  # type: ignore[attr-defined]
+        self.assertEqual(result_of(self.store.expire(29.0)), 0)
+        self.assertEqual(result_of(self.store.expire(60.0)), 2)
+        self.assertEqual(result_of(self.store.expire(60.0)), 0)
+        self.assertEqual([b.contact for b in self.lookup()], ["sip:b@192.0.2.1"])
+        self.assertEqual(self.lookup(OTHER_AOR), [])
 
     def test_everything_remembered(self) -> None:
         """
@@ -340,7 +346,7 @@ class LocationStoreTestsMixin:
                 received="sip:198.51.100.7:40000;transport=udp",
             )
             self.update(b)
-            self.assertEqual(self.lookup(), [b])  # type: ignore[attr-defined]
+            self.assertEqual(self.lookup(), [b])
 
     def test_undecodable_text(self) -> None:
         """
@@ -349,14 +355,14 @@ class LocationStoreTestsMixin:
         """
         b = binding(call_id="id-\udcff", path=("<sip:\udcfe@p>",), user_agent="UA \udc80")
         self.update(b)
-        self.assertEqual(self.lookup(), [b])  # type: ignore[attr-defined]
+        self.assertEqual(self.lookup(), [b])
 
     def test_escnull(self) -> None:
         """The two contacts of RFC 4475 escnull are two bindings."""
         a = binding("sip:%00@host5.example.com")
         b = binding("sip:%00%00@host5.example.com")
         self.update(a, b)
-        self.assertCountEqual(self.lookup(), [a, b])  # type: ignore[attr-defined]
+        self.assertCountEqual(self.lookup(), [a, b])
 
     def test_instance_reg_id(self) -> None:
         """
@@ -366,10 +372,10 @@ class LocationStoreTestsMixin:
         first = binding("sip:alice@192.0.2.1", instance=INSTANCE, reg_id=1, flow=UDP_FLOW)
         second = binding("sip:alice@192.0.2.1", instance=INSTANCE, reg_id=2, flow=TLS_FLOW)
         self.update(first, second)
-        self.assertEqual(self.lookup(), [first, second])  # type: ignore[attr-defined]
+        self.assertEqual(self.lookup(), [first, second])
         moved = binding("sip:alice@192.0.2.77", instance=INSTANCE, reg_id=1, cseq=2)
         self.update(moved)
-        self.assertEqual(self.lookup(), [second, moved])  # type: ignore[attr-defined]
+        self.assertEqual(self.lookup(), [second, moved])
 
 
 class MemoryLocationStoreTests(LocationStoreTestsMixin, SynchronousTestCase):

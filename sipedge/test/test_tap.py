@@ -82,16 +82,16 @@ class OptionsTests(SynchronousTestCase):
     def test_config_short(self) -> None:
         """If C{-c FILE} is given, L{Options} reads C{FILE} as C{--config} does."""
         path = self.write(CONFIG)
-        self.assertEqual(self.parse("-c", str(path)).config, self.parse("--config", str(path)).config)
+        self.assertEqual(
+            self.parse("-c", str(path)).config, self.parse("--config", str(path)).config
+        )
 
     def test_listen_repeated(self) -> None:
         """
         If C{--listen} is repeated, the listeners replace C{sip.listen}, in the
         order given.
         """
-        config = self.parse(
-            "--listen", "udp:127.0.0.1:5080", "--listen", "TLS:[::1]:5081"
-        ).config
+        config = self.parse("--listen", "udp:127.0.0.1:5080", "--listen", "TLS:[::1]:5081").config
         self.assertEqual(
             config.listeners,
             (Listener("udp", "127.0.0.1", 5080), Listener("tls", "::1", 5081)),

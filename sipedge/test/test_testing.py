@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import (
     CannotListenError,
     ConnectionRefusedError,
@@ -40,6 +41,7 @@ class Recorder(DatagramProtocol):
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         self.got.append((data, addr))
         if self.echo:
+            assert self.transport is not None
             self.transport.write(data, addr)
 
 
@@ -150,6 +152,7 @@ class _Client(Protocol):
         self.lost: Failure | None = None
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
         self.transport.write(b"ping")
 
     def dataReceived(self, data: bytes) -> None:
@@ -161,6 +164,7 @@ class _Client(Protocol):
 
 class _Echo(Protocol):
     def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
         self.transport.write(data)
 
 
@@ -207,9 +211,13 @@ class FakeReactorTests(SynchronousTestCase):
         self.reactor.flush()
         self.assertEqual(factory.client.got, b"ping")
         [server] = servers
-        self.assertEqual(server.transport.getPeer(), factory.client.transport.getHost())
-        self.assertEqual(factory.client.transport.getHost().host, "10.0.0.1")
-        factory.client.transport.loseConnection()
+        client_transport = factory.client.transport
+        assert server.transport is not None and client_transport is not None
+        self.assertEqual(server.transport.getPeer(), client_transport.getHost())
+        client_host = client_transport.getHost()
+        assert isinstance(client_host, IPv4Address)
+        self.assertEqual(client_host.host, "10.0.0.1")
+        client_transport.loseConnection()
         self.reactor.flush()
         self.assertIsNotNone(factory.client.lost)
         self.assertEqual(self.reactor.pumps, [])
@@ -219,6 +227,7 @@ class FakeReactorTests(SynchronousTestCase):
         factory = _Factory()
         self.reactor.connectTCP("10.0.0.2", 5060, factory)
         self.reactor.flush()
+        assert factory.failed is not None
         factory.failed.trap(ConnectionRefusedError)
 
     def test_tcp_listener_refuses(self) -> None:
@@ -238,6 +247,7 @@ class FakeReactorTests(SynchronousTestCase):
         factory = _Factory()
         connector = self.reactor.connectTCP("10.0.0.2", 5060, factory)
         connector.stopConnecting()
+        assert factory.failed is not None
         factory.failed.trap(UserError)
         self.reactor.flush()
 

@@ -15,8 +15,6 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -36,6 +34,7 @@ from sipedge.interfaces import (
     ITransactionUser,
 )
 from sipedge.message import Headers, Message, Request, Response, parse_datagram, serialize
+from sipedge.test._helpers import capture_log
 from sipedge.transaction import (
     REASON_PHRASES,
     STAT_NAMES,
@@ -1687,10 +1686,7 @@ class TransactionLayerTests(_Base):
 
     def test_timeout_logged(self) -> None:
         """If a client transaction times out, the log event names its key."""
-        events = EventLoggingObserver.createWithCleanup(
-            self,  # type: ignore[arg-type]
-            globalLogPublisher,
-        )
+        events = capture_log(self)
         tx = self.layer.client_transaction(OPTIONS, TCP)
         self.clock.advance(32)
         [event] = [e for e in events if "timed out" in e["log_format"]]

@@ -12,7 +12,7 @@ import os
 import socket
 import stat
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from cryptography import x509
@@ -25,8 +25,8 @@ from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver, StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -34,6 +34,7 @@ from zope.interface.verify import verifyObject
 from sipedge.error import ConfigError, MessageParseError, TransportError
 from sipedge.interfaces import IMessageReceiver, ISipTransport, ITransportManager
 from sipedge.message import Headers, Limits, Request, Response, parse_datagram, serialize
+from sipedge.test._helpers import capture_log
 from sipedge.testing import FakeReactor, RecordingReceiver, make_certificates
 from sipedge.transport import (
     DEFAULT_IDLE_TIMEOUT,
@@ -201,7 +202,7 @@ class DatagramProtocolTests(SynchronousTestCase):
         self.network = self.reactor.network
         self.proxy, self.received = _bind_udp(self.reactor, "198.51.100.1", 5060)
         self.phone = self.network.bind("192.0.2.5", 41000, DatagramProtocol())
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = capture_log(self)
 
     def test_interface(self) -> None:
         """It provides L{ISipTransport}: UDP, unreliable, with its bound address."""
@@ -352,6 +353,7 @@ class StreamProtocolTests(SynchronousTestCase):
         response = make_response(make_request())
         self.protocol.dataReceived(request_bytes() + serialize(response))
         flow = self.protocol.flow
+        assert flow is not None
         self.assertEqual(
             self.receiver.messages,
             [(stamp_via(make_request(), flow), flow), (response, flow)],
@@ -383,6 +385,7 @@ class StreamProtocolTests(SynchronousTestCase):
         for start, end in pairwise(points):
             protocol.dataReceived(data[start:end])
         self.lose(protocol)
+        assert protocol.flow is not None
         self.assertEqual(
             [m for m, _ in receiver.messages],
             [stamp_via(make_request(body=b"v=0\r\n"), protocol.flow),
@@ -534,6 +537,7 @@ class _RawClient(Protocol):
 
     def connectionMade(self) -> None:
         if self.data:
+            assert self.transport is not None
             self.transport.write(self.data)
 
     def dataReceived(self, data: bytes) -> None:
@@ -543,13 +547,19 @@ class _RawClient(Protocol):
         self.lost = reason or Failure(ConnectionDone())
 
 
-class ManagerTestMixin:
+if TYPE_CHECKING:
+    _TestCase = SynchronousTestCase
+else:
+    _TestCase = object
+
+
+class ManagerTestMixin(_TestCase):
     """Managers on one L{FakeReactor}, checked for leaked timers and closed after each test."""
 
     def setUp(self) -> None:
         self.reactor = FakeReactor()
         self.addCleanup(lambda: self.assertEqual(self.reactor.getDelayedCalls(), []))
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = capture_log(self)
 
     def manager(self, receiver: Any = None, **kwargs: Any) -> tuple[TransportManager, Any]:
         receiver = receiver or RecordingReceiver()
@@ -589,6 +599,7 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         manager, _ = self.manager()
         manager.listen_udp("198.51.100.1", 5060)
         port = self.reactor.network.port_at("198.51.100.1", 5060)
+        assert port is not None
         self.assertEqual(port.max_packet_size, 65535)
 
     def test_udp_round_trip(self) -> None:
@@ -729,7 +740,9 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         self.reactor.flush()
         real = self.successResultOf(d)
         in_flow = b_rx.messages[0][1]
-        closed = b.connection_for(in_flow).close()
+        connection = b.connection_for(in_flow)
+        assert connection is not None
+        closed = connection.close()
         self.reactor.flush()
         self.successResultOf(closed)
         self.assertEqual((a.connections, b.connections), ((), ()))
@@ -755,6 +768,7 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         the connection, then it closes and is forgotten.
         """
         def answer(data: bytes, flow: Flow, error: MessageParseError) -> None:
+            assert isinstance(error.message, Request)
             b.send(make_response(error.message, error.status_hint, "Bad Request"), flow)
 
         b, _ = self.manager(RecordingReceiver(on_malformed=answer))
@@ -871,6 +885,7 @@ class TLSManagerTests(ManagerTestMixin, SynchronousTestCase):
         self.assertEqual(a_rx.messages[0][1], real)
         self.assertIsNone(b.peer_certificate(in_flow))
         peer = a.peer_certificate(real)
+        assert peer is not None
         self.assertEqual(
             peer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value, "sip.example.test"
         )
@@ -940,10 +955,10 @@ class TLSManagerTests(ManagerTestMixin, SynchronousTestCase):
         c, _ = self.client_manager(client_certificate=self.cert, client_private_key=self.key)
         self.successResultOf(succeed_tls(self, c))
         [(_, in_flow)] = b_rx.messages
+        peer = b.peer_certificate(in_flow)
+        assert peer is not None
         self.assertEqual(
-            b.peer_certificate(in_flow).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0]
-            .value,
-            "sip.example.test",
+            peer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value, "sip.example.test"
         )
 
     def test_client_certificate_requested(self) -> None:
@@ -991,7 +1006,7 @@ class TLSSettingsTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_750_000_000)
         self.state = self.mktemp()
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = capture_log(self)
 
     def test_self_signed_generated(self) -> None:
         """
@@ -1018,7 +1033,7 @@ class TLSSettingsTests(SynchronousTestCase):
         self.assertEqual([str(a) for a in san.get_values_for_type(x509.IPAddress)],
                          ["192.0.2.1", "2001:db8::1"])
         self.assertTrue(any("self-signed" in e.get("log_format", "") and
-                            e.get("log_level").name == "warn" for e in self.events))
+                            e.get("log_level") == LogLevel.warn for e in self.events))
 
     def test_self_signed_reused(self) -> None:
         """The next start reuses the certificate; an expired one is replaced."""

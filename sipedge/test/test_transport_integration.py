@@ -8,7 +8,7 @@ if C{::1} can be bound, and skips otherwise.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
@@ -45,7 +45,13 @@ class _Waiter:
         return d
 
 
-class _LoopbackMixin:
+if TYPE_CHECKING:
+    _TestCase = TestCase
+else:
+    _TestCase = object
+
+
+class _LoopbackMixin(_TestCase):
     """One message each way over UDP, TCP and TLS on a loopback address."""
 
     host = "127.0.0.1"
@@ -78,6 +84,7 @@ class _LoopbackMixin:
         b, b_wait = self.manager()
         a.listen_udp(self.host, 0)
         port = b.listen_udp(self.host, 0).local_port
+        assert port is not None
         flow = a.flow_to("UDP", self.host, port)
         request = make_request(f"SIP/2.0/UDP {_hostport(self.host)};rport;branch=z9hG4bK1",
                                body=b"x" * 20000)

@@ -6,7 +6,7 @@ Tests for L{sipedge.transport._locate}.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import DNSLookupError
@@ -104,7 +104,13 @@ def d(transport, host, port, target=None, server_name="example.com", priority=0,
     )
 
 
-class LocatorTestsMixin:
+if TYPE_CHECKING:
+    _TestCase = SynchronousTestCase
+else:
+    _TestCase = object
+
+
+class LocatorTestsMixin(_TestCase):
     """Helpers for tests of L{ServerLocator}."""
 
     def setUp(self) -> None:
@@ -115,7 +121,7 @@ class LocatorTestsMixin:
         return ServerLocator(cast(IResolver, self.resolver), **kwargs)
 
     def locate(self, uri, **kwargs) -> list[Destination]:
-        return self.successResultOf(self.locator(**kwargs).locate(uri))  # type: ignore[attr-defined]
+        return self.successResultOf(self.locator(**kwargs).locate(uri))
 
     def query_types(self) -> list[str]:
         return [t for t, _ in self.resolver.queries]
@@ -831,7 +837,7 @@ class FailureTests(LocatorTestsMixin, SynchronousTestCase):
         def boom(name, timeout=None):
             raise RuntimeError("resolver bug")
 
-        self.resolver.lookupAddress = boom  # type: ignore[method-assign]
+        self.patch(self.resolver, "lookupAddress", boom)
         self.assertEqual(self.locate("sip:example.com:5060", ipv6=False), [])
 
     def test_tel(self) -> None:
@@ -869,7 +875,7 @@ class FailureTests(LocatorTestsMixin, SynchronousTestCase):
         for it.
         """
         pending: Deferred[tuple[list, list, list]] = Deferred()
-        self.resolver.lookupAddress = lambda name, timeout=None: pending  # type: ignore
+        self.patch(self.resolver, "lookupAddress", lambda name, timeout=None: pending)
         result = self.locator(ipv6=False).locate("sip:example.com:5060")
         self.assertNoResult(result)
         pending.callback(([rr("example.com", dns.Record_A("192.0.2.1"))], [], []))

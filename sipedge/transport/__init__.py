@@ -25,17 +25,17 @@ from sipedge.transport._tls import (
 from sipedge.transport._udp import MAX_DATAGRAM_SIZE, SipDatagramProtocol
 
 __all__ = [
-    "DEFAULT_PORTS",
-    "Destination",
-    "ServerLocator",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_CONNECTIONS_PER_SOURCE",
+    "DEFAULT_PORTS",
     "MAX_DATAGRAM_SIZE",
     "MINIMUM_TLS_VERSION",
     "RELIABLE_TRANSPORTS",
     "ClientTLSContexts",
+    "Destination",
     "Flow",
+    "ServerLocator",
     "SipDatagramProtocol",
     "SipStreamProtocol",
     "StreamListener",

@@ -293,9 +293,7 @@ class TransportManager:
 
     # Sending
 
-    # ITransportManager.send is annotated "-> None"; this one also says
-    # when (and on which real flow) the message went out.
-    def send(  # type: ignore[override]
+    def send(
         self, message: Message, flow: Flow, *, server_name: str | None = None
     ) -> Deferred[Flow]:
         """

@@ -13,6 +13,7 @@ from typing import Any
 from zope.interface import implementer
 
 from sipedge.interfaces import IRequestStage
+from sipedge.message._uri import SipURI
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Forward, StageResult, Target
 
@@ -44,7 +45,13 @@ class StaticRouteStage:
         user = getattr(uri, "user", None) or getattr(uri, "number", None)
         for route in self._routes:
             if route.matches(host, user):
-                next_hop = str(route.next_hop)
+                uri = route.next_hop
+                if isinstance(uri, SipURI) and not uri.lr:
+                    # A next hop is a loose route: without lr the request
+                    # would be strict-routed (RFC 3261 16.6 item 6) and
+                    # lose its Request-URI.
+                    uri = uri.with_param("lr")
+                next_hop = str(uri)
                 if not next_hop.startswith("<"):
                     next_hop = f"<{next_hop}>"
                 return Forward((Target(request.uri, route=(next_hop,)),))
