@@ -87,6 +87,26 @@ def _resolver(reactor: Any) -> tuple[Any, Any]:
     return resolve.ResolverChain([hosts.Resolver(), dns]), dns
 
 
+def _host_addresses(host: str) -> list[str]:
+    """
+    The addresses a listener bound to C{host} answers on: C{host} itself,
+    or for a wildcard this host's loopback, primary and named addresses.
+    """
+    if host not in ("0.0.0.0", "::"):
+        return [host]
+    family = socket.AF_INET if host == "0.0.0.0" else socket.AF_INET6
+    found = ["127.0.0.1" if family == socket.AF_INET else "::1"]
+    primary = _primary_address(family)
+    if primary is not None:
+        found.append(primary)
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, family):
+            found.append(str(info[4][0]))
+    except OSError:
+        pass
+    return list(dict.fromkeys(found))
+
+
 class SipEdgeService(MultiService):
     """
     The running proxy: transports, transactions, the proxy core, the
@@ -211,7 +231,11 @@ class SipEdgeService(MultiService):
                 host=t.local_host,
                 port=t.local_port,
             )
-        addresses = list(bound)
+        addresses = [
+            (transport, address, port)
+            for transport, host, port in bound
+            for address in _host_addresses(host)
+        ]
         advertise = self.config.sip.advertise
         if advertise is not None:
             addresses += [(t, advertise.host, advertise.port or p) for t, _, p in bound]

@@ -17,7 +17,7 @@ from sipedge.error import ConfigError
 from sipedge.interfaces import IRequestStage, IStageFactory
 from sipedge.pipeline._chain import RequestChain
 
-__all__ = ["stage_factories", "build_chain"]
+__all__ = ["build_chain", "stage_factories"]
 
 
 def stage_factories() -> dict[str, Any]:

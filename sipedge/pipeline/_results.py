@@ -9,13 +9,11 @@ and C{Drop} end the chain.
 
 from __future__ import annotations
 
-from typing import Union
-
 import attrs
 
 from sipedge.transport._flow import Flow
 
-__all__ = ["Continue", "Respond", "Forward", "Drop", "Target", "StageResult"]
+__all__ = ["Continue", "Drop", "Forward", "Respond", "StageResult", "Target"]
 
 
 @attrs.frozen
@@ -78,4 +76,4 @@ class Drop:
     reason: str
 
 
-StageResult = Union[Continue, Respond, Forward, Drop]
+StageResult = Continue | Respond | Forward | Drop

@@ -17,7 +17,7 @@ import hashlib
 
 from sipedge.message import Request
 
-__all__ = ["BRANCH_PREFIX", "branch_digest", "make_branch", "digest_of_branch"]
+__all__ = ["BRANCH_PREFIX", "branch_digest", "digest_of_branch", "make_branch"]
 
 BRANCH_PREFIX = "z9hG4bK-se-"
 
@@ -38,7 +38,8 @@ def branch_digest(request: Request) -> str:
         "\x00".join(h.get_all("Proxy-Require")),
         "\x00".join(h.get_all("Proxy-Authorization")),
     ]
-    return hashlib.blake2s("\x01".join(parts).encode("utf-8", "surrogateescape"), digest_size=10).hexdigest()
+    data = "\x01".join(parts).encode("utf-8", "surrogateescape")
+    return hashlib.blake2s(data, digest_size=10).hexdigest()
 
 
 def _tag(value: str | None) -> str:

@@ -32,7 +32,7 @@ from sipedge.message import Headers, Request, Response
 from sipedge.pipeline._chain import RequestChain
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Drop, Forward, Respond, Target
-from sipedge.proxy._branch import branch_digest, make_branch
+from sipedge.proxy._branch import branch_digest, digest_of_branch, make_branch
 from sipedge.proxy._fork import Branch, Fork, best_response, group_by_q
 from sipedge.proxy._forwarding import (
     RECORD_ROUTED_METHODS,
@@ -42,8 +42,8 @@ from sipedge.proxy._forwarding import (
     via_value,
     with_record_route,
 )
-from sipedge.transaction import TimerSettings, TransactionLayer, make_response
 from sipedge.transaction import State as _State
+from sipedge.transaction import TimerSettings, TransactionLayer, make_response
 from sipedge.transport._flow import Flow
 
 __all__ = ["ProxyCore"]
@@ -147,7 +147,8 @@ class ProxyCore:
         if self._advertise is not None:
             return self._advertise[0], self._advertise[1] or port
         if host in ("0.0.0.0", "::"):
-            host = self._wildcard_hosts.get(family, "127.0.0.1" if family == socket.AF_INET else "::1")
+            default = "127.0.0.1" if family == socket.AF_INET else "::1"
+            host = self._wildcard_hosts.get(family, default)
         return host, port
 
     def _send(self, message: Request | Response, flow: Flow) -> None:
@@ -286,7 +287,9 @@ class ProxyCore:
             return
         branch.request = request
         flow = branch.target.flow
-        if flow is not None and (not flow.reliable or self.transports.connection_for(flow) is not None):
+        if flow is not None and (
+            not flow.reliable or self.transports.connection_for(flow) is not None
+        ):
             self._send_branch(fork, branch, flow)
             return
         # No flow, or the connection a phone registered over is gone: send
@@ -363,9 +366,8 @@ class ProxyCore:
             self._destination_failed(fork, branch, str(e))
             return
         branch_id = make_branch(fork.digest, index)
-        request = request.with_headers(
-            request.headers.prepended("Via", via_value(flow.transport, local_host, local_port, branch_id))
-        )
+        via = via_value(flow.transport, local_host, local_port, branch_id)
+        request = request.with_headers(request.headers.prepended("Via", via))
         try:
             transaction = self.transactions.client_transaction(request, flow)
         except LocalProtocolError:
@@ -395,7 +397,8 @@ class ProxyCore:
             status=status,
             reason=reason,
         )
-        response = make_response(fork.request, status, None, (("Warning", f'399 sipedge "{reason}"'),))
+        warning = ("Warning", f'399 sipedge "{reason}"')
+        response = make_response(fork.request, status, None, (warning,))
         self._final(fork, branch, response)
 
     # -- responses (16.7) -----------------------------------------------------
@@ -415,7 +418,7 @@ class ProxyCore:
             branch.provisional = True
             if branch.cancel_pending:
                 self._send_cancel(fork, branch)
-            if fork.request.method == "INVITE":
+            if fork.request.method == "INVITE" and not fork.final_sent:
                 self._arm_timer_c(fork)
             if not fork.final_sent and self._server_open(fork.server):
                 fork.server.respond(upstream)
@@ -658,7 +661,9 @@ class ProxyCore:
         d.addCallback(self._ack_located, request, context)
         return d
 
-    def _ack_located(self, destinations: list[Any], request: Request, context: RequestContext) -> None:
+    def _ack_located(
+        self, destinations: list[Any], request: Request, context: RequestContext
+    ) -> None:
         for dest in destinations:
             try:
                 flow = self.transports.flow_to(dest.transport, dest.host, dest.port)
@@ -714,7 +719,18 @@ class ProxyCore:
             return
         if len(vias) < 2 or not self.services.local.is_local_host(vias[0].host, vias[0].port):
             return
-        self._send_upstream(response.with_headers(response.headers.first_removed("Via")))
+        upstream = response.with_headers(response.headers.first_removed("Via"))
+        digest = digest_of_branch(vias[0].branch)
+        for fork in list(self._forks.values()):
+            if fork.digest == digest and fork.request.method == "INVITE" and not fork.final_sent:
+                # A late 2xx from a branch we gave up on (Timer C, no answer
+                # to our CANCEL) while the fork goes on: it answers the fork.
+                fork.final_sent = True
+                self._respond_2xx(fork, upstream)
+                self._cancel_pending(fork)
+                self._finish(fork)
+                return
+        self._send_upstream(upstream)
 
     def _send_upstream(self, upstream: Response) -> None:
         """Send a response statelessly to its top Via (RFC 3261 18.2.2)."""

@@ -14,12 +14,12 @@ from sipedge.pipeline._results import Target
 from sipedge.transport._flow import format_hostport
 
 __all__ = [
+    "RECORD_ROUTED_METHODS",
     "forwarded_request",
     "next_hop",
-    "via_value",
     "record_route_value",
+    "via_value",
     "with_record_route",
-    "RECORD_ROUTED_METHODS",
 ]
 
 #: Requests that may create a dialog; we record-route them (RFC 3261 16.6

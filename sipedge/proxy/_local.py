@@ -11,7 +11,7 @@ import attrs
 
 from sipedge.message._uri import SipURI
 
-__all__ = ["LocalIdentity", "DEFAULT_PORTS"]
+__all__ = ["DEFAULT_PORTS", "LocalIdentity"]
 
 DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
 
@@ -25,7 +25,9 @@ class LocalIdentity:
     """
     @ivar domains: our domains, lower-cased.
     @ivar addresses: C{(transport, host, port)} of each listener, host bare;
-        an advertised address counts too.
+        an advertised address counts too. A listener bound to a wildcard
+        address must be given as one entry per address of this host (see
+        L{sipedge.service}): a wildcard here matches nothing.
     """
 
     domains: frozenset[str] = attrs.field(
@@ -43,9 +45,8 @@ class LocalIdentity:
         """True if C{host:port} is one of our listeners (any transport)."""
         bare = _bare(host)
         for _, lhost, lport in self.addresses:
-            if lhost == bare or lhost in ("0.0.0.0", "::"):
-                if port == lport or (port is None and lport in (5060, 5061)):
-                    return True
+            if lhost == bare and (port == lport or (port is None and lport in (5060, 5061))):
+                return True
         return False
 
     def is_local_uri(self, uri: object) -> bool:

@@ -152,9 +152,9 @@ class RequestChainTests(SynchronousTestCase):
 
     def test_two_deferreds(self) -> None:
         """If two stages return Deferreds, L{RequestChain.run} waits for both."""
-        d = self.chain(
-            lambda c: succeed(Continue()), lambda c: succeed(Continue()), Drop("x")
-        ).run(self.context)
+        d = self.chain(lambda c: succeed(Continue()), lambda c: succeed(Continue()), Drop("x")).run(
+            self.context
+        )
         self.assertEqual(self.successResultOf(d), Drop("x"))
 
     def test_stages_share_context(self) -> None:
@@ -301,7 +301,9 @@ class ResultsTests(SynchronousTestCase):
         """If L{Forward} is given a list, it keeps a tuple (hashable, frozen)."""
         forward = Forward([Target("sip:a@b"), Target("sip:c@d", q=0.5)])
         self.assertEqual(forward.targets, (Target("sip:a@b"), Target("sip:c@d", q=0.5)))
-        self.assertEqual(hash(forward), hash(Forward((Target("sip:a@b"), Target("sip:c@d", q=0.5)))))
+        self.assertEqual(
+            hash(forward), hash(Forward((Target("sip:a@b"), Target("sip:c@d", q=0.5))))
+        )
 
     def test_target_defaults(self) -> None:
         """If only a URI is given, L{Target} has no flow, q 1.0 and no route."""
@@ -401,9 +403,7 @@ class RegistryTests(SynchronousTestCase):
         If a stage name is unknown, L{build_chain} raises L{ConfigError}
         naming its place, the closest names and every installed one.
         """
-        error = self.assertRaises(
-            ConfigError, build_chain, ["sanity", "locaton"], {}, services()
-        )
+        error = self.assertRaises(ConfigError, build_chain, ["sanity", "locaton"], {}, services())
         message = str(error)
         self.assertIn("pipeline.stages[1]", message)
         self.assertIn("'locaton'", message)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import given
@@ -20,13 +19,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from sipedge.error import TransportError
-from sipedge.message import Message, Request, Response, parse_datagram, serialize
 from sipedge.interfaces import IRequestStage
+from sipedge.message import Message, Request, Response, parse_datagram, serialize
 from sipedge.pipeline import Drop, RequestChain, Respond, StageServices, build_chain
 from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
 from sipedge.proxy._branch import BRANCH_PREFIX
 from sipedge.store import MemoryLocationStore
-from sipedge.transaction import State, TimerSettings, make_response
+from sipedge.transaction import TimerSettings, make_response
 from sipedge.transport._flow import Flow
 from sipedge.transport._locate import Destination
 from sipedge.transport._stamp import stamp_via
@@ -229,9 +228,7 @@ class ProxyHarness:
         sent, self.transports.sent = self.transports.sent, []
         return sent
 
-    def sent_to(
-        self, remote: tuple[str, int], kind: str | int | None = None
-    ) -> list[Message]:
+    def sent_to(self, remote: tuple[str, int], kind: str | int | None = None) -> list[Message]:
         """
         What was sent to C{remote} since the last L{take} (without clearing):
         requests of method C{kind} or responses of status C{kind}.
@@ -522,7 +519,7 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
         If the callee sends a BYE along the signed route set, L{ProxyCore}
         relays it to the caller and relays the caller's 200 back.
         """
-        forwarded, ok = self.dialog()
+        _, ok = self.dialog()
         [rr] = ok.headers.get_all("Record-Route")
         bye = request(
             "BYE",
@@ -732,7 +729,7 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
         """
         self.register("sip:bob@203.0.113.5:5070;transport=tcp", BOB_TCP)
         self.invite()
-        [(forwarded, flow)] = [(m, f) for m, f in self.take() if isinstance(m, Request)]
+        [flow] = [f for m, f in self.take() if isinstance(m, Request)]
         self.assertEqual(flow, Flow("TCP", PROXY, 5060, "203.0.113.5", 5070))
         self.assertEqual(self.locator.located, ["203.0.113.5"])
 
@@ -774,7 +771,9 @@ class ForkingTests(ProxyHarness, SynchronousTestCase):
         upstream and CANCELs the branches that are still ringing; their
         487 does not go upstream.
         """
-        a, b, c = self.fork((BOB_UDP, None), (CAROL_UDP, None), (Flow("UDP", PROXY, 5060, *DAVE), None))
+        a, b, c = self.fork(
+            (BOB_UDP, None), (CAROL_UDP, None), (Flow("UDP", PROXY, 5060, *DAVE), None)
+        )
         dave = Flow("UDP", PROXY, 5060, *DAVE)
         self.receive(answer(a, 486), BOB_UDP)
         self.receive(answer(b, 180, to_tag="carol"), CAROL_UDP)
@@ -1154,9 +1153,7 @@ class FailoverTests(ProxyHarness, SynchronousTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.locator.add(
-            "other.example.net", ("UDP", *self.FIRST), ("UDP", *self.SECOND)
-        )
+        self.locator.add("other.example.net", ("UDP", *self.FIRST), ("UDP", *self.SECOND))
 
     def flow(self, remote: tuple[str, int]) -> Flow:
         return Flow("UDP", PROXY, 5060, *remote)
@@ -1442,6 +1439,10 @@ _contacts = st.lists(st.sampled_from((1.0, 0.5)), min_size=1, max_size=4)
 class ForkPropertyTests(ProxyHarness, SynchronousTestCase):
     """Properties of L{ProxyCore} forks under random response sequences."""
 
+    # Shorter than Timer B, so Timer C also fires on branches without a
+    # provisional response.
+    timer_c = 20.0
+
     def script(self, method: str, qs: list[float], steps: list[tuple[Any, ...]]) -> list[Response]:
         """
         Run C{steps} on a fork of C{method} to one contact per q; return
@@ -1453,13 +1454,19 @@ class ForkPropertyTests(ProxyHarness, SynchronousTestCase):
             self.register(f"sip:bob@{flow.remote_host}:5060", flow, q=q, call_id=f"r{i}")
         self.receive(request(method, "sip:bob@example.com"), ALICE)
         answered: set[int] = set()
+        provisional: dict[tuple[Flow, str | None], int] = {}
         for step in steps:
             if step[0] == "respond":
                 i, status = step[1] % len(flows), step[2]
-                sent = [m for m, f in self.transports.sent if f == flows[i] and isinstance(m, Request)]
+                sent = [
+                    m for m, f in self.transports.sent if f == flows[i] and isinstance(m, Request)
+                ]
                 requests = [m for m in sent if m.method == method]
                 if requests:
                     to_tag = None if status == 100 else f"t{i}"
+                    if status < 200:
+                        key = (flows[i], requests[-1].top_via.branch)
+                        provisional.setdefault(key, len(self.transports.sent))
                     self.receive(answer(requests[-1], status, to_tag=to_tag), flows[i])
             elif step[0] == "advance":
                 self.clock.pump([0.5] * int(step[1] / 0.5))
@@ -1471,12 +1478,27 @@ class ForkPropertyTests(ProxyHarness, SynchronousTestCase):
                         answered.add(id(m))
                         self.receive(answer(m, 200, to_tag="c"), f)
                         invite = next(
-                            r for r, g in self.transports.sent
-                            if g == f and isinstance(r, Request) and r.method == "INVITE"
+                            r
+                            for r, g in self.transports.sent
+                            if g == f
+                            and isinstance(r, Request)
+                            and r.method == "INVITE"
                             and r.top_via.branch == m.top_via.branch
                         )
                         self.receive(answer(invite, 487, to_tag="c"), f)
         self.settle(300, 1.0)
+        # RFC 3261 9.1: a CANCEL only after a provisional response, and one
+        # per branch; never for a non-INVITE.
+        cancelled: set[tuple[Flow, str | None]] = set()
+        cancels: set[int] = set()
+        for index, (m, f) in enumerate(self.transports.sent):
+            if isinstance(m, Request) and m.method == "CANCEL" and id(m) not in cancels:
+                cancels.add(id(m))
+                key = (f, m.top_via.branch)
+                self.assertEqual(method, "INVITE")
+                self.assertLessEqual(provisional.get(key, index + 1), index, key)
+                self.assertNotIn(key, cancelled)
+                cancelled.add(key)
         seen: set[int] = set()
         upstream = []
         for m, f in self.transports.sent:
@@ -1524,3 +1546,54 @@ class ForkPropertyTests(ProxyHarness, SynchronousTestCase):
         first_final = next(i for i, s in enumerate(statuses) if s >= 200)
         self.assertTrue(all(s >= 200 for s in statuses[first_final:]), statuses)
         self.assertNotIn(503, statuses)
+
+
+class LateAnswerTests(ProxyHarness, SynchronousTestCase):
+    """Tests for L{ProxyCore} and 2xx from branches it gave up on."""
+
+    timer_c = 20.0
+
+    def test_late_2xx_ends_fork(self) -> None:
+        """
+        If a branch that Timer C failed (no provisional) answers 2xx while
+        the next serial group rings, L{ProxyCore} sends the 2xx through the
+        server transaction, CANCELs the ringing branch, and sends nothing
+        else upstream.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP, q=1.0)
+        self.register("sip:bob@203.0.113.6:5060", CAROL_UDP, q=0.5, call_id="r2")
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        first = self.only(BOB, "INVITE")
+        self.clock.advance(20)
+        second = self.only(CAROL, "INVITE")
+        self.receive(answer(second, 180, to_tag="carol"), CAROL_UDP)
+        self.receive(answer(first, 200), BOB_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 180, 200])
+        cancel = self.only(CAROL, "CANCEL")
+        self.receive(answer(cancel, 200, to_tag="carol"), CAROL_UDP)
+        self.receive(answer(second, 487, to_tag="carol"), CAROL_UDP)
+        self.settle()
+        self.assertEqual(self.statuses(UPSTREAM), [100, 180, 200])
+
+
+class FinishedForkTests(ProxyHarness, SynchronousTestCase):
+    """Tests for L{ProxyCore} after a fork has its answer (default Timer C)."""
+
+    def test_no_timer_c_after_2xx(self) -> None:
+        """
+        If a branch sends a provisional response after another branch's
+        2xx ended the fork, L{ProxyCore} CANCELs it but does not start
+        Timer C again: nothing is left scheduled once the transactions end.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.register("sip:bob@203.0.113.6:5060", CAROL_UDP, call_id="r2")
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        first = self.only(BOB, "INVITE")
+        second = self.only(CAROL, "INVITE")
+        self.receive(answer(first, 200), BOB_UDP)
+        self.receive(answer(second, 180, to_tag="carol"), CAROL_UDP)
+        cancel = self.only(CAROL, "CANCEL")
+        self.receive(answer(cancel, 200, to_tag="carol"), CAROL_UDP)
+        self.receive(answer(second, 487, to_tag="carol"), CAROL_UDP)
+        self.clock.pump([1.0] * 40)
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -84,9 +84,7 @@ class StageTestCase(SynchronousTestCase):
         self.signer = RecordRouteSigner(SECRET)
         self.services = StageServices(
             clock=self.clock,
-            local=LocalIdentity(
-                ["example.com"], [("UDP", PROXY, 5060), ("TCP", PROXY, 5060)]
-            ),
+            local=LocalIdentity(["example.com"], [("UDP", PROXY, 5060), ("TCP", PROXY, 5060)]),
             trusted=(ipaddress.ip_network("10.0.0.0/8"),),
             location=self.store,
             registrar=Registrar(self.store, self.clock),
@@ -175,7 +173,9 @@ class SanityStageTests(StageTestCase):
         """If there are more Vias than the limits allow, L{SanityStage} answers 513."""
         vias = [f"Via: SIP/2.0/UDP 10.0.0.{i};branch=z9hG4bK-{i}" for i in range(3)]
         stage = SanityStage(Limits(max_vias=2))
-        self.assertEqual(self.refused(request("OPTIONS", "sip:example.com", *vias), stage).status, 513)
+        self.assertEqual(
+            self.refused(request("OPTIONS", "sip:example.com", *vias), stage).status, 513
+        )
 
     def test_ack_dropped(self) -> None:
         """If a malformed request is an ACK, L{SanityStage} drops it (no answer)."""
@@ -233,7 +233,9 @@ class MaxForwardsStageTests(StageTestCase):
         message = parse_datagram((RFC4475 / "zeromf.dat").read_bytes())
         assert isinstance(message, Request)
         self.assertEqual(self.decide(MaxForwardsStage(), message), Respond(483))
-        result = self.decide(MaxForwardsStage(), request("OPTIONS", "sip:bob@other.net", max_forwards="0"))
+        result = self.decide(
+            MaxForwardsStage(), request("OPTIONS", "sip:bob@other.net", max_forwards="0")
+        )
         self.assertEqual(result, Respond(483))
 
 
@@ -255,7 +257,9 @@ class LoopDetectStageTests(StageTestCase):
     def test_loop(self) -> None:
         """If a request comes back unchanged, L{LoopDetectStage} answers 482."""
         original = request()
-        self.assertEqual(self.decide(LoopDetectStage(), self.returned(original, original)), Respond(482))
+        self.assertEqual(
+            self.decide(LoopDetectStage(), self.returned(original, original)), Respond(482)
+        )
 
     def test_spiral(self) -> None:
         """
@@ -284,7 +288,9 @@ class LoopDetectStageTests(StageTestCase):
         changed = original.with_headers(
             original.headers.added("Proxy-Authorization", 'Digest username="a"')
         )
-        self.assertEqual(self.decide(LoopDetectStage(), self.returned(original, changed)), Continue())
+        self.assertEqual(
+            self.decide(LoopDetectStage(), self.returned(original, changed)), Continue()
+        )
 
     def test_not_our_host(self) -> None:
         """
@@ -318,7 +324,12 @@ class RouteStageTests(StageTestCase):
         If the top Route is our signed Record-Route, L{RouteStage} removes
         it and notes the dialog.
         """
-        req = request("BYE", "sip:alice@198.51.100.7", f"Route: {self.ours()}", "Route: <sip:next.example.net;lr>")
+        req = request(
+            "BYE",
+            "sip:alice@198.51.100.7",
+            f"Route: {self.ours()}",
+            "Route: <sip:next.example.net;lr>",
+        )
         self.assertEqual(self.decide(RouteStage(), req), Continue())
         self.assertEqual(self.last.request.headers.get_all("Route"), ("<sip:next.example.net;lr>",))
         self.assertEqual(self.last.annotations["route"], "dialog")
@@ -352,7 +363,10 @@ class RouteStageTests(StageTestCase):
     def test_foreign_top(self) -> None:
         """If the top Route is not ours, L{RouteStage} leaves every Route."""
         req = request(
-            "BYE", "sip:alice@198.51.100.7", "Route: <sip:other.example.net;lr>", f"Route: {self.ours()}"
+            "BYE",
+            "sip:alice@198.51.100.7",
+            "Route: <sip:other.example.net;lr>",
+            f"Route: {self.ours()}",
         )
         self.decide(RouteStage(), req)
         self.assertEqual(self.last.request.headers, req.headers)
@@ -364,9 +378,7 @@ class RouteStageTests(StageTestCase):
         L{RouteStage} takes the last Route as the Request-URI and removes it.
         """
         rr = self.ours()[1:-1]
-        req = request(
-            "BYE", rr, "Route: <sip:next.example.net;lr>, <sip:alice@198.51.100.7:5070>"
-        )
+        req = request("BYE", rr, "Route: <sip:next.example.net;lr>, <sip:alice@198.51.100.7:5070>")
         self.decide(RouteStage(), req)
         self.assertEqual(self.last.request.uri, "sip:alice@198.51.100.7:5070")
         self.assertEqual(self.last.request.headers.get_all("Route"), ("<sip:next.example.net;lr>",))
@@ -408,13 +420,16 @@ class ResponsibilityStageTests(StageTestCase):
     def test_relay_trusted(self) -> None:
         """If the source is trusted, L{ResponsibilityStage} relays to any domain."""
         self.assertEqual(
-            self.decide(ResponsibilityStage(), request(uri="sip:bob@other.net"), TRUSTED), Continue()
+            self.decide(ResponsibilityStage(), request(uri="sip:bob@other.net"), TRUSTED),
+            Continue(),
         )
         self.assertEqual(self.last.annotations["responsibility"], "relay")
 
     def test_relay_dialog(self) -> None:
         """If the route stage found our signature, L{ResponsibilityStage} relays."""
-        result = self.decide(ResponsibilityStage(), request(uri="sip:bob@other.net"), route="dialog")
+        result = self.decide(
+            ResponsibilityStage(), request(uri="sip:bob@other.net"), route="dialog"
+        )
         self.assertEqual(result, Continue())
         self.assertEqual(self.last.annotations["responsibility"], "relay")
 
@@ -455,13 +470,17 @@ class RegistrarStageTests(StageTestCase):
         registrar and answers with its response's status and fields.
         """
         result = self.decide(
-            RegistrarStage(), self.register("Contact: <sip:bob@203.0.113.5>"), responsibility="local"
+            RegistrarStage(),
+            self.register("Contact: <sip:bob@203.0.113.5>"),
+            responsibility="local",
         )
         self.assertEqual(result.status, 200)
         self.assertEqual(dict(result.headers)["Contact"], "<sip:bob@203.0.113.5>;expires=3600")
         names = {name.lower() for name, _ in result.headers}
         self.assertFalse(names & {"via", "from", "to", "call-id", "cseq", "content-length"})
-        [binding] = self.successResultOf(self.store.lookup("sip:bob@example.com", self.clock.seconds()))
+        [binding] = self.successResultOf(
+            self.store.lookup("sip:bob@example.com", self.clock.seconds())
+        )
         self.assertEqual(binding.flow, ALICE)
 
     def test_rejected(self) -> None:
@@ -479,9 +498,13 @@ class RegistrarStageTests(StageTestCase):
         If a REGISTER is not for us, or the request is no REGISTER,
         L{RegistrarStage} continues.
         """
-        self.assertEqual(self.decide(RegistrarStage(), self.register(), responsibility="relay"), Continue())
+        self.assertEqual(
+            self.decide(RegistrarStage(), self.register(), responsibility="relay"), Continue()
+        )
         self.assertEqual(self.decide(RegistrarStage(), self.register()), Continue())
-        self.assertEqual(self.decide(RegistrarStage(), request(), responsibility="local"), Continue())
+        self.assertEqual(
+            self.decide(RegistrarStage(), request(), responsibility="local"), Continue()
+        )
 
     def test_no_registrar(self) -> None:
         """If there is no registrar, L{RegistrarStage} answers 405 with Allow."""
@@ -500,14 +523,18 @@ class RegistrarStageTests(StageTestCase):
         result = respond_with(response)
         self.assertEqual(
             result,
-            Respond(200, "OK Then", (("Contact", "<sip:x@y>"), ("Content-Type", "text/plain")), b"hi"),
+            Respond(
+                200, "OK Then", (("Contact", "<sip:x@y>"), ("Content-Type", "text/plain")), b"hi"
+            ),
         )
 
 
 class LocationStageTests(StageTestCase):
     """Tests for L{LocationStage}."""
 
-    def bind(self, contact: str, flow: Flow | None, q: float = 1.0, path: tuple[str, ...] = ()) -> None:
+    def bind(
+        self, contact: str, flow: Flow | None, q: float = 1.0, path: tuple[str, ...] = ()
+    ) -> None:
         binding = Binding(
             aor="sip:bob@example.com",
             contact=contact,
@@ -518,7 +545,9 @@ class LocationStageTests(StageTestCase):
             flow=flow,
             path=path,
         )
-        self.successResultOf(self.store.update("sip:bob@example.com", [binding], self.clock.seconds()))
+        self.successResultOf(
+            self.store.update("sip:bob@example.com", [binding], self.clock.seconds())
+        )
 
     def test_targets(self) -> None:
         """
@@ -545,18 +574,24 @@ class LocationStageTests(StageTestCase):
     def test_aor_normalised(self) -> None:
         """If the Request-URI spells the AOR another way, L{LocationStage} finds it."""
         self.bind("sip:bob@203.0.113.5", None)
-        result = self.decide(LocationStage(), request(uri="sip:%62ob@EXAMPLE.com;user=phone"), responsibility="local")
+        result = self.decide(
+            LocationStage(), request(uri="sip:%62ob@EXAMPLE.com;user=phone"), responsibility="local"
+        )
         self.assertEqual(result, Forward((Target("sip:bob@203.0.113.5"),)))
 
     def test_none(self) -> None:
         """If the AOR has no binding, L{LocationStage} answers 404."""
-        self.assertEqual(self.decide(LocationStage(), request(), responsibility="local"), Respond(404))
+        self.assertEqual(
+            self.decide(LocationStage(), request(), responsibility="local"), Respond(404)
+        )
 
     def test_expired(self) -> None:
         """If the AOR's bindings expired, L{LocationStage} answers 404."""
         self.bind("sip:bob@203.0.113.5", None)
         self.clock.advance(61)
-        self.assertEqual(self.decide(LocationStage(), request(), responsibility="local"), Respond(404))
+        self.assertEqual(
+            self.decide(LocationStage(), request(), responsibility="local"), Respond(404)
+        )
 
     def test_skips(self) -> None:
         """
@@ -564,10 +599,14 @@ class LocationStageTests(StageTestCase):
         user, L{LocationStage} continues.
         """
         self.bind("sip:bob@203.0.113.5", None)
-        self.assertEqual(self.decide(LocationStage(), request(), responsibility="relay"), Continue())
+        self.assertEqual(
+            self.decide(LocationStage(), request(), responsibility="relay"), Continue()
+        )
         self.assertEqual(self.decide(LocationStage(), request()), Continue())
         self.assertEqual(
-            self.decide(LocationStage(), request("REGISTER", "sip:example.com"), responsibility="local"),
+            self.decide(
+                LocationStage(), request("REGISTER", "sip:example.com"), responsibility="local"
+            ),
             Continue(),
         )
         self.assertEqual(
@@ -577,8 +616,13 @@ class LocationStageTests(StageTestCase):
 
     def binding(self, contact: str, flow: Flow | None, path: tuple[str, ...] = ()) -> Binding:
         return Binding(
-            aor="sip:bob@example.com", contact=contact, expires_at=1e9, call_id="c", cseq=1,
-            flow=flow, path=path,
+            aor="sip:bob@example.com",
+            contact=contact,
+            expires_at=1e9,
+            call_id="c",
+            cseq=1,
+            flow=flow,
+            path=path,
         )
 
     def test_flow_for(self) -> None:
@@ -627,7 +671,13 @@ class StaticRouteStageTests(StageTestCase):
         result = self.decide(self.stage(), request(uri="sip:+4420123@carrier.net"), TRUSTED)
         self.assertEqual(
             result,
-            Forward((Target("sip:+4420123@carrier.net", route=("<sip:10.0.0.5:5060;transport=tcp;lr>",)),)),
+            Forward(
+                (
+                    Target(
+                        "sip:+4420123@carrier.net", route=("<sip:10.0.0.5:5060;transport=tcp;lr>",)
+                    ),
+                )
+            ),
         )
         result = self.decide(self.stage(), request(uri="tel:+4420123"), TRUSTED)
         self.assertEqual(result.targets[0].uri, "tel:+4420123")
@@ -653,10 +703,14 @@ class StaticRouteStageTests(StageTestCase):
         """
         self.assertEqual(self.decide(self.stage(), request(uri="sip:bob@else.example")), Continue())
         self.assertEqual(
-            self.decide(self.stage(), request("INVITE", "sip:bob@corp.example", "Route: <sip:x;lr>")),
+            self.decide(
+                self.stage(), request("INVITE", "sip:bob@corp.example", "Route: <sip:x;lr>")
+            ),
             Continue(),
         )
-        self.assertEqual(self.decide(StaticRouteStage([]), request(uri="sip:bob@corp.example")), Continue())
+        self.assertEqual(
+            self.decide(StaticRouteStage([]), request(uri="sip:bob@corp.example")), Continue()
+        )
 
     def test_forwarded_request_keeps_uri(self) -> None:
         """
@@ -677,17 +731,25 @@ class ForwardStageTests(StageTestCase):
 
     def test_forward(self) -> None:
         """If the request is relayed, L{ForwardStage} forwards it to its Request-URI."""
-        result = self.decide(ForwardStage(), request(uri="sip:bob@other.net"), responsibility="relay")
+        result = self.decide(
+            ForwardStage(), request(uri="sip:bob@other.net"), responsibility="relay"
+        )
         self.assertEqual(result, Forward((Target("sip:bob@other.net"),)))
 
     def test_forward_route(self) -> None:
         """If Routes are left, L{ForwardStage} forwards to the Request-URI too."""
         req = request("BYE", "sip:bob@example.com", "Route: <sip:next.net;lr>")
-        self.assertEqual(self.decide(ForwardStage(), req, responsibility="local"), Forward((Target("sip:bob@example.com"),)))
+        self.assertEqual(
+            self.decide(ForwardStage(), req, responsibility="local"),
+            Forward((Target("sip:bob@example.com"),)),
+        )
 
     def test_local_unrouted(self) -> None:
         """
         If the request is for our domain and no stage forwarded it,
         L{ForwardStage} answers 404.
         """
-        self.assertEqual(self.decide(ForwardStage(), request(uri="sip:example.com"), responsibility="local"), Respond(404))
+        self.assertEqual(
+            self.decide(ForwardStage(), request(uri="sip:example.com"), responsibility="local"),
+            Respond(404),
+        )

@@ -13,9 +13,12 @@ from sipedge.interfaces import IRequestStage
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, Respond, StageResult
 
-__all__ = ["MaxForwardsStage", "ALLOW"]
+__all__ = ["ALLOW", "MaxForwardsStage"]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE, INFO, UPDATE"
+ALLOW = (
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE,"
+    " INFO, UPDATE"
+)
 _CONTINUE = Continue()
 
 
@@ -34,7 +37,10 @@ class MaxForwardsStage:
         if (
             request.method == "OPTIONS"
             and services is not None
-            and (services.local.is_local_uri(uri) or (services.local.is_our_domain(uri) and not getattr(uri, "user", None)))
+            and (
+                services.local.is_local_uri(uri)
+                or (services.local.is_our_domain(uri) and not getattr(uri, "user", None))
+            )
         ):
             return Respond(200, None, (("Allow", ALLOW), ("Accept", "application/sdp")))
         return Respond(483)

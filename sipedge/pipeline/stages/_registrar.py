@@ -22,7 +22,9 @@ _COPIED = frozenset(("via", "from", "to", "call-id", "cseq", "content-length"))
 
 def respond_with(response: Response) -> Respond:
     """A L{Respond} that reproduces C{response}'s status and own fields."""
-    headers = tuple((name, value) for key, name, value in response.headers.fields if key not in _COPIED)
+    headers = tuple(
+        (name, value) for key, name, value in response.headers.fields if key not in _COPIED
+    )
     return Respond(response.status, response.reason or None, headers, response.body)
 
 

@@ -1,0 +1,59 @@
+# -*- test-case-name: sipedge.test.test_proxy_local -*-
+"""Tests for L{sipedge.proxy._local} and the wildcard expansion in L{sipedge.service}."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge.message import parse_uri
+from sipedge.proxy import LocalIdentity
+from sipedge.service import _host_addresses
+
+
+class LocalIdentityTests(SynchronousTestCase):
+    """Tests for L{LocalIdentity}."""
+
+    def setUp(self) -> None:
+        self.local = LocalIdentity(
+            ["Example.com"], [("UDP", "192.0.2.5", 5060), ("TCP", "[2001:db8::5]", 5070)]
+        )
+
+    def test_domains(self) -> None:
+        """If a URI names one of our domains (any case), it is ours."""
+        self.assertTrue(self.local.is_our_domain(parse_uri("sip:bob@EXAMPLE.com")))
+        self.assertFalse(self.local.is_our_domain(parse_uri("sip:bob@other.example.net")))
+        self.assertFalse(self.local.is_our_domain(parse_uri("tel:+4930123")))
+
+    def test_our_address_and_port(self) -> None:
+        """
+        If a URI names our address at our port (or no port, for 5060), it is
+        ours; our address at another port is somebody else.
+        """
+        self.assertTrue(self.local.is_local_uri(parse_uri("sip:192.0.2.5;lr")))
+        self.assertTrue(self.local.is_local_uri(parse_uri("sip:192.0.2.5:5060;lr")))
+        self.assertFalse(self.local.is_local_uri(parse_uri("sip:192.0.2.5:5080;lr")))
+        self.assertTrue(self.local.is_local_uri(parse_uri("sip:[2001:db8::5]:5070;lr")))
+        self.assertFalse(self.local.is_our_domain(parse_uri("sip:bob@192.0.2.5:5099")))
+
+    def test_wildcard_matches_nothing(self) -> None:
+        """
+        If a listener is given with a wildcard address, it matches no host:
+        a Route or Request-URI to another proxy is never mistaken for ours.
+        """
+        local = LocalIdentity(["example.com"], [("UDP", "0.0.0.0", 5060)])
+        self.assertFalse(local.is_our_domain(parse_uri("sip:bob@other.example.net")))
+        self.assertFalse(local.is_local_uri(parse_uri("sip:carrier.example.net;lr")))
+
+
+class HostAddressesTests(SynchronousTestCase):
+    """Tests for C{_host_addresses}."""
+
+    def test_specific(self) -> None:
+        """A listener on one address answers on that address only."""
+        self.assertEqual(_host_addresses("192.0.2.5"), ["192.0.2.5"])
+
+    def test_wildcard(self) -> None:
+        """A wildcard listener answers on loopback among this host's addresses."""
+        self.assertIn("127.0.0.1", _host_addresses("0.0.0.0"))
+        self.assertNotIn("0.0.0.0", _host_addresses("0.0.0.0"))
+        self.assertIn("::1", _host_addresses("::"))
