@@ -55,7 +55,8 @@ _INVITE_BODY = (
 
 _OK_HEAD = (
     b"SIP/2.0 200 OK\r\n"
-    b"Via: SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=z9hG4bK776asdhds;rport=5060;received=192.0.2.101\r\n"
+    b"Via: SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=z9hG4bK776asdhds"
+    b";rport=5060;received=192.0.2.101\r\n"
     b"To: Bob <sip:bob@biloxi.example.com>;tag=a6c85cf\r\n"
     b"From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n"
     b"Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n"
@@ -128,9 +129,13 @@ def main(argv: list[str]) -> int:
     print(f"sipedge message core, Python {sys.version.split()[0]}, one core")
     print(f"INVITE {len(INVITE)} bytes, 200 OK {len(OK)} bytes")
     results = {
-        "parse INVITE": _rate("parse_datagram(INVITE)", lambda: parse_datagram(INVITE), args.seconds),
+        "parse INVITE": _rate(
+            "parse_datagram(INVITE)", lambda: parse_datagram(INVITE), args.seconds
+        ),
         "parse 200": _rate("parse_datagram(200 OK)", lambda: parse_datagram(OK), args.seconds),
-        "views INVITE": _rate("parse INVITE + proxy's typed views", lambda: _views(INVITE), args.seconds),
+        "views INVITE": _rate(
+            "parse INVITE + proxy's typed views", lambda: _views(INVITE), args.seconds
+        ),
         "views 200": _rate("parse 200 OK + proxy's typed views", lambda: _views(OK), args.seconds),
         "serialize INVITE": _rate("serialize(INVITE)", lambda: serialize(invite), args.seconds),
         "serialize 200": _rate("serialize(200 OK)", lambda: serialize(ok), args.seconds),

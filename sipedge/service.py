@@ -31,7 +31,7 @@ from sipedge.transport import (
 )
 from sipedge.transport._locate import ServerLocator
 
-__all__ = ["SipEdgeService", "build_service", "SECRET_FILE"]
+__all__ = ["SECRET_FILE", "SipEdgeService", "build_service"]
 
 SECRET_FILE = "record-route.key"
 _CLIENT_CERTIFICATES = {"none": "none", "optional": "request", "required": "require"}

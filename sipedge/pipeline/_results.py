@@ -9,6 +9,8 @@ and C{Drop} end the chain.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 from sipedge.transport._flow import Flow
@@ -57,11 +59,15 @@ class Target:
     route: tuple[str, ...] = ()
 
 
+def _targets(targets: Iterable[Target]) -> tuple[Target, ...]:
+    return tuple(targets)
+
+
 @attrs.frozen
 class Forward:
     """Forward the request to these targets (RFC 3261 16.6)."""
 
-    targets: tuple[Target, ...] = attrs.field(converter=tuple)
+    targets: tuple[Target, ...] = attrs.field(converter=_targets)
 
     @targets.validator
     def _not_empty(self, attribute: attrs.Attribute, value: tuple[Target, ...]) -> None:

@@ -16,7 +16,7 @@ import ipaddress
 import socket
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -654,7 +654,8 @@ class ProxyCore:
         target = result.targets[0]
         request = forwarded_request(context.request, target, self._max_forwards)
         if target.flow is not None:
-            return succeed(self._send_stateless(request, context, target.flow))
+            self._send_stateless(request, context, target.flow)
+            return None
         if self.locator is None:
             return None
         d = maybeDeferred(self.locator.locate, next_hop(request))

@@ -303,8 +303,7 @@ class Registrar:
 
     def _expire(self) -> Deferred[None]:
         d = defer.maybeDeferred(self.store.expire, self._clock.seconds())
-        d.addCallbacks(self._expired, self._expire_failed)
-        return d
+        return d.addCallbacks(self._expired, self._expire_failed)
 
     def _expired(self, count: int) -> None:
         if count:

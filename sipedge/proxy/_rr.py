@@ -36,4 +36,6 @@ class RecordRouteSigner:
     def verify(self, uri: SipURI, call_id: str) -> bool:
         """True if C{uri}'s C{se} parameter is the MAC of C{call_id}."""
         value = uri.param("se")
-        return bool(value) and hmac.compare_digest(value, self.mac(call_id))
+        if not value:
+            return False
+        return hmac.compare_digest(value, self.mac(call_id))

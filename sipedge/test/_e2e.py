@@ -101,7 +101,8 @@ class SipEdgeProcess:
         self._log = self.log_path.open("ab")
         offset = self._log.tell()  # this run's lines only (the log is kept across restarts)
         self.process = subprocess.Popen(
-            [*_twistd(), "-n", "--pidfile=", "--logfile=-", "sipedge", "--config", str(self.config_path)],
+            [*_twistd(), "-n", "--pidfile=", "--logfile=-",
+             "sipedge", "--config", str(self.config_path)],
             cwd=self.workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -157,7 +158,9 @@ class Sipp:
             *map(str, args),
         ]
 
-    def run(self, scenario: str, *args: Any, timeout: float = 60.0, **kw: Any) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, scenario: str, *args: Any, timeout: float = 60.0, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
         """Run a scenario to the end (C{-m} must be among C{args})."""
         return subprocess.run(
             self.command(scenario, *args, timeout=timeout, **kw),
@@ -165,7 +168,9 @@ class Sipp:
             stdin=subprocess.DEVNULL,
         )
 
-    def start(self, scenario: str, *args: Any, timeout: float = 60.0, **kw: Any) -> subprocess.Popen[bytes]:
+    def start(
+        self, scenario: str, *args: Any, timeout: float = 60.0, **kw: Any
+    ) -> subprocess.Popen[bytes]:
         """Start a scenario in the background (a UAS); stopped by L{stop_all}."""
         out = (self.workdir / f"{scenario}-{len(self._background)}.out").open("wb")
         process = subprocess.Popen(

@@ -59,8 +59,11 @@ class _EndToEnd(SynchronousTestCase):
         self.assertEqual(result.returncode, 0, self._why(result))
 
     def _why(self, result: object) -> str:
-        errors = "\n".join(p.read_text(errors="replace")[-2000:] for p in self.work.glob("*errors.log"))
-        return f"{getattr(result, 'stdout', '')[-1500:]}\n{errors}\n--- sipedge log:\n{self.proxy.log()[-4000:]}"
+        errors = "\n".join(
+            p.read_text(errors="replace")[-2000:] for p in self.work.glob("*errors.log")
+        )
+        stdout = getattr(result, "stdout", "")[-1500:]
+        return f"{stdout}\n{errors}\n--- sipedge log:\n{self.proxy.log()[-4000:]}"
 
     def calls(self, count: int, rate: int, transport: str = "u1", target: str = "bob",
               domain: str = "sipedge.test", local_ip: str = "127.0.0.1") -> None:
@@ -152,14 +155,20 @@ class _TlsClient:
             data = self.sock.recv(65536)
             if not data:
                 raise AssertionError("sipedge closed the TLS connection")
-            self.pending.extend(e for e in self.parser.feed(data) if isinstance(e, (Request, Response)))
+            self.pending.extend(
+                e for e in self.parser.feed(data) if isinstance(e, (Request, Response))
+            )
         return self.pending.pop(0)
 
     def final(self, method: str) -> Response:
         """Receive until a final response to C{method}."""
         for _ in range(10):
             message = self.receive()
-            if isinstance(message, Response) and message.status >= 200 and message.cseq.method == method:
+            if (
+                isinstance(message, Response)
+                and message.status >= 200
+                and message.cseq.method == method
+            ):
                 return message
         raise AssertionError(f"no final response to {method}")
 
@@ -189,7 +198,10 @@ class TlsTests(_EndToEnd):
             ("Call-ID", call_id),
             ("Max-Forwards", "70"),
         ]
-        sdp = b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+        sdp = (
+            b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+            b"t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+        )
         client.send(Request("INVITE", "sip:erin@sipedge.test", Headers.of(
             ("Via", via), *common, ("CSeq", "1 INVITE"),
             ("Contact", f"<sip:alice@127.0.0.1:{client.local_port};transport=tls>"),
@@ -199,7 +211,9 @@ class TlsTests(_EndToEnd):
         routes = list(reversed(ok.headers.values("Record-Route")))
         self.assertEqual(len(routes), 2, ok.headers.values("Record-Route"))
         self.assertTrue(routes[0].startswith("<sips:"), routes)
-        contact = ok.contacts[0].uri  # type: ignore[index]
+        contacts = ok.contacts
+        assert isinstance(contacts, tuple), contacts
+        contact = contacts[0].uri
         to = ok.headers.get("To") or ""
         dialog = [("From", common[0][1]), ("To", to), ("Call-ID", call_id), ("Max-Forwards", "70")]
         route_headers = [("Route", r) for r in routes]
@@ -271,7 +285,8 @@ class PolicyTests(_EndToEnd):
                     s.bind(("127.0.0.1", 0))
                     port = s.getsockname()[1]
                     headers = message.headers.replaced(
-                        "Via", f"SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{name}{uuid.uuid4().hex}"
+                        "Via",
+                        f"SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{name}{uuid.uuid4().hex}",
                     )
                     s.settimeout(5)
                     s.sendto(serialize(message.with_headers(headers)),

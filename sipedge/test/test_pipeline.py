@@ -12,8 +12,7 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.plugin import IPlugin, getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -30,12 +29,14 @@ from sipedge.pipeline import (
     RequestChain,
     RequestContext,
     Respond,
+    StageResult,
     StageServices,
     Target,
     build_chain,
     stage_factories,
 )
 from sipedge.proxy import LocalIdentity
+from sipedge.test._helpers import capture_log
 from sipedge.transport._flow import Flow
 
 FLOW = Flow("UDP", "192.0.2.1", 5060, "198.51.100.7", 5060)
@@ -102,12 +103,18 @@ class RequestChainTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.calls: list[str] = []
         self.context = RequestContext(options_request(), FLOW)
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = capture_log(self)
 
     def chain(self, *results: Any) -> RequestChain:
         return RequestChain(
             [Stage(f"s{i}", result, self.calls) for i, result in enumerate(results)]
         )
+
+    def deferred(self, result: StageResult | Deferred[StageResult]) -> Deferred[StageResult]:
+        """C{result}, which must be a Deferred (the chain waited on a stage)."""
+        self.assertIsInstance(result, Deferred)
+        assert isinstance(result, Deferred)
+        return result
 
     def errors(self) -> list[dict[str, Any]]:
         return [e for e in self.events if e["log_level"] in (LogLevel.error, LogLevel.critical)]
@@ -141,13 +148,13 @@ class RequestChainTests(SynchronousTestCase):
         self.assertNoResult(d)
         self.assertEqual(self.calls, ["s0", "s1"])
         pending.callback(Continue())
-        self.assertIs(self.successResultOf(d), decision)
+        self.assertIs(self.successResultOf(self.deferred(d)), decision)
         self.assertEqual(self.calls, ["s0", "s1", "s2", "s3"])
 
     def test_deferred_decides(self) -> None:
         """If a stage's Deferred fires with a decision, the chain ends there."""
         d = self.chain(lambda c: succeed(Respond(486)), Respond(500)).run(self.context)
-        self.assertEqual(self.successResultOf(d), Respond(486))
+        self.assertEqual(self.successResultOf(self.deferred(d)), Respond(486))
         self.assertEqual(self.calls, ["s0"])
 
     def test_two_deferreds(self) -> None:
@@ -155,7 +162,7 @@ class RequestChainTests(SynchronousTestCase):
         d = self.chain(lambda c: succeed(Continue()), lambda c: succeed(Continue()), Drop("x")).run(
             self.context
         )
-        self.assertEqual(self.successResultOf(d), Drop("x"))
+        self.assertEqual(self.successResultOf(self.deferred(d)), Drop("x"))
 
     def test_stages_share_context(self) -> None:
         """
@@ -197,7 +204,7 @@ class RequestChainTests(SynchronousTestCase):
         with 500 and the failure is logged.
         """
         d = self.chain(lambda c: fail(KeyError("store")), Respond(200)).run(self.context)
-        self.assertEqual(self.successResultOf(d), Respond(500))
+        self.assertEqual(self.successResultOf(self.deferred(d)), Respond(500))
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
         self.assertEqual(self.calls, ["s0"])
 
@@ -207,7 +214,7 @@ class RequestChainTests(SynchronousTestCase):
         500, the failure is logged once, naming that stage.
         """
         d = self.chain(lambda c: succeed(Continue()), ValueError("late")).run(self.context)
-        self.assertEqual(self.successResultOf(d), Respond(500))
+        self.assertEqual(self.successResultOf(self.deferred(d)), Respond(500))
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
         self.assertEqual([e["stage"] for e in self.errors()], ["s1"])
 
@@ -224,7 +231,7 @@ class RequestChainTests(SynchronousTestCase):
     def test_bad_result_deferred(self) -> None:
         """If a stage's Deferred fires with a non-result, the chain answers 500."""
         d = self.chain(lambda c: succeed(None), Respond(200)).run(self.context)
-        self.assertEqual(self.successResultOf(d), Respond(500))
+        self.assertEqual(self.successResultOf(self.deferred(d)), Respond(500))
         self.assertEqual(self.calls, ["s0"])
         self.assertEqual(len(self.errors()), 1)
 
@@ -248,7 +255,8 @@ class RequestChainTests(SynchronousTestCase):
     def test_no_decision_after_deferred(self) -> None:
         """If no stage decides after a Deferred, the chain's Deferred fires with 500."""
         d = self.chain(lambda c: succeed(Continue())).run(self.context)
-        result = self.successResultOf(d)
+        result = self.successResultOf(self.deferred(d))
+        assert isinstance(result, Respond)
         self.assertEqual(result.status, 500)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,7 +21,15 @@ from zope.interface import implementer
 from sipedge.error import TransportError
 from sipedge.interfaces import IRequestStage
 from sipedge.message import Message, Request, Response, parse_datagram, serialize
-from sipedge.pipeline import Drop, RequestChain, Respond, StageServices, build_chain
+from sipedge.pipeline import (
+    Drop,
+    RequestChain,
+    RequestContext,
+    Respond,
+    StageServices,
+    Target,
+    build_chain,
+)
 from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
 from sipedge.proxy._branch import BRANCH_PREFIX
 from sipedge.store import MemoryLocationStore
@@ -174,7 +182,13 @@ class FakeLocator:
         return succeed([Destination(transport, host, uri.port or 5060, host, host)])
 
 
-class ProxyHarness:
+if TYPE_CHECKING:
+    _HarnessBase = SynchronousTestCase
+else:
+    _HarnessBase = object
+
+
+class ProxyHarness(_HarnessBase):
     """What every proxy core test sets up; mixed into SynchronousTestCase."""
 
     timer_c = 180.0
@@ -228,7 +242,16 @@ class ProxyHarness:
         sent, self.transports.sent = self.transports.sent, []
         return sent
 
-    def sent_to(self, remote: tuple[str, int], kind: str | int | None = None) -> list[Message]:
+    @overload
+    def sent_to(self, remote: tuple[str, int], kind: str) -> list[Request]: ...
+
+    @overload
+    def sent_to(self, remote: tuple[str, int], kind: int) -> list[Response]: ...
+
+    @overload
+    def sent_to(self, remote: tuple[str, int], kind: None = None) -> list[Message]: ...
+
+    def sent_to(self, remote: tuple[str, int], kind: str | int | None = None) -> list[Any]:
         """
         What was sent to C{remote} since the last L{take} (without clearing):
         requests of method C{kind} or responses of status C{kind}.
@@ -248,7 +271,7 @@ class ProxyHarness:
     def only(self, remote: tuple[str, int], kind: str | int) -> Any:
         """The one message of C{kind} sent to C{remote}."""
         found = self.sent_to(remote, kind)
-        self.assertEqual(len(found), 1, f"{kind} to {remote}: {found!r}")  # type: ignore[attr-defined]
+        self.assertEqual(len(found), 1, f"{kind} to {remote}: {found!r}")
         return found[0]
 
     def statuses(self, remote: tuple[str, int]) -> list[int]:
@@ -290,7 +313,7 @@ class ProxyHarness:
             ),
             flow,
         )
-        self.assertEqual(self.statuses(flow.remote), [200])  # type: ignore[attr-defined]
+        self.assertEqual(self.statuses(flow.remote), [200])
         self.take()
 
     def settle(self, seconds: float = 300.0, step: float = 0.5) -> None:
@@ -349,6 +372,7 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
         """
         self.invite()
         trying = self.sent_to(UPSTREAM)[0]
+        assert isinstance(trying, Response), trying
         self.assertEqual(trying.status, 100)
         self.assertIsNone(trying.to_address.tag)
         self.assertEqual(self.statuses(UPSTREAM), [100, 404])
@@ -558,7 +582,9 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
             cseq=5,
         )
         self.receive(bye, BOB_UDP)
-        self.assertEqual([(m.status, f.remote) for m, f in self.take()], [(403, BOB)])
+        [(message, flow)] = self.take()
+        assert isinstance(message, Response), message
+        self.assertEqual((message.status, flow.remote), (403, BOB))
         self.assertEqual(self.locator.located, [])
 
     def test_relay_denied(self) -> None:
@@ -635,7 +661,7 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
         500 and logs the failure: the request is not left unanswered.
         """
 
-        def broken(*args: object) -> None:
+        def broken(context: RequestContext, server: Any, targets: tuple[Target, ...]) -> None:
             raise RuntimeError("bug")
 
         self.core._forward = broken  # type: ignore[method-assign]
@@ -696,6 +722,7 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
         )
         self.receive(request("OPTIONS", "sip:example.com"), ALICE)
         [response] = self.sent_to(UPSTREAM)
+        assert isinstance(response, Response), response
         self.assertEqual((response.status, response.reason), (200, "Fine"))
         self.assertEqual(response.body, b"hello")
         self.assertEqual(response.headers.get("Content-Type"), "text/plain")
@@ -886,7 +913,7 @@ class ForkingTests(ProxyHarness, SynchronousTestCase):
             answer(b, 407, ("Proxy-Authenticate", 'Digest realm="carol"'), to_tag="carol"),
             CAROL_UDP,
         )
-        [final] = [m for m in self.sent_to(UPSTREAM) if m.status >= 200]
+        [final] = [m for m in self.sent_to(UPSTREAM) if isinstance(m, Response) and m.status >= 200]
         self.assertIn(final.status, (401, 407))
         self.assertEqual(final.headers.get_all("WWW-Authenticate"), ('Digest realm="bob"',))
         self.assertEqual(final.headers.get_all("Proxy-Authenticate"), ('Digest realm="carol"',))
@@ -1018,6 +1045,8 @@ class PendingLookupStore(MemoryLocationStore):
 
 class PendingChainTests(ProxyHarness, SynchronousTestCase):
     """Tests for L{ProxyCore} while the chain waits on a Deferred."""
+
+    store: PendingLookupStore
 
     def setUp(self) -> None:
         super().setUp()

@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.config import Route
@@ -37,6 +35,7 @@ from sipedge.pipeline.stages._static_route import StaticRouteStage
 from sipedge.proxy import LocalIdentity, RecordRouteSigner, Registrar
 from sipedge.proxy._branch import branch_digest, make_branch
 from sipedge.store import Binding, MemoryLocationStore
+from sipedge.test._helpers import capture_log
 from sipedge.transaction import make_response
 from sipedge.transport._flow import Flow
 
@@ -184,7 +183,7 @@ class SanityStageTests(StageTestCase):
 
     def test_logged(self) -> None:
         """If L{SanityStage} refuses a request, it logs the rule and reason."""
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = capture_log(self)
         self.decide(SanityStage(), request(cseq="1 BYE"))
         [event] = [e for e in events if e.get("rule") == "sanity"]
         self.assertEqual(event["method"], "INVITE")
@@ -439,7 +438,7 @@ class ResponsibilityStageTests(StageTestCase):
         through a Route left over, outside a dialog of ours,
         L{ResponsibilityStage} answers 403 and logs the rule.
         """
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = capture_log(self)
         for req in (
             request(uri="sip:bob@other.net"),
             request(uri="tel:+4930123"),
