@@ -31,6 +31,12 @@ class RequestChain:
 
     def __init__(self, stages: Sequence[Any]) -> None:
         self.stages = tuple(stages)
+        # Each stage logs under its own namespace (sipedge.stage.<name>), so
+        # every event says which stage wrote it.
+        self._loggers = tuple(
+            Logger(namespace=f"sipedge.stage.{getattr(stage, 'name', type(stage).__name__)}")
+            for stage in self.stages
+        )
 
     def run(self, context: RequestContext) -> StageResult | Deferred[StageResult]:
         """
@@ -46,6 +52,7 @@ class RequestChain:
         stages = self.stages
         for i in range(index, len(stages)):
             stage = stages[i]
+            context.log = self._loggers[i]
             try:
                 result = stage.process_request(context)
             except Exception:

@@ -129,6 +129,20 @@ class RequestChainTests(SynchronousTestCase):
         self.assertIs(result, decision)
         self.assertEqual(self.calls, ["s0", "s1", "s2"])
 
+    def test_stage_logger(self) -> None:
+        """
+        If a stage logs through C{context.log}, the event's namespace names
+        the stage (C{sipedge.stage.<name>}).
+        """
+
+        def log(context: RequestContext) -> Continue:
+            context.log.info("hello {who}", who="world")
+            return Continue()
+
+        self.chain(log, Respond(404)).run(self.context)
+        [event] = [e for e in self.events if e.get("who") == "world"]
+        self.assertEqual(event["log_namespace"], "sipedge.stage.s0")
+
     def test_each_decision(self) -> None:
         """If a stage returns Forward or Drop, L{RequestChain.run} ends with it."""
         for decision in (Forward([Target("sip:a@b")]), Drop("flood")):
