@@ -200,10 +200,12 @@ class ProxyCore:
         if request.method == "CANCEL":
             self._cancel_received(request, transaction)
             return
-        if request.method == "INVITE":
-            transaction.respond(make_response(request, 100))
         context = RequestContext(request, transaction.flow, self.services)
         result = self.chain.run(context)
+        # 100 Trying (RFC 3261 16.2) only once we know we will not drop the
+        # INVITE: a flood or a scanner must get no answer at all.
+        if request.method == "INVITE" and isinstance(result, (Deferred, Forward)):
+            transaction.respond(make_response(request, 100))
         if isinstance(result, Deferred):
             result.addCallback(self._decided, context, transaction)
             result.addErrback(self._decision_failed, context, transaction)
@@ -231,7 +233,7 @@ class ProxyCore:
             transaction.respond(self._local_response(context.original, result))
         elif isinstance(result, Drop):
             self.stats["dropped"] += 1
-            self._log.info(
+            self._log.debug(
                 "Dropping {method} from {source}: {reason}",
                 method=context.request.method,
                 source=str(context.flow),

@@ -590,11 +590,12 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
     def test_relay_denied(self) -> None:
         """
         If an untrusted source sends an INVITE for a domain that is not
-        ours, L{ProxyCore} answers 403 and sends nothing downstream.
+        ours, L{ProxyCore} answers 403 (with no 100 Trying before it: the
+        decision was immediate) and sends nothing downstream.
         """
         self.receive(request("INVITE", "sip:bob@other.example.net"), ALICE)
-        self.assertEqual(self.statuses(UPSTREAM), [100, 403])
-        self.assertEqual([f.remote for _, f in self.take()], [UPSTREAM, UPSTREAM])
+        self.assertEqual(self.statuses(UPSTREAM), [403])
+        self.assertEqual([f.remote for _, f in self.take()], [UPSTREAM])
         self.assertEqual(self.locator.located, [])
 
     def test_relay_trusted(self) -> None:
@@ -711,6 +712,16 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
         self.assertEqual(self.take(), [])
         self.assertEqual(dict(self.core.transactions.server_transactions), {})
         self.assertEqual(self.core.stats["dropped"], 1)
+
+    def test_dropped_invite_gets_no_trying(self) -> None:
+        """
+        If the chain drops an INVITE (a flood, a scanner), L{ProxyCore}
+        sends no 100 Trying either: nothing at all goes back.
+        """
+        self.core.chain = RequestChain([_Decide(Drop("scanner"))])
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        self.assertEqual(self.take(), [])
+        self.assertEqual(dict(self.core.transactions.server_transactions), {})
 
     def test_respond_with_body(self) -> None:
         """
