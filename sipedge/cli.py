@@ -1,7 +1,8 @@
 # -*- test-case-name: sipedge.test.test_cli -*-
 """
-The C{sipedge} command line: C{sipedge --version} and administrative
-subcommands (C{sipedge check-config FILE}); more join as they are built.
+The C{sipedge} command line: C{sipedge --version} and the administrative
+subcommands C{check-config FILE}, C{user add|remove|list} and
+C{ban list|add|remove}.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from sipedge import __version__
+from sipedge.auth._cli import user_command
+from sipedge.security._cli import configure_ban_parser, run_ban
 
 __all__ = ["main"]
 
@@ -29,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
         " 'FILE: OK' and a summary, or the first problem found (exit status 1).",
     )
     check.add_argument("file", metavar="FILE", help="the configuration file")
+    commands.add_parser(
+        "user",
+        help="manage digest users: add, remove, list (see 'sipedge user --help')",
+        add_help=False,
+    )
+    configure_ban_parser(commands.add_parser("ban", help="list, add or remove bans"))
     return parser
 
 
@@ -53,10 +62,16 @@ def _check_config(path: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["user"]:
+        # Its own parser: add reads the password from standard input.
+        return user_command(arguments[1:], sys.stdin, sys.stdout, sys.stderr)
     parser = _parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(arguments)
     if args.command == "check-config":
         return _check_config(args.file)
+    if args.command == "ban":
+        return run_ban(args, sys.stdout, sys.stderr)
     parser.print_help()
     return 0
 

@@ -32,9 +32,11 @@ from typing import Any
 import attrs
 from twisted.logger import LogLevel
 
+from sipedge.auth._config import AuthConfig
 from sipedge.error import ConfigError, MessageParseError
 from sipedge.message import Limits
 from sipedge.message._uri import SipURI, parse_sip_uri
+from sipedge.security._config import SecurityConfig
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -67,10 +69,14 @@ DEFAULT_LISTEN = ("udp:0.0.0.0:5060", "tcp:0.0.0.0:5060", "tls:0.0.0.0:5061")
 """C{sip.listen} when the configuration does not set it."""
 
 DEFAULT_STAGES = (
+    "ban-check",
+    "scanner",
+    "flood",
     "sanity",
     "max-forwards",
     "loop-detect",
     "route",
+    "digest-auth",
     "responsibility",
     "registrar",
     "location",
@@ -965,6 +971,10 @@ class Config:
         factory=PipelineConfig, validator=_section(PipelineConfig)
     )
     log: LogConfig = attrs.field(factory=LogConfig, validator=_section(LogConfig))
+    auth: AuthConfig = attrs.field(factory=AuthConfig, validator=_section(AuthConfig))
+    security: SecurityConfig = attrs.field(
+        factory=SecurityConfig, validator=_section(SecurityConfig)
+    )
 
     @property
     def listeners(self) -> tuple[Listener, ...]:
@@ -994,6 +1004,8 @@ _SECTIONS: dict[str, type] = {
     "registrar": RegistrarConfig,
     "pipeline": PipelineConfig,
     "log": LogConfig,
+    "auth": AuthConfig,
+    "security": SecurityConfig,
 }
 _KNOWN_SECTIONS = [*_SECTIONS, "routes"]
 

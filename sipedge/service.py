@@ -17,10 +17,12 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from sipedge.auth import NonceSource, SQLiteCredentialStore
 from sipedge.config import Config
 from sipedge.error import ConfigError
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
+from sipedge.security import Security
 from sipedge.store import SQLiteLocationStore
 from sipedge.transaction import TimerSettings
 from sipedge.transport import (
@@ -129,6 +131,8 @@ class SipEdgeService(MultiService):
             raise ConfigError(f"state.path: cannot create {state_dir}: {e.strerror}") from None
         self.state_dir = state_dir
         self.store = SQLiteLocationStore.in_state_directory(str(state_dir))
+        self.security = Security.from_config(config, reactor)
+        self.credentials = SQLiteCredentialStore.in_state_directory(str(state_dir))
         self.registrar = Registrar(
             self.store,
             reactor,
@@ -139,8 +143,13 @@ class SipEdgeService(MultiService):
         try:
             self._build(config, reactor, state_dir)
         except BaseException:
-            self.store.close()
+            self._close_stores()
             raise
+
+    def _close_stores(self) -> None:
+        self.store.close()
+        self.security.close()
+        self.credentials.close()
 
     def _build(self, config: Config, reactor: Any, state_dir: Path) -> None:
         self.signer = RecordRouteSigner(_state_secret(state_dir))
@@ -152,6 +161,11 @@ class SipEdgeService(MultiService):
             registrar=self.registrar,
             config=config,
             signer=self.signer,
+            security=self.security,
+            credentials=self.credentials,
+            nonces=NonceSource.in_state_directory(
+                str(state_dir), reactor, config.auth.nonce_lifetime
+            ),
         )
         chain = build_chain(
             config.pipeline.stages,
@@ -199,6 +213,7 @@ class SipEdgeService(MultiService):
             max_connections_per_source=limits.max_connections_per_source,
             max_connections=limits.max_connections,
             tls_client_context_factory=ClientTLSContexts(self._tls_settings),
+            admission=self.security.admit,
         )
         self.core.transports = self.transports
 
@@ -248,6 +263,7 @@ class SipEdgeService(MultiService):
     def startService(self) -> None:
         super().startService()
         self.registrar.start_expiry(60.0)
+        self.security.start()
         self._log.info(
             "sipedge started: domains {domains}, state in {state}",
             domains=", ".join(self.config.sip.domains) or "(none)",
@@ -256,6 +272,7 @@ class SipEdgeService(MultiService):
 
     def stopService(self) -> Deferred[Any]:
         self.registrar.stop_expiry()
+        self.security.stop()
         self.core.stop()
         parse_call = getattr(self._dns, "_parseCall", None)
         if parse_call is not None and parse_call.active():
@@ -264,7 +281,7 @@ class SipEdgeService(MultiService):
             [maybeDeferred(super().stopService), maybeDeferred(self.transports.close)],
             consumeErrors=True,
         )
-        d.addBoth(lambda _: self.store.close())
+        d.addBoth(lambda _: self._close_stores())
         return d
 
 

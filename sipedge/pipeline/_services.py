@@ -28,6 +28,10 @@ class StageServices:
     @ivar config: the whole L{sipedge.config.Config}, for stage options.
     @ivar signer: the L{sipedge.proxy.RecordRouteSigner} that signs and
         checks our Record-Route values.
+    @ivar security: the L{sipedge.security.Security} service (rate limits,
+        allow-list of authenticated sources, bans), or C{None}.
+    @ivar credentials: the credential store (L{sipedge.auth.ICredentialStore}).
+    @ivar nonces: the nonce source (L{sipedge.auth.INonceSource}).
     """
 
     clock: Any
@@ -37,6 +41,9 @@ class StageServices:
     registrar: Any = None
     config: Any = None
     signer: Any = None
+    security: Any = None
+    credentials: Any = None
+    nonces: Any = None
 
     def is_trusted(self, host: str) -> bool:
         """True if C{host} (an IP literal) is in a trusted network."""

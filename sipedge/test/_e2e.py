@@ -190,3 +190,14 @@ class Sipp:
                     process.kill()
                     process.wait(5)
         self._background.clear()
+
+
+def add_user(config_path: Path, user: str, password: str) -> None:
+    """C{sipedge user add} in a child process, the password on standard input."""
+    result = subprocess.run(
+        [sys.executable, "-m", "sipedge.cli", "user", "add", "--config", str(config_path), user],
+        input=password + "\n", capture_output=True, text=True, timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"sipedge user add failed: {result.stderr}")

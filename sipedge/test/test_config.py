@@ -186,10 +186,14 @@ class DefaultTests(SynchronousTestCase):
         self.assertEqual(
             DEFAULT_CONFIG.pipeline.stages,
             (
+                "ban-check",
+                "scanner",
+                "flood",
                 "sanity",
                 "max-forwards",
                 "loop-detect",
                 "route",
+                "digest-auth",
                 "responsibility",
                 "registrar",
                 "location",

@@ -20,7 +20,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.message import Request, Response, StreamParser, parse_datagram, serialize
 from sipedge.message._headers import Headers
-from sipedge.test._e2e import DATA, SipEdgeProcess, Sipp, free_port, require_tool, sipp_counter
+from sipedge.test._e2e import (
+    DATA,
+    SipEdgeProcess,
+    Sipp,
+    add_user,
+    free_port,
+    require_tool,
+    sipp_counter,
+)
 
 _CONFIG = """
 [sip]
@@ -29,6 +37,9 @@ listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0", "tls:127.0.0.1:0"]
 trusted = ["127.0.0.10/32"]
 [state]
 path = "state"
+[auth]
+# SIPp answers only MD5 challenges and reads only the first one offered.
+algorithms = ["MD5"]
 """
 
 
@@ -49,10 +60,16 @@ class _EndToEnd(SynchronousTestCase):
         return f"127.0.0.1:{self.proxy.ports[transport]}"
 
     def register(self, user: str, contact_port: int, transport: str = "u1") -> None:
-        """REGISTER sip:user@sipedge.test with a contact at C{contact_port}."""
+        """
+        REGISTER sip:user@sipedge.test with a contact at C{contact_port},
+        answering the digest challenge (the user is created first).
+        """
         name = "UDP" if transport.startswith("u") else "TCP"
+        password = f"{user}-secret"
+        add_user(self.proxy.config_path, user, password)
         result = self.sipp.run(
             "register.xml", self.proxy_address(name), "-s", user,
+            "-au", user, "-ap", password, "-auth_uri", "sipedge.test",
             "-key", "domain", "sipedge.test", "-key", "contact_port", contact_port,
             "-key", "expires", 600, "-m", 1, transport=transport, timeout=20,
         )
@@ -181,9 +198,10 @@ class TlsTests(_EndToEnd):
 
     def test_tls_call(self) -> None:
         """
-        If a caller on TLS calls a phone registered over UDP, the call sets
-        up, and ACK and BYE follow the Record-Route (one entry per side:
-        sips on the TLS side, sip on the UDP side).
+        If a caller from outside, on TLS, calls a phone registered over UDP,
+        the call sets up, and ACK and BYE follow the Record-Route (one entry
+        per side: sips on the TLS side, sip on the UDP side). (A caller
+        whose From is one of our domains would be challenged with 407.)
         """
         uas_port = free_port()
         self.register("erin", uas_port)
@@ -193,7 +211,7 @@ class TlsTests(_EndToEnd):
         call_id = uuid.uuid4().hex
         via = f"SIP/2.0/TLS 127.0.0.1:{client.local_port};branch=z9hG4bK{uuid.uuid4().hex};rport"
         common = [
-            ("From", "<sips:alice@sipedge.test>;tag=tls1"),
+            ("From", "<sips:alice@example.org>;tag=tls1"),
             ("To", "<sip:erin@sipedge.test>"),
             ("Call-ID", call_id),
             ("Max-Forwards", "70"),
@@ -299,3 +317,45 @@ class PolicyTests(_EndToEnd):
                 reply = self._exchange(text)
             assert isinstance(reply, Response)
             self.assertEqual(reply.status, status, name)
+
+
+class SecurityTests(_EndToEnd):
+    """The security edge, over the wire."""
+
+    def _send(self, sock: socket.socket, data: bytes) -> Response | None:
+        sock.sendto(data, ("127.0.0.1", self.proxy.ports["UDP"]))
+        try:
+            reply = parse_datagram(sock.recv(65535))
+        except TimeoutError:
+            return None
+        assert isinstance(reply, Response)
+        return reply
+
+    def _options(self, port: int, user_agent: str) -> bytes:
+        branch = uuid.uuid4().hex
+        return (
+            "OPTIONS sip:100@sipedge.test SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{branch};rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:probe@example.org>;tag=1\r\n"
+            f"To: <sip:100@sipedge.test>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\n"
+            f"User-Agent: {user_agent}\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+
+    def test_scanner_banned(self) -> None:
+        """
+        If a SIPVicious-style scanner probes sipedge, it gets no answer and
+        its address is banned: its next ordinary request is dropped too,
+        while another address is still answered.
+        """
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
+            attacker.bind(("127.0.0.66", 0))
+            attacker.settimeout(1.5)
+            port = attacker.getsockname()[1]
+            self.assertIsNone(self._send(attacker, self._options(port, "friendly-scanner")))
+            self.assertIsNone(self._send(attacker, self._options(port, "Linphone/5.0")))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as user:
+            user.bind(("127.0.0.1", 0))
+            user.settimeout(5)
+            reply = self._send(user, self._options(user.getsockname()[1], "Linphone/5.0"))
+            self.assertIsNotNone(reply)
+        self.assertIn("Banning 127.0.0.66", self.proxy.log())

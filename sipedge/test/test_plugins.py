@@ -97,13 +97,18 @@ class StagePluginTests(SynchronousTestCase):
     def test_builtin_found(self) -> None:
         """
         C{getPlugins(IStageFactory, sipedge.plugins)} finds a factory for
-        every built-in stage, each an C{IPlugin} from
-        C{sipedge.plugins.sipedge_stages}.
+        every stage of the default chain, each an C{IPlugin} from one of
+        sipedge's own plugin modules.
         """
+        own = (
+            "sipedge.plugins.sipedge_stages",
+            "sipedge.plugins.sipedge_security_stages",
+            "sipedge.plugins.sipedge_auth_stages",
+        )
         found = {
             factory.name: factory
             for factory in getPlugins(IStageFactory, sipedge.plugins)
-            if type(factory).__module__ == "sipedge.plugins.sipedge_stages"
+            if type(factory).__module__ in own
         }
         self.assertEqual(sorted(found), sorted(DEFAULT_STAGES))
         for factory in found.values():

@@ -185,6 +185,7 @@ class TransportManager:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         connect_timeout: float = 30.0,
         tls_client_context_factory: Callable[[str], Any] | None = None,
+        admission: Callable[[str], bool] | None = None,
     ) -> None:
         """
         @param receiver: where every transport delivers messages.
@@ -202,6 +203,12 @@ class TransportManager:
             returns the client connection creator for an outgoing TLS
             connection (see L{sipedge.transport.ClientTLSContexts}); by
             default the platform's trust store, with verification.
+        @param admission: called with a peer's IP address before anything
+            is parsed (C{sipedge.security.Security.admit}): a UDP datagram
+            from a source it refuses is dropped, a TCP/TLS connection from
+            one is refused as it is accepted (before any TLS handshake),
+            and an open connection whose peer it refuses later is closed.
+            C{None} admits every source.
         """
         self._receiver = receiver
         self._reactor = reactor
@@ -211,6 +218,9 @@ class TransportManager:
         self._max_connections = max_connections
         self._connect_timeout = connect_timeout
         self._tls_client = tls_client_context_factory
+        self._admission = admission
+        #: Incoming connections refused by C{admission}.
+        self.refused = 0
         self._udp: list[SipDatagramProtocol] = []
         self._udp_ports: dict[SipDatagramProtocol, IListeningPort] = {}
         self._listeners: list[StreamListener] = []
@@ -233,7 +243,8 @@ class TransportManager:
         @raise twisted.internet.error.CannotListenError: if it cannot bind.
         """
         protocol = SipDatagramProtocol(
-            self._receiver, limits=self._limits, local_host=host or None
+            self._receiver, limits=self._limits, local_host=host or None,
+            admission=self._admission,
         )
         listening = self._reactor.listenUDP(
             port, protocol, interface=host, maxPacketSize=MAX_DATAGRAM_SIZE
@@ -361,6 +372,7 @@ class TransportManager:
             idle_timeout=self._idle_timeout,
             controller=self,
             requested_flow=flow,
+            admission=self._admission,
         )
         factory: Any = _ClientFactory(protocol)
         if flow.transport == "TLS":
@@ -477,6 +489,15 @@ class TransportManager:
             self._log.info("Refusing {transport} connection from {source}: closing",
                            transport=name, source=source)
             return None
+        if self._admission is not None and not self._admission(source):
+            self.refused += 1
+            self._log.info(
+                "Refusing {transport} connection from {source}: not admitted",
+                transport=name,
+                source=source,
+                rule="admission",
+            )
+            return None
         if len(self._keys) >= self._max_connections:
             self._log.warn(
                 "Refusing {transport} connection from {source}: {count} connections open"
@@ -504,6 +525,7 @@ class TransportManager:
             limits=self._limits,
             idle_timeout=self._idle_timeout,
             controller=self,
+            admission=self._admission,
         )
         self._keys[protocol] = set()
         self._per_source[source] += 1

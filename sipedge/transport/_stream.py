@@ -6,6 +6,7 @@ protocol for both; TLS is the TLS wrapper under it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
@@ -68,6 +69,10 @@ class SipStreamProtocol(Protocol):
     connection is closed after C{idle_timeout} seconds without a received
     byte.
 
+    With an C{admission} hook, every read is first checked against the
+    peer's address: bytes from a peer it refuses (a source banned while
+    connected) are dropped unparsed and the connection is closed.
+
     Messages sent before the connection is ready (an outgoing connection
     not yet connected, or a TLS handshake not yet done) are queued.
 
@@ -95,6 +100,7 @@ class SipStreamProtocol(Protocol):
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         controller: _Controller | None = None,
         requested_flow: Flow | None = None,
+        admission: Callable[[str], bool] | None = None,
     ) -> None:
         """
         @param receiver: where messages go.
@@ -107,6 +113,9 @@ class SipStreamProtocol(Protocol):
             connection is closed; C{None} for never.
         @param controller: told when the connection is made and lost.
         @param requested_flow: see L{requested_flow}.
+        @param admission: called with the peer's address on each read; if
+            it returns C{False} the bytes are dropped unparsed, counted in
+            C{refused}, and the connection is closed. C{None} admits all.
         """
         self.name = transport_name.upper()
         self._receiver = receiver
@@ -115,6 +124,7 @@ class SipStreamProtocol(Protocol):
         self._idle_timeout = idle_timeout
         self._controller = controller
         self.requested_flow = requested_flow
+        self._admission = admission
         self.flow: Flow | None = None
         self.local_host: str | None = None
         self.local_port: int | None = None
@@ -128,6 +138,7 @@ class SipStreamProtocol(Protocol):
         self.received = 0
         self.pings = 0
         self.pongs = 0
+        self.refused = 0
 
     def __repr__(self) -> str:
         return f"<SipStreamProtocol {self.flow or self.requested_flow}>"
@@ -159,6 +170,11 @@ class SipStreamProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._broken or self.closed:
             return
+        admission = self._admission
+        if admission is not None and self.flow is not None:
+            if not admission(self.flow.remote_host):
+                self._refuse(data)
+                return
         if self._idle is not None and self._idle_timeout is not None and self._idle.active():
             self._idle.reset(self._idle_timeout)
         try:
@@ -340,6 +356,22 @@ class SipStreamProtocol(Protocol):
         )
         if isinstance(error.message, Request):
             self._tell_malformed(data, error)
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        self._close_with_grace()
+
+    def _refuse(self, data: bytes) -> None:
+        """The admission hook refused the peer: drop C{data}, close."""
+        self.refused += 1
+        self._broken = True
+        self._log.info(
+            "Closing {flow}: {source} is no longer admitted ({size} bytes dropped)",
+            flow=self.flow,
+            source=self.flow.remote_host if self.flow is not None else None,
+            size=len(data),
+            rule="admission",
+        )
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None

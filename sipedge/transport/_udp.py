@@ -5,6 +5,7 @@ SIP over UDP (RFC 3261 18): one datagram, one message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.error import InvalidAddressError, MessageLengthError
@@ -47,6 +48,8 @@ class SipDatagramProtocol(DatagramProtocol):
     @ivar received: datagrams delivered as messages.
     @ivar keepalives: keep-alive datagrams dropped.
     @ivar malformed: datagrams that did not parse.
+    @ivar refused: datagrams dropped unparsed because C{admission} refused
+        their source.
     """
 
     name = "UDP"
@@ -61,6 +64,7 @@ class SipDatagramProtocol(DatagramProtocol):
         *,
         limits: Limits = DEFAULT_LIMITS,
         local_host: str | None = None,
+        admission: Callable[[str], bool] | None = None,
     ) -> None:
         """
         @param receiver: where messages go.
@@ -68,14 +72,20 @@ class SipDatagramProtocol(DatagramProtocol):
         @param local_host: the address to put in flows; by default the
             address the socket is bound to (give the real address when
             binding to a wildcard is not what flows should show).
+        @param admission: called with each datagram's source address
+            before anything else; a datagram it refuses (C{False}) is
+            dropped without a word, unparsed, and counted in L{refused}
+            (the hook logs why). C{None} admits everything.
         """
         self._receiver = receiver
         self._limits = limits
+        self._admission = admission
         self.local_host: str | None = local_host
         self.local_port: int | None = None
         self.received = 0
         self.keepalives = 0
         self.malformed = 0
+        self.refused = 0
 
     def startProtocol(self) -> None:
         address = self.transport.getHost()
@@ -94,6 +104,10 @@ class SipDatagramProtocol(DatagramProtocol):
         return Flow("UDP", self.local_host, self.local_port, host, port)
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+        admission = self._admission
+        if admission is not None and not admission(addr[0]):
+            self.refused += 1
+            return
         flow = self.flow_to(addr[0], addr[1])
         if is_keepalive(data):
             self.keepalives += 1

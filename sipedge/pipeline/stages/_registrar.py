@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
+from sipedge.error import MessageParseError
 from sipedge.interfaces import IRequestStage
 from sipedge.message import Response
 from sipedge.pipeline._context import RequestContext
@@ -40,4 +41,26 @@ class RegistrarStage:
         if registrar is None:
             return Respond(405, None, (("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),))
         d = registrar.handle_register(request, context.flow)
+        d.addCallback(self._note_authenticated, context)
         return d.addCallback(respond_with)
+
+    @staticmethod
+    def _note_authenticated(response: Response, context: RequestContext) -> Response:
+        """
+        After an authenticated REGISTER succeeds, its source joins the
+        allow-list of authenticated sources (the larger flood budget) until
+        its last binding expires.
+        """
+        security = getattr(context.services, "security", None)
+        if security is None or context.identity is None or response.status != 200:
+            return response
+        longest = 0
+        try:
+            contacts = response.contacts
+            if isinstance(contacts, tuple):
+                longest = max((c.expires or 0 for c in contacts), default=0)
+        except MessageParseError:
+            pass
+        now = context.services.clock.seconds()
+        security.note_authenticated(context.flow.remote_host, context.identity, now + longest)
+        return response

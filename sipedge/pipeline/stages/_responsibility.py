@@ -5,8 +5,9 @@ proxy is never an open relay.
 
 - A request with Route values left after the route stage, or for a domain
   that is not ours, is relayed only if it belongs to a dialog set up through
-  us (our signed Record-Route), or comes from a trusted network. Everything
-  else gets 403.
+  us (our signed Record-Route), comes from a user who authenticated
+  (C{context.identity}, set by digest-auth, which runs before this stage),
+  or comes from a trusted network. Everything else gets 403.
 - A request for one of our domains goes on to the registrar and location
   stages.
 
@@ -36,8 +37,10 @@ class ResponsibilityStage:
         if not request.routes and services.local.is_our_domain(request.request_uri):
             context.annotations["responsibility"] = "local"
             return _CONTINUE
-        if context.annotations.get("route") == "dialog" or services.is_trusted(
-            context.flow.remote_host
+        if (
+            context.annotations.get("route") == "dialog"
+            or context.identity is not None
+            or services.is_trusted(context.flow.remote_host)
         ):
             context.annotations["responsibility"] = "relay"
             return _CONTINUE

@@ -1,0 +1,188 @@
+# -*- test-case-name: sipedge.test.test_auth_config -*-
+"""
+The C{[auth]} section of the configuration:
+
+   [auth]
+   realm = "example.com"            # default: the first of sip.domains
+   nonce_lifetime = 300             # seconds a nonce stays fresh
+   algorithms = ["SHA-512-256", "SHA-256", "MD5"]
+   require_for_our_domains = true   # false: challenge REGISTER only
+
+L{AuthConfig} checks its values when constructed, like the sections of
+C{sipedge.config}: its validators raise that module's C{_InvalidValue}
+with the key relative to the section, so C{sipedge.config._parse} can
+build it with C{_build(AuthConfig, table, "auth")} like any section.
+L{parse_auth_config} does the whole job on its own (unknown keys included)
+for the stage's options and for tests.
+
+This module must not import C{sipedge.config} at import time: that module
+will import this one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from sipedge.auth._digest import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHMS,
+    UnsupportedAlgorithm,
+    canonical_algorithm,
+)
+from sipedge.error import ConfigError
+
+__all__ = ["MAX_NONCE_LIFETIME", "AuthConfig", "parse_auth_config"]
+
+#: The longest nonce lifetime accepted, in seconds (a day).
+MAX_NONCE_LIFETIME = 86400.0
+
+
+def _invalid(key: str, problem: str) -> ConfigError:
+    """C{sipedge.config._InvalidValue(key, problem)}, imported late (see above)."""
+    from sipedge.config import _InvalidValue
+
+    return _InvalidValue(key, problem)
+
+
+def _describe(value: object) -> str:
+    from sipedge.config import _describe
+
+    return _describe(value)
+
+
+def _check_realm(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise _invalid(attribute.name, f"expected a string, got {_describe(value)}")
+    if not value or value != value.strip():
+        raise _invalid(
+            attribute.name, f"must be non-empty text without outer spaces, not {value!r}"
+        )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise _invalid(attribute.name, f"must not contain control characters: {value!r}")
+
+
+def _to_float(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _check_lifetime(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, float):
+        raise _invalid(attribute.name, f"expected a number of seconds, got {_describe(value)}")
+    if not (math.isfinite(value) and 0 < value <= MAX_NONCE_LIFETIME):
+        raise _invalid(
+            attribute.name,
+            f"must be more than 0 and at most {MAX_NONCE_LIFETIME:g} seconds, not {value!r}",
+        )
+
+
+def _convert_algorithms(value: object) -> tuple[str, ...]:
+    """
+    Canonical names, strongest first (RFC 8760 2.4: challenges go out in
+    order of preference, and nothing is gained by preferring MD5).
+    """
+    if not isinstance(value, (list, tuple)):
+        raise _invalid("algorithms", f"expected an array of names, got {_describe(value)}")
+    if not value:
+        raise _invalid("algorithms", "must name at least one algorithm")
+    names: list[str] = []
+    for index, item in enumerate(value):
+        key = f"algorithms[{index}]"
+        if not isinstance(item, str):
+            raise _invalid(key, f"expected an algorithm name, got {_describe(item)}")
+        try:
+            name = canonical_algorithm(item)
+        except UnsupportedAlgorithm:
+            raise _invalid(
+                key, f"unknown algorithm {item!r}; expected one of: {', '.join(ALGORITHMS)}"
+            ) from None
+        if name in names:
+            raise _invalid(key, f"{name!r} is already algorithms[{names.index(name)}]")
+        names.append(name)
+    return tuple(sorted(names, key=ALGORITHMS.index))
+
+
+def _check_boolean(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, bool):
+        raise _invalid(attribute.name, f"expected true or false, got {_describe(value)}")
+
+
+@attrs.frozen
+class AuthConfig:
+    """
+    C{[auth]}: digest authentication (RFC 3261 22, RFC 8760).
+
+    @ivar realm: the realm of our challenges and of the credential store,
+        or C{None} for the first of C{sip.domains} (see L{realm_for}).
+    @ivar nonce_lifetime: seconds a nonce stays fresh; a response with an
+        older one gets a new challenge with C{stale=true}.
+    @ivar algorithms: the algorithms challenges offer, canonical names,
+        strongest first: one challenge header each.
+    @ivar require_for_our_domains: whether every request whose From is in
+        one of our domains must authenticate; C{False} challenges only a
+        REGISTER for one of our domains.
+    """
+
+    realm: str | None = attrs.field(default=None, validator=_check_realm)
+    nonce_lifetime: float = attrs.field(
+        default=300.0, converter=_to_float, validator=_check_lifetime
+    )
+    algorithms: tuple[str, ...] = attrs.field(
+        default=DEFAULT_ALGORITHMS, converter=_convert_algorithms
+    )
+    require_for_our_domains: bool = attrs.field(default=True, validator=_check_boolean)
+
+    def realm_for(self, domains: Sequence[str]) -> str:
+        """
+        The realm to use: L{realm}, or the first of C{domains} (C{sip.domains}).
+
+        @raise ConfigError: if neither is there.
+        """
+        if self.realm is not None:
+            return self.realm
+        if not domains:
+            raise ConfigError("auth.realm: not set, and sip.domains is empty: set one of them")
+        return domains[0]
+
+
+def _suggest(word: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, known, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; expected one of: {', '.join(sorted(known))}"
+
+
+def parse_auth_config(
+    table: object, prefix: str = "auth", base: AuthConfig | None = None
+) -> AuthConfig:
+    """
+    An L{AuthConfig} from a TOML table: the keys given replace those of
+    C{base} (the defaults if C{None}).
+
+    @param prefix: the dotted key of C{table}, to name in errors
+        (C{"auth"}, or C{"pipeline.options.digest-auth"}).
+    @raise ConfigError: naming C{prefix.key} and the problem.
+    """
+    from sipedge.config import _InvalidValue
+
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{prefix}: expected a table, got {_describe(table)}")
+    known = list(attrs.fields_dict(AuthConfig))
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{prefix}.{key}: unknown key" + _suggest(str(key), known))
+    values: dict[str, Any] = dict(table)
+    try:
+        if base is None:
+            return AuthConfig(**values)
+        return attrs.evolve(base, **values)
+    except _InvalidValue as e:
+        raise ConfigError(f"{e.within(prefix).key}: {e.problem}") from None

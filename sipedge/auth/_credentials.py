@@ -1,0 +1,426 @@
+# -*- test-case-name: sipedge.test.test_auth -*-
+"""
+Digest users through C{twisted.cred}: the credentials of one request
+(L{SipDigestCredentials}), a checker over a credential store, the realm
+that gives the avatar, and the stores themselves.
+
+Stores keep H(username:realm:password) for each hash algorithm, never the
+password (RFC 7616 5.2 says why that still deserves care: an H(A1) lets
+anyone answer challenges of its realm, so the SQLite file is made mode
+0600). One H(A1) per algorithm also serves its C{-sess} variant.
+
+The SQLite store is synchronous like the location store (a local file,
+short statements: see C{sipedge.store._sqlite}); the checker calls
+C{lookup} through C{maybeDeferred}, so a remote store may return a
+Deferred instead.
+
+   portal = Portal(SipRealm(), [DigestCredentialsChecker(store)])
+   portal.login(SipDigestCredentials(response, "INVITE"), None, ISipUser)
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from sipedge.auth import _digest
+from sipedge.auth._interfaces import ICredentialStore, ISipDigestCredentials, ISipUser
+from sipedge.error import ConfigError
+from sipedge.message import DigestCredentials
+
+__all__ = [
+    "DATABASE_NAME",
+    "SCHEMA_VERSION",
+    "DigestCredentialsChecker",
+    "MemoryCredentialStore",
+    "SQLiteCredentialStore",
+    "SipDigestCredentials",
+    "SipRealm",
+    "SipUser",
+    "StoredUser",
+    "make_portal",
+]
+
+_log = Logger()
+
+#: The file name of the credentials database in the state directory.
+DATABASE_NAME = "credentials.sqlite3"
+
+#: The schema version this code writes.
+SCHEMA_VERSION = 1
+
+
+# --------------------------------------------------------------------------
+# twisted.cred
+# --------------------------------------------------------------------------
+
+
+@implementer(ISipDigestCredentials)
+class SipDigestCredentials:
+    """
+    The digest response of one request, checked against a password or a
+    stored H(A1) (cf. C{twisted.cred.credentials.DigestedCredentials}).
+
+    @param response: the parsed Authorization or Proxy-Authorization value.
+    @param method: the request's method (A2, RFC 3261 22.4).
+    @param body: the request's body, hashed into A2 for qop C{auth-int}.
+    @raise sipedge.auth.UnsupportedAlgorithm: for an unknown algorithm.
+    """
+
+    def __init__(self, response: DigestCredentials, method: str, body: bytes = b"") -> None:
+        self.response = response
+        self.method = method
+        self.body = body
+        self.username = response.username
+        self.realm = response.realm
+        self.algorithm = _digest.canonical_algorithm(response.algorithm)
+        self.hash_algorithm = _digest.hash_algorithm(self.algorithm)
+
+    def __repr__(self) -> str:
+        return f"<SipDigestCredentials {self.username!r} {self.realm!r} {self.algorithm}>"
+
+    def checkHash(self, digestHash: str | bytes) -> bool:
+        """True if the response was made with the H(A1) C{digestHash}."""
+        if isinstance(digestHash, bytes):
+            try:
+                digestHash = digestHash.decode("ascii")
+            except UnicodeDecodeError:
+                return False
+        r = self.response
+        try:
+            expected = _digest.response(
+                self.algorithm,
+                digestHash.lower(),
+                self.method,
+                r.uri,
+                r.nonce,
+                qop=r.qop,
+                nc=r.nc,
+                cnonce=r.cnonce,
+                body=self.body,
+            )
+        except ValueError:
+            return False
+        return _digest.responses_equal(expected, r.response)
+
+    def checkPassword(self, password: str) -> bool:
+        """True if the response was made with the plain C{password}."""
+        return self.checkHash(_digest.ha1(self.hash_algorithm, self.username, self.realm, password))
+
+
+@implementer(ICredentialsChecker)
+class DigestCredentialsChecker:
+    """
+    Checks L{ISipDigestCredentials} against an L{ICredentialStore}; the
+    avatar id is the user name, UTF-8 encoded (avatar ids are bytes).
+    """
+
+    credentialInterfaces = (ISipDigestCredentials,)
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
+        d = maybeDeferred(self.store.lookup, credentials.username, credentials.realm)
+        d.addCallback(self._check, credentials)
+        return d
+
+    @staticmethod
+    def _check(hashes: dict[str, str], credentials: Any) -> bytes | tuple[()]:
+        stored = hashes.get(credentials.hash_algorithm)
+        if stored is None:
+            raise UnauthorizedLogin(f"no {credentials.hash_algorithm} credentials for this user")
+        if not credentials.checkHash(stored):
+            raise UnauthorizedLogin("wrong digest response")
+        return str(credentials.username).encode("utf-8")
+
+
+@implementer(ISipUser)
+@attrs.frozen
+class SipUser:
+    """The avatar: a user who proved their identity."""
+
+    username: str
+
+
+@implementer(IRealm)
+class SipRealm:
+    """The trivial realm: the avatar of an avatar id is the L{SipUser} of that name."""
+
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> tuple[Any, SipUser, Any]:
+        if ISipUser in interfaces:
+            name = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else str(avatarId)
+            return ISipUser, SipUser(name), _no_logout
+        raise NotImplementedError("SipRealm only gives ISipUser avatars")
+
+
+def _no_logout() -> None:
+    pass
+
+
+def make_portal(store: Any) -> Portal:
+    """A portal that checks digest credentials against C{store}."""
+    return Portal(SipRealm(), [DigestCredentialsChecker(store)])
+
+
+# --------------------------------------------------------------------------
+# Stores
+# --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class StoredUser:
+    """
+    A user as a store lists it: no hashes.
+
+    @ivar algorithms: the hash algorithms stored, strongest first.
+    """
+
+    username: str
+    realm: str
+    algorithms: tuple[str, ...]
+
+
+def _check_text(what: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be text, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(f"{what} must not contain control characters: {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid Unicode text: {value!r}") from None
+    return value
+
+
+def _hashes(username: str, realm: str, password: str) -> dict[str, str]:
+    """H(A1) for each hash algorithm that works here."""
+    _check_text("user name", username)
+    _check_text("realm", realm)
+    if not isinstance(password, str) or not password:
+        raise ValueError("the password must not be empty")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the password is not valid Unicode text") from None
+    return {
+        algorithm: _digest.ha1(algorithm, username, realm, password)
+        for algorithm in _digest.HASH_ALGORITHMS
+    }
+
+
+def _order(algorithms: Sequence[str]) -> tuple[str, ...]:
+    rank = {name: i for i, name in enumerate(("SHA-512-256", "SHA-256", "MD5"))}
+    return tuple(sorted(algorithms, key=lambda a: rank.get(a, len(rank))))
+
+
+@implementer(ICredentialStore)
+class MemoryCredentialStore:
+    """A credential store in a dict: for tests and short-lived labs."""
+
+    def __init__(self) -> None:
+        self._users: dict[tuple[str, str], dict[str, str]] = {}
+
+    def add(self, username: str, realm: str, password: str) -> bool:
+        """Store the H(A1) of C{username}; true if the user is new."""
+        hashes = _hashes(username, realm, password)
+        new = (username, realm) not in self._users
+        self._users[username, realm] = hashes
+        return new
+
+    def remove(self, username: str, realm: str) -> bool:
+        """Forget C{username} in C{realm}; true if it was there."""
+        return self._users.pop((username, realm), None) is not None
+
+    def list(self, realm: str | None = None) -> builtins.list[StoredUser]:
+        """Every user (of C{realm}, if given), by realm then name."""
+        return [
+            StoredUser(user, user_realm, _order(list(hashes)))
+            for (user, user_realm), hashes in sorted(self._users.items(), key=_by_realm)
+            if realm is None or user_realm == realm
+        ]
+
+    def lookup(self, username: str, realm: str) -> dict[str, str]:
+        """The H(A1) by hash algorithm; C{{}} for an unknown user."""
+        return dict(self._users.get((username, realm), {}))
+
+
+def _by_realm(item: tuple[tuple[str, str], Any]) -> tuple[str, str]:
+    (user, realm), _ = item
+    return (realm, user)
+
+
+_SCHEMA_V1 = (
+    """
+    CREATE TABLE credentials (
+        username  TEXT NOT NULL,
+        realm     TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        ha1       TEXT NOT NULL,
+        PRIMARY KEY (username, realm, algorithm)
+    ) WITHOUT ROWID
+    """,
+)
+
+#: Statements that take the schema from version N (the key) to N + 1.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+
+
+@implementer(ICredentialStore)
+class SQLiteCredentialStore:
+    """
+    A credential store in an SQLite file, created (mode 0600, with its
+    schema) on open. The running proxy and C{sipedge user} share the file:
+    WAL mode and a busy timeout let them, and a change is seen by the next
+    look-up.
+
+    @param path: the database file, or C{":memory:"}.
+    @raise ConfigError: if the file cannot be opened, is not an SQLite
+        database, or holds a schema newer than this code.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        try:
+            if self.path != ":memory:" and not os.path.exists(self.path):
+                # H(A1) values are password equivalents: keep them private.
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as e:
+            raise ConfigError(f"cannot open credentials database {self.path!r}: {e}") from e
+        try:
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._open_schema()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise ConfigError(f"cannot use credentials database {self.path!r}: {e}") from e
+        except BaseException:
+            self._db.close()
+            raise
+
+    @classmethod
+    def in_state_directory(cls, directory: str | os.PathLike[str]) -> SQLiteCredentialStore:
+        """The store in C{directory}/L{DATABASE_NAME}; the directory is created if needed."""
+        directory = os.fspath(directory)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create state directory {directory!r}: {e.strerror}") from e
+        return cls(os.path.join(directory, DATABASE_NAME))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed if the block ends, else rolled back."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _open_schema(self) -> None:
+        with self._transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                for statement in _SCHEMA_V1:
+                    db.execute(statement)
+                version = 1
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            else:
+                version = row[0]
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"credentials database {self.path!r} has schema version {version},"
+                    f" newer than this sipedge understands ({SCHEMA_VERSION})"
+                )
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    db.execute(statement)
+                version += 1
+                db.execute("UPDATE schema_version SET version = ?", (version,))
+                _log.info(
+                    "Migrated credentials database {path} to schema version {version}",
+                    path=self.path,
+                    version=version,
+                )
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file."""
+        return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    def add(self, username: str, realm: str, password: str) -> bool:
+        """
+        Store the H(A1) of C{username} in C{realm} for every hash
+        algorithm, replacing what was there; true if the user is new.
+
+        @raise ValueError: for an empty or malformed name, realm or password.
+        """
+        hashes = _hashes(username, realm, password)
+        with self._transaction() as db:
+            removed = db.execute(
+                "DELETE FROM credentials WHERE username = ? AND realm = ?", (username, realm)
+            ).rowcount
+            db.executemany(
+                "INSERT INTO credentials (username, realm, algorithm, ha1) VALUES (?, ?, ?, ?)",
+                [(username, realm, algorithm, ha1) for algorithm, ha1 in hashes.items()],
+            )
+        return removed == 0
+
+    def remove(self, username: str, realm: str) -> bool:
+        """Forget C{username} in C{realm}; true if it was there."""
+        with self._transaction() as db:
+            removed = db.execute(
+                "DELETE FROM credentials WHERE username = ? AND realm = ?", (username, realm)
+            ).rowcount
+        return removed > 0
+
+    def list(self, realm: str | None = None) -> builtins.list[StoredUser]:
+        """Every user (of C{realm}, if given), by realm then name; no hashes."""
+        query = "SELECT username, realm, algorithm FROM credentials"
+        args: tuple[str, ...] = ()
+        if realm is not None:
+            query += " WHERE realm = ?"
+            args = (realm,)
+        found: dict[tuple[str, str], list[str]] = {}
+        for username, user_realm, algorithm in self._db.execute(query, args):
+            found.setdefault((user_realm, username), []).append(algorithm)
+        return [
+            StoredUser(username, user_realm, _order(algorithms))
+            for (user_realm, username), algorithms in sorted(found.items())
+        ]
+
+    def lookup(self, username: str, realm: str) -> dict[str, str]:
+        """The H(A1) by hash algorithm; C{{}} for an unknown user."""
+        try:
+            username.encode("utf-8")
+            realm.encode("utf-8")
+        except UnicodeEncodeError:
+            return {}  # never stored (see add): a name a peer made up
+        rows = self._db.execute(
+            "SELECT algorithm, ha1 FROM credentials WHERE username = ? AND realm = ?",
+            (username, realm),
+        )
+        return dict(rows.fetchall())
+
+    def close(self) -> None:
+        """Close the database; later calls fail."""
+        self._db.close()

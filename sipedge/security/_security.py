@@ -1,0 +1,224 @@
+# -*- test-case-name: sipedge.test.test_security -*-
+"""
+The security service: rate limiter, allow-list, bans and scanner list
+together, on one clock, with one C{stats} dict, as stages and transports
+use them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from sipedge.security._address import Network, TrustedNetworks
+from sipedge.security._allow import AllowList
+from sipedge.security._bans import DATABASE_NAME, Ban, Bans
+from sipedge.security._bucket import (
+    AUTHENTICATED,
+    TRUSTED,
+    UNAUTHENTICATED,
+    RateLimiter,
+)
+from sipedge.security._config import SecurityConfig
+from sipedge.security._useragent import UserAgentMatcher
+
+__all__ = ["STAT_KEYS", "Security"]
+
+#: Every counter in L{Security.stats}, each from 0.
+STAT_KEYS = (
+    "admission_refused",
+    "ban_check_dropped",
+    "scanner_dropped",
+    "flood_dropped",
+    "limiter_evicted",
+    "allow_noted",
+    "allow_evicted",
+    "bans_created",
+    "bans_refused_trusted",
+    "bans_expired",
+    "bans_removed",
+    "offences_flood",
+    "offences_scanner",
+    "offences_auth_failure",
+    "offences_monitor",
+)
+
+
+class Security:
+    """
+    Everything the flood, scanner and ban defences share.
+
+    Give L{admit} to the L{sipedge.transport.TransportManager} (C{admission=})
+    so that banned sources are dropped before parsing, and this object to
+    the stages as C{StageServices.security}. L{start} runs the periodic
+    purge; L{stop} stops it; L{close} closes the ban database.
+
+    @ivar config: the L{SecurityConfig}.
+    @ivar clock: the C{IReactorTime} everything runs on.
+    @ivar stats: the counters (L{STAT_KEYS}), a plain dict for the metrics
+        to export.
+    @ivar trusted: the L{TrustedNetworks}.
+    @ivar limiter: the L{RateLimiter} of the flood stage.
+    @ivar allow: the L{AllowList} of authenticated sources.
+    @ivar bans: the L{Bans}.
+    @ivar scanners: the L{UserAgentMatcher} of the scanner stage.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        config: SecurityConfig | None = None,
+        *,
+        clock: IReactorTime,
+        state_dir: str | os.PathLike[str] | None = None,
+        trusted: Iterable[Network | str] = (),
+    ) -> None:
+        """
+        @param config: the C{[security]} section; the defaults if C{None}.
+        @param clock: for every time-dependent decision and the purge timer.
+        @param state_dir: the directory of C{bans.sqlite3}, which must
+            exist; C{None} keeps bans in memory only.
+        @param trusted: the trusted networks (C{sip.trusted}): the largest
+            budget, and never banned.
+        @raise sipedge.error.ConfigError: if the ban database cannot be used.
+        """
+        config = config if config is not None else SecurityConfig()
+        self.config = config
+        self.clock = clock
+        self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self.trusted = TrustedNetworks(trusted)
+        self.limiter = RateLimiter(
+            config.budgets,
+            max_keys=config.max_rate_keys,
+            report_interval=config.flood_offence_interval,
+            stats=self.stats,
+        )
+        self.allow = AllowList(max_sources=config.max_authenticated_sources, stats=self.stats)
+        path = ":memory:" if state_dir is None else os.path.join(state_dir, DATABASE_NAME)
+        self.bans = Bans(
+            path,
+            base=config.ban_base,
+            maximum=config.ban_max,
+            memory=config.ban_memory,
+            window=config.offence_window,
+            thresholds=config.thresholds,
+            trusted=self.trusted,
+            max_tracked=config.max_offence_keys,
+            stats=self.stats,
+            now=clock.seconds(),
+        )
+        self.scanners = UserAgentMatcher(
+            config.scanner_user_agents, config.scanner_user_agent_patterns
+        )
+        self._purger: LoopingCall | None = None
+
+    @classmethod
+    def from_config(cls, config: Any, clock: IReactorTime) -> Security:
+        """
+        The security service of a whole L{sipedge.config.Config}: its
+        C{security} section (the defaults if it has none), its state
+        directory (which must exist) and C{sip.trusted}.
+        """
+        return cls(
+            getattr(config, "security", None),
+            clock=clock,
+            state_dir=config.state.path,
+            trusted=config.sip.trusted,
+        )
+
+    # -- the hot path ---------------------------------------------------------
+
+    def admit(self, host: str) -> bool:
+        """
+        The transports' admission hook: C{False} (drop, unparsed) for a
+        banned source. Refusals are counted and logged at debug level (a
+        banned flood is many packets).
+        """
+        bans = self.bans
+        if not bans:
+            return True  # no ban at all: the common case costs no clock read
+        if bans.is_banned(host, self.clock.seconds()):
+            self.stats["admission_refused"] += 1
+            self._log.debug("Dropping packet from banned {source}", source=host, rule="ban")
+            return False
+        return True
+
+    def is_banned(self, host: str) -> bool:
+        """True if C{host} is banned now."""
+        return self.bans.is_banned(host, self.clock.seconds())
+
+    def tier_of(self, host: str, now: float) -> str:
+        """The rate budget C{host} gets at C{now}: trusted, authenticated or not."""
+        if host in self.trusted:
+            return TRUSTED
+        if self.allow.is_authenticated(host, now):
+            return AUTHENTICATED
+        return UNAUTHENTICATED
+
+    # -- reports from the rest of the proxy ---------------------------------
+
+    def note_authenticated(self, source_ip: str, user: str, expires_at: float) -> None:
+        """C{user} authenticated from C{source_ip} until C{expires_at} (see L{AllowList})."""
+        self.allow.note_authenticated(source_ip, user, expires_at)
+
+    def is_authenticated(self, source_ip: str) -> bool:
+        """True if some user is authenticated from C{source_ip} now."""
+        return self.allow.is_authenticated(source_ip, self.clock.seconds())
+
+    def offence(self, source: str, kind: str, detail: str | None = None) -> Ban | None:
+        """
+        Count an offence of C{kind} (C{"flood"}, C{"scanner"},
+        C{"auth-failure"}, C{"monitor"}) by C{source} now; see
+        L{Bans.offence}.
+        """
+        return self.bans.offence(source, kind, self.clock.seconds(), detail)
+
+    def ban(self, source: str, reason: str, duration: float | None = None) -> Ban | None:
+        """Ban C{source} now; see L{Bans.ban}."""
+        return self.bans.ban(source, reason, self.clock.seconds(), duration=duration)
+
+    def unban(self, source: str) -> bool:
+        """Lift the ban of C{source}; see L{Bans.unban}."""
+        return self.bans.unban(source)
+
+    # -- upkeep -------------------------------------------------------------
+
+    def purge(self) -> None:
+        """Sweep expired bans, idle buckets and expired allow-list entries."""
+        now = self.clock.seconds()
+        self.bans.purge(now)
+        self.limiter.purge(now)
+        self.allow.purge(now)
+
+    def start(self) -> None:
+        """Run L{purge} every C{purge_interval} seconds until L{stop}."""
+        if self._purger is not None:
+            return
+        purger = LoopingCall(self._purge_logged)
+        purger.clock = self.clock
+        self._purger = purger
+        purger.start(self.config.purge_interval, now=False)
+
+    def _purge_logged(self) -> None:
+        try:
+            self.purge()
+        except Exception:
+            # A full disk must not stop the sweeping for good.
+            self._log.failure("Security purge failed")
+
+    def stop(self) -> None:
+        """Stop the periodic purge (idempotent)."""
+        purger, self._purger = self._purger, None
+        if purger is not None and purger.running:
+            purger.stop()
+
+    def close(self) -> None:
+        """Stop, and close the ban database."""
+        self.stop()
+        self.bans.close()
