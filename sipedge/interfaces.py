@@ -216,3 +216,17 @@ class ILocationStore(Interface):
 
     def expire(now: float) -> Deferred[int]:
         """Remove every binding expired at C{now}; fire with how many."""
+
+
+class IProxyObserver(Interface):
+    """
+    Something that watches what the proxy decides (the behaviour monitor,
+    metrics). Called synchronously: keep it cheap, never block.
+    """
+
+    def request_decided(context: Any, result: Any) -> None:
+        """
+        The request chain decided C{result} (Respond, Forward or Drop) for
+        the request in C{context} (a RequestContext: its flow, identity and
+        annotations). Not called for ACK or CANCEL.
+        """

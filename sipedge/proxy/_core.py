@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -101,6 +102,7 @@ class ProxyCore:
         max_forwards: int = 70,
         advertise: tuple[str, int | None] | None = None,
         wildcard_hosts: dict[int, str] | None = None,
+        observers: Sequence[Any] = (),
     ) -> None:
         self.chain = chain
         self.services = services
@@ -120,6 +122,8 @@ class ProxyCore:
         self._cancels: set[Any] = set()  # client transactions of our CANCELs
         # TLS flows we opened -> the name their certificate must prove
         self._server_names: dict[Flow, str] = {}
+        #: L{IProxyObserver}s told of every decision (the monitor, metrics).
+        self.observers: list[Any] = list(observers)
         self.stats = {"requests": 0, "forwarded": 0, "responded": 0, "dropped": 0, "stateless": 0}
 
     def stop(self) -> None:
@@ -228,6 +232,11 @@ class ProxyCore:
     def _decided(self, result: Any, context: RequestContext, transaction: Any) -> None:
         if not self._server_open(transaction):
             return  # answered meanwhile (a CANCEL), or gone
+        for observer in self.observers:
+            try:
+                observer.request_decided(context, result)
+            except Exception:
+                self._log.failure("Observer {observer!r} failed", observer=observer)
         if isinstance(result, Respond):
             self.stats["responded"] += 1
             transaction.respond(self._local_response(context.original, result))

@@ -713,6 +713,29 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
         self.assertEqual(dict(self.core.transactions.server_transactions), {})
         self.assertEqual(self.core.stats["dropped"], 1)
 
+    def test_observers(self) -> None:
+        """
+        If observers are registered, L{ProxyCore} tells each of every
+        decision of the chain, with the request's context; an observer that
+        raises is logged and does not stop the request.
+        """
+        seen: list[tuple[str, object]] = []
+
+        class Recorder:
+            def request_decided(self, context: RequestContext, result: object) -> None:
+                seen.append((context.request.method, result))
+
+        class Broken:
+            def request_decided(self, context: RequestContext, result: object) -> None:
+                raise RuntimeError("observer bug")
+
+        self.core.observers[:] = [Broken(), Recorder()]
+        self.core.chain = RequestChain([_Decide(Respond(404))])
+        self.receive(request("MESSAGE", "sip:nobody@example.com"), ALICE)
+        self.assertEqual(seen, [("MESSAGE", Respond(404))])
+        self.assertEqual(self.statuses(UPSTREAM), [404])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_dropped_invite_gets_no_trying(self) -> None:
         """
         If the chain drops an INVITE (a flood, a scanner), L{ProxyCore}
