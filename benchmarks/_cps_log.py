@@ -63,7 +63,9 @@ def observer() -> Any:
     if os.environ.get("SIPEDGE_BENCH_GC") == "1":
         gc.callbacks.append(_gc_callback)
     level = LogLevel.levelWithName(os.environ.get("SIPEDGE_BENCH_LOG_LEVEL", "debug"))
+    stream = sys.__stdout__
+    assert stream is not None, "twistd runs with a standard output"
     return FilteringLogObserver(
-        textFileLogObserver(sys.__stdout__),
+        textFileLogObserver(stream),
         [LogLevelFilterPredicate(defaultLogLevel=level)],
     )

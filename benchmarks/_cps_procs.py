@@ -73,7 +73,8 @@ def descendants(pid: int) -> list[int]:
             fields = _stat_fields(int(entry))
             if fields is not None:
                 children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], [pid]
+    found: list[int] = []
+    todo = [pid]
     while todo and len(found) < 10_000:
         p = todo.pop()
         found.append(p)
@@ -130,6 +131,42 @@ def udp_bound(host: str, port: int) -> bool:
     return any(line.split()[1] == want for line in lines)
 
 
+def udp_drops(host: str, port: int) -> int | None:
+    """Datagrams the kernel dropped at the UDP socket bound to C{host:port} (full buffer)."""
+    want = f"{socket.htonl(int.from_bytes(socket.inet_aton(host), 'big')):08X}:{port:04X}"
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 13 and fields[1] == want:
+            return int(fields[12])
+    return None
+
+
+def checkout_version() -> str:
+    """The sipedge commit benchmarked, and whether the checkout has changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%h %cd", "--date=short"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "sipedge"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not head:
+        return "unknown"
+    return head + (" + uncommitted changes in sipedge/" if dirty else "")
+
+
 def _stop_pid(process: subprocess.Popen[bytes], timeout: float) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -166,11 +203,12 @@ class SipEdge:
         profile: Path | None = None,
         log_level: str | None = None,
         gc_stats: bool = False,
+        stages: list[str] | None = None,
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "sipedge.toml"
-        self.config_path.write_text(
+        text = (
             "[sip]\n"
             f'domains = ["{domain}"]\n'
             'listen = ["udp:127.0.0.1:0"]\n'
@@ -179,6 +217,18 @@ class SipEdge:
             "[state]\n"
             'path = "state"\n'
         )
+        if stages:
+            text += "[pipeline]\nstages = [" + ", ".join(f'"{s}"' for s in stages) + "]\n"
+        self.config_path.write_text(text)
+        from sipedge.config import load_config
+
+        #: The request chain this configuration runs (sipedge's default unless C{stages}).
+        self.stages: tuple[str, ...] = tuple(load_config(self.config_path).pipeline.stages)
+        if "digest-auth" in self.stages:
+            # SIPp answers only MD5 challenges, and only the first one offered.
+            text += '[auth]\nalgorithms = ["MD5"]\n'
+            self.config_path.write_text(text)
+            load_config(self.config_path)
         self.log_path = workdir / "sipedge.log"
         self.profile = profile
         self.log_level = log_level
@@ -197,6 +247,7 @@ class SipEdge:
         )
         if self.gc_stats:
             log += "; gc.callbacks timing collections (--gc-stats)"
+        log += "\n   chain: " + ", ".join(self.stages)
         return (
             f"twistd -n sipedge, Python {sys.version.split()[0]}, Twisted {twisted.__version__}, "
             f"one process, one thread; {log}"
@@ -246,6 +297,19 @@ class SipEdge:
 
     def pids(self) -> list[int]:
         return [self.process.pid] if self.process is not None else []
+
+    def add_user(self, user: str, password: str) -> None:
+        """C{sipedge user add} (the password on standard input), as the e2e harness does."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        result = subprocess.run(
+            [sys.executable, "-m", "sipedge.cli", "user", "add", "--config",
+             str(self.config_path), user],
+            input=password + "\n", capture_output=True, text=True, timeout=60, env=env,
+            cwd=self.workdir,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"sipedge user add {user} failed: {result.stderr.strip()}")
 
     def gc_between(self, t0: float, t1: float) -> dict[str, float] | None:
         """
@@ -406,9 +470,10 @@ class Kamailio:
     name = "kamailio"
 
     def __init__(self, workdir: Path, *, domain: str, trusted_ip: str) -> None:
-        self.binary = kamailio_path()
-        if self.binary is None:
+        binary = kamailio_path()
+        if binary is None:
             raise RuntimeError("kamailio is not installed")
+        self.binary: str = binary
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"

@@ -163,10 +163,14 @@ class Uas:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        time.sleep(0.5)
-        if self.process.poll() is not None:
-            out = self.out_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"SIPp UAS exited: {out}")
+        try:
+            time.sleep(0.5)
+            if self.process.poll() is not None:
+                out = self.out_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"SIPp UAS exited: {out}")
+        except BaseException:
+            self.stop()
+            raise
 
     def cpu(self) -> float:
         return cpu_seconds(self.process.pid) or 0.0
@@ -176,9 +180,16 @@ class Uas:
         self._out.close()
 
 
-def register(sipp: str, workdir: Path, host: str, proxy: str, domain: str, contact: int) -> None:
-    """Register C{sip:service@domain} -> C{sip:service@host:contact} (sent from C{host})."""
+def register(
+    sipp: str, workdir: Path, host: str, proxy: str, domain: str, contact: int,
+    auth: tuple[str, str] | None = None,
+) -> None:  # fmt: skip
+    """
+    Register C{sip:service@domain} -> C{sip:service@host:contact} (sent from
+    C{host}), answering a digest challenge with C{auth} (user, password).
+    """
     port = free_port(host)
+    credentials = ["-au", auth[0], "-ap", auth[1], "-auth_uri", domain] if auth else []
     errors = workdir / f"register-{port}-errors.log"
     result = subprocess.run(
         [
@@ -200,6 +211,7 @@ def register(sipp: str, workdir: Path, host: str, proxy: str, domain: str, conta
             "-timeout",
             "15s",
             "-timeout_error",
+            *credentials,
         ],
         cwd=workdir,
         capture_output=True,
@@ -229,6 +241,7 @@ class Step:
     setup_max: float | None = None
     exit: int = 0
     uac_cpu: float = 0.0  # % of one core
+    span: float = 0.0  # seconds from the first INVITE's 200 to the last
 
     @property
     def fail_pct(self) -> float:
@@ -236,13 +249,21 @@ class Step:
 
     @property
     def achieved(self) -> float:
-        """Successful calls a second over the step."""
-        return self.ok / self.wall if self.wall else 0.0
+        """
+        Successful calls a second: over the span from the first to the last
+        200 for an INVITE (so that the receive timeout of a few failed calls
+        at the end does not count), else over SIPp's whole run.
+        """
+        period = self.span + 1.0 / self.rate if self.span else self.wall
+        return self.ok / period if period else 0.0
 
 
-def _setup_times(path: Path) -> list[float]:
-    """Response times (ms) from a SIPp C{-trace_rtt} file (C{date_ms;rtt_ms;rtd_no})."""
-    times = []
+def _setup_times(path: Path) -> list[tuple[float, float]]:
+    """
+    (when, response time) in ms from a SIPp C{-trace_rtt} file
+    (C{date_ms;response_time_ms;rtd_no}, the date counted from SIPp's start).
+    """
+    times: list[tuple[float, float]] = []
     try:
         lines = path.read_text().splitlines()
     except OSError:
@@ -251,7 +272,7 @@ def _setup_times(path: Path) -> list[float]:
         fields = line.split(";")
         if len(fields) >= 2:
             try:
-                times.append(float(fields[1]))
+                times.append((float(fields[0]), float(fields[1])))
             except ValueError:
                 continue  # the header
     return times
@@ -324,6 +345,9 @@ def run_uac(
     except subprocess.TimeoutExpired:
         _stop(process)
         code = -1
+    except BaseException:
+        _stop(process)
+        raise
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -339,8 +363,11 @@ def run_uac(
         step.ok = int(values.get("SuccessfulCall(C)", 0))
         step.retrans = int(values.get("Retransmissions(C)", 0))
         step.creation_rate = float(values.get("CallRate(C)", 0) or 0)
-    times = sorted(t for f in stepdir.glob("*_rtt.csv") for t in _setup_times(f))
+    records = [r for f in stepdir.glob("*_rtt.csv") for r in _setup_times(f)]
+    times = sorted(rtt for _, rtt in records)
     if times:
+        dates = [when for when, _ in records]
+        step.span = (max(dates) - min(dates)) / 1000.0
         step.setup_p50 = statistics.median(times)
         step.setup_p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
         step.setup_max = times[-1]

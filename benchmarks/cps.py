@@ -1,7 +1,8 @@
 """
-Calls a second through the real proxy: SIPp calls through C{twistd sipedge}
-at rising rates; the result is the highest rate held with under 1% failed
-calls.
+Calls a second through the real proxy, twistd sipedge, driven by SIPp.
+
+SIPp calls through the proxy at rising rates; the result is the highest
+rate held with under 1% failed calls.
 
 Run: python benchmarks/cps.py [--mode registered|relay] [--seconds N]
          [--rates 100,200,...] [--no-kamailio] [--no-profile] [--gc-stats]
@@ -19,8 +20,15 @@ under 1% of them failed and the successful calls kept up with the rate (at
 least 90% of it). The ladder stops at the first step not held, or when the
 proxy's SIP process used at least 95% of one core. Each step prints calls,
 failures, retransmissions SIPp saw, INVITE->200 times (median, 99th
-percentile), the proxy's CPU (% of one core, from /proc/PID/stat) and peak
-RSS (VmHWM), SIPp's own CPU, and how busy the whole machine was.
+percentile), the proxy's CPU (% of one core, from /proc/PID/stat), peak RSS
+(VmHWM), datagrams the kernel dropped at the proxy's socket, SIPp's own CPU,
+and how busy the whole machine was; with --gc-stats, sipedge's longest
+garbage collection. The UAS is uas.xml plus an answer to a retransmitted
+INVITE (see _cps_sipp.UAS_XML).
+
+Finished transactions stay 32 s (64*T1: Timers J, L, M) in a proxy that
+follows RFC 3261 and 6026, so steps shorter than that do not reach the
+steady state: --seconds 40 measures it, at a cost in time.
 
 When Kamailio is installed, the same ladder runs through it (a generated
 minimal tm/rr/registrar config, children=1) and the ratio is printed.
@@ -47,7 +55,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _cps_procs import ROOT, CpuMeter, Kamailio, SipEdge, kamailio_path, loadavg, status_kb
+from _cps_procs import (
+    ROOT,
+    CpuMeter,
+    Kamailio,
+    SipEdge,
+    checkout_version,
+    kamailio_path,
+    loadavg,
+    status_kb,
+    udp_drops,
+)
 from _cps_sipp import Step, Uas, register, run_uac
 
 UAC_IP = "127.0.0.10"
@@ -67,12 +85,14 @@ class Row:
         hwm_kb: int,
         uas_cpu: float,
         gc: dict[str, float] | None,
+        drops: int | None,
     ) -> None:
         self.step = step
         self.cpu = cpu
         self.hwm_kb = hwm_kb
         self.uas_cpu = uas_cpu
         self.gc = gc
+        self.drops = drops
 
     @property
     def held(self) -> bool:
@@ -86,20 +106,22 @@ class Row:
 
 HEADER = (
     f"{'rate':>5} {'calls':>6} {'ok':>6} {'fail%':>6} {'retr':>5} {'done/s':>6}"
-    f" {'p50':>6} {'p99':>6} {'proxy':>5} {'worker':>6} {'RSS':>6} {'gcmax':>6}"
+    f" {'p50':>6} {'p99':>6} {'proxy':>5} {'worker':>6} {'RSS':>6} {'gcmax':>6} {'drops':>5}"
     f" {'uac':>4} {'uas':>4} {'box':>4}  verdict"
 )
 UNITS = (
     f"{'cps':>5} {'':>6} {'':>6} {'':>6} {'':>5} {'cps':>6}"
-    f" {'ms':>6} {'ms':>6} {'%core':>5} {'%core':>6} {'MB':>6} {'ms':>6}"
+    f" {'ms':>6} {'ms':>6} {'%core':>5} {'%core':>6} {'MB':>6} {'ms':>6} {'':>5}"
     f" {'%':>4} {'%':>4} {'%':>4}"
 )
 LEGEND = """\
-columns: retr = retransmissions SIPp saw or sent; done/s = successful calls / step time;
+columns: retr = retransmissions SIPp saw or sent; done/s = successful calls a second (first
+  to last 200 for an INVITE);
   p50, p99 = INVITE->200 at the UAC; proxy = CPU of all the proxy's processes, worker = the
   busiest one (sipedge has one), in % of one core; RSS = peak (VmHWM) of the biggest process;
-  gcmax = longest garbage collection in sipedge during the step (--gc-stats); uac, uas =
-  SIPp's CPU; box = the whole machine busy (all cores; other jobs included)"""
+  gcmax = longest garbage collection in sipedge during the step (--gc-stats); drops =
+  datagrams the kernel dropped at the proxy's full UDP receive buffer (/proc/net/udp);
+  uac, uas = SIPp's CPU; box = the whole machine busy (all cores; other jobs included)"""
 
 
 def _ms(value: float | None) -> str:
@@ -116,10 +138,11 @@ def format_row(row: Row) -> str:
     if s.exit not in (0, 1):
         verdict += f" (SIPp exit {s.exit})"
     gcmax = f"{row.gc['max']:.0f}" if row.gc else "-"
+    drops = "-" if row.drops is None else str(row.drops)
     return (
         f"{s.rate:>5} {s.calls:>6} {s.ok:>6} {s.fail_pct:>6.2f} {s.retrans:>5} {s.achieved:>6.0f}"
         f" {_ms(s.setup_p50):>6} {_ms(s.setup_p99):>6} {row.cpu['total']:>5.0f}"
-        f" {row.cpu['busiest']:>6.0f} {row.hwm_kb / 1024:>6.0f} {gcmax:>6}"
+        f" {row.cpu['busiest']:>6.0f} {row.hwm_kb / 1024:>6.0f} {gcmax:>6} {drops:>5}"
         f" {s.uac_cpu:>4.0f} {row.uas_cpu:>4.0f} {row.cpu['machine']:>4.0f}  {verdict}"
     )
 
@@ -128,6 +151,7 @@ def run_step(
     proxy: Any, uas: Uas, sipp: str, workdir: Path, domain: str, rate: int, seconds: float
 ) -> Row:
     meter = CpuMeter(proxy.pids())
+    drops0 = udp_drops(proxy.host, proxy.port)
     uas0 = uas.cpu()
     t0 = time.time()
     step = run_uac(sipp, workdir, UAC_IP, f"{proxy.host}:{proxy.port}", domain, rate, seconds)
@@ -136,7 +160,9 @@ def run_step(
     uas_cpu = 100.0 * (uas.cpu() - uas0) / cpu["wall"]
     hwm = max((status_kb(p, "VmHWM") or 0 for p in proxy.pids()), default=0)
     gc = proxy.gc_between(t0, t1) if hasattr(proxy, "gc_between") else None
-    return Row(step, cpu, hwm, uas_cpu, gc)
+    drops1 = udp_drops(proxy.host, proxy.port)
+    drops = drops1 - drops0 if drops0 is not None and drops1 is not None else None
+    return Row(step, cpu, hwm, uas_cpu, gc, drops)
 
 
 def ladder(
@@ -151,12 +177,17 @@ def ladder(
     rows: list[Row] = []
     rates = rates or args.rates
     with contextlib.ExitStack() as stack:
-        proxy.start()
         stack.callback(proxy.stop)
+        proxy.start()
         uas = Uas(sipp, workdir, UAS_IP)
         stack.callback(uas.stop)
         if args.mode == "registered":
-            register(sipp, workdir, UAS_IP, f"{proxy.host}:{proxy.port}", DOMAIN, uas.port)
+            auth = None
+            if "digest-auth" in getattr(proxy, "stages", ()):
+                auth = ("service", "cps-bench-secret")
+                proxy.add_user(*auth)
+            address = f"{proxy.host}:{proxy.port}"
+            register(sipp, workdir, UAS_IP, address, DOMAIN, uas.port, auth=auth)
             domain = DOMAIN
         else:
             domain = f"{UAS_IP}:{uas.port}"
@@ -288,6 +319,7 @@ def profile_sipedge(sipp: str, workdir: Path, args: argparse.Namespace, rate: in
         profile=stats_path,
         log_level=args.sipedge_log,
         gc_stats=args.gc_stats,
+        stages=args.stages,
     )
     print(
         f"\n== sipedge under cProfile (twistd --profile --profiler=cprofile), one step at "
@@ -359,6 +391,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="time sipedge's garbage collections (gc.callbacks, via benchmarks/_cps_log.py)",
     )
+    add(
+        "--stages",
+        default=None,
+        help="sipedge's request chain, comma-separated (default: sipedge's default chain)",
+    )
     add("--keep", action="store_true", help="keep the work directory (logs, SIPp files)")
     args = parser.parse_args(argv)
     try:
@@ -371,6 +408,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--rates: at most 40 steps, at most 20000 cps")
     if not 1 <= args.seconds <= 120 or not 0 <= args.settle <= 60:
         parser.error("--seconds: 1 to 120; --settle: 0 to 60")
+    if args.stages is not None:
+        args.stages = [name.strip() for name in args.stages.split(",") if name.strip()]
     if not 1 <= args.max_minutes <= 120:
         parser.error("--max-minutes: 1 to 120")
     return args
@@ -396,7 +435,10 @@ def main(argv: list[str]) -> int:
         f" rate done; the ladder stops at the first step not held or at >= {SATURATED_PCT:g}%"
         " CPU in the SIP worker"
     )
-    print(f"load generator: {sipp_version(sipp)} UAC and UAS, on the same machine")
+    print(
+        f"sipedge: {checkout_version()}; load generator: {sipp_version(sipp)} UAC and UAS,"
+        " on the same machine"
+    )
     print(
         f"machine: {os.cpu_count()} cores, load average {loadavg()} at start"
         " (other jobs on a shared machine skew the results)"
@@ -410,6 +452,7 @@ def main(argv: list[str]) -> int:
             trusted=f"{UAC_IP}/32",
             log_level=args.sipedge_log,
             gc_stats=args.gc_stats,
+            stages=args.stages,
         )
         print(f"\n== sipedge ({proxy.describe()}) ==")
         rows = ladder(
@@ -432,7 +475,9 @@ def main(argv: list[str]) -> int:
 
         if "kamailio" in results:
             (s, s_open), (k, k_open) = results["sipedge"], results["kamailio"]
-            if k:
+            if s_open and k_open:
+                print(f"\nboth held every rate up to {s} cps: no ratio (give higher --rates)")
+            elif k:
                 qual = ""
                 if k_open and not s_open:
                     qual = " or less (Kamailio's limit is above the ladder)"
