@@ -6,6 +6,7 @@ service tree. Everything below takes its reactor or clock from here.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from pathlib import Path
@@ -24,7 +25,7 @@ from sipedge.pipeline import StageServices, build_chain
 from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
 from sipedge.security import Security
 from sipedge.store import SQLiteLocationStore
-from sipedge.transaction import TimerSettings
+from sipedge.transaction import TimerSettings, set_tracing
 from sipedge.transport import (
     ClientTLSContexts,
     TLSSettings,
@@ -261,6 +262,14 @@ class SipEdgeService(MultiService):
         super().privilegedStartService()
 
     def startService(self) -> None:
+        # Everything built so far lives as long as the process: keep it out
+        # of the collector's way, and collect the young generation less
+        # often. Measured with benchmarks/cps.py: the default thresholds
+        # cause pauses of 0.3-0.5 s under load, which cost retransmissions.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+        set_tracing(self.config.log.level == "debug")
         super().startService()
         self.registrar.start_expiry(60.0)
         self.security.start()

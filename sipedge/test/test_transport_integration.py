@@ -11,7 +11,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sipedge.message import Request, Response
 from sipedge.test.test_transport import make_request, make_response
@@ -147,3 +147,33 @@ class IPv6LoopbackTests(_LoopbackMixin, TestCase):
     family = socket.AF_INET6
     if not _can_bind(socket.AF_INET6, "::1"):
         skip = "IPv6 loopback (::1) is not available"
+
+
+class ReceiveBufferTests(SynchronousTestCase):
+    """Tests for C{_enlarge_receive_buffer}."""
+
+    def test_enlarged(self) -> None:
+        """
+        If a listening UDP port has a real socket, its receive buffer is
+        raised towards L{UDP_RECEIVE_BUFFER} (all of it when we may force
+        it, as root; up to the system's cap otherwise); a fake port is left
+        alone.
+        """
+        import os
+        import socket
+
+        from sipedge.transport._manager import UDP_RECEIVE_BUFFER, _enlarge_receive_buffer
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+            class Port:
+                def getHandle(self) -> socket.socket:
+                    return sock
+
+            _enlarge_receive_buffer(Port())
+            after = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self.assertGreaterEqual(after, before)
+        if os.geteuid() == 0:
+            self.assertGreaterEqual(after, UDP_RECEIVE_BUFFER)
+        _enlarge_receive_buffer(object())  # no getHandle: nothing happens

@@ -4,6 +4,7 @@ The transaction layer: RFC 3261 section 17 state machines, with RFC 6026,
 driven by an injected clock (sans-IO apart from C{clock.callLater}).
 """
 
+from sipedge.transaction._base import set_tracing
 from sipedge.transaction._client import ClientInviteTransaction, ClientNonInviteTransaction
 from sipedge.transaction._key import TransactionKey, client_key, server_key
 from sipedge.transaction._layer import STAT_NAMES, TransactionLayer
@@ -29,4 +30,5 @@ __all__ = [
     "make_response",
     "reason_phrase",
     "server_key",
+    "set_tracing",
 ]

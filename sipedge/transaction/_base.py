@@ -26,6 +26,25 @@ from sipedge.transaction._states import REMOTE_INPUTS, Input, MachineSpec, State
 from sipedge.transaction._timers import TimerSettings
 from sipedge.transport._flow import Flow
 
+
+class _Tracing:
+    """
+    Whether transactions log every transition at debug level. Off by
+    default: on a busy proxy those events cost more than the transitions
+    (the service turns it on for C{[log] level = "debug"}).
+    """
+
+    enabled = False
+
+
+_tracing = _Tracing()
+
+
+def set_tracing(enabled: bool) -> None:
+    """Log (or stop logging) every transaction transition at debug level."""
+    _tracing.enabled = enabled
+
+
 __all__: list[str] = []
 
 Send = Callable[[Message, Flow], object]
@@ -147,22 +166,24 @@ class Transaction:
         self._generation += 1
         generation = self._generation
         if transition.target is not old:
-            self._log.debug(
-                "Transaction {key} {old} -> {new} on {input}",
-                key=self.key,
-                old=old.name,
-                new=transition.target.name,
-                input=input.value,
-            )
+            if _tracing.enabled:
+                self._log.debug(
+                    "Transaction {key} {old} -> {new} on {input}",
+                    key=self.key,
+                    old=old.name,
+                    new=transition.target.name,
+                    input=input.value,
+                )
             self._keep_timers(self.spec.timers[transition.target])
         if transition.absorb:
             _bump(self._stats, "absorbed")
-            self._log.debug(
-                "Transaction {key} in {state} absorbed {input}",
-                key=self.key,
-                state=old.name,
-                input=input.value,
-            )
+            if _tracing.enabled:
+                self._log.debug(
+                    "Transaction {key} in {state} absorbed {input}",
+                    key=self.key,
+                    state=old.name,
+                    input=input.value,
+                )
         for action in transition.actions:
             if self._generation != generation:
                 # The TU moved the machine on from inside a callback.
@@ -270,7 +291,8 @@ class Transaction:
             return
         if retransmission:
             _bump(self._stats, "retransmissions")
-            self._log.debug("Transaction {key} retransmitted", key=self.key)
+            if _tracing.enabled:
+                self._log.debug("Transaction {key} retransmitted", key=self.key)
 
     _transport_error_input: ClassVar[Input]
 

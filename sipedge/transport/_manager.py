@@ -150,6 +150,28 @@ class _ClientFactory(ClientFactory):
             self._protocol.connection_failed(reason)
 
 
+#: Bytes of kernel receive buffer we ask for on UDP sockets: enough to ride
+#: out a pause of a few hundred milliseconds at a few thousand packets a
+#: second (the kernel caps it at net.core.rmem_max unless we may force it).
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+def _enlarge_receive_buffer(port: Any) -> None:
+    """Ask for a large receive buffer on a listening UDP port's socket."""
+    handle = getattr(port, "getHandle", None)
+    sock = handle() if handle is not None else None
+    if not isinstance(sock, socket.socket):
+        return  # a fake port in tests
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, UDP_RECEIVE_BUFFER)
+            return
+        except OSError:
+            continue
+
+
 @implementer(ITransportManager)
 class TransportManager:
     """
@@ -249,6 +271,7 @@ class TransportManager:
         listening = self._reactor.listenUDP(
             port, protocol, interface=host, maxPacketSize=MAX_DATAGRAM_SIZE
         )
+        _enlarge_receive_buffer(listening)
         self._udp.append(protocol)
         self._udp_ports[protocol] = listening
         self._log.info(

@@ -1,0 +1,54 @@
+# -*- test-case-name: sipedge.test.test_transaction_tracing -*-
+"""Tests for L{sipedge.transaction.set_tracing}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge.message import Request, parse_datagram
+from sipedge.test._helpers import capture_log
+from sipedge.transaction import TransactionLayer, make_response, set_tracing
+from sipedge.transport import Flow
+
+OPTIONS = (
+    b"OPTIONS sip:a@example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKtrace\r\n"
+    b"From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\n"
+    b"Call-ID: trace@192.0.2.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+class _User:
+    def request_received(self, request: Request, transaction: Any) -> None:
+        transaction.respond(make_response(request, 200))
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: None
+
+
+class TracingTests(SynchronousTestCase):
+    """Transaction transitions are logged only while tracing is on."""
+
+    def transitions(self, enabled: bool) -> int:
+        set_tracing(enabled)
+        self.addCleanup(set_tracing, False)
+        clock = Clock()
+        events = capture_log(self)
+        layer = TransactionLayer(_User(), lambda message, flow: None, clock)
+        flow = Flow("UDP", "192.0.2.9", 5060, "192.0.2.1", 5060)
+        layer.message_received(parse_datagram(OPTIONS), flow)
+        clock.advance(64)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        return sum(1 for e in events if "->" in e.get("log_format", ""))
+
+    def test_off_by_default(self) -> None:
+        """If tracing is off, a transaction logs none of its transitions."""
+        self.assertEqual(self.transitions(False), 0)
+
+    def test_on(self) -> None:
+        """If tracing is on, every transition is logged at debug level."""
+        self.assertGreater(self.transitions(True), 0)
