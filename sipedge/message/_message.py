@@ -13,7 +13,7 @@ are cached; they raise L{MessageParseError} when the field is malformed.
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 import attrs
@@ -24,6 +24,15 @@ from sipedge.message._fields import parse_cseq, parse_option_tags, parse_uint
 from sipedge.message._headers import Headers
 from sipedge.message._uri import parse_uri
 from sipedge.message._via import parse_via_list
+
+# A proxy derives many messages from one (stamped, forwarded, answered):
+# they share the same header value strings, whose hashes Python keeps, so
+# memoizing the parsers of the fields read on every message is one dict
+# look-up instead of a parse. The values are frozen, so sharing is safe;
+# errors are not cached (they raise again).
+_parse_via_list = lru_cache(maxsize=4096)(parse_via_list)
+_parse_name_addr = lru_cache(maxsize=4096)(parse_name_addr)
+_parse_cseq = lru_cache(maxsize=1024)(parse_cseq)
 
 if TYPE_CHECKING:
     from sipedge.message._address import NameAddress
@@ -65,14 +74,14 @@ class _Views:
     @cached_property
     def cseq(self) -> CSeq:
         """The parsed CSeq (exactly one field required)."""
-        return parse_cseq(self._single("CSeq"))
+        return _parse_cseq(self._single("CSeq"))
 
     @cached_property
     def vias(self) -> tuple[Via, ...]:
         """Every Via value, top first."""
         out: list[Via] = []
         for value in self.headers.get_all("Via"):
-            out.extend(parse_via_list(value))
+            out.extend(_parse_via_list(value))
         return tuple(out)
 
     @property
@@ -86,12 +95,12 @@ class _Views:
     @cached_property
     def from_address(self) -> NameAddress:
         """The parsed From (exactly one field required)."""
-        return parse_name_addr(self._single("From"))
+        return _parse_name_addr(self._single("From"))
 
     @cached_property
     def to_address(self) -> NameAddress:
         """The parsed To (exactly one field required)."""
-        return parse_name_addr(self._single("To"))
+        return _parse_name_addr(self._single("To"))
 
     def _address_list(self, name: str) -> tuple[NameAddress, ...]:
         out: list[NameAddress] = []
