@@ -230,3 +230,80 @@ class IProxyObserver(Interface):
         the request in C{context} (a RequestContext: its flow, identity and
         annotations). Not called for ACK or CANCEL.
         """
+
+
+class IMediaRelay(Interface):
+    """
+    The media relay, as the proxy (the media-anchoring stage) sees it:
+    in-process (L{sipedge.media.MediaRelay}) or in another process reached
+    over a control protocol. Every argument and result is a plain frozen
+    value from L{sipedge.media} (strings, numbers, enums, tuples), and every
+    call returns a Deferred, so a remote implementation fits unchanged.
+
+    A session is one call's media, named by a key the caller chooses (e.g.
+    Call-ID and from-tag). Party A made the offer, party B answers.
+    """
+
+    def allocate(session_key: str, offer: MediaOffer) -> Deferred[RelayAllocation]:
+        """
+        Open relay ports for the streams of A's offer, under
+        C{offer.policy} (modes, interfaces, NAT, limits), and fire with
+        the allocation: its B endpoints (address, ports, a=crypto) go in the
+        offer forwarded to B. Media from A is accepted only from the
+        addresses the offer names.
+
+        Fails with L{sipedge.media.MediaOfferError} (488) if the offer
+        cannot be served, L{sipedge.media.PortsExhausted} (503) if ports
+        ran out, L{sipedge.media.SessionExists} if the key is live; nothing
+        stays allocated then.
+        """
+
+    def update(session_key: str, answer: MediaOffer) -> Deferred[RelayAllocation]:
+        """
+        Apply B's answer (C{answer.policy} must be C{None}): accept B's
+        media from the addresses it names, take B's keys. May be called for
+        each answer (a 183 then the 200). Fires with the allocation, whose
+        A endpoints go in the answer forwarded to A.
+
+        Fails with L{sipedge.media.MediaOfferError} if the answer does not
+        fit the offer (the session stays as it was) or
+        L{sipedge.media.UnknownSession}.
+        """
+
+    def release(session_key: str) -> Deferred[SessionStats | None]:
+        """
+        End the session and close its ports (BYE, CANCEL, a failed call).
+        Fires with its final statistics, or C{None} if no such session is
+        live (releasing twice is harmless).
+        """
+
+    def sessions() -> Deferred[Mapping[str, SessionStats]]:
+        """Fire with a snapshot of every live session, by key."""
+
+    def stats() -> Deferred[RelayStats]:
+        """Fire with the relay's totals."""
+
+    def add_observer(observer: Callable[[SessionEnd], object]) -> None:
+        """
+        Call C{observer} with a L{sipedge.media.SessionEnd} whenever a
+        session ends, whatever the reason (the relay ends sessions itself
+        on idle, setup and duration timeouts: the proxy may then end the
+        call with BYE).
+        """
+
+    def remove_observer(observer: Callable[[SessionEnd], object]) -> None:
+        """Stop calling C{observer} (unknown observers are ignored)."""
+
+
+__all__ += ["IMediaRelay"]
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from sipedge.media import (
+        MediaOffer,
+        RelayAllocation,
+        RelayStats,
+        SessionEnd,
+        SessionStats,
+    )

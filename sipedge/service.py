@@ -23,7 +23,7 @@ from sipedge.config import Config
 from sipedge.error import ConfigError
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
-from sipedge.security import Security
+from sipedge.security import Monitor, Security, TollFraudGuard
 from sipedge.store import SQLiteLocationStore
 from sipedge.transaction import TimerSettings, set_tracing
 from sipedge.transport import (
@@ -154,6 +154,8 @@ class SipEdgeService(MultiService):
 
     def _build(self, config: Config, reactor: Any, state_dir: Path) -> None:
         self.signer = RecordRouteSigner(_state_secret(state_dir))
+        self.monitor = Monitor.from_config(config, reactor, self.security)
+        self.toll_fraud = TollFraudGuard.from_config(config, reactor, self.security.stats)
         services = StageServices(
             clock=reactor,
             local=LocalIdentity(config.sip.domains, ()),
@@ -167,6 +169,8 @@ class SipEdgeService(MultiService):
             nonces=NonceSource.in_state_directory(
                 str(state_dir), reactor, config.auth.nonce_lifetime
             ),
+            monitor=self.monitor,
+            toll_fraud=self.toll_fraud,
         )
         chain = build_chain(
             config.pipeline.stages,
@@ -192,6 +196,7 @@ class SipEdgeService(MultiService):
                 for family in (socket.AF_INET, socket.AF_INET6)
                 if (address := _primary_address(family)) is not None
             },
+            observers=[self.monitor, self.toll_fraud],
         )
         tls = config.tls
         self._tls_settings = TLSSettings(

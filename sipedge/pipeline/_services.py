@@ -32,6 +32,8 @@ class StageServices:
         allow-list of authenticated sources, bans), or C{None}.
     @ivar credentials: the credential store (L{sipedge.auth.ICredentialStore}).
     @ivar nonces: the nonce source (L{sipedge.auth.INonceSource}).
+    @ivar monitor: the behaviour monitor (L{sipedge.security.Monitor}).
+    @ivar toll_fraud: the toll-fraud guard (L{sipedge.security.TollFraudGuard}).
     """
 
     clock: Any
@@ -44,6 +46,8 @@ class StageServices:
     security: Any = None
     credentials: Any = None
     nonces: Any = None
+    monitor: Any = None
+    toll_fraud: Any = None
 
     def is_trusted(self, host: str) -> bool:
         """True if C{host} (an IP literal) is in a trusted network."""

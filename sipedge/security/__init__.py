@@ -3,7 +3,9 @@ The intrusion detection and prevention layer: token-bucket flood limits,
 bans that expire (kept in the state directory), the allow-list of sources
 that have authenticated, and the scanner list. L{Security} bundles them
 for the transports (L{Security.admit}) and the pipeline stages
-(C{services.security}). See C{doc/security.md}.
+(C{services.security}). L{Monitor} is the behaviour monitor (an
+C{IProxyObserver}) and L{TollFraudGuard} the toll-fraud limits. See
+C{doc/security.md}.
 """
 
 from sipedge.security._address import TrustedNetworks, canonical_ip
@@ -28,11 +30,26 @@ from sipedge.security._bucket import (
 )
 from sipedge.security._config import (
     DEFAULT_SCANNER_USER_AGENTS,
+    MONITOR_ACTIONS,
+    MONITOR_RULES,
+    MonitorConfig,
     SecurityConfig,
+    TollFraudConfig,
     evolve_config,
     parse_security_config,
 )
+from sipedge.security._monitor import MONITOR_STAT_KEYS, Monitor
 from sipedge.security._security import STAT_KEYS, Security
+from sipedge.security._tollfraud import (
+    TOLL_FRAUD_RULES,
+    TOLL_FRAUD_STAT_KEYS,
+    Call,
+    CallTracker,
+    Refusal,
+    TollFraudGuard,
+    dialled_number,
+    match_prefix,
+)
 from sipedge.security._useragent import UserAgentMatcher
 
 __all__ = [
@@ -41,23 +58,37 @@ __all__ = [
     "DEFAULT_SCANNER_USER_AGENTS",
     "DEFAULT_THRESHOLDS",
     "METHOD_CLASSES",
+    "MONITOR_ACTIONS",
+    "MONITOR_RULES",
+    "MONITOR_STAT_KEYS",
     "OFFENCE_KINDS",
     "STAT_KEYS",
     "TIERS",
+    "TOLL_FRAUD_RULES",
+    "TOLL_FRAUD_STAT_KEYS",
     "TRUSTED",
     "UNAUTHENTICATED",
     "AllowList",
     "Ban",
     "Bans",
     "Budget",
+    "Call",
+    "CallTracker",
+    "Monitor",
+    "MonitorConfig",
     "RateLimiter",
+    "Refusal",
     "Security",
     "SecurityConfig",
+    "TollFraudConfig",
+    "TollFraudGuard",
     "TrustedNetworks",
     "UserAgentMatcher",
     "Verdict",
     "canonical_ip",
+    "dialled_number",
     "evolve_config",
+    "match_prefix",
     "method_class",
     "parse_security_config",
 ]

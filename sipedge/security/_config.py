@@ -1,12 +1,17 @@
 # -*- test-case-name: sipedge.test.test_security_config -*-
 """
 C{[security]}: the flood limits, bans and scanner list, as a frozen section
-in the style of L{sipedge.config}.
+in the style of L{sipedge.config}, with two sub-tables:
+C{[security.monitor]} (L{MonitorConfig}, the behaviour monitor) and
+C{[security.toll_fraud]} (L{TollFraudConfig}, the toll-fraud stage).
 
 L{SecurityConfig} raises the same C{_InvalidValue} as the sections of
 L{sipedge.config}, with the key relative to the section, so once it is in
 that module's section table every error names C{security.<key>}.
 L{parse_security_config} does the same on its own.
+
+Errors in a sub-table name C{security.monitor.<key>} or
+C{security.toll_fraud.<key>}.
 
 L{sipedge.config} is imported only when a value is checked, never at import
 time, so that module can import this one.
@@ -17,14 +22,23 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from sipedge.error import ConfigError
 from sipedge.security._bucket import AUTHENTICATED, TRUSTED, UNAUTHENTICATED, Budget
 
-__all__ = ["DEFAULT_SCANNER_USER_AGENTS", "SecurityConfig", "parse_security_config"]
+__all__ = [
+    "DEFAULT_SCANNER_USER_AGENTS",
+    "MONITOR_ACTIONS",
+    "MONITOR_RULES",
+    "MonitorConfig",
+    "SecurityConfig",
+    "TollFraudConfig",
+    "evolve_config",
+    "parse_security_config",
+]
 
 #: User-Agent substrings of well-known SIP scanners and attack tools.
 DEFAULT_SCANNER_USER_AGENTS = (
@@ -131,6 +145,237 @@ def _f(default: float, validator: Any) -> Any:
     return attrs.field(default=default, converter=_to_float, validator=validator)
 
 
+def _non_negative_count(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(attribute.name, f"expected an integer, got {_describe(value)}")
+    if value < 0:
+        raise _invalid(attribute.name, f"must be 0 (no limit) or more, not {value}")
+
+
+def _ratio(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, float):
+        raise _invalid(attribute.name, f"expected a number from 0 to 1, got {_describe(value)}")
+    if not 0 < value <= 1:
+        raise _invalid(attribute.name, f"must be more than 0 and at most 1, not {value!r}")
+
+
+def _boolean(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, bool):
+        raise _invalid(attribute.name, f"expected true or false, got {_describe(value)}")
+
+
+#: What the monitor may do when a rule triggers: nothing (the rule is off),
+#: log, put the source on the reduced budget of the C{monitor} stage, or
+#: count a C{monitor} offence (which bans, at C{monitor_threshold}).
+MONITOR_ACTIONS = ("off", "log", "rate-limit", "ban")
+
+#: The monitor's rules: the metric each watches, and the L{MonitorConfig}
+#: key of its threshold (its action is C{<key>_action}).
+MONITOR_RULES: Mapping[str, str] = {
+    "auth-failure-ratio": "auth_failure_ratio",
+    "not-found-ratio": "not_found_ratio",
+    "distinct-not-found-users": "distinct_not_found_users",
+    "request-rate": "request_rate",
+    "premium-calls": "premium_calls",
+    "concurrent-calls": "concurrent_calls",
+    "call-rate": "call_rate",
+}
+
+
+def _action(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, str):
+        raise _invalid(attribute.name, f"expected an action name, got {_describe(value)}")
+    if value not in MONITOR_ACTIONS:
+        raise _invalid(
+            attribute.name, f"must be one of {', '.join(MONITOR_ACTIONS)}, not {value!r}"
+        )
+
+
+_PREFIX = re.compile(r"\+?[0-9*#]+")
+
+
+def _prefix(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a dialled prefix, got {_describe(value)}")
+    text = value.strip()
+    if not _PREFIX.fullmatch(text):
+        raise ValueError(
+            f"{value!r} is not a dialled prefix: digits, * and #, after an optional +"
+            " (e.g. '+1900' or '00')"
+        )
+    return text
+
+
+def _convert_prefixes(key: str, value: object) -> tuple[str, ...]:
+    from sipedge.config import _each
+
+    return _each(key, _prefix, value)
+
+
+def _convert_premium_prefixes(value: object) -> tuple[str, ...]:
+    return _convert_prefixes("premium_prefixes", value)
+
+
+def _convert_deny_prefixes(value: object) -> tuple[str, ...]:
+    return _convert_prefixes("deny_prefixes", value)
+
+
+def _convert_allow_prefixes(value: object) -> tuple[str, ...]:
+    return _convert_prefixes("allow_prefixes", value)
+
+
+def _act(default: str) -> Any:
+    return attrs.field(default=default, validator=_action)
+
+
+@attrs.frozen
+class MonitorConfig:
+    """
+    C{[security.monitor]}: the behaviour monitor (L{sipedge.security.Monitor}).
+
+    Every metric is counted per source address (and, where it says so, per
+    user) over a sliding C{window}, and has a threshold and an action
+    (L{MONITOR_ACTIONS}); a rule triggers at most once per window for each
+    source or user, however many requests keep it over its threshold.
+
+    @ivar window: seconds the metrics are counted over.
+    @ivar slots: the window slides in steps of C{window / slots}.
+    @ivar min_samples: the fewest outcomes a ratio is judged on.
+    @ivar max_sources: the most source addresses tracked (and restricted).
+    @ivar max_users: the most users tracked.
+    @ivar max_calls: the most calls tracked for C{concurrent-calls}.
+    @ivar max_call_duration: seconds after which a tracked call is
+        forgotten even without a BYE.
+    @ivar call_setup_timeout: seconds an INVITE forwarded without an ACK
+        (seen by the C{monitor} stage) still counts as a call; 0: until
+        C{max_call_duration}.
+    @ivar restrict_duration: seconds the C{rate-limit} action restricts a
+        source for.
+    @ivar restricted_rate: the requests per second (per method class) a
+        restricted source gets through the C{monitor} stage.
+    @ivar restricted_burst: its burst.
+    @ivar premium_prefixes: dialled prefixes (on the Request-URI user or
+        C{tel} number) that count as premium or international calls.
+
+    Thresholds and actions:
+
+    @ivar auth_failure_ratio: failed / (failed + ok) digest outcomes of a
+        source or user, judged once there are C{min_samples}.
+    @ivar not_found_ratio: local 404 answers / requests of a source, judged
+        once there are C{min_samples} requests.
+    @ivar distinct_not_found_users: different Request-URI users answered 404
+        for one source (extension scanning).
+    @ivar request_rate: requests of a source in the window.
+    @ivar premium_calls: INVITEs to a premium prefix in the window, per
+        source and per authenticated user.
+    @ivar concurrent_calls: calls of one authenticated user at once.
+    @ivar call_rate: INVITEs of one authenticated user in the window.
+    """
+
+    window: float = _f(60.0, _seconds())
+    slots: int = attrs.field(default=6, validator=_count)
+    min_samples: int = attrs.field(default=10, validator=_count)
+    max_sources: int = attrs.field(default=100_000, validator=_count)
+    max_users: int = attrs.field(default=100_000, validator=_count)
+    max_calls: int = attrs.field(default=100_000, validator=_count)
+    max_call_duration: float = _f(10800.0, _seconds())
+    call_setup_timeout: float = _f(300.0, _seconds(minimum_exclusive=False))
+    restrict_duration: float = _f(600.0, _seconds())
+    restricted_rate: float = _f(1.0, _rate)
+    restricted_burst: float = _f(5.0, _burst)
+    premium_prefixes: tuple[str, ...] = attrs.field(default=(), converter=_convert_premium_prefixes)
+    auth_failure_ratio: float = _f(0.8, _ratio)
+    auth_failure_ratio_action: str = _act("ban")
+    not_found_ratio: float = _f(0.8, _ratio)
+    not_found_ratio_action: str = _act("log")
+    distinct_not_found_users: int = attrs.field(default=20, validator=_count)
+    distinct_not_found_users_action: str = _act("ban")
+    request_rate: int = attrs.field(default=3000, validator=_count)
+    request_rate_action: str = _act("log")
+    premium_calls: int = attrs.field(default=5, validator=_count)
+    premium_calls_action: str = _act("log")
+    concurrent_calls: int = attrs.field(default=10, validator=_count)
+    concurrent_calls_action: str = _act("log")
+    call_rate: int = attrs.field(default=30, validator=_count)
+    call_rate_action: str = _act("rate-limit")
+
+    def __attrs_post_init__(self) -> None:
+        if self.slots > 60:
+            raise _invalid("slots", f"must be at most 60, not {self.slots}")
+
+    @property
+    def rules(self) -> dict[str, tuple[float, str]]:
+        """Rule name -> (threshold, action), for every rule (L{MONITOR_RULES})."""
+        return {
+            rule: (getattr(self, key), getattr(self, key + "_action"))
+            for rule, key in MONITOR_RULES.items()
+        }
+
+
+@attrs.frozen
+class TollFraudConfig:
+    """
+    C{[security.toll_fraud]}: limits on calls our users place outside our
+    domains (L{sipedge.security.TollFraudGuard}, the C{toll-fraud} stage).
+
+    @ivar max_concurrent_calls: calls of one user at once (0: no limit).
+    @ivar calls_per_minute: new calls of one user in any 60 seconds (0: no
+        limit).
+    @ivar max_call_duration: seconds after which a call's slot is released
+        even without a BYE.
+    @ivar call_setup_timeout: seconds a call keeps its slot until an ACK
+        confirms it (a call that fails or is cancelled is never ACKed
+        through the chain); 0: until C{max_call_duration}.
+    @ivar deny_prefixes: dialled prefixes refused (they win over
+        C{allow_prefixes}).
+    @ivar allow_prefixes: if not empty, the only dialled prefixes allowed.
+    @ivar trusted_prefix_checks: whether calls from C{sip.trusted}
+        networks are checked against the prefix lists (they always bypass
+        the per-user limits).
+    @ivar max_calls: the most calls tracked (the oldest forgotten first).
+    @ivar max_users: the most users whose recent calls are counted.
+    """
+
+    max_concurrent_calls: int = attrs.field(default=10, validator=_non_negative_count)
+    calls_per_minute: int = attrs.field(default=20, validator=_non_negative_count)
+    max_call_duration: float = _f(10800.0, _seconds())
+    call_setup_timeout: float = _f(300.0, _seconds(minimum_exclusive=False))
+    deny_prefixes: tuple[str, ...] = attrs.field(default=(), converter=_convert_deny_prefixes)
+    allow_prefixes: tuple[str, ...] = attrs.field(default=(), converter=_convert_allow_prefixes)
+    trusted_prefix_checks: bool = attrs.field(default=True, validator=_boolean)
+    max_calls: int = attrs.field(default=100_000, validator=_count)
+    max_users: int = attrs.field(default=100_000, validator=_count)
+
+
+_Section = TypeVar("_Section")
+
+
+def _sub_table(name: str, kind: type[_Section], value: object) -> _Section:
+    """C{value}, a TOML table, as a C{kind}, naming C{name.<key>} in errors."""
+    if isinstance(value, kind):
+        return value
+    if not isinstance(value, Mapping):
+        raise _invalid(name, f"expected a table ([security.{name}]), got {_describe(value)}")
+    from sipedge.config import _InvalidValue, _suggest
+
+    known = list(attrs.fields_dict(kind))  # type: ignore[arg-type]
+    for key in value:
+        if key not in known:
+            raise _invalid(f"{name}.{key}", "unknown key" + _suggest(key, known))
+    try:
+        return kind(**value)
+    except _InvalidValue as e:
+        raise e.within(name) from None
+
+
+def _convert_monitor(value: object) -> MonitorConfig:
+    return _sub_table("monitor", MonitorConfig, value)
+
+
+def _convert_toll_fraud(value: object) -> TollFraudConfig:
+    return _sub_table("toll_fraud", TollFraudConfig, value)
+
+
 @attrs.frozen
 class SecurityConfig:
     """
@@ -175,6 +420,11 @@ class SecurityConfig:
         scanners.
     @ivar scanner_user_agent_patterns: regular expressions, searched
         case-insensitively in the User-Agent.
+
+    Sub-tables:
+
+    @ivar monitor: C{[security.monitor]}, a L{MonitorConfig}.
+    @ivar toll_fraud: C{[security.toll_fraud]}, a L{TollFraudConfig}.
     """
 
     unauthenticated_rate: float = _f(5.0, _rate)
@@ -201,6 +451,10 @@ class SecurityConfig:
     )
     scanner_user_agent_patterns: tuple[str, ...] = attrs.field(
         default=(), converter=_convert_patterns
+    )
+    monitor: MonitorConfig = attrs.field(factory=MonitorConfig, converter=_convert_monitor)
+    toll_fraud: TollFraudConfig = attrs.field(
+        factory=TollFraudConfig, converter=_convert_toll_fraud
     )
 
     def __attrs_post_init__(self) -> None:
@@ -230,19 +484,21 @@ class SecurityConfig:
 
 
 def evolve_config(
-    config: SecurityConfig,
+    config: _Section,
     changes: Mapping[str, Any],
     prefix: str,
     aliases: Mapping[str, str] | None = None,
-) -> SecurityConfig:
+) -> _Section:
     """
     C{config} with C{changes} applied: a stage's options that override the
-    C{[security]} values for that stage.
+    C{[security]} values for that stage. C{config} may be a
+    L{SecurityConfig} or one of its sub-tables (L{MonitorConfig},
+    L{TollFraudConfig}).
 
     @param changes: new values, keyed by option name.
     @param prefix: the options' dotted path, for errors, e.g.
         C{pipeline.options.flood}.
-    @param aliases: option name -> L{SecurityConfig} field, for options
+    @param aliases: option name -> field of C{config}, for options
         named otherwise than their field; every other option must be a
         field of that name.
     @raise ConfigError: for an unknown option or a bad value, naming
@@ -252,12 +508,12 @@ def evolve_config(
 
     aliases = dict(aliases or {})
     fields = {aliases.get(option, option): option for option in changes}
-    known = attrs.fields_dict(SecurityConfig)
+    known = attrs.fields_dict(type(config))  # type: ignore[arg-type]
     for field, option in fields.items():
         if field not in known:
             raise ConfigError(f"{prefix}.{option}: unknown option")
     try:
-        return attrs.evolve(config, **{field: changes[o] for field, o in fields.items()})
+        return attrs.evolve(config, **{field: changes[o] for field, o in fields.items()})  # type: ignore[misc]
     except _InvalidValue as e:
         name = e.key.split("[", 1)
         option = fields.get(name[0], name[0])

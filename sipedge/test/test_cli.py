@@ -56,7 +56,9 @@ class CheckConfigTests(SynchronousTestCase):
         self.assertIn(
             "listeners: udp:127.0.0.1:5060, tcp:127.0.0.1:5060, tls:127.0.0.1:5061\n", output
         )
-        self.assertIn("stages:    ban-check, scanner, flood, sanity, max-forwards,", output)
+        self.assertIn(
+            "stages:    ban-check, scanner, flood, monitor, sanity, max-forwards,", output
+        )
         self.assertEqual(self.stderr.getvalue(), "")
 
     def test_empty_file(self) -> None:

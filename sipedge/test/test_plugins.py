@@ -104,6 +104,7 @@ class StagePluginTests(SynchronousTestCase):
             "sipedge.plugins.sipedge_stages",
             "sipedge.plugins.sipedge_security_stages",
             "sipedge.plugins.sipedge_auth_stages",
+            "sipedge.plugins.sipedge_monitor_stages",
         )
         found = {
             factory.name: factory

@@ -7,7 +7,9 @@ from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
+from sipedge.interfaces import ITransactionUser
 from sipedge.message import Request, parse_datagram
 from sipedge.test._helpers import capture_log
 from sipedge.transaction import TransactionLayer, make_response, set_tracing
@@ -22,12 +24,24 @@ OPTIONS = (
 )
 
 
+@implementer(ITransactionUser)
 class _User:
+    """Answers every request with 200 and ignores the rest."""
+
     def request_received(self, request: Request, transaction: Any) -> None:
         transaction.respond(make_response(request, 200))
 
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args: None
+    def response_received(self, response: Any, transaction: Any) -> None:
+        pass
+
+    def transaction_failed(self, transaction: Any, reason: Any) -> None:
+        pass
+
+    def transaction_terminated(self, transaction: Any) -> None:
+        pass
+
+    def stray_message(self, message: Any, flow: Any) -> None:
+        pass
 
 
 class TracingTests(SynchronousTestCase):
