@@ -1,0 +1,169 @@
+# -*- test-case-name: sipedge.test.test_media -*-
+"""
+The media layer: RTP/RTCP headers (sans-IO), SRTP with SDES keys, and the
+relay that opens ports only for a call's duration and only between the
+endpoints the signalling named. See C{doc/media.md}.
+
+ - L{sipedge.media._rtp}: RTP/RTCP header views, no Twisted.
+ - L{sipedge.media._srtp}: L{CryptoSuite}, L{SrtpKey}, L{SrtpContext} on
+   pylibsrtp, no Twisted.
+ - L{sipedge.media._values}: the plain values of L{IMediaRelay}.
+ - the relay (Twisted): L{PortAllocator}, L{RelayLeg}, L{RelaySession},
+   L{MediaRelay}.
+
+The relay's names are imported lazily, on first use, so that importing
+this package (and its sans-IO modules) loads no Twisted module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sipedge.media._budget import CallBudget
+from sipedge.media._errors import (
+    MediaError,
+    MediaOfferError,
+    PortsExhausted,
+    RtpParseError,
+    SdesError,
+    SessionExists,
+    SrtpError,
+    UnknownSession,
+)
+from sipedge.media._rtp import (
+    RTCP_HEADER_SIZE,
+    RTP_HEADER_SIZE,
+    RtcpHeader,
+    RtpHeader,
+    build_rtcp,
+    build_rtp,
+    is_rtcp,
+    is_valid_rtcp,
+    is_valid_rtp,
+)
+from sipedge.media._srtp import (
+    AEAD_AES_128_GCM,
+    AEAD_AES_256_GCM,
+    AES_CM_128_HMAC_SHA1_32,
+    AES_CM_128_HMAC_SHA1_80,
+    CRYPTO_SUITES,
+    MAX_PROTECT_RTCP_SIZE,
+    MAX_PROTECT_SIZE,
+    MAX_UNPROTECT_SIZE,
+    SUPPORTED_SUITES,
+    CryptoSuite,
+    SrtpContext,
+    SrtpKey,
+    suite_named,
+)
+from sipedge.media._values import (
+    DEFAULT_LIMITS,
+    DROP_REASONS,
+    END_REASONS,
+    MODE_PAIRS,
+    DirectionStats,
+    LegPolicy,
+    MediaLimits,
+    MediaMode,
+    MediaOffer,
+    RelayAllocation,
+    RelayEndpoint,
+    RelayPolicy,
+    RelayStats,
+    SdesCrypto,
+    SessionEnd,
+    SessionStats,
+    StreamAllocation,
+    StreamOffer,
+)
+
+if TYPE_CHECKING:
+    from sipedge.media._leg import RelayLeg
+    from sipedge.media._ports import MAX_DATAGRAM_SIZE, PortAllocator
+    from sipedge.media._relay import DEFAULT_INTERFACE, MediaRelay
+    from sipedge.media._session import RelaySession, RelayStream
+
+# The Twisted side, loaded on first use.
+_LAZY = {
+    "DEFAULT_INTERFACE": "sipedge.media._relay",
+    "MAX_DATAGRAM_SIZE": "sipedge.media._ports",
+    "MediaRelay": "sipedge.media._relay",
+    "PortAllocator": "sipedge.media._ports",
+    "RelayLeg": "sipedge.media._leg",
+    "RelaySession": "sipedge.media._session",
+    "RelayStream": "sipedge.media._session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = [
+    "AEAD_AES_128_GCM",
+    "AEAD_AES_256_GCM",
+    "AES_CM_128_HMAC_SHA1_32",
+    "AES_CM_128_HMAC_SHA1_80",
+    "CRYPTO_SUITES",
+    "DEFAULT_INTERFACE",
+    "DEFAULT_LIMITS",
+    "DROP_REASONS",
+    "END_REASONS",
+    "MAX_DATAGRAM_SIZE",
+    "MAX_PROTECT_RTCP_SIZE",
+    "MAX_PROTECT_SIZE",
+    "MAX_UNPROTECT_SIZE",
+    "MODE_PAIRS",
+    "RTCP_HEADER_SIZE",
+    "RTP_HEADER_SIZE",
+    "SUPPORTED_SUITES",
+    "CallBudget",
+    "CryptoSuite",
+    "DirectionStats",
+    "LegPolicy",
+    "MediaError",
+    "MediaLimits",
+    "MediaMode",
+    "MediaOffer",
+    "MediaOfferError",
+    "MediaRelay",
+    "PortAllocator",
+    "PortsExhausted",
+    "RelayAllocation",
+    "RelayEndpoint",
+    "RelayLeg",
+    "RelayPolicy",
+    "RelaySession",
+    "RelayStats",
+    "RelayStream",
+    "RtcpHeader",
+    "RtpHeader",
+    "RtpParseError",
+    "SdesCrypto",
+    "SdesError",
+    "SessionEnd",
+    "SessionExists",
+    "SessionStats",
+    "SrtpContext",
+    "SrtpError",
+    "SrtpKey",
+    "StreamAllocation",
+    "StreamOffer",
+    "UnknownSession",
+    "build_rtcp",
+    "build_rtp",
+    "is_rtcp",
+    "is_valid_rtcp",
+    "is_valid_rtp",
+    "suite_named",
+]
