@@ -165,14 +165,23 @@ class IRequestStage(Interface):
 
 
 class IResponseStage(Interface):
-    """One step of the response chain."""
+    """
+    The response side of a stage. A stage object that provides both
+    L{IRequestStage} and L{IResponseStage} sees the requests in the request
+    chain and, in the same order, every response the proxy relays upstream.
+    """
 
     name = Attribute("Stable id.")
 
-    def process_response(context: Any, response: Response) -> Any:
+    def process_response(context: Any, response: Response) -> Response | None:
         """
-        Return the (possibly changed) response to go on, C{None} to absorb
-        it, or a Deferred firing with either.
+        Called synchronously, in order, for each response relayed upstream:
+        provisional responses (not 100), every 2xx to an INVITE, and the
+        final response the proxy chose; and, with C{context} C{None}, for a
+        stray 2xx forwarded statelessly. C{context} is the RequestContext of
+        the request as the chain left it. Return the (possibly changed)
+        response, or C{None} to absorb it (a final response is relayed
+        unchanged instead).
         """
 
 

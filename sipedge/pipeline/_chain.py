@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from sipedge.interfaces import IResponseStage
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, Forward, Respond, StageResult
 
@@ -31,6 +32,9 @@ class RequestChain:
 
     def __init__(self, stages: Sequence[Any]) -> None:
         self.stages = tuple(stages)
+        #: The stages that also provide L{IResponseStage}, in the same order:
+        #: they see every response relayed upstream.
+        self.response_stages = tuple(s for s in self.stages if IResponseStage.providedBy(s))
         # Each stage logs under its own namespace (sipedge.stage.<name>), so
         # every event says which stage wrote it.
         self._loggers = tuple(

@@ -263,6 +263,7 @@ class ProxyCore:
 
     def _forward(self, context: RequestContext, server: Any, targets: tuple[Target, ...]) -> None:
         fork = Fork(
+            context=context,
             server=server,
             request=context.request,
             original=context.original,
@@ -432,7 +433,9 @@ class ProxyCore:
             if fork.request.method == "INVITE" and not fork.final_sent:
                 self._arm_timer_c(fork)
             if not fork.final_sent and self._server_open(fork.server):
-                fork.server.respond(upstream)
+                relayed = self._through_responses(fork.context, upstream)
+                if relayed is not None:
+                    fork.server.respond(relayed)
             return
         if status < 300:
             branch.done = True
@@ -447,8 +450,9 @@ class ProxyCore:
             else:
                 if not fork.final_sent:
                     fork.final_sent = True
-                    if self._server_open(fork.server):
-                        fork.server.respond(upstream)
+                    relayed = self._through_responses(fork.context, upstream)
+                    if relayed is not None and self._server_open(fork.server):
+                        fork.server.respond(relayed)
                 self._cancel_pending(fork)
                 self._maybe_done(fork)
             return
@@ -462,10 +466,33 @@ class ProxyCore:
         take one (TRYING, PROCEEDING, ACCEPTED), else statelessly along
         the Vias (16.7 step 10: a 2xx after we sent a non-2xx final).
         """
+        relayed = self._through_responses(fork.context, response)
+        if relayed is None:
+            return
+        response = relayed
         if fork.server.state in (_State.PROCEEDING, _State.TRYING, _State.ACCEPTED):
             fork.server.respond(response)
         else:
             self._send_upstream(response)
+
+    def _through_responses(self, context: Any, response: Response) -> Response | None:
+        """
+        Run the response chain (the stages that also provide
+        L{IResponseStage}) on a response we relay upstream. A stage may
+        change it or absorb it (C{None}); one that raises is logged and
+        skipped. A final response cannot be absorbed: the caller falls back
+        to the response as it was.
+        """
+        for stage in self.chain.response_stages:
+            try:
+                changed = stage.process_response(context, response)
+            except Exception:
+                self._log.failure("Response stage {stage} failed", stage=stage.name)
+                continue
+            if changed is None:
+                return None
+            response = changed
+        return response
 
     def _retry(self, fork: Fork, branch: Branch) -> bool:
         """
@@ -502,9 +529,11 @@ class ProxyCore:
         fork.final_sent = True
         if self._server_open(fork.server):
             if fork.cancelled:
-                fork.server.respond(make_response(fork.original, 487))
+                final = make_response(fork.original, 487)
             else:
-                fork.server.respond(best_response(fork.finals()))
+                final = best_response(fork.finals())
+            relayed = self._through_responses(fork.context, final)
+            fork.server.respond(relayed if relayed is not None else final)
         self._finish(fork)
 
     def _finish(self, fork: Fork) -> None:
@@ -742,7 +771,9 @@ class ProxyCore:
                 self._cancel_pending(fork)
                 self._finish(fork)
                 return
-        self._send_upstream(upstream)
+        relayed = self._through_responses(None, upstream)
+        if relayed is not None:
+            self._send_upstream(relayed)
 
     def _send_upstream(self, upstream: Response) -> None:
         """Send a response statelessly to its top Via (RFC 3261 18.2.2)."""

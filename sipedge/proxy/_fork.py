@@ -48,6 +48,7 @@ class Fork:
     @ivar request: the request after the pipeline (what each branch copies).
     @ivar original: the request as received (for loop-detection branches).
     @ivar groups: target groups not tried yet, highest q first.
+    @ivar context: the request's RequestContext, for the response chain.
     """
 
     server: Any
@@ -57,6 +58,7 @@ class Fork:
     incoming: Any
     groups: list[list[Target]]
     branches: list[Branch] = attrs.Factory(list)
+    context: Any = None
     final_sent: bool = False
     cancelled: bool = False
     timer_c: Any = None

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from sipedge.error import TransportError
-from sipedge.interfaces import IRequestStage
+from sipedge.interfaces import IRequestStage, IResponseStage
 from sipedge.message import Message, Request, Response, parse_datagram, serialize
 from sipedge.pipeline import (
     Drop,
@@ -1660,3 +1660,72 @@ class FinishedForkTests(ProxyHarness, SynchronousTestCase):
         self.receive(answer(second, 487, to_tag="carol"), CAROL_UDP)
         self.clock.pump([1.0] * 40)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+@implementer(IRequestStage, IResponseStage)
+class _Watcher:
+    """A stage on both chains: records responses, marks them, may absorb 180s."""
+
+    name = "watcher"
+
+    def __init__(self, absorb: int | None = None) -> None:
+        self.seen: list[tuple[str | None, int]] = []
+        self.absorb = absorb
+
+    def process_request(self, context: Any) -> Any:
+        from sipedge.pipeline import Continue
+
+        return Continue()
+
+    def process_response(self, context: Any, response: Response) -> Response | None:
+        self.seen.append((context.request.method if context is not None else None, response.status))
+        if response.status == self.absorb:
+            return None
+        return response.with_headers(response.headers.added("X-Watched", "yes"))
+
+
+class ResponseChainTests(ProxyHarness, SynchronousTestCase):
+    """Tests for the response chain of L{ProxyCore}."""
+
+    def watch(self, absorb: int | None = None) -> _Watcher:
+        watcher = _Watcher(absorb)
+        self.core.chain = RequestChain([watcher, *self.core.chain.stages])
+        return watcher
+
+    def test_responses_pass_the_chain(self) -> None:
+        """
+        If a stage also provides L{IResponseStage}, every response relayed
+        upstream passes it with the request's context (not the 100), and
+        what it returns is what goes upstream.
+        """
+        watcher = self.watch()
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        forwarded = self.only(BOB, "INVITE")
+        self.receive(answer(forwarded, 180), BOB_UDP)
+        self.receive(answer(forwarded, 200), BOB_UDP)
+        self.assertEqual(watcher.seen, [("INVITE", 180), ("INVITE", 200)])
+        relayed = [m for m in self.sent_to(UPSTREAM) if isinstance(m, Response) and m.status > 100]
+        self.assertEqual([m.headers.get("X-Watched") for m in relayed], ["yes", "yes"])
+
+    def test_absorb_provisional(self) -> None:
+        """If a response stage absorbs a 180, it does not go upstream."""
+        self.watch(absorb=180)
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        forwarded = self.only(BOB, "INVITE")
+        self.receive(answer(forwarded, 180), BOB_UDP)
+        self.receive(answer(forwarded, 486), BOB_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 486])
+
+    def test_final_not_absorbed(self) -> None:
+        """
+        If a response stage absorbs the chosen final response, the caller
+        still gets it, unchanged: every request is answered.
+        """
+        self.watch(absorb=486)
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        forwarded = self.only(BOB, "INVITE")
+        self.receive(answer(forwarded, 486), BOB_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 486])
