@@ -274,6 +274,8 @@ class SipEdgeService(MultiService):
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+        # Per-packet and per-transition debug events only when asked for:
+        # twistd's observer writes every level.
         set_tracing(self.config.log.level == "debug")
         super().startService()
         self.registrar.start_expiry(60.0)

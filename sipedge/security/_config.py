@@ -297,7 +297,7 @@ class MonitorConfig:
     concurrent_calls: int = attrs.field(default=10, validator=_count)
     concurrent_calls_action: str = _act("log")
     call_rate: int = attrs.field(default=30, validator=_count)
-    call_rate_action: str = _act("rate-limit")
+    call_rate_action: str = _act("log")
 
     def __attrs_post_init__(self) -> None:
         if self.slots > 60:

@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from sipedge import _debug
 from sipedge.security._address import Network, TrustedNetworks
 from sipedge.security._allow import AllowList
 from sipedge.security._bans import DATABASE_NAME, Ban, Bans
@@ -137,15 +138,16 @@ class Security:
     def admit(self, host: str) -> bool:
         """
         The transports' admission hook: C{False} (drop, unparsed) for a
-        banned source. Refusals are counted and logged at debug level (a
-        banned flood is many packets).
+        banned source. Refusals are counted, and logged (at debug level)
+        only when hot-path debugging is on: a banned flood is many packets.
         """
         bans = self.bans
         if not bans:
             return True  # no ban at all: the common case costs no clock read
         if bans.is_banned(host, self.clock.seconds()):
             self.stats["admission_refused"] += 1
-            self._log.debug("Dropping packet from banned {source}", source=host, rule="ban")
+            if _debug.enabled():  # per packet: never by default (a flood)
+                self._log.debug("Dropping packet from banned {source}", source=host, rule="ban")
             return False
         return True
 

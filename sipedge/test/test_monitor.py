@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 import sipedge
+from sipedge import _debug
 from sipedge.config import parse_config
 from sipedge.error import ConfigError
 from sipedge.interfaces import IProxyObserver, IRequestStage
@@ -600,6 +601,8 @@ class MonitorStageTests(MonitorTestCase):
         unanswered, counted, and logged at info level once per second.
         Others pass.
         """
+        _debug.set_enabled(True)  # the per-drop debug lines are asserted
+        self.addCleanup(_debug.set_enabled, False)
         monitor = self.monitor(restricted_rate=1, restricted_burst=2)
         stage = MonitorStage(monitor)
         monitor.restrict(ATTACKER)
@@ -729,7 +732,7 @@ class MonitorConfigTests(SynchronousTestCase):
                 "request-rate": (3000, "log"),
                 "premium-calls": (5, "log"),
                 "concurrent-calls": (10, "log"),
-                "call-rate": (30, "rate-limit"),
+                "call-rate": (30, "log"),
             },
         )
         self.assertEqual(config.premium_prefixes, ())

@@ -22,6 +22,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from sipedge import _debug
 from sipedge.error import ConfigError
 from sipedge.security import (
     AUTHENTICATED,
@@ -679,6 +680,8 @@ class SecurityTests(SynchronousTestCase):
         If a source is banned, L{Security.admit} refuses it (counted, logged
         with rule and source) until the ban ends.
         """
+        _debug.set_enabled(True)  # the per-drop debug lines are asserted
+        self.addCleanup(_debug.set_enabled, False)
         self.assertTrue(self.security.admit(ATTACKER))
         self.security.ban(ATTACKER, "testing")
         self.assertFalse(self.security.admit(ATTACKER))
@@ -959,3 +962,27 @@ class _Client(Protocol):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.lost = reason or Failure(ConnectionDone())
+
+
+class QuietDropTests(SynchronousTestCase):
+    """Drops of a banned source write no log line per packet by default."""
+
+    def test_no_line_per_packet(self) -> None:
+        """
+        If hot-path debugging is off (the default), refusing packets from a
+        banned source logs nothing per packet; it only counts them.
+        """
+        from twisted.internet.task import Clock
+
+        from sipedge.security import Security
+        from sipedge.test._helpers import capture_log
+
+        events = capture_log(self)
+        security = Security(clock=Clock())
+        self.addCleanup(security.close)
+        security.ban("192.0.2.66", "test")
+        before = len(events)
+        for _ in range(100):
+            self.assertFalse(security.admit("192.0.2.66"))
+        self.assertEqual(len(events), before)
+        self.assertEqual(security.stats["admission_refused"], 100)

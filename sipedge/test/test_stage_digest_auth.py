@@ -254,6 +254,23 @@ class DigestAuthStageTests(SynchronousTestCase):
         for method in ("ACK", "CANCEL"):
             self.assertEqual(self.decide(request(method)), Continue())
 
+    def test_in_dialog(self) -> None:
+        """
+        A request within a dialog set up through us (our signed Route came
+        back: the route stage annotated it) is not challenged; a REGISTER
+        still is.
+        """
+        self.context = RequestContext(request("BYE"), FLOW, self.services)
+        self.context.annotations["route"] = "dialog"
+        self.assertEqual(self.stage.process_request(self.context), Continue())
+        register = request("REGISTER", "sip:example.com", to="sip:alice@example.com")
+        self.context = RequestContext(register, FLOW, self.services)
+        self.context.annotations["route"] = "dialog"
+        result = self.stage.process_request(self.context)
+        if isinstance(result, Deferred):
+            result = self.successResultOf(result)
+        self.assertEqual(result.status, 401)
+
     def test_register_only(self) -> None:
         """With C{require_for_our_domains} off, only REGISTER is challenged."""
         stage = DigestAuthStage(

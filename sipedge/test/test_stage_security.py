@@ -18,6 +18,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 import sipedge.plugins
+from sipedge import _debug
 from sipedge.error import ConfigError
 from sipedge.interfaces import IRequestStage, IStageFactory
 from sipedge.message import Request, parse_datagram
@@ -111,6 +112,8 @@ class BanCheckStageTests(StageTestCase):
         If the source is banned, L{BanCheckStage} drops the request without
         an answer, counts it and logs it with rule and source.
         """
+        _debug.set_enabled(True)  # the per-drop debug lines are asserted
+        self.addCleanup(_debug.set_enabled, False)
         stage = BanCheckStage(self.security)
         self.assertEqual(self.decide(stage, request()), Continue())
         self.security.ban(ATTACKER, "testing")
@@ -154,6 +157,8 @@ class ScannerStageTests(StageTestCase):
         source, User-Agent and what matched; the ban's reason has the
         User-Agent.
         """
+        _debug.set_enabled(True)  # the per-drop debug lines are asserted
+        self.addCleanup(_debug.set_enabled, False)
         self.decide(ScannerStage(self.security), request("OPTIONS", "friendly-scanner"))
         [event] = self.logged("scanner")
         self.assertEqual(
@@ -209,6 +214,8 @@ class FloodStageTests(StageTestCase):
         tier and method class: the first of an interval at info level (and
         counted as an offence), the rest at debug level.
         """
+        _debug.set_enabled(True)  # the per-drop debug lines are asserted
+        self.addCleanup(_debug.set_enabled, False)
         self.flood(FloodStage(self.security), 13)
         events = self.logged("flood")
         self.assertEqual(len(events), 3)

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from sipedge import _debug
 from sipedge.error import LocalProtocolError, RemoteProtocolError, TransportError
 from sipedge.interfaces import ITransactionUser
 from sipedge.message import Message, Request
@@ -27,22 +28,12 @@ from sipedge.transaction._timers import TimerSettings
 from sipedge.transport._flow import Flow
 
 
-class _Tracing:
-    """
-    Whether transactions log every transition at debug level. Off by
-    default: on a busy proxy those events cost more than the transitions
-    (the service turns it on for C{[log] level = "debug"}).
-    """
-
-    enabled = False
-
-
-_tracing = _Tracing()
-
-
 def set_tracing(enabled: bool) -> None:
-    """Log (or stop logging) every transaction transition at debug level."""
-    _tracing.enabled = enabled
+    """
+    Log (or stop logging) every transaction transition at debug level: the
+    process-wide hot-path debug switch (L{sipedge._debug}).
+    """
+    _debug.set_enabled(enabled)
 
 
 __all__: list[str] = []
@@ -166,7 +157,7 @@ class Transaction:
         self._generation += 1
         generation = self._generation
         if transition.target is not old:
-            if _tracing.enabled:
+            if _debug.enabled():
                 self._log.debug(
                     "Transaction {key} {old} -> {new} on {input}",
                     key=self.key,
@@ -177,7 +168,7 @@ class Transaction:
             self._keep_timers(self.spec.timers[transition.target])
         if transition.absorb:
             _bump(self._stats, "absorbed")
-            if _tracing.enabled:
+            if _debug.enabled():
                 self._log.debug(
                     "Transaction {key} in {state} absorbed {input}",
                     key=self.key,
@@ -291,7 +282,7 @@ class Transaction:
             return
         if retransmission:
             _bump(self._stats, "retransmissions")
-            if _tracing.enabled:
+            if _debug.enabled():
                 self._log.debug("Transaction {key} retransmitted", key=self.key)
 
     _transport_error_input: ClassVar[Input]

@@ -13,6 +13,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from sipedge import _debug
 from sipedge.error import MessageParseError, TransportError
 from sipedge.interfaces import IMessageReceiver, ISipTransport
 from sipedge.message import DEFAULT_LIMITS, Limits, Request, is_keepalive, parse_datagram
@@ -111,9 +112,10 @@ class SipDatagramProtocol(DatagramProtocol):
         flow = self.flow_to(addr[0], addr[1])
         if is_keepalive(data):
             self.keepalives += 1
-            self._log.debug(
-                "Dropping {size}-byte keep-alive from {source}", size=len(data), source=flow
-            )
+            if _debug.enabled():
+                self._log.debug(
+                    "Dropping {size}-byte keep-alive from {source}", size=len(data), source=flow
+                )
             return
         try:
             message = parse_datagram(data, self._limits)

@@ -13,6 +13,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from sipedge import _debug
 from sipedge.interfaces import IRequestStage
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, StageResult
@@ -41,6 +42,8 @@ class BanCheckStage:
             return _CONTINUE
         security.stats["ban_check_dropped"] += 1
         # Debug: a banned flood that reaches the pipeline is many requests.
+        if not _debug.enabled():
+            return _DROP
         context.log.debug(
             "Dropping {method} from banned {source}",
             method=context.request.method,

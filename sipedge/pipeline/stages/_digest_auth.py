@@ -9,7 +9,11 @@ Who must authenticate:
  - any other request whose From is in one of our domains (unless
    C{require_for_our_domains} is off), answered with 407 and
    Proxy-Authenticate. Requests from outside to our users pass unchallenged.
- - ACK and CANCEL never (RFC 3261 22.1: they cannot be resubmitted).
+ - ACK and CANCEL never (RFC 3261 22.1: they cannot be resubmitted);
+ - nor requests within a dialog set up through us (the route stage found
+   our signed Record-Route, C{annotations["route"] == "dialog"}): the
+   dialog's initial request was authenticated, and challenging a BYE only
+   breaks clients that compute the digest URI differently.
 
 A challenge offers every configured algorithm at once, one header field
 each, strongest first (SHA-512-256, SHA-256, MD5: RFC 8760 2.4), all with
@@ -158,6 +162,10 @@ class DigestAuthStage:
     def process_request(self, context: RequestContext) -> StageResult | Deferred[StageResult]:
         request = context.request
         if request.method in _NEVER_CHALLENGED:
+            return _CONTINUE
+        if context.annotations.get("route") == "dialog" and request.method != "REGISTER":
+            # In a dialog set up through us (our signed Record-Route came
+            # back): the dialog's first request was authenticated already.
             return _CONTINUE
         local = context.services.local
         try:

@@ -16,6 +16,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from sipedge import _debug
 from sipedge.interfaces import IRequestStage
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, StageResult
@@ -65,6 +66,8 @@ class FloodStage:
         budget = self._limiter.budgets[tier]
         # Every drop is logged, but at info level only once per interval:
         # the log must not become the flood's amplifier.
+        if verdict is not _REPORT and not _debug.enabled():
+            return self._drops[(tier, klass)]  # the burst was reported: no line per packet
         log = context.log.info if verdict is _REPORT else context.log.debug
         log(
             "Dropping {method} from {source}: over the {tier} budget for {method_class}"

@@ -20,6 +20,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from sipedge import _debug
 from sipedge.interfaces import IRequestStage
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, StageResult
@@ -54,6 +55,8 @@ class MonitorStage:
         source = context.flow.remote_host
         verdict = monitor.admit(source, method)
         if verdict is not _ADMIT:
+            if verdict is not _REPORT and not _debug.enabled():
+                return _DROP
             log = context.log.info if verdict is _REPORT else context.log.debug
             log(
                 "Dropping {method} from {source}: restricted by the monitor, over its"
