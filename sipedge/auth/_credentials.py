@@ -23,8 +23,8 @@ from __future__ import annotations
 import builtins
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import attrs
@@ -39,6 +39,7 @@ from sipedge.auth import _digest
 from sipedge.auth._interfaces import ICredentialStore, ISipDigestCredentials, ISipUser
 from sipedge.error import ConfigError
 from sipedge.message import DigestCredentials
+from sipedge.store._sqlite_base import open_database, read_schema_version, transaction
 
 __all__ = [
     "DATABASE_NAME",
@@ -295,24 +296,15 @@ class SQLiteCredentialStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        try:
-            if self.path != ":memory:" and not os.path.exists(self.path):
-                # H(A1) values are password equivalents: keep them private.
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-        except (OSError, sqlite3.Error) as e:
-            raise ConfigError(f"cannot open credentials database {self.path!r}: {e}") from e
-        try:
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._open_schema()
-        except sqlite3.DatabaseError as e:
-            self._db.close()
-            raise ConfigError(f"cannot use credentials database {self.path!r}: {e}") from e
-        except BaseException:
-            self._db.close()
-            raise
+        self._db = open_database(
+            self.path,
+            "credentials",
+            schema=_SCHEMA_V1,
+            version=SCHEMA_VERSION,
+            migrations=_MIGRATIONS,
+            mode=0o600,  # H(A1) values are password equivalents: keep them private.
+            log=_log,
+        )
 
     @classmethod
     def in_state_directory(cls, directory: str | os.PathLike[str]) -> SQLiteCredentialStore:
@@ -324,48 +316,14 @@ class SQLiteCredentialStore:
             raise ConfigError(f"cannot create state directory {directory!r}: {e.strerror}") from e
         return cls(os.path.join(directory, DATABASE_NAME))
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction: committed if the block ends, else rolled back."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def _open_schema(self) -> None:
-        with self._transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                for statement in _SCHEMA_V1:
-                    db.execute(statement)
-                version = 1
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-            else:
-                version = row[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"credentials database {self.path!r} has schema version {version},"
-                    f" newer than this sipedge understands ({SCHEMA_VERSION})"
-                )
-            while version < SCHEMA_VERSION:
-                for statement in _MIGRATIONS[version]:
-                    db.execute(statement)
-                version += 1
-                db.execute("UPDATE schema_version SET version = ?", (version,))
-                _log.info(
-                    "Migrated credentials database {path} to schema version {version}",
-                    path=self.path,
-                    version=version,
-                )
+        return transaction(self._db)
 
     @property
     def schema_version(self) -> int:
         """The schema version of the open file."""
-        return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+        return read_schema_version(self._db)
 
     def add(self, username: str, realm: str, password: str) -> bool:
         """

@@ -33,15 +33,20 @@ import math
 import os
 import sqlite3
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, MutableMapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import attrs
 from twisted.logger import Logger
 
-from sipedge.error import ConfigError
 from sipedge.security._address import Network, TrustedNetworks, canonical_ip
+from sipedge.store._sqlite_base import (
+    closing_on_failure,
+    open_database,
+    read_schema_version,
+    transaction,
+)
 
 __all__ = [
     "DATABASE_NAME",
@@ -194,23 +199,16 @@ class Bans:
             self.stats.setdefault(_stat_name(kind), 0)
         self._active: dict[str, float] = {}
         self._offences: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-        except sqlite3.Error as e:
-            raise ConfigError(f"cannot open ban database {self.path!r}: {e}") from e
-        try:
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._open_schema()
+        self._db = open_database(
+            self.path,
+            "ban",
+            schema=_SCHEMA_V1,
+            version=SCHEMA_VERSION,
+            migrations=_MIGRATIONS,
+        )
+        with closing_on_failure(self._db, "ban", self.path):
             self._data_version = self._current_data_version()
             self._load(now)
-        except sqlite3.DatabaseError as e:
-            self._db.close()
-            raise ConfigError(f"cannot use ban database {self.path!r}: {e}") from e
-        except BaseException:
-            self._db.close()
-            raise
 
     @classmethod
     def in_state_directory(cls, directory: str | os.PathLike[str], **kwargs: Any) -> Bans:
@@ -219,41 +217,12 @@ class Bans:
 
     # -- schema --------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def _open_schema(self) -> None:
-        with self._transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                for statement in _SCHEMA_V1:
-                    db.execute(statement)
-                version = 1
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-            else:
-                version = row[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"ban database {self.path!r} has schema version {version},"
-                    f" newer than this sipedge understands ({SCHEMA_VERSION})"
-                )
-            while version < SCHEMA_VERSION:
-                for statement in _MIGRATIONS[version]:
-                    db.execute(statement)
-                version += 1
-                db.execute("UPDATE schema_version SET version = ?", (version,))
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db)
 
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+        return read_schema_version(self._db)
 
     def _current_data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])

@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from twisted.internet import defer
@@ -34,10 +34,10 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sipedge.error import ConfigError
 from sipedge.interfaces import ILocationStore
 from sipedge.store._binding import Binding, binding_order
 from sipedge.store._memory import apply_update
+from sipedge.store._sqlite_base import open_database, read_schema_version, transaction
 from sipedge.transport._flow import Flow
 
 __all__ = ["DATABASE_NAME", "SCHEMA_VERSION", "SQLiteLocationStore"]
@@ -177,21 +177,14 @@ class SQLiteLocationStore:
     def __init__(self, path: str | os.PathLike[str], *, reactor: object = None) -> None:
         self.path = os.fspath(path)
         self._reactor = reactor
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-        except sqlite3.Error as e:
-            raise ConfigError(f"cannot open location database {self.path!r}: {e}") from e
-        try:
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._open_schema()
-        except sqlite3.DatabaseError as e:
-            self._db.close()
-            raise ConfigError(f"cannot use location database {self.path!r}: {e}") from e
-        except BaseException:
-            self._db.close()
-            raise
+        self._db = open_database(
+            self.path,
+            "location",
+            schema=_SCHEMA_V1,
+            version=SCHEMA_VERSION,
+            migrations=_MIGRATIONS,
+            log=_log,
+        )
 
     @classmethod
     def in_state_directory(
@@ -202,49 +195,14 @@ class SQLiteLocationStore:
 
     # -- schema --------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction: committed if the block ends, else rolled back."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def _open_schema(self) -> None:
-        """Create the schema of a new file, or migrate an older one."""
-        with self._transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                for statement in _SCHEMA_V1:
-                    db.execute(statement)
-                version = 1
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-            else:
-                version = row[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"location database {self.path!r} has schema version {version},"
-                    f" newer than this sipedge understands ({SCHEMA_VERSION})"
-                )
-            while version < SCHEMA_VERSION:
-                for statement in _MIGRATIONS[version]:
-                    db.execute(statement)
-                version += 1
-                db.execute("UPDATE schema_version SET version = ?", (version,))
-                _log.info(
-                    "Migrated location database {path} to schema version {version}",
-                    path=self.path,
-                    version=version,
-                )
+        return transaction(self._db)
 
     @property
     def schema_version(self) -> int:
         """The schema version of the open file."""
-        return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+        return read_schema_version(self._db)
 
     # -- ILocationStore ----------------------------------------------------
 

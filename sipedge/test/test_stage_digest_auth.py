@@ -269,6 +269,7 @@ class DigestAuthStageTests(SynchronousTestCase):
         result = self.stage.process_request(self.context)
         if isinstance(result, Deferred):
             result = self.successResultOf(result)
+        assert isinstance(result, Respond), result
         self.assertEqual(result.status, 401)
 
     def test_register_only(self) -> None:
