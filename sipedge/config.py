@@ -34,6 +34,7 @@ from twisted.logger import LogLevel
 
 from sipedge.auth._config import AuthConfig
 from sipedge.error import ConfigError, MessageParseError
+from sipedge.media._config import MediaConfig
 from sipedge.message import Limits
 from sipedge.message._uri import SipURI, parse_sip_uri
 from sipedge.security._config import SecurityConfig
@@ -80,6 +81,7 @@ DEFAULT_STAGES = (
     "digest-auth",
     "responsibility",
     "toll-fraud",
+    "media-anchor",
     "registrar",
     "location",
     "static-route",
@@ -977,6 +979,7 @@ class Config:
     security: SecurityConfig = attrs.field(
         factory=SecurityConfig, validator=_section(SecurityConfig)
     )
+    media: MediaConfig = attrs.field(factory=MediaConfig, validator=_section(MediaConfig))
 
     @property
     def listeners(self) -> tuple[Listener, ...]:
@@ -1008,6 +1011,7 @@ _SECTIONS: dict[str, type] = {
     "log": LogConfig,
     "auth": AuthConfig,
     "security": SecurityConfig,
+    "media": MediaConfig,
 }
 _KNOWN_SECTIONS = [*_SECTIONS, "routes"]
 

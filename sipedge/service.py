@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from sipedge.auth import NonceSource, SQLiteCredentialStore
 from sipedge.config import Config
 from sipedge.error import ConfigError
+from sipedge.interfaces import IProxyObserver
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
 from sipedge.security import Monitor, Security, TollFraudGuard
@@ -156,6 +157,7 @@ class SipEdgeService(MultiService):
         self.signer = RecordRouteSigner(_state_secret(state_dir))
         self.monitor = Monitor.from_config(config, reactor, self.security)
         self.toll_fraud = TollFraudGuard.from_config(config, reactor, self.security.stats)
+        self.media = config.media.build_relay(reactor) if config.media.anchor else None
         services = StageServices(
             clock=reactor,
             local=LocalIdentity(config.sip.domains, ()),
@@ -171,6 +173,7 @@ class SipEdgeService(MultiService):
             ),
             monitor=self.monitor,
             toll_fraud=self.toll_fraud,
+            media=self.media,
         )
         chain = build_chain(
             config.pipeline.stages,
@@ -196,7 +199,11 @@ class SipEdgeService(MultiService):
                 for family in (socket.AF_INET, socket.AF_INET6)
                 if (address := _primary_address(family)) is not None
             },
-            observers=[self.monitor, self.toll_fraud],
+            observers=[
+                self.monitor,
+                self.toll_fraud,
+                *(s for s in chain.stages if IProxyObserver.providedBy(s)),
+            ],
         )
         tls = config.tls
         self._tls_settings = TLSSettings(
@@ -294,7 +301,11 @@ class SipEdgeService(MultiService):
         if parse_call is not None and parse_call.active():
             parse_call.cancel()
         d = DeferredList(
-            [maybeDeferred(super().stopService), maybeDeferred(self.transports.close)],
+            [
+                maybeDeferred(super().stopService),
+                maybeDeferred(self.transports.close),
+                *([maybeDeferred(self.media.close)] if self.media is not None else []),
+            ],
             consumeErrors=True,
         )
         d.addBoth(lambda _: self._close_stores())

@@ -34,6 +34,7 @@ class StageServices:
     @ivar nonces: the nonce source (L{sipedge.auth.INonceSource}).
     @ivar monitor: the behaviour monitor (L{sipedge.security.Monitor}).
     @ivar toll_fraud: the toll-fraud guard (L{sipedge.security.TollFraudGuard}).
+    @ivar media: the media relay (L{sipedge.media.MediaRelay}), or C{None}.
     """
 
     clock: Any
@@ -48,6 +49,7 @@ class StageServices:
     nonces: Any = None
     monitor: Any = None
     toll_fraud: Any = None
+    media: Any = None
 
     def is_trusted(self, host: str) -> bool:
         """True if C{host} (an IP literal) is in a trusted network."""

@@ -197,6 +197,7 @@ class DefaultTests(SynchronousTestCase):
                 "digest-auth",
                 "responsibility",
                 "toll-fraud",
+                "media-anchor",
                 "registrar",
                 "location",
                 "static-route",

@@ -25,6 +25,7 @@ from sipedge.config import DEFAULT_CONFIG, DEFAULT_STAGES
 from sipedge.interfaces import IRequestStage, IStageFactory
 from sipedge.pipeline import StageServices, stage_factories
 from sipedge.proxy import LocalIdentity
+from sipedge.testing import FakeReactor
 
 ROOT = Path(sipedge.__file__).resolve().parent.parent
 DROPIN = ROOT / "twisted" / "plugins" / "sipedge_plugin.py"
@@ -105,6 +106,7 @@ class StagePluginTests(SynchronousTestCase):
             "sipedge.plugins.sipedge_security_stages",
             "sipedge.plugins.sipedge_auth_stages",
             "sipedge.plugins.sipedge_monitor_stages",
+            "sipedge.plugins.sipedge_media_stages",
         )
         found = {
             factory.name: factory
@@ -129,7 +131,10 @@ class StagePluginTests(SynchronousTestCase):
         whose name is the factory's, the name used in config and logs.
         """
         services = StageServices(
-            clock=Clock(), local=LocalIdentity(("sipedge.test",), ()), config=DEFAULT_CONFIG
+            clock=Clock(),
+            local=LocalIdentity(("sipedge.test",), ()),
+            config=DEFAULT_CONFIG,
+            media=DEFAULT_CONFIG.media.build_relay(FakeReactor()),
         )
         factories = stage_factories()
         for name in DEFAULT_STAGES:

@@ -1,0 +1,514 @@
+# -*- test-case-name: sipedge.test.test_media_anchor_config -*-
+"""
+The C{[media]} section of the configuration: media anchoring (the
+C{media-anchor} stage) and the in-process relay it drives.
+
+   [media]
+   anchor = true                      # default false: the stage passes everything
+   ports = "30000-30999"              # the relay's UDP port range
+   address = "127.0.0.1"              # the relay's address (both sides)
+   # internal_address = "10.0.0.1"    # per side, on an edge with two networks
+   # external_address = "203.0.113.1"
+   internal = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", ...]
+   srtp = "passthrough"               # or "terminate", "rekey"
+   sdes_over_plain = false            # SDES keys only over TLS signalling
+
+L{MediaConfig} checks its values when constructed, like the sections of
+C{sipedge.config}: its validators raise that module's C{_InvalidValue}
+with the key relative to the section, so once C{sipedge.config} lists it
+in its section table, every error names C{media.<key>}.
+L{parse_media_config} does the whole job on its own (unknown keys
+included), for stage options and tests.
+
+No Twisted at import time (L{MediaConfig.build_relay} imports the relay
+when called), and C{sipedge.config} only when a value is checked, so that
+module can import this one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from sipedge.error import ConfigError
+from sipedge.media._srtp import CRYPTO_SUITES, SUPPORTED_SUITES, CryptoSuite
+from sipedge.media._values import LegPolicy, MediaLimits, MediaMode, RelayPolicy
+
+if TYPE_CHECKING:
+    from sipedge.media._relay import MediaRelay
+
+__all__ = [
+    "DEFAULT_INTERNAL_NETWORKS",
+    "SIDES",
+    "SRTP_POLICIES",
+    "MediaConfig",
+    "parse_media_config",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: The values of C{media.srtp}.
+SRTP_POLICIES = ("passthrough", "terminate", "rekey")
+
+#: The two sides of the edge.
+SIDES = ("internal", "external")
+
+#: C{media.internal} by default: private, loopback and link-local networks.
+DEFAULT_INTERNAL_NETWORKS = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+    "::1/128",
+)
+
+#: The values of C{media.nat}.
+NAT_POLICIES = ("off", "external", "all")
+
+
+def _invalid(key: str, problem: str) -> ConfigError:
+    """L{sipedge.config}'s C{_InvalidValue}: the key relative to the section."""
+    from sipedge.config import _InvalidValue
+
+    return _InvalidValue(key, problem)
+
+
+def _describe(value: object) -> str:
+    from sipedge.config import _describe as describe
+
+    return describe(value)
+
+
+def _to_float(value: object) -> object:
+    """TOML writes C{5} for C{5.0}: accept integers where numbers are due."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _boolean(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, bool):
+        raise _invalid(attribute.name, f"expected true or false, got {_describe(value)}")
+
+
+def _choice(*choices: str) -> Callable[..., None]:
+    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
+        if not isinstance(value, str) or value not in choices:
+            names = ", ".join(repr(c) for c in choices)
+            raise _invalid(attribute.name, f"must be one of {names}, not {_describe(value)}")
+
+    return check
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, float):
+        raise _invalid(attribute.name, f"expected a number, got {_describe(value)}")
+    if not (math.isfinite(value) and value >= 0):
+        raise _invalid(attribute.name, f"must be 0 (off) or a positive number, not {value!r}")
+
+
+def _count(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(attribute.name, f"expected an integer, got {_describe(value)}")
+    if value < 0:
+        raise _invalid(attribute.name, f"must be 0 (off) or more, not {value}")
+
+
+def _convert_ports(value: object) -> object:
+    """C{"low-high"} as a C{(low, high)} tuple; anything else is left to the check."""
+    if not isinstance(value, str):
+        return value
+    low, dash, high = value.strip().partition("-")
+    if not dash or not (low.strip().isdigit() and high.strip().isdigit()):
+        raise _invalid("ports", f"expected 'low-high', as in '30000-30999', not {value!r}")
+    return (int(low), int(high))
+
+
+def _check_ports(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise _invalid("ports", f"expected 'low-high', as in '30000-30999', got {_describe(value)}")
+    low, high = value
+    if not 1 <= low <= high <= 65535:
+        raise _invalid(
+            "ports", f"must be 'low-high' with 1 <= low <= high <= 65535, not {low}-{high}"
+        )
+    if low + (low % 2) + 1 > high:
+        raise _invalid("ports", f"{low}-{high} holds no even/odd port pair")
+
+
+def _ip(key: str, value: object, wildcard: bool) -> str:
+    if not isinstance(value, str):
+        raise _invalid(key, f"expected an IP address, got {_describe(value)}")
+    text = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise _invalid(key, f"{value!r} is not an IP address") from None
+    if address.is_multicast:
+        raise _invalid(key, f"{value!r} is a multicast address")
+    if address.is_unspecified and not wildcard:
+        raise _invalid(key, f"{value!r} cannot be written in SDP: give the address to advertise")
+    return str(address)
+
+
+def _check_address(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if value is None and attribute.name != "address":
+        return
+    _ip(attribute.name, value, wildcard=True)
+
+
+def _check_advertise(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if value is None:
+        return
+    _ip(attribute.name, value, wildcard=False)
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, str):
+        text = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+        try:
+            return str(ipaddress.ip_address(text))
+        except ValueError:
+            return value
+    return value
+
+
+def _convert_internal(value: object) -> tuple[IPNetwork, ...]:
+    from sipedge.config import _each, _network
+
+    return _each("internal", _network, value)
+
+
+def _suite(value: object) -> CryptoSuite:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a crypto suite name, got {_describe(value)}")
+    for suite in CRYPTO_SUITES:
+        if suite.name == value:
+            if suite not in SUPPORTED_SUITES:
+                raise ValueError(f"{value} is not supported by the installed libsrtp")
+            return suite
+    names = ", ".join(s.name for s in SUPPORTED_SUITES)
+    raise ValueError(f"unknown crypto suite {value!r}; expected one of: {names}")
+
+
+def _convert_suites(value: object) -> tuple[str, ...]:
+    from sipedge.config import _each
+
+    if isinstance(value, (list, tuple)) and not value:
+        raise _invalid("suites", "must name at least one crypto suite")
+    suites = _each("suites", _suite, value)
+    names: list[str] = []
+    for index, suite in enumerate(suites):
+        if suite.name in names:
+            raise _invalid(
+                f"suites[{index}]", f"{suite.name} is already suites[{names.index(suite.name)}]"
+            )
+        names.append(suite.name)
+    return tuple(names)
+
+
+def _n(default: float) -> Any:
+    return attrs.field(default=default, converter=_to_float, validator=_non_negative)
+
+
+def _unspecified(host: str) -> bool:
+    return ipaddress.ip_address(host).is_unspecified
+
+
+@attrs.frozen
+class MediaConfig:
+    """
+    C{[media]}: media anchoring and the relay.
+
+    @ivar anchor: whether the C{media-anchor} stage anchors calls; C{False}
+        makes it pass every message unchanged.
+    @ivar ports: the relay's UDP port range, C{(low, high)} inclusive
+        (written C{"low-high"}); each side's address uses the whole range.
+    @ivar address: the relay's address for both sides: bound, and written
+        in SDP. A wildcard (C{0.0.0.0}, C{::}) needs C{advertise}.
+    @ivar advertise: the address written in SDP for C{address}, when it is
+        not the one bound (a wildcard, or a 1:1 NAT); C{None} for
+        C{address}.
+    @ivar internal_address: the relay's address facing internal parties,
+        or C{None} for C{address}.
+    @ivar internal_advertise: likewise, the address written in SDP.
+    @ivar external_address: the relay's address facing external parties,
+        or C{None} for C{address}.
+    @ivar external_advertise: likewise.
+    @ivar internal: the networks whose parties are internal; every other
+        address is external.
+    @ivar default_side: the side of a callee the stage cannot place (a
+        host name that no route, registration or address tells).
+    @ivar srtp: C{"passthrough"}: the relay leaves SRTP alone, and a=crypto
+        lines pass between the parties unchanged; C{"terminate"}: SRTP with
+        external parties (an external offer without SDES keys is refused),
+        RTP with internal ones (unless an internal party offers SRTP);
+        C{"rekey"}: SRTP with every party, with the relay's own keys on each
+        leg.
+    @ivar sdes_over_plain: whether SDES keys may be offered to or taken
+        from a party whose signalling is not TLS; C{False} refuses such an
+        offer with 488.
+    @ivar suites: the SRTP crypto suites the relay accepts and offers, in
+        order of preference (SDES names).
+    @ivar nat: which parties' media the relay accepts from another port
+        than signalled (latching, L{LegPolicy.nat}): C{"off"}, C{"external"}
+        or C{"all"}.
+
+    Per-call limits (L{MediaLimits}; 0 turns one off):
+
+    @ivar idle_timeout: seconds without media after the answer that end
+        the media session.
+    @ivar setup_timeout: seconds from the offer to the answer.
+    @ivar max_duration: seconds a call's media may last.
+    @ivar max_packet_rate: packets a second (all streams, both ways).
+    @ivar packet_burst:
+    @ivar max_bandwidth: bytes a second.
+    @ivar bandwidth_burst:
+    @ivar max_packet_size: longer datagrams are dropped.
+    @ivar nat_learn_packets: packets a latching leg may learn from.
+    @ivar nat_learn_seconds: seconds after the answer it may learn in.
+    """
+
+    anchor: bool = attrs.field(default=False, validator=_boolean)
+    ports: tuple[int, int] = attrs.field(
+        default=(30000, 30999), converter=_convert_ports, validator=_check_ports
+    )
+    address: str = attrs.field(default="127.0.0.1", converter=_canonical, validator=_check_address)
+    advertise: str | None = attrs.field(
+        default=None, converter=_canonical, validator=_check_advertise
+    )
+    internal_address: str | None = attrs.field(
+        default=None, converter=_canonical, validator=_check_address
+    )
+    internal_advertise: str | None = attrs.field(
+        default=None, converter=_canonical, validator=_check_advertise
+    )
+    external_address: str | None = attrs.field(
+        default=None, converter=_canonical, validator=_check_address
+    )
+    external_advertise: str | None = attrs.field(
+        default=None, converter=_canonical, validator=_check_advertise
+    )
+    internal: tuple[IPNetwork, ...] = attrs.field(
+        default=DEFAULT_INTERNAL_NETWORKS, converter=_convert_internal
+    )
+    default_side: str = attrs.field(default="external", validator=_choice(*SIDES))
+    srtp: str = attrs.field(default="passthrough", validator=_choice(*SRTP_POLICIES))
+    sdes_over_plain: bool = attrs.field(default=False, validator=_boolean)
+    suites: tuple[str, ...] = attrs.field(
+        factory=lambda: tuple(s.name for s in SUPPORTED_SUITES), converter=_convert_suites
+    )
+    nat: str = attrs.field(default="off", validator=_choice(*NAT_POLICIES))
+    idle_timeout: float = _n(60.0)
+    setup_timeout: float = _n(300.0)
+    max_duration: float = _n(4 * 3600.0)
+    max_packet_rate: float = _n(2000.0)
+    packet_burst: float = _n(1000.0)
+    max_bandwidth: float = _n(2_500_000.0)
+    bandwidth_burst: float = _n(1_000_000.0)
+    max_packet_size: int = attrs.field(default=1500, validator=_count)
+    nat_learn_packets: int = attrs.field(default=10, validator=_count)
+    nat_learn_seconds: float = _n(10.0)
+
+    def __attrs_post_init__(self) -> None:
+        both = self.internal_address is not None and self.external_address is not None
+        for side in ("", "internal_", "external_"):
+            if not side and both:
+                continue  # `address` is not used
+            bound = getattr(self, side + "address")
+            advertised = getattr(self, side + "advertise")
+            if bound is None:
+                if advertised is not None and side:
+                    # advertising a side that binds `address`: fine
+                    bound = self.address
+                else:
+                    continue
+            shown = advertised if advertised is not None else bound
+            if _unspecified(shown):
+                raise _invalid(
+                    side + "address",
+                    f"{bound!r} is a wildcard: set {side}advertise to the address to write in SDP",
+                )
+            if ipaddress.ip_address(bound).version != ipaddress.ip_address(shown).version:
+                raise _invalid(
+                    side + "advertise",
+                    f"{shown} and the bound {bound} are not of the same IP version",
+                )
+        try:
+            self.limits  # noqa: B018 -- checks the combination
+        except ValueError as e:
+            text = str(e)
+            key = text.split(" ", 1)[0]
+            raise _invalid(key if key in attrs.fields_dict(MediaConfig) else "", text) from None
+
+    # -- derived values -------------------------------------------------------
+
+    @property
+    def limits(self) -> MediaLimits:
+        """The per-call limits."""
+        return MediaLimits(
+            max_packet_rate=self.max_packet_rate,
+            packet_burst=self.packet_burst,
+            max_bandwidth=self.max_bandwidth,
+            bandwidth_burst=self.bandwidth_burst,
+            max_packet_size=self.max_packet_size,
+            idle_timeout=self.idle_timeout,
+            setup_timeout=self.setup_timeout,
+            max_duration=self.max_duration,
+            nat_learn_packets=self.nat_learn_packets,
+            nat_learn_seconds=self.nat_learn_seconds,
+        )
+
+    @property
+    def crypto_suites(self) -> tuple[CryptoSuite, ...]:
+        """L{suites} as L{CryptoSuite}s."""
+        return tuple(_suite(name) for name in self.suites)
+
+    def _side(self, side: str) -> tuple[str, str]:
+        bound = getattr(self, side + "_address")
+        advertised = getattr(self, side + "_advertise")
+        if bound is None:
+            bound = self.address
+            if advertised is None:
+                advertised = self.advertise
+        return bound, advertised if advertised is not None else bound
+
+    @property
+    def interfaces(self) -> dict[str, tuple[str, str]]:
+        """
+        The relay's interfaces: name -> (address bound, address advertised).
+        One, C{"default"}, when both sides use the same addresses; else
+        C{"internal"} and C{"external"}.
+        """
+        internal, external = self._side("internal"), self._side("external")
+        if internal == external:
+            return {"default": internal}
+        return {"internal": internal, "external": external}
+
+    def interface_for(self, external: bool) -> str:
+        """The relay interface that faces a party on that side."""
+        if len(self.interfaces) == 1:
+            return "default"
+        return "external" if external else "internal"
+
+    @property
+    def sided(self) -> bool:
+        """Whether which side a party is on changes anything."""
+        return len(self.interfaces) > 1 or self.srtp == "terminate" or self.nat == "external"
+
+    def is_external(self, host: str) -> bool:
+        """
+        Whether a party at C{host} (an IP address) is external: not in
+        L{internal}. Something that is not an IP address is on
+        L{default_side}.
+        """
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return self.default_side == "external"
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return not any(address in network for network in self.internal)
+
+    def leg_modes(
+        self, offerer_external: bool, answerer_external: bool, offer_srtp: bool
+    ) -> tuple[MediaMode, MediaMode]:
+        """
+        The modes of the offerer's leg (relay side A) and the answerer's
+        (side B), by L{srtp}:
+
+         - C{passthrough}: both L{MediaMode.PASSTHROUGH};
+         - C{rekey}: both L{MediaMode.SRTP_REKEY};
+         - C{terminate}: SRTP on a leg whose party is external, and on the
+           offerer's leg if its offer is SRTP; terminate/plain for one SRTP
+           leg, rekey for two, plain for none.
+        """
+        if self.srtp == "passthrough":
+            return MediaMode.PASSTHROUGH, MediaMode.PASSTHROUGH
+        if self.srtp == "rekey":
+            return MediaMode.SRTP_REKEY, MediaMode.SRTP_REKEY
+        a = offerer_external or offer_srtp
+        b = answerer_external
+        if a and b:
+            return MediaMode.SRTP_REKEY, MediaMode.SRTP_REKEY
+        if a:
+            return MediaMode.SRTP_TERMINATE, MediaMode.PLAIN
+        if b:
+            return MediaMode.PLAIN, MediaMode.SRTP_TERMINATE
+        return MediaMode.PLAIN, MediaMode.PLAIN
+
+    def leg_policy(self, mode: MediaMode, external: bool) -> LegPolicy:
+        """The policy of a leg in C{mode} facing a party on that side."""
+        nat = self.nat == "all" or (self.nat == "external" and external)
+        return LegPolicy(mode, self.interface_for(external), nat)
+
+    def policy(
+        self, offerer_external: bool, answerer_external: bool, offer_srtp: bool
+    ) -> RelayPolicy:
+        """The L{RelayPolicy} of a session (limits: the relay's)."""
+        a_mode, b_mode = self.leg_modes(offerer_external, answerer_external, offer_srtp)
+        return RelayPolicy(
+            self.leg_policy(a_mode, offerer_external),
+            self.leg_policy(b_mode, answerer_external),
+        )
+
+    def build_relay(
+        self, reactor: Any, *, random: Callable[[int], bytes] = os.urandom
+    ) -> MediaRelay:
+        """
+        A L{MediaRelay} on C{reactor} (C{IReactorUDP} and C{IReactorTime})
+        with one L{PortAllocator} per interface, this section's limits and
+        suites. Nothing is bound until a call needs it.
+        """
+        from sipedge.media._ports import PortAllocator
+        from sipedge.media._relay import MediaRelay
+
+        low, high = self.ports
+        allocators = {
+            name: PortAllocator(
+                reactor, low, high, "" if _unspecified(bound) else bound, advertised=advertised
+            )
+            for name, (bound, advertised) in self.interfaces.items()
+        }
+        return MediaRelay(
+            reactor, allocators, limits=self.limits, suites=self.crypto_suites, random=random
+        )
+
+
+def parse_media_config(
+    table: object, prefix: str = "media", base: MediaConfig | None = None
+) -> MediaConfig:
+    """
+    A L{MediaConfig} from a TOML table: the keys given replace those of
+    C{base} (the defaults if C{None}).
+
+    @param prefix: the dotted key of C{table}, to name in errors
+        (C{"media"}, or C{"pipeline.options.media-anchor"}).
+    @raise ConfigError: naming C{prefix.key} and the problem.
+    """
+    from sipedge.config import _InvalidValue, _suggest
+
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{prefix}: expected a table, got {_describe(table)}")
+    known = list(attrs.fields_dict(MediaConfig))
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{prefix}.{key}: unknown key" + _suggest(str(key), known))
+    try:
+        if base is None:
+            return MediaConfig(**table)
+        return attrs.evolve(base, **table)
+    except _InvalidValue as e:
+        raise ConfigError(f"{e.within(prefix).key}: {e.problem}") from None

@@ -1,0 +1,1407 @@
+# -*- test-case-name: sipedge.test.test_media_anchor -*-
+"""
+Tests for the C{media-anchor} stage (L{MediaAnchorStage}), its SDP
+helpers (L{sipedge.media._anchor_sdp}) and its plugin factory.
+
+The stage is driven directly, with L{RequestContext}s and parsed
+messages, against a real in-process L{MediaRelay} on L{FakeReactor}'s
+in-memory network. Every test ends with a leak check: no relay port
+bound, no relay session, no anchored call, no delayed call left.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from sipedge.config import DEFAULT_CONFIG
+from sipedge.error import ConfigError
+from sipedge.interfaces import IProxyObserver, IRequestStage, IResponseStage
+from sipedge.media import (
+    AES_CM_128_HMAC_SHA1_80,
+    MediaMode,
+    MediaRelay,
+    RelayAllocation,
+    SrtpContext,
+    SrtpKey,
+    build_rtp,
+)
+from sipedge.media._anchor_sdp import (
+    OriginVersions,
+    offer_of,
+    offers_srtp,
+    reject,
+    rewrite,
+)
+from sipedge.media._config import MediaConfig
+from sipedge.media._errors import MediaOfferError
+from sipedge.media._values import RelayEndpoint, StreamAllocation
+from sipedge.message import Request, Response, parse_datagram, parse_sdp
+from sipedge.pipeline import (
+    Continue,
+    Forward,
+    RequestContext,
+    Respond,
+    StageServices,
+    Target,
+    stage_factories,
+)
+from sipedge.pipeline.stages._media_anchor import MediaAnchorStage, MediaEnded
+from sipedge.plugins import sipedge_media_stages
+from sipedge.proxy import LocalIdentity
+from sipedge.store import Binding, MemoryLocationStore
+from sipedge.test.test_media_srtp import counting_random
+from sipedge.testing import FakeReactor
+from sipedge.transaction import make_response
+from sipedge.transport._flow import Flow
+
+RELAY = "203.0.113.1"
+PROXY = "203.0.113.2"
+A_HOST = "192.0.2.10"
+B_HOST = "198.51.100.20"
+INSIDE_HOST = "10.0.0.20"
+CALL_ID = "call-1@192.0.2.10"
+A_TAG = "alice-tag"
+B_TAG = "bob-tag"
+
+A_UDP = Flow("UDP", PROXY, 5060, A_HOST, 5060)
+A_TLS = Flow("TLS", PROXY, 5061, A_HOST, 40001)
+B_UDP = Flow("UDP", PROXY, 5060, B_HOST, 5060)
+
+CONFIG = MediaConfig(
+    anchor=True,
+    address=RELAY,
+    ports="20000-20039",
+    idle_timeout=30,
+    setup_timeout=120,
+    max_duration=3600,
+    max_packet_rate=0,
+    max_bandwidth=0,
+)
+
+KEY_A = "inline:ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CB"  # not what counting_random makes
+
+
+def sdp_a(
+    port: int = 4000,
+    host: str = A_HOST,
+    version: int = 5,
+    proto: str = "RTP/AVP",
+    extra: str = "",
+    session: str = "",
+) -> bytes:
+    """Alice's description."""
+    family = "IP6" if ":" in host else "IP4"
+    return (
+        "v=0\r\n"
+        f"o=alice 2890844526 {version} IN {family} {host}\r\n"
+        "s=-\r\n"
+        f"c=IN {family} {host}\r\n"
+        "t=0 0\r\n"
+        f"{session}"
+        f"m=audio {port} {proto} 0 8\r\n"
+        "a=rtpmap:0 PCMU/8000\r\n"
+        "a=rtpmap:8 PCMA/8000\r\n"
+        f"{extra}"
+    ).encode()
+
+
+def sdp_b(
+    port: int = 5000,
+    host: str = B_HOST,
+    version: int = 7,
+    proto: str = "RTP/AVP",
+    extra: str = "",
+) -> bytes:
+    """Bob's description."""
+    family = "IP6" if ":" in host else "IP4"
+    return (
+        "v=0\r\n"
+        f"o=bob 2808844564 {version} IN {family} {host}\r\n"
+        "s=-\r\n"
+        f"c=IN {family} {host}\r\n"
+        "t=0 0\r\n"
+        f"m=audio {port} {proto} 0\r\n"
+        "a=rtpmap:0 PCMU/8000\r\n"
+        f"{extra}"
+    ).encode()
+
+
+def request(
+    method: str,
+    body: bytes = b"",
+    *,
+    cseq: int = 1,
+    caller: bool = True,
+    to_tag: str | None = None,
+    uri: str = f"sip:bob@{B_HOST}",
+    call_id: str = CALL_ID,
+    content_type: str = "application/sdp",
+    from_tag: str | None = None,
+) -> Request:
+    """
+    A request of the call: from Alice (C{caller}, tags as given) or from
+    Bob (in the dialog: From Bob's tag, To Alice's).
+    """
+    if caller:
+        from_ = f"<sip:alice@example.com>;tag={from_tag or A_TAG}"
+        to = "<sip:bob@example.com>" + (f";tag={to_tag}" if to_tag else "")
+        via = f"{A_HOST}:5060"
+    else:
+        from_ = f"<sip:bob@example.com>;tag={from_tag or B_TAG}"
+        to = f"<sip:alice@example.com>;tag={A_TAG}"
+        via = f"{B_HOST}:5060"
+        if uri == f"sip:bob@{B_HOST}":
+            uri = f"sip:alice@{A_HOST}"
+    lines = [
+        f"{method} {uri} SIP/2.0",
+        f"Via: SIP/2.0/UDP {via};branch=z9hG4bK-{method.lower()}-{cseq}",
+        "Max-Forwards: 70",
+        f"From: {from_}",
+        f"To: {to}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}",
+    ]
+    if body:
+        lines.append(f"Content-Type: {content_type}")
+    lines += [f"Content-Length: {len(body)}", "", ""]
+    message = parse_datagram("\r\n".join(lines).encode() + body)
+    assert isinstance(message, Request)
+    return message
+
+
+def response(to: Request, status: int, body: bytes = b"", to_tag: str = B_TAG) -> Response:
+    """A response to C{to}, with C{body} as SDP."""
+    made = make_response(to, status, to_tag=to_tag)
+    if body:
+        made = made.with_body(body, "application/sdp")
+    return made
+
+
+def rtp(sequence: int) -> bytes:
+    return build_rtp(
+        payload_type=0,
+        sequence=sequence,
+        timestamp=160 * sequence,
+        ssrc=0xA11CE,
+        payload=bytes(160),
+    )
+
+
+class Endpoint(DatagramProtocol):
+    """A party's media socket: records what it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, Any]] = []
+        self.socket: Any = None
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.received.append((data, addr))
+
+
+class AnchorTestCase(SynchronousTestCase):
+    """A relay on a fake network, and the stage driving it."""
+
+    config = CONFIG
+
+    def setUp(self) -> None:
+        self.reactor = FakeReactor()
+        self.network = self.reactor.network
+        self.ended: list[MediaEnded] = []
+        self.relay = self.config.build_relay(self.reactor, random=counting_random(1))
+        self.stage = MediaAnchorStage(self.relay, self.config, on_media_ended=self.ended.append)
+        self.addCleanup(self.leak_check)
+
+    def leak_check(self) -> None:
+        """Nothing is left: ports, relay sessions, anchored calls, timers."""
+        self.assertEqual(self.relay.open_ports(), [])
+        self.assertEqual(self.relay.session_keys, ())
+        self.assertEqual(self.stage.calls, ())
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    # -- driving ---------------------------------------------------------------
+
+    def send(self, message: Request, flow: Flow = A_UDP, services: Any = None) -> RequestContext:
+        """Run the request side; the context must continue."""
+        context = RequestContext(message, flow, services)
+        result = self.stage.process_request(context)
+        self.assertEqual(result, Continue())
+        return context
+
+    def refuse(self, message: Request, flow: Flow = A_UDP) -> Respond:
+        """Run the request side; the context must be answered."""
+        context = RequestContext(message, flow)
+        result = self.stage.process_request(context)
+        self.assertIsInstance(result, Respond)
+        assert isinstance(result, Respond)
+        self.stage.request_decided(context, result)
+        return result
+
+    def back(self, context: RequestContext | None, message: Response) -> Response:
+        """Run the response side."""
+        out = self.stage.process_response(context, message)
+        self.assertIsNotNone(out)
+        return out
+
+    def call(self, offer: bytes | None = None, answer: bytes | None = None) -> tuple[Any, ...]:
+        """
+        Set up a call: INVITE with C{offer}, 200 with C{answer}, ACK.
+        Returns the INVITE's context and what each party received.
+        """
+        invite = request("INVITE", sdp_a() if offer is None else offer)
+        context = self.send(invite)
+        ok = self.back(context, response(invite, 200, sdp_b() if answer is None else answer))
+        self.send(request("ACK", cseq=1, to_tag=B_TAG))
+        return context, context.request.body, ok.body
+
+    def hang_up(self, caller: bool = True, cseq: int = 2) -> None:
+        """BYE in the anchored dialog."""
+        bye = request("BYE", cseq=cseq, caller=caller, to_tag=B_TAG if caller else None)
+        self.send(bye, A_UDP if caller else B_UDP)
+
+    def endpoint(self, host: str, port: int) -> Endpoint:
+        protocol = Endpoint()
+        protocol.socket = self.network.bind(host, port, protocol)
+        self.addCleanup(protocol.socket.stopListening)
+        return protocol
+
+    def relays_media(self, offer_port: int, answer_port: int, host: str = RELAY) -> None:
+        """
+        Media from Alice (at 4000) sent where her answer says reaches Bob
+        at 5000, and Bob's, sent where his offer says, reaches Alice.
+        """
+        alice = self.endpoint(A_HOST, 4000)
+        bob = self.endpoint(B_HOST, 5000)
+        alice.socket.write(rtp(1), (host, answer_port))
+        self.network.flush()
+        bob.socket.write(rtp(2), (host, offer_port))
+        self.network.flush()
+        self.assertEqual([d for d, _ in bob.received], [rtp(1)])
+        self.assertEqual([d for d, _ in alice.received], [rtp(2)])
+        self.assertEqual(bob.received[0][1], (host, offer_port))
+        self.assertEqual(alice.received[0][1], (host, answer_port))
+
+
+class InterfaceTests(AnchorTestCase):
+    """The stage's interfaces."""
+
+    def test_provides(self) -> None:
+        """The stage is a request stage, a response stage and a proxy observer."""
+        self.assertTrue(verifyObject(IRequestStage, self.stage))
+        self.assertTrue(verifyObject(IResponseStage, self.stage))
+        self.assertTrue(verifyObject(IProxyObserver, self.stage))
+        self.assertEqual(self.stage.name, "media-anchor")
+
+    def test_other_methods(self) -> None:
+        """OPTIONS, REGISTER, MESSAGE (even with a body) pass untouched."""
+        for method in ("OPTIONS", "REGISTER", "MESSAGE", "INFO"):
+            message = request(method, sdp_a())
+            context = self.send(message)
+            self.assertIs(context.request, message)
+        self.assertEqual(self.relay.open_ports(), [])
+
+    def test_unknown_call_response(self) -> None:
+        """A response of a call the stage does not know passes unchanged."""
+        invite = request("INVITE", sdp_a())
+        ok = response(invite, 200, sdp_b())
+        self.assertIs(self.stage.process_response(None, ok), ok)
+
+
+class OfferAnswerTests(AnchorTestCase):
+    """The basic call: offer in the INVITE, answer in the 200, BYE."""
+
+    def test_offer_in_invite(self) -> None:
+        """
+        The INVITE's SDP goes on with the relay's B side: c= (session and
+        media level) the relay's address, m= its port, o= version one
+        more; every other line as it was. The relay expects Alice's media
+        from her address.
+        """
+        context = self.send(request("INVITE", sdp_a()))
+        self.assertEqual(
+            context.request.body,
+            b"v=0\r\n"
+            b"o=alice 2890844526 6 IN IP4 192.0.2.10\r\n"
+            b"s=-\r\n"
+            b"c=IN IP4 203.0.113.1\r\n"
+            b"t=0 0\r\n"
+            b"m=audio 20002 RTP/AVP 0 8\r\n"
+            b"a=rtpmap:0 PCMU/8000\r\n"
+            b"a=rtpmap:8 PCMA/8000\r\n",
+        )
+        self.assertEqual(context.request.content_type, "application/sdp")
+        key = f"{CALL_ID};{A_TAG}"
+        self.assertEqual(self.relay.session_keys, (key,))
+        self.assertEqual(self.stage.calls, (key,))
+        session: Any = self.relay.session(key)
+        self.assertEqual(session.streams[0].a.rtp.remote, (A_HOST, 4000))
+        self.back(context, response(context.original, 486))
+
+    def test_answer_in_200(self) -> None:
+        """
+        The 200's SDP goes back with the relay's A side; media then flows
+        through the relay both ways; the caller's BYE releases every port.
+        """
+        _, _, answer = self.call()
+        self.assertEqual(
+            answer,
+            b"v=0\r\n"
+            b"o=bob 2808844564 8 IN IP4 198.51.100.20\r\n"
+            b"s=-\r\n"
+            b"c=IN IP4 203.0.113.1\r\n"
+            b"t=0 0\r\n"
+            b"m=audio 20000 RTP/AVP 0\r\n"
+            b"a=rtpmap:0 PCMU/8000\r\n",
+        )
+        self.relays_media(offer_port=20002, answer_port=20000)
+        self.hang_up()
+        self.assertEqual(self.ended, [])
+
+    def test_bye_from_callee(self) -> None:
+        """Bob's BYE (From his tag, To Alice's) releases the call too."""
+        self.call()
+        self.assertNotEqual(self.relay.open_ports(), [])
+        self.hang_up(caller=False)
+
+    def test_answer_in_183_then_200(self) -> None:
+        """
+        The answer in a 183 (early media) updates the relay and goes back
+        rewritten; the same answer in the 200 goes back with the same
+        bytes (the o= version unchanged: nothing changed).
+        """
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        early = self.back(context, response(invite, 183, sdp_b()))
+        self.assertIn(b"m=audio 20000 RTP/AVP 0\r\n", early.body)
+        self.assertIn(b"o=bob 2808844564 8 ", early.body)
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.state, "answered")
+        ok = self.back(context, response(invite, 200, sdp_b()))
+        self.assertEqual(ok.body, early.body)
+        self.send(request("ACK", to_tag=B_TAG))
+        self.hang_up()
+
+    def test_changed_answer_in_200(self) -> None:
+        """
+        A 200 whose answer differs from the 183's updates the relay again;
+        what Alice gets is the same (the relay's ports did not change), so
+        is its o= version.
+        """
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        early = self.back(context, response(invite, 183, sdp_b()))
+        ok = self.back(context, response(invite, 200, sdp_b(port=5002, version=8)))
+        self.assertEqual(ok.body, early.body)
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.streams[0].b.rtp.remote, (B_HOST, 5002))
+        self.hang_up()
+
+    def test_180_without_sdp(self) -> None:
+        """A 180 without a body passes as it is."""
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        ringing = response(invite, 180)
+        self.assertIs(self.back(context, ringing), ringing)
+        self.back(context, response(invite, 487))
+
+    def test_stray_2xx_retransmission(self) -> None:
+        """
+        A retransmitted 200 forwarded statelessly (no context) gets the
+        very bytes the first one got; so does the ACK it causes.
+        """
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        ok = response(invite, 200, sdp_b())
+        first = self.back(context, ok)
+        self.send(request("ACK", to_tag=B_TAG))
+        again = self.back(None, ok)
+        self.assertEqual(again.body, first.body)
+        self.hang_up()
+
+    def test_session_key(self) -> None:
+        """
+        The relay session is named Call-ID;from-tag, and the call is found
+        from either party's requests.
+        """
+        context = self.send(request("INVITE", sdp_a()))
+        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG}",))
+        self.back(context, response(context.original, 200, sdp_b()))
+        bye = request("BYE", cseq=1, caller=False)
+        self.send(bye, B_UDP)
+        self.assertEqual(self.relay.session_keys, ())
+
+    def test_two_calls(self) -> None:
+        """Two calls have their own sessions and ports."""
+        first = self.send(request("INVITE", sdp_a()))
+        second = self.send(request("INVITE", sdp_a(port=4100), call_id="call-2"))
+        self.assertIn(b"m=audio 20002 ", first.request.body)
+        self.assertIn(b"m=audio 20006 ", second.request.body)
+        self.assertEqual(len(self.relay.session_keys), 2)
+        self.back(first, response(first.original, 486))
+        self.back(second, response(second.original, 603))
+
+
+class CallEndTests(AnchorTestCase):
+    """Every way a call ends releases its ports."""
+
+    def test_failure_final(self) -> None:
+        """A final failure to the initial INVITE releases its session."""
+        for status in (404, 486, 488, 500, 503, 603):
+            context = self.send(request("INVITE", sdp_a(), call_id=f"c-{status}"))
+            self.assertNotEqual(self.relay.open_ports(), [])
+            self.back(context, response(context.original, status))
+            self.assertEqual(self.relay.open_ports(), [], status)
+            self.assertEqual(self.stage.calls, ())
+
+    def test_487_after_cancel(self) -> None:
+        """The 487 the proxy relays after a CANCEL releases the session."""
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        self.back(context, response(invite, 180))
+        self.back(context, response(invite, 183, sdp_b()))
+        self.back(context, response(invite, 487))
+
+    def test_timeout(self) -> None:
+        """The 408 the proxy makes up for a timeout releases the session."""
+        context = self.send(request("INVITE", sdp_a()))
+        self.back(context, response(context.original, 408))
+
+    def test_later_stage_answers(self) -> None:
+        """
+        A stage after this one answers the INVITE (404 from location):
+        told as an observer, the stage releases the session at once.
+        """
+        context = self.send(request("INVITE", sdp_a()))
+        self.assertNotEqual(self.relay.open_ports(), [])
+        self.stage.request_decided(context, Respond(404))
+        self.assertEqual(self.relay.open_ports(), [])
+
+    def test_forwarded_decision(self) -> None:
+        """Forwarding changes nothing."""
+        context = self.send(request("INVITE", sdp_a()))
+        self.stage.request_decided(context, Forward([Target(f"sip:bob@{B_HOST}")]))
+        self.assertEqual(len(self.relay.session_keys), 1)
+        self.back(context, response(context.original, 480))
+
+    def test_later_stage_answers_offerless(self) -> None:
+        """An INVITE without SDP answered by a later stage is forgotten."""
+        context = self.send(request("INVITE"))
+        self.assertEqual(len(self.stage.calls), 1)
+        self.stage.request_decided(context, Respond(403))
+
+    def test_idle(self) -> None:
+        """
+        No media for the idle timeout: the relay ends the session, the
+        stage forgets the call and tells C{on_media_ended} (so that the
+        proxy can send BYE); the BYE that follows finds nothing to do.
+        """
+        self.call()
+        self.reactor.advance(31)
+        self.assertEqual(len(self.ended), 1)
+        ended = self.ended[0]
+        self.assertEqual(
+            (ended.call_id, ended.caller_tag, ended.callee_tag, ended.reason),
+            (CALL_ID, A_TAG, B_TAG, "idle"),
+        )
+        self.assertEqual(self.relay.open_ports(), [])
+        self.hang_up()
+
+    def test_setup_timeout(self) -> None:
+        """
+        No answer within the setup timeout: the relay ends the session; a
+        200 that comes later has its streams rejected (nothing of Bob's
+        leaks to Alice); the BYE ends the call.
+        """
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        self.reactor.advance(121)
+        self.assertEqual(self.relay.open_ports(), [])
+        self.assertEqual(self.ended, [])
+        ok = self.back(context, response(invite, 200, sdp_b()))
+        self.assertIn(b"m=audio 0 RTP/AVP 0\r\n", ok.body)
+        self.assertIn(b"c=IN IP4 0.0.0.0\r\n", ok.body)
+        self.assertNotIn(B_HOST.encode(), ok.body.split(b"\r\n", 2)[2])
+        self.hang_up()
+
+    def test_relay_closed(self) -> None:
+        """Closing the relay ends every call, each told as ended (closed)."""
+        self.call()
+        self.relay.close()
+        self.assertEqual([e.reason for e in self.ended], ["closed"])
+        self.assertEqual(self.stage.calls, ())
+
+    def test_early_bye_ignored(self) -> None:
+        """
+        A BYE before any 2xx (an early dialog) leaves the session: the
+        INVITE's final response ends the call.
+        """
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        self.back(context, response(invite, 183, sdp_b()))
+        self.send(request("BYE", cseq=2, to_tag=B_TAG))
+        self.assertEqual(len(self.relay.session_keys), 1)
+        self.back(context, response(invite, 487))
+
+    def test_new_initial_invite(self) -> None:
+        """
+        A new INVITE with the same Call-ID and tag (the retry after a 407
+        whose end went unseen) starts the call afresh.
+        """
+        self.send(request("INVITE", sdp_a()))
+        context = self.send(request("INVITE", sdp_a(), cseq=2))
+        self.assertEqual(len(self.relay.session_keys), 1)
+        self.back(context, response(context.original, 486))
+
+
+class LateOfferTests(AnchorTestCase):
+    """An INVITE without SDP: the offer in the 2xx, the answer in the ACK."""
+
+    def test_late_offer(self) -> None:
+        """
+        The INVITE goes on unchanged; Bob's offer in the 200 opens the
+        session (Bob is side A) and reaches Alice with the relay's B side;
+        Alice's answer in the ACK reaches Bob with the A side; media
+        flows; Bob's BYE releases everything.
+        """
+        invite = request("INVITE")
+        context = self.send(invite)
+        self.assertIs(context.request, invite)
+        self.assertEqual(self.relay.open_ports(), [])
+        ok = self.back(context, response(invite, 200, sdp_b()))
+        self.assertEqual(
+            ok.body,
+            b"v=0\r\n"
+            b"o=bob 2808844564 8 IN IP4 198.51.100.20\r\n"
+            b"s=-\r\n"
+            b"c=IN IP4 203.0.113.1\r\n"
+            b"t=0 0\r\n"
+            b"m=audio 20002 RTP/AVP 0\r\n"
+            b"a=rtpmap:0 PCMU/8000\r\n",
+        )
+        ack = self.send(request("ACK", sdp_a(), to_tag=B_TAG))
+        self.assertEqual(
+            ack.request.body,
+            b"v=0\r\n"
+            b"o=alice 2890844526 6 IN IP4 192.0.2.10\r\n"
+            b"s=-\r\n"
+            b"c=IN IP4 203.0.113.1\r\n"
+            b"t=0 0\r\n"
+            b"m=audio 20000 RTP/AVP 0 8\r\n"
+            b"a=rtpmap:0 PCMU/8000\r\n"
+            b"a=rtpmap:8 PCMA/8000\r\n",
+        )
+        # Alice sends where Bob's offer (as she got it) says: 20002;
+        # Bob where Alice's answer (as he got it) says: 20000.
+        self.relays_media(offer_port=20000, answer_port=20002)
+        again = self.send(request("ACK", sdp_a(), to_tag=B_TAG))
+        self.assertEqual(again.request.body, ack.request.body)
+        self.hang_up(caller=False)
+
+    def test_late_offer_failure(self) -> None:
+        """An INVITE without SDP that fails leaves nothing."""
+        context = self.send(request("INVITE"))
+        self.back(context, response(context.original, 486))
+
+    def test_ack_without_answer(self) -> None:
+        """An ACK that does not answer the 200's offer releases its session."""
+        invite = request("INVITE")
+        context = self.send(invite)
+        self.back(context, response(invite, 200, sdp_b()))
+        self.send(request("ACK", to_tag=B_TAG))
+        self.assertEqual(self.relay.open_ports(), [])
+        self.hang_up()
+
+    def test_offer_in_reliable_183(self) -> None:
+        """
+        The offer in a reliable 183 (RFC 3262), the answer in the PRACK;
+        the 200 repeating the offer gets the same bytes.
+        """
+        invite = request("INVITE")
+        context = self.send(invite)
+        early = self.back(context, response(invite, 183, sdp_b()))
+        self.assertIn(b"m=audio 20002 ", early.body)
+        prack = self.send(request("PRACK", sdp_a(), cseq=2, to_tag=B_TAG))
+        self.assertIn(b"m=audio 20000 ", prack.request.body)
+        self.back(prack, response(prack.original, 200))
+        ok = self.back(context, response(invite, 200, sdp_b()))
+        self.assertEqual(ok.body, early.body)
+        self.send(request("ACK", to_tag=B_TAG))
+        self.assertEqual(len(self.relay.session_keys), 1)
+        self.hang_up(cseq=3)
+
+
+class NewOfferTests(AnchorTestCase):
+    """re-INVITE and UPDATE: a new offer in the call."""
+
+    def test_reinvite_from_callee(self) -> None:
+        """
+        Bob's re-INVITE with a new address opens a second session (Bob is
+        its side A); the first one carries media until the 200, which
+        releases it. Each party's o= version goes on from what it got.
+        """
+        self.call()
+        first = f"{CALL_ID};{A_TAG}"
+        reinvite = request("INVITE", sdp_b(port=5010, version=8), cseq=1, caller=False)
+        context = self.send(reinvite, B_UDP)
+        self.assertEqual(
+            context.request.body,
+            b"v=0\r\n"
+            b"o=bob 2808844564 9 IN IP4 198.51.100.20\r\n"
+            b"s=-\r\n"
+            b"c=IN IP4 203.0.113.1\r\n"
+            b"t=0 0\r\n"
+            b"m=audio 20006 RTP/AVP 0\r\n"
+            b"a=rtpmap:0 PCMU/8000\r\n",
+        )
+        second = f"{CALL_ID};{A_TAG};1"
+        self.assertEqual(self.relay.session_keys, (first, second))
+        ok = self.back(context, response(reinvite, 200, sdp_a(version=6)))
+        self.assertIn(b"o=alice 2890844526 7 ", ok.body)
+        self.assertIn(b"m=audio 20004 ", ok.body)
+        self.assertEqual(self.relay.session_keys, (second,))
+        self.send(request("ACK", cseq=1, caller=False), B_UDP)
+        self.hang_up()
+
+    def test_reinvite_same_sdp(self) -> None:
+        """
+        A session refresh (re-INVITE with the party's SDP unchanged) still
+        gets the new session's ports, so the o= version goes up.
+        """
+        _, offer, _ = self.call()
+        context = self.send(request("INVITE", sdp_a(), cseq=2, to_tag=B_TAG))
+        self.assertIn(b"o=alice 2890844526 7 ", context.request.body)
+        self.assertNotEqual(context.request.body, offer)
+        self.back(context, response(context.original, 200, sdp_b()))
+        self.hang_up(cseq=3)
+
+    def test_reinvite_refused(self) -> None:
+        """
+        A re-INVITE refused (488): the new session is released, the call
+        goes on on the old one.
+        """
+        self.call()
+        first = f"{CALL_ID};{A_TAG}"
+        context = self.send(request("INVITE", sdp_a(port=4010), cseq=2, to_tag=B_TAG))
+        self.assertEqual(len(self.relay.session_keys), 2)
+        self.back(context, response(context.original, 488))
+        self.assertEqual(self.relay.session_keys, (first,))
+        self.assertEqual(self.stage.calls, (first,))
+        self.hang_up(cseq=3)
+
+    def test_reinvite_481(self) -> None:
+        """A 481 to a re-INVITE (the dialog is gone) ends the call."""
+        self.call()
+        context = self.send(request("INVITE", sdp_a(port=4010), cseq=2, to_tag=B_TAG))
+        self.back(context, response(context.original, 481))
+
+    def test_reinvite_without_sdp(self) -> None:
+        """
+        A re-INVITE without SDP: the offer in the 200 (Bob as side A of a
+        new session), the answer in the ACK; then the old session goes.
+        """
+        self.call()
+        reinvite = request("INVITE", cseq=2, to_tag=B_TAG)
+        context = self.send(reinvite)
+        self.assertIs(context.request, reinvite)
+        ok = self.back(context, response(reinvite, 200, sdp_b(version=8)))
+        self.assertIn(b"m=audio 20006 ", ok.body)
+        self.assertEqual(len(self.relay.session_keys), 2)
+        ack = self.send(request("ACK", sdp_a(version=6), cseq=2, to_tag=B_TAG))
+        self.assertIn(b"m=audio 20004 ", ack.request.body)
+        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG};1",))
+        self.hang_up(cseq=3)
+
+    def test_update(self) -> None:
+        """An UPDATE's offer, answered in its 200, moves the call to a new session."""
+        self.call()
+        update = request("UPDATE", sdp_a(port=4020, version=6), cseq=2, to_tag=B_TAG)
+        context = self.send(update)
+        self.assertIn(b"m=audio 20006 ", context.request.body)
+        ok = self.back(context, response(update, 200, sdp_b(version=8)))
+        self.assertIn(b"m=audio 20004 ", ok.body)
+        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG};1",))
+        self.hang_up(cseq=3)
+
+    def test_2xx_without_answer(self) -> None:
+        """
+        A 200 to a re-INVITE that carries no answer: that exchange failed,
+        its session is released, the call stays on the old one and a new
+        offer is not refused as glare.
+        """
+        self.call()
+        context = self.send(request("INVITE", sdp_a(port=4010), cseq=2, to_tag=B_TAG))
+        self.back(context, response(context.original, 200))
+        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG}",))
+        update = self.send(request("UPDATE", sdp_a(port=4012), cseq=3, to_tag=B_TAG))
+        self.back(update, response(update.original, 200, sdp_b(version=8)))
+        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG};2",))
+        self.hang_up(cseq=4)
+
+    def test_offerless_2xx_without_offer(self) -> None:
+        """A 200 to an INVITE without SDP that has no offer either: no media."""
+        invite = request("INVITE")
+        context = self.send(invite)
+        self.back(context, response(invite, 200))
+        self.send(request("ACK", to_tag=B_TAG))
+        self.assertEqual(self.relay.open_ports(), [])
+        self.hang_up()
+
+    def test_update_refused(self) -> None:
+        """An UPDATE answered 500 leaves the call on its session."""
+        self.call()
+        context = self.send(request("UPDATE", sdp_a(port=4020), cseq=2, to_tag=B_TAG))
+        self.back(context, response(context.original, 500))
+        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG}",))
+        self.hang_up(cseq=3)
+
+    def test_update_in_early_dialog(self) -> None:
+        """
+        An UPDATE after the answer in a 183: the INVITE's exchange becomes
+        the current one, the UPDATE's replaces it when answered.
+        """
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        self.back(context, response(invite, 183, sdp_b()))
+        update = request("UPDATE", sdp_a(version=6), cseq=2, to_tag=B_TAG)
+        updated = self.send(update)
+        self.back(updated, response(update, 200, sdp_b(version=8)))
+        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG};1",))
+        ok = self.back(context, response(invite, 200))
+        self.assertIsNone(ok.body or None)
+        self.hang_up(cseq=3)
+
+    def test_glare(self) -> None:
+        """A new offer while one is outstanding is answered 491."""
+        context = self.send(request("INVITE", sdp_a()))
+        result = self.refuse(request("UPDATE", sdp_a(), cseq=2, to_tag=B_TAG))
+        self.assertEqual(result.status, 491)
+        self.back(context, response(context.original, 486))
+
+    def test_hold(self) -> None:
+        """
+        Hold (sendonly with c=0.0.0.0, RFC 3264 8.4) passes through: the
+        direction as it was, the unspecified address kept, the relay still
+        anchoring (ports in m=); the answer (recvonly) comes back through
+        the relay. Resuming works the same way.
+        """
+        self.call()
+        hold = sdp_a(host="0.0.0.0", version=6, extra="a=sendonly\r\n").replace(
+            b"o=alice 2890844526 6 IN IP4 0.0.0.0", b"o=alice 2890844526 6 IN IP4 192.0.2.10"
+        )
+        context = self.send(request("INVITE", hold, cseq=2, to_tag=B_TAG))
+        body = context.request.body
+        self.assertIn(b"c=IN IP4 0.0.0.0\r\n", body)
+        self.assertIn(b"m=audio 20006 RTP/AVP 0 8\r\n", body)
+        self.assertTrue(body.endswith(b"a=sendonly\r\n"))
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG};1")
+        self.assertIsNone(session.streams[0].a.rtp.remote)
+        ok = self.back(context, response(context.original, 200, sdp_b(extra="a=recvonly\r\n")))
+        self.assertIn(b"c=IN IP4 203.0.113.1\r\n", ok.body)
+        self.assertTrue(ok.body.endswith(b"a=recvonly\r\n"))
+        resume = self.send(request("INVITE", sdp_a(version=7), cseq=3, to_tag=B_TAG))
+        self.assertIn(b"c=IN IP4 203.0.113.1\r\n", resume.request.body)
+        self.back(resume, response(resume.original, 200, sdp_b(version=8)))
+        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG};2",))
+        self.hang_up(cseq=4)
+
+    def test_hold_inactive(self) -> None:
+        """a=inactive passes through unchanged, the relay anchoring."""
+        self.call()
+        context = self.send(
+            request("INVITE", sdp_a(version=6, extra="a=inactive\r\n"), cseq=2, to_tag=B_TAG)
+        )
+        self.assertTrue(context.request.body.endswith(b"a=inactive\r\n"))
+        self.assertIn(b"c=IN IP4 203.0.113.1\r\n", context.request.body)
+        self.back(context, response(context.original, 200, sdp_b(extra="a=inactive\r\n")))
+        self.hang_up(cseq=3)
+
+
+class ForkTests(AnchorTestCase):
+    """Several dialogs from one INVITE."""
+
+    def test_second_2xx(self) -> None:
+        """
+        A 2xx from another fork after the first: its SDP goes on with every
+        stream rejected and no address of its own (the caller will BYE
+        it); that BYE leaves the anchored call alone.
+        """
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        self.back(context, response(invite, 200, sdp_b()))
+        other = self.back(
+            None, response(invite, 200, sdp_b(host="198.51.100.99"), to_tag="carol-tag")
+        )
+        self.assertIn(b"m=audio 0 RTP/AVP 0\r\n", other.body)
+        self.assertIn(b"c=IN IP4 0.0.0.0\r\n", other.body)
+        self.send(request("BYE", cseq=2, to_tag="carol-tag"))
+        self.assertEqual(len(self.relay.session_keys), 1)
+        self.hang_up(cseq=3)
+
+    def test_early_dialogs(self) -> None:
+        """Answers in 183s of two forks: the last one is where media goes."""
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        self.back(context, response(invite, 183, sdp_b(), to_tag="b1"))
+        self.back(context, response(invite, 183, sdp_b(host="198.51.100.99"), to_tag="b2"))
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.streams[0].b.rtp.remote, ("198.51.100.99", 5000))
+        self.back(context, response(invite, 200, sdp_b(), to_tag="b1"))
+        self.assertEqual(session.streams[0].b.rtp.remote, (B_HOST, 5000))
+        self.send(request("BYE", cseq=2, to_tag="b1"))
+
+
+class SdpShapeTests(AnchorTestCase):
+    """What the rewriting does to each kind of line."""
+
+    def test_rtcp_mux(self) -> None:
+        """
+        Alice offers a=rtcp-mux: Bob gets it with the relay's fallback
+        RTCP port (RFC 5761 5.1.1); Alice's answer keeps mux and no
+        a=rtcp (her side is the even port alone).
+        """
+        context = self.send(request("INVITE", sdp_a(extra="a=rtcp-mux\r\n")))
+        self.assertTrue(
+            context.request.body.endswith(
+                b"m=audio 20002 RTP/AVP 0 8\r\n"
+                b"a=rtpmap:0 PCMU/8000\r\n"
+                b"a=rtpmap:8 PCMA/8000\r\n"
+                b"a=rtcp-mux\r\n"
+                b"a=rtcp:20003\r\n"
+            ),
+            context.request.body,
+        )
+        ok = self.back(context, response(context.original, 200, sdp_b(extra="a=rtcp-mux\r\n")))
+        self.assertIn(b"m=audio 20000 RTP/AVP 0\r\n", ok.body)
+        self.assertIn(b"a=rtcp-mux\r\n", ok.body)
+        self.assertNotIn(b"a=rtcp:", ok.body)
+        self.back(context, response(context.original, 200, sdp_b(extra="a=rtcp-mux\r\n")))
+        self.hang_up()
+
+    def test_rtcp_attribute(self) -> None:
+        """
+        An a=rtcp (RFC 3605) is honoured (the relay expects RTCP there) and
+        rewritten to the relay's RTCP port, without an address.
+        """
+        context = self.send(request("INVITE", sdp_a(extra="a=rtcp:4011 IN IP4 192.0.2.10\r\n")))
+        self.assertTrue(context.request.body.endswith(b"a=rtcp:20003\r\n"))
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.streams[0].a.rtcp.remote, (A_HOST, 4011))
+        self.back(context, response(context.original, 603))
+
+    def test_media_level_connection(self) -> None:
+        """c= at media level only is rewritten at media level."""
+        body = (
+            sdp_a()
+            .replace(b"c=IN IP4 192.0.2.10\r\n", b"")
+            .replace(
+                b"m=audio 4000 RTP/AVP 0 8\r\n",
+                b"m=audio 4000 RTP/AVP 0 8\r\nc=IN IP4 192.0.2.10\r\n",
+            )
+        )
+        context = self.send(request("INVITE", body))
+        self.assertIn(
+            b"m=audio 20002 RTP/AVP 0 8\r\nc=IN IP4 203.0.113.1\r\n", context.request.body
+        )
+        self.assertEqual(context.request.body.count(b"c="), 1)
+        self.back(context, response(context.original, 486))
+
+    def test_non_rtp_stream(self) -> None:
+        """
+        A stream the relay cannot carry (T.38 udptl) goes to Bob rejected
+        (port 0); a video stream is relayed with its own ports.
+        """
+        extra = "m=video 4002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=image 4004 udptl t38\r\n"
+        context = self.send(request("INVITE", sdp_a() + extra.encode()))
+        body = context.request.body
+        self.assertIn(b"m=audio 20002 RTP/AVP 0 8\r\n", body)
+        self.assertIn(b"m=video 20006 RTP/AVP 96\r\n", body)
+        self.assertIn(b"m=image 0 udptl t38\r\n", body)
+        answer = (
+            sdp_b()
+            + b"m=video 5002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=image 0 udptl t38\r\n"
+        )
+        ok = self.back(context, response(context.original, 200, answer))
+        self.assertIn(b"m=video 20004 RTP/AVP 96\r\n", ok.body)
+        self.assertIn(b"m=image 0 udptl t38\r\n", ok.body)
+        self.hang_up()
+
+    def test_ice_removed(self) -> None:
+        """ICE candidates and credentials are removed (media goes via the relay)."""
+        extra = (
+            "a=ice-ufrag:F7gI\r\n"
+            "a=ice-pwd:x9cml/YzichV2+XlhiMu8g\r\n"
+            "a=candidate:1 1 UDP 2130706431 192.0.2.10 4000 typ host\r\n"
+        )
+        context = self.send(request("INVITE", sdp_a(extra=extra, session="a=ice-lite\r\n")))
+        self.assertNotIn(b"a=ice-", context.request.body)
+        self.assertNotIn(b"a=candidate", context.request.body)
+        self.back(context, response(context.original, 486))
+
+    def test_ipv6(self) -> None:
+        """An IPv6 description on an IPv6 relay: c=IN IP6 with the relay's address."""
+        self.stage.close()
+        self.relay.close()
+        config = attrs.evolve(self.config, address="2001:db8::1")
+        self.relay = config.build_relay(self.reactor, random=counting_random(1))
+        self.stage = MediaAnchorStage(self.relay, config)
+        context = self.send(request("INVITE", sdp_a(host="2001:db8::a")))
+        self.assertIn(b"c=IN IP6 2001:db8::1\r\n", context.request.body)
+        self.assertIn(b"o=alice 2890844526 6 IN IP6 2001:db8::a\r\n", context.request.body)
+        ok = self.back(context, response(context.original, 200, sdp_b(host="2001:db8::b")))
+        self.assertIn(b"c=IN IP6 2001:db8::1\r\nt=0 0\r\nm=audio 20000 ", ok.body)
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.streams[0].b.rtp.remote, ("2001:db8::b", 5000))
+        self.hang_up()
+
+    def test_ipv6_on_ipv4_relay(self) -> None:
+        """An IPv6 offer to an IPv4 relay is refused: 488 with a Warning."""
+        result = self.refuse(request("INVITE", sdp_a(host="2001:db8::a")))
+        self.assertEqual(result.status, 488)
+        (warning,) = [v for n, v in result.headers if n == "Warning"]
+        self.assertTrue(warning.startswith('305 sipedge "'), warning)
+        self.assertIn("IPv6", warning)
+
+    def test_host_name(self) -> None:
+        """A host name in c= is refused with 488 (the relay needs addresses)."""
+        body = sdp_a().replace(b"c=IN IP4 192.0.2.10", b"c=IN IP4 media.example.com")
+        self.assertEqual(self.refuse(request("INVITE", body)).status, 488)
+
+    def test_bad_sdp(self) -> None:
+        """An INVITE whose SDP does not parse is answered 400."""
+        result = self.refuse(request("INVITE", b"v=0\r\nm=audio x RTP/AVP 0\r\n"))
+        self.assertEqual(result.status, 400)
+
+    def test_multipart(self) -> None:
+        """SDP inside a multipart body cannot be anchored: 488."""
+        body = b"--b\r\nContent-Type: application/sdp\r\n\r\n" + sdp_a() + b"\r\n--b--\r\n"
+        message = request("INVITE", body, content_type="multipart/mixed;boundary=b")
+        self.assertEqual(self.refuse(message).status, 488)
+
+    def test_no_media(self) -> None:
+        """An offer whose streams are all rejected opens no ports."""
+        context = self.send(request("INVITE", sdp_a(port=0)))
+        self.assertIn(b"m=audio 0 RTP/AVP 0 8\r\n", context.request.body)
+        self.assertEqual(self.relay.open_ports(), [])
+        self.back(context, response(context.original, 486))
+
+    def test_refused_answer(self) -> None:
+        """
+        A 200 whose answer does not fit the offer (another number of
+        streams): the session is released and Alice gets the answer with
+        every stream rejected.
+        """
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        bad = sdp_b() + b"m=video 5002 RTP/AVP 96\r\n"
+        ok = self.back(context, response(invite, 200, bad))
+        self.assertIn(b"m=audio 0 RTP/AVP 0\r\n", ok.body)
+        self.assertIn(b"m=video 0 RTP/AVP 96\r\n", ok.body)
+        self.assertEqual(self.relay.open_ports(), [])
+        self.hang_up()
+
+    def test_refused_early_answer(self) -> None:
+        """A 183 whose answer does not fit loses its body; the 200 may still fit."""
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        early = self.back(context, response(invite, 183, sdp_b() + b"m=video 5002 RTP/AVP 96\r\n"))
+        self.assertEqual(early.body, b"")
+        self.assertIsNone(early.content_type)
+        ok = self.back(context, response(invite, 200, sdp_b()))
+        self.assertIn(b"m=audio 20000 ", ok.body)
+        self.hang_up()
+
+    def test_ports_exhausted(self) -> None:
+        """No ports left: 503, and nothing stays bound."""
+        self.stage.close()
+        self.relay.close()
+        config = attrs.evolve(self.config, ports="20000-20003")
+        self.relay = config.build_relay(self.reactor)
+        self.stage = MediaAnchorStage(self.relay, config)
+        first = self.send(request("INVITE", sdp_a()))
+        ports = self.relay.open_ports()
+        result = self.refuse(request("INVITE", sdp_a(), call_id="call-2"))
+        self.assertEqual(result.status, 503)
+        self.assertEqual(self.relay.open_ports(), ports)
+        self.back(first, response(first.original, 486))
+
+
+class SrtpTests(AnchorTestCase):
+    """SDES keys: the SRTP policy, and TLS."""
+
+    config = attrs.evolve(CONFIG, srtp="terminate")
+
+    def savp_offer(self, suite: str = "AES_CM_128_HMAC_SHA1_80") -> bytes:
+        return sdp_a(proto="RTP/SAVP", extra=f"a=crypto:1 {suite} {KEY_A}\r\n")
+
+    def test_terminate_over_tls(self) -> None:
+        """
+        An external caller over TLS offers SRTP to an internal callee:
+        the callee gets plain RTP/AVP without keys, the caller an
+        RTP/SAVP answer with the relay's key for its suite and tag.
+        """
+        invite = request("INVITE", self.savp_offer(), uri=f"sip:bob@{INSIDE_HOST}")
+        context = self.send(invite, A_TLS)
+        self.assertIn(b"m=audio 20002 RTP/AVP 0 8\r\n", context.request.body)
+        self.assertNotIn(b"crypto", context.request.body)
+        ok = self.back(context, response(invite, 200, sdp_b(host=INSIDE_HOST)))
+        self.assertIn(b"m=audio 20000 RTP/SAVP 0\r\n", ok.body)
+        (line,) = [x for x in ok.body.split(b"\r\n") if x.startswith(b"a=crypto:")]
+        self.assertTrue(line.startswith(b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), line)
+        self.assertNotIn(KEY_A.encode(), ok.body)
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.modes, (MediaMode.SRTP_TERMINATE, MediaMode.PLAIN))
+        self.send(request("ACK", to_tag=B_TAG), A_TLS)
+        # Alice's SRTP (her key) reaches Bob as RTP; Bob's RTP reaches
+        # Alice as SRTP under the relay's key from her answer.
+        relay_key = line.split(b" ")[2].decode()
+        alice_srtp = SrtpContext(
+            SrtpKey.from_sdes(relay_key, AES_CM_128_HMAC_SHA1_80),
+            SrtpKey.from_sdes(KEY_A, AES_CM_128_HMAC_SHA1_80),
+        )
+        alice = self.endpoint(A_HOST, 4000)
+        bob = self.endpoint(INSIDE_HOST, 5000)
+        alice.socket.write(alice_srtp.protect(rtp(1)), (RELAY, 20000))
+        self.network.flush()
+        bob.socket.write(rtp(2), (RELAY, 20002))
+        self.network.flush()
+        self.assertEqual([d for d, _ in bob.received], [rtp(1)])
+        self.assertEqual([alice_srtp.unprotect(d) for d, _ in alice.received], [rtp(2)])
+        self.hang_up()
+
+    def test_terminate_towards_external_callee(self) -> None:
+        """
+        An internal caller's RTP towards an external callee: Bob gets
+        RTP/SAVP with one a=crypto per enabled suite.
+        """
+        message = request("INVITE", sdp_a(host="10.0.0.10"))
+        context = self.send(message, Flow("UDP", PROXY, 5060, "10.0.0.10", 5060))
+        body = context.request.body
+        self.assertIn(b"m=audio 20002 RTP/SAVP 0 8\r\n", body)
+        self.assertIn(b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:", body)
+        self.assertIn(b"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:", body)
+        self.back(context, response(message, 488))
+
+    def test_sdes_over_plain_refused(self) -> None:
+        """The same SRTP offer over UDP is refused: 488, keys need TLS."""
+        result = self.refuse(request("INVITE", self.savp_offer(), uri=f"sip:bob@{INSIDE_HOST}"))
+        self.assertEqual(result.status, 488)
+        (warning,) = [v for n, v in result.headers if n == "Warning"]
+        self.assertIn("TLS", warning)
+
+    def test_sdes_over_plain_allowed(self) -> None:
+        """With C{sdes_over_plain = true}, the offer over UDP is anchored."""
+        self.stage.close()
+        self.stage = MediaAnchorStage(self.relay, attrs.evolve(self.config, sdes_over_plain=True))
+        context = self.send(request("INVITE", self.savp_offer(), uri=f"sip:bob@{INSIDE_HOST}"))
+        self.back(context, response(context.original, 486))
+
+    def test_external_without_srtp(self) -> None:
+        """
+        terminate requires SRTP from external parties: an RTP/AVP offer
+        from outside is refused with 488 and a 305 Warning.
+        """
+        result = self.refuse(request("INVITE", sdp_a(), uri=f"sip:bob@{INSIDE_HOST}"), A_TLS)
+        self.assertEqual(result.status, 488)
+        (warning,) = [v for n, v in result.headers if n == "Warning"]
+        self.assertIn("305 sipedge", warning)
+        self.assertIn("no usable SRTP key", warning)
+
+    def test_refused_crypto(self) -> None:
+        """An SRTP offer with only an unknown suite is refused: 488."""
+        result = self.refuse(
+            request("INVITE", self.savp_offer("F8_128_HMAC_SHA1_80"), uri=f"sip:bob@{INSIDE_HOST}"),
+            A_TLS,
+        )
+        self.assertEqual(result.status, 488)
+
+    def test_offerless_invite_over_udp(self) -> None:
+        """
+        An external caller's INVITE without SDP over UDP: its leg will get
+        the relay's keys in the 2xx, so it is refused up front.
+        """
+        result = self.refuse(request("INVITE", uri=f"sip:bob@{INSIDE_HOST}"))
+        self.assertEqual(result.status, 488)
+
+    def test_passthrough(self) -> None:
+        """
+        srtp = passthrough: a=crypto and RTP/SAVP pass between the parties
+        unchanged (over TLS), only addresses and ports are the relay's.
+        """
+        self.stage.close()
+        self.stage = MediaAnchorStage(self.relay, attrs.evolve(self.config, srtp="passthrough"))
+        context = self.send(request("INVITE", self.savp_offer()), A_TLS)
+        self.assertIn(b"m=audio 20002 RTP/SAVP 0 8\r\n", context.request.body)
+        self.assertIn(
+            f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 {KEY_A}\r\n".encode(), context.request.body
+        )
+        self.back(context, response(context.original, 486))
+
+    def test_passthrough_over_plain(self) -> None:
+        """srtp = passthrough still keeps keys off plain signalling: 488."""
+        self.stage.close()
+        self.stage = MediaAnchorStage(self.relay, attrs.evolve(self.config, srtp="passthrough"))
+        self.assertEqual(self.refuse(request("INVITE", self.savp_offer())).status, 488)
+
+    def test_answer_without_crypto(self) -> None:
+        """
+        The relay offered SRTP to an external callee who answers RTP/AVP:
+        the answer is refused, the session released, Alice gets every
+        stream rejected.
+        """
+        message = request("INVITE", sdp_a(host="10.0.0.10"))
+        context = self.send(message, Flow("UDP", PROXY, 5060, "10.0.0.10", 5060))
+        ok = self.back(context, response(message, 200, sdp_b()))
+        self.assertIn(b"m=audio 0 ", ok.body)
+        self.assertEqual(self.relay.open_ports(), [])
+        bye = request("BYE", cseq=2, to_tag=B_TAG)
+        self.send(bye, Flow("UDP", PROXY, 5060, "10.0.0.10", 5060))
+
+
+class SidesTests(AnchorTestCase):
+    """Two relay addresses: internal parties get one, external ones the other."""
+
+    config = attrs.evolve(CONFIG, internal_address="10.0.0.1", external_address=RELAY)
+
+    def test_external_to_internal(self) -> None:
+        """
+        An external caller to an internal callee (by Request-URI address):
+        the offer to Bob names the internal address, the answer to Alice
+        the external one.
+        """
+        invite = request("INVITE", sdp_a(), uri=f"sip:bob@{INSIDE_HOST}")
+        context = self.send(invite)
+        self.assertIn(b"c=IN IP4 10.0.0.1\r\n", context.request.body)
+        ok = self.back(context, response(invite, 200, sdp_b(host=INSIDE_HOST)))
+        self.assertIn(b"c=IN IP4 203.0.113.1\r\n", ok.body)
+        self.assertEqual(
+            self.relay.open_ports(),
+            [("external", 20000), ("external", 20001), ("internal", 20000), ("internal", 20001)],
+        )
+        self.hang_up()
+
+    def test_callee_by_registration(self) -> None:
+        """
+        A call to one of our users: the callee's side is where its
+        registration came from (the location store is asked).
+        """
+        store = MemoryLocationStore()
+        clock = Clock()
+        binding = Binding(
+            aor="sip:bob@example.com",
+            contact=f"sip:bob@{INSIDE_HOST}:5060",
+            expires_at=3600.0,
+            call_id="reg-1",
+            cseq=1,
+            flow=Flow("UDP", PROXY, 5060, INSIDE_HOST, 5060),
+        )
+        store.update("sip:bob@example.com", [binding], 0.0)
+        services = StageServices(
+            clock=clock, local=LocalIdentity(("example.com",), ()), location=store
+        )
+        invite = request("INVITE", sdp_a(), uri="sip:bob@example.com")
+        context = RequestContext(invite, A_UDP, services)
+        context.annotations["responsibility"] = "local"
+        result = self.stage.process_request(context)
+        assert isinstance(result, Deferred)
+        self.assertEqual(self.successResultOf(result), Continue())
+        self.assertIn(b"c=IN IP4 10.0.0.1\r\n", context.request.body)
+        self.back(context, response(invite, 404))
+
+    def test_callee_by_default_side(self) -> None:
+        """A callee named by a host name is on C{default_side} (external)."""
+        invite = request("INVITE", sdp_a(), uri="sip:+15551234@trunk.example.net")
+        context = self.send(invite)
+        self.assertIn(b"c=IN IP4 203.0.113.1\r\n", context.request.body)
+        self.back(context, response(invite, 486))
+
+
+class DisabledTests(SynchronousTestCase):
+    """C{anchor = false}: the stage does nothing, and needs no relay."""
+
+    def test_passes(self) -> None:
+        """Requests and responses pass unchanged."""
+        stage = MediaAnchorStage(None, MediaConfig(anchor=False))
+        invite = request("INVITE", sdp_a())
+        context = RequestContext(invite, A_UDP)
+        self.assertEqual(stage.process_request(context), Continue())
+        self.assertIs(context.request, invite)
+        ok = response(invite, 200, sdp_b())
+        self.assertIs(stage.process_response(context, ok), ok)
+        stage.request_decided(context, Respond(404))
+        stage.close()
+
+
+class SdpHelperTests(SynchronousTestCase):
+    """L{offer_of}, L{rewrite}, L{reject}, L{OriginVersions}."""
+
+    def test_offer_of(self) -> None:
+        """
+        Each m= line becomes a stream: address, port, a=rtcp, a=rtcp-mux,
+        a=crypto; a stream that is not RTP has port 0.
+        """
+        body = sdp_a(
+            proto="RTP/SAVPF",
+            extra="a=rtcp:4001\r\na=rtcp-mux\r\n"
+            f"a=crypto:2 AES_CM_128_HMAC_SHA1_32 {KEY_A}|2^20\r\n"
+            "m=image 4004 udptl t38\r\n",
+        )
+        offer = offer_of(parse_sdp(body))
+        audio, image = offer.streams
+        self.assertEqual(
+            (audio.host, audio.port, audio.rtcp_port, audio.rtcp_mux), (A_HOST, 4000, 4001, True)
+        )
+        (crypto,) = audio.crypto
+        self.assertEqual(
+            (crypto.tag, crypto.suite, crypto.key_params),
+            (2, "AES_CM_128_HMAC_SHA1_32", KEY_A + "|2^20"),
+        )
+        self.assertEqual((image.port, image.media), (0, "image"))
+        self.assertTrue(offers_srtp(parse_sdp(body)))
+        self.assertFalse(offers_srtp(parse_sdp(sdp_a())))
+
+    def test_offer_of_errors(self) -> None:
+        """No c=, a host name, multicast: L{MediaOfferError}."""
+        for old, new in (
+            (b"c=IN IP4 192.0.2.10\r\n", b""),
+            (b"c=IN IP4 192.0.2.10", b"c=IN IP4 media.example.com"),
+            (b"c=IN IP4 192.0.2.10", b"c=IN IP4 224.2.1.1/127"),
+        ):
+            self.assertRaises(MediaOfferError, offer_of, parse_sdp(sdp_a().replace(old, new)))
+
+    def allocation(self, mode: MediaMode, crypto: tuple[Any, ...] = ()) -> RelayAllocation:
+        end = RelayEndpoint(RELAY, 20000, 20001, False, crypto)
+        return RelayAllocation("k", (StreamAllocation(end, end, mode, mode),))
+
+    def test_profile(self) -> None:
+        """
+        An SRTP leg gets RTP/SAVP(F), a plain one RTP/AVP(F); the F stays;
+        passthrough leaves the profile and a=crypto alone.
+        """
+        avpf = parse_sdp(sdp_a(proto="RTP/AVPF"))
+        out = rewrite(avpf, self.allocation(MediaMode.SRTP_TERMINATE), "a")
+        self.assertIn(b"RTP/SAVPF", out.to_bytes())
+        savp = parse_sdp(
+            sdp_a(proto="RTP/SAVP", extra=f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 {KEY_A}\r\n")
+        )
+        plain = rewrite(savp, self.allocation(MediaMode.PLAIN), "b").to_bytes()
+        self.assertIn(b"m=audio 20000 RTP/AVP 0 8\r\n", plain)
+        self.assertNotIn(b"crypto", plain)
+        through = rewrite(savp, self.allocation(MediaMode.PASSTHROUGH), "b").to_bytes()
+        self.assertIn(b"m=audio 20000 RTP/SAVP 0 8\r\n", through)
+        self.assertIn(KEY_A.encode(), through)
+
+    def test_stream_count(self) -> None:
+        """Another number of streams than the allocation's: L{MediaOfferError}."""
+        body = parse_sdp(sdp_a() + b"m=video 4002 RTP/AVP 96\r\n")
+        self.assertRaises(MediaOfferError, rewrite, body, self.allocation(MediaMode.PLAIN), "a")
+        self.assertRaises(
+            ValueError, rewrite, parse_sdp(sdp_a()), self.allocation(MediaMode.PLAIN), "c"
+        )
+
+    def test_reject(self) -> None:
+        """L{reject}: ports 0, addresses unspecified, no keys; IPv6 stays IPv6."""
+        body = sdp_a(proto="RTP/SAVP", extra=f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 {KEY_A}\r\n")
+        out = reject(parse_sdp(body)).to_bytes()
+        self.assertIn(b"c=IN IP4 0.0.0.0\r\n", out)
+        self.assertIn(b"m=audio 0 RTP/SAVP 0 8\r\n", out)
+        self.assertNotIn(b"crypto", out)
+        six = reject(parse_sdp(sdp_a(host="2001:db8::a"))).to_bytes()
+        self.assertIn(b"c=IN IP6 ::\r\n", six)
+
+    def test_versions(self) -> None:
+        """
+        The first description of an origin: its version plus one; the same
+        again: the same; a changed one: the last plus one; another origin:
+        its own version plus one, and the first origin goes on from where
+        it was.
+        """
+        versions = OriginVersions()
+
+        def stamped(body: bytes) -> int:
+            origin = versions.stamp(parse_sdp(body)).origin
+            assert origin is not None
+            return origin.sess_version
+
+        self.assertEqual(stamped(sdp_a(version=5)), 6)
+        self.assertEqual(stamped(sdp_a(version=5)), 6)
+        self.assertEqual(stamped(sdp_a(version=9)), 6)
+        self.assertEqual(stamped(sdp_a(port=4002, version=9)), 7)
+        self.assertEqual(stamped(sdp_b(version=1)), 2)
+        self.assertEqual(stamped(sdp_a(port=4004, version=1)), 8)
+        no_origin = parse_sdp(b"v=0\r\ns=-\r\n")
+        self.assertIs(versions.stamp(no_origin), no_origin)
+
+
+class _Services:
+    """Stage services with what the media factory looks at."""
+
+    def __init__(self, clock: Any, media: Any = None, config: Any = DEFAULT_CONFIG) -> None:
+        self.clock = clock
+        self.media = media
+        self.config = config
+
+
+class FactoryTests(SynchronousTestCase):
+    """The C{media-anchor} plugin factory."""
+
+    def test_registered(self) -> None:
+        """The factory is found as a plugin, in its own module."""
+        factory = stage_factories()["media-anchor"]
+        self.assertIs(factory, sipedge_media_stages.media_anchor)
+        self.assertTrue(factory.description)
+
+    def test_builds(self) -> None:
+        """With a relay in the services, the stage uses it."""
+        reactor = FakeReactor()
+        relay = CONFIG.build_relay(reactor)
+        stage = stage_factories()["media-anchor"].build_stage(
+            {"anchor": True}, _Services(reactor, relay)
+        )
+        self.assertIsInstance(stage, MediaAnchorStage)
+        self.assertIs(stage.relay, relay)
+        self.assertTrue(verifyObject(IResponseStage, stage))
+        stage.close()
+
+    def test_options(self) -> None:
+        """Stage options override [media] keys; a bad one names its key."""
+        reactor = FakeReactor()
+        relay = CONFIG.build_relay(reactor)
+        factory = stage_factories()["media-anchor"]
+        stage = factory.build_stage({"srtp": "rekey"}, _Services(reactor, relay))
+        self.assertEqual(stage.config.srtp, "rekey")
+        stage.close()
+        error = self.assertRaises(
+            ConfigError, factory.build_stage, {"srtp": "maybe"}, _Services(reactor, relay)
+        )
+        self.assertIn("pipeline.options.media-anchor.srtp", str(error))
+        error = self.assertRaises(
+            ConfigError, factory.build_stage, {"sprt": "rekey"}, _Services(reactor, relay)
+        )
+        self.assertIn("unknown option 'sprt'", str(error))
+
+    def test_disabled(self) -> None:
+        """C{anchor = false} needs no relay."""
+        stage = stage_factories()["media-anchor"].build_stage({"anchor": False}, _Services(Clock()))
+        self.assertFalse(stage.config.anchor)
+
+    def test_no_relay(self) -> None:
+        """No relay and a clock that is no reactor: ConfigError."""
+        self.assertRaises(
+            ConfigError,
+            stage_factories()["media-anchor"].build_stage,
+            {"anchor": True},
+            _Services(Clock()),
+        )
+
+    def test_own_relay(self) -> None:
+        """No relay but a reactor: the stage builds one from [media]."""
+        reactor = FakeReactor()
+        stage = stage_factories()["media-anchor"].build_stage({"anchor": True}, _Services(reactor))
+        self.assertIsInstance(stage.relay, MediaRelay)
+        stage.close()
