@@ -189,7 +189,8 @@ class SipEdge:
     C{twistd -n sipedge --config FILE} in a child process, started the way
     C{sipedge.test._e2e.SipEdgeProcess} starts it (PYTHONPATH has the
     checkout, the log goes to a file and tells the port), plus optional
-    C{--profile} and C{--logger}.
+    C{--profile} and C{--logger}. C{extra_config} is TOML text appended to
+    the generated configuration (whole tables, such as C{[security]}).
     """
 
     name = "sipedge"
@@ -204,6 +205,7 @@ class SipEdge:
         log_level: str | None = None,
         gc_stats: bool = False,
         stages: list[str] | None = None,
+        extra_config: str = "",
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -219,6 +221,7 @@ class SipEdge:
         )
         if stages:
             text += "[pipeline]\nstages = [" + ", ".join(f'"{s}"' for s in stages) + "]\n"
+        text += extra_config
         self.config_path.write_text(text)
         from sipedge.config import load_config
 

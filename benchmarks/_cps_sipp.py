@@ -6,12 +6,14 @@ read from SIPp's C{-trace_stat} file and its setup times from C{-trace_rtt}.
 The UAC and REGISTER scenarios are the end-to-end tier's
 (sipedge/test/data/sipp): uac.xml calls C{sip:[service]@[domain]} through
 the proxy (the remote host argument) and follows Record-Route for ACK and
-BYE. The UAS is L{UAS_XML}, written into the work directory: uas.xml plus
-one step, so that it answers a retransmitted INVITE with its 200 again as a
-real UAS does (RFC 3261 13.3.1.4), where SIPp 3.6 would abort the call
-("unexpected message") once it has sent both 180 and 200. Without it, one
-pause in the proxy longer than T1 turns into failed calls at the UAS
-rather than late ones.
+BYE; uac_auth.xml does the same as one of our users, answering the proxy's
+407 with MD5 digest credentials (C{-au}, C{-ap}, C{-auth_uri}). The UAS is
+L{UAS_XML}, written into the work directory: uas.xml plus one step, so that
+it answers a retransmitted INVITE with its 200 again as a real UAS does
+(RFC 3261 13.3.1.4), where SIPp 3.6 would abort the call ("unexpected
+message") once it has sent both 180 and 200. Without it, one pause in the
+proxy longer than T1 turns into failed calls at the UAS rather than late
+ones.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,10 +185,10 @@ class Uas:
 
 def register(
     sipp: str, workdir: Path, host: str, proxy: str, domain: str, contact: int,
-    auth: tuple[str, str] | None = None,
+    auth: tuple[str, str] | None = None, user: str = "service",
 ) -> None:  # fmt: skip
     """
-    Register C{sip:service@domain} -> C{sip:service@host:contact} (sent from
+    Register C{sip:user@domain} -> C{sip:user@host:contact} (sent from
     C{host}), answering a digest challenge with C{auth} (user, password).
     """
     port = free_port(host)
@@ -196,7 +199,7 @@ def register(
             *_base(sipp, SIPP_SCENARIOS / "register.xml", host, port, errors),
             proxy,
             "-s",
-            "service",
+            user,
             "-key",
             "domain",
             domain,
@@ -287,12 +290,17 @@ def run_uac(
     rate: int,
     seconds: float,
     recv_timeout_ms: int = 5000,
+    scenario: str = "uac.xml",
+    extra: Sequence[str] = (),
 ) -> Step:
     """
     One step: C{rate} calls a second for C{seconds} (C{-m rate*seconds},
     C{-d 0}), open loop (C{-l} far above what the step needs, so an
     overloaded proxy shows up as failures, not as SIPp slowing down).
     A call that waits more than C{recv_timeout_ms} for a message fails.
+    C{scenario} is one of the end-to-end tier's (C{uac_auth.xml}: the
+    caller answers 407 challenges), C{extra} more SIPp arguments (its keys
+    and credentials).
     """
     calls = max(1, int(rate * seconds))
     port = free_port(host)
@@ -302,7 +310,7 @@ def run_uac(
     limit = min(15000, max(1000, rate * (recv_timeout_ms // 1000 + 5)))
     budget = int(seconds + recv_timeout_ms / 1000 + 20)
     cmd = [
-        *_base(sipp, SIPP_SCENARIOS / "uac.xml", host, port, stepdir / "errors.log"),
+        *_base(sipp, SIPP_SCENARIOS / scenario, host, port, stepdir / "errors.log"),
         proxy,
         "-s",
         "service",
@@ -330,6 +338,7 @@ def run_uac(
         "-trace_rtt",
         "-rtt_freq",
         "1",
+        *extra,
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()

@@ -4,8 +4,9 @@ Calls a second through the real proxy, twistd sipedge, driven by SIPp.
 SIPp calls through the proxy at rising rates; the result is the highest
 rate held with under 1% failed calls.
 
-Run: python benchmarks/cps.py [--mode registered|relay] [--seconds N]
-         [--rates 100,200,...] [--no-kamailio] [--no-profile] [--gc-stats]
+Run: python benchmarks/cps.py [--mode registered|relay|auth] [--auth]
+         [--seconds N] [--rates 100,200,...] [--no-kamailio] [--no-profile]
+         [--gc-stats]
 
 Call flow: INVITE, 100, 180, 200, ACK, BYE, 200 over UDP, stateful,
 record-routing, no call hold (SIPp -d 0). UAC on 127.0.0.10, proxy on
@@ -14,6 +15,13 @@ record-routing, no call hold (SIPp -d 0). UAC on 127.0.0.10, proxy on
       UAC calls that AOR, so every INVITE takes a location lookup.
   relay: the UAC calls sip:service@127.0.0.20:<uas port>; the proxy relays
       it because the UAC is trusted.
+  auth (--auth): the registered mode first, then the same ladder with the
+      caller one of our users: sip:caller@sipedge.bench, registered (with
+      digest) from 127.0.0.30, which is not trusted. Every INVITE is
+      challenged with 407, acknowledged, and sent again with MD5 digest
+      credentials that sipedge verifies (uac_auth.xml); the summary puts
+      the two top rates side by side. Kamailio is not run (its
+      configuration has no authentication).
 
 For each rate, SIPp's UAC places rate x seconds calls; the step is held if
 under 1% of them failed and the successful calls kept up with the rate (at
@@ -68,13 +76,42 @@ from _cps_procs import (
 )
 from _cps_sipp import Step, Uas, register, run_uac
 
+from sipedge.test._e2e import free_port
+
 UAC_IP = "127.0.0.10"
 UAS_IP = "127.0.0.20"
+CALLER_IP = "127.0.0.30"  # auth mode: one of our users' phone, not trusted
 DOMAIN = "sipedge.bench"
+SERVICE_AUTH = ("service", "cps-bench-secret")
+CALLER_AUTH = ("caller", "cps-bench-caller-secret")
+#: Appended to sipedge's configuration in every mode (it changes nothing for
+#: the trusted UAC of the other modes: the flood stage gives it the trusted
+#: budget and the monitor does not watch it). The authenticated caller is a
+#: load generator: its address gets the authenticated budget once its
+#: REGISTER is authenticated, raised so that no step reaches it (a call is 2
+#: INVITEs and 3 other requests: 407's ACK, 200's ACK, BYE), and the
+#: monitor's per-user call-rate rule (30 calls a minute) is off, as in the
+#: end-to-end FloodTests.
+SECURITY_CONFIG = """\
+[security]
+authenticated_rate = 100000
+authenticated_burst = 200000
+[security.monitor]
+call_rate_action = "off"
+"""
 DEFAULT_RATES = "100,200,300,400,500,600,800,1000,1200,1500,2000,2500,3000"
 MAX_FAIL_PCT = 1.0
 MIN_ACHIEVED = 0.90
 SATURATED_PCT = 95.0
+
+
+class Caller:
+    """The SIPp UAC of a ladder: its address, scenario and extra arguments."""
+
+    def __init__(self, ip: str, scenario: str = "uac.xml", extra: tuple[str, ...] = ()) -> None:
+        self.ip = ip
+        self.scenario = scenario
+        self.extra = extra
 
 
 class Row:
@@ -148,13 +185,31 @@ def format_row(row: Row) -> str:
 
 
 def run_step(
-    proxy: Any, uas: Uas, sipp: str, workdir: Path, domain: str, rate: int, seconds: float
+    proxy: Any,
+    uas: Uas,
+    caller: Caller,
+    sipp: str,
+    workdir: Path,
+    domain: str,
+    rate: int,
+    seconds: float,
 ) -> Row:
     meter = CpuMeter(proxy.pids())
     drops0 = udp_drops(proxy.host, proxy.port)
     uas0 = uas.cpu()
     t0 = time.time()
-    step = run_uac(sipp, workdir, UAC_IP, f"{proxy.host}:{proxy.port}", domain, rate, seconds)
+    address = f"{proxy.host}:{proxy.port}"
+    step = run_uac(
+        sipp,
+        workdir,
+        caller.ip,
+        address,
+        domain,
+        rate,
+        seconds,
+        scenario=caller.scenario,
+        extra=caller.extra,
+    )
     t1 = time.time()
     cpu = meter.stop()
     uas_cpu = 100.0 * (uas.cpu() - uas0) / cpu["wall"]
@@ -172,28 +227,54 @@ def ladder(
     args: argparse.Namespace,
     deadline: float,
     rates: list[int] | None = None,
+    mode: str | None = None,
 ) -> list[Row]:
-    """Start C{proxy}, the UAS (registered if asked), run the steps; stop all."""
+    """
+    Start C{proxy}, the UAS (registered unless C{mode} is relay) and, in
+    auth mode, register the caller; run the steps; stop all. C{mode} is
+    registered, relay or auth (default: C{args.mode}).
+    """
     rows: list[Row] = []
     rates = rates or args.rates
+    mode = mode or args.mode
+    caller = Caller(UAC_IP)
     with contextlib.ExitStack() as stack:
         stack.callback(proxy.stop)
         proxy.start()
         uas = Uas(sipp, workdir, UAS_IP)
         stack.callback(uas.stop)
-        if args.mode == "registered":
+        address = f"{proxy.host}:{proxy.port}"
+        if mode in ("registered", "auth"):
             auth = None
             if "digest-auth" in getattr(proxy, "stages", ()):
-                auth = ("service", "cps-bench-secret")
+                auth = SERVICE_AUTH
                 proxy.add_user(*auth)
-            address = f"{proxy.host}:{proxy.port}"
             register(sipp, workdir, UAS_IP, address, DOMAIN, uas.port, auth=auth)
             domain = DOMAIN
         else:
             domain = f"{UAS_IP}:{uas.port}"
+        who = f"UAC {UAC_IP} (trusted)"
+        if mode == "auth":
+            # One of our users: its REGISTER (digest) allow-lists its address
+            # for the authenticated budget; SIPp hashes the digest uri
+            # "sip:" + -auth_uri, which must be the Request-URI.
+            user, password = CALLER_AUTH
+            proxy.add_user(user, password)
+            contact = free_port(CALLER_IP)  # nobody calls the caller
+            register(sipp, workdir, CALLER_IP, address, DOMAIN, contact, CALLER_AUTH, user)
+            caller = Caller(
+                CALLER_IP,
+                "uac_auth.xml",
+                ("-key", "caller", user, "-key", "caller_domain", DOMAIN,
+                 "-au", user, "-ap", password, "-auth_uri", f"service@{domain}"),
+            )  # fmt: skip
+            who = (
+                f"caller sip:{user}@{DOMAIN} from {CALLER_IP} (registered, not trusted;"
+                " 407 + digest on every INVITE)"
+            )
         print(
             f"  proxy {proxy.host}:{proxy.port}, UAS {UAS_IP}:{uas.port}, "
-            f"Request-URI sip:service@{domain}"
+            f"Request-URI sip:service@{domain}; {who}"
         )
         print("  " + HEADER)
         print("  " + UNITS, flush=True)
@@ -202,7 +283,7 @@ def ladder(
                 print(f"  (time budget of {args.max_minutes:g} min spent: stop before {rate} cps)")
                 break
             time.sleep(args.settle)
-            row = run_step(proxy, uas, sipp, workdir, domain, rate, args.seconds)
+            row = run_step(proxy, uas, caller, sipp, workdir, domain, rate, args.seconds)
             rows.append(row)
             print("  " + format_row(row), flush=True)
             if proxy.process is None or proxy.process.poll() is not None:
@@ -234,6 +315,32 @@ def summary(name: str, rows: list[Row]) -> tuple[int, bool]:
         f" {s.fail_pct:.2f}% failed"
     )
     return s.rate, open_ended
+
+
+def cpu_per_call(row: Row | None) -> str:
+    """The proxy's CPU time per successful call at a step, microseconds."""
+    if row is None or not row.step.achieved:
+        return "-"
+    return f"{row.cpu['total'] / 100 / row.step.achieved * 1e6:.0f}"
+
+
+def compare_auth(
+    plain: list[Row], auth: list[Row], plain_top: tuple[int, bool], auth_top: tuple[int, bool]
+) -> None:
+    """The two top rates of an auth run (from L{summary}), side by side."""
+    (p, p_open), (a, a_open) = plain_top, auth_top
+    more = " or more"
+    print(
+        f"\ncalls a second with digest authentication on every INVITE: {a}{more * a_open}"
+        f" (plain: {p}{more * p_open} from the same run)"
+    )
+    ratio = f"; auth / plain = {a / p:.2f}" if p and not (a_open or p_open) else ""
+    print(
+        f"sipedge CPU per successful call at those rates: {cpu_per_call(best(auth))} us with"
+        f" digest, {cpu_per_call(best(plain))} us plain{ratio}"
+    )
+    if a_open or p_open:
+        print('("or more": that ladder ended before the proxy failed; give higher --rates)')
 
 
 # --------------------------------------------------------------------------
@@ -320,10 +427,11 @@ def profile_sipedge(sipp: str, workdir: Path, args: argparse.Namespace, rate: in
         log_level=args.sipedge_log,
         gc_stats=args.gc_stats,
         stages=args.stages,
+        extra_config=SECURITY_CONFIG,
     )
     print(
-        f"\n== sipedge under cProfile (twistd --profile --profiler=cprofile), one step at "
-        f"{rate} cps ({args.seconds:g} s) =="
+        f"\n== sipedge under cProfile (twistd --profile --profiler=cprofile), {args.mode} mode,"
+        f" one step at {rate} cps ({args.seconds:g} s) =="
     )
     deadline = time.monotonic() + args.seconds + args.settle + 120
     rows = ladder(proxy, sipp, workdir / "sipedge-profile", args, deadline, rates=[rate])
@@ -357,10 +465,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add = parser.add_argument
     add(
         "--mode",
-        choices=("registered", "relay"),
+        choices=("registered", "relay", "auth"),
         default="registered",
-        help="call a registered AOR (location lookup; default) or relay to the UAS's address",
+        help="call a registered AOR (location lookup; default), relay to the UAS's address,"
+        " or auth: registered, then again with the caller one of our users (digest on every"
+        " INVITE)",
     )
+    add("--auth", action="store_true", help="the same as --mode auth")
     add("--rates", default=DEFAULT_RATES, help=f"rising calls a second (default {DEFAULT_RATES})")
     add("--seconds", type=float, default=10.0, help="length of each step (default 10)")
     add("--settle", type=float, default=2.0, help="idle seconds before each step (default 2)")
@@ -398,6 +509,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     add("--keep", action="store_true", help="keep the work directory (logs, SIPp files)")
     args = parser.parse_args(argv)
+    if args.auth:
+        if args.mode not in ("registered", "auth"):
+            parser.error(f"--auth is --mode auth, not --mode {args.mode}")
+        args.mode = "auth"
     try:
         args.rates = [int(r) for r in args.rates.split(",") if r.strip()]
     except ValueError:
@@ -422,12 +537,20 @@ def main(argv: list[str]) -> int:
         print("SIPp is not installed (Debian: apt-get install sip-tester)", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="sipedge-cps-"))
+    auth_mode = args.mode == "auth"
     print(
         f"sipedge calls a second, {args.mode} mode: INVITE/100/180/200/ACK/BYE/200 over UDP,"
         " stateful, record-routing, no call hold"
     )
+    if auth_mode:
+        print(
+            "auth mode: the registered ladder, then the same one with the caller one of our"
+            " users, challenged on every INVITE: INVITE/100/407/ACK, INVITE (digest)/100/180/"
+            "200/ACK/BYE/200"
+        )
+    callers = f"UAC {UAC_IP}" + (f" (plain) or {CALLER_IP} (auth)" if auth_mode else "")
     print(
-        f"UAC {UAC_IP} -> proxy 127.0.0.1 -> UAS {UAS_IP}; steps of {args.seconds:g} s at"
+        f"{callers} -> proxy 127.0.0.1 -> UAS {UAS_IP}; steps of {args.seconds:g} s at"
         f" {','.join(map(str, args.rates))} cps"
     )
     print(
@@ -444,24 +567,55 @@ def main(argv: list[str]) -> int:
         " (other jobs on a shared machine skew the results)"
     )
     print(LEGEND)
+    if auth_mode:
+        print(
+            "  auth mode: p50, p99 = from the first INVITE to the 200, the 407 round trip included"
+        )
     results: dict[str, tuple[int, bool]] = {}
+    ladders: dict[str, list[Row]] = {}
     try:
-        proxy = SipEdge(
-            workdir / "sipedge",
-            domain=DOMAIN,
-            trusted=f"{UAC_IP}/32",
-            log_level=args.sipedge_log,
-            gc_stats=args.gc_stats,
-            stages=args.stages,
-        )
-        print(f"\n== sipedge ({proxy.describe()}) ==")
-        rows = ladder(
-            proxy, sipp, workdir / "sipedge", args, time.monotonic() + 60 * args.max_minutes
-        )
-        results["sipedge"] = summary("sipedge", rows)
-        sipedge_top = best(rows)
+        for mode in ("registered", "auth") if auth_mode else (args.mode,):
+            name = "sipedge, digest on every INVITE" if mode == "auth" else "sipedge"
+            proxy = SipEdge(
+                workdir / ("sipedge-auth" if mode == "auth" else "sipedge"),
+                domain=DOMAIN,
+                trusted=f"{UAC_IP}/32",
+                log_level=args.sipedge_log,
+                gc_stats=args.gc_stats,
+                stages=args.stages,
+                extra_config=SECURITY_CONFIG,
+            )
+            if auth_mode and not {"digest-auth", "registrar", "location"} <= set(proxy.stages):
+                print(
+                    "auth mode needs digest-auth, registrar and location in the chain",
+                    file=sys.stderr,
+                )
+                return 2
+            print(f"\n== {name}, {mode} mode ({proxy.describe()}) ==")
+            rows = ladder(
+                proxy,
+                sipp,
+                proxy.workdir,
+                args,
+                time.monotonic() + 60 * args.max_minutes,
+                mode=mode,
+            )
+            results[mode] = summary(name, rows)
+            ladders[mode] = rows
+        top_rows = ladders["auth" if auth_mode else args.mode]
+        if auth_mode:
+            compare_auth(
+                ladders["registered"], ladders["auth"], results["registered"], results["auth"]
+            )
+        results["sipedge"] = results["auth" if auth_mode else args.mode]
+        sipedge_top = best(top_rows)
 
-        if args.no_kamailio:
+        if auth_mode:
+            print(
+                "\n(Kamailio skipped in auth mode: its configuration authenticates nothing;"
+                " a run without --auth compares the plain figure)"
+            )
+        elif args.no_kamailio:
             print("\n(Kamailio skipped: --no-kamailio)")
         elif kamailio_path() is None:
             print("\n(Kamailio is not installed: no comparison. Debian: apt-get install kamailio)")
