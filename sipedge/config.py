@@ -16,10 +16,7 @@ L{DEFAULT_CONFIG} is what C{twistd -n sipedge} runs on without C{--config}.
 from __future__ import annotations
 
 import copy
-import datetime
-import difflib
 import ipaddress
-import math
 import os
 import re
 import socket
@@ -32,6 +29,16 @@ from typing import Any
 import attrs
 from twisted.logger import LogLevel
 
+from sipedge._config_values import InvalidValue as _InvalidValue
+from sipedge._config_values import boolean as _boolean
+from sipedge._config_values import describe as _describe
+from sipedge._config_values import each as _each
+from sipedge._config_values import integer as _integer
+from sipedge._config_values import join as _join
+from sipedge._config_values import network as _network
+from sipedge._config_values import seconds
+from sipedge._config_values import suggest as _suggest
+from sipedge._config_values import to_float as _to_float
 from sipedge.auth._config import AuthConfig
 from sipedge.error import ConfigError, MessageParseError
 from sipedge.media._config import MediaConfig
@@ -93,111 +100,14 @@ _MAX_DELTA_SECONDS = 2**32 - 1  # RFC 3261 section 25.1, delta-seconds
 
 
 # --------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------
-
-
-class _InvalidValue(ConfigError):
-    """
-    A value that a section rejected, with the key relative to that section,
-    so the caller can prefix the section's own path.
-    """
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}" if key else problem)
-        self.key = key
-        self.problem = problem
-
-    def within(self, prefix: str) -> _InvalidValue:
-        """The same problem, with C{prefix} put before the key."""
-        return _InvalidValue(_join(prefix, self.key), self.problem)
-
-
-def _join(prefix: str, key: str) -> str:
-    """Join dotted key paths: C{sip} + C{listen[2]} is C{sip.listen[2]}."""
-    if not prefix:
-        return key
-    if not key:
-        return prefix
-    if key.startswith("["):
-        return prefix + key
-    return f"{prefix}.{key}"
-
-
-_TYPE_NAMES = (
-    (bool, "boolean"),
-    (int, "integer"),
-    (float, "float"),
-    (str, "string"),
-    (list, "array"),
-    (tuple, "array"),
-    (dict, "table"),
-)
-
-
-def _describe(value: object) -> str:
-    """Name a value the way TOML does, for an error message."""
-    if value is None:
-        return "nothing"
-    for kind, name in _TYPE_NAMES:
-        if isinstance(value, kind):
-            if kind is bool:
-                return f"boolean {str(value).lower()}"
-            if kind in (int, float, str):
-                return f"{name} {value!r}"
-            return name
-    if isinstance(value, Mapping):
-        return "table"
-    if isinstance(value, (datetime.date, datetime.time)):
-        return f"date/time {value.isoformat()}"
-    return f"{type(value).__name__} {value!r}"
-
-
-def _suggest(word: str, known: Iterable[str]) -> str:
-    """C{"; did you mean 'x'?"} for the closest known word, else the list."""
-    known = sorted(known)
-    close = difflib.get_close_matches(word, known, n=1)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; expected one of: {', '.join(known)}" if known else ""
-
-
-# --------------------------------------------------------------------------
 # Validators and converters
 # --------------------------------------------------------------------------
 
+# The errors (_InvalidValue naming a key relative to its section, _join,
+# _describe, _suggest) and the validators shared with the sections of other
+# packages are in sipedge._config_values.
 
-def _boolean(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if not isinstance(value, bool):
-        raise _InvalidValue(attribute.name, f"expected true or false, got {_describe(value)}")
-
-
-def _integer(low: int, high: int | None = None) -> Callable[..., None]:
-    """A validator: an integer (not a boolean) in C{[low, high]}."""
-
-    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _InvalidValue(attribute.name, f"expected an integer, got {_describe(value)}")
-        if high is None and value < low:
-            raise _InvalidValue(attribute.name, f"must be at least {low}, not {value}")
-        if high is not None and not low <= value <= high:
-            raise _InvalidValue(attribute.name, f"must be {low} to {high}, not {value}")
-
-    return check
-
-
-def _to_float(value: object) -> object:
-    """TOML writes C{5} for C{5.0}: accept integers where seconds are due."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _seconds(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if not isinstance(value, float):
-        raise _InvalidValue(attribute.name, f"expected a number of seconds, got {_describe(value)}")
-    if not (math.isfinite(value) and value > 0):
-        raise _InvalidValue(attribute.name, f"must be a positive number of seconds, not {value!r}")
+_seconds = seconds()
 
 
 def _string(instance: object, attribute: attrs.Attribute, value: object) -> None:
@@ -220,22 +130,6 @@ def _choice(*choices: str) -> Callable[..., None]:
 def _as_tuple(value: object) -> object:
     """Arrays become tuples (so values stay hashable); others are checked later."""
     return tuple(value) if isinstance(value, (list, tuple)) else value
-
-
-def _each(key: str, convert: Callable[[Any], Any], value: object) -> tuple[Any, ...]:
-    """
-    Convert an array: C{convert} each item, naming C{key[i]} if one raises
-    L{ValueError}.
-    """
-    if not isinstance(value, (list, tuple)):
-        raise _InvalidValue(key, f"expected an array, got {_describe(value)}")
-    result = []
-    for index, item in enumerate(value):
-        try:
-            result.append(convert(item))
-        except ValueError as e:
-            raise _InvalidValue(f"{key}[{index}]", str(e)) from None
-    return tuple(result)
 
 
 def _one(key: str, convert: Callable[[Any], Any], value: object) -> Any:
@@ -467,19 +361,6 @@ class HostPort:
     def __str__(self) -> str:
         host = _format_host(self.host)
         return host if self.port is None else f"{host}:{self.port}"
-
-
-def _network(value: object) -> IPNetwork:
-    if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"expected a network such as '10.0.0.0/8', got {_describe(value)}")
-    try:
-        return ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(
-            f"{value!r} is not an IP network (expected 'address/prefix', as in '10.0.0.0/8')"
-        ) from None
 
 
 _DEFAULT_LISTENERS = tuple(Listener.parse(text) for text in DEFAULT_LISTEN)

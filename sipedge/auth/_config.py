@@ -9,25 +9,26 @@ The C{[auth]} section of the configuration:
    require_for_our_domains = true   # false: challenge REGISTER only
 
 L{AuthConfig} checks its values when constructed, like the sections of
-C{sipedge.config}: its validators raise that module's C{_InvalidValue}
-with the key relative to the section, so C{sipedge.config._parse} can
-build it with C{_build(AuthConfig, table, "auth")} like any section.
-L{parse_auth_config} does the whole job on its own (unknown keys included)
-for the stage's options and for tests.
+C{sipedge.config}: its validators raise C{sipedge._config_values.InvalidValue}
+(C{sipedge.config._InvalidValue}) with the key relative to the section, so
+C{sipedge.config._parse} can build it with C{_build(AuthConfig, table,
+"auth")} like any section. L{parse_auth_config} does the whole job on its
+own (unknown keys included) for the stage's options and for tests.
 
-This module must not import C{sipedge.config} at import time: that module
-will import this one.
+This module must not import C{sipedge.config}: that module imports this one.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import attrs
 
+from sipedge._config_values import InvalidValue, parse_table
+from sipedge._config_values import boolean as _check_boolean
+from sipedge._config_values import describe as _describe
+from sipedge._config_values import to_float as _to_float
 from sipedge.auth._digest import (
     ALGORITHMS,
     DEFAULT_ALGORITHMS,
@@ -42,43 +43,24 @@ __all__ = ["MAX_NONCE_LIFETIME", "AuthConfig", "parse_auth_config"]
 MAX_NONCE_LIFETIME = 86400.0
 
 
-def _invalid(key: str, problem: str) -> ConfigError:
-    """C{sipedge.config._InvalidValue(key, problem)}, imported late (see above)."""
-    from sipedge.config import _InvalidValue
-
-    return _InvalidValue(key, problem)
-
-
-def _describe(value: object) -> str:
-    from sipedge.config import _describe
-
-    return _describe(value)
-
-
 def _check_realm(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if value is None:
         return
     if not isinstance(value, str):
-        raise _invalid(attribute.name, f"expected a string, got {_describe(value)}")
+        raise InvalidValue(attribute.name, f"expected a string, got {_describe(value)}")
     if not value or value != value.strip():
-        raise _invalid(
+        raise InvalidValue(
             attribute.name, f"must be non-empty text without outer spaces, not {value!r}"
         )
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise _invalid(attribute.name, f"must not contain control characters: {value!r}")
-
-
-def _to_float(value: object) -> object:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
+        raise InvalidValue(attribute.name, f"must not contain control characters: {value!r}")
 
 
 def _check_lifetime(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, float):
-        raise _invalid(attribute.name, f"expected a number of seconds, got {_describe(value)}")
+        raise InvalidValue(attribute.name, f"expected a number of seconds, got {_describe(value)}")
     if not (math.isfinite(value) and 0 < value <= MAX_NONCE_LIFETIME):
-        raise _invalid(
+        raise InvalidValue(
             attribute.name,
             f"must be more than 0 and at most {MAX_NONCE_LIFETIME:g} seconds, not {value!r}",
         )
@@ -90,29 +72,24 @@ def _convert_algorithms(value: object) -> tuple[str, ...]:
     order of preference, and nothing is gained by preferring MD5).
     """
     if not isinstance(value, (list, tuple)):
-        raise _invalid("algorithms", f"expected an array of names, got {_describe(value)}")
+        raise InvalidValue("algorithms", f"expected an array of names, got {_describe(value)}")
     if not value:
-        raise _invalid("algorithms", "must name at least one algorithm")
+        raise InvalidValue("algorithms", "must name at least one algorithm")
     names: list[str] = []
     for index, item in enumerate(value):
         key = f"algorithms[{index}]"
         if not isinstance(item, str):
-            raise _invalid(key, f"expected an algorithm name, got {_describe(item)}")
+            raise InvalidValue(key, f"expected an algorithm name, got {_describe(item)}")
         try:
             name = canonical_algorithm(item)
         except UnsupportedAlgorithm:
-            raise _invalid(
+            raise InvalidValue(
                 key, f"unknown algorithm {item!r}; expected one of: {', '.join(ALGORITHMS)}"
             ) from None
         if name in names:
-            raise _invalid(key, f"{name!r} is already algorithms[{names.index(name)}]")
+            raise InvalidValue(key, f"{name!r} is already algorithms[{names.index(name)}]")
         names.append(name)
     return tuple(sorted(names, key=ALGORITHMS.index))
-
-
-def _check_boolean(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if not isinstance(value, bool):
-        raise _invalid(attribute.name, f"expected true or false, got {_describe(value)}")
 
 
 @attrs.frozen
@@ -153,13 +130,6 @@ class AuthConfig:
         return domains[0]
 
 
-def _suggest(word: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, known, n=1)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; expected one of: {', '.join(sorted(known))}"
-
-
 def parse_auth_config(
     table: object, prefix: str = "auth", base: AuthConfig | None = None
 ) -> AuthConfig:
@@ -171,18 +141,4 @@ def parse_auth_config(
         (C{"auth"}, or C{"pipeline.options.digest-auth"}).
     @raise ConfigError: naming C{prefix.key} and the problem.
     """
-    from sipedge.config import _InvalidValue
-
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{prefix}: expected a table, got {_describe(table)}")
-    known = list(attrs.fields_dict(AuthConfig))
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{prefix}.{key}: unknown key" + _suggest(str(key), known))
-    values: dict[str, Any] = dict(table)
-    try:
-        if base is None:
-            return AuthConfig(**values)
-        return attrs.evolve(base, **values)
-    except _InvalidValue as e:
-        raise ConfigError(f"{e.within(prefix).key}: {e.problem}") from None
+    return parse_table(AuthConfig, table, prefix, base)

@@ -15,14 +15,14 @@ C{media-anchor} stage) and the in-process relay it drives.
 
 L{MediaConfig} checks its values when constructed, like the sections of
 C{sipedge.config}: its validators raise that module's C{_InvalidValue}
-with the key relative to the section, so once C{sipedge.config} lists it
-in its section table, every error names C{media.<key>}.
-L{parse_media_config} does the whole job on its own (unknown keys
-included), for stage options and tests.
+(C{sipedge._config_values.InvalidValue}) with the key relative to the
+section, so once C{sipedge.config} lists it in its section table, every
+error names C{media.<key>}. L{parse_media_config} does the whole job on
+its own (unknown keys included), for stage options and tests.
 
 No Twisted at import time (L{MediaConfig.build_relay} imports the relay
-when called), and C{sipedge.config} only when a value is checked, so that
-module can import this one.
+when called), and never C{sipedge.config}, so that module can import this
+one.
 """
 
 from __future__ import annotations
@@ -30,12 +30,17 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sipedge.error import ConfigError
+from sipedge._config_values import InvalidValue, non_negative_integer, parse_table
+from sipedge._config_values import boolean as _boolean
+from sipedge._config_values import describe as _describe
+from sipedge._config_values import each as _each
+from sipedge._config_values import network as _network
+from sipedge._config_values import to_float as _to_float
 from sipedge.media._srtp import CRYPTO_SUITES, SUPPORTED_SUITES, CryptoSuite
 from sipedge.media._values import LegPolicy, MediaLimits, MediaMode, RelayPolicy
 
@@ -74,52 +79,23 @@ DEFAULT_INTERNAL_NETWORKS = (
 NAT_POLICIES = ("off", "external", "all")
 
 
-def _invalid(key: str, problem: str) -> ConfigError:
-    """L{sipedge.config}'s C{_InvalidValue}: the key relative to the section."""
-    from sipedge.config import _InvalidValue
-
-    return _InvalidValue(key, problem)
-
-
-def _describe(value: object) -> str:
-    from sipedge.config import _describe as describe
-
-    return describe(value)
-
-
-def _to_float(value: object) -> object:
-    """TOML writes C{5} for C{5.0}: accept integers where numbers are due."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _boolean(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if not isinstance(value, bool):
-        raise _invalid(attribute.name, f"expected true or false, got {_describe(value)}")
-
-
 def _choice(*choices: str) -> Callable[..., None]:
     def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
         if not isinstance(value, str) or value not in choices:
             names = ", ".join(repr(c) for c in choices)
-            raise _invalid(attribute.name, f"must be one of {names}, not {_describe(value)}")
+            raise InvalidValue(attribute.name, f"must be one of {names}, not {_describe(value)}")
 
     return check
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, float):
-        raise _invalid(attribute.name, f"expected a number, got {_describe(value)}")
+        raise InvalidValue(attribute.name, f"expected a number, got {_describe(value)}")
     if not (math.isfinite(value) and value >= 0):
-        raise _invalid(attribute.name, f"must be 0 (off) or a positive number, not {value!r}")
+        raise InvalidValue(attribute.name, f"must be 0 (off) or a positive number, not {value!r}")
 
 
-def _count(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(attribute.name, f"expected an integer, got {_describe(value)}")
-    if value < 0:
-        raise _invalid(attribute.name, f"must be 0 (off) or more, not {value}")
+_count = non_negative_integer("off")
 
 
 def _convert_ports(value: object) -> object:
@@ -128,7 +104,7 @@ def _convert_ports(value: object) -> object:
         return value
     low, dash, high = value.strip().partition("-")
     if not dash or not (low.strip().isdigit() and high.strip().isdigit()):
-        raise _invalid("ports", f"expected 'low-high', as in '30000-30999', not {value!r}")
+        raise InvalidValue("ports", f"expected 'low-high', as in '30000-30999', not {value!r}")
     return (int(low), int(high))
 
 
@@ -138,28 +114,32 @@ def _check_ports(instance: object, attribute: attrs.Attribute, value: object) ->
         and len(value) == 2
         and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
-        raise _invalid("ports", f"expected 'low-high', as in '30000-30999', got {_describe(value)}")
+        raise InvalidValue(
+            "ports", f"expected 'low-high', as in '30000-30999', got {_describe(value)}"
+        )
     low, high = value
     if not 1 <= low <= high <= 65535:
-        raise _invalid(
+        raise InvalidValue(
             "ports", f"must be 'low-high' with 1 <= low <= high <= 65535, not {low}-{high}"
         )
     if low + (low % 2) + 1 > high:
-        raise _invalid("ports", f"{low}-{high} holds no even/odd port pair")
+        raise InvalidValue("ports", f"{low}-{high} holds no even/odd port pair")
 
 
 def _ip(key: str, value: object, wildcard: bool) -> str:
     if not isinstance(value, str):
-        raise _invalid(key, f"expected an IP address, got {_describe(value)}")
+        raise InvalidValue(key, f"expected an IP address, got {_describe(value)}")
     text = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
-        raise _invalid(key, f"{value!r} is not an IP address") from None
+        raise InvalidValue(key, f"{value!r} is not an IP address") from None
     if address.is_multicast:
-        raise _invalid(key, f"{value!r} is a multicast address")
+        raise InvalidValue(key, f"{value!r} is a multicast address")
     if address.is_unspecified and not wildcard:
-        raise _invalid(key, f"{value!r} cannot be written in SDP: give the address to advertise")
+        raise InvalidValue(
+            key, f"{value!r} cannot be written in SDP: give the address to advertise"
+        )
     return str(address)
 
 
@@ -186,8 +166,6 @@ def _canonical(value: object) -> object:
 
 
 def _convert_internal(value: object) -> tuple[IPNetwork, ...]:
-    from sipedge.config import _each, _network
-
     return _each("internal", _network, value)
 
 
@@ -204,15 +182,13 @@ def _suite(value: object) -> CryptoSuite:
 
 
 def _convert_suites(value: object) -> tuple[str, ...]:
-    from sipedge.config import _each
-
     if isinstance(value, (list, tuple)) and not value:
-        raise _invalid("suites", "must name at least one crypto suite")
+        raise InvalidValue("suites", "must name at least one crypto suite")
     suites = _each("suites", _suite, value)
     names: list[str] = []
     for index, suite in enumerate(suites):
         if suite.name in names:
-            raise _invalid(
+            raise InvalidValue(
                 f"suites[{index}]", f"{suite.name} is already suites[{names.index(suite.name)}]"
             )
         names.append(suite.name)
@@ -337,12 +313,12 @@ class MediaConfig:
                     continue
             shown = advertised if advertised is not None else bound
             if _unspecified(shown):
-                raise _invalid(
+                raise InvalidValue(
                     side + "address",
                     f"{bound!r} is a wildcard: set {side}advertise to the address to write in SDP",
                 )
             if ipaddress.ip_address(bound).version != ipaddress.ip_address(shown).version:
-                raise _invalid(
+                raise InvalidValue(
                     side + "advertise",
                     f"{shown} and the bound {bound} are not of the same IP version",
                 )
@@ -351,7 +327,7 @@ class MediaConfig:
         except ValueError as e:
             text = str(e)
             key = text.split(" ", 1)[0]
-            raise _invalid(key if key in attrs.fields_dict(MediaConfig) else "", text) from None
+            raise InvalidValue(key if key in attrs.fields_dict(MediaConfig) else "", text) from None
 
     # -- derived values -------------------------------------------------------
 
@@ -498,17 +474,4 @@ def parse_media_config(
         (C{"media"}, or C{"pipeline.options.media-anchor"}).
     @raise ConfigError: naming C{prefix.key} and the problem.
     """
-    from sipedge.config import _InvalidValue, _suggest
-
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{prefix}: expected a table, got {_describe(table)}")
-    known = list(attrs.fields_dict(MediaConfig))
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{prefix}.{key}: unknown key" + _suggest(str(key), known))
-    try:
-        if base is None:
-            return MediaConfig(**table)
-        return attrs.evolve(base, **table)
-    except _InvalidValue as e:
-        raise ConfigError(f"{e.within(prefix).key}: {e.problem}") from None
+    return parse_table(MediaConfig, table, prefix, base)

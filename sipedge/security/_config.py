@@ -6,15 +6,15 @@ C{[security.monitor]} (L{MonitorConfig}, the behaviour monitor) and
 C{[security.toll_fraud]} (L{TollFraudConfig}, the toll-fraud stage).
 
 L{SecurityConfig} raises the same C{_InvalidValue} as the sections of
-L{sipedge.config}, with the key relative to the section, so once it is in
-that module's section table every error names C{security.<key>}.
+L{sipedge.config} (C{sipedge._config_values.InvalidValue}), with the key
+relative to the section, so once it is in that module's section table
+every error names C{security.<key>}.
 L{parse_security_config} does the same on its own.
 
 Errors in a sub-table name C{security.monitor.<key>} or
 C{security.toll_fraud.<key>}.
 
-L{sipedge.config} is imported only when a value is checked, never at import
-time, so that module can import this one.
+This module must not import L{sipedge.config}: that module imports this one.
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ from typing import Any, TypeVar
 
 import attrs
 
+from sipedge._config_values import InvalidValue, integer, non_negative_integer, seconds, suggest
+from sipedge._config_values import boolean as _boolean
+from sipedge._config_values import describe as _describe
+from sipedge._config_values import each as _each
+from sipedge._config_values import to_float as _to_float
 from sipedge.error import ConfigError
 from sipedge.security._bucket import AUTHENTICATED, TRUSTED, UNAUTHENTICATED, Budget
 
@@ -56,57 +61,21 @@ DEFAULT_SCANNER_USER_AGENTS = (
 )
 
 
-def _invalid(key: str, problem: str) -> ConfigError:
-    """L{sipedge.config}'s C{_InvalidValue}: the key relative to the section."""
-    from sipedge.config import _InvalidValue
-
-    return _InvalidValue(key, problem)
-
-
-def _describe(value: object) -> str:
-    from sipedge.config import _describe as describe
-
-    return describe(value)
-
-
-def _to_float(value: object) -> object:
-    """TOML writes C{5} for C{5.0}: accept integers where numbers are due."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
 def _rate(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, float):
-        raise _invalid(attribute.name, f"expected a number per second, got {_describe(value)}")
+        raise InvalidValue(attribute.name, f"expected a number per second, got {_describe(value)}")
     if not (math.isfinite(value) and value > 0):
-        raise _invalid(attribute.name, f"must be a positive number, not {value!r}")
+        raise InvalidValue(attribute.name, f"must be a positive number, not {value!r}")
 
 
 def _burst(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, float):
-        raise _invalid(attribute.name, f"expected a number, got {_describe(value)}")
+        raise InvalidValue(attribute.name, f"expected a number, got {_describe(value)}")
     if not (math.isfinite(value) and value >= 1):
-        raise _invalid(attribute.name, f"must be at least 1, not {value!r}")
+        raise InvalidValue(attribute.name, f"must be at least 1, not {value!r}")
 
 
-def _seconds(minimum_exclusive: bool = True) -> Any:
-    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
-        if not isinstance(value, float):
-            raise _invalid(attribute.name, f"expected a number of seconds, got {_describe(value)}")
-        ok = value > 0 if minimum_exclusive else value >= 0
-        if not (math.isfinite(value) and ok):
-            what = "positive" if minimum_exclusive else "non-negative"
-            raise _invalid(attribute.name, f"must be a {what} number of seconds, not {value!r}")
-
-    return check
-
-
-def _count(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(attribute.name, f"expected an integer, got {_describe(value)}")
-    if value < 1:
-        raise _invalid(attribute.name, f"must be at least 1, not {value}")
+_count = integer(1)
 
 
 def _user_agent(value: object) -> str:
@@ -130,14 +99,10 @@ def _pattern(value: object) -> str:
 
 
 def _convert_user_agents(value: object) -> tuple[str, ...]:
-    from sipedge.config import _each
-
     return _each("scanner_user_agents", _user_agent, value)
 
 
 def _convert_patterns(value: object) -> tuple[str, ...]:
-    from sipedge.config import _each
-
     return _each("scanner_user_agent_patterns", _pattern, value)
 
 
@@ -145,23 +110,14 @@ def _f(default: float, validator: Any) -> Any:
     return attrs.field(default=default, converter=_to_float, validator=validator)
 
 
-def _non_negative_count(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(attribute.name, f"expected an integer, got {_describe(value)}")
-    if value < 0:
-        raise _invalid(attribute.name, f"must be 0 (no limit) or more, not {value}")
+_non_negative_count = non_negative_integer("no limit")
 
 
 def _ratio(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, float):
-        raise _invalid(attribute.name, f"expected a number from 0 to 1, got {_describe(value)}")
+        raise InvalidValue(attribute.name, f"expected a number from 0 to 1, got {_describe(value)}")
     if not 0 < value <= 1:
-        raise _invalid(attribute.name, f"must be more than 0 and at most 1, not {value!r}")
-
-
-def _boolean(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if not isinstance(value, bool):
-        raise _invalid(attribute.name, f"expected true or false, got {_describe(value)}")
+        raise InvalidValue(attribute.name, f"must be more than 0 and at most 1, not {value!r}")
 
 
 #: What the monitor may do when a rule triggers: nothing (the rule is off),
@@ -184,9 +140,9 @@ MONITOR_RULES: Mapping[str, str] = {
 
 def _action(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, str):
-        raise _invalid(attribute.name, f"expected an action name, got {_describe(value)}")
+        raise InvalidValue(attribute.name, f"expected an action name, got {_describe(value)}")
     if value not in MONITOR_ACTIONS:
-        raise _invalid(
+        raise InvalidValue(
             attribute.name, f"must be one of {', '.join(MONITOR_ACTIONS)}, not {value!r}"
         )
 
@@ -207,8 +163,6 @@ def _prefix(value: object) -> str:
 
 
 def _convert_prefixes(key: str, value: object) -> tuple[str, ...]:
-    from sipedge.config import _each
-
     return _each(key, _prefix, value)
 
 
@@ -272,15 +226,15 @@ class MonitorConfig:
     @ivar call_rate: INVITEs of one authenticated user in the window.
     """
 
-    window: float = _f(60.0, _seconds())
+    window: float = _f(60.0, seconds())
     slots: int = attrs.field(default=6, validator=_count)
     min_samples: int = attrs.field(default=10, validator=_count)
     max_sources: int = attrs.field(default=100_000, validator=_count)
     max_users: int = attrs.field(default=100_000, validator=_count)
     max_calls: int = attrs.field(default=100_000, validator=_count)
-    max_call_duration: float = _f(10800.0, _seconds())
-    call_setup_timeout: float = _f(300.0, _seconds(minimum_exclusive=False))
-    restrict_duration: float = _f(600.0, _seconds())
+    max_call_duration: float = _f(10800.0, seconds())
+    call_setup_timeout: float = _f(300.0, seconds(minimum_exclusive=False))
+    restrict_duration: float = _f(600.0, seconds())
     restricted_rate: float = _f(1.0, _rate)
     restricted_burst: float = _f(5.0, _burst)
     premium_prefixes: tuple[str, ...] = attrs.field(default=(), converter=_convert_premium_prefixes)
@@ -301,7 +255,7 @@ class MonitorConfig:
 
     def __attrs_post_init__(self) -> None:
         if self.slots > 60:
-            raise _invalid("slots", f"must be at most 60, not {self.slots}")
+            raise InvalidValue("slots", f"must be at most 60, not {self.slots}")
 
     @property
     def rules(self) -> dict[str, tuple[float, str]]:
@@ -338,8 +292,8 @@ class TollFraudConfig:
 
     max_concurrent_calls: int = attrs.field(default=10, validator=_non_negative_count)
     calls_per_minute: int = attrs.field(default=20, validator=_non_negative_count)
-    max_call_duration: float = _f(10800.0, _seconds())
-    call_setup_timeout: float = _f(300.0, _seconds(minimum_exclusive=False))
+    max_call_duration: float = _f(10800.0, seconds())
+    call_setup_timeout: float = _f(300.0, seconds(minimum_exclusive=False))
     deny_prefixes: tuple[str, ...] = attrs.field(default=(), converter=_convert_deny_prefixes)
     allow_prefixes: tuple[str, ...] = attrs.field(default=(), converter=_convert_allow_prefixes)
     trusted_prefix_checks: bool = attrs.field(default=True, validator=_boolean)
@@ -355,16 +309,14 @@ def _sub_table(name: str, kind: type[_Section], value: object) -> _Section:
     if isinstance(value, kind):
         return value
     if not isinstance(value, Mapping):
-        raise _invalid(name, f"expected a table ([security.{name}]), got {_describe(value)}")
-    from sipedge.config import _InvalidValue, _suggest
-
+        raise InvalidValue(name, f"expected a table ([security.{name}]), got {_describe(value)}")
     known = list(attrs.fields_dict(kind))  # type: ignore[arg-type]
     for key in value:
         if key not in known:
-            raise _invalid(f"{name}.{key}", "unknown key" + _suggest(key, known))
+            raise InvalidValue(f"{name}.{key}", "unknown key" + suggest(key, known))
     try:
         return kind(**value)
-    except _InvalidValue as e:
+    except InvalidValue as e:
         raise e.within(name) from None
 
 
@@ -434,18 +386,18 @@ class SecurityConfig:
     trusted_rate: float = _f(5000.0, _rate)
     trusted_burst: float = _f(10000.0, _burst)
     max_rate_keys: int = attrs.field(default=100_000, validator=_count)
-    flood_offence_interval: float = _f(1.0, _seconds())
+    flood_offence_interval: float = _f(1.0, seconds())
     max_authenticated_sources: int = attrs.field(default=100_000, validator=_count)
-    ban_base: float = _f(60.0, _seconds())
-    ban_max: float = _f(86400.0, _seconds())
-    ban_memory: float = _f(86400.0, _seconds(minimum_exclusive=False))
-    offence_window: float = _f(60.0, _seconds())
+    ban_base: float = _f(60.0, seconds())
+    ban_max: float = _f(86400.0, seconds())
+    ban_memory: float = _f(86400.0, seconds(minimum_exclusive=False))
+    offence_window: float = _f(60.0, seconds())
     flood_threshold: int = attrs.field(default=3, validator=_count)
     scanner_threshold: int = attrs.field(default=1, validator=_count)
     auth_failure_threshold: int = attrs.field(default=5, validator=_count)
     monitor_threshold: int = attrs.field(default=1, validator=_count)
     max_offence_keys: int = attrs.field(default=100_000, validator=_count)
-    purge_interval: float = _f(10.0, _seconds())
+    purge_interval: float = _f(10.0, seconds())
     scanner_user_agents: tuple[str, ...] = attrs.field(
         default=DEFAULT_SCANNER_USER_AGENTS, converter=_convert_user_agents
     )
@@ -459,7 +411,7 @@ class SecurityConfig:
 
     def __attrs_post_init__(self) -> None:
         if self.ban_base > self.ban_max:
-            raise _invalid(
+            raise InvalidValue(
                 "ban_base", f"must not exceed ban_max ({self.ban_max}), not {self.ban_base}"
             )
 
@@ -504,8 +456,6 @@ def evolve_config(
     @raise ConfigError: for an unknown option or a bad value, naming
         C{prefix.<option>}.
     """
-    from sipedge.config import _InvalidValue
-
     aliases = dict(aliases or {})
     fields = {aliases.get(option, option): option for option in changes}
     known = attrs.fields_dict(type(config))  # type: ignore[arg-type]
@@ -514,7 +464,7 @@ def evolve_config(
             raise ConfigError(f"{prefix}.{option}: unknown option")
     try:
         return attrs.evolve(config, **{field: changes[o] for field, o in fields.items()})  # type: ignore[misc]
-    except _InvalidValue as e:
+    except InvalidValue as e:
         name = e.key.split("[", 1)
         option = fields.get(name[0], name[0])
         where = option + ("[" + name[1] if len(name) > 1 else "")
@@ -530,8 +480,6 @@ def parse_security_config(
 
     @raise ConfigError: naming C{source} and C{security.<key>}.
     """
-    from sipedge.config import _InvalidValue, _suggest
-
     if table is None:
         return SecurityConfig()
     if not isinstance(table, Mapping):
@@ -541,8 +489,8 @@ def parse_security_config(
     known = list(attrs.fields_dict(SecurityConfig))
     for key in table:
         if key not in known:
-            raise ConfigError(f"{source}: security.{key}: unknown key" + _suggest(key, known))
+            raise ConfigError(f"{source}: security.{key}: unknown key" + suggest(key, known))
     try:
         return SecurityConfig(**table)
-    except _InvalidValue as e:
+    except InvalidValue as e:
         raise ConfigError(f"{source}: security.{e.key}: {e.problem}") from None
