@@ -13,8 +13,9 @@ are cached; they raise L{MessageParseError} when the field is malformed.
 
 from __future__ import annotations
 
-from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import attrs
 
@@ -24,6 +25,40 @@ from sipedge.message._fields import parse_cseq, parse_option_tags, parse_uint
 from sipedge.message._headers import Headers
 from sipedge.message._uri import parse_uri
 from sipedge.message._via import parse_via_list
+
+_T = TypeVar("_T")
+
+
+class cached_property(Generic[_T]):
+    """
+    Like C{functools.cached_property}, without its lock: Python 3.11's takes
+    an RLock on every first access, and a proxy reads views on many
+    short-lived derived messages. The value goes into the instance's
+    C{__dict__} (messages are frozen attrs classes without slots), after
+    which this non-data descriptor is no longer consulted.
+    """
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> cached_property[_T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self.func(instance)
+        instance.__dict__[self.name] = value
+        return value
+
 
 # A proxy derives many messages from one (stamped, forwarded, answered):
 # they share the same header value strings, whose hashes Python keeps, so
