@@ -81,6 +81,7 @@ DEFAULT_STAGES = (
     "scanner",
     "flood",
     "monitor",
+    "filter",
     "sanity",
     "max-forwards",
     "loop-detect",

@@ -1,6 +1,6 @@
 """
-The security stages (C{ban-check}, C{scanner}, C{flood}), registered as
-plugins like any third-party stage.
+The security stages (C{ban-check}, C{scanner}, C{flood}, C{filter}),
+registered as plugins like any third-party stage.
 
 Each uses the shared L{sipedge.security.Security} of C{services.security}.
 Options in C{[pipeline.options.<stage>]} override the C{[security]} values
@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from sipedge._config_values import InvalidValue
 from sipedge.error import ConfigError
 from sipedge.interfaces import IStageFactory
 
@@ -143,6 +144,19 @@ def _flood(options: dict[str, Any], services: Any, prefix: str) -> Any:
     return FloodStage(security, limiter)
 
 
+def _filter(options: dict[str, Any], services: Any, prefix: str) -> Any:
+    from sipedge.pipeline.stages._filter import FilterStage
+    from sipedge.security import FilterConfig, parse_filter_config
+
+    if not options:
+        return FilterStage(FilterConfig(), security_of(services))
+    try:
+        config = parse_filter_config(options)
+    except InvalidValue as e:
+        raise ConfigError(f"{e.within(prefix).key}: {e.problem}") from None
+    return FilterStage(config, security_of(services))
+
+
 ban_check = SecurityStageFactory(
     "ban-check", "Drop, unanswered, requests from banned sources.", _ban_check
 )
@@ -157,4 +171,11 @@ flood = SecurityStageFactory(
     "Rate-limit requests per source and method; drop, unanswered, what is over budget.",
     _flood,
     FLOOD_OPTIONS,
+)
+request_filter = SecurityStageFactory(
+    "filter",
+    "A method allow-list (405 with Allow) and ordered header rules (From, To, User-Agent,"
+    " Content-Type, any header, the Request-URI) that accept, reject or drop.",
+    _filter,
+    {"methods": "methods", "rules": "rules"},
 )

@@ -38,6 +38,13 @@ from sipedge.security._config import (
     evolve_config,
     parse_security_config,
 )
+from sipedge.security._filter import (
+    FILTER_ACTIONS,
+    FilterConfig,
+    FilterMatch,
+    FilterRule,
+    parse_filter_config,
+)
 from sipedge.security._monitor import MONITOR_STAT_KEYS, Monitor
 from sipedge.security._security import STAT_KEYS, Security
 from sipedge.security._tollfraud import (
@@ -57,6 +64,7 @@ __all__ = [
     "DATABASE_NAME",
     "DEFAULT_SCANNER_USER_AGENTS",
     "DEFAULT_THRESHOLDS",
+    "FILTER_ACTIONS",
     "METHOD_CLASSES",
     "MONITOR_ACTIONS",
     "MONITOR_RULES",
@@ -74,6 +82,9 @@ __all__ = [
     "Budget",
     "Call",
     "CallTracker",
+    "FilterConfig",
+    "FilterMatch",
+    "FilterRule",
     "Monitor",
     "MonitorConfig",
     "RateLimiter",
@@ -90,5 +101,6 @@ __all__ = [
     "evolve_config",
     "match_prefix",
     "method_class",
+    "parse_filter_config",
     "parse_security_config",
 ]

@@ -64,7 +64,7 @@ DATABASE_NAME = "bans.sqlite3"
 SCHEMA_VERSION = 1
 
 #: The kinds of offence the built-in components report.
-OFFENCE_KINDS = ("flood", "scanner", "auth-failure", "monitor")
+OFFENCE_KINDS = ("flood", "scanner", "auth-failure", "monitor", "filter")
 
 #: Offences of each kind within the window that earn a ban.
 DEFAULT_THRESHOLDS: Mapping[str, int] = {
@@ -72,6 +72,7 @@ DEFAULT_THRESHOLDS: Mapping[str, int] = {
     "scanner": 1,
     "auth-failure": 5,
     "monitor": 1,
+    "filter": 1,
 }
 
 _SCHEMA_V1 = (

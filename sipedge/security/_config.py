@@ -361,6 +361,8 @@ class SecurityConfig:
     @ivar scanner_threshold: scanner hits in the window that earn a ban.
     @ivar auth_failure_threshold: authentication failures likewise.
     @ivar monitor_threshold: anomaly monitor reports likewise.
+    @ivar filter_threshold: hits of C{filter} rules with C{offence = true}
+        likewise.
     @ivar max_offence_keys: the most offence counters kept.
     @ivar purge_interval: seconds between sweeps of expired bans, idle
         buckets and stale allow-list entries (and re-reads of bans that
@@ -396,6 +398,7 @@ class SecurityConfig:
     scanner_threshold: int = attrs.field(default=1, validator=_count)
     auth_failure_threshold: int = attrs.field(default=5, validator=_count)
     monitor_threshold: int = attrs.field(default=1, validator=_count)
+    filter_threshold: int = attrs.field(default=1, validator=_count)
     max_offence_keys: int = attrs.field(default=100_000, validator=_count)
     purge_interval: float = _f(10.0, seconds())
     scanner_user_agents: tuple[str, ...] = attrs.field(
@@ -432,6 +435,7 @@ class SecurityConfig:
             "scanner": self.scanner_threshold,
             "auth-failure": self.auth_failure_threshold,
             "monitor": self.monitor_threshold,
+            "filter": self.filter_threshold,
         }
 
 

@@ -35,6 +35,9 @@ STAT_KEYS = (
     "admission_refused",
     "ban_check_dropped",
     "scanner_dropped",
+    "filter_rejected",
+    "filter_dropped",
+    "filter_method_refused",
     "flood_dropped",
     "limiter_evicted",
     "allow_noted",
@@ -47,6 +50,7 @@ STAT_KEYS = (
     "offences_scanner",
     "offences_auth_failure",
     "offences_monitor",
+    "offences_filter",
 )
 
 
@@ -176,7 +180,7 @@ class Security:
     def offence(self, source: str, kind: str, detail: str | None = None) -> Ban | None:
         """
         Count an offence of C{kind} (C{"flood"}, C{"scanner"},
-        C{"auth-failure"}, C{"monitor"}) by C{source} now; see
+        C{"auth-failure"}, C{"monitor"}, C{"filter"}) by C{source} now; see
         L{Bans.offence}.
         """
         return self.bans.offence(source, kind, self.clock.seconds(), detail)

@@ -190,6 +190,7 @@ class DefaultTests(SynchronousTestCase):
                 "scanner",
                 "flood",
                 "monitor",
+                "filter",
                 "sanity",
                 "max-forwards",
                 "loop-detect",

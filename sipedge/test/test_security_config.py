@@ -41,6 +41,7 @@ flood_threshold = 4
 scanner_threshold = 2
 auth_failure_threshold = 10
 monitor_threshold = 3
+filter_threshold = 2
 max_offence_keys = 500
 purge_interval = 5
 scanner_user_agents = ["friendly-scanner", "badbot"]
@@ -85,7 +86,8 @@ class SecurityConfigTests(SynchronousTestCase):
         self.assertEqual(config.budgets[AUTHENTICATED], Budget(20.5, 40.0))
         self.assertEqual(config.budgets[TRUSTED], Budget(10000.0, 20000.0))
         self.assertEqual(
-            config.thresholds, {"flood": 4, "scanner": 2, "auth-failure": 10, "monitor": 3}
+            config.thresholds,
+            {"flood": 4, "scanner": 2, "auth-failure": 10, "monitor": 3, "filter": 2},
         )
         self.assertEqual(
             (config.ban_base, config.ban_max, config.ban_memory, config.offence_window),

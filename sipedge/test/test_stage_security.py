@@ -51,7 +51,7 @@ PROXY = "192.0.2.1"
 ATTACKER = "203.0.113.66"
 PHONE = "198.51.100.7"
 TRUNK = "10.1.2.3"
-STAGES = ("ban-check", "scanner", "flood")
+STAGES = ("ban-check", "scanner", "flood", "filter")
 
 
 def request(method: str = "INVITE", user_agent: str | None = "Linphone/5.2") -> Request:
