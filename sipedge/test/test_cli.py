@@ -57,7 +57,7 @@ class CheckConfigTests(SynchronousTestCase):
             "listeners: udp:127.0.0.1:5060, tcp:127.0.0.1:5060, tls:127.0.0.1:5061\n", output
         )
         self.assertIn(
-            "stages:    ban-check, scanner, flood, monitor, sanity, max-forwards,", output
+            "stages:    ban-check, scanner, flood, monitor, filter, sanity, max-forwards,", output
         )
         self.assertEqual(self.stderr.getvalue(), "")
 
