@@ -611,12 +611,18 @@ class TimersConfig:
     @ivar t4: the longest time a message stays in the network.
     @ivar timer_c: how long a proxy waits for a final response to a
         forwarded INVITE.
+    @ivar response_chain_timeout: how long one response may wait for the
+        response chain (a stage that asks a remote media relay) before it
+        is relayed without it (a provisional one is dropped).
     """
 
     t1: float = attrs.field(default=0.5, converter=_to_float, validator=_seconds)
     t2: float = attrs.field(default=4.0, converter=_to_float, validator=_seconds)
     t4: float = attrs.field(default=5.0, converter=_to_float, validator=_seconds)
     timer_c: float = attrs.field(default=180.0, converter=_to_float, validator=_seconds)
+    response_chain_timeout: float = attrs.field(
+        default=5.0, converter=_to_float, validator=_seconds
+    )
 
     def __attrs_post_init__(self) -> None:
         if not self.t1 < self.t2:

@@ -173,15 +173,27 @@ class IResponseStage(Interface):
 
     name = Attribute("Stable id.")
 
-    def process_response(context: Any, response: Response) -> Response | None:
+    def process_response(
+        context: Any, response: Response
+    ) -> Response | Deferred[Response | None] | None:
         """
-        Called synchronously, in order, for each response relayed upstream:
-        provisional responses (not 100), every 2xx to an INVITE, and the
-        final response the proxy chose; and, with C{context} C{None}, for a
-        stray 2xx forwarded statelessly. C{context} is the RequestContext of
-        the request as the chain left it. Return the (possibly changed)
-        response, or C{None} to absorb it (a final response is relayed
-        unchanged instead).
+        Called in order for each response relayed upstream: provisional
+        responses (not 100), every 2xx to an INVITE, and the final response
+        the proxy chose; and, with C{context} C{None}, for a stray 2xx
+        forwarded statelessly. C{context} is the RequestContext of the
+        request as the chain left it. Return the (possibly changed)
+        response, C{None} to absorb it (a final response is relayed as it
+        came instead), or a Deferred that fires with either.
+
+        While a response waits for a Deferred, the later responses of the
+        same server transaction (of the same Call-ID for stray 2xx) wait
+        behind it: a stage sees the responses of a transaction one at a
+        time, in the order they came. A stage that raises, or whose
+        Deferred fails, is logged: a provisional response is dropped, a
+        final one goes on as it was. A Deferred that has not fired after
+        C{[timers] response_chain_timeout} seconds is cancelled, and the
+        response goes on as if the stage had failed. While every stage
+        answers at once, no Deferred is made.
         """
 
 

@@ -4,7 +4,8 @@ Running the request chain: each stage in order until one decides.
 
 Stages may answer at once or with a Deferred (a store lookup); the runner
 stays synchronous until a stage returns a Deferred, so the common case
-costs no Deferred at all.
+costs no Deferred at all. The same holds for the response chain
+(L{RequestChain.run_responses}).
 """
 
 from __future__ import annotations
@@ -17,12 +18,21 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sipedge.interfaces import IResponseStage
+from sipedge.message import Response
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, Forward, Respond, StageResult
 
 __all__ = ["RequestChain"]
 
 _DECISIONS = (Respond, Forward, Drop)
+
+
+def _bad_response(result: object) -> Failure:
+    try:
+        RequestChain._check_response(result)
+    except TypeError:
+        return Failure()
+    raise AssertionError("a response")  # pragma: no cover
 
 
 class RequestChain:
@@ -82,6 +92,95 @@ class RequestChain:
         if not isinstance(result, Continue):
             return self._bad_result(result, self.stages[index], context)
         return self._run_from(index + 1, context)
+
+    # -- the response chain ------------------------------------------------------
+
+    def run_responses(
+        self, context: RequestContext | None, response: Response
+    ) -> Response | Deferred[Response | None] | None:
+        """
+        Run the response stages on C{response}, in order: the response as
+        the last stage left it, C{None} if a stage absorbed it, or a
+        Deferred that fires with one of these once a stage that answered
+        with a Deferred has fired (no Deferred is made while every stage
+        answers at once).
+
+        A stage that fails (raises, returns something that is not a
+        response or C{None}, or its Deferred fails or is cancelled) is
+        logged; a provisional response is then dropped (C{None}: what the
+        stage would have changed in it is unknown), a final one goes on to
+        the next stage as it was.
+        """
+        return self._respond_from(0, context, response)
+
+    def _respond_from(
+        self, index: int, context: RequestContext | None, response: Response
+    ) -> Response | Deferred[Response | None] | None:
+        stages = self.response_stages
+        for i in range(index, len(stages)):
+            stage = stages[i]
+            changed: Any
+            try:
+                changed = stage.process_response(context, response)
+            except Exception:
+                changed = Failure()
+            if isinstance(changed, Deferred):
+                changed.addCallback(self._check_response)
+                changed.addCallbacks(
+                    self._responded,
+                    self._response_failed,
+                    callbackArgs=(i, context),
+                    errbackArgs=(stage, i, context, response),
+                )
+                return changed
+            if changed is None:
+                return None
+            if not isinstance(changed, Response):
+                if not isinstance(changed, Failure):
+                    changed = _bad_response(changed)
+                if self._stage_failed(changed, stage, response):
+                    return None
+                continue
+            response = changed
+        return response
+
+    @staticmethod
+    def _check_response(result: object) -> Response | None:
+        if result is None or isinstance(result, Response):
+            return result
+        raise TypeError(f"returned {result!r}, not a response or None")
+
+    def _responded(
+        self, changed: Response | None, index: int, context: RequestContext | None
+    ) -> Response | Deferred[Response | None] | None:
+        if changed is None:
+            return None
+        return self._respond_from(index + 1, context, changed)
+
+    def _response_failed(
+        self,
+        failure: Failure,
+        stage: Any,
+        index: int,
+        context: RequestContext | None,
+        response: Response,
+    ) -> Response | Deferred[Response | None] | None:
+        if self._stage_failed(failure, stage, response):
+            return None
+        return self._respond_from(index + 1, context, response)
+
+    def _stage_failed(self, failure: Failure, stage: Any, response: Response) -> bool:
+        """Log a response stage's failure; True if the response is dropped."""
+        dropped = response.status < 200
+        self._log.failure(
+            "Response stage {stage} failed on {status} {call_id}: {outcome}",
+            failure,
+            stage=getattr(stage, "name", stage),
+            status=response.status,
+            call_id=response.headers.get("Call-ID"),
+            outcome="dropped" if dropped else "relayed as it was",
+        )
+        return dropped
 
     def _bad_result(self, result: object, stage: Any, context: RequestContext) -> Respond:
         self._log.error(

@@ -8,6 +8,13 @@ a q-value, serial across q-values), collecting responses and choosing the
 best (16.7), with CANCEL (16.10), Timer C (16.8), fail-over to the next
 DNS destination (RFC 3263 4.3), and stateless forwarding of ACKs for 2xx
 and of stray 2xx responses.
+
+Responses relayed upstream pass the response chain, which may answer with
+a Deferred: the responses of one server transaction then wait, in order,
+in a L{ResponseQueue} (L{sipedge.proxy._responses}), bounded by
+C{response_chain_timeout}. The decisions of RFC 3261 16.7 (which final
+response, CANCEL of the other branches, Timer C) are taken when a response
+arrives; only its relaying upstream waits.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from sipedge.proxy._forwarding import (
     via_value,
     with_record_route,
 )
+from sipedge.proxy._responses import ResponseQueue
 from sipedge.transaction import State as _State
 from sipedge.transaction import TimerSettings, TransactionLayer, make_response
 from sipedge.transport._flow import Flow
@@ -103,6 +111,7 @@ class ProxyCore:
         advertise: tuple[str, int | None] | None = None,
         wildcard_hosts: dict[int, str] | None = None,
         observers: Sequence[Any] = (),
+        response_chain_timeout: float = 5.0,
     ) -> None:
         self.chain = chain
         self.services = services
@@ -116,6 +125,10 @@ class ProxyCore:
         self._max_forwards = max_forwards
         self._advertise = advertise
         self._wildcard_hosts = wildcard_hosts or {}
+        self._response_chain_timeout = response_chain_timeout
+        # Queues with responses waiting for the response chain; strays by Call-ID.
+        self._busy_queues: set[ResponseQueue] = set()
+        self._stray_queues: dict[str, ResponseQueue] = {}
         self.transactions = TransactionLayer(self, self._send, clock, timers)
         self._forks: dict[Any, Fork] = {}  # server transaction -> fork
         self._branches: dict[Any, tuple[Fork, Branch]] = {}  # client transaction -> branch
@@ -137,6 +150,10 @@ class ProxyCore:
             fork.timer_c = None
         self._forks.clear()
         self._branches.clear()
+        for queue in list(self._busy_queues):
+            queue.stop()
+        self._busy_queues.clear()
+        self._stray_queues.clear()
         self.transactions.stop()
 
     # -- sending ------------------------------------------------------------
@@ -433,9 +450,7 @@ class ProxyCore:
             if fork.request.method == "INVITE" and not fork.final_sent:
                 self._arm_timer_c(fork)
             if not fork.final_sent and self._server_open(fork.server):
-                relayed = self._through_responses(fork.context, upstream)
-                if relayed is not None:
-                    fork.server.respond(relayed)
+                self._relay(fork, upstream, self._deliver_provisional)
             return
         if status < 300:
             branch.done = True
@@ -450,9 +465,7 @@ class ProxyCore:
             else:
                 if not fork.final_sent:
                     fork.final_sent = True
-                    relayed = self._through_responses(fork.context, upstream)
-                    if relayed is not None and self._server_open(fork.server):
-                        fork.server.respond(relayed)
+                    self._relay(fork, upstream, self._deliver_final)
                 self._cancel_pending(fork)
                 self._maybe_done(fork)
             return
@@ -461,38 +474,66 @@ class ProxyCore:
         self._final(fork, branch, upstream)
 
     def _respond_2xx(self, fork: Fork, response: Response) -> None:
+        """A 2xx for an INVITE: relayed through the response chain."""
+        self._relay(fork, response, self._deliver_2xx)
+
+    # -- the response chain ---------------------------------------------------
+
+    def _relay(self, fork: Fork, response: Response, deliver: Any) -> None:
         """
-        A 2xx for an INVITE: through the server transaction while it can
-        take one (TRYING, PROCEEDING, ACCEPTED), else statelessly along
-        the Vias (16.7 step 10: a 2xx after we sent a non-2xx final).
+        Run the response chain (the stages that also provide
+        L{IResponseStage}) on a response we relay upstream, then
+        C{deliver(fork, response, relayed)}: at once if every stage answers
+        at once and nothing waits before it; else in order, after the
+        responses of the same server transaction that came before it.
         """
-        relayed = self._through_responses(fork.context, response)
-        if relayed is None:
+        queue = fork.responses
+        if queue is None:
+            relayed = self.chain.run_responses(fork.context, response)
+            if not isinstance(relayed, Deferred):
+                deliver(fork, response, relayed)
+                return
+            queue = fork.responses = ResponseQueue(
+                self.chain.run_responses,
+                self._clock,
+                self._response_chain_timeout,
+                fork,
+                self._fork_queue_idle,
+            )
+            self._busy_queues.add(queue)
+            queue.wait(relayed, response, deliver)
             return
-        response = relayed
+        self._busy_queues.add(queue)
+        queue.submit(fork.context, response, deliver)
+
+    def _fork_queue_idle(self, queue: ResponseQueue) -> None:
+        self._busy_queues.discard(queue)
+        fork = queue.owner
+        if fork.finished:
+            self._forget(fork)
+
+    def _deliver_provisional(
+        self, fork: Fork, response: Response, relayed: Response | None
+    ) -> None:
+        if relayed is not None and self._server_open(fork.server):
+            fork.server.respond(relayed)
+
+    def _deliver_final(self, fork: Fork, response: Response, relayed: Response | None) -> None:
+        """A final response cannot be absorbed: it goes on as it came then."""
+        if self._server_open(fork.server):
+            fork.server.respond(relayed if relayed is not None else response)
+
+    def _deliver_2xx(self, fork: Fork, response: Response, relayed: Response | None) -> None:
+        """
+        Through the server transaction while it can take a 2xx (TRYING,
+        PROCEEDING, ACCEPTED), else statelessly along the Vias (16.7 step
+        10: a 2xx after we sent a non-2xx final).
+        """
+        response = relayed if relayed is not None else response
         if fork.server.state in (_State.PROCEEDING, _State.TRYING, _State.ACCEPTED):
             fork.server.respond(response)
         else:
             self._send_upstream(response)
-
-    def _through_responses(self, context: Any, response: Response) -> Response | None:
-        """
-        Run the response chain (the stages that also provide
-        L{IResponseStage}) on a response we relay upstream. A stage may
-        change it or absorb it (C{None}); one that raises is logged and
-        skipped. A final response cannot be absorbed: the caller falls back
-        to the response as it was.
-        """
-        for stage in self.chain.response_stages:
-            try:
-                changed = stage.process_response(context, response)
-            except Exception:
-                self._log.failure("Response stage {stage} failed", stage=stage.name)
-                continue
-            if changed is None:
-                return None
-            response = changed
-        return response
 
     def _retry(self, fork: Fork, branch: Branch) -> bool:
         """
@@ -532,15 +573,25 @@ class ProxyCore:
                 final = make_response(fork.original, 487)
             else:
                 final = best_response(fork.finals())
-            relayed = self._through_responses(fork.context, final)
-            fork.server.respond(relayed if relayed is not None else final)
+            self._relay(fork, final, self._deliver_final)
         self._finish(fork)
 
     def _finish(self, fork: Fork) -> None:
+        """
+        The fork has its final response: stop Timer C and forget it, once
+        the responses it relays have left the response chain (a CANCEL
+        that comes meanwhile finds it answered).
+        """
         if fork.timer_c is not None and fork.timer_c.active():
             fork.timer_c.cancel()
         fork.timer_c = None
-        self._forks.pop(fork.server, None)
+        fork.finished = True
+        if fork.responses is None or not fork.responses.busy:
+            self._forget(fork)
+
+    def _forget(self, fork: Fork) -> None:
+        if self._forks.get(fork.server) is fork:
+            del self._forks[fork.server]
 
     def transaction_failed(self, transaction: Any, reason: Failure) -> None:
         if transaction in self._cancels:
@@ -771,9 +822,40 @@ class ProxyCore:
                 self._cancel_pending(fork)
                 self._finish(fork)
                 return
-        relayed = self._through_responses(None, upstream)
-        if relayed is not None:
-            self._send_upstream(relayed)
+        self._relay_stray(upstream)
+
+    def _relay_stray(self, response: Response) -> None:
+        """
+        A stray 2xx through the response chain (with no context), then
+        statelessly upstream; the strays of one call wait in order.
+        """
+        call_id = response.headers.get("Call-ID") or ""
+        queue = self._stray_queues.get(call_id)
+        if queue is None:
+            relayed = self.chain.run_responses(None, response)
+            if not isinstance(relayed, Deferred):
+                self._deliver_stray(None, response, relayed)
+                return
+            queue = ResponseQueue(
+                self.chain.run_responses,
+                self._clock,
+                self._response_chain_timeout,
+                None,
+                lambda q: self._stray_queue_idle(call_id, q),
+            )
+            self._stray_queues[call_id] = queue
+            self._busy_queues.add(queue)
+            queue.wait(relayed, response, self._deliver_stray)
+            return
+        queue.submit(None, response, self._deliver_stray)
+
+    def _stray_queue_idle(self, call_id: str, queue: ResponseQueue) -> None:
+        self._busy_queues.discard(queue)
+        if self._stray_queues.get(call_id) is queue:
+            del self._stray_queues[call_id]
+
+    def _deliver_stray(self, _: None, response: Response, relayed: Response | None) -> None:
+        self._send_upstream(relayed if relayed is not None else response)
 
     def _send_upstream(self, upstream: Response) -> None:
         """Send a response statelessly to its top Via (RFC 3261 18.2.2)."""

@@ -49,6 +49,11 @@ class Fork:
     @ivar original: the request as received (for loop-detection branches).
     @ivar groups: target groups not tried yet, highest q first.
     @ivar context: the request's RequestContext, for the response chain.
+    @ivar responses: the L{ResponseQueue} of responses waiting for the
+        response chain; C{None} until a response stage answers with a
+        Deferred.
+    @ivar finished: the fork has its final response (Timer C stopped); it
+        is forgotten once no response of it waits in the response chain.
     """
 
     server: Any
@@ -63,6 +68,8 @@ class Fork:
     cancelled: bool = False
     timer_c: Any = None
     next_index: int = 0
+    responses: Any = None
+    finished: bool = False
 
     def pending(self) -> list[Branch]:
         """Branches with no final response yet."""

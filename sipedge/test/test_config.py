@@ -167,7 +167,10 @@ class DefaultTests(SynchronousTestCase):
 
     def test_timers(self) -> None:
         """C{[timers]} defaults are RFC 3261's."""
-        self.assertEqual(DEFAULT_CONFIG.timers, TimersConfig(t1=0.5, t2=4.0, t4=5.0, timer_c=180.0))
+        self.assertEqual(
+            DEFAULT_CONFIG.timers,
+            TimersConfig(t1=0.5, t2=4.0, t4=5.0, timer_c=180.0, response_chain_timeout=5.0),
+        )
 
     def test_registrar(self) -> None:
         """C{[registrar]} defaults: 60, 3600, 3600."""
@@ -850,13 +853,15 @@ class TimersTests(ConfigErrorAssertions, SynchronousTestCase):
 
     def test_values(self) -> None:
         """Timers take integers or floats, stored as floats."""
-        timers = parse_config({"timers": {"t1": 1, "t2": 8, "t4": 2.5, "timer_c": 200}}).timers
-        self.assertEqual(timers, TimersConfig(1.0, 8.0, 2.5, 200.0))
+        timers = parse_config(
+            {"timers": {"t1": 1, "t2": 8, "t4": 2.5, "timer_c": 200, "response_chain_timeout": 2}}
+        ).timers
+        self.assertEqual(timers, TimersConfig(1.0, 8.0, 2.5, 200.0, 2.0))
         self.assertIsInstance(timers.t1, float)
 
     def test_bad_values(self) -> None:
         """Each timer must be a positive number."""
-        for name in ("t1", "t2", "t4", "timer_c"):
+        for name in ("t1", "t2", "t4", "timer_c", "response_chain_timeout"):
             self.assertConfigError(
                 {"timers": {name: 0}}, f"timers.{name}", "positive number of seconds"
             )
