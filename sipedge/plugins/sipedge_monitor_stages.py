@@ -112,7 +112,8 @@ def _toll_fraud(options: dict[str, Any], services: Any, prefix: str) -> Any:
 monitor = MonitorStageFactory(
     "monitor",
     "Drop, unanswered, what sources the behaviour monitor restricted send over their"
-    " reduced budget; show the monitor every ACK, BYE and CANCEL.",
+    " reduced budget; show the monitor every ACK, BYE and CANCEL, and every final"
+    " response relayed upstream (404s and authentication failures from behind us).",
     _monitor,
 )
 toll_fraud = MonitorStageFactory(

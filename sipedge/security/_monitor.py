@@ -4,20 +4,34 @@ The behaviour monitor: the IDS/IPS that watches what the proxy decides
 and acts on sources whose behaviour turns abnormal.
 
 L{Monitor} is an L{IProxyObserver}: the proxy core tells it of every
-chain decision. It counts, per source address and per user, over a
+chain decision. The C{monitor} stage also shows it the final responses the
+proxy relays upstream (L{Monitor.response_relayed}), so that what the
+servers behind us answer counts too: a 404 from a PBX, a 401/407/403 to
+credentials a downstream registrar checked. It counts, per source address and per user, over a
 sliding window on the injected clock (L{MonitorConfig}):
 
 ================================  ======  =============================================
 rule                              scope   metric
 ================================  ======  =============================================
 C{auth-failure-ratio}             both    failed / (failed + ok) digest outcomes
-C{not-found-ratio}                source  local 404 answers / requests
+C{not-found-ratio}                source  404 answers / requests
 C{distinct-not-found-users}       source  different Request-URI users answered 404
 C{request-rate}                   source  requests in the window
 C{premium-calls}                  both    INVITEs to a premium prefix in the window
 C{concurrent-calls}               user    calls at once
 C{call-rate}                      user    INVITEs in the window
 ================================  ======  =============================================
+
+A 404 counts whether the chain answered it or a server behind us did. A
+digest outcome is the C{digest-auth} stage's; for a request it did not
+judge, the relayed final response to credentials that the request carried
+on (Authorization or Proxy-Authorization) is one: a 2xx is C{ok}, a 401,
+407 or 403 is C{failed}; a 401/407 to a request without credentials is a
+challenge, not an outcome. Finals the proxy core made up itself (a 408
+or 503 for a branch without an answer, a 404 for a next hop DNS does not
+know: they carry C{Warning: 399 sipedge}) say nothing of the far side and
+are not counted; nor are the chain's own answers, which the monitor counted
+as decisions and which never reach the response chain.
 
 Ratios are judged once they rest on C{min_samples} outcomes. Users are the
 authenticated identity, or for the authentication metric the user name the
@@ -55,6 +69,7 @@ from zope.interface import implementer
 
 from sipedge.error import MessageParseError
 from sipedge.interfaces import IProxyObserver
+from sipedge.message._auth import parse_auth_header
 from sipedge.security._bucket import TIERS, UNAUTHENTICATED, Budget, RateLimiter, Verdict
 from sipedge.security._bucket import method_class as _method_class
 from sipedge.security._config import MONITOR_ACTIONS, MONITOR_RULES, MonitorConfig
@@ -98,6 +113,34 @@ _CALLS = 5
 _QUANTITIES = 6
 
 _ADMIT = Verdict.ADMIT
+
+#: Where the response side marks a request whose final it has counted.
+_COUNTED = "monitor-response"
+#: The Warning the proxy core puts on a final it makes up for a branch
+#: (C{ProxyCore._branch_failed}): no server behind us said it.
+_LOCAL_WARNING = "399 sipedge "
+_CREDENTIALS = ("Authorization", "Proxy-Authorization")
+_AUTH_FAILED_STATUSES = frozenset((401, 403, 407))
+
+
+def _credentials_user(request: Any) -> str | bool:
+    """
+    The user name of the first credentials in C{request}; C{""} if they
+    name none; C{False} if it has no credentials.
+    """
+    for name in _CREDENTIALS:
+        for value in request.headers.get_all(name):
+            try:
+                user = parse_auth_header(value).param("username")
+            except MessageParseError:
+                return ""
+            return user or ""
+    return False
+
+
+def _made_locally(response: Any) -> bool:
+    """Whether the proxy core made C{response} up (it carries our 399 Warning)."""
+    return any(v.startswith(_LOCAL_WARNING) for v in response.headers.get_all("Warning"))
 
 
 class _Record:
@@ -333,13 +376,10 @@ class Monitor:
         auth = context.annotations.get("digest-auth")
         if isinstance(auth, Mapping) and auth.get("result") in ("ok", "failed"):
             quantity = _AUTH_OK if auth["result"] == "ok" else _AUTH_FAILED
-            src.add(quantity)
-            check.ratio(src, "auth-failure-ratio", "source", auth.get("user"))
             name = auth.get("user")
-            if isinstance(name, str) and name:
-                record = self._record(self._users, name, slot, now, "monitor_users_evicted")
-                record.add(quantity)
-                check.ratio(record, "auth-failure-ratio", "user", name)
+            self._auth_outcome(
+                src, quantity, name if isinstance(name, str) else None, slot, now, check
+            )
 
         if isinstance(result, self._respond_type) and result.status == 404:
             src.add(_NOT_FOUND)
@@ -349,6 +389,69 @@ class Monitor:
 
         if is_initial_invite(request):
             self._invite(context, result, src, slot, now, check)
+
+    def response_relayed(self, context: Any, response: Any) -> None:
+        """
+        Count the final response the proxy relays upstream for C{context}'s
+        request against the request's source (the C{monitor} stage calls
+        this from its response side): a 404 as a not-found answer, and an
+        answer to credentials no stage of ours judged as a digest outcome.
+        Once per request; provisional responses, the proxy's own finals and
+        responses without a context (stray 2xx) are not counted.
+        """
+        status = response.status
+        if status < 200 or context is None:
+            return
+        annotations = context.annotations
+        if _COUNTED in annotations:
+            return  # another 2xx of a forked INVITE
+        annotations[_COUNTED] = True
+        not_found = status == 404
+        if not (not_found or status < 300 or status in _AUTH_FAILED_STATUSES):
+            return
+        source = context.flow.remote_host
+        if self._trusted(source, context) or _made_locally(response):
+            return
+        credentials: str | bool = False
+        if not not_found:
+            auth = annotations.get("digest-auth")
+            if not (isinstance(auth, Mapping) and auth.get("result") in ("ok", "failed")):
+                credentials = _credentials_user(context.request)
+            if credentials is False:
+                return  # no credentials: a challenge, or an answer to no one in particular
+        now = self.clock.seconds()
+        self._upkeep(now)
+        slot = int(now // self._step)
+        src = self._record(self._sources, source, slot, now, "monitor_sources_evicted")
+        check = _Check(self, context, source, now)
+        if not_found:
+            src.add(_NOT_FOUND)
+            self._note_not_found(src, context.original, slot, check)
+            requests = src.total(_REQUESTS)
+            if "not-found-ratio" in self._rules and requests >= self.config.min_samples:
+                check.count(
+                    src, "not-found-ratio", "source", None, src.total(_NOT_FOUND) / requests
+                )
+            return
+        quantity = _AUTH_FAILED if status >= 300 else _AUTH_OK
+        self._auth_outcome(src, quantity, str(credentials) or None, slot, now, check)
+
+    def _auth_outcome(
+        self,
+        src: _Record,
+        quantity: int,
+        name: str | None,
+        slot: int,
+        now: float,
+        check: _Check,
+    ) -> None:
+        """Count one digest outcome of the source, and of user C{name}."""
+        src.add(quantity)
+        check.ratio(src, "auth-failure-ratio", "source", name)
+        if name:
+            record = self._record(self._users, name, slot, now, "monitor_users_evicted")
+            record.add(quantity)
+            check.ratio(record, "auth-failure-ratio", "user", name)
 
     def _invite(
         self, context: Any, result: Any, src: _Record, slot: int, now: float, check: _Check

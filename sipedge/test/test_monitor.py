@@ -21,8 +21,8 @@ import sipedge
 from sipedge import _debug
 from sipedge.config import parse_config
 from sipedge.error import ConfigError
-from sipedge.interfaces import IProxyObserver, IRequestStage
-from sipedge.message import Request, parse_datagram
+from sipedge.interfaces import IProxyObserver, IRequestStage, IResponseStage
+from sipedge.message import Request, Response, parse_datagram
 from sipedge.pipeline import (
     Continue,
     Drop,
@@ -49,9 +49,12 @@ from sipedge.security import (
 )
 from sipedge.test._helpers import capture_log
 from sipedge.test.test_proxy_core import ALICE as CORE_ALICE
+from sipedge.test.test_proxy_core import BOB_UDP as CORE_PBX
 from sipedge.test.test_proxy_core import TRUSTED as CORE_TRUSTED
 from sipedge.test.test_proxy_core import ProxyHarness
+from sipedge.test.test_proxy_core import answer as core_answer
 from sipedge.test.test_proxy_core import request as core_request
+from sipedge.transaction import make_response
 from sipedge.transport import Flow
 
 PROXY = "192.0.2.1"
@@ -92,6 +95,17 @@ def request(
 
 def flow(source: str) -> Flow:
     return Flow("UDP", PROXY, 5060, source, 5060)
+
+
+CREDENTIALS = (
+    'Digest username="{user}", realm="pbx.example.com", nonce="n1",'
+    ' uri="sip:pbx.example.com", response="0123456789abcdef0123456789abcdef"'
+)
+
+
+def with_credentials(req: Request, user: str = "alice", name: str = "Authorization") -> Request:
+    """C{req} with digest credentials for a server behind us."""
+    return req.with_headers(req.headers.added(name, CREDENTIALS.format(user=user)))
 
 
 class MonitorTestCase(SynchronousTestCase):
@@ -516,6 +530,172 @@ class MonitorTests(MonitorTestCase):
         self.assertIs(monitor.security, self.security)
 
 
+class MonitorResponseTests(MonitorTestCase):
+    """
+    The monitor's response side: what servers behind us answer, shown to
+    it by the C{monitor} stage (L{MonitorStage.process_response}).
+    """
+
+    def relay(
+        self,
+        monitor: Monitor,
+        status: int,
+        req: Request | None = None,
+        *,
+        source: str = ATTACKER,
+        auth: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> Response:
+        """
+        Forward C{req} (the monitor decides on it as the core would tell it),
+        then relay a C{status} final through the stage's response side.
+        """
+        context = self.decide(monitor, FORWARD, req, source=source, auth=auth)
+        response = make_response(context.request, status, headers=headers)
+        relayed = MonitorStage(monitor).process_response(context, response)
+        self.assertIs(relayed, response)
+        return response
+
+    def test_interface(self) -> None:
+        """L{MonitorStage} is an L{IResponseStage} too."""
+        self.assertTrue(verifyObject(IResponseStage, MonitorStage(self.monitor())))
+
+    def test_downstream_not_found_users(self) -> None:
+        """
+        If a server behind us answers 404 to a source's requests for
+        C{distinct_not_found_users} different users (an extension scan
+        through us), the rule triggers against that source and bans it.
+        """
+        monitor = self.monitor(distinct_not_found_users=3, distinct_not_found_users_action="ban")
+        for i in range(2):
+            self.relay(monitor, 404, request("REGISTER", f"sip:{100 + i}@example.com"))
+        self.relay(monitor, 200, request("REGISTER", "sip:200@example.com"))
+        self.assertEqual(self.triggers(), [])
+        self.relay(monitor, 404, request("REGISTER", "sip:102@example.com"))
+        [event] = self.triggers("distinct-not-found-users")
+        self.assertEqual((event["source"], event["value"]), (ATTACKER, 3))
+        self.assertTrue(self.security.is_banned(ATTACKER))
+
+    def test_downstream_not_found_ratio(self) -> None:
+        """
+        If 404s from behind us make up C{not_found_ratio} of a source's
+        requests, the rule triggers; the chain's own 404s and the relayed
+        ones add up, each once.
+        """
+        monitor = self.monitor(not_found_ratio=0.75, not_found_ratio_action="log", min_samples=4)
+        self.relay(monitor, 200)
+        self.decide(monitor, NOT_FOUND, request(uri="sip:100@example.com"))
+        self.relay(monitor, 404, request(uri="sip:101@example.com"))
+        self.assertEqual(self.triggers(), [])
+        self.relay(monitor, 404, request(uri="sip:102@example.com"))
+        [event] = self.triggers("not-found-ratio")
+        self.assertEqual(event["value"], 0.75)
+
+    def test_local_finals_not_counted(self) -> None:
+        """
+        If the final is one the proxy core made up (C{Warning: 399
+        sipedge}: a next hop DNS does not know, a branch without an
+        answer), it is not counted.
+        """
+        monitor = self.monitor(distinct_not_found_users=2, distinct_not_found_users_action="log")
+        warning = (("Warning", '399 sipedge "next hop not found"'),)
+        for i in range(4):
+            self.relay(monitor, 404, request(uri=f"sip:{i}@example.com"), headers=warning)
+        self.assertEqual(self.triggers(), [])
+        other = (("Warning", '399 pbx.example.com "no such extension"'),)
+        for i in range(2):
+            self.relay(monitor, 404, request(uri=f"sip:{i}@example.com"), headers=other)
+        self.assertEqual(len(self.triggers("distinct-not-found-users")), 1)
+
+    def test_once_per_request(self) -> None:
+        """
+        If several finals are relayed for one request (2xx of a forked
+        INVITE), only the first counts; provisional responses and responses
+        without a context (stray 2xx) count nothing.
+        """
+        monitor = self.monitor(distinct_not_found_users=2, distinct_not_found_users_action="log")
+        stage = MonitorStage(monitor)
+        context = self.decide(monitor, FORWARD, request(uri="sip:1@example.com"))
+        for status in (180, 404, 404):
+            stage.process_response(context, make_response(context.request, status))
+        stage.process_response(None, make_response(request(uri="sip:2@example.com"), 404))
+        self.assertEqual(self.triggers(), [])
+        self.relay(monitor, 404, request(uri="sip:2@example.com"))
+        self.assertEqual(len(self.triggers()), 1)
+
+    def test_downstream_auth_failures(self) -> None:
+        """
+        If a server behind us answers 401, 407 or 403 to credentials the
+        request carried on, that is a failed digest outcome of the source
+        and of the user named; a 2xx is an ok one; enough failures trigger
+        C{auth-failure-ratio} and ban the source.
+        """
+        monitor = self.monitor(
+            auth_failure_ratio=0.75, auth_failure_ratio_action="ban", min_samples=4
+        )
+        self.relay(monitor, 200, with_credentials(request("REGISTER")))
+        self.relay(monitor, 401, with_credentials(request("REGISTER"), "bob"))
+        self.relay(monitor, 407, with_credentials(request(), "bob", "Proxy-Authorization"))
+        self.assertEqual(self.triggers(), [])
+        self.relay(monitor, 403, with_credentials(request("REGISTER"), "carol"))
+        [event] = self.triggers("auth-failure-ratio")
+        self.assertEqual((event["scope"], event["value"]), ("source", 0.75))
+        self.assertTrue(self.security.is_banned(ATTACKER))
+
+    def test_downstream_auth_user(self) -> None:
+        """The user named in the credentials is scored too, from any source."""
+        monitor = self.monitor(
+            auth_failure_ratio=1.0, auth_failure_ratio_action="log", min_samples=3
+        )
+        for i in range(3):
+            req = with_credentials(request("REGISTER"), "alice")
+            self.relay(monitor, 401, req, source=f"203.0.113.{i + 1}")
+        [event] = self.triggers()
+        self.assertEqual((event["scope"], event["user"]), ("user", "alice"))
+
+    def test_challenges_not_outcomes(self) -> None:
+        """
+        If the request carried no credentials, a 401/407 is a challenge and
+        a 2xx or 403 is no digest outcome: nothing is counted.
+        """
+        monitor = self.monitor(
+            auth_failure_ratio=0.1, auth_failure_ratio_action="log", min_samples=1
+        )
+        for status in (401, 407, 403, 200):
+            self.relay(monitor, status, request("REGISTER"))
+        self.assertEqual(self.triggers(), [])
+
+    def test_judged_by_us_not_again(self) -> None:
+        """
+        If our C{digest-auth} stage judged the request's credentials, the
+        relayed answer is not a second outcome.
+        """
+        monitor = self.monitor(
+            auth_failure_ratio=0.5, auth_failure_ratio_action="log", min_samples=2
+        )
+        for _ in range(2):
+            self.relay(monitor, 401, with_credentials(request("REGISTER")), auth="ok")
+        self.assertEqual(self.triggers(), [])
+
+    def test_malformed_credentials(self) -> None:
+        """If the credentials do not parse, the failure counts for the source only."""
+        monitor = self.monitor(
+            auth_failure_ratio=1.0, auth_failure_ratio_action="log", min_samples=2
+        )
+        bad = request("REGISTER")
+        bad = bad.with_headers(bad.headers.added("Authorization", 'Digest username="'))
+        self.relay(monitor, 401, bad)
+        self.relay(monitor, 401, bad)
+        [event] = self.triggers()
+        self.assertEqual((event["scope"], event["user"]), ("source", None))
+
+    def test_trusted_not_counted(self) -> None:
+        """If the request came from a trusted network, its responses count nothing."""
+        monitor = self.monitor(distinct_not_found_users=1, distinct_not_found_users_action="ban")
+        self.relay(monitor, 404, source=TRUNK)
+        self.assertEqual(self.triggers(), [])
+
+
 class MonitorMemoryTests(MonitorTestCase):
     """The monitor's memory stays bounded."""
 
@@ -839,3 +1019,50 @@ class ProxyCoreMonitorTests(ProxyHarness, SynchronousTestCase):
             self.receive(options, CORE_ALICE)
         self.assertEqual(self.statuses(CORE_ALICE.remote), [404])  # one in budget, then nothing
         self.assertEqual(monitor.stats["monitor_restricted_dropped"], 2)
+
+    def test_extension_scan_behind_us(self) -> None:
+        """
+        If a source scans extensions through the proxy and the PBX behind
+        it answers 404, the monitor (seeing the relayed finals through the
+        C{monitor} stage) restricts the source; the proxy's own 404 for a
+        next hop DNS does not know counts for nothing.
+        """
+        monitor = Monitor(
+            MonitorConfig(
+                distinct_not_found_users=3,
+                distinct_not_found_users_action="rate-limit",
+                restricted_rate=0.01,
+                restricted_burst=1,
+                restrict_duration=60,
+            ),
+            clock=self.clock,
+        )
+        self.core.observers.append(monitor)
+        self.core.chain = RequestChain([MonitorStage(monitor), _ToPbx()])
+        self.locator.add("nowhere.example")
+        for i in range(3):
+            uri = f"sip:{300 + i}@nowhere.example"
+            self.receive(core_request("OPTIONS", uri, **unique(f"n{i}")), CORE_ALICE)
+        self.assertEqual(self.statuses(CORE_ALICE.remote), [404, 404, 404])
+        self.assertEqual(monitor.restricted(), {})
+        self.take()
+        for i in range(3):
+            uri = f"sip:{100 + i}@example.com"
+            self.receive(core_request("OPTIONS", uri, **unique(f"p{i}")), CORE_ALICE)
+            forwarded = self.only(CORE_PBX.remote, "OPTIONS")
+            self.take()
+            self.receive(core_answer(forwarded, 404), CORE_PBX)
+            self.assertEqual(self.statuses(CORE_ALICE.remote), [404])
+            self.take()
+        self.assertEqual(monitor.restricted().keys(), {CORE_ALICE.remote_host})
+
+
+class _ToPbx:
+    """A stage that forwards everything to the PBX, Request-URI unchanged."""
+
+    name = "to-pbx"
+
+    def process_request(self, context: RequestContext) -> Any:
+        if "@nowhere.example" in context.request.uri:
+            return Forward([Target(context.request.uri)])
+        return Forward([Target(context.request.uri, flow=CORE_PBX)])

@@ -9,6 +9,11 @@ acts on the traffic itself.
   answer, like a flood.
 - Every ACK, BYE and CANCEL is shown to the monitor, so that the calls it
   counts for C{concurrent-calls} are confirmed and ended.
+- It is a response stage too: every final response the proxy relays
+  upstream is shown to the monitor (L{Monitor.response_relayed}), so that
+  a 404 or an authentication failure from a server behind us counts
+  against the source of the request, as the chain's own answers do. The
+  response goes on unchanged.
 
 Put it early, right after C{flood}: a restricted source should cost as
 little as possible.
@@ -21,7 +26,8 @@ from typing import Any
 from zope.interface import implementer
 
 from sipedge import _debug
-from sipedge.interfaces import IRequestStage
+from sipedge.interfaces import IRequestStage, IResponseStage
+from sipedge.message import Response
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, StageResult
 from sipedge.security._bucket import Verdict
@@ -35,7 +41,7 @@ _DROP = Drop("monitor: restricted source over its reduced budget")
 _DIALOG = frozenset(("ACK", "BYE", "CANCEL"))
 
 
-@implementer(IRequestStage)
+@implementer(IRequestStage, IResponseStage)
 class MonitorStage:
     """
     @param monitor: the L{sipedge.security.Monitor} (the one the proxy
@@ -70,3 +76,8 @@ class MonitorStage:
         if method in _DIALOG:
             monitor.note_dialog_request(request)
         return _CONTINUE
+
+    def process_response(self, context: RequestContext | None, response: Response) -> Response:
+        if response.status >= 200:
+            self.monitor.response_relayed(context, response)
+        return response
