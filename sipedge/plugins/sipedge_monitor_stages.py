@@ -74,8 +74,8 @@ def toll_fraud_of(services: Any) -> Any:
     """
     C{services.toll_fraud}; for services without one, a new
     L{TollFraudGuard} from the configuration (its calls are then given
-    back only by BYE, CANCEL and the timeouts, not when a later stage
-    answers the INVITE).
+    back by BYE, a failure response and the timeouts, not when a later
+    stage answers the INVITE).
     """
     guard = getattr(services, "toll_fraud", None)
     if guard is not None:
@@ -119,6 +119,6 @@ monitor = MonitorStageFactory(
 toll_fraud = MonitorStageFactory(
     "toll-fraud",
     "Refuse (403) calls our users relay to denied or not allowed prefixes, or over their"
-    " concurrent-call or calls-per-minute limits.",
+    " concurrent-call or calls-per-minute limits; free a call's slot when it fails or ends.",
     _toll_fraud,
 )

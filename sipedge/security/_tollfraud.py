@@ -18,13 +18,16 @@ names the check (L{TOLL_FRAUD_RULES}). Sources in C{sip.trusted} (trunks, PBXes)
 the per-user limits; the prefix lists apply to them too unless
 C{trusted_prefix_checks} is off, and also to their unauthenticated calls.
 
-A call holds its slot from the INVITE until a BYE or CANCEL with its
-Call-ID passes the chain, and at most C{max_call_duration}. No response
-passes the chain, so a call that fails (busy, declined, cancelled) is seen
-only as a call that no ACK confirms: it keeps its slot for
-C{call_setup_timeout}. The slot is counted when the INVITE passes the
-stage; as an L{IProxyObserver}, the guard gives it back at once when the
-chain does not forward that INVITE after all (a later stage answered it).
+A call holds its slot from the INVITE until a BYE with its Call-ID passes
+the chain, or the INVITE's final failure response (4xx-6xx: busy,
+declined, a 487 after a CANCEL, a 408 when nobody answered) is relayed
+upstream (the C{toll-fraud} stage's response side tells
+L{TollFraudGuard.response_relayed}), and at most C{max_call_duration}; a
+call that fails unseen (no response stage, or a CANCEL while the chain
+was still deciding) keeps its slot for C{call_setup_timeout} unless an ACK
+confirms it. The slot is counted when the INVITE passes the stage; as an
+L{IProxyObserver}, the guard gives it back at once when the chain does not
+forward that INVITE after all (a later stage answered it).
 
 Nothing here holds a timer: expiry is checked against the clock whenever
 the guard is used, so nothing leaks and nothing needs stopping.
@@ -84,6 +87,7 @@ TOLL_FRAUD_STAT_KEYS = (
 ENDED_BY_BYE = "bye"
 ENDED_BY_CANCEL = "cancel"
 ENDED_NOT_FORWARDED = "not-forwarded"
+ENDED_FAILED = "failed"
 ENDED_SETUP_TIMEOUT = "setup-timeout"
 ENDED_MAX_DURATION = "max-duration"
 ENDED_EVICTED = "evicted"
@@ -170,8 +174,8 @@ class CallTracker:
     the oldest forgotten first.
 
     @ivar on_end: called with each L{Call} that ends, and why (C{bye},
-        C{cancel}, C{not-forwarded}, C{setup-timeout}, C{max-duration},
-        C{evicted}).
+        C{cancel}, C{not-forwarded}, C{failed}, C{setup-timeout},
+        C{max-duration}, C{evicted}).
     """
 
     def __init__(
@@ -517,6 +521,20 @@ class TollFraudGuard:
             return
         self.calls.release(noted["call_id"], ENDED_NOT_FORWARDED, user=noted["user"])
 
+    def response_relayed(self, context: Any, response: Any) -> None:
+        """
+        Give back the slot of a call whose INVITE failed: C{response} is a
+        final 3xx-6xx relayed upstream for the INVITE of C{context} (the
+        C{toll-fraud} stage's response side calls this). A 3xx counts too:
+        a redirected caller places a new call, with a new INVITE.
+        """
+        if context is None or response.status < 300:
+            return
+        noted = context.annotations.pop("toll-fraud", None)
+        if noted is None:
+            return
+        self.calls.release(noted["call_id"], ENDED_FAILED, user=noted["user"])
+
     # -- upkeep -------------------------------------------------------------
 
     def expire(self) -> None:
@@ -535,7 +553,11 @@ class TollFraudGuard:
             self.stats["toll_fraud_calls_evicted"] += 1
         else:
             self.stats["toll_fraud_calls_ended"] += 1
-        log = self._log.debug if reason in (ENDED_BY_BYE, ENDED_BY_CANCEL) else self._log.info
+        log = (
+            self._log.debug
+            if reason in (ENDED_BY_BYE, ENDED_BY_CANCEL, ENDED_FAILED)
+            else self._log.info
+        )
         log(
             "Call {call_id} of {user} released: {reason}",
             call_id=call.call_id,

@@ -19,7 +19,7 @@ from zope.interface.verify import verifyObject
 import sipedge
 from sipedge.config import parse_config
 from sipedge.error import ConfigError
-from sipedge.interfaces import IProxyObserver, IRequestStage
+from sipedge.interfaces import IProxyObserver, IRequestStage, IResponseStage
 from sipedge.message import Request, Response, parse_datagram, parse_uri
 from sipedge.pipeline import (
     Continue,
@@ -53,6 +53,7 @@ from sipedge.test.test_proxy_core import ALICE as CORE_ALICE
 from sipedge.test.test_proxy_core import ProxyHarness
 from sipedge.test.test_proxy_core import answer as core_answer
 from sipedge.test.test_proxy_core import request as core_request
+from sipedge.transaction import make_response
 from sipedge.transport import Flow
 
 PROXY = "192.0.2.1"
@@ -238,6 +239,7 @@ class GuardTests(GuardTestCase):
         self.assertTrue(verifyObject(IProxyObserver, guard))
         stage = TollFraudStage(guard)
         self.assertTrue(verifyObject(IRequestStage, stage))
+        self.assertTrue(verifyObject(IResponseStage, stage))
         self.assertEqual(stage.name, "toll-fraud")
         self.assertEqual(guard.stats, dict.fromkeys(TOLL_FRAUD_STAT_KEYS, 0))
 
@@ -392,6 +394,40 @@ class GuardTests(GuardTestCase):
         self.assertEqual(stage.process_request(self.context(request(call_id="b"))), Continue())
         self.assertEqual(guard.active_calls(ALICE), 1)
         guard.request_decided(self.context(request("OPTIONS")), Respond(200))
+
+    def test_failed_call_released(self) -> None:
+        """
+        If the final response relayed for a counted call's INVITE is a
+        failure (3xx-6xx), the response stage gives its slot back at once
+        and passes the response on unchanged; a provisional or a 2xx keeps
+        it, and the failure of a call not counted changes nothing.
+        """
+        guard = self.guard(max_concurrent_calls=1, calls_per_minute=0)
+        stage = TollFraudStage(guard)
+        for status in (486, 487, 408, 603, 302):
+            context = self.context(request(call_id=f"c{status}"))
+            self.assertEqual(stage.process_request(context), Continue())
+            guard.request_decided(context, FORWARD)
+            self.assertEqual(self.run_stage(guard, request(call_id="x")), REFUSAL)
+            for provisional in (100, 180):
+                stage.process_response(context, make_response(context.request, provisional))
+            self.assertEqual(guard.active_calls(ALICE), 1)
+            failure = make_response(context.request, status)
+            self.assertIs(stage.process_response(context, failure), failure)
+            self.assertEqual(guard.active_calls(ALICE), 0, status)
+            stage.process_response(context, failure)  # again: nothing more
+        self.assertEqual(guard.stats["toll_fraud_calls_ended"], 5)
+        context = self.context(request(call_id="ok"))
+        stage.process_request(context)
+        guard.request_decided(context, FORWARD)
+        stage.process_response(context, make_response(context.request, 200))
+        self.assertEqual(guard.active_calls(ALICE), 1)
+        stage.process_response(None, make_response(request(call_id="ok"), 486))
+        other = self.context(request("OPTIONS", call_id="ok"))
+        stage.process_response(other, make_response(other.request, 404))
+        self.assertEqual(guard.active_calls(ALICE), 1)
+        released = [e["reason"] for e in self.events if e.get("rule") == "toll-fraud"]
+        self.assertEqual(released, ["failed"] * 5)
 
     def test_calls_per_minute(self) -> None:
         """
@@ -625,6 +661,9 @@ class _Identify:
         return Continue()
 
 
+GATEWAY = Flow("UDP", PROXY, 5060, "203.0.113.10", 5060)
+
+
 class ProxyCoreTollFraudTests(ProxyHarness, SynchronousTestCase):
     """The toll-fraud stage and guard wired as the composition root wires them."""
 
@@ -665,8 +704,97 @@ class ProxyCoreTollFraudTests(ProxyHarness, SynchronousTestCase):
         [refused] = call("+442071234568", "c")
         self.assertEqual(refused.status, 403)
         self.receive(core_answer(forwarded, 486, to_tag="gw"), gateway)
-        self.assertEqual(guard.active_calls(ALICE), 1)  # a failed call is not seen
-        self.clock.advance(60)
+        self.assertEqual(guard.active_calls(ALICE), 0)  # the failed call's slot is free
         call("+442071234569", "d")
         self.only(("203.0.113.10", 5060), "INVITE")
         self.assertEqual(guard.stats["toll_fraud_refused"], 2)
+
+    def guarded(self) -> TollFraudGuard:
+        """A guard of one call at a time, wired in as the composition root does."""
+        guard = TollFraudGuard(
+            TollFraudConfig(max_concurrent_calls=1, call_setup_timeout=300),
+            clock=self.clock,
+            is_trusted=self.services.is_trusted,
+        )
+        self.core.observers.append(guard)
+        stages = list(self.core.chain.stages)
+        at = [s.name for s in stages].index("responsibility") + 1
+        stages[at:at] = [TollFraudStage(guard)]
+        self.core.chain = RequestChain([_Identify(), *stages])
+        self.locator.add("gw.example.net", ("UDP", "203.0.113.10", 5060))
+        return guard
+
+    def place(self, tag: str) -> Request:
+        """Alice calls a number at the gateway; the INVITE forwarded there."""
+        self.take()
+        invite = core_request(
+            "INVITE", "sip:+442071234567@gw.example.net", call_id=f"{tag}@198.51.100.7",
+            branch=f"z9hG4bK-{tag}",
+        )
+        self.receive(invite, CORE_ALICE)
+        forwarded = self.only(GATEWAY.remote, "INVITE")
+        self.take()
+        return forwarded
+
+    def test_cancelled_call_released(self) -> None:
+        """
+        If the caller CANCELs a ringing call, the callee's 487, relayed
+        upstream, gives the slot back at once.
+        """
+        guard = self.guarded()
+        forwarded = self.place("a")
+        self.receive(core_answer(forwarded, 180, to_tag="gw"), GATEWAY)
+        cancel = core_request(
+            "CANCEL", "sip:+442071234567@gw.example.net", call_id="a@198.51.100.7",
+            branch="z9hG4bK-a",
+        )
+        self.receive(cancel, CORE_ALICE)
+        self.assertEqual(guard.active_calls(ALICE), 1)
+        downstream = self.only(GATEWAY.remote, "CANCEL")
+        self.receive(core_answer(downstream, 200, to_tag="gw"), GATEWAY)
+        self.receive(core_answer(forwarded, 487, to_tag="gw"), GATEWAY)
+        self.assertEqual(self.statuses(CORE_ALICE.remote)[-1], 487)
+        self.assertEqual(guard.active_calls(ALICE), 0)
+        self.place("b")
+
+    def test_unanswered_call_released(self) -> None:
+        """
+        If the far side never answers, the 408 the proxy sends upstream
+        (Timer B) gives the slot back at once, long before
+        C{call_setup_timeout}.
+        """
+        guard = self.guarded()
+        self.place("a")
+        self.clock.pump([0.5] * 66)
+        self.assertEqual(self.statuses(CORE_ALICE.remote), [408])
+        self.assertEqual(guard.active_calls(ALICE), 0)
+        self.place("b")
+
+    def test_bye_releases(self) -> None:
+        """
+        If an answered call ends with a BYE (from the callee, through our
+        Record-Route), the slot is given back when the BYE passes the chain;
+        until then the call holds it.
+        """
+        guard = self.guarded()
+        forwarded = self.place("a")
+        ok = core_answer(forwarded, 200, ("Contact", "<sip:gw@203.0.113.10>"), to_tag="gw")
+        self.receive(ok, GATEWAY)
+        self.assertEqual(self.statuses(CORE_ALICE.remote)[-1], 200)
+        route = forwarded.headers.get_all("Record-Route")
+        ack = core_request(
+            "ACK", "sip:gw@203.0.113.10", *(f"Route: {r}" for r in reversed(route)),
+            call_id="a@198.51.100.7", branch="z9hG4bK-a-ack", to="<sip:x@gw>;tag=gw",
+        )
+        self.receive(ack, CORE_ALICE)
+        self.only(GATEWAY.remote, "ACK")
+        self.clock.advance(400)  # past call_setup_timeout: a confirmed call keeps its slot
+        self.assertEqual(guard.active_calls(ALICE), 1)
+        bye = core_request(
+            "BYE", "sip:alice@198.51.100.7", *(f"Route: {r}" for r in route),
+            call_id="a@198.51.100.7", branch="z9hG4bK-gw-bye", via="203.0.113.10:5060",
+            from_="<sip:x@gw>;tag=gw", to="<sip:alice@example.com>;tag=alice-tag", cseq=1,
+        )
+        self.receive(bye, GATEWAY)
+        self.only(CORE_ALICE.remote, "BYE")
+        self.assertEqual(guard.active_calls(ALICE), 0)

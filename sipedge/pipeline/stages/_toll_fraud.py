@@ -10,6 +10,12 @@ C{responsibility} stage (and so after C{digest-auth}, which sets the
 identity), before C{location} and C{forward}. It watches every ACK, BYE and
 CANCEL that reaches it to confirm and end calls, so nothing that answers
 those must come before it.
+
+It is a response stage too: when the final response relayed upstream for
+an INVITE whose call it counted is a failure (3xx-6xx: busy, declined, a
+487 after a CANCEL, a 408 when nobody answered), the call's slot is given
+back at once (L{TollFraudGuard.response_relayed}). The response goes on
+unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any
 
 from zope.interface import implementer
 
-from sipedge.interfaces import IRequestStage
+from sipedge.interfaces import IRequestStage, IResponseStage
+from sipedge.message import Response
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Respond, StageResult
 
@@ -30,7 +37,7 @@ _CONTINUE = Continue()
 REFUSAL = Respond(403, "Call Not Allowed")
 
 
-@implementer(IRequestStage)
+@implementer(IRequestStage, IResponseStage)
 class TollFraudStage:
     """
     @param guard: the L{sipedge.security.TollFraudGuard} (give the same one
@@ -46,3 +53,8 @@ class TollFraudStage:
         if self.guard.check(context) is None:
             return _CONTINUE
         return REFUSAL
+
+    def process_response(self, context: RequestContext | None, response: Response) -> Response:
+        if response.status >= 300:
+            self.guard.response_relayed(context, response)
+        return response
