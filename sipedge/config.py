@@ -4,7 +4,7 @@ sipedge's configuration: frozen values, read from TOML.
 
 A L{Config} holds one value per section of the file (C{[sip]}, C{[tls]},
 C{[state]}, C{[limits]}, C{[timers]}, C{[registrar]}, C{[[routes]]},
-C{[pipeline]}, C{[log]}). Every section checks its values when it is
+C{[pipeline]}, C{[log]}, C{[dialogs]}, ...). Every section checks its values when it is
 constructed, so a L{Config} that exists is valid; L{parse_config} and
 L{load_config} turn the first problem into one L{ConfigError} whose message
 names the file, the key (a dotted path such as C{sip.listen[2]}) and what is
@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_STAGES",
     "TRANSPORTS",
     "Config",
+    "DialogsConfig",
     "HostPort",
     "LimitsConfig",
     "Listener",
@@ -658,6 +659,31 @@ class RegistrarConfig:
             )
 
 
+@attrs.frozen
+class DialogsConfig:
+    """
+    C{[dialogs]}: the INVITE dialogs the proxy record-routes, remembered so
+    it can end calls itself (a BYE to each party) when the media relay ends
+    their media or their RFC 4028 session expires.
+
+    @ivar track: whether to remember dialogs at all (C{false}: the proxy
+        never ends a call itself).
+    @ivar session_timers: whether a call whose 2xx negotiated
+        Session-Expires and that sees no refresh in time is ended.
+    @ivar max_lifetime: seconds after the last refresh (2xx of the INVITE,
+        re-INVITE or UPDATE) after which a dialog is forgotten, so that the
+        dialogs of crashed parties do not pile up; 0 for never.
+    @ivar max_dialogs: the most dialogs remembered at once.
+    """
+
+    track: bool = attrs.field(default=True, validator=_boolean)
+    session_timers: bool = attrs.field(default=True, validator=_boolean)
+    max_lifetime: float = attrs.field(
+        default=43200.0, converter=_to_float, validator=seconds(minimum_exclusive=False)
+    )
+    max_dialogs: int = attrs.field(default=100_000, validator=_integer(1))
+
+
 _PREFIX_RE = re.compile(r"\+[0-9]*|[0-9]+")
 
 
@@ -868,6 +894,7 @@ class Config:
         factory=SecurityConfig, validator=_section(SecurityConfig)
     )
     media: MediaConfig = attrs.field(factory=MediaConfig, validator=_section(MediaConfig))
+    dialogs: DialogsConfig = attrs.field(factory=DialogsConfig, validator=_section(DialogsConfig))
 
     @property
     def listeners(self) -> tuple[Listener, ...]:
@@ -900,6 +927,7 @@ _SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "security": SecurityConfig,
     "media": MediaConfig,
+    "dialogs": DialogsConfig,
 }
 _KNOWN_SECTIONS = [*_SECTIONS, "routes"]
 

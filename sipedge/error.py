@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "LocalProtocolError",
     "MessageParseError",
+    "OriginateError",
     "RemoteProtocolError",
     "SipEdgeError",
     "TransactionTimeout",
@@ -78,3 +79,8 @@ class TransportError(SipEdgeError):
 
 class TransactionTimeout(SipEdgeError):
     """A client transaction got no final response in time (Timer B or F)."""
+
+
+class OriginateError(SipEdgeError):
+    """A request the proxy sends itself (a BYE that ends a call) could not
+    be sent, or got no final response."""

@@ -23,7 +23,8 @@ from sipedge.config import Config
 from sipedge.error import ConfigError
 from sipedge.interfaces import IProxyObserver
 from sipedge.pipeline import StageServices, build_chain
-from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
+from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
+from sipedge.proxy import DialogTracker, LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
 from sipedge.security import Monitor, Security, TollFraudGuard
 from sipedge.store import SQLiteLocationStore
 from sipedge.transaction import TimerSettings, set_tracing
@@ -180,6 +181,18 @@ class SipEdgeService(MultiService):
             {name: config.pipeline.options_for(name) for name in config.pipeline.stages},
             services,
         )
+        dialogs = config.dialogs
+        self.dialogs = (
+            DialogTracker(
+                reactor,
+                max_lifetime=dialogs.max_lifetime,
+                max_dialogs=dialogs.max_dialogs,
+                session_timers=dialogs.session_timers,
+                max_forwards=config.sip.max_forwards,
+            )
+            if dialogs.track and config.sip.record_route
+            else None
+        )
         resolver, self._dns = _resolver(reactor)
         advertise = config.sip.advertise
         timers = config.timers
@@ -205,7 +218,17 @@ class SipEdgeService(MultiService):
                 self.toll_fraud,
                 *(s for s in chain.stages if IProxyObserver.providedBy(s)),
             ],
+            dialogs=self.dialogs,
         )
+        if self.dialogs is not None:
+            # The proxy ends a call itself (BYE to both parties) when the
+            # relay ends its media or its session expires; the media of a
+            # call it ends is released.
+            self.dialogs.originate = self.core.originate
+            for stage in chain.stages:
+                if isinstance(stage, MediaAnchorStage):
+                    stage.on_media_ended = self.dialogs.media_ended
+                    self.dialogs.on_ended.append(stage.end_call)
         tls = config.tls
         self._tls_settings = TLSSettings(
             certificate=str(tls.certificate) if tls.certificate else None,

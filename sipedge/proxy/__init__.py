@@ -3,8 +3,9 @@ The transaction user: an RFC 3261 section 16 stateful proxy and registrar.
 """
 
 from sipedge.proxy._core import ProxyCore
+from sipedge.proxy._dialogs import DialogTracker
 from sipedge.proxy._local import LocalIdentity
 from sipedge.proxy._registrar import Registrar
 from sipedge.proxy._rr import RecordRouteSigner
 
-__all__ = ["LocalIdentity", "ProxyCore", "RecordRouteSigner", "Registrar"]
+__all__ = ["DialogTracker", "LocalIdentity", "ProxyCore", "RecordRouteSigner", "Registrar"]

@@ -20,8 +20,9 @@ arrives; only its relaying upstream waits.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -50,13 +51,13 @@ from sipedge.proxy._forwarding import (
     via_value,
     with_record_route,
 )
+from sipedge.proxy._originate import Originator
 from sipedge.proxy._responses import ResponseQueue
 from sipedge.transaction import State as _State
 from sipedge.transaction import TimerSettings, TransactionLayer, make_response
 from sipedge.transport._flow import Flow
 
 __all__ = ["ProxyCore"]
-
 
 
 def _broadcast(host: str) -> bool:
@@ -112,6 +113,8 @@ class ProxyCore:
         wildcard_hosts: dict[int, str] | None = None,
         observers: Sequence[Any] = (),
         response_chain_timeout: float = 5.0,
+        dialogs: Any = None,
+        random: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.chain = chain
         self.services = services
@@ -137,6 +140,17 @@ class ProxyCore:
         self._server_names: dict[Flow, str] = {}
         #: L{IProxyObserver}s told of every decision (the monitor, metrics).
         self.observers: list[Any] = list(observers)
+        #: The L{DialogTracker}, if any: an observer that is also told of
+        #: the final responses of every branch.
+        self.dialogs = dialogs
+        if dialogs is not None and dialogs not in self.observers:
+            self.observers.append(dialogs)
+        #: The requests we send ourselves (L{originate}).
+        self.originator = Originator(self, random)
+        # server transactions of requests the chain is still deciding, and
+        # those of them answered 487 meanwhile (a CANCEL)
+        self._deciding: dict[Any, RequestContext] = {}
+        self._cancelled_early: set[Any] = set()
         self.stats = {"requests": 0, "forwarded": 0, "responded": 0, "dropped": 0, "stateless": 0}
 
     def stop(self) -> None:
@@ -154,7 +168,22 @@ class ProxyCore:
             queue.stop()
         self._busy_queues.clear()
         self._stray_queues.clear()
+        self._deciding.clear()
+        self._cancelled_early.clear()
+        if self.dialogs is not None:
+            self.dialogs.stop()
+        self.originator.stop()
         self.transactions.stop()
+
+    def originate(self, request: Request, flow: Flow | None = None) -> Deferred[Response]:
+        """
+        Send a request of our own (a BYE that ends a call) in a new client
+        transaction, with our Via (a fresh branch) and Max-Forwards added:
+        on C{flow} if it is usable, else to where the request's next hop
+        resolves. Fires with the final response, or fails with
+        L{sipedge.error.OriginateError}.
+        """
+        return self.originator.send(request, flow)
 
     # -- sending ------------------------------------------------------------
 
@@ -228,6 +257,7 @@ class ProxyCore:
         if request.method == "INVITE" and isinstance(result, (Deferred, Forward)):
             transaction.respond(make_response(request, 100))
         if isinstance(result, Deferred):
+            self._deciding[transaction] = context
             result.addCallback(self._decided, context, transaction)
             result.addErrback(self._decision_failed, context, transaction)
         else:
@@ -238,6 +268,8 @@ class ProxyCore:
                 self._decision_failed(Failure(), context, transaction)
 
     def _decision_failed(self, failure: Failure, context: RequestContext, transaction: Any) -> None:
+        self._deciding.pop(transaction, None)
+        self._cancelled_early.discard(transaction)
         self._log.failure("Handling {method} failed", failure, method=context.request.method)
         if self._server_open(transaction):
             transaction.respond(make_response(context.original, 500))
@@ -247,13 +279,18 @@ class ProxyCore:
         return transaction.state in (_State.TRYING, _State.PROCEEDING)
 
     def _decided(self, result: Any, context: RequestContext, transaction: Any) -> None:
+        self._deciding.pop(transaction, None)
+        if transaction in self._cancelled_early:
+            self._cancelled_early.discard(transaction)
+            # Answered 487 meanwhile (a CANCEL): what the stages decided is
+            # not carried out, and the observers learn that the request
+            # ended with that 487 (a stage that allocated something for it
+            # releases it now).
+            self._tell_observers(context, Respond(487))
+            return
         if not self._server_open(transaction):
-            return  # answered meanwhile (a CANCEL), or gone
-        for observer in self.observers:
-            try:
-                observer.request_decided(context, result)
-            except Exception:
-                self._log.failure("Observer {observer!r} failed", observer=observer)
+            return  # gone
+        self._tell_observers(context, result)
         if isinstance(result, Respond):
             self.stats["responded"] += 1
             transaction.respond(self._local_response(context.original, result))
@@ -269,6 +306,13 @@ class ProxyCore:
         elif isinstance(result, Forward):
             self.stats["forwarded"] += 1
             self._forward(context, transaction, result.targets)
+
+    def _tell_observers(self, context: RequestContext, result: Any) -> None:
+        for observer in self.observers:
+            try:
+                observer.request_decided(context, result)
+            except Exception:
+                self._log.failure("Observer {observer!r} failed", observer=observer)
 
     def _local_response(self, request: Request, result: Respond) -> Response:
         response = make_response(request, result.status, result.reason, tuple(result.headers))
@@ -367,9 +411,7 @@ class ProxyCore:
             self._branch_failed(fork, branch, 487, "cancelled")
             return
         try:
-            local_host, local_port = self._local_hostport(
-                flow.transport, _family(flow.remote_host)
-            )
+            local_host, local_port = self._local_hostport(flow.transport, _family(flow.remote_host))
             index = branch.index * 100 + len(branch.destinations)
             if (
                 self._record_route
@@ -437,8 +479,17 @@ class ProxyCore:
             return  # the answer to our own CANCEL
         entry = self._branches.get(transaction)
         if entry is None:
+            if self.originator.handles(transaction):
+                self.originator.response_received(response, transaction)
             return
         fork, branch = entry
+        if response.status >= 200 and self.dialogs is not None:
+            try:
+                self.dialogs.response_received(
+                    fork.context, transaction.request, response, transaction.flow
+                )
+            except Exception:
+                self._log.failure("Dialog tracking failed")
         upstream = response.with_headers(response.headers.first_removed("Via"))
         status = response.status
         if status < 200:
@@ -599,6 +650,7 @@ class ProxyCore:
             return
         entry = self._branches.get(transaction)
         if entry is None:
+            self.originator.transaction_failed(transaction, reason)
             return
         fork, branch = entry
         if branch.done:
@@ -613,6 +665,7 @@ class ProxyCore:
     def transaction_terminated(self, transaction: Any) -> None:
         self._cancels.discard(transaction)
         self._branches.pop(transaction, None)
+        self.originator.transaction_terminated(transaction)
         fork = self._forks.get(transaction)
         if fork is not None and fork.final_sent:
             self._finish(fork)
@@ -649,14 +702,39 @@ class ProxyCore:
         transaction.respond(make_response(request, 200))
         fork = self._forks.get(invite)
         if fork is None:
-            # still in the pipeline: answer the INVITE ourselves
+            # Still in the pipeline: answer the INVITE ourselves, through
+            # the response chain (a stage that allocated something for it
+            # releases it); the observers learn of it when the chain ends.
             if self._server_open(invite):
-                invite.respond(make_response(invite.request, 487))
+                final = make_response(invite.request, 487)
+                context = self._deciding.get(invite)
+                if context is None:
+                    invite.respond(final)
+                    return
+                self._cancelled_early.add(invite)
+                relayed = self.chain.run_responses(context, final)
+                if not isinstance(relayed, Deferred):
+                    self._deliver_early_487(invite, final, relayed)
+                    return
+                queue = ResponseQueue(
+                    self.chain.run_responses,
+                    self._clock,
+                    self._response_chain_timeout,
+                    invite,
+                    self._busy_queues.discard,
+                )
+                self._busy_queues.add(queue)
+                queue.wait(relayed, final, self._deliver_early_487)
             return
         fork.cancelled = True
         fork.groups.clear()
         self._cancel_pending(fork)
         self._maybe_done(fork)
+
+    def _deliver_early_487(self, invite: Any, final: Response, relayed: Response | None) -> None:
+        """The 487 of an INVITE cancelled in the chain, once the response chain is done."""
+        if self._server_open(invite):
+            invite.respond(relayed if relayed is not None else final)
 
     def _cancel_pending(self, fork: Fork) -> None:
         """CANCEL every branch still pending (16.10, 16.7 step 10)."""
@@ -879,4 +957,3 @@ class ProxyCore:
             return
         self.stats["stateless"] += 1
         self._send_without_transaction(upstream, out, "Cannot forward stray response: {error}")
-

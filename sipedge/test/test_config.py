@@ -21,6 +21,7 @@ from sipedge.config import (
     DEFAULT_LISTEN,
     DEFAULT_STAGES,
     Config,
+    DialogsConfig,
     HostPort,
     LimitsConfig,
     Listener,
@@ -285,6 +286,7 @@ class DocumentationTests(SynchronousTestCase):
             "routes": Route,
             "pipeline": PipelineConfig,
             "log": LogConfig,
+            "dialogs": DialogsConfig,
         }
         return [
             f"{section}.{field.name}"
@@ -910,6 +912,38 @@ class RegistrarTests(ConfigErrorAssertions, SynchronousTestCase):
             {"registrar": {"default_expires": 4000}},
             "registrar.default_expires",
             "must not exceed max_expires (3600), not 4000",
+        )
+
+
+class DialogsTests(ConfigErrorAssertions, SynchronousTestCase):
+    """C{[dialogs]}."""
+
+    def test_defaults(self) -> None:
+        """Dialogs are tracked, session timers enforced, 12 hours, 100,000 at most."""
+        self.assertEqual(DEFAULT_CONFIG.dialogs, DialogsConfig(True, True, 43200.0, 100_000))
+
+    def test_values(self) -> None:
+        """Every key."""
+        dialogs = parse_config(
+            {
+                "dialogs": {
+                    "track": False,
+                    "session_timers": False,
+                    "max_lifetime": 0,
+                    "max_dialogs": 10,
+                }
+            }
+        ).dialogs
+        self.assertEqual(dialogs, DialogsConfig(False, False, 0.0, 10))
+
+    def test_bad_values(self) -> None:
+        """Booleans, a non-negative number of seconds, a positive count."""
+        self.assertConfigError({"dialogs": {"track": "yes"}}, "dialogs.track", "expected true")
+        self.assertConfigError(
+            {"dialogs": {"max_lifetime": -1}}, "dialogs.max_lifetime", "non-negative"
+        )
+        self.assertConfigError(
+            {"dialogs": {"max_dialogs": 0}}, "dialogs.max_dialogs", "must be at least 1"
         )
 
 

@@ -1113,6 +1113,56 @@ class PendingChainTests(ProxyHarness, SynchronousTestCase):
         d.callback(self.successResultOf(self.store.lookup("sip:bob@example.com", 1000)))
         self.assertEqual(self.sent_to(BOB), [])
 
+    def test_cancel_during_lookup_told(self) -> None:
+        """
+        If the caller CANCELs while the chain is still deciding, the 487
+        passes the response chain at once (with the INVITE's context), and
+        the observers are told, once the chain has decided, that the
+        INVITE was answered 487 (not what the chain decided).
+        """
+        watcher = _Watcher()
+        self.core.chain = RequestChain([watcher, *self.core.chain.stages])
+        decided: list[tuple[str, Any]] = []
+
+        class Recorder:
+            def request_decided(self, context: Any, result: Any) -> None:
+                decided.append((context.request.method, result))
+
+        self.core.observers.append(Recorder())
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        self.receive(request("CANCEL", "sip:bob@example.com"), ALICE)
+        self.assertEqual(watcher.seen, [("INVITE", 487)])
+        self.assertEqual(self.only(UPSTREAM, 487).headers.get("X-Watched"), "yes")
+        self.assertEqual(decided, [])
+        self.store.hold = False
+        [d] = self.store.lookups
+        d.callback(self.successResultOf(self.store.lookup("sip:bob@example.com", 1000)))
+        self.assertEqual(decided, [("INVITE", Respond(487))])
+        self.assertEqual(self.sent_to(BOB), [])
+        self.assertEqual(self.core._deciding, {})
+        self.assertEqual(self.core._cancelled_early, set())
+
+    def test_decided_without_cancel(self) -> None:
+        """
+        A chain that decides later without a CANCEL tells the observers
+        what it decided, and nothing is left of the pending decision.
+        """
+        decided: list[Any] = []
+
+        class Recorder:
+            def request_decided(self, context: Any, result: Any) -> None:
+                decided.append(result)
+
+        self.core.observers.append(Recorder())
+        self.receive(request("MESSAGE", "sip:bob@example.com"), ALICE)
+        self.assertEqual(len(self.core._deciding), 1)
+        self.store.hold = False
+        [d] = self.store.lookups
+        d.callback(self.successResultOf(self.store.lookup("sip:bob@example.com", 1000)))
+        self.assertEqual([type(r).__name__ for r in decided], ["Forward"])
+        self.assertEqual(self.core._deciding, {})
+        self.receive(answer(self.only(BOB, "MESSAGE"), 200), BOB_UDP)
+
     def test_lookup_fails(self) -> None:
         """
         If a stage's Deferred fails, L{ProxyCore} answers 500 and logs the

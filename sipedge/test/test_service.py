@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
@@ -146,6 +147,33 @@ class BuildServiceTests(_ServiceTestCase):
         service = self.build(config)
         names = tuple(stage.name for stage in service.core.chain.stages)
         self.assertEqual(names, config.pipeline.stages)
+
+    def test_dialogs_wired(self) -> None:
+        """
+        The service has a dialog tracker that the core tells of dialogs
+        and originates BYEs through; the media-anchor stage reports the
+        end of a call's media to it, and it tells the stage of calls it
+        ends.
+        """
+        from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
+
+        service = self.build(self.config())
+        tracker = service.dialogs
+        assert tracker is not None
+        self.assertIs(service.core.dialogs, tracker)
+        self.assertIn(tracker, service.core.observers)
+        self.assertEqual(tracker.originate, service.core.originate)
+        [stage] = [s for s in service.core.chain.stages if isinstance(s, MediaAnchorStage)]
+        self.assertEqual(stage.on_media_ended, tracker.media_ended)
+        self.assertEqual(tracker.on_ended, [stage.end_call])
+        self.assertEqual(tracker.max_lifetime, 43200.0)
+
+    def test_dialogs_off(self) -> None:
+        """With C{dialogs.track = false} (or no Record-Route) there is no tracker."""
+        config = self.config()
+        config = attrs.evolve(config, dialogs=attrs.evolve(config.dialogs, track=False))
+        self.assertIsNone(self.build(config).dialogs)
+        self.assertIsNone(self.build(self.config(record_route=False)).dialogs)
 
     def test_unknown_stage(self) -> None:
         """If a stage is not installed, L{build_service} raises L{ConfigError} naming it."""

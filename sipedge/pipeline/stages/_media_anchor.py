@@ -305,6 +305,21 @@ class MediaAnchorStage:
         if self.config.anchor:
             self.relay.remove_observer(self._session_ended)
 
+    def end_call(self, call_id: str, tag: str, other: str | None = None, why: str = "") -> bool:
+        """
+        Release the media of the call C{call_id} between the tags C{tag}
+        and C{other} (in either order): the proxy ended it itself (a BYE
+        to each party, which this stage does not see). False if the call
+        is not anchored.
+        """
+        call = self._find(call_id, tag, other)
+        if call is None and other is not None:
+            call = self._find(call_id, other, tag)
+        if call is None:
+            return False
+        self._end(call, why or "ended by the proxy")
+        return True
+
     # -- finding calls --------------------------------------------------------
 
     def _find(self, call_id: str, from_tag: str, to_tag: str | None) -> _Call | None:

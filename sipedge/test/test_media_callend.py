@@ -1,0 +1,283 @@
+# -*- test-case-name: sipedge.test.test_media_callend -*-
+"""
+The proxy ends anchored calls: a L{ProxyCore} with the C{media-anchor}
+stage in its chain, a real in-process relay on L{FakeReactor}'s in-memory
+network and a L{DialogTracker}, wired as C{sipedge/service.py} wires them.
+
+When the relay ends a call's media (idle, maximum duration) or the RFC 4028
+session expires, each party gets a BYE and the relay's ports are released;
+a CANCEL while the chain is still deciding releases an offer at once. Every
+test ends with a leak check: no port, session, call, dialog, transaction or
+delayed call left.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge.config import DEFAULT_CONFIG
+from sipedge.message import Request, Response
+from sipedge.pipeline import StageServices, build_chain
+from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
+from sipedge.proxy import DialogTracker, ProxyCore, Registrar
+from sipedge.test.test_media_anchor import CONFIG, sdp_a, sdp_b
+from sipedge.test.test_media_srtp import counting_random
+from sipedge.test.test_proxy_core import (
+    ALICE,
+    BOB,
+    BOB_UDP,
+    UPSTREAM,
+    PendingLookupStore,
+    ProxyHarness,
+    answer,
+    request,
+)
+from sipedge.test.test_proxy_dialogs import ALICE_CONTACT, BOB_CONTACT
+from sipedge.testing import FakeReactor
+from sipedge.transaction import TimerSettings
+
+STAGES = (
+    "sanity",
+    "max-forwards",
+    "loop-detect",
+    "route",
+    "responsibility",
+    "media-anchor",
+    "registrar",
+    "location",
+    "static-route",
+    "forward",
+)
+
+CALL_ID = "call-1@198.51.100.7"
+# Alice's SDP names her signalling address, Bob's his.
+OFFER = sdp_a(host="198.51.100.7").decode()
+ANSWER = sdp_b(host="203.0.113.5")
+
+
+class CallEndHarness(ProxyHarness):
+    """The proxy with the media-anchor stage and a dialog tracker."""
+
+    media = CONFIG
+    store: PendingLookupStore
+
+    def build(self) -> None:
+        super().build()
+        reactor = FakeReactor()
+        reactor.advance(1000)
+        self.clock = reactor
+        self.store = PendingLookupStore()
+        self.registrar = Registrar(self.store, reactor)
+        self.relay = self.media.build_relay(reactor, random=counting_random(1))
+        self.services = StageServices(
+            clock=reactor,
+            local=self.services.local,
+            trusted=self.services.trusted,
+            location=self.store,
+            registrar=self.registrar,
+            signer=self.signer,
+            config=attrs.evolve(DEFAULT_CONFIG, media=self.media),
+            media=self.relay,
+        )
+        chain = build_chain(STAGES, {}, self.services)
+        [self.stage] = [s for s in chain.stages if isinstance(s, MediaAnchorStage)]
+        self.tracker = DialogTracker(reactor)
+        self.core = ProxyCore(
+            chain=chain,
+            services=self.services,
+            clock=reactor,
+            signer=self.signer,
+            transports=self.transports,
+            locator=self.locator,
+            timers=TimerSettings(),
+            observers=[self.stage],
+            dialogs=self.tracker,
+        )
+        # As sipedge/service.py does.
+        self.tracker.originate = self.core.originate
+        self.stage.on_media_ended = self.tracker.media_ended
+        self.tracker.on_ended.append(self.stage.end_call)
+
+    def assert_clean(self) -> None:
+        super().assert_clean()
+        self.assertEqual(self.relay.open_ports(), [])
+        self.assertEqual(self.relay.session_keys, ())
+        self.assertEqual(self.stage.calls, ())
+        self.assertEqual(len(self.tracker), 0)
+
+    def invite(self) -> None:
+        self.receive(
+            request(
+                "INVITE",
+                "sip:bob@example.com",
+                f"Contact: {ALICE_CONTACT}",
+                "Content-Type: application/sdp",
+                body=OFFER,
+            ),
+            ALICE,
+        )
+
+    def call(self, *ok_fields: tuple[str, str]) -> Response:
+        """Alice calls Bob through the relay; Bob answers; Alice ACKs."""
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.invite()
+        forwarded = self.only(BOB, "INVITE")
+        self.assertIn(b"c=IN IP4 203.0.113.1", forwarded.body)
+        ok = answer(forwarded, 200, ("Contact", BOB_CONTACT), *ok_fields)
+        self.receive(ok.with_body(ANSWER, "application/sdp"), BOB_UDP)
+        relayed = self.only(UPSTREAM, 200)
+        self.assertIn(b"c=IN IP4 203.0.113.1", relayed.body)
+        [rr] = relayed.headers.get_all("Record-Route")
+        self.receive(
+            request(
+                "ACK",
+                "sip:bob@203.0.113.5:5060",
+                f"Route: {rr}",
+                branch="z9hG4bK-alice-ack",
+                to="<sip:bob@example.com>;tag=bob-tag",
+            ),
+            ALICE,
+        )
+        self.take()
+        self.assertEqual(self.stage.calls, (f"{CALL_ID};alice-tag",))
+        self.assertEqual(len(self.tracker), 1)
+        return relayed
+
+    def byes(self) -> tuple[Request, Request]:
+        to_alice, to_bob = self.only(UPSTREAM, "BYE"), self.only(BOB, "BYE")
+        self.receive(answer(to_alice, 200, to_tag=None), ALICE)
+        self.receive(answer(to_bob, 200, to_tag=None), BOB_UDP)
+        return to_alice, to_bob
+
+
+class MediaEndTests(CallEndHarness, SynchronousTestCase):
+    """The relay ends a call's media: the proxy sends BYE to both parties."""
+
+    def test_idle(self) -> None:
+        """
+        No media for C{idle_timeout} after the answer: the relay ends the
+        session, and each party gets a BYE with C{Reason: SIP;cause=200;
+        text="media timeout"}; the ports are closed.
+        """
+        self.call()
+        self.clock.advance(CONFIG.idle_timeout - 1)
+        self.assertEqual(self.take(), [])
+        self.clock.advance(1)
+        self.assertEqual(self.relay.open_ports(), [])
+        to_alice, to_bob = self.byes()
+        for bye in (to_alice, to_bob):
+            self.assertEqual(bye.headers.get("Reason"), 'SIP;cause=200;text="media timeout"')
+            self.assertEqual(bye.call_id, CALL_ID)
+        self.assertEqual(to_alice.to_address.tag, "alice-tag")
+        self.assertEqual(to_bob.to_address.tag, "bob-tag")
+
+    def test_max_duration(self) -> None:
+        """The relay's C{max_duration}: BYE with "media maximum duration"."""
+        self.relay.close()
+        self.media = attrs.evolve(CONFIG, idle_timeout=0, max_duration=600)
+        self.build()
+        self.call()
+        self.clock.advance(600)
+        to_alice, _ = self.byes()
+        self.assertEqual(
+            to_alice.headers.get("Reason"), 'SIP;cause=200;text="media maximum duration"'
+        )
+
+    def test_bye_from_party(self) -> None:
+        """A party's own BYE ends the call: no BYE of ours later, nothing left."""
+        relayed = self.call()
+        [rr] = relayed.headers.get_all("Record-Route")
+        self.receive(
+            request(
+                "BYE",
+                "sip:bob@203.0.113.5:5060",
+                f"Route: {rr}",
+                branch="z9hG4bK-alice-bye",
+                to="<sip:bob@example.com>;tag=bob-tag",
+                cseq=2,
+            ),
+            ALICE,
+        )
+        bye = self.only(BOB, "BYE")
+        self.receive(answer(bye, 200, to_tag=None), BOB_UDP)
+        self.assertEqual(self.relay.open_ports(), [])
+        self.assertEqual(len(self.tracker), 0)
+        self.take()
+        self.clock.advance(CONFIG.idle_timeout + 1)
+        self.assertEqual(self.take(), [])
+
+
+class SessionExpiryTests(CallEndHarness, SynchronousTestCase):
+    """RFC 4028: a session not refreshed in time is ended, and its media released."""
+
+    media = attrs.evolve(CONFIG, idle_timeout=0)
+
+    def test_expiry(self) -> None:
+        """
+        A 2xx with Session-Expires 120 and no refresh: at 120 - 32 s each
+        party gets a BYE and the relay's ports are released at once.
+        """
+        self.call(("Session-Expires", "120;refresher=uac"))
+        self.clock.advance(87)
+        self.assertEqual(self.take(), [])
+        self.assertNotEqual(self.relay.open_ports(), [])
+        self.clock.advance(1)
+        self.assertEqual(self.relay.open_ports(), [])
+        self.assertEqual(self.stage.calls, ())
+        to_alice, _ = self.byes()
+        self.assertEqual(to_alice.headers.get("Reason"), 'SIP;cause=408;text="session expired"')
+
+
+class CancelDuringChainTests(CallEndHarness, SynchronousTestCase):
+    """A CANCEL while a later stage (C{location}) is still looking up."""
+
+    def test_released_at_once(self) -> None:
+        """
+        The media-anchor stage allocated the offer; C{location} waits on
+        the store; the caller CANCELs: the 487 passes the response chain,
+        so the relay's ports are released at once, not at
+        C{setup_timeout}; nothing is forwarded when the look-up ends.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.store.hold = True
+        self.invite()
+        self.assertNotEqual(self.relay.open_ports(), [])
+        self.receive(request("CANCEL", "sip:bob@example.com"), ALICE)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 200, 487])
+        self.assertEqual(self.relay.open_ports(), [])
+        self.assertEqual(self.stage.calls, ())
+        self.store.hold = False
+        [d] = self.store.lookups
+        d.callback(self.successResultOf(self.store.lookup("sip:bob@example.com", 1000)))
+        self.assertEqual(self.sent_to(BOB), [])
+        self.assertEqual(self.relay.open_ports(), [])
+
+
+class CancelDuringStageTests(CallEndHarness, SynchronousTestCase):
+    """
+    A CANCEL while the media-anchor stage itself waits (it looks up the
+    callee's side): it allocates after the 487, and is told as an observer.
+    """
+
+    media = attrs.evolve(CONFIG, internal_address="10.0.0.1", external_address="203.0.113.1")
+
+    def test_released_when_decided(self) -> None:
+        """
+        The stage allocates once its look-up ends, after the CANCEL; the
+        core tells it the INVITE ended with 487, and it releases at once.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.store.hold = True
+        self.invite()
+        self.receive(request("CANCEL", "sip:bob@example.com"), ALICE)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 200, 487])
+        self.assertEqual(self.relay.stats_now().allocated, 0)
+        self.store.hold = False
+        [d] = self.store.lookups
+        d.callback(self.successResultOf(self.store.lookup("sip:bob@example.com", 1000)))
+        self.assertEqual(self.relay.stats_now().allocated, 1)
+        self.assertEqual(self.relay.stats_now().ended, {"released": 1})
+        self.assertEqual(self.sent_to(BOB), [])
+        self.assertEqual(self.relay.open_ports(), [])
+        self.assertEqual(self.stage.calls, ())
