@@ -418,7 +418,9 @@ class DialogTracker:
         call with a BYE to each party.
         """
         text = MEDIA_REASONS.get(ended.reason, f"media ended ({ended.reason})")
-        if not self.end(ended.call_id, ended.caller_tag, ended.callee_tag, text):
+        if not self.end(ended.call_id, ended.caller_tag, ended.callee_tag, text) and (
+            ended.reason != "closed"  # the relay closes at shutdown, after we stopped
+        ):
             self._log.info(
                 "Media of call {call_id} ended ({reason}) and no dialog of it is known:"
                 " no BYE sent",
