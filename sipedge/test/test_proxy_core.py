@@ -1142,6 +1142,41 @@ class PendingChainTests(ProxyHarness, SynchronousTestCase):
         self.assertEqual(self.core._deciding, {})
         self.assertEqual(self.core._cancelled_early, set())
 
+    def test_cancel_during_lookup_async_response_chain(self) -> None:
+        """
+        If a response stage answers the early 487 with a Deferred, the 487
+        goes upstream once it fires, as the stage changed it.
+        """
+        pending: list[Deferred[Any]] = []
+
+        @implementer(IRequestStage, IResponseStage)
+        class Later:
+            name = "later"
+
+            def process_request(self, context: Any) -> Any:
+                from sipedge.pipeline import Continue
+
+                return Continue()
+
+            def process_response(self, context: Any, response: Response) -> Any:
+                d: Deferred[Any] = Deferred()
+                pending.append(d)
+                return d.addCallback(
+                    lambda _: response.with_headers(response.headers.added("X-Later", "1"))
+                )
+
+        self.core.chain = RequestChain([Later(), *self.core.chain.stages])
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        self.receive(request("CANCEL", "sip:bob@example.com"), ALICE)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 200])
+        [d] = pending
+        d.callback(None)
+        self.assertEqual(self.only(UPSTREAM, 487).headers.get("X-Later"), "1")
+        self.store.hold = False
+        [lookup] = self.store.lookups
+        lookup.callback(self.successResultOf(self.store.lookup("sip:bob@example.com", 1000)))
+        self.assertEqual(self.sent_to(BOB), [])
+
     def test_decided_without_cancel(self) -> None:
         """
         A chain that decides later without a CANCEL tells the observers
