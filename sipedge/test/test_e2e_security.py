@@ -306,6 +306,125 @@ class EnumerationTests(_SecurityEndToEnd):
         self.assertLess(max(int(e) for e in answers), 200, answers)
 
 
+class EnumerationBehindUsTests(_SecurityEndToEnd):
+    """
+    Extension scanning through sipedge to a PBX behind it (SIPp at
+    127.0.0.20, a static route for our domain, no location stage): the
+    PBX's 404s, relayed upstream, count for the behaviour monitor.
+    """
+
+    def setUp(self) -> None:
+        self.pbx_port = free_port(FOREIGN_IP)
+        self.extra_config = f"""
+[pipeline]
+stages = ["ban-check", "scanner", "flood", "monitor", "filter", "sanity", "max-forwards",
+          "loop-detect", "route", "digest-auth", "responsibility", "static-route", "forward"]
+
+[security.monitor]
+distinct_not_found_users = 5
+distinct_not_found_users_action = "ban"
+
+[[routes]]
+match_domain = "{DOMAIN}"
+next_hop = "sip:{FOREIGN_IP}:{self.pbx_port}"
+"""
+        super().setUp()
+
+    def test_pbx_404s_ban_the_scanner(self) -> None:
+        """
+        If a source without a scanner User-Agent asks for extensions 100,
+        101, ... slowly (under the flood budget) and the PBX behind sipedge
+        answers each with 404, the 404s reach the source until the fifth
+        different extension; then the monitor bans the source
+        (distinct-not-found-users) and what it sends is no longer answered.
+        Another source is still served.
+        """
+        pbx = self.sipp.start("uas_404.xml", "-m", 20, port=self.pbx_port,
+                              local_ip=FOREIGN_IP, timeout=60)
+        sock = self.udp(ATTACKER, timeout=2.0)
+
+        def call(extension: int, via: socket.socket = sock) -> int | None:
+            """INVITE sip:<extension>@sipedge.test; the final status, or None."""
+            host, local = via.getsockname()
+            data = _request("INVITE", f"sip:{extension}@{DOMAIN}", local, source=host,
+                            from_uri="sip:scanner@example.org")
+            call_id = re.search(rb"Call-ID: (\S+)", data)
+            assert call_id is not None
+            via.sendto(data, ("127.0.0.1", self.port))
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                try:
+                    reply = parse_datagram(via.recv(65535))
+                except TimeoutError:
+                    return None
+                # (Retransmitted 404s of earlier calls, never ACKed, come too.)
+                if (
+                    isinstance(reply, Response)
+                    and reply.status >= 200
+                    and reply.headers.get("Call-ID") == call_id.group(1).decode()
+                ):
+                    return reply.status
+            return None
+
+        statuses = [call(extension) for extension in range(100, 105)]
+        self.assertEqual(statuses, [404] * 5, self.why(None))
+        ban = self.wait_for_log(r"Banning 127\.0\.0\.66")
+        self.assertIn("distinct-not-found-users", ban)
+        self.assertIsNone(call(105))
+        self.assertIsNone(call(106))
+        self.assertEqual(call(107, self.udp(CALLER_IP)), 404)
+        self.assertEqual(len(self.log_lines(r"Monitor: distinct-not-found-users")), 1)
+        self.assertIsNone(pbx.poll(), "the PBX gave up early")
+
+
+class FilterTests(_SecurityEndToEnd):
+    """The request filter of C{[pipeline.options.filter]}, in the running proxy."""
+
+    extra_config = """
+[pipeline.options.filter]
+methods = ["INVITE", "REGISTER", "BYE", "OPTIONS"]
+
+[[pipeline.options.filter.rules]]
+name = "bots"
+header = "User-Agent"
+pattern = "^evilbot"
+ignore_case = true
+action = "drop"
+offence = true
+
+[[pipeline.options.filter.rules]]
+name = "no-messages-from-spam"
+header = "From"
+pattern = '@spam\\.example>'
+status = 603
+reason = "Go Away"
+"""
+
+    def test_filter(self) -> None:
+        """
+        A method not allowed gets 405 with an Allow header; a reject rule
+        answers with its status and reason; a drop rule with C{offence}
+        answers nothing and bans the source, so its next ordinary request
+        goes unanswered too. Each is logged with the rule.
+        """
+        sock = self.udp(USER_IP, timeout=5)
+        host, port = sock.getsockname()
+        reply = self.ask(sock, _request("MESSAGE", f"sip:100@{DOMAIN}", port, source=host))
+        assert reply is not None, self.why(None)
+        self.assertEqual(reply.status, 405)
+        self.assertEqual(reply.headers.get("Allow"), "ACK, BYE, CANCEL, INVITE, OPTIONS, REGISTER")
+        reply = self.ask(sock, _request("OPTIONS", f"sip:100@{DOMAIN}", port, source=host,
+                                        from_uri="sip:x@spam.example"))
+        assert reply is not None, self.why(None)
+        self.assertEqual((reply.status, reply.reason), (603, "Go Away"))
+
+        attacker = self.udp(ATTACKER, timeout=1.5)
+        self.assertIsNone(self.options(attacker, user_agent="EvilBot/2"))
+        self.assertIn("filter", self.wait_for_log(r"Banning 127\.0\.0\.66"))
+        self.assertIsNone(self.options(attacker))
+        self.assertEqual(len(self.log_lines(r"filter rule bots matched")), 1, self.proxy.log())
+
+
 class _Cracking(_SecurityEndToEnd):
     """
     svcrack, the SIPVicious password cracker, against user 200. It runs
