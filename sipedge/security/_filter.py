@@ -23,7 +23,7 @@ Standard library and C{attrs} only: no Twisted, no clock.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -101,6 +101,8 @@ class FilterRule:
     @ivar methods: the methods the rule applies to; all if empty.
     @ivar offence: a C{reject} or C{drop} also counts a C{filter} offence
         of the source (bans at C{security.filter_threshold}).
+    @ivar key: the header's look-up key (L{header_key}: C{f} and C{From}
+        are one), or C{None} for the Request-URI.
     """
 
     name: str
@@ -121,16 +123,10 @@ class FilterRule:
         uri = self.header.lower() == REQUEST_URI
         object.__setattr__(self, "key", None if uri else header_key(self.header))
 
-    def values(self, request: Any) -> tuple[str, ...]:
-        """What the rule looks at in C{request}: the field's values, or the Request-URI."""
-        if self.key is None:
-            return (request.uri,)
-        return request.headers.get_all(self.header)
-
-    def search(self, request: Any) -> str | None:
-        """The first value of C{request} the pattern is found in, or C{None}."""
+    def search(self, values: Iterable[str]) -> str | None:
+        """The first of C{values} the pattern is found in, or C{None}."""
         search = self.compiled.search
-        for value in self.values(request):
+        for value in values:
             if search(value[:MAX_SEARCHED]) is not None:
                 return value
         return None
@@ -156,6 +152,11 @@ class FilterConfig:
 
     methods: frozenset[str] = frozenset()
     rules: tuple[FilterRule, ...] = ()
+    _keys: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        keys = frozenset(rule.key for rule in self.rules if rule.key is not None)
+        object.__setattr__(self, "_keys", keys)
 
     @property
     def allow(self) -> str:
@@ -169,12 +170,24 @@ class FilterConfig:
     def match(self, request: Any) -> FilterMatch | None:
         """The first rule that applies to C{request} and matches it, or C{None}."""
         method = request.method
+        # One pass over the header fields for every rule.
+        keys = self._keys
+        fields: dict[str, list[str]] = {}
+        if keys:
+            for key, _, value in request.headers.fields:
+                if key in keys:
+                    found = fields.get(key)
+                    if found is None:
+                        fields[key] = [value]
+                    else:
+                        found.append(value)
         for rule in self.rules:
             if rule.methods and method not in rule.methods:
                 continue
-            value = rule.search(request)
-            if value is not None:
-                return FilterMatch(rule, value)
+            key = rule.key
+            matched = rule.search((request.uri,) if key is None else fields.get(key, ()))
+            if matched is not None:
+                return FilterMatch(rule, matched)
         return None
 
 
