@@ -1405,3 +1405,269 @@ class FactoryTests(SynchronousTestCase):
         stage = stage_factories()["media-anchor"].build_stage({"anchor": True}, _Services(reactor))
         self.assertIsInstance(stage.relay, MediaRelay)
         stage.close()
+
+
+C_HOST = "198.51.100.30"
+C_UDP = Flow("UDP", PROXY, 5060, C_HOST, 5060)
+
+
+def sdp_c(port: int = 6000, version: int = 3, extra: str = "") -> bytes:
+    """Carol's description."""
+    return sdp_b(port=port, host=C_HOST, version=version, extra=extra).replace(
+        b"o=bob 2808844564", b"o=carol 2808849999"
+    )
+
+
+def dialog_request(
+    method: str,
+    call_id: str,
+    from_: tuple[str, str],
+    to: tuple[str, str | None],
+    cseq: int,
+    body: bytes = b"",
+    *fields: str,
+    uri: str | None = None,
+) -> Request:
+    """
+    A request of any party: C{from_} and C{to} are C{(user, tag)}; users
+    are alice, bob and carol at their hosts.
+    """
+    hosts = {"alice": A_HOST, "bob": B_HOST, "carol": C_HOST}
+    user, from_tag = from_
+    to_user, to_tag = to
+    lines = [
+        f"{method} {uri or f'sip:{to_user}@{hosts[to_user]}'} SIP/2.0",
+        f"Via: SIP/2.0/UDP {hosts[user]}:5060;branch=z9hG4bK-{user}-{method.lower()}-{cseq}",
+        "Max-Forwards: 70",
+        f"From: <sip:{user}@example.com>;tag={from_tag}",
+        f"To: <sip:{to_user}@example.com>" + (f";tag={to_tag}" if to_tag else ""),
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}",
+        f"Contact: <sip:{user}@{hosts[user]}:5060>",
+        *fields,
+    ]
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines += [f"Content-Length: {len(body)}", "", ""]
+    message = parse_datagram("\r\n".join(lines).encode() + body)
+    assert isinstance(message, Request)
+    return message
+
+
+class TransferTests(AnchorTestCase):
+    """
+    Call transfer (RFC 5589) as the proxy sees it: REFER passes the stage
+    untouched; the INVITE it triggers (with Replaces, RFC 3891, for an
+    attended transfer) is a new call, anchored on its own; each old call
+    ends with its BYE. Alice calls Bob (call 1); Bob transfers Alice to
+    Carol.
+    """
+
+    CALL_1 = CALL_ID
+    CALL_2 = "call-2@198.51.100.20"  # Bob's consultation call to Carol
+    CALL_3 = "call-3@192.0.2.10"  # Alice's INVITE to Carol
+
+    def call_1(self) -> None:
+        """Alice calls Bob; Bob puts Alice on hold (re-INVITE, sendonly)."""
+        self.call()
+        hold = self.send(
+            request("INVITE", sdp_b(version=8, extra="a=sendonly\r\n"), cseq=1, caller=False),
+            B_UDP,
+        )
+        self.back(
+            hold, response(hold.original, 200, sdp_a(version=6, extra="a=recvonly\r\n"), A_TAG)
+        )
+
+    def refer(self, refer_to: str) -> None:
+        """Bob REFERs Alice (call 1); she accepts (202) and is told it went (NOTIFY)."""
+        refer = dialog_request(
+            "REFER",
+            self.CALL_1,
+            ("bob", B_TAG),
+            ("alice", A_TAG),
+            2,
+            b"",
+            f"Refer-To: {refer_to}",
+            "Referred-By: <sip:bob@example.com>",
+        )
+        context = self.send(refer, B_UDP)
+        self.assertIs(context.request, refer)
+        accepted = response(refer, 202, to_tag=A_TAG)
+        self.assertIs(self.back(context, accepted), accepted)
+
+    def carol_answers(self, replaces: str | None = None) -> RequestContext:
+        """Alice INVITEs Carol (call 3), Carol answers, Alice ACKs."""
+        fields: tuple[str, ...] = ("Referred-By: <sip:bob@example.com>",)
+        if replaces is not None:
+            fields += (f"Replaces: {replaces}",)
+        invite = dialog_request(
+            "INVITE",
+            self.CALL_3,
+            ("alice", "alice-3"),
+            ("carol", None),
+            1,
+            sdp_a(version=7),
+            *fields,
+        )
+        context = self.send(invite)
+        self.assertIn(b"c=IN IP4 203.0.113.1", context.request.body)
+        ok = self.back(context, response(invite, 200, sdp_c(), to_tag="carol-3"))
+        self.assertIn(b"c=IN IP4 203.0.113.1", ok.body)
+        self.send(dialog_request("ACK", self.CALL_3, ("alice", "alice-3"), ("carol", "carol-3"), 1))
+        return context
+
+    def alice_and_carol_talk(self) -> None:
+        """Media flows Alice <-> Carol through call 3's relay session."""
+        session: Any = self.relay.session(f"{self.CALL_3};alice-3")
+        self.assertEqual(session.streams[0].a.rtp.remote, (A_HOST, 4000))
+        self.assertEqual(session.streams[0].b.rtp.remote, (C_HOST, 6000))
+        alice = self.endpoint(A_HOST, 4000)
+        carol = self.endpoint(C_HOST, 6000)
+        alice.socket.write(rtp(1), (RELAY, session.streams[0].a.rtp.port))
+        self.network.flush()
+        carol.socket.write(rtp(2), (RELAY, session.streams[0].b.rtp.port))
+        self.network.flush()
+        self.assertEqual([d for d, _ in carol.received], [rtp(1)])
+        self.assertEqual([d for d, _ in alice.received], [rtp(2)])
+
+    def test_blind(self) -> None:
+        """
+        Blind transfer: Bob REFERs Alice to Carol and hangs up; Alice's
+        INVITE to Carol is a call of its own, its media relayed; call 1 is
+        released by Bob's BYE, call 3 by its own.
+        """
+        self.call_1()
+        self.refer("<sip:carol@example.com>")
+        self.carol_answers()
+        self.assertEqual(
+            set(self.stage.calls), {f"{self.CALL_1};{A_TAG}", f"{self.CALL_3};alice-3"}
+        )
+        self.send(dialog_request("BYE", self.CALL_1, ("bob", B_TAG), ("alice", A_TAG), 3), B_UDP)
+        self.assertEqual(self.stage.calls, (f"{self.CALL_3};alice-3",))
+        self.alice_and_carol_talk()
+        self.send(
+            dialog_request("BYE", self.CALL_3, ("carol", "carol-3"), ("alice", "alice-3"), 1),
+            C_UDP,
+        )
+
+    def test_attended(self) -> None:
+        """
+        Attended transfer: Bob holds Alice, calls Carol (call 2), then
+        REFERs Alice to Carol with Replaces naming call 2; Alice's INVITE
+        with Replaces is anchored as a new call; Carol BYEs call 2, Bob
+        BYEs call 1: each releases only its own call.
+        """
+        self.call_1()
+        consult = dialog_request(
+            "INVITE", self.CALL_2, ("bob", "bob-2"), ("carol", None), 1, sdp_b(port=5002)
+        )
+        context = self.send(consult, B_UDP)
+        self.back(context, response(consult, 200, sdp_c(port=6002), to_tag="carol-2"))
+        self.send(dialog_request("ACK", self.CALL_2, ("bob", "bob-2"), ("carol", "carol-2"), 1))
+        replaces = f"{self.CALL_2};to-tag=carol-2;from-tag=bob-2"
+        self.refer(
+            "<sip:carol@example.com?Replaces=call-2%40198.51.100.20%3Bto-tag%3Dcarol-2"
+            "%3Bfrom-tag%3Dbob-2>"
+        )
+        self.carol_answers(replaces)
+        self.assertEqual(len(self.stage.calls), 3)
+        self.send(
+            dialog_request("BYE", self.CALL_2, ("carol", "carol-2"), ("bob", "bob-2"), 1), C_UDP
+        )
+        self.send(dialog_request("BYE", self.CALL_1, ("bob", B_TAG), ("alice", A_TAG), 3), B_UDP)
+        self.assertEqual(self.stage.calls, (f"{self.CALL_3};alice-3",))
+        self.alice_and_carol_talk()
+        self.send(dialog_request("BYE", self.CALL_3, ("alice", "alice-3"), ("carol", "carol-3"), 2))
+
+    def test_attended_before_answer(self) -> None:
+        """
+        Attended transfer while Carol still rings (call 2 early): Alice's
+        INVITE with Replaces ends it at Carol, who answers call 2 with 487;
+        that releases call 2's offer.
+        """
+        self.call_1()
+        consult = dialog_request(
+            "INVITE", self.CALL_2, ("bob", "bob-2"), ("carol", None), 1, sdp_b(port=5002)
+        )
+        context = self.send(consult, B_UDP)
+        self.back(context, response(consult, 180, to_tag="carol-2"))
+        self.refer("<sip:carol@example.com>")
+        self.carol_answers(f"{self.CALL_2};to-tag=carol-2;from-tag=bob-2;early-only")
+        self.back(context, response(consult, 487, to_tag="carol-2"))
+        self.send(dialog_request("BYE", self.CALL_1, ("bob", B_TAG), ("alice", A_TAG), 3), B_UDP)
+        self.assertEqual(self.stage.calls, (f"{self.CALL_3};alice-3",))
+        self.send(dialog_request("BYE", self.CALL_3, ("alice", "alice-3"), ("carol", "carol-3"), 2))
+
+
+class ForkedEarlyDialogTests(AnchorTestCase):
+    """
+    One INVITE forked to two phones, each answering in an early dialog
+    with its own SDP, then a 200 from one of them.
+    """
+
+    def ring_both(self) -> tuple[RequestContext, Request]:
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        first = self.back(context, response(invite, 183, sdp_b(), to_tag="b1"))
+        second = self.back(
+            context, response(invite, 183, sdp_b(host="198.51.100.99", port=5010), to_tag="b2")
+        )
+        # Both early answers name the relay, and the same A-side port.
+        self.assertIn(b"c=IN IP4 203.0.113.1", first.body)
+        self.assertIn(b"c=IN IP4 203.0.113.1", second.body)
+        return context, invite
+
+    def test_200_from_first_with_sdp(self) -> None:
+        """
+        The 200 comes from the first fork (whose early answer was
+        overtaken by the second's), repeating its answer: media goes to
+        it, both ways.
+        """
+        context, invite = self.ring_both()
+        ok = self.back(context, response(invite, 200, sdp_b(), to_tag="b1"))
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.streams[0].b.rtp.remote, (B_HOST, 5000))
+        self.send(request("ACK", to_tag="b1"))
+        self.relays_media(
+            session.streams[0].b.rtp.port,
+            int(ok.body.split(b"m=audio ")[1].split(b" ")[0]),
+        )
+        self.send(request("BYE", cseq=2, to_tag="b1"))
+
+    def test_200_from_second(self) -> None:
+        """The 200 comes from the fork whose answer is current: media goes to it."""
+        context, invite = self.ring_both()
+        self.back(
+            context, response(invite, 200, sdp_b(host="198.51.100.99", port=5010), to_tag="b2")
+        )
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.streams[0].b.rtp.remote, ("198.51.100.99", 5010))
+        self.send(request("BYE", cseq=2, to_tag="b2"))
+
+    def test_200_without_sdp_from_first(self) -> None:
+        """
+        With reliable 183s (RFC 3262) the 200 repeats no answer: the 200
+        of the first fork, without SDP, makes the first fork's early
+        answer the one media goes to, not the last one received.
+        """
+        context, invite = self.ring_both()
+        self.back(context, response(invite, 200, to_tag="b1"))
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.streams[0].b.rtp.remote, (B_HOST, 5000))
+        self.send(request("BYE", cseq=2, to_tag="b1"))
+
+    def test_200_without_sdp_from_silent_fork(self) -> None:
+        """
+        A 200 without SDP from a fork that never answered owes an answer:
+        the exchange fails (no media, a warning), and the BYE ends the call.
+        """
+        context, invite = self.ring_both()
+        self.back(context, response(invite, 200, to_tag="b3"))
+        self.assertEqual(self.relay.session_keys, ())
+        self.assertEqual(self.stage.calls, (f"{CALL_ID};{A_TAG}",))
+        self.send(request("BYE", cseq=2, to_tag="b3"))
+
+    def test_cancelled_after_early_media(self) -> None:
+        """Both forks ring with early media, the caller CANCELs: the 487 releases."""
+        context, invite = self.ring_both()
+        self.back(context, response(invite, 487, to_tag="b1"))

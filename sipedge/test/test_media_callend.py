@@ -281,3 +281,42 @@ class CancelDuringStageTests(CallEndHarness, SynchronousTestCase):
         self.assertEqual(self.sent_to(BOB), [])
         self.assertEqual(self.relay.open_ports(), [])
         self.assertEqual(self.stage.calls, ())
+
+
+class TimeoutTests(CallEndHarness, SynchronousTestCase):
+    """The INVITE ends by transaction timeout: the core's 408 releases the offer."""
+
+    media = attrs.evolve(CONFIG, setup_timeout=600)
+
+    def test_no_answer(self) -> None:
+        """
+        Nobody answers the forwarded INVITE: at Timer B (64*T1) the core
+        sends 408 upstream through the response chain, and the relay's
+        ports are released then, long before C{setup_timeout}.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.invite()
+        self.assertNotEqual(self.relay.open_ports(), [])
+        self.clock.advance(31.9)
+        self.assertNotEqual(self.relay.open_ports(), [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 408])
+        self.assertEqual(self.relay.open_ports(), [])
+        self.assertEqual(self.stage.calls, ())
+
+    def test_timer_c(self) -> None:
+        """
+        Bob rings (180) but never answers: Timer C CANCELs the branch, and
+        the 487 that comes back releases the offer.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.invite()
+        forwarded = self.only(BOB, "INVITE")
+        self.receive(answer(forwarded, 180), BOB_UDP)
+        self.clock.advance(180)
+        cancel = self.only(BOB, "CANCEL")
+        self.receive(answer(cancel, 200), BOB_UDP)
+        self.assertNotEqual(self.relay.open_ports(), [])
+        self.receive(answer(forwarded, 487), BOB_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 180, 487])
+        self.assertEqual(self.relay.open_ports(), [])

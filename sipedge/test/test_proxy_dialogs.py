@@ -103,7 +103,10 @@ class DialogHarness(ProxyHarness):
             self.transports.connections.add(flow)
         self.receive(
             request(
-                "INVITE", "sip:bob@example.com", f"Contact: {ALICE_CONTACT}", *invite_fields,
+                "INVITE",
+                "sip:bob@example.com",
+                f"Contact: {ALICE_CONTACT}",
+                *invite_fields,
                 cseq=cseq,
             ),
             ALICE,
@@ -357,9 +360,7 @@ class EndTests(DialogHarness, SynchronousTestCase):
         """
         self.call(flow=BOB_TCP)
         self.tracker.end("call-1@198.51.100.7", "alice-tag", "bob-tag", "x")
-        [(to_bob, flow)] = [
-            (m, f) for m, f in self.transports.sent if f.remote == BOB_TCP.remote
-        ]
+        [(to_bob, flow)] = [(m, f) for m, f in self.transports.sent if f.remote == BOB_TCP.remote]
         assert isinstance(to_bob, Request)
         self.assertEqual(flow, BOB_TCP)
         self.receive(answer(self.only(UPSTREAM, "BYE"), 200, to_tag=None), ALICE)

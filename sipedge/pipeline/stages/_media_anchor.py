@@ -129,6 +129,11 @@ class _Negotiation:
     @ivar answered: an answer was applied.
     @ivar offer_in: an offer made in a response, as received...
     @ivar offer_out: ...and as sent on (a 2xx may repeat a 18x's offer).
+    @ivar answered_by: the dialog (the answerer's tag) whose answer the
+        relay has now; forked early dialogs answer one after another.
+    @ivar early: each early dialog's answer in a 18x, as received, so that
+        a 2xx without SDP (RFC 3262: the answer came in a reliable 18x)
+        puts back the answer of the dialog it confirms.
     """
 
     cseq: int
@@ -140,6 +145,8 @@ class _Negotiation:
     answered: bool = False
     offer_in: bytes | None = None
     offer_out: bytes | None = None
+    answered_by: str | None = None
+    early: dict[str, bytes] = attrs.Factory(dict)
 
 
 @attrs.define(eq=False)
@@ -673,8 +680,11 @@ class MediaAnchorStage:
         body = _sdp_body(response)
         if body is None:
             if not foreign and pending is not None and status >= 200:
-                if pending.answered:
-                    self._promote(call)  # the answer came in a 18x (or PRACK)
+                if pending.answered and not pending.answer_in_request:
+                    # The answer came in a 18x: the one of this dialog.
+                    self._early_answer_confirmed(call, pending, dialog)
+                elif pending.answered:
+                    self._promote(call)  # the answer came in a PRACK
                 elif not pending.answer_in_request or pending.key is None:
                     # A 2xx without the answer (or the offer) it owed: that
                     # exchange failed; the call goes on as it was.
@@ -690,7 +700,7 @@ class MediaAnchorStage:
         if pending is not None:
             if pending.answer_in_request:
                 return self._response_offer(call, pending, response, body, requester)
-            return self._response_answer(call, pending, response, body, requester)
+            return self._response_answer(call, pending, response, body, requester, dialog)
         sent = call.sent.get((requester, body))
         if sent is not None:
             return response.with_body(sent)
@@ -751,6 +761,7 @@ class MediaAnchorStage:
         response: Response,
         body: bytes,
         requester: str,
+        dialog: str | None = None,
     ) -> Response:
         """The answer in the 18x/2xx of a request that made an offer."""
         assert pending.key is not None
@@ -770,10 +781,41 @@ class MediaAnchorStage:
             return self._hidden(call, requester, response, body)
         pending.allocation = allocation
         pending.answered = True
+        pending.answered_by = dialog
+        if not final and dialog is not None and len(pending.early) < _CACHE_SIZE:
+            pending.early[dialog] = body
         out = self._send(call, requester, rewrite(sdp, allocation, "a"), body)
         if final:
             self._promote(call)
         return response.with_body(out)
+
+    def _early_answer_confirmed(
+        self, call: _Call, pending: _Negotiation, dialog: str | None
+    ) -> None:
+        """
+        A 2xx without SDP confirms an early dialog whose answer came in a
+        18x: if another fork's answer came after it, that dialog's answer
+        goes back to the relay; a dialog that never answered has no media.
+        """
+        if pending.answered_by is None or dialog is None or pending.answered_by == dialog:
+            self._promote(call)
+            return
+        assert pending.key is not None
+        early = pending.early.get(dialog)
+        try:
+            if early is None:
+                raise MediaError(f"dialog {dialog} sent no answer")
+            pending.allocation = self.relay.update_now(pending.key, offer_of(parse_sdp(early)))
+        except (MessageParseError, MediaError) as e:
+            self._log.warn(
+                "The 2xx of {call_id} confirms a dialog without a usable answer: {error}",
+                call_id=call.call_id,
+                error=getattr(e, "reason", None) or str(e),
+            )
+            self._drop_pending(call)
+            return
+        pending.answered_by = dialog
+        self._promote(call)
 
     def _hidden(self, call: _Call, receiver: str, response: Response, body: bytes) -> Response:
         """
