@@ -22,10 +22,11 @@ A call holds its slot from the INVITE until a BYE with its Call-ID passes
 the chain, or the INVITE's final failure response (4xx-6xx: busy,
 declined, a 487 after a CANCEL, a 408 when nobody answered) is relayed
 upstream (the C{toll-fraud} stage's response side tells
-L{TollFraudGuard.response_relayed}), and at most C{max_call_duration}; a
-call that fails unseen (no response stage, or a CANCEL while the chain
-was still deciding) keeps its slot for C{call_setup_timeout} unless an ACK
-confirms it. The slot is counted when the INVITE passes the stage; as an
+L{TollFraudGuard.response_relayed}; the 487 the proxy core answers to a
+CANCEL while the chain is still deciding passes the response chain too),
+and at most C{max_call_duration}; a call that fails unseen (without the
+C{toll-fraud} stage in the chain) keeps its slot for C{call_setup_timeout}
+unless an ACK confirms it. The slot is counted when the INVITE passes the stage; as an
 L{IProxyObserver}, the guard gives it back at once when the chain does not
 forward that INVITE after all (a later stage answered it).
 

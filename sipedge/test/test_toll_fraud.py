@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -664,6 +665,19 @@ class _Identify:
 GATEWAY = Flow("UDP", PROXY, 5060, "203.0.113.10", 5060)
 
 
+class _Waiting:
+    """A stage that decides its first request when C{pending} fires, the rest at once."""
+
+    name = "waiting"
+
+    def __init__(self, pending: Deferred[Any]) -> None:
+        self.pending: Deferred[Any] | None = pending
+
+    def process_request(self, context: RequestContext) -> Deferred[Any] | Continue:
+        pending, self.pending = self.pending, None
+        return pending if pending is not None else Continue()
+
+
 class ProxyCoreTollFraudTests(ProxyHarness, SynchronousTestCase):
     """The toll-fraud stage and guard wired as the composition root wires them."""
 
@@ -754,6 +768,36 @@ class ProxyCoreTollFraudTests(ProxyHarness, SynchronousTestCase):
         self.receive(core_answer(downstream, 200, to_tag="gw"), GATEWAY)
         self.receive(core_answer(forwarded, 487, to_tag="gw"), GATEWAY)
         self.assertEqual(self.statuses(CORE_ALICE.remote)[-1], 487)
+        self.assertEqual(guard.active_calls(ALICE), 0)
+        self.place("b")
+
+    def test_cancelled_while_deciding(self) -> None:
+        """
+        If the caller CANCELs while a stage after C{toll-fraud} is still
+        deciding, the 487 the proxy core answers passes the response
+        chain, and the slot is given back at once.
+        """
+        guard = self.guarded()
+        pending: Deferred[Any] = Deferred()
+        stages = list(self.core.chain.stages)
+        at = [s.name for s in stages].index("toll-fraud") + 1
+        stages[at:at] = [_Waiting(pending)]
+        self.core.chain = RequestChain(stages)
+        invite = core_request(
+            "INVITE", "sip:+442071234567@gw.example.net", call_id="a@198.51.100.7",
+            branch="z9hG4bK-a",
+        )
+        self.receive(invite, CORE_ALICE)
+        self.assertEqual(guard.active_calls(ALICE), 1)
+        cancel = core_request(
+            "CANCEL", "sip:+442071234567@gw.example.net", call_id="a@198.51.100.7",
+            branch="z9hG4bK-a",
+        )
+        self.receive(cancel, CORE_ALICE)
+        self.assertEqual(self.statuses(CORE_ALICE.remote), [100, 200, 487])
+        self.assertEqual(guard.active_calls(ALICE), 0)
+        pending.callback(Continue())
+        self.assertEqual(self.sent_to(GATEWAY.remote, "INVITE"), [])
         self.assertEqual(guard.active_calls(ALICE), 0)
         self.place("b")
 
