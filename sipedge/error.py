@@ -21,6 +21,7 @@ __all__ = [
     "OriginateError",
     "RemoteProtocolError",
     "SipEdgeError",
+    "TokenError",
     "TransactionTimeout",
     "TransportError",
 ]
@@ -84,3 +85,10 @@ class TransactionTimeout(SipEdgeError):
 class OriginateError(SipEdgeError):
     """A request the proxy sends itself (a BYE that ends a call) could not
     be sent, or got no final response."""
+
+
+class TokenError(SipEdgeError):
+    """
+    A sealed topology-hiding token that does not open: corrupted, forged,
+    made with another key, or presented with the wrong associated data.
+    """

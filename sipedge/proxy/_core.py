@@ -53,6 +53,8 @@ from sipedge.proxy._forwarding import (
 )
 from sipedge.proxy._originate import Originator
 from sipedge.proxy._responses import ResponseQueue
+from sipedge.proxy._topology import RULE as TOPOLOGY_RULE
+from sipedge.proxy._topology import Revealed, TopologyHider
 from sipedge.transaction import State as _State
 from sipedge.transaction import TimerSettings, TransactionLayer, make_response
 from sipedge.transport._flow import Flow
@@ -92,6 +94,9 @@ class ProxyCore:
         construction, since the transports deliver to L{transactions}).
     @param locator: a L{ServerLocator} for next hops without a known flow.
     @param signer: the L{RecordRouteSigner} for our Record-Route values.
+    @param topology: a L{TopologyHider} for topology hiding, or C{None}:
+        messages to external addresses are hidden, tokens coming back are
+        revealed (see L{sipedge.proxy._topology}).
     """
 
     _log = Logger()
@@ -115,6 +120,7 @@ class ProxyCore:
         response_chain_timeout: float = 5.0,
         dialogs: Any = None,
         random: Callable[[int], bytes] = os.urandom,
+        topology: TopologyHider | None = None,
     ) -> None:
         self.chain = chain
         self.services = services
@@ -151,6 +157,7 @@ class ProxyCore:
         # those of them answered 487 meanwhile (a CANCEL)
         self._deciding: dict[Any, RequestContext] = {}
         self._cancelled_early: set[Any] = set()
+        self._topology = topology
         self.stats = {"requests": 0, "forwarded": 0, "responded": 0, "dropped": 0, "stateless": 0}
 
     def stop(self) -> None:
@@ -203,8 +210,13 @@ class ProxyCore:
 
     def _send(self, message: Request | Response, flow: Flow) -> None:
         """What the transaction layer sends through (responses routed per 18.2.2)."""
-        if isinstance(message, Response) and not flow.reliable:
-            flow = self._response_flow(message, flow)
+        if isinstance(message, Response):
+            if not flow.reliable:
+                flow = self._response_flow(message, flow)
+            hidden = self._hide_response(message, flow)
+            if hidden is None:
+                return
+            message = hidden
         if flow.secure and flow in self._server_names:
             result = self.transports.send(message, flow, server_name=self._server_names[flow])
         else:
@@ -247,10 +259,21 @@ class ProxyCore:
 
     def request_received(self, request: Request, transaction: Any) -> None:
         self.stats["requests"] += 1
+        mask_call_id = False
+        if self._topology is not None:
+            revealed = self._reveal_request(request, transaction.flow)
+            if revealed is None:
+                transaction.cancel_timers()
+                return
+            if isinstance(revealed, Response):
+                transaction.respond(revealed)
+                return
+            request, mask_call_id = revealed.request, revealed.mask_call_id
         if request.method == "CANCEL":
             self._cancel_received(request, transaction)
             return
         context = RequestContext(request, transaction.flow, self.services)
+        context.annotations["topology"] = mask_call_id
         result = self.chain.run(context)
         # 100 Trying (RFC 3261 16.2) only once we know we will not drop the
         # INVITE: a flood or a scanner must get no answer at all.
@@ -439,6 +462,11 @@ class ProxyCore:
         branch_id = make_branch(fork.digest, index)
         via = via_value(flow.transport, local_host, local_port, branch_id)
         request = request.with_headers(request.headers.prepended("Via", via))
+        hidden = self._hide_request(request, fork.context, flow, (local_host, local_port))
+        if hidden is None:
+            self._branch_failed(fork, branch, 500, "cannot hide topology")
+            return
+        request = hidden
         try:
             transaction = self.transactions.client_transaction(request, flow)
         except LocalProtocolError:
@@ -490,6 +518,11 @@ class ProxyCore:
                 )
             except Exception:
                 self._log.failure("Dialog tracking failed")
+        if self._topology is not None:
+            revealed = self._reveal_response(response, transaction.flow)
+            if revealed is None:
+                return
+            response = revealed
         upstream = response.with_headers(response.headers.first_removed("Via"))
         status = response.status
         if status < 200:
@@ -805,13 +838,25 @@ class ProxyCore:
     def stray_message(self, message: Request | Response, flow: Flow) -> None:
         if isinstance(message, Request):
             if message.method == "ACK":
-                self._forward_ack(message, flow)
+                mask_call_id = False
+                if self._topology is not None:
+                    revealed = self._reveal_request(message, flow)
+                    if not isinstance(revealed, Revealed):
+                        return  # never answer an ACK
+                    message, mask_call_id = revealed.request, revealed.mask_call_id
+                self._forward_ack(message, flow, mask_call_id)
             return
+        if self._topology is not None:
+            response = self._reveal_response(message, flow)
+            if response is None:
+                return
+            message = response
         self._forward_stray_response(message, flow)
 
-    def _forward_ack(self, ack: Request, flow: Flow) -> None:
+    def _forward_ack(self, ack: Request, flow: Flow, mask_call_id: bool = False) -> None:
         """An ACK for a 2xx is end to end: route it statelessly (16.11)."""
         context = RequestContext(ack, flow, self.services)
+        context.annotations["topology"] = mask_call_id
         d = maybeDeferred(self.chain.run, context)
         d.addCallback(self._ack_decided, context)
         d.addErrback(lambda f: self._log.failure("Forwarding ACK failed", f))
@@ -854,6 +899,10 @@ class ProxyCore:
         request = request.with_headers(
             request.headers.prepended("Via", via_value(flow.transport, host, port, branch))
         )
+        hidden = self._hide_request(request, context, flow, (host, port))
+        if hidden is None:
+            return
+        request = hidden
         self.stats["stateless"] += 1
         self._send_without_transaction(request, flow, "Cannot forward ACK: {error}")
 
@@ -863,6 +912,11 @@ class ProxyCore:
         def failed(failure: Failure) -> None:
             self._log.info(text, error=failure.getErrorMessage())
 
+        if isinstance(message, Response):
+            hidden = self._hide_response(message, flow)
+            if hidden is None:
+                return
+            message = hidden
         try:
             result = self.transports.send(message, flow)
         except TransportError:
@@ -957,3 +1011,91 @@ class ProxyCore:
             return
         self.stats["stateless"] += 1
         self._send_without_transaction(upstream, out, "Cannot forward stray response: {error}")
+
+    # -- topology hiding --------------------------------------------------------
+
+    def _reveal_request(self, request: Request, flow: Flow) -> Revealed | Response | None:
+        """
+        C{request} with our topology-hiding tokens opened; a response to
+        send instead if we refuse it (C{None} for an ACK: no answer).
+        """
+        assert self._topology is not None
+        external = self._topology.is_external(flow.remote_host)
+        result = self._topology.reveal_request(request, self.services.local, external)
+        if isinstance(result, Revealed):
+            return result
+        self._log.info(
+            "Refusing {method} from {source}: {detail}",
+            method=request.method,
+            source=str(flow),
+            detail=result.detail,
+            rule=TOPOLOGY_RULE,
+        )
+        if request.method == "ACK":
+            return None
+        return make_response(request, result.status, result.reason)
+
+    def _reveal_response(self, response: Response, flow: Flow) -> Response | None:
+        """C{response} from outside with our tokens opened; C{None} to drop it."""
+        assert self._topology is not None
+        if not self._topology.is_external(flow.remote_host):
+            return response
+        result = self._topology.reveal_response(response, self.services.local)
+        if isinstance(result, Response):
+            return result
+        self._log.info(
+            "Dropping {status} response from {source}: {detail}",
+            status=response.status,
+            source=str(flow),
+            detail=result.detail,
+            rule=TOPOLOGY_RULE,
+        )
+        return None
+
+    def _hide_request(
+        self, request: Request, context: Any, flow: Flow, ours: tuple[str, int]
+    ) -> Request | None:
+        """
+        A request we send on C{flow}, hidden if that goes outside; C{None}
+        if it cannot be (it must not leave then).
+        """
+        if self._topology is None or not self._topology.is_external(flow.remote_host):
+            return request
+        mask = bool(context is not None and context.annotations.get("topology"))
+        try:
+            return self._topology.hide_request(
+                request, self.services.local, (flow.transport, *ours), mask
+            )
+        except MessageParseError as e:
+            self._not_hidden(request, flow, e)
+            return None
+
+    def _hide_response(self, response: Response, flow: Flow) -> Response | None:
+        """
+        A response we send on C{flow}, hidden if that goes outside; C{None}
+        if it cannot be (it must not leave then).
+        """
+        if self._topology is None or not self._topology.is_external(flow.remote_host):
+            return response
+        try:
+            host, port = self._local_hostport(flow.transport, _family(flow.remote_host))
+        except TransportError:
+            host, port = flow.local_host, flow.local_port
+        try:
+            return self._topology.hide_response(
+                response, self.services.local, (flow.transport, host, port)
+            )
+        except MessageParseError as e:
+            self._not_hidden(response, flow, e)
+            return None
+
+    def _not_hidden(
+        self, message: Request | Response, flow: Flow, error: MessageParseError
+    ) -> None:
+        self._log.info(
+            "Not sending {message} to {destination}: cannot hide it ({error})",
+            message=message.method if isinstance(message, Request) else message.status,
+            destination=str(flow),
+            error=error.reason,
+            rule=TOPOLOGY_RULE,
+        )
