@@ -11,7 +11,6 @@ import ipaddress
 from typing import Any
 
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS
@@ -21,6 +20,7 @@ from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
 from sipedge.proxy._seal import Sealer
 from sipedge.proxy._topology import TOKEN_PREFIX, TopologyHider
 from sipedge.store import MemoryLocationStore
+from sipedge.test._helpers import capture_log
 from sipedge.test.test_proxy_core import (
     ALICE,
     BOB,
@@ -185,7 +185,7 @@ class InsideOutTests(TopologyHarness, SynchronousTestCase):
         Bob's 180 and 200 reach P1 with the Vias, Call-ID and
         Record-Route set the internal side knows, and Bob's Contact.
         """
-        invite, ok = self.call()
+        _invite, ok = self.call()
         self.assertEqual([v.branch for v in ok.vias], ["z9hG4bK-p1-1", "z9hG4bK-alice-1"])
         self.assertEqual(ok.call_id, ALICE_CALL_ID)
         rrs = ok.headers.values("Record-Route")
@@ -425,7 +425,7 @@ class OutsideInTests(TopologyHarness, SynchronousTestCase):
         Dave's 200 reaches Alice with his Contact masked and no internal
         Record-Route entry (the one above ours is folded into it).
         """
-        invite, ok = self.call()
+        _invite, ok = self.call()
         contact = uri_of(ok.headers.get("Contact") or "")
         self.assertTrue(contact.startswith(f"sip:{TOKEN_PREFIX}"))
         rrs = ok.headers.values("Record-Route")
@@ -491,9 +491,7 @@ class RefusalTests(TopologyHarness, SynchronousTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.events = capture_log(self)
 
     def dialog(self) -> Request:
         """A call from inside to Bob, answered; the INVITE Bob got."""
