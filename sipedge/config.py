@@ -4,7 +4,8 @@ sipedge's configuration: frozen values, read from TOML.
 
 A L{Config} holds one value per section of the file (C{[sip]}, C{[tls]},
 C{[state]}, C{[limits]}, C{[timers]}, C{[registrar]}, C{[[routes]]},
-C{[pipeline]}, C{[log]}, C{[dialogs]}, ...). Every section checks its values when it is
+C{[pipeline]}, C{[log]}, C{[dialogs]}, C{[topology_hiding]}, ...). Every
+section checks its values when it is
 constructed, so a L{Config} that exists is valid; L{parse_config} and
 L{load_config} turn the first problem into one L{ConfigError} whose message
 names the file, the key (a dotted path such as C{sip.listen[2]}) and what is
@@ -41,7 +42,7 @@ from sipedge._config_values import suggest as _suggest
 from sipedge._config_values import to_float as _to_float
 from sipedge.auth._config import AuthConfig
 from sipedge.error import ConfigError, MessageParseError
-from sipedge.media._config import MediaConfig
+from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS, MediaConfig
 from sipedge.message import Limits
 from sipedge.message._uri import SipURI, parse_sip_uri
 from sipedge.security._config import SecurityConfig
@@ -64,6 +65,7 @@ __all__ = [
     "StateConfig",
     "TimersConfig",
     "TlsConfig",
+    "TopologyHidingConfig",
     "default_domains",
     "load_config",
     "parse_config",
@@ -856,6 +858,39 @@ class LogConfig:
         return LogLevel.levelWithName(self.level)
 
 
+def _convert_topology_internal(value: object) -> tuple[IPNetwork, ...]:
+    networks = _each("internal", _network, value)
+    if not networks:
+        raise _InvalidValue("internal", "must name at least one network")
+    return networks
+
+
+@attrs.frozen
+class TopologyHidingConfig:
+    """
+    C{[topology_hiding]}: what the external side may see of the internal
+    network (see C{sipedge.proxy._topology}).
+
+    @ivar enabled: whether messages to external addresses are hidden
+        (Via, Record-Route, Contact, Call-ID, Path) and requests from
+        outside that name an internal address are refused.
+    @ivar internal: the networks whose addresses are internal; a message
+        sent to any other address is hidden.
+    @ivar key_file: the file holding the secret the tokens are sealed
+        with (at least 32 bytes), or C{None} for the Record-Route key of
+        the state directory. Instances that must understand each other's
+        tokens share it.
+    """
+
+    enabled: bool = attrs.field(default=False, validator=_boolean)
+    internal: tuple[IPNetwork, ...] = attrs.field(
+        default=DEFAULT_INTERNAL_NETWORKS, converter=_convert_topology_internal
+    )
+    key_file: Path | None = attrs.field(
+        default=None, converter=_optional_path, validator=_path(optional=True)
+    )
+
+
 def _check_routes(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, tuple):
         raise _InvalidValue("routes", f"expected an array of tables, got {_describe(value)}")
@@ -895,6 +930,17 @@ class Config:
     )
     media: MediaConfig = attrs.field(factory=MediaConfig, validator=_section(MediaConfig))
     dialogs: DialogsConfig = attrs.field(factory=DialogsConfig, validator=_section(DialogsConfig))
+    topology_hiding: TopologyHidingConfig = attrs.field(
+        factory=TopologyHidingConfig, validator=_section(TopologyHidingConfig)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.topology_hiding.enabled and not self.sip.record_route:
+            raise _InvalidValue(
+                "topology_hiding.enabled",
+                "needs sip.record_route = true: in-dialog requests from outside find"
+                " the hidden hops through our Record-Route",
+            )
 
     @property
     def listeners(self) -> tuple[Listener, ...]:
@@ -928,6 +974,7 @@ _SECTIONS: dict[str, type] = {
     "security": SecurityConfig,
     "media": MediaConfig,
     "dialogs": DialogsConfig,
+    "topology_hiding": TopologyHidingConfig,
 }
 _KNOWN_SECTIONS = [*_SECTIONS, "routes"]
 
@@ -935,6 +982,7 @@ _KNOWN_SECTIONS = [*_SECTIONS, "routes"]
 _PATH_KEYS = {
     "tls": ("certificate", "private_key", "ca_certificates"),
     "state": ("path",),
+    "topology_hiding": ("key_file",),
 }
 
 

@@ -24,7 +24,15 @@ from sipedge.error import ConfigError
 from sipedge.interfaces import IProxyObserver
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
-from sipedge.proxy import DialogTracker, LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
+from sipedge.proxy import (
+    DialogTracker,
+    LocalIdentity,
+    ProxyCore,
+    RecordRouteSigner,
+    Registrar,
+    Sealer,
+    TopologyHider,
+)
 from sipedge.security import Monitor, Security, TollFraudGuard
 from sipedge.store import SQLiteLocationStore
 from sipedge.transaction import TimerSettings, set_tracing
@@ -58,6 +66,31 @@ def _state_secret(state_dir: Path) -> bytes:
     with os.fdopen(fd, "wb") as f:
         f.write(secret)
     return secret
+
+
+def _topology_hider(config: Config, rr_secret: bytes) -> TopologyHider | None:
+    """
+    The topology hider C{[topology_hiding]} asks for, or C{None}; its key
+    is C{key_file}'s, else the Record-Route key.
+    """
+    section = config.topology_hiding
+    if not section.enabled:
+        return None
+    secret = rr_secret
+    if section.key_file is not None:
+        path = section.key_file
+        try:
+            secret = path.read_bytes()
+        except OSError as e:
+            raise ConfigError(
+                f"topology_hiding.key_file: cannot read {str(path)!r}: {e.strerror or e}"
+            ) from None
+        if len(secret) < 32:
+            raise ConfigError(
+                f"topology_hiding.key_file: {str(path)!r} holds {len(secret)} bytes;"
+                " a key needs at least 32 (e.g. head -c 32 /dev/urandom > file)"
+            )
+    return TopologyHider(Sealer(secret), section.internal)
 
 
 def _primary_address(family: int) -> str | None:
@@ -155,7 +188,9 @@ class SipEdgeService(MultiService):
         self.credentials.close()
 
     def _build(self, config: Config, reactor: Any, state_dir: Path) -> None:
-        self.signer = RecordRouteSigner(_state_secret(state_dir))
+        rr_secret = _state_secret(state_dir)
+        self.signer = RecordRouteSigner(rr_secret)
+        self.topology = _topology_hider(config, rr_secret)
         self.monitor = Monitor.from_config(config, reactor, self.security)
         self.toll_fraud = TollFraudGuard.from_config(config, reactor, self.security.stats)
         self.media = config.media.build_relay(reactor) if config.media.anchor else None
@@ -219,6 +254,7 @@ class SipEdgeService(MultiService):
                 *(s for s in chain.stages if IProxyObserver.providedBy(s)),
             ],
             dialogs=self.dialogs,
+            topology=self.topology,
         )
         if self.dialogs is not None:
             # The proxy ends a call itself (BYE to both parties) when the
@@ -270,9 +306,7 @@ class SipEdgeService(MultiService):
                     t = self.transports.listen_tls(listener.host, listener.port, server_tls)
             except CannotListenError as e:
                 self.transports.close()
-                raise SystemExit(
-                    f"sipedge: cannot listen on {listener}: {e.socketError}"
-                ) from None
+                raise SystemExit(f"sipedge: cannot listen on {listener}: {e.socketError}") from None
             except ConfigError as e:
                 self.transports.close()
                 raise SystemExit(f"sipedge: {e}") from None

@@ -33,6 +33,7 @@ from sipedge.config import (
     StateConfig,
     TimersConfig,
     TlsConfig,
+    TopologyHidingConfig,
     default_domains,
     load_config,
     parse_config,
@@ -287,6 +288,7 @@ class DocumentationTests(SynchronousTestCase):
             "pipeline": PipelineConfig,
             "log": LogConfig,
             "dialogs": DialogsConfig,
+            "topology_hiding": TopologyHidingConfig,
         }
         return [
             f"{section}.{field.name}"
@@ -1129,6 +1131,66 @@ class LogTests(ConfigErrorAssertions, SynchronousTestCase):
         )
         self.assertConfigError({"log": {"format": "xml"}}, "log.format", "'text', 'json'")
         self.assertConfigError({"log": {"level": 3}}, "log.level", "expected a string")
+
+
+class TopologyHidingTests(ConfigErrorAssertions, SynchronousTestCase):
+    """C{[topology_hiding]}."""
+
+    def test_defaults(self) -> None:
+        """Off; internal is RFC 1918, loopback, link-local and ULA; the Record-Route key."""
+        section = DEFAULT_CONFIG.topology_hiding
+        self.assertFalse(section.enabled)
+        self.assertIsNone(section.key_file)
+        self.assertIn(ipaddress.ip_network("10.0.0.0/8"), section.internal)
+        self.assertIn(ipaddress.ip_network("fc00::/7"), section.internal)
+        self.assertEqual(section.internal, DEFAULT_CONFIG.media.internal)
+
+    def test_values(self) -> None:
+        """Networks are parsed; the key file is relative to the configuration file."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "sipedge.toml"
+        path.write_text(
+            "[topology_hiding]\nenabled = true\ninternal = ['10.1.0.0/16', 'fd00::/8']\n"
+            "key_file = 'th.key'\n"
+        )
+        section = load_config(path).topology_hiding
+        self.assertTrue(section.enabled)
+        self.assertEqual(
+            section.internal,
+            (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("fd00::/8")),
+        )
+        self.assertEqual(section.key_file, Path(os.path.abspath(directory)) / "th.key")
+
+    def test_bad_values(self) -> None:
+        """Errors name the key."""
+        self.assertConfigError(
+            {"topology_hiding": {"enabled": "yes"}}, "topology_hiding.enabled", "true or false"
+        )
+        self.assertConfigError(
+            {"topology_hiding": {"internal": ["10.0.0.0/8", "lan"]}},
+            "topology_hiding.internal[1]",
+            "'lan'",
+        )
+        self.assertConfigError(
+            {"topology_hiding": {"internal": []}},
+            "topology_hiding.internal",
+            "at least one network",
+        )
+        self.assertConfigError(
+            {"topology_hiding": {"key_file": ""}}, "topology_hiding.key_file", "empty"
+        )
+        self.assertConfigError(
+            {"topology_hiding": {"secret": "x"}}, "topology_hiding.secret", "unknown key"
+        )
+
+    def test_needs_record_route(self) -> None:
+        """Hiding without Record-Route cannot route in-dialog requests back: refused."""
+        self.assertConfigError(
+            {"topology_hiding": {"enabled": True}, "sip": {"record_route": False}},
+            "topology_hiding.enabled",
+            "sip.record_route = true",
+        )
 
 
 class ValueTests(SynchronousTestCase):

@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.config import Config, parse_config
 from sipedge.error import ConfigError
+from sipedge.proxy import Sealer, TopologyHider
 from sipedge.service import SECRET_FILE, SipEdgeService, build_service
 from sipedge.store import DATABASE_NAME
 from sipedge.testing import FakeReactor
@@ -140,6 +141,60 @@ class BuildServiceTests(_ServiceTestCase):
         secret = (self.state / SECRET_FILE).read_bytes()
         self.assertEqual(len(secret), 32)
         self.assertNotEqual(secret[:5], b"short")
+
+    def topology_config(self, **section: Any) -> Config:
+        """L{config} with C{[topology_hiding]} enabled and C{section} in it."""
+        self.state = Path(self.mktemp()).absolute()
+        return parse_config(
+            {
+                "sip": {"domains": ["sipedge.test"], "listen": LISTEN},
+                "state": {"path": str(self.state)},
+                "topology_hiding": {"enabled": True, **section},
+            }
+        )
+
+    def test_topology_hiding_off(self) -> None:
+        """By default the proxy core hides nothing."""
+        service = self.build(self.config())
+        self.assertIsNone(service.topology)
+        self.assertIsNone(service.core._topology)
+
+    def test_topology_hiding_rr_key(self) -> None:
+        """
+        Enabled without C{key_file}, topology hiding seals with keys derived
+        from the Record-Route secret, so its tokens survive a restart.
+        """
+        service = self.build(self.topology_config(internal=["10.0.0.0/8"]))
+        self.assertIs(service.core._topology, service.topology)
+        assert service.topology is not None
+        self.assertTrue(service.topology.is_internal("10.1.1.1"))
+        self.assertFalse(service.topology.is_internal("192.168.1.1"))
+        masked = service.topology.mask_call_id("call@10.0.0.5")
+        again = TopologyHider(Sealer((self.state / SECRET_FILE).read_bytes()), ())
+        self.assertEqual(again.unmask_call_id(masked), "call@10.0.0.5")
+
+    def test_topology_hiding_key_file(self) -> None:
+        """With C{key_file}, topology hiding seals with that file's secret."""
+        key = Path(self.mktemp())
+        key.write_bytes(b"k" * 32)
+        service = self.build(self.topology_config(key_file=str(key)))
+        assert service.topology is not None
+        masked = service.topology.mask_call_id("call@10.0.0.5")
+        self.assertEqual(
+            TopologyHider(Sealer(b"k" * 32), ()).unmask_call_id(masked), "call@10.0.0.5"
+        )
+
+    def test_topology_hiding_bad_key_file(self) -> None:
+        """A missing or short C{key_file} stops start-up with an error naming the key."""
+        missing = self.topology_config(key_file=str(Path(self.mktemp())))
+        with self.assertRaises(ConfigError) as raised:
+            build_service(missing, FakeReactor())
+        self.assertTrue(str(raised.exception).startswith("topology_hiding.key_file: cannot read"))
+        short = Path(self.mktemp())
+        short.write_bytes(b"short")
+        with self.assertRaises(ConfigError) as raised:
+            build_service(self.topology_config(key_file=str(short)), FakeReactor())
+        self.assertIn("at least 32", str(raised.exception))
 
     def test_chain(self) -> None:
         """L{build_service} builds the request chain of C{pipeline.stages}, in order."""
