@@ -214,8 +214,8 @@ class TopologyHider:
             the external side, for masked Contacts.
         @param mask_call_id: whether the dialog's Call-ID is masked.
         """
-        call_id = request.call_id
-        ad = _ad(call_id)
+        call_id = _call_id(request)
+        ad = _ad(call_id or "")
         headers = request.headers
         vias = headers.values("Via")
         if len(vias) > 1:
@@ -231,7 +231,7 @@ class TopologyHider:
             headers = self._hide_contacts(headers, local, ours, _REGISTRATION, b"", path)
         else:
             headers = self._hide_contacts(headers, local, ours, _CONTACT, ad, [])
-        if mask_call_id:
+        if mask_call_id and call_id is not None:
             headers = headers.replaced("Call-ID", self.mask_call_id(call_id))
         return request.with_headers(headers)
 
@@ -244,8 +244,8 @@ class TopologyHider:
         the Call-ID masked back if the request came with it masked.
         """
         headers = response.headers
-        call_id = response.call_id
-        ad = _ad(call_id)
+        call_id = _call_id(response)
+        ad = _ad(call_id or "")
         vias = headers.values("Via")
         mask = False
         if vias:
@@ -259,9 +259,13 @@ class TopologyHider:
                     headers, "Via", [str(top.without_param(CALL_ID_FLAG)), *vias[1:]]
                 )
         headers = self._hide_record_route(headers, local, ad, below=False, flag=False)
-        if response.cseq.method != "REGISTER":
+        try:
+            register = response.cseq.method == "REGISTER"
+        except MessageParseError:
+            register = False
+        if not register:
             headers = self._hide_contacts(headers, local, ours, _CONTACT, ad, [])
-        if mask:
+        if mask and call_id is not None:
             headers = headers.replaced("Call-ID", self.mask_call_id(call_id))
         return response.with_headers(headers)
 
@@ -521,6 +525,14 @@ class TopologyHider:
             for host in (uri.host, uri.maddr):
                 if host and self.is_internal(host):
                     return Refusal(403, "Forbidden", f"internal address {host} named from outside")
+        return None
+
+
+def _call_id(message: Request | Response) -> str | None:
+    """The Call-ID, or C{None} if the message has none that parses."""
+    try:
+        return message.call_id
+    except MessageParseError:
         return None
 
 

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import TokenError
 from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS
-from sipedge.message import Request, Response
+from sipedge.message import Headers, Request, Response
 from sipedge.proxy import LocalIdentity
 from sipedge.proxy._seal import Sealer
 from sipedge.proxy._topology import (
@@ -376,6 +376,34 @@ class RoundTripTests(SynchronousTestCase):
         r = internal_request("INVITE", [], [], "<sip:a@10.0.0.5>")
         contact = h.hide_request(r, LOCAL, ("TCP", PROXY, 5060), False).headers.get("Contact")
         self.assertTrue((contact or "").endswith(";transport=tcp>"))
+
+
+class RobustnessTests(SynchronousTestCase):
+    """Hiding what does not fully parse."""
+
+    def test_response_without_call_id(self) -> None:
+        """
+        A response with no Call-ID and a bad CSeq (our 400 to a broken
+        request) is still hidden (Contact, Record-Route), not refused.
+        """
+        response = Response(
+            400,
+            "Bad Request",
+            Headers.of(
+                ("Via", "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-1"),
+                ("CSeq", "one INVITE"),
+                ("Contact", "<sip:x@10.0.0.5>"),
+                ("Record-Route", "<sip:10.0.0.1;lr>"),
+            ),
+        )
+        hidden = hider().hide_response(response, LOCAL, OURS)
+        self.assertNotIn("10.0.0", str(hidden.headers))
+
+    def test_unreadable_contact_dropped(self) -> None:
+        """A Contact that does not parse never goes out."""
+        r = internal_request("INVITE", [], [], "<sip:a@10.0.0.5>")
+        r = r.with_headers(r.headers.replaced("Contact", "<sip:a@10.0.0.5"))
+        self.assertNotIn("Contact", hider().hide_request(r, LOCAL, OURS, False).headers)
 
 
 class RevealRequestTests(SynchronousTestCase):
