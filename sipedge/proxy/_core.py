@@ -42,6 +42,7 @@ from sipedge.pipeline._chain import RequestChain
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Drop, Forward, Respond, Target
 from sipedge.proxy._branch import branch_digest, digest_of_branch, make_branch
+from sipedge.proxy._dialogs import CALLER
 from sipedge.proxy._fork import Branch, Fork, best_response, group_by_q
 from sipedge.proxy._forwarding import (
     RECORD_ROUTED_METHODS,
@@ -462,7 +463,10 @@ class ProxyCore:
         branch_id = make_branch(fork.digest, index)
         via = via_value(flow.transport, local_host, local_port, branch_id)
         request = request.with_headers(request.headers.prepended("Via", via))
-        hidden = self._hide_request(request, fork.context, flow, (local_host, local_port))
+        branch.sent = request
+        hidden = self._hide_request(
+            request, self._masked(fork.context), flow, (local_host, local_port)
+        )
         if hidden is None:
             self._branch_failed(fork, branch, 500, "cannot hide topology")
             return
@@ -506,23 +510,24 @@ class ProxyCore:
         if transaction in self._cancels:
             return  # the answer to our own CANCEL
         entry = self._branches.get(transaction)
-        if entry is None:
-            if self.originator.handles(transaction):
-                self.originator.response_received(response, transaction)
+        if entry is None and not self.originator.handles(transaction):
             return
-        fork, branch = entry
-        if response.status >= 200 and self.dialogs is not None:
-            try:
-                self.dialogs.response_received(
-                    fork.context, transaction.request, response, transaction.flow
-                )
-            except Exception:
-                self._log.failure("Dialog tracking failed")
         if self._topology is not None:
             revealed = self._reveal_response(response, transaction.flow)
             if revealed is None:
                 return
             response = revealed
+        if entry is None:
+            self.originator.response_received(response, transaction)
+            return
+        fork, branch = entry
+        if response.status >= 200 and self.dialogs is not None:
+            # what we sent as the internal side sees it (before hiding)
+            sent = branch.sent if branch.sent is not None else transaction.request
+            try:
+                self.dialogs.response_received(fork.context, sent, response, transaction.flow)
+            except Exception:
+                self._log.failure("Dialog tracking failed")
         upstream = response.with_headers(response.headers.first_removed("Via"))
         status = response.status
         if status < 200:
@@ -899,7 +904,7 @@ class ProxyCore:
         request = request.with_headers(
             request.headers.prepended("Via", via_value(flow.transport, host, port, branch))
         )
-        hidden = self._hide_request(request, context, flow, (host, port))
+        hidden = self._hide_request(request, self._masked(context), flow, (host, port))
         if hidden is None:
             return
         request = hidden
@@ -1052,16 +1057,43 @@ class ProxyCore:
         )
         return None
 
-    def _hide_request(
-        self, request: Request, context: Any, flow: Flow, ours: tuple[str, int]
+    @staticmethod
+    def _masked(context: Any) -> bool:
+        """Whether the Call-ID of the request of C{context} is masked outside."""
+        return bool(context is not None and context.annotations.get("topology"))
+
+    def _hide_originated(
+        self, request: Request, flow: Flow, ours: tuple[str, int]
     ) -> Request | None:
         """
-        A request we send on C{flow}, hidden if that goes outside; C{None}
-        if it cannot be (it must not leave then).
+        A request of our own (L{originate}) on C{flow}, hidden if that goes
+        outside: its Call-ID is masked if its dialog was set up from inside
+        (the caller's flow is internal).
+        """
+        if self._topology is None:
+            return request
+        mask = False
+        if self.dialogs is not None:
+            try:
+                request_tags = (request.from_address.tag, request.to_address.tag)
+                dialog = self.dialogs.find(request.call_id, *request_tags)
+            except MessageParseError:
+                dialog = None
+            caller = dialog.parties.get(CALLER) if dialog is not None else None
+            if caller is not None and caller.flow is not None:
+                mask = self._topology.is_internal(caller.flow.remote_host)
+        return self._hide_request(request, mask, flow, ours)
+
+    def _hide_request(
+        self, request: Request, mask: bool, flow: Flow, ours: tuple[str, int]
+    ) -> Request | None:
+        """
+        A request we send on C{flow}, hidden if that goes outside (with
+        its Call-ID masked if C{mask}); C{None} if it cannot be (it must
+        not leave then).
         """
         if self._topology is None or not self._topology.is_external(flow.remote_host):
             return request
-        mask = bool(context is not None and context.annotations.get("topology"))
         try:
             return self._topology.hide_request(
                 request, self.services.local, (flow.transport, *ours), mask

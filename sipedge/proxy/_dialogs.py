@@ -443,7 +443,6 @@ class DialogTracker:
         return True
 
     def _end(self, dialog: Dialog, text: str, cause: int) -> None:
-        self._forget(dialog)
         self.stats["ended"] += 1
         self._log.info(
             "Ending call {call_id} ({reason}): BYE to both parties",
@@ -455,6 +454,9 @@ class DialogTracker:
         reason = _reason(cause, text)
         for role in (CALLER, CALLEE):
             self._send_bye(dialog, role, reason)
+        # Forgotten after the BYEs are sent: the core finds the dialog of a
+        # BYE it hides (topology hiding masks its Call-ID by the caller's side).
+        self._forget(dialog)
         for listener in list(self.on_ended):
             try:
                 listener(dialog.call_id, dialog.caller_tag, dialog.callee_tag, text)

@@ -39,6 +39,9 @@ class Branch:
     cancelled: bool = False
     #: RFC 3261 9.1: how long we wait for a final response after our CANCEL.
     cancel_timer: Any = None
+    #: The request as sent to the current destination (our Via and
+    #: Record-Route on), before topology hiding.
+    sent: Request | None = None
 
 
 @attrs.define(eq=False)

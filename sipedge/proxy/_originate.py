@@ -99,7 +99,9 @@ class Originator:
         headers = request.headers.prepended("Via", via_value(flow.transport, host, port, branch))
         if "Max-Forwards" not in headers:
             headers = headers.added("Max-Forwards", str(core._max_forwards))
-        request = request.with_headers(headers)
+        request = core._hide_originated(request.with_headers(headers), flow, (host, port))
+        if request is None:
+            return _failed(f"cannot hide the topology of a request to {flow}")
         try:
             tx = core.transactions.client_transaction(request, flow)
         except LocalProtocolError as e:

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS
 from sipedge.message import Request, Response, serialize
 from sipedge.pipeline import StageServices, build_chain
-from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
+from sipedge.proxy import DialogTracker, LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
 from sipedge.proxy._seal import Sealer
 from sipedge.proxy._topology import TOKEN_PREFIX, TopologyHider
 from sipedge.store import MemoryLocationStore
@@ -62,6 +62,8 @@ class TopologyHarness(ProxyHarness):
     """A proxy core with topology hiding on; 10.0.0.0/8 is internal."""
 
     trusted: tuple[str, ...] = ("10.0.0.0/8",)
+    #: Whether the core gets a L{DialogTracker} (it ends calls itself).
+    track_dialogs = False
 
     def build(self) -> None:
         self.clock = Clock()
@@ -96,8 +98,10 @@ class TopologyHarness(ProxyHarness):
             timers=TimerSettings(),
             timer_c=self.timer_c,
             topology=self.hider,
+            dialogs=DialogTracker(self.clock) if self.track_dialogs else None,
         )
-        self.outside: list[bytes] = []
+        if self.core.dialogs is not None:
+            self.core.dialogs.originate = self.core.originate
 
     def take(self) -> list[tuple[Any, Flow]]:
         """What was sent since the last call; every byte to outside checked."""
@@ -686,4 +690,55 @@ class RegisterOutwardTests(TopologyHarness, SynchronousTestCase):
         self.assertEqual(out.uri, "sip:alice@10.0.0.5:5060")
         self.take()
         self.receive(answer(out, 486), P1)
+        self.take()
+
+
+class CallEndTests(TopologyHarness, SynchronousTestCase):
+    """The proxy ends a call itself (the dialog tracker's BYEs) with hiding on."""
+
+    track_dialogs = True
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.addCleanup(self.core.dialogs.stop)
+
+    def test_inside_out(self) -> None:
+        """
+        A call from inside is tracked in the internal view; our BYE to
+        Bob carries the masked Call-ID and nothing internal, our BYE to
+        Alice (through P1) the real one; both answers are taken.
+        """
+        InsideOutTests.call(self)  # type: ignore[arg-type]
+        tracker = self.core.dialogs
+        [dialog] = tracker.dialogs
+        self.assertEqual(dialog.call_id, ALICE_CALL_ID)
+        self.assertTrue(tracker.end(ALICE_CALL_ID, dialog.caller_tag, dialog.callee_tag, "test"))
+        to_bob = self.only(BOB, "BYE")
+        to_alice = self.only(P1.remote, "BYE")
+        self.assertTrue(to_bob.call_id.startswith(TOKEN_PREFIX))
+        self.assertEqual(to_bob.call_id, self.hider.mask_call_id(ALICE_CALL_ID))
+        self.assertEqual(to_alice.call_id, ALICE_CALL_ID)
+        self.assertEqual(to_alice.uri, "sip:alice@10.0.0.5:5060")
+        self.assertEqual(to_alice.headers.values("Route"), ["<sip:p1.corp.internal;lr>"])
+        self.take()
+        self.receive(answer(to_bob, 200, to_tag=None), BOB_UDP)
+        self.receive(answer(to_alice, 200, to_tag=None), P1)
+        self.take()
+
+    def test_outside_in(self) -> None:
+        """
+        A call from outside is ended with the caller's own Call-ID towards
+        the caller, and Dave's Contact (not the mask) as his target.
+        """
+        OutsideInTests.call(self)  # type: ignore[arg-type]
+        tracker = self.core.dialogs
+        [dialog] = tracker.dialogs
+        self.assertTrue(tracker.end(dialog.call_id, dialog.caller_tag, dialog.callee_tag, "t"))
+        to_alice = self.only(ALICE.remote, "BYE")
+        to_dave = self.only(DESK.remote, "BYE")
+        self.assertEqual(to_alice.call_id, "call-1@198.51.100.7")
+        self.assertEqual(to_dave.uri, "sip:dave@10.0.0.7:5060")
+        self.take()
+        self.receive(answer(to_alice, 200, to_tag=None), ALICE)
+        self.receive(answer(to_dave, 200, to_tag=None), DESK)
         self.take()
