@@ -1,0 +1,90 @@
+# -*- test-case-name: sipedge.test.test_e2e_callend -*-
+"""
+End-to-end: the real C{twistd sipedge} anchoring a call's media on
+loopback ends the call itself when no media flows, with a BYE to each SIPp
+peer, and closes the relay's ports.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge.test._e2e import SipEdgeProcess, Sipp, free_port, require_tool, sipp_counter
+
+_CONFIG = """
+[sip]
+domains = ["sipedge.test"]
+listen = ["udp:127.0.0.1:0"]
+trusted = ["127.0.0.10/32"]
+[state]
+path = "state"
+[media]
+anchor = true
+address = "127.0.0.1"
+ports = "{low}-{high}"
+idle_timeout = 2
+"""
+
+
+def _free_range(count: int = 20) -> tuple[int, int]:
+    """An even-based range of UDP ports near a free one (the relay skips busy ones)."""
+    low = free_port() & ~1
+    low = min(low, 65534 - count)
+    return low, low + count - 1
+
+
+class IdleMediaTests(SynchronousTestCase):
+    """A call without media is ended by the proxy."""
+
+    def setUp(self) -> None:
+        require_tool("sipp")
+        self.work = Path(self.mktemp())
+        self.work.mkdir(parents=True)
+        low, high = _free_range()
+        self.ports = (low, high)
+        self.proxy = SipEdgeProcess(self.work, _CONFIG.format(low=low, high=high))
+        self.addCleanup(self.proxy.stop)
+        self.proxy.start()
+        self.sipp = Sipp(self.work)
+        self.addCleanup(self.sipp.stop_all)
+
+    def test_bye_to_both(self) -> None:
+        """
+        A relayed call whose parties send no RTP: after media.idle_timeout
+        sipedge sends each party a BYE with C{Reason: ...;text="media
+        timeout"}, both answer 200, the call counts as successful at both
+        ends, and no relay port stays open.
+        """
+        uas_port = free_port()
+        uas = self.sipp.start("uas_ended.xml", "-m", 1, port=uas_port, timeout=30)
+        result = self.sipp.run(
+            "uac_ended.xml", f"127.0.0.1:{self.proxy.ports['UDP']}",
+            "-s", "service", "-key", "domain", f"127.0.0.1:{uas_port}", "-m", 1,
+            local_ip="127.0.0.10", timeout=30,
+        )
+        log = self.proxy.log()
+        self.assertEqual(result.returncode, 0, f"{result.stdout[-1500:]}\n{log[-4000:]}")
+        self.assertEqual(sipp_counter(result.stdout, "Successful call"), 1)
+        self.assertEqual(uas.wait(30), 0, log[-4000:])
+        self.assertIn("Ending call", log)
+        self.assertIn("media timeout", log)
+        # Every relay port is free again.
+        low, high = self.ports
+        deadline = time.monotonic() + 5
+        busy: list[int] = []
+        while time.monotonic() < deadline:
+            busy = []
+            for port in range(low, high + 1):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    try:
+                        s.bind(("127.0.0.1", port))
+                    except OSError:
+                        busy.append(port)
+            if not busy:
+                break
+            time.sleep(0.2)
+        self.assertEqual(busy, [], log[-3000:])
