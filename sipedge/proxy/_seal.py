@@ -44,18 +44,19 @@ class Sealer:
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
             raise ValueError("a topology hiding secret needs at least 16 bytes")
-        self._mac_key = hmac.new(secret, b"sipedge topology-hiding mac", hashlib.sha256).digest()
-        self._enc_key = hmac.new(secret, b"sipedge topology-hiding enc", hashlib.sha256).digest()
+        self._mac_key = hmac.digest(secret, b"sipedge topology-hiding mac", "sha256")
+        self._enc_key = hmac.digest(secret, b"sipedge topology-hiding enc", "sha256")
 
     def _tag(self, kind: bytes, ad: bytes, plaintext: bytes) -> bytes:
         data = kind + len(ad).to_bytes(4, "big") + ad + plaintext
-        return hmac.new(self._mac_key, data, hashlib.sha256).digest()[:_TAG_SIZE]
+        return hmac.digest(self._mac_key, data, "sha256")[:_TAG_SIZE]
 
     def _stream(self, tag: bytes, size: int) -> bytes:
-        blocks = []
-        for counter in range((size + _BLOCK - 1) // _BLOCK):
-            block = hmac.new(self._enc_key, tag + counter.to_bytes(4, "big"), hashlib.sha256)
-            blocks.append(block.digest())
+        key = self._enc_key
+        blocks = [
+            hmac.digest(key, tag + counter.to_bytes(4, "big"), "sha256")
+            for counter in range((size + _BLOCK - 1) // _BLOCK)
+        ]
         return b"".join(blocks)[:size]
 
     def seal(self, kind: bytes, plaintext: bytes, ad: bytes = b"") -> str:
@@ -63,8 +64,7 @@ class Sealer:
         if len(kind) != 1:
             raise ValueError("a token kind is one byte")
         tag = self._tag(kind, ad, plaintext)
-        stream = self._stream(tag, len(plaintext))
-        ciphertext = bytes(a ^ b for a, b in zip(plaintext, stream, strict=True))
+        ciphertext = _xor(plaintext, self._stream(tag, len(plaintext)))
         return base64.urlsafe_b64encode(kind + tag + ciphertext).rstrip(b"=").decode("ascii")
 
     def kind_of(self, token: str) -> bytes:
@@ -98,8 +98,13 @@ class Sealer:
         if blob[:1] != kind:
             raise TokenError("wrong kind")
         tag, ciphertext = blob[1 : 1 + _TAG_SIZE], blob[1 + _TAG_SIZE :]
-        stream = self._stream(tag, len(ciphertext))
-        plaintext = bytes(a ^ b for a, b in zip(ciphertext, stream, strict=True))
+        plaintext = _xor(ciphertext, self._stream(tag, len(ciphertext)))
         if not hmac.compare_digest(tag, self._tag(kind, ad, plaintext)):
             raise TokenError("bad tag")
         return plaintext
+
+
+def _xor(data: bytes, stream: bytes) -> bytes:
+    """C{data} XOR C{stream} (of the same length), a whole number at a time."""
+    size = len(data)
+    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(size, "big")

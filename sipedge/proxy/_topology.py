@@ -513,7 +513,11 @@ class TopologyHider:
         return _with_values(headers, "Contact", out) if changed else headers
 
     def _clear_internal(self, request: Request, local: LocalIdentity) -> Refusal | None:
-        """A refusal if C{request} names an internal address (not ours) in the clear."""
+        """
+        A refusal if C{request} (from outside) names an internal address
+        (not ours) in the clear, or is an in-dialog request whose target is
+        not one of our masked Contacts.
+        """
         uris: list[object] = [request.request_uri]
         try:
             uris.extend(r.uri for r in request.routes)
@@ -525,6 +529,23 @@ class TopologyHider:
             for host in (uri.host, uri.maddr):
                 if host and self.is_internal(host):
                     return Refusal(403, "Forbidden", f"internal address {host} named from outside")
+        # Every Contact we send out is masked, so the remote target of an
+        # in-dialog request from outside is one of ours: anything else (a
+        # host name that resolves inside, say) is not a dialog of ours.
+        target = request.request_uri
+        try:
+            in_dialog = request.to_address.tag is not None
+        except MessageParseError:
+            in_dialog = False
+        if (
+            in_dialog
+            and isinstance(target, SipURI)
+            and not _is_token_uri(target)
+            and not local.is_our_domain(target)
+        ):
+            return Refusal(
+                403, "Forbidden", "in-dialog request from outside not to a masked Contact"
+            )
         return None
 
 

@@ -382,6 +382,72 @@ class InsideOutTests(TopologyHarness, SynchronousTestCase):
         self.take()
 
 
+class SpiralTests(TopologyHarness, SynchronousTestCase):
+    """A call from inside that spirals through an internal application server."""
+
+    def test_spiral(self) -> None:
+        """
+        Alice's INVITE goes to the application server (inside, so not
+        hidden) and comes back; Bob gets it with both passes and the server
+        hidden. The 200 retraces the spiral; Bob's BYE is routed back
+        through the server, then on towards P1.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        server = Flow("UDP", PROXY, 5060, "10.5.5.5", 5060)
+        self.receive(
+            self.invite_from_inside(f"Route: <sip:{PROXY}:5060;lr>, <sip:10.5.5.5;lr>"), P1
+        )
+        out = self.only(server.remote, "INVITE")
+        self.assertFalse(out.call_id.startswith(TOKEN_PREFIX))
+        back = out.with_headers(
+            out.headers.replaced("Route", f"<sip:{PROXY}:5060;lr>")
+            .prepended("Via", "SIP/2.0/UDP 10.5.5.5:5060;branch=z9hG4bK-as-1")
+            .prepended("Record-Route", "<sip:10.5.5.5;lr>")
+        )
+        self.receive(back, server)
+        spiralled = self.only(BOB, "INVITE")
+        self.assertEqual(len(spiralled.vias), 1)
+        self.assertEqual(len(spiralled.headers.values("Record-Route")), 1)
+        self.take()
+        self.receive(answer(spiralled, 200, ("Contact", "<sip:bob@203.0.113.5:5060>")), BOB_UDP)
+        at_server = self.only(server.remote, 200)
+        self.assertEqual(
+            [v.host for v in at_server.vias], ["10.5.5.5", PROXY, "10.1.2.3", "pc33.corp.internal"]
+        )
+        rr = at_server.headers.values("Record-Route")
+        self.assertEqual(
+            [uri_of(v).split(";")[0] for v in rr][1:],
+            ["sip:10.5.5.5", f"sip:{PROXY}:5060", "sip:p1.corp.internal"],
+        )
+        self.take()
+        self.receive(at_server.with_headers(at_server.headers.first_removed("Via")), server)
+        ok = self.only(P1.remote, 200)
+        self.assertEqual(ok.call_id, ALICE_CALL_ID)
+        self.assertEqual([v.branch for v in ok.vias], ["z9hG4bK-p1-1", "z9hG4bK-alice-1"])
+        self.assertEqual(ok.headers.values("Record-Route"), rr)
+        self.take()
+        bye = request(
+            "BYE",
+            uri_of(spiralled.headers.get("Contact") or ""),
+            *(f"Route: {v}" for v in spiralled.headers.values("Record-Route")),
+            call_id=spiralled.call_id,
+            via="203.0.113.5:5060",
+            branch="z9hG4bK-bob-bye",
+            from_="<sip:bob@example.com>;tag=bob-tag",
+            to=spiralled.headers.get("From") or "",
+            cseq=4,
+        )
+        self.receive(bye, BOB_UDP)
+        at_server = self.only(server.remote, "BYE")
+        self.assertEqual(at_server.uri, "sip:alice@10.0.0.5:5060")
+        self.assertEqual(at_server.call_id, ALICE_CALL_ID)
+        self.assertEqual(rr[1:], at_server.headers.values("Route"))
+        self.take()
+        self.receive(answer(at_server, 200, to_tag=None), server)
+        self.assertEqual(self.only(BOB, 200).call_id, spiralled.call_id)
+        self.take()
+
+
 class OutsideInTests(TopologyHarness, SynchronousTestCase):
     """A call from an external phone to an internal one."""
 
@@ -596,6 +662,16 @@ class RefusalTests(TopologyHarness, SynchronousTestCase):
         invite = self.dialog()
         self.receive(self.bye(invite, uri="sip:victim@10.9.9.9"), BOB_UDP)
         self.refused(403)
+
+    def test_in_dialog_to_a_name(self) -> None:
+        """
+        A BYE from outside with a valid signed route to a host name (which
+        might resolve inside) instead of a masked Contact gets 403.
+        """
+        invite = self.dialog()
+        self.receive(self.bye(invite, uri="sip:victim@pbx.corp.internal"), BOB_UDP)
+        self.refused(403)
+        self.assertEqual(self.locator.located, ["203.0.113.5"])  # only Bob's registration
 
     def test_clear_internal_route(self) -> None:
         """A request from outside with a Route to an internal address gets 403."""
