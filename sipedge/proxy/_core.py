@@ -47,6 +47,7 @@ from sipedge.proxy._fork import Branch, Fork, best_response, group_by_q
 from sipedge.proxy._forwarding import (
     RECORD_ROUTED_METHODS,
     forwarded_request,
+    is_secure,
     next_hop,
     record_route_value,
     via_value,
@@ -443,6 +444,7 @@ class ProxyCore:
                 and request.to_address.tag is None
             ):
                 mac = self._signer.mac(request.call_id)
+                secure = is_secure(request)
                 values = []
                 incoming = fork.incoming
                 in_host, in_port = self._local_hostport(
@@ -453,8 +455,12 @@ class ProxyCore:
                     local_host,
                     local_port,
                 ):
-                    values.append(record_route_value(incoming.transport, in_host, in_port, mac))
-                values.append(record_route_value(flow.transport, local_host, local_port, mac))
+                    values.append(
+                        record_route_value(incoming.transport, in_host, in_port, mac, secure)
+                    )
+                values.append(
+                    record_route_value(flow.transport, local_host, local_port, mac, secure)
+                )
                 request = with_record_route(request, values)
         except TransportError as e:
             # No address of ours for that transport and family (no Via).

@@ -16,6 +16,7 @@ from sipedge.transport._flow import format_hostport
 __all__ = [
     "RECORD_ROUTED_METHODS",
     "forwarded_request",
+    "is_secure",
     "next_hop",
     "record_route_value",
     "via_value",
@@ -71,11 +72,32 @@ def via_value(transport: str, host: str, port: int, branch: str) -> str:
     return f"SIP/2.0/{transport} {format_hostport(host, port)};branch={branch};rport"
 
 
-def record_route_value(transport: str, host: str, port: int, mac: str) -> str:
-    """A Record-Route value for one of our interfaces, signed with C{mac}."""
-    scheme = "sips" if transport == "TLS" else "sip"
-    params = "" if transport in ("UDP", "TLS") else f";transport={transport.lower()}"
+def record_route_value(
+    transport: str, host: str, port: int, mac: str, secure: bool = False
+) -> str:
+    """
+    A Record-Route value for one of our interfaces, signed with C{mac}.
+
+    A TLS interface gets a SIPS URI only when the request is C{secure}
+    (its Request-URI or top Route is SIPS: RFC 3261 16.6 item 4 requires
+    SIPS then); otherwise C{sip:...;transport=tls}, which user agents
+    that know no C{sips} scheme can follow (baresip 1.0's libre refuses
+    a C{sips} route set with ENOSYS and drops the call).
+    """
+    if transport == "TLS" and secure:
+        scheme, params = "sips", ""
+    else:
+        scheme = "sip"
+        params = "" if transport == "UDP" else f";transport={transport.lower()}"
     return f"<{scheme}:{format_hostport(host, port)}{params};lr;se={mac}>"
+
+
+def is_secure(request: Request) -> bool:
+    """True if C{request}'s Request-URI or next hop is a SIPS URI (RFC 3261 16.6 item 4)."""
+    for uri in (request.request_uri, next_hop(request)):
+        if isinstance(uri, SipURI) and uri.scheme == "sips":
+            return True
+    return False
 
 
 def with_record_route(request: Request, values: list[str]) -> Request:

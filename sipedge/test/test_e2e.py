@@ -200,7 +200,8 @@ class TlsTests(_EndToEnd):
         """
         If a caller from outside, on TLS, calls a phone registered over UDP,
         the call sets up, and ACK and BYE follow the Record-Route (one entry
-        per side: sips on the TLS side, sip on the UDP side). (A caller
+        per side: sip with transport=tls on the TLS side, since the
+        Request-URI is not SIPS; sip on the UDP side). (A caller
         whose From is one of our domains would be challenged with 407.)
         """
         uas_port = free_port()
@@ -228,7 +229,8 @@ class TlsTests(_EndToEnd):
         self.assertEqual(ok.status, 200, self._why(ok))
         routes = list(reversed(ok.headers.values("Record-Route")))
         self.assertEqual(len(routes), 2, ok.headers.values("Record-Route"))
-        self.assertTrue(routes[0].startswith("<sips:"), routes)
+        self.assertTrue(routes[0].startswith("<sip:"), routes)
+        self.assertIn(";transport=tls;", routes[0])
         contacts = ok.contacts
         assert isinstance(contacts, tuple), contacts
         contact = contacts[0].uri

@@ -55,6 +55,7 @@ STAGES = (
 ALICE = Flow("UDP", PROXY, 5060, "198.51.100.7", 5060)
 BOB_UDP = Flow("UDP", PROXY, 5060, "203.0.113.5", 5060)
 BOB_TCP = Flow("TCP", PROXY, 5060, "203.0.113.5", 40001)
+BOB_TLS = Flow("TLS", PROXY, 5061, "203.0.113.5", 40002)
 CAROL_UDP = Flow("UDP", PROXY, 5060, "203.0.113.6", 5060)
 TRUSTED = Flow("UDP", PROXY, 5060, "10.1.2.3", 5060)
 
@@ -436,6 +437,45 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
         )
         self.assertEqual(forwarded.top_via.transport, "TCP")
         self.assertEqual(self.locator.located, [])
+
+    def test_record_route_tls_sip(self) -> None:
+        """
+        If an INVITE that is not SIPS leaves over TLS, L{ProxyCore}
+        record-routes the TLS interface as C{sip:...;transport=tls}, not
+        C{sips:}: RFC 3261 16.6 item 4 asks for SIPS only when the
+        Request-URI or top Route is SIPS, and some user agents (baresip
+        1.0) cannot follow a C{sips} route set.
+        """
+        self.transports.connections.add(BOB_TLS)
+        self.register("sip:bob@203.0.113.5:5061;transport=tls", BOB_TLS)
+        self.invite()
+        [(forwarded, flow)] = [(m, f) for m, f in self.take() if isinstance(m, Request)]
+        self.assertEqual(flow, BOB_TLS)
+        mac = self.signer.mac("call-1@198.51.100.7")
+        self.assertEqual(
+            forwarded.headers.values("Record-Route"),
+            [
+                f"<sip:{PROXY}:5061;transport=tls;lr;se={mac}>",
+                f"<sip:{PROXY}:5060;lr;se={mac}>",
+            ],
+        )
+
+    def test_record_route_sips(self) -> None:
+        """
+        If the forwarded INVITE's Request-URI is SIPS, L{ProxyCore}
+        record-routes its TLS interface with a SIPS URI (RFC 3261 16.6
+        item 4).
+        """
+        self.transports.connections.add(BOB_TLS)
+        self.register("sips:bob@203.0.113.5:5061", BOB_TLS)
+        self.invite()
+        [(forwarded, flow)] = [(m, f) for m, f in self.take() if isinstance(m, Request)]
+        self.assertEqual(flow, BOB_TLS)
+        mac = self.signer.mac("call-1@198.51.100.7")
+        self.assertEqual(
+            forwarded.headers.values("Record-Route"),
+            [f"<sips:{PROXY}:5061;lr;se={mac}>", f"<sip:{PROXY}:5060;lr;se={mac}>"],
+        )
 
     def test_nat_flow(self) -> None:
         """
