@@ -246,12 +246,13 @@ class MediaRelay:
         self._b_to_a = self._b_to_a + stats.b_to_a
         self._log.info(
             "Media session {key} ended ({reason}): {a_packets} packets A to B, "
-            "{b_packets} B to A, {dropped} dropped",
+            "{b_packets} B to A, {dropped} dropped{why}",
             key=session.key,
             reason=reason,
             a_packets=stats.a_to_b.packets,
             b_packets=stats.b_to_a.packets,
             dropped=stats.a_to_b.dropped + stats.b_to_a.dropped,
+            why=_drop_reasons(stats.a_to_b + stats.b_to_a),
             a_drops=dict(stats.a_to_b.drops),
             b_drops=dict(stats.b_to_a.drops),
         )
@@ -261,3 +262,10 @@ class MediaRelay:
                 observer(end)
             except Exception:
                 self._log.failure("Media session observer {observer} failed", observer=observer)
+
+
+def _drop_reasons(stats: DirectionStats) -> str:
+    """C{" (foreign-source 12, malformed 1)"} for the session's end log; empty without drops."""
+    if not stats.drops:
+        return ""
+    return " (" + ", ".join(f"{r} {n}" for r, n in sorted(stats.drops.items())) + ")"

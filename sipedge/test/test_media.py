@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyClass, verifyObject
 
@@ -47,6 +48,7 @@ from sipedge.media import (
     build_rtcp,
     build_rtp,
 )
+from sipedge.test._helpers import capture_log
 from sipedge.test.test_media_srtp import counting_random
 from sipedge.testing import FakeReactor
 
@@ -329,6 +331,23 @@ class PlainForwardingTests(RelayTestCase):
         self.assertEqual(stats.a_to_b.drops, {"foreign-source": 3})
         self.assertEqual(stats.b_to_a.drops, {"foreign-source": 1})
         self.release()
+
+    def test_end_log_names_drops(self) -> None:
+        """
+        The line logged when a session ends gives the drops by reason, so
+        an operator reading a text log sees why packets were dropped.
+        """
+        events = capture_log(self)
+        stranger = self.endpoint(STRANGER, 4000)
+        self.allocate()
+        self.update()
+        self.send(stranger, rtp(1), 20000)
+        self.send(stranger, rtp(2), 20002)
+        self.send(self.b_rtp, b"\x00", 20002)
+        self.release()
+        [line] = [formatEvent(e) for e in events if "ended" in e.get("log_format", "")]
+        self.assertIn("0 packets A to B, 0 B to A, 3 dropped", line)
+        self.assertIn("(foreign-source 2, malformed 1)", line)
 
     def test_before_answer(self) -> None:
         """
