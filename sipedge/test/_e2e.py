@@ -43,7 +43,7 @@ def require_tool(name: str) -> str:
     return path
 
 
-_PACKAGES = {"sipp": "sip-tester", "sipsak": "sipsak", "baresip": "baresip"}
+_PACKAGES = {"sipp": "sip-tester", "sipsak": "sipsak", "baresip": "baresip-core"}
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
