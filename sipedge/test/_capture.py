@@ -125,10 +125,18 @@ class Capture:
     file, started and stopped within bounded time.
     """
 
-    def __init__(self, path: Path, interface: str = "lo") -> None:
+    def __init__(self, path: Path, interface: str = "lo", ports: Sequence[range] = ()) -> None:
+        """
+        @param ports: capture only UDP to or from these port ranges (other
+            tests share the loopback interface); all UDP when empty.
+        """
         self.tool = require_tool("tcpdump")
         self.path = path.absolute()
         self.interface = interface
+        self.filter = "udp" + (
+            " and (" + " or ".join(f"portrange {r[0]}-{r[-1]}" for r in ports) + ")"
+            if ports else ""
+        )
         self._log = self.path.with_suffix(".log")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -139,7 +147,7 @@ class Capture:
             # -U: write each packet at once; -Z root: keep writing where root
             # may (tcpdump otherwise drops to its own user after opening).
             [self.tool, "-i", self.interface, "-n", "-U", "-s", "0", "-w", str(self.path),
-             *(["-Z", "root"] if os.geteuid() == 0 else []), "udp"],
+             *(["-Z", "root"] if os.geteuid() == 0 else []), self.filter],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         log.close()
