@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sipedge.transport._flow import Flow
 
 __all__ = [
+    "IBranchStage",
     "IClientTransaction",
     "ILocationStore",
     "IMessageReceiver",
@@ -194,6 +195,36 @@ class IResponseStage(Interface):
         C{[timers] response_chain_timeout} seconds is cancelled, and the
         response goes on as if the stage had failed. While every stage
         answers at once, no Deferred is made.
+        """
+
+
+class IBranchStage(Interface):
+    """
+    The per-branch side of a stage: a last look at each request the proxy
+    core sends statefully, on the flow it chose for it (a registered
+    phone's connection, a DNS look-up's destination, a static route's next
+    hop), which the request chain cannot know. A stage object in the chain
+    that also provides it is consulted, in chain order, for every branch of
+    every fork and every fail-over destination, initial and in-dialog
+    requests alike, and for ACKs of 2xx forwarded statelessly.
+    """
+
+    name = Attribute("Stable id, named as the rule in refusal log events.")
+
+    def process_branch(context: Any, request: Request, flow: Flow) -> Any:
+        """
+        C{request} (with our Via, before topology hiding) is about to leave
+        on C{flow} for the request of C{context} (a RequestContext, as the
+        chain left it). Return the request to send (the same or a changed
+        one), or a C{Respond} to refuse this destination: the core then
+        tries the branch's next DNS destination, and at the end fails the
+        branch with that response (its status, reason and headers), as if
+        the far side had answered it; the other branches go on, and the
+        best final response (RFC 3261 16.7) reaches the caller. An ACK
+        cannot be refused: a C{Respond} for one drops it (logged).
+
+        Called synchronously on the send path: no Deferred, keep it cheap.
+        A stage that raises refuses the branch with 500.
         """
 
 

@@ -5,7 +5,8 @@ Running the request chain: each stage in order until one decides.
 Stages may answer at once or with a Deferred (a store lookup); the runner
 stays synchronous until a stage returns a Deferred, so the common case
 costs no Deferred at all. The same holds for the response chain
-(L{RequestChain.run_responses}).
+(L{RequestChain.run_responses}). The branch checks
+(L{RequestChain.run_branch}) are synchronous.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sipedge.interfaces import IResponseStage
-from sipedge.message import Response
+from sipedge.interfaces import IBranchStage, IResponseStage
+from sipedge.message import Request, Response
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, Forward, Respond, StageResult
 
@@ -45,6 +46,10 @@ class RequestChain:
         #: The stages that also provide L{IResponseStage}, in the same order:
         #: they see every response relayed upstream.
         self.response_stages = tuple(s for s in self.stages if IResponseStage.providedBy(s))
+        #: The stages that also provide L{IBranchStage}, in the same order:
+        #: the proxy core asks them about each branch's flow before sending
+        #: (empty: the core skips the check).
+        self.branch_stages = tuple(s for s in self.stages if IBranchStage.providedBy(s))
         # Each stage logs under its own namespace (sipedge.stage.<name>), so
         # every event says which stage wrote it.
         self._loggers = tuple(
@@ -181,6 +186,50 @@ class RequestChain:
             outcome="dropped" if dropped else "relayed as it was",
         )
         return dropped
+
+    # -- the branch checks ------------------------------------------------------
+
+    def run_branch(self, context: Any, request: Request, flow: Any) -> Request | Respond:
+        """
+        Ask the branch stages, in order, about sending C{request} on
+        C{flow}: the request as the last stage left it, or the first
+        refusal (a C{Respond}), logged with the stage's name as the rule,
+        the request's source and the destination. A stage that raises or
+        answers something else refuses with 500.
+        """
+        for stage in self.branch_stages:
+            try:
+                result = stage.process_branch(context, request, flow)
+            except Exception:
+                self._log.failure(
+                    "Branch stage {stage} failed on {method} to {destination}",
+                    stage=getattr(stage, "name", stage),
+                    method=request.method,
+                    destination=str(flow),
+                )
+                result = Respond(500)
+            if isinstance(result, Request):
+                request = result
+                continue
+            if not isinstance(result, Respond):
+                self._log.error(
+                    "Branch stage {stage} returned {result!r}, not a request or Respond",
+                    stage=getattr(stage, "name", stage),
+                    result=result,
+                )
+                result = Respond(500)
+            self._log.info(
+                "Refusing to send {method} {call_id} from {source} to {destination}:"
+                " {status} ({rule})",
+                method=request.method,
+                call_id=request.headers.get("Call-ID"),
+                source=str(context.flow) if context is not None else None,
+                destination=str(flow),
+                status=result.status,
+                rule=getattr(stage, "name", type(stage).__name__),
+            )
+            return result
+        return request
 
     def _bad_result(self, result: object, stage: Any, context: RequestContext) -> Respond:
         self._log.error(

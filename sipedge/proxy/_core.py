@@ -469,6 +469,12 @@ class ProxyCore:
         branch_id = make_branch(fork.digest, index)
         via = via_value(flow.transport, local_host, local_port, branch_id)
         request = request.with_headers(request.headers.prepended("Via", via))
+        if self.chain.branch_stages:
+            checked = self.chain.run_branch(fork.context, request, flow)
+            if not isinstance(checked, Request):
+                self._branch_refused(fork, branch, checked)
+                return
+            request = checked
         branch.sent = request
         hidden = self._hide_request(
             request, self._masked(fork.context), flow, (local_host, local_port)
@@ -491,6 +497,16 @@ class ProxyCore:
             self._destination_failed(fork, branch, "cannot send")
             return
         self._branches[transaction] = (fork, branch)
+
+    def _branch_refused(self, fork: Fork, branch: Branch, refusal: Respond) -> None:
+        """
+        A branch stage (L{IBranchStage}) refused the branch's current
+        destination: try the next one, else the branch fails with the
+        refusal as its final response.
+        """
+        if branch.destinations and self._retry(fork, branch):
+            return
+        self._final(fork, branch, self._local_response(fork.request, refusal))
 
     def _destination_failed(self, fork: Fork, branch: Branch, reason: str) -> None:
         """Sending to the branch's current destination failed: try the next."""
@@ -910,6 +926,11 @@ class ProxyCore:
         request = request.with_headers(
             request.headers.prepended("Via", via_value(flow.transport, host, port, branch))
         )
+        if self.chain.branch_stages:
+            checked = self.chain.run_branch(context, request, flow)
+            if not isinstance(checked, Request):
+                return  # an ACK cannot be refused: the chain logged the drop
+            request = checked
         hidden = self._hide_request(request, self._masked(context), flow, (host, port))
         if hidden is None:
             return
