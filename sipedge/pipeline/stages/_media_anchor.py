@@ -46,7 +46,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from sipedge.error import MessageParseError
-from sipedge.interfaces import IProxyObserver, IRequestStage, IResponseStage
+from sipedge.interfaces import IBranchStage, IProxyObserver, IRequestStage, IResponseStage
 from sipedge.media._anchor_sdp import (
     OriginVersions,
     has_keys,
@@ -64,6 +64,7 @@ from sipedge.message._sdp import SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, Respond, StageResult
 from sipedge.store import aor_of
+from sipedge.transport._flow import Flow
 
 __all__ = ["CALLEE", "CALLER", "MediaAnchorStage", "MediaEnded"]
 
@@ -78,6 +79,14 @@ _METHODS = frozenset({"INVITE", "ACK", "BYE", "UPDATE", "PRACK"})
 _OFFER_METHODS = frozenset({"INVITE", "UPDATE", "PRACK"})
 _SDP = "application/sdp"
 _CACHE_SIZE = 8
+
+
+_PLAIN_REFUSED = "SDES keys over a non-TLS transport refused"
+
+
+def _any_keys(sdp: SessionDescription) -> bool:
+    """True if any m= line, relayed or not, carries a=crypto (SDES keys)."""
+    return any(m.has_attribute("crypto") for m in sdp.media)
 
 
 def _other(role: str) -> str:
@@ -266,7 +275,7 @@ def _without_body(message: Any) -> Any:
     return message.with_headers(message.headers.removed("Content-Type")).with_body(b"")
 
 
-@implementer(IRequestStage, IResponseStage, IProxyObserver)
+@implementer(IRequestStage, IResponseStage, IProxyObserver, IBranchStage)
 class MediaAnchorStage:
     """
     @param relay: the media relay, in process: C{allocate_now},
@@ -655,9 +664,17 @@ class MediaAnchorStage:
 
     # -- responses ------------------------------------------------------------
 
-    def process_response(self, context: RequestContext | None, response: Response) -> Response:
+    def process_response(self, context: RequestContext | None, response: Response) -> Any:
         if not self.config.anchor:
             return response
+        out = self._anchor_response(context, response)
+        if self.config.sdes_over_plain:
+            return out
+        if isinstance(out, Deferred):
+            return out.addCallback(lambda r: r and self._keys_upstream(context, r))
+        return self._keys_upstream(context, out)
+
+    def _anchor_response(self, context: RequestContext | None, response: Response) -> Response:
         try:
             call_id, from_tag, to_tag, cseq, method = _ids(response)
         except MessageParseError:
@@ -933,6 +950,141 @@ class MediaAnchorStage:
                 )
             except Exception:
                 self._log.failure("on_media_ended failed for {call}", call=call.key)
+
+    # -- SDES keys and the signalling they cross -------------------------------
+
+    def process_branch(self, context: Any, request: Request, flow: Flow) -> Request | Respond:
+        """
+        L{IBranchStage}: SDES keys never leave over signalling that is not
+        TLS (unless C{sdes_over_plain}). On such a flow:
+
+         - a request whose SDP carries a=crypto (the relay's keys towards
+           a terminate or rekey leg, the offerer's in passthrough) is
+           refused with 488 (the core tries the next destination; the
+           other forks go on; the INVITE's failure releases the session);
+         - an INVITE without SDP is refused likewise when the callee's leg
+           will be SRTP whatever it offers (C{rekey}; C{terminate} towards
+           an external callee): the relay's keys would reach it in the
+           ACK;
+         - an ACK, which cannot be refused, that carries keys (the answer
+           to an offer made in a 2xx) goes on with every stream rejected,
+           and the call's media is released.
+        """
+        config = self.config
+        if flow.secure or config.sdes_over_plain or not config.anchor:
+            return request
+        body = _sdp_body(request)
+        if body is None:
+            if request.method == "INVITE" and self._keys_in_ack(context):
+                return self._plain_refusal(context, request, flow)
+            return request
+        try:
+            sdp = parse_sdp(body)
+        except MessageParseError:
+            return request
+        if not _any_keys(sdp):
+            return request
+        if request.method == "ACK":
+            return self._ack_without_keys(request, sdp, flow)
+        return self._plain_refusal(context, request, flow)
+
+    def _keys_in_ack(self, context: Any) -> bool:
+        """
+        Whether the INVITE without SDP of C{context} awaits an offer from
+        a party whose leg will be SRTP whatever it offers.
+        """
+        note = context.annotations.get(self.name) if context is not None else None
+        if not isinstance(note, _Note) or note.negotiation.offerer is not None:
+            return False
+        call = note.call
+        try:
+            requester = call.role_of(context.request.from_address.tag or "")
+        except MessageParseError:
+            return True
+        offerer, answerer = call.parties[_other(requester)], call.parties[requester]
+        mode, _ = self.config.leg_modes(offerer.external, answerer.external, False)
+        return mode.srtp
+
+    def _plain_refusal(self, context: Any, request: Request, flow: Flow) -> Respond:
+        self._log.info(
+            "Not sending SDES keys in {method} of {call_id} from {source} over {destination}: 488",
+            method=request.method,
+            call_id=request.headers.get("Call-ID"),
+            source=str(context.flow) if context is not None else None,
+            destination=str(flow),
+            rule="sdes_over_plain",
+        )
+        return Respond(488, None, (_warning(399, _PLAIN_REFUSED),))
+
+    def _ack_without_keys(self, request: Request, sdp: SessionDescription, flow: Flow) -> Request:
+        """An ACK with keys on a plain flow: every stream rejected, the media released."""
+        try:
+            call_id, from_tag, to_tag, _, _ = _ids(request)
+            call = self._find(call_id, from_tag, to_tag)
+        except MessageParseError:
+            call = None
+        self._log.info(
+            "Not sending SDES keys in ACK of {call_id} over {destination}: every stream rejected",
+            call_id=request.headers.get("Call-ID"),
+            destination=str(flow),
+            rule="sdes_over_plain",
+        )
+        if call is not None:
+            self._end(call, "SDES keys over plain signalling")
+        return request.with_body(reject(sdp).to_bytes())
+
+    def _keys_upstream(self, context: RequestContext | None, response: Response) -> Response:
+        """
+        A response relayed upstream goes back on its request's flow (a
+        stray 2xx by its top Via): if that is not TLS, SDES keys in it (an
+        offer in the 18x/2xx of an INVITE without SDP, in passthrough)
+        do not go: a final response gets every stream rejected, a
+        provisional one loses its SDP, and the exchange is dropped.
+        """
+        body = _sdp_body(response)
+        if body is None:
+            return response
+        if context is not None:
+            secure = context.flow.secure
+        else:
+            try:
+                secure = response.top_via.transport.upper() in ("TLS", "WSS")
+            except MessageParseError:
+                secure = False
+        if secure:
+            return response
+        try:
+            sdp = parse_sdp(body)
+        except MessageParseError:
+            return response
+        if not _any_keys(sdp):
+            return response
+        try:
+            call_id, from_tag, to_tag, cseq, method = _ids(response)
+        except MessageParseError:
+            return _without_body(response)
+        self._log.info(
+            "Not sending SDES keys in the {status} of {call_id} over plain signalling: {outcome}",
+            status=response.status,
+            call_id=call_id,
+            outcome="every stream rejected" if response.status >= 200 else "SDP removed",
+            rule="sdes_over_plain",
+        )
+        call = self._find(call_id, from_tag, to_tag)
+        pending = call.pending if call is not None else None
+        if (
+            call is not None
+            and pending is not None
+            and (pending.cseq, pending.method)
+            == (
+                cseq,
+                method,
+            )
+        ):
+            self._drop_pending(call)
+        if response.status < 200:
+            return _without_body(response)
+        return response.with_body(reject(sdp).to_bytes())
 
     # -- refusals -------------------------------------------------------------
 
