@@ -235,7 +235,8 @@ class MediaConfig:
         leg.
     @ivar sdes_over_plain: whether SDES keys may be offered to or taken
         from a party whose signalling is not TLS; C{False} refuses such an
-        offer with 488.
+        offer with 488, and a branch whose flow is not TLS when keys would
+        go over it (the stage's L{IBranchStage} side).
     @ivar suites: the SRTP crypto suites the relay accepts and offers, in
         order of preference (SDES names).
     @ivar nat: which parties' media the relay accepts from another port

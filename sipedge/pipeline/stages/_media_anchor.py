@@ -28,6 +28,12 @@ relay has no operation to re-offer in a live session, so the ports change,
 but media flows on the old ones until then, and a refused re-INVITE keeps
 the call on the old session.
 
+With C{sdes_over_plain} false, SDES keys never cross signalling that is
+not TLS: the flow a request came in on is checked in the request chain,
+the flow the proxy core picks for each branch in L{process_branch} (an
+L{IBranchStage}), and a response with keys going back over plain
+signalling loses them.
+
 It goes after C{responsibility}/C{toll-fraud} and before C{registrar},
 C{location} and C{static-route} (which end the chain with Forward): see
 C{doc/media.md}. Give it to the proxy core as an L{IProxyObserver} too, so
@@ -978,10 +984,15 @@ class MediaAnchorStage:
             if request.method == "INVITE" and self._keys_in_ack(context):
                 return self._plain_refusal(context, request, flow)
             return request
+        if b"a=crypto" not in body:
+            return request  # no parse for SDP without keys
         try:
             sdp = parse_sdp(body)
         except MessageParseError:
-            return request
+            # Keys, maybe, in SDP we cannot read: they do not go either.
+            if request.method == "ACK":
+                return _without_body(request)
+            return self._plain_refusal(context, request, flow)
         if not _any_keys(sdp):
             return request
         if request.method == "ACK":
