@@ -64,6 +64,7 @@ def module_path() -> str:
     if os.environ.get("SIPEDGE_REQUIRE_TOOLS") == "1":
         raise AssertionError(f"SIPEDGE_REQUIRE_TOOLS=1 but {reason}")
     raise SkipTest(reason)
+_STATUS = re.compile(r"\[\d+:\d\d:\d\d\] audio=\d+/\d+ \(bit/s\)\s*")
 _REGISTERED = re.compile(r"\{0/(UDP|TCP|TLS)/v4\} 200 OK")
 
 
@@ -134,6 +135,7 @@ class BaresipPhone:
         self.events: list[dict[str, Any]] = []
         self._control: socket.socket | None = None
         self._buffer = b""
+        self._pending: list[dict[str, Any]] = []
         self._token = 0
 
     # -- configuration -----------------------------------------------------
@@ -203,8 +205,7 @@ class BaresipPhone:
         """baresip's output, without the call status lines it prints every 100 ms."""
         if not self.log_path.exists():
             return ""
-        text = self.log_path.read_text(errors="replace")
-        return "\n".join(line for line in text.splitlines() if not line.startswith("[0:"))
+        return _STATUS.sub("", self.log_path.read_text(errors="replace"))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop baresip (SIGTERM, then SIGKILL after C{timeout} s)."""
@@ -248,7 +249,11 @@ class BaresipPhone:
         assert self._control is not None
         deadline = time.monotonic() + timeout
         while True:
-            for message in self._messages():
+            # One recv may bring a response and events after it: those
+            # stay queued for the next wait.
+            self._pending.extend(self._messages())
+            while self._pending:
+                message = self._pending.pop(0)
                 if message.get("event"):
                     self.events.append(message)
                 if wanted(message):
