@@ -176,7 +176,7 @@ class IResponseStage(Interface):
 
     def process_response(
         context: Any, response: Response
-    ) -> Response | Deferred[Response | None] | None:
+    ) -> Response | Deferred[Response] | Deferred[Response | None] | None:
         """
         Called in order for each response relayed upstream: provisional
         responses (not 100), every 2xx to an INVITE, and the final response

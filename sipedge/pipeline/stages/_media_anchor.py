@@ -38,17 +38,25 @@ It goes after C{responsibility}/C{toll-fraud} and before C{registrar},
 C{location} and C{static-route} (which end the chain with Forward): see
 C{doc/media.md}. Give it to the proxy core as an L{IProxyObserver} too, so
 that an offer a later stage answers (404, 403, ...) is released at once.
+
+Any L{IMediaRelay} fits: the stage uses its Deferreds only. Those of the
+in-process relay have fired when returned, and the stage then answers at
+once (no Deferred reaches the chains); with a remote relay, the request,
+or the response in the proxy core's response chain, waits for it. An
+exchange is recorded before the relay answers, so a crossing offer gets
+491 and the end of the call meanwhile releases what the relay allocates.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipedge.error import MessageParseError
@@ -85,6 +93,36 @@ _METHODS = frozenset({"INVITE", "ACK", "BYE", "UPDATE", "PRACK"})
 _OFFER_METHODS = frozenset({"INVITE", "UPDATE", "PRACK"})
 _SDP = "application/sdp"
 _CACHE_SIZE = 8
+
+_T = TypeVar("_T")
+
+
+def _at_once(d: Deferred[Any]) -> Any:
+    """
+    The result of C{d} if it has fired (an in-process relay answers at
+    once: no Deferred goes on to the chain then), else C{d}. A failure is
+    raised.
+    """
+    box: list[object] = []
+
+    def grab(result: object) -> object:
+        box.append(result)
+        return result
+
+    d.addBoth(grab)
+    if not box:
+        return d
+    d.addErrback(lambda _: None)  # taken out of d: raised below
+    result = box[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+def _relay_error(failure: Failure) -> MediaError | None:
+    """The relay's refusal, or C{None} for any other failure (a bug, a lost relay)."""
+    error = failure.value
+    return error if isinstance(error, MediaError) else None
 
 
 _PLAIN_REFUSED = "SDES keys over a non-TLS transport refused"
@@ -149,6 +187,8 @@ class _Negotiation:
     @ivar early: each early dialog's answer in a 18x, as received, so that
         a 2xx without SDP (RFC 3262: the answer came in a reliable 18x)
         puts back the answer of the dialog it confirms.
+    @ivar waiting: while the relay takes an answer carried by a request
+        (an ACK), the retransmissions of that request wait for it here.
     """
 
     cseq: int
@@ -162,6 +202,7 @@ class _Negotiation:
     offer_out: bytes | None = None
     answered_by: str | None = None
     early: dict[str, bytes] = attrs.Factory(dict)
+    waiting: list[Deferred[None]] | None = None
 
 
 @attrs.define(eq=False)
@@ -284,10 +325,11 @@ def _without_body(message: Any) -> Any:
 @implementer(IRequestStage, IResponseStage, IProxyObserver, IBranchStage)
 class MediaAnchorStage:
     """
-    @param relay: the media relay, in process: C{allocate_now},
-        C{update_now}, C{release_now} and C{add_observer} (a
-        L{sipedge.media.MediaRelay}); the response chain is synchronous.
-        Unused (may be C{None}) when C{config.anchor} is false.
+    @param relay: the L{IMediaRelay}: in process (a
+        L{sipedge.media.MediaRelay}, whose Deferreds fire at once: the
+        stage then answers at once too) or in another process (the request
+        and the response wait for it). Unused (may be C{None}) when
+        C{config.anchor} is false.
     @param config: the C{[media]} section (sides, SRTP policy).
     @param on_media_ended: called with a L{MediaEnded} when the relay ends
         a call's media by itself.
@@ -460,7 +502,7 @@ class MediaAnchorStage:
         cseq: int,
         *,
         new_call: bool,
-    ) -> StageResult:
+    ) -> StageResult | Deferred[StageResult]:
         offerer = call.parties[role]
         answerer = call.parties[_other(role)]
         policy = self.config.policy(offerer.external, answerer.external, offers_srtp(sdp))
@@ -470,19 +512,70 @@ class MediaAnchorStage:
             if refusal is not None:
                 return refusal
         key = call.next_key()
-        try:
-            allocation = self.relay.allocate_now(key, offer_of(sdp, policy))
-        except MediaError as e:
-            return self._refused(context, e)
+        # The exchange is known before the relay answers: a crossing offer
+        # gets 491, and the end of the call (a CANCEL, a later stage's
+        # answer) releases the session.
         self._sessions[key] = call
         if new_call:
             self._calls[call.key] = call
-        negotiation = _Negotiation(cseq, context.request.method, role, key, allocation)
+        negotiation = _Negotiation(cseq, context.request.method, role, key)
         call.pending = negotiation
-        out = self._send(call, _other(role), rewrite(sdp, allocation, "b"), body)
+        note = context.annotations[self.name] = _Note(call, negotiation, new_call)
+        d = self._ask(self.relay.allocate, key, sdp, policy)
+        d.addCallbacks(
+            self._allocated,
+            self._allocation_failed,
+            callbackArgs=(context, note, sdp, body),
+            errbackArgs=(context, note),
+        )
+        return _at_once(d)
+
+    def _allocated(
+        self,
+        allocation: RelayAllocation,
+        context: RequestContext,
+        note: _Note,
+        sdp: SessionDescription,
+        body: bytes,
+    ) -> StageResult:
+        call, negotiation = note.call, note.negotiation
+        if call.pending is not negotiation:
+            # The exchange ended while the relay allocated (the call ended).
+            assert negotiation.key is not None
+            self._release(negotiation.key)
+            self._log.info(
+                "Call {call} ended while its media offer was allocated", call=call.key
+            )
+            return Respond(500, None, (_warning(399, "the call ended meanwhile"),))
+        negotiation.allocation = allocation
+        assert negotiation.offerer is not None
+        out = self._send(call, _other(negotiation.offerer), rewrite(sdp, allocation, "b"), body)
         context.request = context.request.with_body(out)
-        context.annotations[self.name] = _Note(call, negotiation, new_call)
         return _CONTINUE
+
+    def _allocation_failed(
+        self, failure: Failure, context: RequestContext, note: _Note
+    ) -> StageResult:
+        """The relay refused the offer: nothing stays allocated, the request is answered."""
+        call, negotiation = note.call, note.negotiation
+        if negotiation.key is not None:
+            self._sessions.pop(negotiation.key, None)
+        if call.pending is negotiation:
+            call.pending = None
+        if note.new_call and self._calls.get(call.key) is call and call.current is None:
+            del self._calls[call.key]
+        if context.annotations.get(self.name) is note:
+            del context.annotations[self.name]
+        error = _relay_error(failure)
+        if error is None:
+            self._log.failure(
+                "The media relay failed on the offer in {method} of {call_id}",
+                failure,
+                method=context.request.method,
+                call_id=call.call_id,
+            )
+            return Respond(503, "Media Relay Unavailable")
+        return self._refused(context, error)
 
     def _offerless_invite(
         self,
@@ -533,20 +626,39 @@ class MediaAnchorStage:
         sdp: SessionDescription,
         body: bytes,
         role: str,
-    ) -> StageResult:
+    ) -> StageResult | Deferred[StageResult]:
         """The answer (in an ACK or PRACK) to an offer made in a response."""
-        request = context.request
         assert pending.key is not None and pending.offerer is not None
-        try:
-            allocation = self.relay.update_now(pending.key, offer_of(sdp))
-        except MediaError as e:
-            self._log.warn(
-                "Media answer in {method} of {call_id} refused: {error}",
-                method=request.method,
-                call_id=call.call_id,
-                error=str(e),
-            )
-            self._drop_pending(call)
+        if pending.waiting is not None:
+            # A retransmission while the relay takes the first one's answer:
+            # it gets what the first one got.
+            waiter: Deferred[None] = Deferred()
+            pending.waiting.append(waiter)
+            return waiter.addCallback(lambda _: self._answer_again(context, call, sdp, body, role))
+        pending.waiting = []
+        d = self._ask(self.relay.update, pending.key, sdp)
+        d.addCallbacks(
+            self._answered_in_request,
+            self._answer_in_request_failed,
+            callbackArgs=(context, call, pending, sdp, body),
+            errbackArgs=(context, call, pending, sdp),
+        )
+        d.addBoth(self._release_waiting, pending)
+        return _at_once(d)
+
+    def _answered_in_request(
+        self,
+        allocation: RelayAllocation,
+        context: RequestContext,
+        call: _Call,
+        pending: _Negotiation,
+        sdp: SessionDescription,
+        body: bytes,
+    ) -> StageResult:
+        request = context.request
+        assert pending.offerer is not None
+        if call.pending is not pending:
+            # The exchange ended meanwhile (the call ended): no media.
             context.request = request.with_body(self._stamp(call, pending.offerer, reject(sdp)))
             return _CONTINUE
         pending.allocation = allocation
@@ -556,6 +668,58 @@ class MediaAnchorStage:
         if request.method == "ACK":
             self._promote(call)
         return _CONTINUE
+
+    def _answer_in_request_failed(
+        self,
+        failure: Failure,
+        context: RequestContext,
+        call: _Call,
+        pending: _Negotiation,
+        sdp: SessionDescription,
+    ) -> StageResult:
+        request = context.request
+        assert pending.offerer is not None
+        self._answer_refused(failure, f"{request.method} of {call.call_id}")
+        if call.pending is pending:
+            self._drop_pending(call)
+        body = self._stamp(call, pending.offerer, reject(sdp))
+        call.remember(pending.offerer, request.body, body)
+        context.request = request.with_body(body)
+        return _CONTINUE
+
+    @staticmethod
+    def _release_waiting(result: _T, pending: _Negotiation) -> _T:
+        waiting, pending.waiting = pending.waiting or [], None
+        for waiter in waiting:
+            waiter.callback(None)
+        return result
+
+    def _answer_again(
+        self,
+        context: RequestContext,
+        call: _Call,
+        sdp: SessionDescription,
+        body: bytes,
+        role: str,
+    ) -> StageResult:
+        """A retransmitted ACK or PRACK: the bytes the first one went on with."""
+        sent = call.sent.get((_other(role), body))
+        if sent is None:
+            sent = self._stamp(call, _other(role), reject(sdp))
+        context.request = context.request.with_body(sent)
+        return _CONTINUE
+
+    def _answer_refused(self, failure: Failure, where: str) -> None:
+        """Log the relay's refusal of an answer (or its failure)."""
+        error = _relay_error(failure)
+        if error is None:
+            self._log.failure(
+                "The media relay failed on the answer in {where}", failure, where=where
+            )
+        else:
+            self._log.warn(
+                "Media answer in {where} refused: {error}", where=where, error=str(error)
+            )
 
     def _ack_without_answer(self, call: _Call, cseq: int) -> None:
         pending = call.pending
@@ -677,10 +841,12 @@ class MediaAnchorStage:
         if self.config.sdes_over_plain:
             return out
         if isinstance(out, Deferred):
-            return out.addCallback(lambda r: r and self._keys_upstream(context, r))
+            return out.addCallback(lambda r: self._keys_upstream(context, r))
         return self._keys_upstream(context, out)
 
-    def _anchor_response(self, context: RequestContext | None, response: Response) -> Response:
+    def _anchor_response(
+        self, context: RequestContext | None, response: Response
+    ) -> Response | Deferred[Response]:
         try:
             call_id, from_tag, to_tag, cseq, method = _ids(response)
         except MessageParseError:
@@ -705,7 +871,7 @@ class MediaAnchorStage:
             if not foreign and pending is not None and status >= 200:
                 if pending.answered and not pending.answer_in_request:
                     # The answer came in a 18x: the one of this dialog.
-                    self._early_answer_confirmed(call, pending, dialog)
+                    return self._early_answer_confirmed(call, pending, dialog, response)
                 elif pending.answered:
                     self._promote(call)  # the answer came in a PRACK
                 elif not pending.answer_in_request or pending.key is None:
@@ -736,7 +902,7 @@ class MediaAnchorStage:
         response: Response,
         body: bytes,
         requester: str,
-    ) -> Response:
+    ) -> Response | Deferred[Response]:
         """The offer in the 18x/2xx of an INVITE that had none."""
         final = response.status >= 200
         if pending.offer_in == body and pending.offer_out is not None:
@@ -757,25 +923,68 @@ class MediaAnchorStage:
         offerer, answerer = call.parties[responder], call.parties[requester]
         policy = self.config.policy(offerer.external, answerer.external, offers_srtp(sdp))
         key = call.next_key()
-        try:
-            allocation = self.relay.allocate_now(key, offer_of(sdp, policy))
-        except MediaError as e:
-            self._log.warn(
-                "Media offer in the {status} of {call_id} refused: {error}",
-                status=response.status,
-                call_id=call.call_id,
-                error=str(e),
-            )
-            if final:
-                call.pending = None
-            return self._hidden(call, requester, response, body)
         self._sessions[key] = call
         pending.key = key
         pending.offerer = responder
+        d = self._ask(self.relay.allocate, key, sdp, policy)
+        d.addCallbacks(
+            self._allocated_in_response,
+            self._allocation_in_response_failed,
+            callbackArgs=(call, pending, response, sdp, body, requester),
+            errbackArgs=(call, pending, response, body, requester, key),
+        )
+        return _at_once(d)
+
+    def _allocated_in_response(
+        self,
+        allocation: RelayAllocation,
+        call: _Call,
+        pending: _Negotiation,
+        response: Response,
+        sdp: SessionDescription,
+        body: bytes,
+        requester: str,
+    ) -> Response:
+        if call.pending is not pending or pending.key != allocation.session_key:
+            # The exchange (or the call) ended meanwhile.
+            self._release(allocation.session_key)
+            return self._hidden(call, requester, response, body)
         pending.allocation = allocation
         out = self._send(call, requester, rewrite(sdp, allocation, "b"), body)
         pending.offer_in, pending.offer_out = body, out
         return response.with_body(out)
+
+    def _allocation_in_response_failed(
+        self,
+        failure: Failure,
+        call: _Call,
+        pending: _Negotiation,
+        response: Response,
+        body: bytes,
+        requester: str,
+        key: str,
+    ) -> Response:
+        self._sessions.pop(key, None)
+        if pending.key == key:
+            pending.key = pending.offerer = None
+        error = _relay_error(failure)
+        if error is None:
+            self._log.failure(
+                "The media relay failed on the offer in the {status} of {call_id}",
+                failure,
+                status=response.status,
+                call_id=call.call_id,
+            )
+        else:
+            self._log.warn(
+                "Media offer in the {status} of {call_id} refused: {error}",
+                status=response.status,
+                call_id=call.call_id,
+                error=str(error),
+            )
+        if response.status >= 200 and call.pending is pending:
+            call.pending = None
+        return self._hidden(call, requester, response, body)
 
     def _response_answer(
         self,
@@ -785,23 +994,38 @@ class MediaAnchorStage:
         body: bytes,
         requester: str,
         dialog: str | None = None,
-    ) -> Response:
+    ) -> Response | Deferred[Response]:
         """The answer in the 18x/2xx of a request that made an offer."""
         assert pending.key is not None
-        final = response.status >= 200
         try:
             sdp = parse_sdp(body)
-            allocation = self.relay.update_now(pending.key, offer_of(sdp))
-        except (MessageParseError, MediaError) as e:
-            self._log.warn(
-                "Media answer in the {status} of {call_id} refused: {error}",
-                status=response.status,
-                call_id=call.call_id,
-                error=getattr(e, "reason", None) or str(e),
-            )
-            if final:
-                self._drop_pending(call)
+        except MessageParseError as e:
+            self._answer_in_response_failed(Failure(e), call, pending, response, body, requester)
             return self._hidden(call, requester, response, body)
+        d = self._ask(self.relay.update, pending.key, sdp)
+        d.addCallbacks(
+            self._answered_in_response,
+            self._answer_in_response_failed,
+            callbackArgs=(call, pending, response, sdp, body, requester, dialog),
+            errbackArgs=(call, pending, response, body, requester),
+        )
+        return _at_once(d)
+
+    def _answered_in_response(
+        self,
+        allocation: RelayAllocation,
+        call: _Call,
+        pending: _Negotiation,
+        response: Response,
+        sdp: SessionDescription,
+        body: bytes,
+        requester: str,
+        dialog: str | None,
+    ) -> Response:
+        if call.pending is not pending:
+            # The exchange (or the call) ended meanwhile: no media.
+            return self._hidden(call, requester, response, body)
+        final = response.status >= 200
         pending.allocation = allocation
         pending.answered = True
         pending.answered_by = dialog
@@ -813,8 +1037,8 @@ class MediaAnchorStage:
         return response.with_body(out)
 
     def _early_answer_confirmed(
-        self, call: _Call, pending: _Negotiation, dialog: str | None
-    ) -> None:
+        self, call: _Call, pending: _Negotiation, dialog: str | None, response: Response
+    ) -> Response | Deferred[Response]:
         """
         A 2xx without SDP confirms an early dialog whose answer came in a
         18x: if another fork's answer came after it, that dialog's answer
@@ -822,23 +1046,78 @@ class MediaAnchorStage:
         """
         if pending.answered_by is None or dialog is None or pending.answered_by == dialog:
             self._promote(call)
-            return
+            return response
         assert pending.key is not None
         early = pending.early.get(dialog)
-        try:
-            if early is None:
-                raise MediaError(f"dialog {dialog} sent no answer")
-            pending.allocation = self.relay.update_now(pending.key, offer_of(parse_sdp(early)))
-        except (MessageParseError, MediaError) as e:
+        if early is None:
+            d: Deferred[RelayAllocation] = fail(MediaError(f"dialog {dialog} sent no answer"))
+        else:
+            try:
+                sdp = parse_sdp(early)
+            except MessageParseError as e:
+                d = fail(e)
+            else:
+                d = self._ask(self.relay.update, pending.key, sdp)
+        d.addCallbacks(
+            self._early_answer_restored,
+            self._early_answer_failed,
+            callbackArgs=(call, pending, dialog, response),
+            errbackArgs=(call, pending, response),
+        )
+        return _at_once(d)
+
+    def _early_answer_restored(
+        self,
+        allocation: RelayAllocation,
+        call: _Call,
+        pending: _Negotiation,
+        dialog: str,
+        response: Response,
+    ) -> Response:
+        if call.pending is pending:
+            pending.allocation = allocation
+            pending.answered_by = dialog
+            self._promote(call)
+        return response
+
+    def _early_answer_failed(
+        self, failure: Failure, call: _Call, pending: _Negotiation, response: Response
+    ) -> Response:
+        error = failure.value
+        if isinstance(error, (MessageParseError, MediaError)):
             self._log.warn(
                 "The 2xx of {call_id} confirms a dialog without a usable answer: {error}",
                 call_id=call.call_id,
-                error=getattr(e, "reason", None) or str(e),
+                error=getattr(error, "reason", None) or str(error),
             )
+        else:
+            self._answer_refused(failure, f"the {response.status} of {call.call_id}")
+        if call.pending is pending:
             self._drop_pending(call)
-            return
-        pending.answered_by = dialog
-        self._promote(call)
+        return response
+
+    def _answer_in_response_failed(
+        self,
+        failure: Failure,
+        call: _Call,
+        pending: _Negotiation,
+        response: Response,
+        body: bytes,
+        requester: str,
+    ) -> Response:
+        error = failure.value
+        if isinstance(error, MessageParseError):
+            self._log.warn(
+                "Media answer in the {status} of {call_id} refused: {error}",
+                status=response.status,
+                call_id=call.call_id,
+                error=error.reason,
+            )
+        else:
+            self._answer_refused(failure, f"the {response.status} of {call.call_id}")
+        if response.status >= 200 and call.pending is pending:
+            self._drop_pending(call)
+        return self._hidden(call, requester, response, body)
 
     def _hidden(self, call: _Call, receiver: str, response: Response, body: bytes) -> Response:
         """
@@ -908,9 +1187,27 @@ class MediaAnchorStage:
         if pending is not None and pending.key is not None:
             self._release(pending.key)
 
+    @staticmethod
+    def _ask(
+        operation: Callable[[str, Any], Deferred[RelayAllocation]],
+        key: str,
+        sdp: SessionDescription,
+        policy: Any = None,
+    ) -> Deferred[RelayAllocation]:
+        """C{relay.allocate} or C{relay.update} with the streams of C{sdp}."""
+        try:
+            offer = offer_of(sdp, policy)
+        except MediaError:
+            return fail()
+        return operation(key, offer)
+
     def _release(self, key: str) -> None:
         self._sessions.pop(key, None)
-        self.relay.release_now(key)
+        d = self.relay.release(key)
+        d.addErrback(self._release_failed, key)
+
+    def _release_failed(self, failure: Failure, key: str) -> None:
+        self._log.failure("The media relay failed to release {key}", failure, key=key)
 
     def _end(self, call: _Call, why: str) -> None:
         """Forget the call and release its sessions."""
