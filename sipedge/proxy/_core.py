@@ -56,7 +56,7 @@ from sipedge.proxy._forwarding import (
 from sipedge.proxy._originate import Originator
 from sipedge.proxy._responses import ResponseQueue
 from sipedge.proxy._topology import RULE as TOPOLOGY_RULE
-from sipedge.proxy._topology import Revealed, TopologyHider
+from sipedge.proxy._topology import Refusal, Revealed, TopologyHider
 from sipedge.transaction import State as _State
 from sipedge.transaction import TimerSettings, TransactionLayer, make_response
 from sipedge.transport._flow import Flow
@@ -1053,7 +1053,10 @@ class ProxyCore:
         """
         assert self._topology is not None
         external = self._topology.is_external(flow.remote_host)
-        result = self._topology.reveal_request(request, self.services.local, external)
+        try:
+            result = self._topology.reveal_request(request, self.services.local, external)
+        except MessageParseError as e:
+            result = Refusal(400, "Bad Request", f"unreadable: {e.reason}")
         if isinstance(result, Revealed):
             return result
         self._log.info(
@@ -1072,7 +1075,10 @@ class ProxyCore:
         assert self._topology is not None
         if not self._topology.is_external(flow.remote_host):
             return response
-        result = self._topology.reveal_response(response, self.services.local)
+        try:
+            result = self._topology.reveal_response(response, self.services.local)
+        except MessageParseError as e:
+            result = Refusal(400, "Bad Response", f"unreadable: {e.reason}")
         if isinstance(result, Response):
             return result
         self._log.info(

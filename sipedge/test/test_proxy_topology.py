@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.error import TokenError
+from sipedge.error import MessageParseError, TokenError
 from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS
 from sipedge.message import Headers, Request, Response
 from sipedge.proxy import LocalIdentity
@@ -404,6 +404,73 @@ class RobustnessTests(SynchronousTestCase):
         r = internal_request("INVITE", [], [], "<sip:a@10.0.0.5>")
         r = r.with_headers(r.headers.replaced("Contact", "<sip:a@10.0.0.5"))
         self.assertNotIn("Contact", hider().hide_request(r, LOCAL, OURS, False).headers)
+
+
+header_values = st.one_of(
+    st.sampled_from(
+        [
+            "<sip:10.0.0.1;lr>",
+            f"<sip:{PROXY}:5060;lr;sth=AAAA>",
+            f"<sip:{TOKEN_PREFIX}AAAA@{PROXY}:5060>",
+            f"{TOKEN_PREFIX}abc",
+            "<sip:a@b",
+            "*",
+            "",
+            ",,",
+            f"SIP/2.0/UDP {PROXY}:5060;branch=z9hG4bK-se-x;sth=@@",
+            "SIP/2.0/UDP",
+            "<tel:+123>;tag=x",
+            "1 INVITE",
+            "x INVITE",
+        ]
+    ),
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
+)
+fields = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["Via", "Route", "Record-Route", "Contact", "Call-ID", "To", "From", "CSeq", "Path"]
+        ),
+        header_values,
+    ),
+    max_size=8,
+)
+
+
+class FuzzTests(SynchronousTestCase):
+    """Whatever comes in, hiding and revealing answer or raise L{MessageParseError}."""
+
+    @given(
+        fields,
+        st.sampled_from(["sip:bob@example.com", f"sip:{TOKEN_PREFIX}x@{PROXY}:5060"]),
+        st.booleans(),
+    )
+    def test_requests(self, pairs: list[tuple[str, str]], uri: str, external: bool) -> None:
+        """No other exception from any request."""
+        h = hider()
+        r = Request("INVITE", uri, Headers.of(*pairs))
+        for call in (
+            lambda: h.reveal_request(r, LOCAL, external),
+            lambda: h.hide_request(r, LOCAL, OURS, external),
+        ):
+            try:
+                call()
+            except MessageParseError:
+                pass
+
+    @given(fields)
+    def test_responses(self, pairs: list[tuple[str, str]]) -> None:
+        """No other exception from any response."""
+        h = hider()
+        r = Response(200, "OK", Headers.of(*pairs))
+        for call in (
+            lambda: h.reveal_response(r, LOCAL),
+            lambda: h.hide_response(r, LOCAL, OURS),
+        ):
+            try:
+                call()
+            except MessageParseError:
+                pass
 
 
 class RevealRequestTests(SynchronousTestCase):
