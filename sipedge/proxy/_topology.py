@@ -327,7 +327,8 @@ class TopologyHider:
                     out.append(str(contact))
                     continue
                 token = self._sealer.seal(kind, _encode([str(contact.uri), *path]), ad)
-                out.append(str(contact.with_uri(_our_uri(ours, token))))
+                secure = isinstance(contact.uri, SipURI) and contact.uri.scheme == "sips"
+                out.append(str(contact.with_uri(_our_uri(ours, token, secure))))
         if not out:
             return headers.removed("Contact")
         return _with_values(headers, "Contact", out)
@@ -578,8 +579,17 @@ def _is_token_uri(uri: object) -> bool:
     return isinstance(uri, SipURI) and (uri.user or "").startswith(TOKEN_PREFIX)
 
 
-def _our_uri(ours: tuple[str, str, int], token: str) -> SipURI:
+def _our_uri(ours: tuple[str, str, int], token: str, secure: bool = False) -> SipURI:
+    """
+    A URI of ours carrying C{token}. As with our Record-Route
+    (L{sipedge.proxy._forwarding.record_route_value}), a TLS interface
+    gets a SIPS URI only where the hidden Contact was SIPS, else
+    C{sip:...;transport=tls}, which user agents without C{sips} follow.
+    """
     transport, host, port = ours
-    scheme = "sips" if transport == "TLS" else "sip"
-    params = "" if transport in ("UDP", "TLS") else f";transport={transport.lower()}"
+    if transport == "TLS" and secure:
+        scheme, params = "sips", ""
+    else:
+        scheme = "sip"
+        params = "" if transport == "UDP" else f";transport={transport.lower()}"
     return parse_sip_uri(f"{scheme}:{TOKEN_PREFIX}{token}@{format_hostport(host, port)}{params}")

@@ -368,9 +368,17 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(h.hide_request(r, LOCAL, OURS, False).headers.get("Contact"), "*")
 
     def test_tls_contact(self) -> None:
-        """Towards a TLS peer, the masked Contact is a SIPS URI."""
+        """
+        Towards a TLS peer, the masked Contact is C{sip:...;transport=tls},
+        or a SIPS URI where the hidden Contact was one; towards TCP it
+        names TCP.
+        """
         h = hider()
         r = internal_request("INVITE", [], [], "<sip:a@10.0.0.5>")
+        contact = h.hide_request(r, LOCAL, ("TLS", PROXY, 5061), False).headers.get("Contact")
+        self.assertTrue((contact or "").startswith(f"<sip:{TOKEN_PREFIX}"))
+        self.assertTrue((contact or "").endswith(";transport=tls>"))
+        r = internal_request("INVITE", [], [], "<sips:a@10.0.0.5>")
         contact = h.hide_request(r, LOCAL, ("TLS", PROXY, 5061), False).headers.get("Contact")
         self.assertTrue((contact or "").startswith(f"<sips:{TOKEN_PREFIX}"))
         r = internal_request("INVITE", [], [], "<sip:a@10.0.0.5>")
