@@ -10,6 +10,10 @@ endpoints the signalling named. See C{doc/media.md}.
  - L{sipedge.media._values}: the plain values of L{IMediaRelay}.
  - the relay (Twisted): L{PortAllocator}, L{RelayLeg}, L{RelaySession},
    L{MediaRelay}.
+ - L{sipedge.media._control}: the relay control protocol's wire format
+   (sans-IO); L{ControlServerFactory} serves a relay over it and
+   L{RemoteMediaRelay} is the L{IMediaRelay} that uses one
+   (C{doc/relay-protocol.md}).
 
 The relay's names are imported lazily, on first use, so that importing
 this package (and its sans-IO modules) loads no Twisted module.
@@ -22,9 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from sipedge.media._budget import CallBudget
 from sipedge.media._errors import (
+    ControlProtocolError,
     MediaError,
     MediaOfferError,
     PortsExhausted,
+    RelayTimeout,
+    RelayUnavailable,
     RtpParseError,
     SdesError,
     SessionExists,
@@ -79,13 +86,17 @@ from sipedge.media._values import (
 )
 
 if TYPE_CHECKING:
+    from sipedge.media._control_server import ControlServerFactory
     from sipedge.media._leg import RelayLeg
     from sipedge.media._ports import MAX_DATAGRAM_SIZE, PortAllocator
     from sipedge.media._relay import DEFAULT_INTERFACE, MediaRelay
+    from sipedge.media._remote import RemoteMediaRelay
     from sipedge.media._session import RelaySession, RelayStream
 
 # The Twisted side, loaded on first use.
 _LAZY = {
+    "ControlServerFactory": "sipedge.media._control_server",
+    "RemoteMediaRelay": "sipedge.media._remote",
     "DEFAULT_INTERFACE": "sipedge.media._relay",
     "MAX_DATAGRAM_SIZE": "sipedge.media._ports",
     "MediaRelay": "sipedge.media._relay",
@@ -128,6 +139,8 @@ __all__ = [
     "RTP_HEADER_SIZE",
     "SUPPORTED_SUITES",
     "CallBudget",
+    "ControlProtocolError",
+    "ControlServerFactory",
     "CryptoSuite",
     "DirectionStats",
     "LegPolicy",
@@ -146,6 +159,9 @@ __all__ = [
     "RelaySession",
     "RelayStats",
     "RelayStream",
+    "RelayTimeout",
+    "RelayUnavailable",
+    "RemoteMediaRelay",
     "RtcpHeader",
     "RtpHeader",
     "RtpParseError",

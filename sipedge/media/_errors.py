@@ -12,9 +12,12 @@ from __future__ import annotations
 from sipedge.error import SipEdgeError
 
 __all__ = [
+    "ControlProtocolError",
     "MediaError",
     "MediaOfferError",
     "PortsExhausted",
+    "RelayTimeout",
+    "RelayUnavailable",
     "RtpParseError",
     "SdesError",
     "SessionExists",
@@ -96,3 +99,33 @@ class UnknownSession(MediaError, KeyError):
     def __str__(self) -> str:
         # KeyError's str() would quote the message.
         return str(self.args[0]) if self.args else ""
+
+
+class RelayUnavailable(MediaError):
+    """
+    A remote relay (L{sipedge.media.RemoteMediaRelay}) cannot serve the
+    call: not connected, the connection was lost with the call in flight,
+    or the relay did not answer in time (L{RelayTimeout}). 503 Service
+    Unavailable (RFC 3261 21.5.4).
+    """
+
+    status_hint = 503
+
+
+class RelayTimeout(RelayUnavailable):
+    """A remote relay did not answer a call within its timeout."""
+
+
+class ControlProtocolError(MediaError):
+    """
+    A control-protocol message that breaks the protocol (C{doc/relay-protocol.md}):
+    not JSON, too long, an unknown type or method, a value that does not
+    decode, a failed authentication.
+
+    @ivar code: the protocol's error code (C{"malformed"}, C{"too-long"},
+        C{"unknown-method"}, C{"bad-params"}, C{"auth-failed"}, ...).
+    """
+
+    def __init__(self, message: str, code: str = "malformed") -> None:
+        super().__init__(message)
+        self.code = code
