@@ -213,6 +213,8 @@ class ControlClientProtocol(Protocol):
         self._fail_all(RelayUnavailable(reason.getErrorMessage()))
         if was_ready:
             self.relay._disconnected(self, reason)
+        else:
+            self.relay._refused()
 
 
 class _ClientFactory(Factory):
@@ -223,11 +225,6 @@ class _ClientFactory(Factory):
         protocol = ControlClientProtocol(self.relay)
         protocol.factory = self
         return protocol
-
-
-def _ready(protocol: Any) -> Deferred[None]:
-    d: Deferred[None] = protocol.ready
-    return d
 
 
 @implementer(IMediaRelay)
@@ -277,8 +274,16 @@ class RemoteMediaRelay:
         self._observers: list[Callable[[SessionEnd], object]] = []
         if retry_policy is None:
             retry_policy = backoffPolicy(0.5, 10.0, 1.5, jitter=lambda: 0.5 * _jitter(random))
+        self._retry_policy = retry_policy
+        # Connections that closed before the handshake completed, in a row:
+        # ClientService counts a TCP connection as a success, so a relay that
+        # refuses us would be retried at the first delay for ever.
+        self._refusals = 0
+        # No prepareConnection: ClientService (Twisted 24) has no transition
+        # for a connection lost while it is being prepared. The protocol
+        # closes a connection whose handshake fails instead.
         self.service = ClientService(
-            endpoint, _ClientFactory(self), retry_policy, clock=clock, prepareConnection=_ready
+            endpoint, _ClientFactory(self), self._retry_delay, clock=clock
         )
 
     def __repr__(self) -> str:
@@ -375,9 +380,16 @@ class RemoteMediaRelay:
 
     # -- from the protocol --------------------------------------------------------
 
+    def _retry_delay(self, attempt: int) -> float:
+        return self._retry_policy(attempt + self._refusals)
+
     def _connected(self, protocol: ControlClientProtocol) -> None:
+        self._refusals = 0
         self._protocol = protocol
         self._log.info("Connected to the media relay at {relay}", relay=self.description)
+
+    def _refused(self) -> None:
+        self._refusals += 1
 
     def _disconnected(self, protocol: ControlClientProtocol, reason: Failure) -> None:
         if self._protocol is protocol:
