@@ -234,7 +234,7 @@ class FramingTests(SynchronousTestCase):
         framer = LineFramer(100)
         got: list[bytes] = []
         start = 0
-        for cut in sorted(c % (len(stream) + 1) for c in cuts) + [len(stream)]:
+        for cut in [*sorted(c % (len(stream) + 1) for c in cuts), len(stream)]:
             got += framer.feed(stream[start:cut])
             start = cut
         self.assertEqual(got, [line[:-1] if line.endswith(b"\r") else line for line in lines])
@@ -335,10 +335,11 @@ class ErrorTests(SynchronousTestCase):
             self.assertIs(type(back), type(error))
             self.assertEqual(str(back), str(error))
             self.assertEqual(back.status_hint, error.status_hint)
-        self.assertEqual(
-            decode_error(encode_error(ControlProtocolError("x", "too-long"))).code, "too-long"
-        )
-        self.assertEqual(set(ERROR_CLASSES), {type(e).__name__ for e in samples} | {"RtpParseError"})
+        protocol_error = decode_error(encode_error(ControlProtocolError("x", "too-long")))
+        assert isinstance(protocol_error, ControlProtocolError)
+        self.assertEqual(protocol_error.code, "too-long")
+        names = {type(e).__name__ for e in samples} | {"RtpParseError"}
+        self.assertEqual(set(ERROR_CLASSES), names)
 
     def test_status_hints(self) -> None:
         """The status hints the stage answers with survive the trip."""

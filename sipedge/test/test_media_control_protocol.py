@@ -210,7 +210,9 @@ class RemoteRelayTests(_Connected):
         self.assertEqual(self.relay.open_ports(), [])
         self.assertIsNone(self.wait(self.remote.release("call-1")))
         stats = self.wait(self.remote.stats())
-        self.assertEqual((stats.allocated, stats.ended, stats.a_to_b.packets), (1, {"released": 1}, 2))
+        self.assertEqual(
+            (stats.allocated, stats.ended, stats.a_to_b.packets), (1, {"released": 1}, 2)
+        )
         self.assertEqual([(e.session_key, e.reason) for e in self.ended], [("call-1", "released")])
         self.assertEqual(self.ended[0].stats, final)
 
@@ -427,7 +429,7 @@ class AuthenticationTests(_Connected):
 
     def test_hello(self) -> None:
         """The relay speaks first: protocol, versions, a fresh challenge."""
-        protocol, transport, hello = self.raw()
+        protocol, _transport, hello = self.raw()
         self.assertEqual(hello["protocol"], "sipedge-relay")
         self.assertEqual(hello["versions"], [1])
         self.assertEqual(len(bytes.fromhex(hello["challenge"])), 32)
