@@ -43,6 +43,7 @@ from sipedge._config_values import to_float as _to_float
 from sipedge.auth._config import AuthConfig
 from sipedge.error import ConfigError, MessageParseError
 from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS, MediaConfig
+from sipedge.media._control_config import RelayServiceConfig
 from sipedge.message import Limits
 from sipedge.message._uri import SipURI, parse_sip_uri
 from sipedge.security._config import SecurityConfig
@@ -933,6 +934,9 @@ class Config:
     topology_hiding: TopologyHidingConfig = attrs.field(
         factory=TopologyHidingConfig, validator=_section(TopologyHidingConfig)
     )
+    relay: RelayServiceConfig = attrs.field(
+        factory=RelayServiceConfig, validator=_section(RelayServiceConfig)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.topology_hiding.enabled and not self.sip.record_route:
@@ -975,6 +979,7 @@ _SECTIONS: dict[str, type] = {
     "media": MediaConfig,
     "dialogs": DialogsConfig,
     "topology_hiding": TopologyHidingConfig,
+    "relay": RelayServiceConfig,
 }
 _KNOWN_SECTIONS = [*_SECTIONS, "routes"]
 
@@ -983,6 +988,8 @@ _PATH_KEYS = {
     "tls": ("certificate", "private_key", "ca_certificates"),
     "state": ("path",),
     "topology_hiding": ("key_file",),
+    "media": ("relay_secret_file",),
+    "relay": ("secret_file",),
 }
 
 

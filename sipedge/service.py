@@ -145,6 +145,32 @@ def _host_addresses(host: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _media_relay(config: Config, reactor: Any) -> Any:
+    """
+    The media relay the C{media-anchor} stage drives: none unless
+    C{media.anchor}; a L{RemoteMediaRelay} (not started) to
+    C{twistd sipedge-relay} when C{media.relay} is set; else the
+    in-process one.
+
+    @raise ConfigError: naming C{media.relay} if the stage cannot use a
+        remote relay, or the key of a secret that cannot be read.
+    """
+    media = config.media
+    if not media.anchor:
+        return None
+    if media.relay is None:
+        return media.build_relay(reactor)
+    from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
+
+    if MediaAnchorStage.needs_synchronous_relay:
+        raise ConfigError(
+            f"media.relay: {media.relay}: a remote relay (twistd sipedge-relay) needs the "
+            "asynchronous media-anchor stage, which this version does not have yet; "
+            "remove media.relay to relay the media in this process"
+        )
+    return media.build_remote_relay(reactor)
+
+
 class SipEdgeService(MultiService):
     """
     The running proxy: transports, transactions, the proxy core, the
@@ -193,7 +219,7 @@ class SipEdgeService(MultiService):
         self.topology = _topology_hider(config, rr_secret)
         self.monitor = Monitor.from_config(config, reactor, self.security)
         self.toll_fraud = TollFraudGuard.from_config(config, reactor, self.security.stats)
-        self.media = config.media.build_relay(reactor) if config.media.anchor else None
+        self.media = _media_relay(config, reactor)
         services = StageServices(
             clock=reactor,
             local=LocalIdentity(config.sip.domains, ()),
@@ -343,6 +369,9 @@ class SipEdgeService(MultiService):
         # twistd's observer writes every level.
         set_tracing(self.config.log.level == "debug")
         super().startService()
+        start_relay = getattr(self.media, "start", None)
+        if start_relay is not None:
+            start_relay()  # a RemoteMediaRelay: connect to the relay
         self.registrar.start_expiry(60.0)
         self.security.start()
         self._log.info(

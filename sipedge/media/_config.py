@@ -31,6 +31,7 @@ import ipaddress
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -41,11 +42,21 @@ from sipedge._config_values import describe as _describe
 from sipedge._config_values import each as _each
 from sipedge._config_values import network as _network
 from sipedge._config_values import to_float as _to_float
+from sipedge.media._control_config import (
+    ControlAddress,
+    check_path,
+    check_seconds,
+    check_secret,
+    convert_address,
+    convert_path,
+    read_secret,
+)
 from sipedge.media._srtp import CRYPTO_SUITES, SUPPORTED_SUITES, CryptoSuite
 from sipedge.media._values import LegPolicy, MediaLimits, MediaMode, RelayPolicy
 
 if TYPE_CHECKING:
     from sipedge.media._relay import MediaRelay
+    from sipedge.media._remote import RemoteMediaRelay
 
 __all__ = [
     "DEFAULT_INTERNAL_NETWORKS",
@@ -298,6 +309,12 @@ class MediaConfig:
     max_packet_size: int = attrs.field(default=1500, validator=_count)
     nat_learn_packets: int = attrs.field(default=10, validator=_count)
     nat_learn_seconds: float = _n(10.0)
+    relay: ControlAddress | None = attrs.field(default=None, converter=convert_address("relay"))
+    relay_secret: str | None = attrs.field(default=None, repr=False, validator=check_secret)
+    relay_secret_file: Path | None = attrs.field(
+        default=None, converter=convert_path, validator=check_path
+    )
+    relay_timeout: float = attrs.field(default=2.0, converter=_to_float, validator=check_seconds)
 
     def __attrs_post_init__(self) -> None:
         both = self.internal_address is not None and self.external_address is not None
@@ -461,6 +478,45 @@ class MediaConfig:
         }
         return MediaRelay(
             reactor, allocators, limits=self.limits, suites=self.crypto_suites, random=random
+        )
+
+
+    def relay_secret_bytes(self) -> bytes:
+        """
+        The remote relay's shared secret.
+
+        @raise ConfigError: naming C{media.relay_secret_file} (or
+            C{media.relay_secret}) if it is missing, unreadable or short.
+        """
+        return read_secret(
+            self.relay_secret, self.relay_secret_file,
+            ("media.relay_secret", "media.relay_secret_file"),
+        )
+
+    def build_remote_relay(
+        self, reactor: Any, *, random: Callable[[int], bytes] = os.urandom
+    ) -> RemoteMediaRelay:
+        """
+        A L{RemoteMediaRelay} to C{twistd sipedge-relay} at L{relay}, not
+        started (the service starts it). The relay applies its own
+        C{[media]} ports, addresses, limits and suites; only the policy of
+        each session (modes, sides, NAT) comes from here.
+
+        @raise ConfigError: if L{relay} is not set or the secret cannot
+            be read.
+        """
+        from sipedge.error import ConfigError
+        from sipedge.media._remote import RemoteMediaRelay
+
+        if self.relay is None:
+            raise ConfigError("media.relay: not set")
+        return RemoteMediaRelay(
+            self.relay.client_endpoint(reactor),
+            self.relay_secret_bytes(),
+            reactor,
+            timeout=self.relay_timeout,
+            description=str(self.relay),
+            random=random,
         )
 
 

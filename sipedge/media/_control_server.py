@@ -261,6 +261,7 @@ class ControlServerFactory(Factory):
         self.auth_timeout = auth_timeout
         self.connections: set[ControlServerProtocol] = set()
         self._watching = False
+        self.noisy = False
 
     def startFactory(self) -> None:
         if not self._watching:

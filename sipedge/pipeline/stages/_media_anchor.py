@@ -337,6 +337,12 @@ class MediaAnchorStage:
 
     name = "media-anchor"
 
+    #: The stage calls the relay's synchronous twins (C{allocate_now}...),
+    #: which only the in-process relay has: the composition root refuses
+    #: C{media.relay} (a L{sipedge.media.RemoteMediaRelay}) while this is
+    #: true. Set it to false when the stage uses IMediaRelay's Deferreds.
+    needs_synchronous_relay = True
+
     _log = Logger(namespace="sipedge.stage.media-anchor")
 
     def __init__(
