@@ -139,6 +139,97 @@ class SipEdgeProcess:
         self._log.close()
 
 
+_RELAY_STARTED = re.compile(r"sipedge-relay started: control on (tcp):(\S+):(\d+)")
+
+
+class RelayProcess:
+    """
+    C{twistd -n sipedge-relay --config FILE} in a child process.
+
+    @ivar control: C{(host, port)} of the control port, as the relay logged it.
+    """
+
+    def __init__(self, workdir: Path, config_text: str) -> None:
+        workdir = workdir.absolute()
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "relay.toml"
+        self.config_path.write_text(config_text)
+        self.log_path = workdir / "relay.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.control: tuple[str, int] = ("", 0)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the relay and wait until it listens (at most C{timeout} s)."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        self._log = self.log_path.open("ab")
+        offset = self._log.tell()
+        self.process = subprocess.Popen(
+            [*_twistd(), "-n", "--pidfile=", "--logfile=-",
+             "sipedge-relay", "--config", str(self.config_path)],
+            cwd=self.workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_bytes()[offset:].decode(errors="replace")
+            found = _RELAY_STARTED.search(text)
+            if found:
+                self.control = (found.group(2).strip("[]"), int(found.group(3)))
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(
+            f"sipedge-relay did not start within {timeout} s:\n{self.log()[-3000:]}"
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the relay (SIGTERM, then SIGKILL after C{timeout} s)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+        self._log.close()
+
+
+def free_port_range(count: int, host: str = "127.0.0.1") -> tuple[int, int]:
+    """
+    C{count} consecutive UDP ports (from an even one) that are free now on
+    C{host}, for a relay's port range.
+    """
+    for _ in range(50):
+        start = free_port(host)
+        start -= start % 2
+        sockets = []
+        try:
+            for port in range(start, start + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(s)
+                s.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return start, start + count - 1
+    raise RuntimeError(f"no {count} free consecutive ports found")
+
+
 class Sipp:
     """Runs SIPp with bounded time and collects its output."""
 
