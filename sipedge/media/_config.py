@@ -47,8 +47,8 @@ from sipedge.media._control_config import (
     check_path,
     check_seconds,
     check_secret,
-    convert_address,
     convert_path,
+    convert_relay,
     read_secret,
 )
 from sipedge.media._srtp import CRYPTO_SUITES, SUPPORTED_SUITES, CryptoSuite
@@ -309,7 +309,7 @@ class MediaConfig:
     max_packet_size: int = attrs.field(default=1500, validator=_count)
     nat_learn_packets: int = attrs.field(default=10, validator=_count)
     nat_learn_seconds: float = _n(10.0)
-    relay: ControlAddress | None = attrs.field(default=None, converter=convert_address("relay"))
+    relay: ControlAddress | None = attrs.field(default=None, converter=convert_relay)
     relay_secret: str | None = attrs.field(default=None, repr=False, validator=check_secret)
     relay_secret_file: Path | None = attrs.field(
         default=None, converter=convert_path, validator=check_path

@@ -132,6 +132,16 @@ def convert_address(key: str) -> Any:
     return convert
 
 
+def convert_control(value: object) -> Any:
+    """A converter: C{relay.control}."""
+    return convert_address("control")(value)
+
+
+def convert_relay(value: object) -> Any:
+    """A converter: C{media.relay}."""
+    return convert_address("relay")(value)
+
+
 def convert_path(value: object) -> object:
     """A converter: a non-empty string to a L{Path}."""
     if isinstance(value, str) and value:
@@ -214,7 +224,7 @@ class RelayServiceConfig:
     """
 
     control: ControlAddress = attrs.field(
-        default=DEFAULT_CONTROL, converter=convert_address("control")
+        factory=lambda: ControlAddress.parse(DEFAULT_CONTROL), converter=convert_control
     )
     secret: str | None = attrs.field(default=None, repr=False, validator=check_secret)
     secret_file: Path | None = attrs.field(

@@ -86,7 +86,7 @@ class RelaySectionTests(SynchronousTestCase):
 
     def test_errors_name_the_key(self) -> None:
         """Bad values are refused naming the key."""
-        for table, key in [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"relay": {"control": "udp:1.2.3.4:5"}}, "relay.control"),
             ({"relay": {"secret": "short"}}, "relay.secret"),
             ({"relay": {"max_pending": 0}}, "relay.max_pending"),
@@ -95,7 +95,8 @@ class RelaySectionTests(SynchronousTestCase):
             ({"media": {"relay": "tcp:relay.example:9"}}, "media.relay"),
             ({"media": {"relay_timeout": 0}}, "media.relay_timeout"),
             ({"media": {"relay_secret": "x"}}, "media.relay_secret"),
-        ]:
+        ]
+        for table, key in cases:
             with self.assertRaises(ConfigError, msg=table) as raised:
                 parse_config(table)
             self.assertIn(f": {key}: ", f": {raised.exception}")
