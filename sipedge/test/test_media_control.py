@@ -417,3 +417,16 @@ class HandshakeTests(SynchronousTestCase):
         for value in [None, "0a", "zz0b", 3]:
             with self.assertRaises(ControlProtocolError):
                 hex_field({"c": value}, "c", 2)
+
+    def test_documented_vector(self) -> None:
+        """The test vector of C{doc/relay-protocol.md}."""
+        secret = b"example-secret-0123456789abcdef"
+        relay, client = bytes(range(32)), bytes(range(32, 64))
+        self.assertEqual(
+            client_proof(secret, 1, relay, client).hex(),
+            "a9b34b721244e6e67d5d3aa2ab5dae22545a089877fbdca54b556b93480593d4",
+        )
+        self.assertEqual(
+            server_proof(secret, 1, relay, client).hex(),
+            "20be30ab0af7a31a4a9d8edeed2baa76227c5b442dd2c9d8bc64f3fc82589975",
+        )
