@@ -73,7 +73,8 @@ class ControlClientProtocol(Protocol):
     One connection to the relay: the handshake (L{ready} fires when the
     relay has proved it holds the secret too), then calls and events.
 
-    @ivar ready: fires with C{None} once authenticated, or fails.
+    @ivar ready: fires with C{None} once authenticated (never if the
+        handshake fails: the connection is closed instead).
     """
 
     _log = Logger(namespace="sipedge.media.remote")
@@ -204,8 +205,6 @@ class ControlClientProtocol(Protocol):
         unavailable = RelayUnavailable(f"the connection to the media relay was lost: {error}")
         for _, d in calls.values():
             d.errback(unavailable)
-        if not self.ready.called:
-            self.ready.errback(error)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         was_ready = self._state == _READY

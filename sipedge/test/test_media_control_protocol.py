@@ -475,7 +475,7 @@ class AuthenticationTests(_Connected):
         self.assertEqual(auth["type"], "auth")
         protocol.dataReceived(encode_message(welcome_message(bytes(32))))
         self.assertTrue(transport.disconnecting)
-        self.failureResultOf(protocol.ready, ControlProtocolError)
+        self.assertNoResult(protocol.ready)
         protocol.connectionLost()
 
     def test_client_refuses_non_relay(self) -> None:
@@ -485,7 +485,7 @@ class AuthenticationTests(_Connected):
         protocol.makeConnection(transport)
         protocol.dataReceived(b"SIP/2.0 200 OK\r\n")
         self.assertTrue(transport.disconnecting)
-        self.failureResultOf(protocol.ready, ControlProtocolError)
+        self.assertNoResult(protocol.ready)
         protocol.connectionLost()
 
     def test_malformed_after_auth(self) -> None:
