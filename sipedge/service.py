@@ -160,8 +160,6 @@ def _media_relay(config: Config, reactor: Any) -> Any:
         return None
     if media.relay is None:
         return media.build_relay(reactor)
-    from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
-
     if MediaAnchorStage.needs_synchronous_relay:
         raise ConfigError(
             f"media.relay: {media.relay}: a remote relay (twistd sipedge-relay) needs the "
