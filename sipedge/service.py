@@ -152,20 +152,13 @@ def _media_relay(config: Config, reactor: Any) -> Any:
     C{twistd sipedge-relay} when C{media.relay} is set; else the
     in-process one.
 
-    @raise ConfigError: naming C{media.relay} if the stage cannot use a
-        remote relay, or the key of a secret that cannot be read.
+    @raise ConfigError: naming the key of a secret that cannot be read.
     """
     media = config.media
     if not media.anchor:
         return None
     if media.relay is None:
         return media.build_relay(reactor)
-    if MediaAnchorStage.needs_synchronous_relay:
-        raise ConfigError(
-            f"media.relay: {media.relay}: a remote relay (twistd sipedge-relay) needs the "
-            "asynchronous media-anchor stage, which this version does not have yet; "
-            "remove media.relay to relay the media in this process"
-        )
     return media.build_remote_relay(reactor)
 
 

@@ -286,25 +286,12 @@ class ProxyWiringTests(SynchronousTestCase):
             }
         )
 
-    def test_refused_with_synchronous_stage(self) -> None:
-        """
-        While the C{media-anchor} stage needs the in-process relay's
-        synchronous calls, C{media.relay} stops start-up with a message
-        that says why.
-        """
-        self.patch(MediaAnchorStage, "needs_synchronous_relay", True)
-        with self.assertRaises(ConfigError) as raised:
-            build_service(self.config(), FakeReactor())
-        self.assertTrue(str(raised.exception).startswith("media.relay: tcp:127.0.0.1:9999: "))
-        self.assertIn("asynchronous media-anchor stage", str(raised.exception))
-
     def test_remote_relay_wired(self) -> None:
         """
-        With an asynchronous stage, the stage gets a L{RemoteMediaRelay}
-        to the address given, which connects when the service starts and
-        disconnects when it stops.
+        With C{media.relay}, the C{media-anchor} stage gets a
+        L{RemoteMediaRelay} to the address given, which connects when the
+        service starts and disconnects when it stops.
         """
-        self.patch(MediaAnchorStage, "needs_synchronous_relay", False)
         reactor = FakeReactor()
         service = build_service(self.config(relay_timeout=3), reactor)
         self.addCleanup(lambda: service.running and service.stopService())
@@ -312,6 +299,8 @@ class ProxyWiringTests(SynchronousTestCase):
         self.assertEqual(service.media.description, "tcp:127.0.0.1:9999")
         self.assertEqual(service.media.timeout, 3.0)
         self.assertIs(service.core.services.media, service.media)
+        [stage] = [s for s in service.core.chain.stages if isinstance(s, MediaAnchorStage)]
+        self.assertIs(stage.relay, service.media)
         service.privilegedStartService()
         service.startService()
         self.assertEqual(reactor.tcpClients[-1][:2], ("127.0.0.1", 9999))
@@ -321,7 +310,6 @@ class ProxyWiringTests(SynchronousTestCase):
 
     def test_secret_needed(self) -> None:
         """Without a readable secret the proxy does not start, naming the key."""
-        self.patch(MediaAnchorStage, "needs_synchronous_relay", False)
         with self.assertRaises(ConfigError) as raised:
             build_service(self.config(relay_secret=None), FakeReactor())
         self.assertIn("media.relay_secret_file", str(raised.exception))

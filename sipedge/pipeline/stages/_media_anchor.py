@@ -70,7 +70,7 @@ from sipedge.media._anchor_sdp import (
     rewrite,
 )
 from sipedge.media._config import MediaConfig
-from sipedge.media._errors import MediaError
+from sipedge.media._errors import MediaError, PortsExhausted
 from sipedge.media._values import MediaMode, RelayAllocation, SessionEnd, SessionStats
 from sipedge.message import Request, Response
 from sipedge.message._address import quote_text
@@ -336,12 +336,6 @@ class MediaAnchorStage:
     """
 
     name = "media-anchor"
-
-    #: The stage calls the relay's synchronous twins (C{allocate_now}...),
-    #: which only the in-process relay has: the composition root refuses
-    #: C{media.relay} (a L{sipedge.media.RemoteMediaRelay}) while this is
-    #: true. Set it to false when the stage uses IMediaRelay's Deferreds.
-    needs_synchronous_relay = True
 
     _log = Logger(namespace="sipedge.stage.media-anchor")
 
@@ -1422,7 +1416,10 @@ class MediaAnchorStage:
         if status == 488:
             return Respond(488, None, (_warning(305, str(error)),))
         if status == 503:
-            return Respond(503, "Media Ports Exhausted")
+            if isinstance(error, PortsExhausted):
+                return Respond(503, "Media Ports Exhausted")
+            # A remote relay that is not connected or did not answer.
+            return Respond(503, "Media Relay Unavailable")
         return Respond(500)
 
     def _refusal(self, warning: int, text: str, context: RequestContext) -> Respond:
