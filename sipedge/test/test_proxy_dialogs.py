@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import OriginateError
-from sipedge.message import Request, Response
-from sipedge.pipeline import build_chain
+from sipedge.message import Headers, Request, Response
+from sipedge.pipeline import Forward, Target, build_chain
 from sipedge.proxy import DialogTracker, ProxyCore
 from sipedge.proxy._dialogs import session_expires
 from sipedge.test._helpers import capture_log
@@ -575,3 +578,77 @@ class OriginateTests(DialogHarness, SynchronousTestCase):
         d = self.core.originate(self.bye(), BOB_UDP)
         self.core.stop()
         self.failureResultOf(d, OriginateError)
+
+
+class _Context:
+    """What the tracker reads of a L{RequestContext}."""
+
+    def __init__(self, original: Request, flow: Any = ALICE) -> None:
+        self.original = original
+        self.flow = flow
+
+
+class TrackerPropertyTests(SynchronousTestCase):
+    """Properties of the tracker, driven directly (no core)."""
+
+    @given(st.text(max_size=40))
+    def test_session_expires_total(self, text: str) -> None:
+        """
+        L{session_expires} never raises: it gives a positive number of
+        seconds or C{None}, for any header value.
+        """
+        message = Request("INVITE", "sip:b@example.com", Headers.of(("Session-Expires", text)))
+        value = session_expires(message)
+        self.assertTrue(value is None or (isinstance(value, int) and value > 0))
+
+    @given(st.integers(1, 10**9), st.sampled_from(["", ";refresher=uac", " ;refresher=uas"]))
+    def test_session_expires_value(self, seconds: int, params: str) -> None:
+        """The delta-seconds is read whatever parameters follow."""
+        message = Request(
+            "INVITE", "sip:b@example.com", Headers.of(("Session-Expires", f"{seconds}{params}"))
+        )
+        self.assertEqual(session_expires(message), seconds)
+
+    @given(
+        st.integers(1, 1000),
+        st.lists(st.tuples(st.booleans(), st.integers(1, 2**31 - 1)), max_size=12),
+    )
+    def test_bye_cseq_above(self, invite_cseq: int, requests: list[tuple[bool, int]]) -> None:
+        """
+        Whatever in-dialog requests pass, in any order, the BYE to each
+        party has a CSeq above every CSeq the other party used (and the
+        caller's INVITE).
+        """
+        clock = Clock()
+        tracker = DialogTracker(clock)
+        invite = request(
+            "INVITE", "sip:bob@example.com", f"Contact: {ALICE_CONTACT}", cseq=invite_cseq
+        )
+        sent = invite.with_headers(
+            invite.headers.prepended("Record-Route", "<sip:192.0.2.1;lr;se=x>")
+        )
+        ok = answer(sent, 200, ("Contact", BOB_CONTACT))
+        tracker.response_received(_Context(invite), sent, ok, BOB_UDP)
+        [dialog] = tracker.dialogs
+        for from_bob, cseq in requests:
+            if from_bob:
+                message = request(
+                    "INFO",
+                    "sip:alice@198.51.100.7",
+                    cseq=cseq,
+                    from_="<sip:bob@example.com>;tag=bob-tag",
+                    to="<sip:alice@example.com>;tag=alice-tag",
+                )
+            else:
+                message = request(
+                    "INFO", "sip:bob@203.0.113.5", cseq=cseq, to="<sip:bob@example.com>;tag=bob-tag"
+                )
+            tracker.request_decided(_Context(message), Forward((Target(message.uri),)))
+        to_alice = tracker.bye(dialog, "caller", "x")
+        to_bob = tracker.bye(dialog, "callee", "x")
+        bob_max = max([c for b, c in requests if b], default=0)
+        alice_max = max([c for b, c in requests if not b] + [invite_cseq])
+        self.assertEqual(to_alice.cseq.number, bob_max + 1)
+        self.assertEqual(to_bob.cseq.number, alice_max + 1)
+        tracker.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
