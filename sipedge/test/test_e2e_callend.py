@@ -7,6 +7,7 @@ peer, and closes the relay's ports.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -72,13 +73,18 @@ class IdleMediaTests(SynchronousTestCase):
         self.assertEqual(uas.wait(30), 0, log[-4000:])
         self.assertIn("Ending call", log)
         self.assertIn("media timeout", log)
-        # Every relay port is free again.
+        self.assertIn("BYE to the caller of call", log)
+        self.assertEqual(log.count(" answered 200"), 2, log[-3000:])
+        # The relay's ports of the call are free again.
+        [ports] = re.findall(r"allocated: .*, ports \(([0-9, ]+)\)", log)
+        used = [int(p) for p in ports.split(",")]
         low, high = self.ports
+        self.assertTrue(all(low <= p <= high for p in used), used)
         deadline = time.monotonic() + 5
         busy: list[int] = []
         while time.monotonic() < deadline:
             busy = []
-            for port in range(low, high + 1):
+            for port in used:
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                     try:
                         s.bind(("127.0.0.1", port))
