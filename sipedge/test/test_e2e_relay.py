@@ -2,7 +2,9 @@
 """
 End-to-end: the real C{twistd sipedge-relay} in a child process on
 loopback, driven by a L{RemoteMediaRelay} in this process over the control
-protocol, with real RTP over UDP between two loopback sockets.
+protocol, with real RTP over UDP between two loopback sockets; and two real
+baresip phones calling through the real C{twistd sipedge} whose media
+anchoring drives that relay process (C{[media] relay}).
 
 The relay's control port is chosen by the OS (its log says which), its
 media ports are a range found free just before, every wait is bounded, and
@@ -31,7 +33,8 @@ from sipedge.media import (
     SessionEnd,
     StreamOffer,
 )
-from sipedge.test._e2e import RelayProcess, free_port_range
+from sipedge.test._e2e import RelayProcess, SipEdgeProcess, add_user, free_port_range
+from sipedge.test.test_e2e_media import RELAY, TONE_A, TONE_B, _MediaCall
 from sipedge.test.test_media import rtp
 
 SECRET = "e2e-relay-secret-0123456789abcdef"
@@ -182,3 +185,92 @@ secret_file = "relay.key"
         self.assertFalse(remote.connected)
         error = yield self.assertFailure(remote.stats(), RelayUnavailable)
         self.assertEqual(error.status_hint, 503)
+
+
+_PROXY_WITH_REMOTE_RELAY = """
+[sip]
+domains = ["sipedge.test"]
+listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0", "tls:127.0.0.1:0"]
+[state]
+path = "state"
+[auth]
+algorithms = ["MD5"]
+[media]
+anchor = true
+srtp = "{srtp}"
+relay = "tcp:{control_host}:{control_port}"
+relay_secret_file = "relay.key"
+relay_timeout = 5
+"""
+
+_REMOTE_RELAY = """
+[media]
+ports = "{low}-{high}"
+address = "{relay}"
+[relay]
+control = "tcp:127.0.0.1:0"
+secret_file = "relay.key"
+"""
+
+
+class ProxyWithRemoteRelayTests(_MediaCall):
+    """
+    Two real baresip phones call through the real C{twistd sipedge} whose
+    media anchoring drives a real C{twistd sipedge-relay} in another
+    process (C{[media] relay}), with the checks of
+    L{sipedge.test.test_e2e_media}: media through the relay's ports both
+    ways, each phone hears the other, a third address's packets dropped,
+    the ports closed after the hang-up.
+    """
+
+    def start(self, srtp: str, a_transport: str, b_transport: str,
+              a_srtp: bool, b_srtp: bool) -> Any:
+        (self.work / "relay.key").write_text(SECRET)
+        relay_dir = self.work / "relay"
+        relay_dir.mkdir()
+        (relay_dir / "relay.key").write_text(SECRET)
+        self.relay = RelayProcess(relay_dir, _REMOTE_RELAY.format(
+            low=self.relay_ports[0], high=self.relay_ports[-1], relay=RELAY,
+        ))
+        self.addCleanup(self.relay.stop)
+        self.relay.start()
+        host, port = self.relay.control
+        self.proxy = SipEdgeProcess(self.work, _PROXY_WITH_REMOTE_RELAY.format(
+            srtp=srtp, control_host=host, control_port=port,
+        ))
+        self.addCleanup(self.proxy.stop)
+        for user in ("alice", "bob"):
+            add_user(self.proxy.config_path, user, f"{user}-secret")
+        self.proxy.start()
+        # The relay's own log says what it allocated and how sessions ended:
+        # the checks read both logs.
+        proxy_log = self.proxy.log
+        self.proxy.log = lambda: proxy_log() + self.relay.log()  # type: ignore[method-assign]
+        a = self.phone("alice", "127.0.0.2", a_transport, TONE_A, a_srtp, self.ports_a)
+        b = self.phone("bob", "127.0.0.3", b_transport, TONE_B, b_srtp, self.ports_b)
+        return a, b
+
+    def test_plain_call_through_remote_relay(self) -> None:
+        """
+        Phones A and B, both over UDP without SRTP, call through sipedge;
+        the media goes through the separate relay process's ports both
+        ways, each phone hears the other's tone, the third address's
+        packets are dropped, and the relay's ports close after the hang-up;
+        the proxy logged its connection to the relay.
+        """
+        a, b = self.start("passthrough", "udp", "udp", a_srtp=False, b_srtp=False)
+        result = self.call(a, b)
+        self.assertEqual(result.modes, "passthrough/passthrough")
+        self.assertTrue(all(self.relay_ports[0] <= p <= self.relay_ports[-1]
+                            for p in result.ports))
+        a_up, a_down = self.legs(result.datagrams, a, result.ports)
+        b_up, b_down = self.legs(result.datagrams, b, result.ports)
+        self.assert_plain(a_up, TONE_A, "A to relay")
+        self.assert_plain(b_down, TONE_A, "relay to B")
+        self.assert_plain(b_up, TONE_B, "B to relay")
+        self.assert_plain(a_down, TONE_B, "relay to A")
+        self.assert_heard(b, TONE_A)
+        self.assert_heard(a, TONE_B)
+        self.assert_attacker_dropped(result)
+        self.assertIn("Connected to the media relay at tcp:127.0.0.1:", self.proxy.log())
+        self.assertIn("authenticated", self.relay.log())
