@@ -37,7 +37,7 @@ from zope.interface import implementer
 from sipedge.error import MessageParseError
 from sipedge.interfaces import IProxyObserver
 from sipedge.message import Headers, Request, Response
-from sipedge.message._address import quote_text
+from sipedge.message._address import parse_contact, quote_text
 from sipedge.pipeline._results import Forward
 from sipedge.proxy._forwarding import _strict_route_fixup
 from sipedge.transport._flow import Flow
@@ -63,18 +63,30 @@ class Party:
     """
     How to reach one party of a dialog with a request of ours.
 
-    @ivar target: its remote target (the URI of its Contact).
+    @ivar contact: its Contact header field as received (parsed only when
+        a BYE is sent: most calls end without one of ours).
     @ivar route: the route set towards it from us, nearest hop first.
     @ivar flow: the flow it (or the hop before it) is reached on.
     @ivar from_: the From of a request to it: the other party, with its tag.
     @ivar to: the To of a request to it: itself, with its tag.
     """
 
-    target: str
+    contact: str
     route: tuple[str, ...]
     flow: Flow | None
     from_: str
     to: str
+
+    @property
+    def target(self) -> str | None:
+        """Its remote target: the URI of its Contact, or C{None} if that does not parse."""
+        try:
+            contacts = parse_contact(self.contact)
+        except MessageParseError:
+            return None
+        if not isinstance(contacts, tuple) or not contacts:
+            return None
+        return str(contacts[0].uri)
 
 
 @attrs.define(eq=False)
@@ -126,14 +138,9 @@ def _other(role: str) -> str:
     return CALLEE if role == CALLER else CALLER
 
 
-def _contact_uri(message: Request | Response) -> str | None:
-    try:
-        contacts = message.contacts
-    except MessageParseError:
-        return None
-    if not contacts or isinstance(contacts, str):
-        return None
-    return str(contacts[0].uri)
+def _contact(message: Request | Response) -> str | None:
+    """The first Contact header field's value, unparsed."""
+    return message.headers.get("Contact")
 
 
 def _reason(cause: int, text: str) -> str:
@@ -280,9 +287,9 @@ class DialogTracker:
             return
         original: Request = context.original
         try:
-            ours = len(sent.headers.values("Record-Route")) - len(
-                original.headers.values("Record-Route")
-            )
+            sent_rr = len(sent.headers.values("Record-Route"))
+            upstream_rr = tuple(original.headers.values("Record-Route"))
+            ours = sent_rr - len(upstream_rr)
             received_rr = response.headers.values("Record-Route")
             call_id = response.call_id
             caller_tag = response.from_address.tag
@@ -291,9 +298,9 @@ class DialogTracker:
             to_value = response.headers.get("To")
         except MessageParseError:
             return
-        below = len(received_rr) - len(sent.headers.values("Record-Route"))
-        caller_target = _contact_uri(original)
-        callee_target = _contact_uri(response)
+        below = len(received_rr) - sent_rr
+        caller_target = _contact(original)
+        callee_target = _contact(response)
         if (
             ours <= 0
             or below < 0
@@ -323,7 +330,7 @@ class DialogTracker:
             {
                 CALLER: Party(
                     caller_target,
-                    tuple(original.headers.values("Record-Route")),
+                    upstream_rr,
                     context.flow,
                     to_value,
                     from_value,
@@ -348,10 +355,10 @@ class DialogTracker:
         (RFC 3261 12.2, RFC 3311 5.1), and so is the session timer.
         """
         for role, message in ((requester, sent), (_other(requester), response)):
-            target = _contact_uri(message)
+            contact = _contact(message)
             party = dialog.parties[role]
-            if target is not None and target != party.target:
-                dialog.parties[role] = attrs.evolve(party, target=target)
+            if contact is not None and contact != party.contact:
+                dialog.parties[role] = attrs.evolve(party, contact=contact)
         self._set_session_timer(dialog, response)
 
     # -- timers -----------------------------------------------------------------
@@ -463,9 +470,15 @@ class DialogTracker:
             except Exception:
                 self._log.failure("Call end listener {listener!r} failed", listener=listener)
 
-    def bye(self, dialog: Dialog, role: str, reason: str) -> Request:
-        """The BYE we send to the party of C{role}, without our Via."""
+    def bye(self, dialog: Dialog, role: str, reason: str) -> Request | None:
+        """
+        The BYE we send to the party of C{role}, without our Via; C{None}
+        if its Contact does not parse.
+        """
         party = dialog.parties[role]
+        target = party.target
+        if target is None:
+            return None
         cseq = dialog.cseq[_other(role)] + 1
         headers = Headers.of(
             *(("Route", value) for value in party.route),
@@ -477,10 +490,17 @@ class DialogTracker:
             ("Reason", reason),
             ("Content-Length", "0"),
         )
-        return _strict_route_fixup(Request("BYE", party.target, headers))
+        return _strict_route_fixup(Request("BYE", target, headers))
 
     def _send_bye(self, dialog: Dialog, role: str, reason: str) -> None:
         request = self.bye(dialog, role, reason)
+        if request is None:
+            self._log.info(
+                "Cannot send BYE to the {role} of call {call_id}: its Contact does not parse",
+                role=role,
+                call_id=dialog.call_id,
+            )
+            return
         if self.originate is None:
             self._log.warn("Cannot send BYE for {call_id}: no originator", call_id=dialog.call_id)
             return

@@ -337,6 +337,19 @@ class EndTests(DialogHarness, SynchronousTestCase):
         self.assertEqual(len(self.tracker), 0)
         self.assertEqual(self.tracker.stats["untracked"], 1)
 
+    def test_bad_contact(self) -> None:
+        """
+        A Contact that does not parse (it is read only when a BYE is
+        sent): that party gets no BYE (logged), the other one does.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.receive(request("INVITE", "sip:bob@example.com", f"Contact: {ALICE_CONTACT}"), ALICE)
+        self.receive(answer(self.only(BOB, "INVITE"), 200, ("Contact", "<bad uri>")), BOB_UDP)
+        self.take()
+        self.assertTrue(self.tracker.end("call-1@198.51.100.7", "alice-tag", "bob-tag", "x"))
+        self.assertEqual(self.sent_to(BOB, "BYE"), [])
+        self.receive(answer(self.only(UPSTREAM, "BYE"), 200, to_tag=None), ALICE)
+
     def test_max_dialogs(self) -> None:
         """Beyond C{max_dialogs}, new dialogs are not tracked (and a warning is logged)."""
         self.tracker.max_dialogs = 0
@@ -646,6 +659,7 @@ class TrackerPropertyTests(SynchronousTestCase):
             tracker.request_decided(_Context(message), Forward((Target(message.uri),)))
         to_alice = tracker.bye(dialog, "caller", "x")
         to_bob = tracker.bye(dialog, "callee", "x")
+        assert to_alice is not None and to_bob is not None
         bob_max = max([c for b, c in requests if b], default=0)
         alice_max = max([c for b, c in requests if not b] + [invite_cseq])
         self.assertEqual(to_alice.cseq.number, bob_max + 1)
