@@ -247,7 +247,7 @@ class EnumerationTests(_SecurityEndToEnd):
                                  "--domain", DOMAIN, "--maximumtime", 2)
         self.assertNotFound(result)
         self.assertIn("scanner", self.wait_for_log(r"Banning 127\.0\.0\.66"))
-        self.assertEqual(self.log_lines(r"(challenged|Forwarding|404).*127\.0\.0\.66"), [])
+        self.assertEqual(self.log_lines(r"(challenged|Forwarding|\b404\b).*127\.0\.0\.66"), [])
 
     def test_svwar_without_user_agent_learns_nothing(self) -> None:
         """
