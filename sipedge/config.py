@@ -988,8 +988,8 @@ _PATH_KEYS = {
     "tls": ("certificate", "private_key", "ca_certificates"),
     "state": ("path",),
     "topology_hiding": ("key_file",),
-    "media": ("relay_secret_file",),
-    "relay": ("secret_file",),
+    "media": ("relay_secret_file", "relay_ca"),
+    "relay": ("secret_file", "certificate", "private_key"),
 }
 
 

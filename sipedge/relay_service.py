@@ -15,6 +15,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from sipedge.config import Config
+from sipedge.error import ConfigError
 from sipedge.media._control_server import ControlServerFactory
 
 __all__ = ["RelayService", "build_relay_service"]
@@ -52,9 +53,18 @@ class RelayService(Service):
 
     def privilegedStartService(self) -> None:
         control = self.config.relay.control
+        factory: Any = self.factory
+        if control.secure:
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            try:
+                options = self.config.relay.server_tls_options()
+            except ConfigError as e:
+                raise SystemExit(f"sipedge-relay: {e}") from None
+            factory = TLSMemoryBIOFactory(options, False, self.factory, clock=self._reactor)
         try:
             self.control_port = self._reactor.listenTCP(
-                control.port, self.factory, interface=control.host
+                control.port, factory, interface=control.host
             )
         except CannotListenError as e:
             raise SystemExit(
@@ -75,10 +85,10 @@ class RelayService(Service):
             f"{name} {bound_at}" + (f" (SDP {shown})" if shown != bound_at else "")
             for name, (bound_at, shown) in media.interfaces.items()
         )
-        if not control.is_loopback:
+        if not control.is_loopback and not control.secure:
             self._log.warn(
-                "The relay's control port {control} is reachable from the network: keep it on "
-                "a private network or behind a firewall (the channel is not encrypted)",
+                "The relay's control port {control} is reachable from the network without "
+                "TLS: keep it on a private network or behind a firewall, or use tls:",
                 control=str(control),
             )
         self._log.info(

@@ -47,6 +47,7 @@ from sipedge.media._control_config import (
     check_path,
     check_seconds,
     check_secret,
+    client_tls_options,
     convert_path,
     convert_relay,
     read_secret,
@@ -315,6 +316,7 @@ class MediaConfig:
         default=None, converter=convert_path, validator=check_path
     )
     relay_timeout: float = attrs.field(default=2.0, converter=_to_float, validator=check_seconds)
+    relay_ca: Path | None = attrs.field(default=None, converter=convert_path, validator=check_path)
 
     def __attrs_post_init__(self) -> None:
         both = self.internal_address is not None and self.external_address is not None
@@ -510,8 +512,13 @@ class MediaConfig:
 
         if self.relay is None:
             raise ConfigError("media.relay: not set")
+        tls = (
+            client_tls_options(self.relay, self.relay_ca, "media.relay_ca")
+            if self.relay.secure
+            else None
+        )
         return RemoteMediaRelay(
-            self.relay.client_endpoint(reactor),
+            self.relay.client_endpoint(reactor, tls=tls),
             self.relay_secret_bytes(),
             reactor,
             timeout=self.relay_timeout,

@@ -45,14 +45,15 @@ MIN_SECRET = 16
 DEFAULT_CONTROL = "tcp:127.0.0.1:9999"
 
 #: The transports of the control port.
-CONTROL_TRANSPORTS = ("tcp",)
+CONTROL_TRANSPORTS = ("tcp", "tls")
 
 
 @attrs.frozen
 class ControlAddress:
     """
-    The control port's address, C{tcp:host:port} (C{tcp:[::1]:9999} for
-    IPv6). The host is an IP address; port 0 (for tests) takes a free one.
+    The control port's address, C{tcp:host:port} or C{tls:host:port}
+    (C{tcp:[::1]:9999} for IPv6). The host is an IP address; port 0 (for
+    tests) takes a free one.
     """
 
     transport: str
@@ -69,12 +70,13 @@ class ControlAddress:
         if isinstance(text, ControlAddress):
             return text
         example = "as in 'tcp:127.0.0.1:9999'"
+        expected = "'tcp:host:port' or 'tls:host:port'"
         if not isinstance(text, str):
-            raise ValueError(f"expected 'tcp:host:port' ({example}), got {_describe(text)}")
+            raise ValueError(f"expected {expected} ({example}), got {_describe(text)}")
         transport, colon, rest = text.partition(":")
         transport = transport.lower()
         if not colon or transport not in CONTROL_TRANSPORTS:
-            raise ValueError(f"expected 'tcp:host:port' ({example}), not {text!r}")
+            raise ValueError(f"expected {expected} ({example}), not {text!r}")
         if rest.startswith("["):
             host, bracket, port_text = rest[1:].partition("]")
             if not bracket or not port_text.startswith(":"):
@@ -103,19 +105,46 @@ class ControlAddress:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.transport}:{host}:{self.port}"
 
-    def server_endpoint(self, reactor: Any) -> Any:
-        """A stream server endpoint listening here."""
-        from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+    @property
+    def secure(self) -> bool:
+        """Whether the channel is TLS."""
+        return self.transport == "tls"
 
-        kind = TCP6ServerEndpoint if ":" in self.host else TCP4ServerEndpoint
-        return kind(reactor, self.port, interface=self.host)
-
-    def client_endpoint(self, reactor: Any, timeout: float = 5.0) -> Any:
-        """A stream client endpoint connecting here."""
+    def client_endpoint(self, reactor: Any, timeout: float = 5.0, tls: Any = None) -> Any:
+        """
+        A stream client endpoint connecting here; for C{tls:}, wrapped in
+        TLS with the client options C{tls} (C{optionsForClientTLS}).
+        """
         from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 
         kind = TCP6ClientEndpoint if ":" in self.host else TCP4ClientEndpoint
-        return kind(reactor, self.host, self.port, timeout=timeout)
+        endpoint = kind(reactor, self.host, self.port, timeout=timeout)
+        if self.secure:
+            if tls is None:
+                raise ValueError(f"{self} needs TLS client options")
+            return _TLSClientEndpoint(endpoint, tls, reactor)
+        return endpoint
+
+
+class _TLSClientEndpoint:
+    """
+    C{wrapClientTLS}, with TLS's small-write aggregation on C{clock} (the
+    injected reactor) rather than the global one.
+    """
+
+    def __init__(self, endpoint: Any, options: Any, clock: Any) -> None:
+        self._endpoint = endpoint
+        self._options = options
+        self._clock = clock
+
+    def connect(self, factory: Any) -> Any:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        wrapped = TLSMemoryBIOFactory(self._options, True, factory, clock=self._clock)
+        return self._endpoint.connect(wrapped).addCallback(lambda p: p.wrappedProtocol)
+
+    def __repr__(self) -> str:
+        return f"<TLS over {self._endpoint!r}>"
 
 
 def convert_address(key: str) -> Any:
@@ -175,6 +204,43 @@ def check_seconds(instance: object, attribute: attrs.Attribute, value: object) -
         )
 
 
+def read_pem(path: Path, key: str) -> bytes:
+    """
+    A PEM file's bytes.
+
+    @raise ConfigError: naming C{key}, if it cannot be read or holds no PEM.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {path}: {e.strerror}") from None
+    if b"-----BEGIN " not in data:
+        raise ConfigError(f"{key}: {path} holds no PEM data")
+    return data
+
+
+def client_tls_options(address: ControlAddress, ca: Path | None, key: str) -> Any:
+    """
+    TLS client options for C{address}: its certificate must name its IP
+    address (subjectAltName) and chain to C{ca} (a PEM file; C{None} for
+    the system's trust roots).
+
+    @raise ConfigError: naming C{key} if C{ca} cannot be used.
+    """
+    from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
+
+    if ca is None:
+        trust: Any = platformTrust()
+    else:
+        try:
+            trust = Certificate.loadPEM(read_pem(ca, key))
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"{key}: {ca} is not a PEM certificate: {e}") from None
+    return optionsForClientTLS(address.host, trustRoot=trust)
+
+
 def read_secret(secret: str | None, secret_file: Path | None, keys: tuple[str, str]) -> bytes:
     """
     The shared secret, from C{secret} or the file C{secret_file} (its
@@ -218,6 +284,9 @@ class RelayServiceConfig:
         not encrypted).
     @ivar secret: the shared secret, in the file itself...
     @ivar secret_file: ...or (better) in a file of its own.
+    @ivar certificate: with a C{tls:} control port, the relay's certificate
+        (PEM; it must name the control address's IP in subjectAltName)...
+    @ivar private_key: ...and its key (PEM; C{None}: in C{certificate}).
     @ivar max_line: the longest control line accepted, in bytes.
     @ivar max_pending: requests one connection may have in flight.
     @ivar auth_timeout: seconds a client has to authenticate.
@@ -230,9 +299,50 @@ class RelayServiceConfig:
     secret_file: Path | None = attrs.field(
         default=None, converter=convert_path, validator=check_path
     )
+    certificate: Path | None = attrs.field(
+        default=None, converter=convert_path, validator=check_path
+    )
+    private_key: Path | None = attrs.field(
+        default=None, converter=convert_path, validator=check_path
+    )
     max_line: int = attrs.field(default=MAX_LINE, validator=integer(1024, 16 * 1024 * 1024))
     max_pending: int = attrs.field(default=64, validator=integer(1, 100_000))
     auth_timeout: float = attrs.field(default=10.0, converter=_to_float, validator=check_seconds)
+
+    def __attrs_post_init__(self) -> None:
+        if self.control.secure and self.certificate is None:
+            raise InvalidValue(
+                "certificate", f"the control port {self.control} is TLS: set relay.certificate"
+            )
+
+    def server_tls_options(self) -> Any:
+        """
+        The TLS server options of a C{tls:} control port (TLS 1.2 or later).
+
+        @raise ConfigError: naming C{relay.certificate} or
+            C{relay.private_key} if they cannot be used.
+        """
+        from twisted.internet.ssl import CertificateOptions, PrivateCertificate, TLSVersion
+
+        assert self.certificate is not None
+        certificate = read_pem(self.certificate, "relay.certificate")
+        key_path, key_name = (
+            (self.private_key, "relay.private_key")
+            if self.private_key is not None
+            else (self.certificate, "relay.certificate")
+        )
+        key = read_pem(key_path, key_name) if self.private_key is not None else certificate
+        try:
+            pair = PrivateCertificate.loadPEM(certificate + b"\n" + key)
+        except Exception as e:
+            raise ConfigError(
+                f"{key_name}: cannot use {key_path} with {self.certificate}: {e}"
+            ) from None
+        return CertificateOptions(
+            privateKey=pair.privateKey.original,
+            certificate=pair.original,
+            raiseMinimumTo=TLSVersion.TLSv1_2,
+        )
 
     def read_secret(self) -> bytes:
         """

@@ -322,3 +322,107 @@ class ProxyWiringTests(SynchronousTestCase):
         service = build_service(self.config(relay=None), reactor)
         self.addCleanup(service.stopService)
         self.assertIsInstance(service.media, MediaRelay)
+
+
+class TlsControlTests(SynchronousTestCase):
+    """A C{tls:} control port, handshakes run in memory for real."""
+
+    def setUp(self) -> None:
+        from sipedge.testing import make_certificates
+
+        self.directory = Path(self.mktemp()).absolute()
+        self.directory.mkdir()
+        certificates = make_certificates(ip_addresses=["127.0.0.1"], common_name="relay")
+        (self.directory / "relay.pem").write_bytes(certificates.cert_pem)
+        (self.directory / "relay.key.pem").write_bytes(certificates.key_pem)
+        (self.directory / "ca.pem").write_bytes(certificates.ca_pem)
+        other = make_certificates(ip_addresses=["127.0.0.1"], ca_name="another CA")
+        (self.directory / "other-ca.pem").write_bytes(other.ca_pem)
+        self.reactor = FakeReactor()
+
+    def relay(self) -> RelayService:
+        config = parse_config({
+            "relay": {
+                "control": "tls:127.0.0.1:0",
+                "secret": SECRET,
+                "certificate": str(self.directory / "relay.pem"),
+                "private_key": str(self.directory / "relay.key.pem"),
+            },
+            "media": {"ports": "31000-31009"},
+        })
+        service = build_relay_service(config, self.reactor, SECRET.encode())
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(self.stop, service)
+        return service
+
+    def stop(self, service: RelayService) -> None:
+        self.successResultOf(service.stopService())
+        self.reactor.flush()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def remote(self, port: int, ca: str) -> RemoteMediaRelay:
+        media = parse_config({"media": {
+            "relay": f"tls:127.0.0.1:{port}",
+            "relay_secret": SECRET,
+            "relay_ca": str(self.directory / ca),
+        }}).media
+        remote = media.build_remote_relay(self.reactor)
+        remote.start()
+
+        def close() -> None:
+            d = remote.close()
+            self.reactor.flush()
+            self.successResultOf(d)
+
+        self.addCleanup(close)
+        self.reactor.flush()
+        return remote
+
+    def test_calls_over_tls(self) -> None:
+        """A proxy that trusts the relay's CA connects over TLS and allocates."""
+        service = self.relay()
+        remote = self.remote(service.control_port.getHost().port, "ca.pem")
+        self.assertTrue(remote.connected)
+        allocated = remote.allocate("k", MediaOffer([StreamOffer("127.0.0.1", 4000)]))
+        self.reactor.flush()
+        self.assertEqual(self.successResultOf(allocated).session_key, "k")
+        released = remote.release("k")
+        self.reactor.flush()
+        final = self.successResultOf(released)
+        assert final is not None
+        self.assertEqual(final.state, "ended")
+
+    def test_untrusted_relay(self) -> None:
+        """A relay whose certificate the proxy does not trust is never used."""
+        service = self.relay()
+        remote = self.remote(service.control_port.getHost().port, "other-ca.pem")
+        self.assertFalse(remote.connected)
+        self.assertEqual(service.factory.connections, set())
+
+    def test_tls_needs_certificate(self) -> None:
+        """A C{tls:} control port without a certificate is refused, naming the key."""
+        with self.assertRaises(ConfigError) as raised:
+            parse_config({"relay": {"control": "tls:127.0.0.1:0"}})
+        self.assertIn("relay.certificate", str(raised.exception))
+
+    def test_bad_certificate_file(self) -> None:
+        """A certificate file that holds no PEM stops start-up, naming the key."""
+        (self.directory / "relay.pem").write_text("nothing")
+        config = parse_config({"relay": {
+            "control": "tls:127.0.0.1:0", "certificate": str(self.directory / "relay.pem"),
+        }})
+        service = build_relay_service(config, self.reactor, SECRET.encode())
+        with self.assertRaises(SystemExit) as raised:
+            service.privilegedStartService()
+        self.assertIn("relay.certificate", str(raised.exception))
+
+    def test_bad_ca_file(self) -> None:
+        """A proxy's C{relay_ca} that cannot be read is refused, naming the key."""
+        media = parse_config({"media": {
+            "relay": "tls:127.0.0.1:1", "relay_secret": SECRET,
+            "relay_ca": str(self.directory / "missing.pem"),
+        }}).media
+        with self.assertRaises(ConfigError) as raised:
+            media.build_remote_relay(self.reactor)
+        self.assertIn("media.relay_ca", str(raised.exception))
