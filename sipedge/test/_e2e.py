@@ -139,7 +139,7 @@ class SipEdgeProcess:
         self._log.close()
 
 
-_RELAY_STARTED = re.compile(r"sipedge-relay started: control on (tcp):(\S+):(\d+)")
+_RELAY_STARTED = re.compile(r"sipedge-relay started: control on (tcp|tls):(\S+):(\d+)")
 
 
 class RelayProcess:

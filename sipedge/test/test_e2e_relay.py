@@ -187,6 +187,64 @@ secret_file = "relay.key"
         self.assertEqual(error.status_hint, 503)
 
 
+
+class TlsRelayProcessTests(TestCase):
+    """C{twistd sipedge-relay} with a C{tls:} control port."""
+
+    timeout = 90
+
+    @inlineCallbacks
+    def test_tls_control(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        A relay process listening with TLS serves a proxy that trusts its
+        CA (the channel verified against the relay's IP), and a call's
+        allocation and release go through.
+        """
+        from sipedge.config import parse_config
+        from sipedge.testing import make_certificates
+
+        work = Path(self.mktemp()).absolute()
+        work.mkdir(parents=True)
+        certificates = make_certificates(ip_addresses=[HOST], common_name="relay")
+        (work / "relay.pem").write_bytes(certificates.cert_pem)
+        (work / "relay.key.pem").write_bytes(certificates.key_pem)
+        (work / "ca.pem").write_bytes(certificates.ca_pem)
+        (work / "relay.key").write_text(SECRET)
+        low, high = free_port_range(4)
+        relay = RelayProcess(work, f"""
+[media]
+address = "{HOST}"
+ports = "{low}-{high}"
+[relay]
+control = "tls:{HOST}:0"
+secret_file = "relay.key"
+certificate = "relay.pem"
+private_key = "relay.key.pem"
+""")
+        self.addCleanup(relay.stop)
+        relay.start()
+        self.assertIn("sipedge-relay started: control on tls:", relay.log())
+        host, port = relay.control
+        media = parse_config({"media": {
+            "relay": f"tls:{host}:{port}", "relay_secret": SECRET,
+            "relay_ca": str(work / "ca.pem"),
+        }}).media
+        remote = media.build_remote_relay(reactor)
+        remote.start()
+        self.addCleanup(remote.close)
+        for _ in range(200):
+            if remote.connected:
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+        self.assertTrue(remote.connected, relay.log()[-3000:])
+        allocation = yield remote.allocate(
+            "tls-call", MediaOffer([StreamOffer(HOST, 4000)], RelayPolicy())
+        )
+        self.assertTrue(low <= allocation.streams[0].b.port <= high)
+        final = yield remote.release("tls-call")
+        self.assertEqual(final.state, "ended")
+
+
 _PROXY_WITH_REMOTE_RELAY = """
 [sip]
 domains = ["sipedge.test"]
