@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 from twisted.python import usage
 
+from sipedge._config_values import InvalidValue
 from sipedge.config import DEFAULT_CONFIG, Config, load_config
 from sipedge.error import ConfigError
 from sipedge.media._control_config import ControlAddress
@@ -29,10 +30,11 @@ class Options(usage.Options):
     secret) sections of a TOML file; the flags override it.
     """
 
-    synopsis = "[--config FILE] [--control tcp:HOST:PORT] [--secret-file FILE]"
+    synopsis = "[--config FILE] [--control tcp|tls:HOST:PORT] [--secret-file FILE]"
     optParameters = [
         ["config", "c", None, "TOML configuration file (see doc/configuration.md)."],
-        ["control", None, None, "Control port, tcp:HOST:PORT (overrides relay.control)."],
+        ["control", None, None, "Control port, tcp:HOST:PORT or tls:HOST:PORT (overrides "
+         "relay.control; tls: needs relay.certificate)."],
         ["secret-file", None, None, "The shared secret's file (overrides relay.secret_file)."],
     ]
     longdesc = (
@@ -62,6 +64,8 @@ class Options(usage.Options):
                 )
             config = attrs.evolve(config, relay=relay)
             self.secret = relay.read_secret()
+        except InvalidValue as e:
+            raise usage.UsageError(str(e.within("relay"))) from None
         except (ConfigError, ValueError, TypeError) as e:
             raise usage.UsageError(str(e)) from None
         self.config = config

@@ -185,6 +185,8 @@ class OptionsTests(SynchronousTestCase):
             (["--control", "tcp:nowhere:1", "--secret-file", str(self.secret_file)], "--control"),
             (["--config", str(path), "--secret-file", str(self.secret_file)], "media.ports"),
             (["--secret-file", str(self.secret_file) + ".missing"], "relay.secret_file"),
+            (["--control", "tls:127.0.0.1:1", "--secret-file", str(self.secret_file)],
+             "relay.certificate: "),
         ]:
             with self.assertRaises(usage.UsageError) as raised:
                 Options().parseOptions(args)
