@@ -25,23 +25,17 @@ from sipedge.media import MediaRelay, PortsExhausted
 from sipedge.media._anchor_sdp import offer_of
 from sipedge.media._values import SessionStats
 from sipedge.message import Request, Response, parse_sdp
-from sipedge.pipeline import Continue, RequestContext, Respond, build_chain
-from sipedge.pipeline._chain import RequestChain
-from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
-from sipedge.proxy import ProxyCore
-from sipedge.test.test_media_srtp import counting_random
+from sipedge.pipeline import Continue, RequestContext, Respond
+from sipedge.test.test_media_anchor_proxy import AnchoredHarness
 from sipedge.test.test_proxy_core import (
     ALICE,
     BOB,
     BOB_UDP,
-    STAGES,
     UPSTREAM,
-    ProxyHarness,
     answer,
     request,
 )
 from sipedge.testing import FakeReactor
-from sipedge.transaction import TimerSettings
 
 CALL = f"{base.CALL_ID};{base.A_TAG}"
 SDP = ("Content-Type: application/sdp",)
@@ -340,7 +334,7 @@ class RelayFailureTests(_Later, base.AnchorTestCase):
         self.assertEqual(self.stage.calls, ())
 
 
-class LateAnchoredProxyTests(ProxyHarness, SynchronousTestCase):
+class LateAnchoredProxyTests(AnchoredHarness, SynchronousTestCase):
     """
     The stage in a real L{ProxyCore} with a relay that answers 10 ms
     later: the request chain, the response chain and the ACK wait for it.
@@ -348,36 +342,10 @@ class LateAnchoredProxyTests(ProxyHarness, SynchronousTestCase):
 
     DELAY = 0.01
 
-    def build(self) -> None:
-        super().build()
-        self.reactor = FakeReactor()
-        self.relay = base.CONFIG.build_relay(self.reactor, random=counting_random(1))
+    def anchored_relay(self) -> Any:
+        """The relay behind a L{LaterRelay} that answers C{DELAY} later."""
         self.later = LaterRelay(self.relay, self.clock, self.DELAY)
-        self.anchor = MediaAnchorStage(self.later, base.CONFIG)
-        stages = list(build_chain(STAGES, {}, self.services).stages)
-        stages.insert(STAGES.index("registrar"), self.anchor)
-        self.core = ProxyCore(
-            chain=RequestChain(stages),
-            services=self.services,
-            clock=self.clock,
-            signer=self.signer,
-            transports=self.transports,
-            locator=self.locator,
-            timers=TimerSettings(),
-            timer_c=self.timer_c,
-            observers=[self.anchor],
-        )
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.addCleanup(self.leak_check)
-
-    def leak_check(self) -> None:
-        """No relay port, relay session, anchored call or relay timer left."""
-        self.assertEqual(self.relay.open_ports(), [])
-        self.assertEqual(self.relay.session_keys, ())
-        self.assertEqual(self.anchor.calls, ())
-        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        return self.later
 
     def wait(self) -> None:
         """Let the relay answer."""

@@ -16,7 +16,6 @@ from sipedge.message import Request
 from sipedge.pipeline import build_chain
 from sipedge.pipeline._chain import RequestChain
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
-from sipedge.proxy import ProxyCore
 from sipedge.test.test_media_anchor import CONFIG, sdp_a, sdp_b
 from sipedge.test.test_media_srtp import counting_random
 from sipedge.test.test_proxy_core import (
@@ -30,32 +29,32 @@ from sipedge.test.test_proxy_core import (
     request,
 )
 from sipedge.testing import FakeReactor
-from sipedge.transaction import TimerSettings
 
 SDP = ("Content-Type: application/sdp",)
 
 
-class AnchoredProxyTests(ProxyHarness, SynchronousTestCase):
-    """A proxy whose chain anchors media before C{registrar}/C{location}."""
+class AnchoredHarness(ProxyHarness):
+    """
+    A proxy whose chain anchors media before C{registrar}/C{location}, the
+    stage also observing the core; every test ends with the relay's leak
+    check. Mixed into SynchronousTestCase.
+    """
+
+    #: The media configuration the relay and the stage are built with.
+    config = CONFIG
 
     def build(self) -> None:
         super().build()
         self.reactor = FakeReactor()
-        self.relay = CONFIG.build_relay(self.reactor, random=counting_random(1))
-        self.anchor = MediaAnchorStage(self.relay, CONFIG)
+        self.relay = self.config.build_relay(self.reactor, random=counting_random(1))
+        self.anchor = MediaAnchorStage(self.anchored_relay(), self.config)
         stages = list(build_chain(STAGES, {}, self.services).stages)
         stages.insert(STAGES.index("registrar"), self.anchor)
-        self.core = ProxyCore(
-            chain=RequestChain(stages),
-            services=self.services,
-            clock=self.clock,
-            signer=self.signer,
-            transports=self.transports,
-            locator=self.locator,
-            timers=TimerSettings(),
-            timer_c=self.timer_c,
-            observers=[self.anchor],
-        )
+        self.core = self.make_core(RequestChain(stages), observers=[self.anchor])
+
+    def anchored_relay(self) -> Any:
+        """The relay the stage is given (L{relay} itself unless overridden)."""
+        return self.relay
 
     def setUp(self) -> None:
         super().setUp()
@@ -67,6 +66,10 @@ class AnchoredProxyTests(ProxyHarness, SynchronousTestCase):
         self.assertEqual(self.relay.session_keys, ())
         self.assertEqual(self.anchor.calls, ())
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class AnchoredProxyTests(AnchoredHarness, SynchronousTestCase):
+    """A proxy whose chain anchors media before C{registrar}/C{location}."""
 
     def invite_with_sdp(self) -> Request:
         """Alice's INVITE with her offer; the one forwarded to Bob."""

@@ -16,10 +16,8 @@ from zope.interface.verify import verifyObject
 
 from sipedge.interfaces import IBranchStage
 from sipedge.message import Request, Response
-from sipedge.pipeline import RequestContext, Respond, build_chain
-from sipedge.pipeline._chain import RequestChain
+from sipedge.pipeline import RequestContext, Respond
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
-from sipedge.proxy import ProxyCore
 from sipedge.test.test_media_anchor import (
     A_TLS,
     A_UDP,
@@ -35,12 +33,10 @@ from sipedge.test.test_media_anchor import (
     sdp_a,
     sdp_b,
 )
-from sipedge.test.test_media_srtp import counting_random
+from sipedge.test.test_media_anchor_proxy import AnchoredHarness
 from sipedge.test.test_proxy_core import PROXY as CORE_PROXY
-from sipedge.test.test_proxy_core import STAGES, ProxyHarness, answer
+from sipedge.test.test_proxy_core import answer
 from sipedge.test.test_proxy_core import request as core_request
-from sipedge.testing import FakeReactor
-from sipedge.transaction import TimerSettings
 from sipedge.transport._flow import Flow
 
 B_UDP = Flow("UDP", PROXY, 5060, B_HOST, 5060)
@@ -263,40 +259,10 @@ class BranchTests(AnchorTestCase):
         self.hang_up()
 
 
-class AnchoredCoreTests(ProxyHarness, SynchronousTestCase):
+class AnchoredCoreTests(AnchoredHarness, SynchronousTestCase):
     """The stage's branch side in a real L{ProxyCore}, srtp = terminate."""
 
     config = attrs.evolve(CONFIG, srtp="terminate")
-
-    def build(self) -> None:
-        super().build()
-        self.reactor = FakeReactor()
-        self.relay = self.config.build_relay(self.reactor, random=counting_random(1))
-        self.anchor = MediaAnchorStage(self.relay, self.config)
-        stages = list(build_chain(STAGES, {}, self.services).stages)
-        stages.insert(STAGES.index("registrar"), self.anchor)
-        self.core = ProxyCore(
-            chain=RequestChain(stages),
-            services=self.services,
-            clock=self.clock,
-            signer=self.signer,
-            transports=self.transports,
-            locator=self.locator,
-            timers=TimerSettings(),
-            timer_c=self.timer_c,
-            observers=[self.anchor],
-        )
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.addCleanup(self.leak_check)
-
-    def leak_check(self) -> None:
-        """No relay port, relay session, anchored call or relay timer left."""
-        self.assertEqual(self.relay.open_ports(), [])
-        self.assertEqual(self.relay.session_keys, ())
-        self.assertEqual(self.anchor.calls, ())
-        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def bob(self, transport: str, port: int, call_id: str = "reg-1") -> Flow:
         """Register Bob (external) over C{transport}; its flow."""

@@ -20,7 +20,7 @@ from sipedge.config import DEFAULT_CONFIG
 from sipedge.message import Request, Response
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
-from sipedge.proxy import DialogTracker, ProxyCore, Registrar
+from sipedge.proxy import DialogTracker, Registrar
 from sipedge.test.test_media_anchor import CONFIG, sdp_a, sdp_b
 from sipedge.test.test_media_srtp import counting_random
 from sipedge.test.test_proxy_core import (
@@ -35,7 +35,6 @@ from sipedge.test.test_proxy_core import (
 )
 from sipedge.test.test_proxy_dialogs import ALICE_CONTACT, BOB_CONTACT
 from sipedge.testing import FakeReactor
-from sipedge.transaction import TimerSettings
 
 STAGES = (
     "sanity",
@@ -83,17 +82,7 @@ class CallEndHarness(ProxyHarness):
         chain = build_chain(STAGES, {}, self.services)
         [self.stage] = [s for s in chain.stages if isinstance(s, MediaAnchorStage)]
         self.tracker = DialogTracker(reactor)
-        self.core = ProxyCore(
-            chain=chain,
-            services=self.services,
-            clock=reactor,
-            signer=self.signer,
-            transports=self.transports,
-            locator=self.locator,
-            timers=TimerSettings(),
-            observers=[self.stage],
-            dialogs=self.tracker,
-        )
+        self.core = self.make_core(chain, observers=[self.stage], dialogs=self.tracker)
         # As sipedge/service.py does.
         self.tracker.originate = self.core.originate
         self.stage.on_media_ended = self.tracker.media_ended

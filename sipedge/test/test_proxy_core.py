@@ -193,6 +193,8 @@ class ProxyHarness(_HarnessBase):
     """What every proxy core test sets up; mixed into SynchronousTestCase."""
 
     timer_c = 180.0
+    #: The networks trusted to relay to foreign destinations.
+    trusted: tuple[str, ...] = ("10.0.0.0/8",)
 
     def setUp(self) -> None:
         self.build()
@@ -213,14 +215,21 @@ class ProxyHarness(_HarnessBase):
                 ["example.com"],
                 [("UDP", PROXY, 5060), ("TCP", PROXY, 5060), ("TLS", PROXY, 5061)],
             ),
-            trusted=(ipaddress.ip_network("10.0.0.0/8"),),
+            trusted=tuple(ipaddress.ip_network(n) for n in self.trusted),
             location=self.store,
             registrar=self.registrar,
             signer=self.signer,
         )
-        chain = build_chain(STAGES, {}, self.services)
-        self.core = ProxyCore(
-            chain=chain,
+        self.core = self.make_core()
+
+    def make_core(self, chain: Any = None, **extra: Any) -> ProxyCore:
+        """
+        A L{ProxyCore} on this harness's fakes: C{chain} (default: the
+        standard L{STAGES}) and C{extra} keyword arguments (C{observers},
+        C{dialogs}, C{topology}, ...) as given.
+        """
+        return ProxyCore(
+            chain=build_chain(STAGES, {}, self.services) if chain is None else chain,
             services=self.services,
             clock=self.clock,
             signer=self.signer,
@@ -228,6 +237,7 @@ class ProxyHarness(_HarnessBase):
             locator=self.locator,
             timers=TimerSettings(),
             timer_c=self.timer_c,
+            **extra,
         )
 
     # -- driving -----------------------------------------------------------

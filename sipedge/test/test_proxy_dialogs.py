@@ -18,8 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import OriginateError
 from sipedge.message import Headers, Request, Response
-from sipedge.pipeline import Forward, Target, build_chain
-from sipedge.proxy import DialogTracker, ProxyCore
+from sipedge.pipeline import Forward, Target
+from sipedge.proxy import DialogTracker
 from sipedge.proxy._dialogs import session_expires
 from sipedge.test._helpers import capture_log
 from sipedge.test.test_proxy_core import (
@@ -28,13 +28,11 @@ from sipedge.test.test_proxy_core import (
     BOB_TCP,
     BOB_UDP,
     PROXY,
-    STAGES,
     UPSTREAM,
     ProxyHarness,
     answer,
     request,
 )
-from sipedge.transaction import TimerSettings
 
 ALICE_CONTACT = "<sip:alice@198.51.100.7:5060>"
 BOB_CONTACT = "<sip:bob@203.0.113.5:5060>"
@@ -67,18 +65,8 @@ class DialogHarness(ProxyHarness):
             max_dialogs=self.max_dialogs,
             session_timers=self.session_timers,
         )
-        self.core = ProxyCore(
-            chain=build_chain(STAGES, {}, self.services),
-            services=self.services,
-            clock=self.clock,
-            signer=self.signer,
-            transports=self.transports,
-            locator=self.locator,
-            timers=TimerSettings(),
-            timer_c=self.timer_c,
-            record_route=self.record_route,
-            dialogs=self.tracker,
-            random=counting,
+        self.core = self.make_core(
+            record_route=self.record_route, dialogs=self.tracker, random=counting
         )
         self.tracker.originate = self.core.originate
         self.ended: list[tuple[str, ...]] = []

@@ -10,16 +10,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS
 from sipedge.message import Request, Response, serialize
-from sipedge.pipeline import StageServices, build_chain
-from sipedge.proxy import DialogTracker, LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
+from sipedge.proxy import DialogTracker
 from sipedge.proxy._seal import Sealer
 from sipedge.proxy._topology import TOKEN_PREFIX, TopologyHider
-from sipedge.store import MemoryLocationStore
 from sipedge.test._helpers import capture_log
 from sipedge.test.test_proxy_core import (
     ALICE,
@@ -29,14 +26,10 @@ from sipedge.test.test_proxy_core import (
     CAROL_UDP,
     PROXY,
     SECRET,
-    STAGES,
-    FakeLocator,
-    FakeTransports,
     ProxyHarness,
     answer,
     request,
 )
-from sipedge.transaction import TimerSettings
 from sipedge.transport._flow import Flow
 
 #: The internal proxy (trusted) that internal phones send through.
@@ -61,42 +54,16 @@ INTERNAL = (
 class TopologyHarness(ProxyHarness):
     """A proxy core with topology hiding on; 10.0.0.0/8 is internal."""
 
-    trusted: tuple[str, ...] = ("10.0.0.0/8",)
     #: Whether the core gets a L{DialogTracker} (it ends calls itself).
     track_dialogs = False
 
     def build(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1000)
-        self.transports = FakeTransports()
-        self.locator = FakeLocator()
+        super().build()
         self.locator.add("p1.corp.internal", ("UDP", "10.1.2.3", 5060))
-        self.store = MemoryLocationStore()
-        self.registrar = Registrar(self.store, self.clock)
-        self.signer = RecordRouteSigner(SECRET)
-        self.services = StageServices(
-            clock=self.clock,
-            local=LocalIdentity(
-                ["example.com"],
-                [("UDP", PROXY, 5060), ("TCP", PROXY, 5060), ("TLS", PROXY, 5061)],
-            ),
-            trusted=tuple(ipaddress.ip_network(n) for n in self.trusted),
-            location=self.store,
-            registrar=self.registrar,
-            signer=self.signer,
-        )
         self.hider = TopologyHider(
             Sealer(SECRET), [ipaddress.ip_network(n) for n in DEFAULT_INTERNAL_NETWORKS]
         )
-        self.core = ProxyCore(
-            chain=build_chain(STAGES, {}, self.services),
-            services=self.services,
-            clock=self.clock,
-            signer=self.signer,
-            transports=self.transports,
-            locator=self.locator,
-            timers=TimerSettings(),
-            timer_c=self.timer_c,
+        self.core = self.make_core(
             topology=self.hider,
             dialogs=DialogTracker(self.clock) if self.track_dialogs else None,
         )
