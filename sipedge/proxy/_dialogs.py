@@ -128,7 +128,7 @@ def session_expires(message: Request | Response) -> int | None:
     if value is None:
         return None
     head = value.split(";", 1)[0].strip()
-    if not head.isdigit() or len(head) > 10:
+    if not (head.isascii() and head.isdigit()) or len(head) > 10:
         return None
     seconds = int(head)
     return seconds if seconds > 0 else None

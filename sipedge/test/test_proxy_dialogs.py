@@ -427,12 +427,28 @@ class SessionTimerTests(DialogHarness, SynchronousTestCase):
             ("0", None),
             ("abc", None),
             ("-5", None),
+            ("\u00b2", None),  # a digit to str.isdigit, not to int()
+            ("\u0661\u0662\u0660", None),  # Arabic-Indic digits: not RFC 4028 DIGITs
         ):
             message = request("INVITE", "sip:bob@example.com", f"Session-Expires: {value}")
             self.assertEqual(session_expires(message), expected, value)
         compact = request("INVITE", "sip:bob@example.com", "x: 300")
         self.assertEqual(session_expires(compact), 300)
         self.assertIsNone(session_expires(request("INVITE", "sip:bob@example.com")))
+
+    def test_unreadable_interval(self) -> None:
+        """
+        A 2xx whose Session-Expires is a non-ASCII digit does not raise out
+        of the core: the dialog is tracked for its lifetime only.
+        """
+        self.call(ok_fields=(("Session-Expires", "\u00b2"),))
+        [dialog] = self.tracker.dialogs
+        self.assertIsNone(dialog.session_expires)
+        self.assertFalse(dialog.expiring)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.clock.advance(self.max_lifetime)
+        self.assertEqual(len(self.tracker), 0)
+        self.assertEqual(self.tracker.stats["forgotten"], 1)
 
     def test_expiry(self) -> None:
         """
