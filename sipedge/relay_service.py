@@ -12,8 +12,8 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
-from twisted.logger import Logger
 
+from sipedge._log import NamedLogger
 from sipedge.config import Config
 from sipedge.error import ConfigError
 from sipedge.media._control_server import ControlServerFactory
@@ -34,7 +34,7 @@ class RelayService(Service):
     @ivar control_port: the listening port, once started.
     """
 
-    _log = Logger(namespace="sipedge.relay")
+    _log = NamedLogger(namespace="sipedge.relay")
 
     def __init__(self, config: Config, reactor: Any, secret: bytes) -> None:
         self.config = config

@@ -17,9 +17,9 @@ from typing import Any
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from sipedge._log import NamedLogger
 from sipedge.media._control import (
     CHALLENGE_SIZE,
     MAX_LINE,
@@ -57,7 +57,7 @@ class ControlServerProtocol(Protocol):
     order (each reply names its request's id), and events.
     """
 
-    _log = Logger(namespace="sipedge.relay.control")
+    _log = NamedLogger(namespace="sipedge.relay.control")
 
     def __init__(self, factory: ControlServerFactory, peer: str) -> None:
         self.factory = factory
@@ -227,7 +227,7 @@ class ControlServerFactory(Factory):
     @ivar connections: the authenticated connections (they get events).
     """
 
-    _log = Logger(namespace="sipedge.relay.control")
+    _log = NamedLogger(namespace="sipedge.relay.control")
 
     def __init__(
         self,

@@ -22,10 +22,10 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from sipedge._log import NamedLogger
 from sipedge.interfaces import IMediaRelay
 from sipedge.media._control import (
     CHALLENGE_SIZE,
@@ -77,7 +77,7 @@ class ControlClientProtocol(Protocol):
         handshake fails: the connection is closed instead).
     """
 
-    _log = Logger(namespace="sipedge.media.remote")
+    _log = NamedLogger(namespace="sipedge.media.remote")
 
     def __init__(self, relay: RemoteMediaRelay) -> None:
         self.relay = relay
@@ -235,7 +235,7 @@ class RemoteMediaRelay:
     @ivar description: how logs and errors name the relay (its address).
     """
 
-    _log = Logger(namespace="sipedge.media.remote")
+    _log = NamedLogger(namespace="sipedge.media.remote")
 
     def __init__(
         self,

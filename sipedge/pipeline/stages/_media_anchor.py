@@ -55,10 +55,10 @@ from typing import Any, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, fail
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from sipedge._log import NamedLogger
 from sipedge.error import MessageParseError
 from sipedge.interfaces import IBranchStage, IProxyObserver, IRequestStage, IResponseStage
 from sipedge.media._anchor_sdp import (
@@ -337,7 +337,7 @@ class MediaAnchorStage:
 
     name = "media-anchor"
 
-    _log = Logger(namespace="sipedge.stage.media-anchor")
+    _log = NamedLogger(namespace="sipedge.stage.media-anchor")
 
     def __init__(
         self,
