@@ -335,8 +335,15 @@ class RemoteMediaRelay:
         protocol = self._protocol
         if protocol is None:
             return fail(RelayUnavailable(f"the media relay at {self.description} is not connected"))
-        result: Deferred[Any] = Deferred()
         timer: IDelayedCall | None = None
+
+        def cancelled(_: Deferred[Any]) -> None:
+            # The caller gave up (the response chain's timeout): no timer
+            # left behind; a late allocation is released (below).
+            if timer is not None and timer.active():
+                timer.cancel()
+
+        result: Deferred[Any] = Deferred(cancelled)
 
         def replied(value: Any) -> None:
             if timer is not None and timer.active():
@@ -359,6 +366,8 @@ class RemoteMediaRelay:
                 result.errback(failure)
 
         def timed_out() -> None:
+            if result.called:
+                return
             self._log.warn(
                 "Media relay {relay}: {method} got no reply within {timeout} s",
                 relay=self.description,

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -346,6 +346,27 @@ class DisconnectTests(_Connected):
         self.assertEqual([(c[0], c[1]) for c in self.relay.calls][1:], [("release", ("k",))])
         self.relay.calls[1][2].callback(None)
         self.reactor.flush()
+
+    def test_cancelled(self) -> None:
+        """
+        A call its caller cancels (the response chain's timeout) fails with
+        L{CancelledError} and stops its timer: nothing fires or is logged
+        later; an allocation answered after it is released.
+        """
+        d = self.remote.allocate("k", MediaOffer([StreamOffer(A_HOST, 4000)]))
+        self.reactor.flush()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.reactor.advance(2.0)
+        from sipedge.media import RelayAllocation
+
+        self.relay.calls[0][2].callback(RelayAllocation("k", ()))
+        self.reactor.flush()
+        self.assertEqual([(c[0], c[1]) for c in self.relay.calls][1:], [("release", ("k",))])
+        self.relay.calls[1][2].callback(None)
+        self.reactor.flush()
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_max_pending(self) -> None:
         """Over C{max_pending} requests in flight, the relay answers 503 at once."""
