@@ -77,32 +77,39 @@ def _twistd() -> list[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
-class SipEdgeProcess:
+class _TwistdProcess:
     """
-    C{twistd -n sipedge --config FILE} in a child process.
+    C{twistd -n <plugin> --config FILE} in a child process, its output in a
+    log file of the work directory (kept across restarts).
+    """
 
-    @ivar ports: C{{"UDP": port, ...}} as sipedge logged them.
-    """
+    #: The twistd plugin, the configuration and log file names.
+    plugin = ""
+    config_name = ""
+    log_name = ""
 
     def __init__(self, workdir: Path, config_text: str) -> None:
         workdir = workdir.absolute()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path = workdir / "sipedge.toml"
+        self.config_path = workdir / self.config_name
         self.config_path.write_text(config_text)
-        self.log_path = workdir / "sipedge.log"
+        self.log_path = workdir / self.log_name
         self.process: subprocess.Popen[bytes] | None = None
-        self.ports: dict[str, int] = {}
+
+    def _ready(self, text: str) -> bool:
+        """Whether this run's log C{text} says the process is up (and note what it says)."""
+        raise NotImplementedError
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start sipedge and wait until it listens (at most C{timeout} s)."""
+        """Start the process and wait until it listens (at most C{timeout} s)."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self._log = self.log_path.open("ab")
         offset = self._log.tell()  # this run's lines only (the log is kept across restarts)
         self.process = subprocess.Popen(
             [*_twistd(), "-n", "--pidfile=", "--logfile=-",
-             "sipedge", "--config", str(self.config_path)],
+             self.plugin, "--config", str(self.config_path)],
             cwd=self.workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -112,88 +119,21 @@ class SipEdgeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log_path.read_bytes()[offset:].decode(errors="replace")
-            if "sipedge started" in text:
-                self.ports = {t: int(p) for t, _, p in _LISTENING.findall(text)}
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.stop()
-        raise AssertionError(f"sipedge did not start within {timeout} s:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop sipedge (SIGTERM, then SIGKILL after C{timeout} s)."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
-        self._log.close()
-
-
-_RELAY_STARTED = re.compile(r"sipedge-relay started: control on (tcp|tls):(\S+):(\d+)")
-
-
-class RelayProcess:
-    """
-    C{twistd -n sipedge-relay --config FILE} in a child process.
-
-    @ivar control: C{(host, port)} of the control port, as the relay logged it.
-    """
-
-    def __init__(self, workdir: Path, config_text: str) -> None:
-        workdir = workdir.absolute()
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path = workdir / "relay.toml"
-        self.config_path.write_text(config_text)
-        self.log_path = workdir / "relay.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.control: tuple[str, int] = ("", 0)
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the relay and wait until it listens (at most C{timeout} s)."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        self._log = self.log_path.open("ab")
-        offset = self._log.tell()
-        self.process = subprocess.Popen(
-            [*_twistd(), "-n", "--pidfile=", "--logfile=-",
-             "sipedge-relay", "--config", str(self.config_path)],
-            cwd=self.workdir,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log_path.read_bytes()[offset:].decode(errors="replace")
-            found = _RELAY_STARTED.search(text)
-            if found:
-                self.control = (found.group(2).strip("[]"), int(found.group(3)))
+            if self._ready(text):
                 return
             if self.process.poll() is not None:
                 break
             time.sleep(0.1)
         self.stop()
         raise AssertionError(
-            f"sipedge-relay did not start within {timeout} s:\n{self.log()[-3000:]}"
+            f"{self.plugin} did not start within {timeout} s:\n{self.log()[-3000:]}"
         )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the relay (SIGTERM, then SIGKILL after C{timeout} s)."""
+        """Stop the process (SIGTERM, then SIGKILL after C{timeout} s)."""
         if self.process is None:
             return
         if self.process.poll() is None:
@@ -205,6 +145,54 @@ class RelayProcess:
                 self.process.wait(5)
         self.process = None
         self._log.close()
+
+
+class SipEdgeProcess(_TwistdProcess):
+    """
+    C{twistd -n sipedge --config FILE} in a child process.
+
+    @ivar ports: C{{"UDP": port, ...}} as sipedge logged them.
+    """
+
+    plugin = "sipedge"
+    config_name = "sipedge.toml"
+    log_name = "sipedge.log"
+
+    def __init__(self, workdir: Path, config_text: str) -> None:
+        super().__init__(workdir, config_text)
+        self.ports: dict[str, int] = {}
+
+    def _ready(self, text: str) -> bool:
+        if "sipedge started" not in text:
+            return False
+        self.ports = {t: int(p) for t, _, p in _LISTENING.findall(text)}
+        return True
+
+
+_RELAY_STARTED = re.compile(r"sipedge-relay started: control on (tcp|tls):(\S+):(\d+)")
+
+
+class RelayProcess(_TwistdProcess):
+    """
+    C{twistd -n sipedge-relay --config FILE} in a child process.
+
+    @ivar control: C{(host, port)} of the control port, as the relay logged it.
+    """
+
+    plugin = "sipedge-relay"
+    config_name = "relay.toml"
+    log_name = "relay.log"
+
+    def __init__(self, workdir: Path, config_text: str) -> None:
+        super().__init__(workdir, config_text)
+        self.control: tuple[str, int] = ("", 0)
+
+    def _ready(self, text: str) -> bool:
+        found = _RELAY_STARTED.search(text)
+        if found is None:
+            return False
+        self.control = (found.group(2).strip("[]"), int(found.group(3)))
+        return True
 
 
 def free_port_range(count: int, host: str = "127.0.0.1") -> tuple[int, int]:

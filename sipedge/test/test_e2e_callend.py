@@ -14,7 +14,14 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.test._e2e import SipEdgeProcess, Sipp, free_port, require_tool, sipp_counter
+from sipedge.test._e2e import (
+    SipEdgeProcess,
+    Sipp,
+    free_port,
+    free_port_range,
+    require_tool,
+    sipp_counter,
+)
 
 _CONFIG = """
 [sip]
@@ -31,13 +38,6 @@ idle_timeout = 2
 """
 
 
-def _free_range(count: int = 20) -> tuple[int, int]:
-    """An even-based range of UDP ports near a free one (the relay skips busy ones)."""
-    low = free_port() & ~1
-    low = min(low, 65534 - count)
-    return low, low + count - 1
-
-
 class IdleMediaTests(SynchronousTestCase):
     """A call without media is ended by the proxy."""
 
@@ -45,7 +45,7 @@ class IdleMediaTests(SynchronousTestCase):
         require_tool("sipp")
         self.work = Path(self.mktemp())
         self.work.mkdir(parents=True)
-        low, high = _free_range()
+        low, high = free_port_range(20)
         self.ports = (low, high)
         self.proxy = SipEdgeProcess(self.work, _CONFIG.format(low=low, high=high))
         self.addCleanup(self.proxy.stop)

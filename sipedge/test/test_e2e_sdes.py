@@ -15,7 +15,13 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.test._e2e import SipEdgeProcess, Sipp, free_port, require_tool, sipp_counter
+from sipedge.test._e2e import (
+    SipEdgeProcess,
+    Sipp,
+    free_port_range,
+    require_tool,
+    sipp_counter,
+)
 
 # The caller (127.0.0.10) is internal, the callee (127.0.0.1) external: the
 # callee's leg is SRTP with the relay's keys, the caller's plain RTP.
@@ -36,12 +42,6 @@ sdes_over_plain = {plain}
 """
 
 
-def _free_range(count: int = 20) -> tuple[int, int]:
-    low = free_port() & ~1
-    low = min(low, 65534 - count)
-    return low, low + count - 1
-
-
 class SdesOverUdpTests(SynchronousTestCase):
     """The relay's keys towards a callee reached over UDP."""
 
@@ -49,7 +49,7 @@ class SdesOverUdpTests(SynchronousTestCase):
         require_tool("sipp")
         self.work = Path(self.mktemp())
         self.work.mkdir(parents=True)
-        low, high = _free_range()
+        low, high = free_port_range(20)
         config = _CONFIG.format(low=low, high=high, plain="true" if plain else "false")
         self.proxy = SipEdgeProcess(self.work, config)
         self.addCleanup(self.proxy.stop)
