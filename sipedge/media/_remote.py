@@ -10,6 +10,14 @@ L{RelayUnavailable} (503), and the calls in flight when a connection is
 lost fail the same way; a call the relay does not answer in C{timeout}
 seconds fails with L{RelayTimeout} (503 too). The relay's L{SessionEnd}
 events go to the observers.
+
+Events are not replayed: a session that ends while the connection is down
+(by the relay's limits, or because the relay restarted) would be missed.
+So the client remembers the keys of the sessions it allocated that have
+not ended (a key is forgotten at its L{release}, its L{SessionEnd}, or when
+its allocate fails), and after each connection asks the relay for its
+C{sessions()}: every remembered key the relay no longer has is reported to
+the observers as ended with reason C{lost}, and forgotten.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
@@ -53,6 +62,8 @@ from sipedge.media._errors import (
     RelayUnavailable,
 )
 from sipedge.media._values import (
+    DirectionStats,
+    MediaMode,
     MediaOffer,
     RelayAllocation,
     RelayStats,
@@ -60,7 +71,11 @@ from sipedge.media._values import (
     SessionStats,
 )
 
-__all__ = ["DEFAULT_TIMEOUT", "ControlClientProtocol", "RemoteMediaRelay"]
+__all__ = ["DEFAULT_TIMEOUT", "LOST", "ControlClientProtocol", "RemoteMediaRelay"]
+
+#: The end reason of a session the relay no longer has when the client
+#: reconnects (see L{sipedge.media.END_REASONS}).
+LOST = "lost"
 
 #: Seconds a call may wait for the relay's reply.
 DEFAULT_TIMEOUT = 2.0
@@ -271,6 +286,9 @@ class RemoteMediaRelay:
         self._clock = clock
         self._protocol: ControlClientProtocol | None = None
         self._observers: list[Callable[[SessionEnd], object]] = []
+        # The sessions allocated through this client and not ended, with
+        # what is known of them (the statistics of a lost session).
+        self._live: dict[str, SessionStats] = {}
         if retry_policy is None:
             retry_policy = backoffPolicy(0.5, 10.0, 1.5, jitter=lambda: 0.5 * _jitter(random))
         self._retry_policy = retry_policy
@@ -308,12 +326,17 @@ class RemoteMediaRelay:
     # -- IMediaRelay ----------------------------------------------------------
 
     def allocate(self, session_key: str, offer: MediaOffer) -> Deferred[RelayAllocation]:
-        return self._call("allocate", session_key, offer)
+        d = self._call("allocate", session_key, offer)
+        d.addCallback(self._allocated)
+        return d
 
     def update(self, session_key: str, answer: MediaOffer) -> Deferred[RelayAllocation]:
-        return self._call("update", session_key, answer)
+        d = self._call("update", session_key, answer)
+        d.addCallback(self._updated)
+        return d
 
     def release(self, session_key: str) -> Deferred[SessionStats | None]:
+        self._live.pop(session_key, None)
         return self._call("release", session_key)
 
     def sessions(self) -> Deferred[Mapping[str, SessionStats]]:
@@ -388,6 +411,91 @@ class RemoteMediaRelay:
 
     # -- from the protocol --------------------------------------------------------
 
+    @property
+    def remembered(self) -> frozenset[str]:
+        """The keys of the sessions allocated here and not ended (yet)."""
+        return frozenset(self._live)
+
+    def _allocated(self, allocation: RelayAllocation) -> RelayAllocation:
+        now = self._clock.seconds()
+        modes = (
+            (allocation.streams[0].a_mode, allocation.streams[0].b_mode)
+            if allocation.streams
+            else (MediaMode.PLAIN, MediaMode.PLAIN)
+        )
+        ports = sorted(
+            port
+            for stream in allocation.streams
+            for side in (stream.a, stream.b)
+            for port in (side.port, side.rtcp_port)
+            if port
+        )
+        self._live[allocation.session_key] = SessionStats(
+            allocation.session_key,
+            "answered" if allocation.answered else "offered",
+            modes[0],
+            modes[1],
+            now,
+            now if allocation.answered else None,
+            now,
+            tuple(ports),
+            DirectionStats(),
+            DirectionStats(),
+        )
+        return allocation
+
+    def _updated(self, allocation: RelayAllocation) -> RelayAllocation:
+        known = self._live.get(allocation.session_key)
+        if known is not None and allocation.answered and known.answered is None:
+            now = self._clock.seconds()
+            self._live[allocation.session_key] = attrs.evolve(
+                known, state="answered", answered=now, last_activity=now
+            )
+        return allocation
+
+    def _reconcile(self) -> None:
+        """
+        Ask the relay which sessions it has; report the remembered ones it
+        no longer has as ended (C{lost}).
+        """
+        if not self._live:
+            return
+        # Only the keys known now: one allocated while the answer is on its
+        # way may be missing from it without being lost.
+        asked = frozenset(self._live)
+
+        def answered(sessions: Mapping[str, SessionStats]) -> None:
+            lost = sorted(key for key in asked if key not in sessions and key in self._live)
+            live = sum(1 for key in asked if key in sessions and key in self._live)
+            gone = len(asked) - live - len(lost)
+            self._log.info(
+                "Media relay {relay}: reconciled {remembered} remembered sessions after"
+                " connecting: {live} live, {lost} lost, {gone} ended meanwhile",
+                relay=self.description,
+                remembered=len(asked),
+                live=live,
+                lost=len(lost),
+                gone=gone,
+                lost_keys=lost,
+                rule=LOST,
+                source=self.description,
+            )
+            for key in lost:
+                known = self._live.pop(key, None)
+                if known is not None:
+                    self._notify(SessionEnd(key, LOST, attrs.evolve(known, state="ended")))
+
+        def failed(failure: Failure) -> None:
+            self._log.warn(
+                "Media relay {relay}: could not reconcile {remembered} remembered sessions"
+                " ({error}); will try again at the next connection",
+                relay=self.description,
+                remembered=len(asked),
+                error=failure.getErrorMessage(),
+            )
+
+        self._call("sessions").addCallbacks(answered, failed)
+
     def _retry_delay(self, attempt: int) -> float:
         return self._retry_policy(attempt + self._refusals)
 
@@ -395,6 +503,7 @@ class RemoteMediaRelay:
         self._refusals = 0
         self._protocol = protocol
         self._log.info("Connected to the media relay at {relay}", relay=self.description)
+        self._reconcile()
 
     def _refused(self) -> None:
         self._refusals += 1
@@ -409,6 +518,10 @@ class RemoteMediaRelay:
             )
 
     def _session_ended(self, end: SessionEnd) -> None:
+        self._live.pop(end.session_key, None)
+        self._notify(end)
+
+    def _notify(self, end: SessionEnd) -> None:
         for observer in list(self._observers):
             try:
                 observer(end)

@@ -70,8 +70,12 @@ DROP_REASONS = (
 #:  - C{idle}: no media forwarded for C{idle_timeout} seconds;
 #:  - C{setup-timeout}: no answer (L{IMediaRelay.update}) in time;
 #:  - C{max-duration}: the call reached C{max_duration};
-#:  - C{closed}: the relay was shut down.
-END_REASONS = ("released", "idle", "setup-timeout", "max-duration", "closed")
+#:  - C{closed}: the relay was shut down;
+#:  - C{lost}: a remote relay no longer had it when the proxy reconnected
+#:    (it ended while the proxy was disconnected, or the relay restarted);
+#:    reported by L{sipedge.media.RemoteMediaRelay}, never by a relay, with
+#:    the statistics known at allocation (counters zero).
+END_REASONS = ("released", "idle", "setup-timeout", "max-duration", "closed", "lost")
 
 
 class MediaMode(enum.Enum):

@@ -53,6 +53,7 @@ MEDIA_REASONS = {
     "max-duration": "media maximum duration",
     "setup-timeout": "media setup timeout",
     "closed": "media relay closed",
+    "lost": "media session lost by the relay",
 }
 
 _REFRESHING = frozenset(("INVITE", "UPDATE"))

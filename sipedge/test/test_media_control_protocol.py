@@ -102,8 +102,7 @@ class _Connected(SynchronousTestCase):
         self.events = capture_log(self)
         self.ports = PortAllocator(self.reactor, LOW, HIGH, RELAY)
         if not hasattr(self, "relay"):
-            self.relay = MediaRelay(self.reactor, self.ports, limits=LIMITS,
-                                    random=counting_random(1))
+            self.relay = self.new_relay()
         self.factory = ControlServerFactory(
             self.relay, SECRET, self.reactor, random=counting_random(100), max_pending=4
         )
@@ -112,6 +111,10 @@ class _Connected(SynchronousTestCase):
         self.remote = self.connect(SECRET)
         self.ended: list[SessionEnd] = []
         self.remote.add_observer(self.ended.append)
+
+    def new_relay(self) -> MediaRelay:
+        """The relay behind the control port."""
+        return MediaRelay(self.reactor, self.ports, limits=LIMITS, random=counting_random(1))
 
     def connect(self, secret: bytes, timeout: float = 2.0) -> Any:
         from sipedge.media import RemoteMediaRelay
@@ -267,6 +270,251 @@ class RemoteRelayTests(_Connected):
         self.wait(self.remote.release("k"))
         self.assertEqual([e.session_key for e in heard], ["k"])
         self.assertEqual(len(self.factory.connections), 2)
+
+
+class _HoldingRelay(MediaRelay):
+    """A L{MediaRelay} whose C{sessions()} answers wait while C{hold} is set."""
+
+    hold = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held: list[Deferred[Any]] = []
+
+    def sessions(self) -> Deferred[Any]:
+        if not self.hold:
+            return super().sessions()
+        d: Deferred[Any] = Deferred()
+        self.held.append(d)
+        return d
+
+    def answer_held(self) -> None:
+        """Answer the held C{sessions()} calls with the sessions live now."""
+        held, self.held = self.held, []
+        for d in held:
+            super().sessions().chainDeferred(d)
+
+
+class ReconcileTests(_Connected):
+    """
+    After each connection, L{RemoteMediaRelay} reports the sessions it
+    allocated that the relay no longer has (reason C{lost}): their
+    C{session-end} was sent while it was disconnected, or the relay
+    restarted.
+    """
+
+    def new_relay(self) -> _HoldingRelay:
+        return _HoldingRelay(self.reactor, self.ports, limits=LIMITS, random=counting_random(1))
+
+    def allocate(self, key: str, answer: bool = False) -> None:
+        self.wait(self.remote.allocate(key, MediaOffer([StreamOffer(A_HOST, 4000)])))
+        if answer:
+            self.wait(self.remote.update(key, MediaOffer([StreamOffer(B_HOST, 5000)])))
+
+    def go_away(self) -> None:
+        """The relay stops listening and closes the control connections."""
+        self.listening.stopListening()
+        self.drop_connections()
+        self.assertFalse(self.remote.connected)
+
+    def come_back(self, factory: Any = None) -> None:
+        """The relay listens again (on the same port); the client reconnects."""
+        self.factory = factory or self.factory
+        self.listening = self.reactor.listenTCP(
+            self.listening.port, self.factory, interface=CONTROL
+        )
+        self.reactor.advance(1.0)
+        self.reactor.flush()
+        self.assertTrue(self.remote.connected)
+
+    def reconciliations(self) -> list[Any]:
+        return [e for e in self.events if "reconciled" in e.get("log_format", "")]
+
+    def test_ended_while_disconnected(self) -> None:
+        """
+        A session the relay ends (idle) while the client is disconnected
+        is reported after reconnecting, with reason C{lost}, the call's
+        modes and zero counters; one log line gives the counts.
+        """
+        self.allocate("k", answer=True)
+        self.allocate("live")  # its setup timeout is longer than the idle one
+        self.assertEqual(self.remote.remembered, {"k", "live"})
+        self.go_away()
+        self.reactor.advance(LIMITS.idle_timeout)
+        self.reactor.flush()
+        self.assertNotIn("k", self.successResultOf(self.relay.sessions()))
+        self.assertEqual(self.ended, [])  # the relay's event went nowhere
+        self.come_back()
+        self.assertEqual([(e.session_key, e.reason) for e in self.ended], [("k", "lost")])
+        stats = self.ended[0].stats
+        self.assertEqual((stats.session_key, stats.state), ("k", "ended"))
+        self.assertEqual((stats.a_mode.value, stats.b_mode.value), ("plain", "plain"))
+        self.assertEqual((stats.a_to_b, stats.b_to_a), (DirectionStats(), DirectionStats()))
+        self.assertEqual(len(stats.ports), 4)
+        self.assertEqual(self.remote.remembered, {"live"})
+        (line,) = self.reconciliations()
+        self.assertEqual(
+            (line["remembered"], line["live"], line["lost"], line["gone"]), (2, 1, 1, 0)
+        )
+        self.assertEqual((line["rule"], line["source"]), ("lost", "relay-under-test"))
+        # Reconnecting again reports nothing more.
+        self.drop_connections()
+        self.reactor.advance(1.0)
+        self.reactor.flush()
+        self.assertEqual(len(self.ended), 1)
+        self.assertEqual(len(self.reconciliations()), 2)
+        self.wait(self.remote.release("live"))
+
+    def test_relay_restarted(self) -> None:
+        """
+        A new relay behind the control port (a restart) has none of the
+        sessions: every remembered one is reported C{lost}, answered or not.
+        """
+        self.allocate("a", answer=True)
+        self.allocate("b")
+        self.go_away()
+        self.relay.close()
+        self.reactor.flush()
+        self.relay = self.new_relay()
+        self.come_back(ControlServerFactory(self.relay, SECRET, self.reactor,
+                                            random=counting_random(300)))
+        self.assertEqual(
+            sorted((e.session_key, e.reason) for e in self.ended), [("a", "lost"), ("b", "lost")]
+        )
+        answered = {e.session_key: e.stats.answered for e in self.ended}
+        self.assertIsNotNone(answered["a"])
+        self.assertIsNone(answered["b"])
+        self.assertEqual(self.remote.remembered, frozenset())
+        # The new relay works: a new session is remembered again.
+        self.allocate("c")
+        self.assertEqual(self.remote.remembered, {"c"})
+        self.wait(self.remote.release("c"))
+        self.assertEqual(self.remote.remembered, frozenset())
+
+    def test_live_sessions_not_reported(self) -> None:
+        """Sessions the relay still has after a reconnection are not reported."""
+        self.allocate("a", answer=True)
+        self.allocate("b")
+        self.drop_connections()
+        self.reactor.advance(1.0)
+        self.reactor.flush()
+        self.assertTrue(self.remote.connected)
+        self.assertEqual(self.ended, [])
+        self.assertEqual(self.remote.remembered, {"a", "b"})
+        (line,) = self.reconciliations()
+        self.assertEqual((line["live"], line["lost"]), (2, 0))
+        self.wait(self.remote.release("a"))
+        self.wait(self.remote.release("b"))
+
+    def test_forgotten_on_end_release_and_failure(self) -> None:
+        """
+        A key is forgotten at its release, at the relay's C{session-end},
+        and never remembered when its allocate fails: nothing is left to
+        reconcile, so no C{sessions()} is asked after reconnecting.
+        """
+        self.allocate("released")
+        self.allocate("timed-out")
+        self.failure(
+            self.remote.allocate("failed", MediaOffer([StreamOffer("example.com", 4000)])),
+            MediaOfferError,
+        )
+        self.failure(
+            self.remote.allocate("released", MediaOffer([StreamOffer(A_HOST, 4000)])),
+            SessionExists,
+        )
+        self.assertEqual(self.remote.remembered, {"released", "timed-out"})
+        self.wait(self.remote.release("released"))
+        self.reactor.advance(LIMITS.setup_timeout)
+        self.reactor.flush()
+        self.assertEqual(
+            [(e.session_key, e.reason) for e in self.ended],
+            [("released", "released"), ("timed-out", "setup-timeout")],
+        )
+        self.assertEqual(self.remote.remembered, frozenset())
+        self.relay.hold = True
+        self.drop_connections()
+        self.reactor.advance(1.0)
+        self.reactor.flush()
+        self.assertTrue(self.remote.connected)
+        self.assertEqual(self.relay.held, [])
+        self.assertEqual(self.reconciliations(), [])
+
+    def test_release_racing_reconciliation(self) -> None:
+        """
+        A session released while the relay's answer to the reconciliation
+        is on its way is reported once, as released, not also as lost.
+        """
+        self.allocate("k", answer=True)
+        self.relay.hold = True
+        self.drop_connections()
+        self.reactor.advance(1.0)
+        self.reactor.flush()
+        self.assertEqual(len(self.relay.held), 1)
+        self.wait(self.remote.release("k"))
+        self.relay.answer_held()
+        self.reactor.flush()
+        self.assertEqual([(e.session_key, e.reason) for e in self.ended], [("k", "released")])
+        (line,) = self.reconciliations()
+        self.assertEqual((line["live"], line["lost"], line["gone"]), (0, 0, 1))
+
+    def test_end_racing_reconciliation(self) -> None:
+        """
+        A session the relay ends (idle) while the reconciliation is in
+        flight is reported once, with the relay's reason.
+        """
+        self.allocate("k", answer=True)
+        self.relay.hold = True
+        self.drop_connections()
+        self.reactor.advance(1.0)
+        self.reactor.flush()
+        self.reactor.advance(LIMITS.idle_timeout)
+        self.reactor.flush()
+        self.relay.answer_held()
+        self.reactor.flush()
+        self.assertEqual([(e.session_key, e.reason) for e in self.ended], [("k", "idle")])
+
+    def test_allocated_during_reconciliation(self) -> None:
+        """
+        A session allocated after the reconciliation asked is not judged by
+        an answer taken before it existed.
+        """
+        self.allocate("old")
+        self.relay.hold = True
+        self.drop_connections()
+        self.reactor.advance(1.0)
+        self.reactor.flush()
+        (held,) = self.relay.held
+        asked = self.successResultOf(MediaRelay.sessions(self.relay))
+        self.relay.hold = False
+        self.allocate("new")
+        held.callback(asked)  # the relay's sessions when it was asked
+        self.reactor.flush()
+        self.assertEqual(self.ended, [])
+        self.assertEqual(self.remote.remembered, {"old", "new"})
+        self.wait(self.remote.release("old"))
+        self.wait(self.remote.release("new"))
+
+    def test_reconciliation_fails(self) -> None:
+        """
+        If the relay does not answer C{sessions()}, a warning is logged and
+        nothing is reported; the next connection tries again.
+        """
+        self.allocate("k")
+        self.relay.hold = True
+        self.drop_connections()
+        self.reactor.advance(1.0)
+        self.reactor.flush()
+        self.reactor.advance(2.0)  # the call's timeout
+        self.reactor.flush()
+        warned = [e for e in self.events if "could not reconcile" in e.get("log_format", "")]
+        self.assertEqual(len(warned), 1)
+        self.assertEqual(self.remote.remembered, {"k"})
+        self.relay.held = []
+        self.relay.hold = False
+        self.go_away()
+        self.relay.release("k")
+        self.come_back()
+        self.assertEqual([(e.session_key, e.reason) for e in self.ended], [("k", "lost")])
 
 
 class DisconnectTests(_Connected):
