@@ -13,11 +13,15 @@ delayed call left.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.config import DEFAULT_CONFIG
-from sipedge.message import Request, Response
+from sipedge.media import ControlServerFactory, RemoteMediaRelay
+from sipedge.message import Message, Request, Response
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
 from sipedge.proxy import DialogTracker, Registrar
@@ -35,6 +39,7 @@ from sipedge.test.test_proxy_core import (
 )
 from sipedge.test.test_proxy_dialogs import ALICE_CONTACT, BOB_CONTACT
 from sipedge.testing import FakeReactor
+from sipedge.transport._flow import Flow
 
 STAGES = (
     "sanity",
@@ -77,7 +82,7 @@ class CallEndHarness(ProxyHarness):
             registrar=self.registrar,
             signer=self.signer,
             config=attrs.evolve(DEFAULT_CONFIG, media=self.media),
-            media=self.relay,
+            media=self.stage_relay(reactor),
         )
         chain = build_chain(STAGES, {}, self.services)
         [self.stage] = [s for s in chain.stages if isinstance(s, MediaAnchorStage)]
@@ -87,6 +92,10 @@ class CallEndHarness(ProxyHarness):
         self.tracker.originate = self.core.originate
         self.stage.on_media_ended = self.tracker.media_ended
         self.tracker.on_ended.append(self.stage.end_call)
+
+    def stage_relay(self, reactor: FakeReactor) -> Any:
+        """The relay the stage uses: the in-process one."""
+        return self.relay
 
     def assert_clean(self) -> None:
         super().assert_clean()
@@ -195,6 +204,89 @@ class MediaEndTests(CallEndHarness, SynchronousTestCase):
         self.take()
         self.clock.advance(CONFIG.idle_timeout + 1)
         self.assertEqual(self.take(), [])
+
+
+class RemoteMediaLostTests(CallEndHarness, SynchronousTestCase):
+    """
+    The stage's relay is a L{RemoteMediaRelay} (over in-memory TCP, to the
+    in-process relay): a call whose session the relay no longer has when
+    the proxy reconnects (it restarted) is ended with a BYE to each party.
+    """
+
+    SECRET = b"remote-media-lost-test-secret"
+
+    def stage_relay(self, reactor: FakeReactor) -> Any:
+        self.factory = ControlServerFactory(self.relay, self.SECRET, reactor,
+                                            random=counting_random(50))
+        self.listening = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.remote = RemoteMediaRelay(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", self.listening.port),
+            self.SECRET,
+            reactor,
+            description="test relay",
+            retry_policy=lambda attempt: 1.0,
+            random=counting_random(90),
+        )
+        self.remote.start()
+        advance = reactor.advance
+        busy = [False]
+
+        def advance_and_deliver(seconds: float) -> None:
+            # Move the control connection's bytes whenever time moves.
+            advance(seconds)
+            if not busy[0]:
+                busy[0] = True
+                try:
+                    reactor.flush()
+                finally:
+                    busy[0] = False
+
+        reactor.advance = advance_and_deliver  # type: ignore[method-assign,assignment]
+        reactor.flush()
+        assert self.remote.connected
+        return self.remote
+
+    def receive(self, message: Message, flow: Flow) -> None:
+        super().receive(message, flow)
+        self.clock.flush()  # type: ignore[attr-defined]
+
+    def assert_clean(self) -> None:
+        super().assert_clean()
+        closed = self.remote.close()
+        self.clock.flush()  # type: ignore[attr-defined]
+        self.successResultOf(closed)
+        self.listening.stopListening()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_relay_restarted(self) -> None:
+        """
+        The relay loses every session while the proxy is disconnected
+        (it restarted): after reconnecting the proxy ends the call, BYE to
+        both parties with C{Reason: SIP;cause=200;text="media session lost
+        by the relay"}.
+        """
+        self.call()
+        self.listening.stopListening()
+        for connection in list(self.factory.connections):
+            assert connection.transport is not None
+            connection.transport.loseConnection()
+        self.clock.flush()  # type: ignore[attr-defined]
+        self.assertFalse(self.remote.connected)
+        self.relay.close()  # its 'closed' events reach no one
+        self.clock.flush()  # type: ignore[attr-defined]
+        self.assertEqual(self.take(), [])
+        self.listening = self.clock.listenTCP(  # type: ignore[attr-defined]
+            self.listening.port, self.factory, interface="127.0.0.1"
+        )
+        self.clock.advance(1.0)
+        self.assertTrue(self.remote.connected)
+        to_alice, to_bob = self.byes()
+        for bye in (to_alice, to_bob):
+            self.assertEqual(
+                bye.headers.get("Reason"), 'SIP;cause=200;text="media session lost by the relay"'
+            )
+        self.assertEqual(self.stage.calls, ())
+        self.assertEqual(self.remote.remembered, frozenset())
 
 
 class SessionExpiryTests(CallEndHarness, SynchronousTestCase):
