@@ -271,6 +271,24 @@ class Sipp:
         self._background.clear()
 
 
+def start_with_sipp(test: Any, config_text: str) -> tuple[Path, SipEdgeProcess, Sipp]:
+    """
+    For an end-to-end C{test} (skipped without SIPp): a new work directory,
+    sipedge started on C{config_text} in it and a L{Sipp} there, both
+    stopped by C{test}'s cleanups. Returns the directory (absolute), the
+    process and the L{Sipp}.
+    """
+    require_tool("sipp")
+    work = Path(test.mktemp())
+    work.mkdir(parents=True)
+    proxy = SipEdgeProcess(work, config_text)
+    test.addCleanup(proxy.stop)
+    proxy.start()
+    sipp = Sipp(work)
+    test.addCleanup(sipp.stop_all)
+    return proxy.workdir, proxy, sipp
+
+
 def add_user(config_path: Path, user: str, password: str) -> None:
     """C{sipedge user add} in a child process, the password on standard input."""
     result = subprocess.run(

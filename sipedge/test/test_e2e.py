@@ -14,7 +14,6 @@ import socket
 import ssl
 import time
 import uuid
-from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -22,12 +21,10 @@ from sipedge.message import Request, Response, StreamParser, parse_datagram, ser
 from sipedge.message._headers import Headers
 from sipedge.test._e2e import (
     DATA,
-    SipEdgeProcess,
-    Sipp,
     add_user,
     free_port,
-    require_tool,
     sipp_counter,
+    start_with_sipp,
 )
 
 _CONFIG = """
@@ -47,14 +44,7 @@ class _EndToEnd(SynchronousTestCase):
     """Starts sipedge and SIPp helpers with cleanups."""
 
     def setUp(self) -> None:
-        require_tool("sipp")
-        self.work = Path(self.mktemp())
-        self.work.mkdir(parents=True)
-        self.proxy = SipEdgeProcess(self.work, _CONFIG)
-        self.addCleanup(self.proxy.stop)
-        self.proxy.start()
-        self.sipp = Sipp(self.work)
-        self.addCleanup(self.sipp.stop_all)
+        self.work, self.proxy, self.sipp = start_with_sipp(self, _CONFIG)
 
     def proxy_address(self, transport: str = "UDP") -> str:
         return f"127.0.0.1:{self.proxy.ports[transport]}"

@@ -10,17 +10,14 @@ from __future__ import annotations
 import re
 import socket
 import time
-from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.test._e2e import (
-    SipEdgeProcess,
-    Sipp,
     free_port,
     free_port_range,
-    require_tool,
     sipp_counter,
+    start_with_sipp,
 )
 
 _CONFIG = """
@@ -42,16 +39,10 @@ class IdleMediaTests(SynchronousTestCase):
     """A call without media is ended by the proxy."""
 
     def setUp(self) -> None:
-        require_tool("sipp")
-        self.work = Path(self.mktemp())
-        self.work.mkdir(parents=True)
         low, high = free_port_range(20)
         self.ports = (low, high)
-        self.proxy = SipEdgeProcess(self.work, _CONFIG.format(low=low, high=high))
-        self.addCleanup(self.proxy.stop)
-        self.proxy.start()
-        self.sipp = Sipp(self.work)
-        self.addCleanup(self.sipp.stop_all)
+        config = _CONFIG.format(low=low, high=high)
+        self.work, self.proxy, self.sipp = start_with_sipp(self, config)
 
     def test_bye_to_both(self) -> None:
         """

@@ -11,16 +11,13 @@ from __future__ import annotations
 import select
 import socket
 import time
-from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.test._e2e import (
-    SipEdgeProcess,
-    Sipp,
     free_port_range,
-    require_tool,
     sipp_counter,
+    start_with_sipp,
 )
 
 # The caller (127.0.0.10) is internal, the callee (127.0.0.1) external: the
@@ -46,16 +43,9 @@ class SdesOverUdpTests(SynchronousTestCase):
     """The relay's keys towards a callee reached over UDP."""
 
     def start(self, plain: bool) -> None:
-        require_tool("sipp")
-        self.work = Path(self.mktemp())
-        self.work.mkdir(parents=True)
         low, high = free_port_range(20)
         config = _CONFIG.format(low=low, high=high, plain="true" if plain else "false")
-        self.proxy = SipEdgeProcess(self.work, config)
-        self.addCleanup(self.proxy.stop)
-        self.proxy.start()
-        self.sipp = Sipp(self.work)
-        self.addCleanup(self.sipp.stop_all)
+        self.work, self.proxy, self.sipp = start_with_sipp(self, config)
         self.callee = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(self.callee.close)
         self.callee.bind(("127.0.0.1", 0))

@@ -9,17 +9,13 @@ the other way round, to a phone registered from inside.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.test._e2e import (
-    SipEdgeProcess,
-    Sipp,
     add_user,
     free_port,
-    require_tool,
     sipp_counter,
+    start_with_sipp,
 )
 
 INTERNAL_IP = "127.0.0.10"
@@ -47,14 +43,7 @@ class TopologyHidingTests(SynchronousTestCase):
     """Calls between inside and outside through sipedge with topology hiding."""
 
     def setUp(self) -> None:
-        require_tool("sipp")
-        self.work = Path(self.mktemp())
-        self.work.mkdir(parents=True)
-        self.proxy = SipEdgeProcess(self.work, _CONFIG)
-        self.addCleanup(self.proxy.stop)
-        self.proxy.start()
-        self.sipp = Sipp(self.work)
-        self.addCleanup(self.sipp.stop_all)
+        self.work, self.proxy, self.sipp = start_with_sipp(self, _CONFIG)
 
     def _why(self, result: object) -> str:
         errors = "\n".join(
