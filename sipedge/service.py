@@ -276,12 +276,13 @@ class SipEdgeService(MultiService):
         if self.dialogs is not None:
             # The proxy ends a call itself (BYE to both parties) when the
             # relay ends its media or its session expires; the media of a
-            # call it ends is released.
+            # call it ends (or forgets) is released.
             self.dialogs.originate = self.core.originate
             for stage in chain.stages:
                 if isinstance(stage, MediaAnchorStage):
                     stage.on_media_ended = self.dialogs.media_ended
                     self.dialogs.on_ended.append(stage.end_call)
+                    self.dialogs.on_forgotten.append(stage.end_call)
         tls = config.tls
         self._tls_settings = TLSSettings(
             certificate=str(tls.certificate) if tls.certificate else None,

@@ -193,6 +193,10 @@ class DialogTracker:
         #: Called with C{(call_id, caller_tag, callee_tag, reason)} when we
         #: end a call (the media-anchor stage releases its media).
         self.on_ended: list[Callable[[str, str, str, str], object]] = []
+        #: Called likewise when we forget a dialog without ending it (no
+        #: refresh within C{max_lifetime}: a party is gone without a BYE),
+        #: so that what others keep for the call goes too.
+        self.on_forgotten: list[Callable[[str, str, str, str], object]] = []
         self.stats = {"confirmed": 0, "ended": 0, "expired": 0, "forgotten": 0, "untracked": 0}
 
     def __len__(self) -> int:
@@ -410,6 +414,7 @@ class DialogTracker:
                 lifetime=self.max_lifetime,
             )
             self._forget(dialog)
+            self._tell(self.on_forgotten, dialog, "dialog forgotten")
 
     def _forget(self, dialog: Dialog) -> None:
         if self._dialogs.get(dialog.key) is dialog:
@@ -465,7 +470,12 @@ class DialogTracker:
         # Forgotten after the BYEs are sent: the core finds the dialog of a
         # BYE it hides (topology hiding masks its Call-ID by the caller's side).
         self._forget(dialog)
-        for listener in list(self.on_ended):
+        self._tell(self.on_ended, dialog, text)
+
+    def _tell(
+        self, listeners: list[Callable[[str, str, str, str], object]], dialog: Dialog, text: str
+    ) -> None:
+        for listener in list(listeners):
             try:
                 listener(dialog.call_id, dialog.caller_tag, dialog.callee_tag, text)
             except Exception:

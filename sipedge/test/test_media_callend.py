@@ -92,6 +92,7 @@ class CallEndHarness(ProxyHarness):
         self.tracker.originate = self.core.originate
         self.stage.on_media_ended = self.tracker.media_ended
         self.tracker.on_ended.append(self.stage.end_call)
+        self.tracker.on_forgotten.append(self.stage.end_call)
 
     def stage_relay(self, reactor: FakeReactor) -> Any:
         """The relay the stage uses: the in-process one."""
@@ -308,6 +309,43 @@ class SessionExpiryTests(CallEndHarness, SynchronousTestCase):
         self.assertEqual(self.stage.calls, ())
         to_alice, _ = self.byes()
         self.assertEqual(to_alice.headers.get("Reason"), 'SIP;cause=408;text="session expired"')
+
+
+class ForgottenDialogTests(CallEndHarness, SynchronousTestCase):
+    """A dialog the tracker forgets (no refresh, no BYE) is forgotten by the stage too."""
+
+    def test_call_without_media(self) -> None:
+        """
+        An INVITE without an offer answered by a 200 without one (no relay
+        session: no relay timer will end it), and no BYE ever: when the
+        tracker forgets the dialog after C{max_lifetime}, the stage
+        forgets the call too instead of keeping it for ever.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.receive(
+            request("INVITE", "sip:bob@example.com", f"Contact: {ALICE_CONTACT}"), ALICE
+        )
+        forwarded = self.only(BOB, "INVITE")
+        self.receive(answer(forwarded, 200, ("Contact", BOB_CONTACT)), BOB_UDP)
+        relayed = self.only(UPSTREAM, 200)
+        [rr] = relayed.headers.get_all("Record-Route")
+        self.receive(
+            request(
+                "ACK",
+                "sip:bob@203.0.113.5:5060",
+                f"Route: {rr}",
+                branch="z9hG4bK-alice-ack",
+                to="<sip:bob@example.com>;tag=bob-tag",
+            ),
+            ALICE,
+        )
+        self.take()
+        self.assertEqual(len(self.stage.calls), 1)
+        self.assertEqual(self.relay.session_keys, ())
+        self.clock.advance(self.tracker.max_lifetime)
+        self.assertEqual(self.tracker.stats["forgotten"], 1)
+        self.assertEqual(self.stage.calls, ())
+        self.assertEqual(self.take(), [])  # no BYE
 
 
 class CancelDuringChainTests(CallEndHarness, SynchronousTestCase):

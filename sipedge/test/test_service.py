@@ -208,7 +208,7 @@ class BuildServiceTests(_ServiceTestCase):
         The service has a dialog tracker that the core tells of dialogs
         and originates BYEs through; the media-anchor stage reports the
         end of a call's media to it, and it tells the stage of calls it
-        ends.
+        ends or forgets.
         """
         from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
 
@@ -221,6 +221,7 @@ class BuildServiceTests(_ServiceTestCase):
         [stage] = [s for s in service.core.chain.stages if isinstance(s, MediaAnchorStage)]
         self.assertEqual(stage.on_media_ended, tracker.media_ended)
         self.assertEqual(tracker.on_ended, [stage.end_call])
+        self.assertEqual(tracker.on_forgotten, [stage.end_call])
         self.assertEqual(tracker.max_lifetime, 43200.0)
 
     def test_dialogs_off(self) -> None:
