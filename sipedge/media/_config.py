@@ -115,7 +115,7 @@ def _convert_ports(value: object) -> object:
     if not isinstance(value, str):
         return value
     low, dash, high = value.strip().partition("-")
-    if not dash or not (low.strip().isdigit() and high.strip().isdigit()):
+    if not dash or not all(p.strip().isascii() and p.strip().isdigit() for p in (low, high)):
         raise InvalidValue("ports", f"expected 'low-high', as in '30000-30999', not {value!r}")
     return (int(low), int(high))
 

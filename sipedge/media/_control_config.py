@@ -92,7 +92,7 @@ class ControlAddress:
             address = ipaddress.ip_address(host)
         except ValueError:
             raise ValueError(f"{host!r} is not an IP address, in {text!r}") from None
-        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
             raise ValueError(f"bad port {port_text!r} in {text!r}: must be 0 to 65535")
         return cls(transport, str(address), int(port_text))
 

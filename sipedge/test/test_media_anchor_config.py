@@ -98,6 +98,8 @@ class ErrorTests(SynchronousTestCase):
         self.check({"ports": "30001-30001"}, "ports", "no even/odd")
         self.check({"ports": "0-10"}, "ports", "1 <= low")
         self.check({"ports": "40000-30000"}, "ports")
+        # Digits to str.isdigit, not to int(): a clear error, not a ValueError.
+        self.check({"ports": "\u00b2-\u00b3"}, "ports", "low-high")
 
     def test_addresses(self) -> None:
         """Addresses are IP literals; a wildcard needs one to advertise."""

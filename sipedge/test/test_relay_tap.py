@@ -100,6 +100,10 @@ class RelaySectionTests(SynchronousTestCase):
             with self.assertRaises(ConfigError, msg=table) as raised:
                 parse_config(table)
             self.assertIn(f": {key}: ", f": {raised.exception}")
+        # A digit to str.isdigit that int() refuses: named as a bad port.
+        with self.assertRaises(ConfigError) as raised:
+            parse_config({"relay": {"control": "tcp:1.2.3.4:\u00b2"}})
+        self.assertIn("relay.control: bad port '\u00b2'", str(raised.exception))
 
     def test_secret_file(self) -> None:
         """A secret file is read, white space stripped; a short or missing one is refused."""
