@@ -17,6 +17,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from sipedge.media import ControlServerFactory, MediaRelay, RemoteMediaRelay
 from sipedge.test import test_media_anchor as base
+from sipedge.test._helpers import flush_on_advance
 from sipedge.test.test_media_srtp import counting_random
 from sipedge.testing import FakeReactor
 
@@ -53,20 +54,7 @@ class _Remote:
         (releases) and what the relay pushes (session ends) then arrive
         before the tests look, as they do with the in-process relay.
         """
-        reactor = self.reactor
-        advance = reactor.advance
-        busy = [False]
-
-        def advance_and_deliver(seconds: float) -> None:
-            advance(seconds)
-            if not busy[0]:
-                busy[0] = True
-                try:
-                    reactor.flush()
-                finally:
-                    busy[0] = False
-
-        reactor.advance = advance_and_deliver  # type: ignore[method-assign,assignment]
+        flush_on_advance(self.reactor)
 
     def send(self, *args: Any, **kwargs: Any) -> Any:
         result = super().send(*args, **kwargs)  # type: ignore[misc]

@@ -25,6 +25,7 @@ from sipedge.message import Message, Request, Response
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
 from sipedge.proxy import DialogTracker, Registrar
+from sipedge.test._helpers import flush_on_advance
 from sipedge.test.test_media_anchor import CONFIG, sdp_a, sdp_b
 from sipedge.test.test_media_srtp import counting_random
 from sipedge.test.test_proxy_core import (
@@ -127,7 +128,14 @@ class CallEndHarness(ProxyHarness):
         self.receive(ok.with_body(ANSWER, "application/sdp"), BOB_UDP)
         relayed = self.only(UPSTREAM, 200)
         self.assertIn(b"c=IN IP4 203.0.113.1", relayed.body)
-        [rr] = relayed.headers.get_all("Record-Route")
+        self.ack(relayed)
+        self.assertEqual(self.stage.calls, (f"{CALL_ID};alice-tag",))
+        self.assertEqual(len(self.tracker), 1)
+        return relayed
+
+    def ack(self, ok: Response) -> None:
+        """Alice ACKs the C{ok} she got, along its Record-Route."""
+        [rr] = ok.headers.get_all("Record-Route")
         self.receive(
             request(
                 "ACK",
@@ -139,9 +147,6 @@ class CallEndHarness(ProxyHarness):
             ALICE,
         )
         self.take()
-        self.assertEqual(self.stage.calls, (f"{CALL_ID};alice-tag",))
-        self.assertEqual(len(self.tracker), 1)
-        return relayed
 
     def byes(self) -> tuple[Request, Request]:
         to_alice, to_bob = self.only(UPSTREAM, "BYE"), self.only(BOB, "BYE")
@@ -229,20 +234,7 @@ class RemoteMediaLostTests(CallEndHarness, SynchronousTestCase):
             random=counting_random(90),
         )
         self.remote.start()
-        advance = reactor.advance
-        busy = [False]
-
-        def advance_and_deliver(seconds: float) -> None:
-            # Move the control connection's bytes whenever time moves.
-            advance(seconds)
-            if not busy[0]:
-                busy[0] = True
-                try:
-                    reactor.flush()
-                finally:
-                    busy[0] = False
-
-        reactor.advance = advance_and_deliver  # type: ignore[method-assign,assignment]
+        flush_on_advance(reactor)  # the control connection's bytes move with time
         reactor.flush()
         assert self.remote.connected
         return self.remote
@@ -328,18 +320,7 @@ class ForgottenDialogTests(CallEndHarness, SynchronousTestCase):
         forwarded = self.only(BOB, "INVITE")
         self.receive(answer(forwarded, 200, ("Contact", BOB_CONTACT)), BOB_UDP)
         relayed = self.only(UPSTREAM, 200)
-        [rr] = relayed.headers.get_all("Record-Route")
-        self.receive(
-            request(
-                "ACK",
-                "sip:bob@203.0.113.5:5060",
-                f"Route: {rr}",
-                branch="z9hG4bK-alice-ack",
-                to="<sip:bob@example.com>;tag=bob-tag",
-            ),
-            ALICE,
-        )
-        self.take()
+        self.ack(relayed)
         self.assertEqual(len(self.stage.calls), 1)
         self.assertEqual(self.relay.session_keys, ())
         self.clock.advance(self.tracker.max_lifetime)
