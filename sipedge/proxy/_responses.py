@@ -12,6 +12,12 @@ C{timeout} seconds at most: then the chain is cancelled and the response
 goes on as if a stage had failed (a provisional is dropped, a final is
 relayed as it came), so a Deferred that never fires cannot hold a
 transaction.
+
+The backlog is bounded too, so a peer that floods a call with responses
+(18x with SDP to a slow remote relay) cannot grow it without end: past
+C{max_waiting} waiting responses a provisional one is dropped, past twice
+that a 2xx too (its sender retransmits it, RFC 3261 13.3.1.4). A non-2xx
+final always waits: the core relays one per transaction.
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ from twisted.python.failure import Failure
 
 from sipedge.message import Response
 
-__all__ = ["ResponseQueue"]
+__all__ = ["MAX_WAITING", "ResponseQueue"]
+
+#: Waiting responses past which provisional ones are dropped (2xx: twice).
+MAX_WAITING = 32
 
 #: C{deliver(owner, response as received, response as the chain left it
 #: or None)}: what the core does with a response once the chain is done.
@@ -46,6 +55,8 @@ class ResponseQueue:
     @param owner: passed to C{deliver} (the fork, or C{None}).
     @param on_idle: called with the queue when the last waiting response
         has been delivered.
+    @param max_waiting: the backlog past which provisional responses are
+        dropped (2xx past twice as many).
     """
 
     _log = Logger()
@@ -57,8 +68,12 @@ class ResponseQueue:
         timeout: float,
         owner: Any = None,
         on_idle: Callable[[ResponseQueue], object] | None = None,
+        max_waiting: int = MAX_WAITING,
     ) -> None:
         self._run = run
+        self._max_waiting = max_waiting
+        #: Responses dropped because the backlog was full.
+        self.dropped = 0
         self._clock = clock
         self._timeout = timeout
         self.owner = owner
@@ -82,7 +97,26 @@ class ResponseQueue:
         return len(self._waiting) + (self._current is not None)
 
     def submit(self, context: Any, response: Response, deliver: Deliver) -> None:
-        """Run the chain on C{response} once the ones before it are delivered."""
+        """
+        Run the chain on C{response} once the ones before it are delivered;
+        drop it if the backlog is full (see the module docstring).
+        """
+        waiting = len(self._waiting)
+        status = response.status
+        if (status < 200 and waiting >= self._max_waiting) or (
+            200 <= status < 300 and waiting >= 2 * self._max_waiting
+        ):
+            self.dropped += 1
+            if self.dropped == 1:  # one line per queue, not one per response
+                self._log.warn(
+                    "Dropping the {status} of {call_id} (and any more): {waiting} "
+                    "responses already wait for the response chain",
+                    status=status,
+                    call_id=response.headers.get("Call-ID"),
+                    waiting=waiting,
+                    rule="response-backlog",
+                )
+            return
         self._waiting.append((context, response, deliver))
         self._drain()
 

@@ -7,10 +7,11 @@ responses whose response stages answer with Deferreds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.logger import ILogObserver, Logger
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
@@ -216,6 +217,32 @@ class ResponseQueueTests(SynchronousTestCase):
         self.assertEqual(self.delivered, [(180, "180"), (183, "183"), (200, "200")])
         self.assertFalse(self.queue.busy)
         self.assertEqual(self.idle[-1:], [self.queue])
+
+    def test_backlog_bounded(self) -> None:
+        """
+        Past C{max_waiting} waiting responses, a provisional one is dropped
+        (logged once); past twice that, a 2xx too; a non-2xx final always
+        waits. What was kept is delivered in order.
+        """
+        events: list[dict[str, Any]] = []
+        queue = ResponseQueue(
+            self.chain.run_responses, self.clock, 5.0, "owner", max_waiting=2
+        )
+        queue._log = Logger(observer=cast(ILogObserver, events.append))
+        for status in (180, 181, 182, 183, 200, 200, 200, 486):
+            queue.submit(None, _response(status), self.deliver)
+        # 180 is in the chain; 181 and 182 wait; 183 is dropped (2 wait);
+        # two 200s wait, the third is dropped (4 wait); 486 waits.
+        self.assertEqual(queue.dropped, 2)
+        self.assertEqual(len(queue), 6)
+        self.assertEqual([e["status"] for e in events if e.get("rule") == "response-backlog"],
+                         [183])
+        for _ in range(6):
+            self.stage.fire()
+        self.assertEqual(
+            [status for status, _ in self.delivered], [180, 181, 182, 200, 200, 486]
+        )
+        self.assertFalse(queue.busy)
 
     def test_synchronous_behind(self) -> None:
         """Responses the chain answers at once still wait their turn."""
