@@ -19,7 +19,15 @@ import sys
 import time
 from collections.abc import Callable
 
-from sipedge.message import parse_datagram, serialize
+from sipedge.error import SipEdgeError
+from sipedge.message import (
+    parse_auth_header,
+    parse_cseq,
+    parse_datagram,
+    parse_name_addr,
+    parse_via,
+    serialize,
+)
 
 _INVITE_HEAD = (
     b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n"
@@ -91,7 +99,7 @@ OK = _OK_HEAD % len(_OK_BODY) + _OK_BODY
 
 def _rate(label: str, func, seconds: float) -> float:
     """Call func repeatedly for about `seconds`; print and return calls a second."""
-    batch = 1000
+    batch = 1000 if seconds >= 0.5 else 10
     count = 0
     start = time.perf_counter()
     deadline = start + seconds
@@ -148,6 +156,42 @@ def _views(data: bytes) -> None:
         m.request_uri  # noqa: B018
 
 
+# Header values of the longest line the core accepts (Limits.max_line_length,
+# 8192) shaped to make a backtracking parser work hardest: each one almost
+# matches and fails at its last character.
+_LINE = 8192
+HOSTILE: list[tuple[str, Callable[[str], object], str]] = [
+    ("name-addr, tokens and no '<'", parse_name_addr, "a " * (_LINE // 2)),
+    ("name-addr, unterminated quote", parse_name_addr, '"' + "a\\" * (_LINE // 2 - 1)),
+    (
+        "name-addr, params failing at the end",
+        parse_name_addr,
+        "<sip:a@b>" + ";a=b" * (_LINE // 4 - 3) + "@",
+    ),
+    ("Via, long host then junk", parse_via, "SIP/2.0/UDP " + "a" * (_LINE - 20) + " x"),
+    (
+        "Via, params failing at the end",
+        parse_via,
+        "SIP/2.0/UDP h" + ";a=b" * (_LINE // 4 - 4) + "@",
+    ),
+    ("Via, unterminated quoted param", parse_via, 'SIP/2.0/UDP h;a="' + "\\x" * (_LINE // 2 - 10)),
+    ("Digest, unterminated quote", parse_auth_header, 'Digest a="' + "x" * (_LINE - 12)),
+    ("CSeq, digits, spaces, junk", parse_cseq, "1" * (_LINE // 2) + " " * (_LINE // 2 - 4) + "x @"),
+]
+
+
+def _hostile(label: str, func: Callable[[str], object], value: str, seconds: float) -> float:
+    """Microseconds for one parse of a hostile value (it may be refused)."""
+
+    def call() -> None:
+        try:
+            func(value)
+        except SipEdgeError:
+            pass
+
+    return 1e6 / _rate(f"{label} ({len(value)} chars)", call, seconds / 4)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
@@ -176,6 +220,9 @@ def main(argv: list[str]) -> int:
         "serialize INVITE": _rate("serialize(INVITE)", lambda: serialize(invite), args.seconds),
         "serialize 200": _rate("serialize(200 OK)", lambda: serialize(ok), args.seconds),
     }
+    print("hostile header values, one line of the longest accepted (worst case per field):")
+    worst = max(_hostile(label, func, value, args.seconds) for label, func, value in HOSTILE)
+    print(f"  slowest hostile field: {worst:,.0f} us")
     target = 60_000
     print(f"target: {target:,} parses and {target:,} serializations a second (issue 2)")
     for name, rate in results.items():

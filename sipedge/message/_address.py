@@ -50,7 +50,7 @@ Params = tuple[tuple[str, "str | None"], ...]
 _WS = "[ \\t\\r\\n]"
 _WS_CHARS = " \t\r\n"
 # token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
-_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]++"
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 _TOKEN_RE = re.compile(_TOKEN + r"\Z")
 
 # quoted-string  =  SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE
@@ -61,7 +61,7 @@ _TOKEN_RE = re.compile(_TOKEN + r"\Z")
 QUOTED_STRING = (
     r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]'
     r"|\r\n[ \t]"
-    r"|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*+"
+    r"|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"
     r'"'
 )
 
@@ -71,8 +71,8 @@ QUOTED_STRING = (
 # missing (RFC 4475 lwsdisp). Whitespace inside the brackets is
 # rejected afterwards (RFC 4475 badaspec).
 _NAME_ADDR_RE = re.compile(
-    rf"{_WS}*+(?:({QUOTED_STRING})|({_TOKEN}(?:{_WS}++{_TOKEN})*+))?"
-    rf"{_WS}*+<([^<>]*+)>{_WS}*+(;.*)?\Z",
+    rf"{_WS}*(?:({QUOTED_STRING})|({_TOKEN}(?:{_WS}+{_TOKEN})*))?"
+    rf"{_WS}*<([^<>]*)>{_WS}*(;.*)?\Z",
     re.S,
 )
 
@@ -80,8 +80,8 @@ _NAME_ADDR_RE = re.compile(
 # generic-param = token [ EQUAL gen-value ]; gen-value = token / host /
 # quoted-string
 _SIMPLE_PARAMS_RE = re.compile(
-    r"(?:;[A-Za-z0-9\-.!%*_+`'~]++"
-    r"(?:=(?:[A-Za-z0-9\-.!%*_+`'~]++|\[[0-9A-Fa-f:.]++\]))?)++\Z"
+    r"(?:;[A-Za-z0-9\-.!%*_+`'~]+"
+    r"(?:=(?:[A-Za-z0-9\-.!%*_+`'~]+|\[[0-9A-Fa-f:.]+\]))?)+\Z"
 )
 
 # qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )

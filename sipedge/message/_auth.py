@@ -52,15 +52,15 @@ AuthParams = tuple[tuple[str, str], ...]
 _WS = "[ \\t\\r\\n]"
 _WS_CHARS = " \t\r\n"
 # token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
-_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]++"
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 _TOKEN_RE = re.compile(_TOKEN + r"\Z")
 
 # auth-scheme LWS rest (applied to the value stripped of LWS)
-_HEAD_RE = re.compile(rf"({_TOKEN})(?:{_WS}++(.*))?\Z", re.S)
+_HEAD_RE = re.compile(rf"({_TOKEN})(?:{_WS}+(.*))?\Z", re.S)
 # auth-param = auth-param-name EQUAL ( token / quoted-string ), EQUAL = SWS "=" SWS
-_PARAM_RE = re.compile(rf"({_TOKEN}){_WS}*+={_WS}*+({QUOTED_STRING}|{_TOKEN}){_WS}*+")
+_PARAM_RE = re.compile(rf"({_TOKEN}){_WS}*={_WS}*({QUOTED_STRING}|{_TOKEN}){_WS}*")
 # token68 (RFC 7235 2.1)
-_TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]++=*+\Z")
+_TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
 # nonce-count = "nc" EQUAL nc-value; nc-value = 8LHEX (upper case accepted)
 # domain = "domain" EQUAL LDQUOT URI *( 1*SP URI ) RDQUOT
 _LWS_SPLIT_RE = re.compile(rf"{_WS}+")

@@ -44,9 +44,9 @@ MAX_MAX_FORWARDS = 255
 _WS_CHARS = " \t\r\n"
 # CSeq = 1*DIGIT LWS Method; Method = INVITEm / ... / extension-method;
 # extension-method = token
-_CSEQ_RE = re.compile(r"[ \t\r\n]*+([0-9]++)[ \t\r\n]++([A-Za-z0-9\-.!%*_+`'~]++)[ \t\r\n]*+\Z")
+_CSEQ_RE = re.compile(r"[ \t\r\n]*([0-9]+)[ \t\r\n]+([A-Za-z0-9\-.!%*_+`'~]+)[ \t\r\n]*\Z")
 # 1*DIGIT
-_UINT_RE = re.compile(r"[ \t\r\n]*+([0-9]++)[ \t\r\n]*+\Z")
+_UINT_RE = re.compile(r"[ \t\r\n]*([0-9]+)[ \t\r\n]*\Z")
 # option-tag = token
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 

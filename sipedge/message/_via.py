@@ -58,16 +58,16 @@ Params = tuple[tuple[str, "str | None"], ...]
 _WS = "[ \\t\\r\\n]"
 _WS_CHARS = " \t\r\n"
 # token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
-_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]++"
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 _TOKEN_RE = re.compile(_TOKEN + r"\Z")
 
 # via-parm = sent-protocol LWS sent-by *( SEMI via-params )
 # sent-protocol = protocol-name SLASH protocol-version SLASH transport
 # sent-by = host [ COLON port ]; the host is checked by _valid_host.
 _VIA_RE = re.compile(
-    rf"{_WS}*+({_TOKEN}){_WS}*+/{_WS}*+({_TOKEN}){_WS}*+/{_WS}*+({_TOKEN})"
-    rf"{_WS}++(\[[^\]]*+\]|[A-Za-z0-9.\-]++)(?:{_WS}*+:{_WS}*+([0-9]++))?"
-    rf"{_WS}*+(;.*)?\Z",
+    rf"{_WS}*({_TOKEN}){_WS}*/{_WS}*({_TOKEN}){_WS}*/{_WS}*({_TOKEN})"
+    rf"{_WS}+(\[[^\]]*\]|[A-Za-z0-9.\-]+)(?:{_WS}*:{_WS}*([0-9]+))?"
+    rf"{_WS}*(;.*)?\Z",
     re.S,
 )
 
@@ -75,19 +75,19 @@ _VIA_RE = re.compile(
 # and value are checked afterwards so errors can say what is wrong.
 # gen-value = token / host / quoted-string
 _PARAM_RE = re.compile(
-    rf';{_WS}*+([^;=" \t\r\n]*+){_WS}*+'
-    rf'(?:(=){_WS}*+("(?:[^"\\]|\\.)*+"|[^;" \t\r\n]*+))?{_WS}*+',
+    rf';{_WS}*([^;=" \t\r\n]*){_WS}*'
+    rf'(?:(=){_WS}*("(?:[^"\\]|\\.)*"|[^;" \t\r\n]*))?{_WS}*',
     re.S,
 )
 # gen-value without the quoted-string: token / host (IPv6reference included)
-_GEN_VALUE_RE = re.compile(r"(?:[A-Za-z0-9\-.!%*_+`'~]++|\[[0-9A-Fa-f:.]++\])\Z")
+_GEN_VALUE_RE = re.compile(r"(?:[A-Za-z0-9\-.!%*_+`'~]+|\[[0-9A-Fa-f:.]+\])\Z")
 # The common shape of *( SEMI via-params ): no LWS, no quoted-string.
 _SIMPLE_PARAMS_RE = re.compile(
-    r"(?:;[A-Za-z0-9\-.!%*_+`'~]++(?:=(?:[A-Za-z0-9\-.!%*_+`'~]++|\[[0-9A-Fa-f:.]++\]))?)++\Z"
+    r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=(?:[A-Za-z0-9\-.!%*_+`'~]+|\[[0-9A-Fa-f:.]+\]))?)+\Z"
 )
 _CHECKED_PARAMS = frozenset(("received", "rport", "maddr", "ttl"))
 _VALUE_REQUIRED = frozenset(("branch", "received", "maddr", "ttl"))
-_QUOTED_RE = re.compile(r'"(?:[^"\\]|\\.)*+"\Z', re.S)
+_QUOTED_RE = re.compile(r'"(?:[^"\\]|\\.)*"\Z', re.S)
 
 # IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"

@@ -56,5 +56,29 @@ class CommandTests(SynchronousTestCase):
         ]
         self.assertEqual(len(commands), 1, commands)
         self.assertIn(commands[0], ci.splitlines())
+    def test_ci_uses_debian_python(self) -> None:
+        """
+        .ci/run's setup, run before the README's command, makes that
+        command's C{python3} Debian's C{/usr/bin/python3} where it exists.
+        """
+        ci = (ROOT / ".ci" / "run").read_text()
+        start = ci.index("if [ -x /usr/bin/python3 ]")
+        setup = ci[start : ci.index("\nfi\n", start) + 4]
+        self.assertLess(start, ci.index("run_tests() {"))
+        other = Path(self.mktemp())
+        other.mkdir()
+        (other / "python3").symlink_to(sys.executable)
+        out = subprocess.run(
+            ["bash", "-c", setup + 'readlink -f "$(command -v python3)"'],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PATH": f"{other}:/usr/bin:/bin"},
+        )
+        self.assertEqual(out.stdout.strip(), str(Path("/usr/bin/python3").resolve()))
+
+    if not Path("/usr/bin/python3").exists():
+        test_ci_uses_debian_python.skip = "no /usr/bin/python3 here"  # type: ignore[attr-defined]
+
     if not (ROOT / "README.md").exists():  # installed without the checkout
         test_ci_runs_readme_command.skip = "not running from a checkout"  # type: ignore[attr-defined]
