@@ -38,6 +38,13 @@ from sipedge.media._errors import (
     SrtpError,
     UnknownSession,
 )
+from sipedge.media._offer_answer import (
+    Exchange,
+    OfferAnswerAction,
+    OfferAnswerError,
+    OfferAnswerInput,
+    OfferAnswerState,
+)
 from sipedge.media._rtp import (
     RTCP_HEADER_SIZE,
     RTP_HEADER_SIZE,
@@ -143,6 +150,7 @@ __all__ = [
     "ControlServerFactory",
     "CryptoSuite",
     "DirectionStats",
+    "Exchange",
     "LegPolicy",
     "MediaError",
     "MediaLimits",
@@ -150,6 +158,10 @@ __all__ = [
     "MediaOffer",
     "MediaOfferError",
     "MediaRelay",
+    "OfferAnswerAction",
+    "OfferAnswerError",
+    "OfferAnswerInput",
+    "OfferAnswerState",
     "PortAllocator",
     "PortsExhausted",
     "RelayAllocation",

@@ -373,7 +373,7 @@ class AnchoredCoreTests(AnchoredHarness, SynchronousTestCase):
         """With C{sdes_over_plain = true} Bob gets the keys over UDP."""
         self.anchor.close()
         self.anchor.config = attrs.evolve(self.config, sdes_over_plain=True)
-        self.relay.add_observer(self.anchor._session_ended)
+        self.relay.add_observer(self.anchor.session_ended)
         udp = self.bob("UDP", 5060)
         self.invite()
         forwarded = self.only(udp.remote, "INVITE")
