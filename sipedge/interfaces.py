@@ -312,14 +312,53 @@ class IMediaRelay(Interface):
 
     def update(session_key: str, answer: MediaOffer) -> Deferred[RelayAllocation]:
         """
-        Apply B's answer (C{answer.policy} must be C{None}): accept B's
-        media from the addresses it names, take B's keys. May be called for
-        each answer (a 183 then the 200). Fires with the allocation, whose
+        Apply the answer to the last offer (C{answer.policy} must be
+        C{None}): B's to an L{allocate}, or the other party's to a
+        L{reoffer}: accept its media from the addresses it names, take its
+        keys (and put the re-offer in force). May be called for each
+        answer (a 183 then the 200). Fires with the allocation, whose
         A endpoints go in the answer forwarded to A.
 
         Fails with L{sipedge.media.MediaOfferError} if the answer does not
         fit the offer (the session stays as it was) or
         L{sipedge.media.UnknownSession}.
+        """
+
+    def reoffer(
+        session_key: str, offer: MediaOffer, offerer: Party
+    ) -> Deferred[RelayAllocation]:
+        """
+        A new offer in the answered session (a re-INVITE or UPDATE), from
+        C{offerer} (L{sipedge.media.Party}: A or B; the parties keep their
+        sides). The session is updated in place: a stream kept keeps its
+        relay ports, and its SRTP context where the keys are unchanged; a
+        stream added or re-enabled gets new ports, one disabled (port 0)
+        releases its ports with the answer. Nothing changes in the media
+        until the answer (L{update}, which then applies to the other party):
+        media flows as before meanwhile, then each party's new address and
+        keys take over, its old address staying accepted until it sends
+        from the new one. C{offer.policy} is C{None} or the session's (seen
+        from the offerer). Fires with the allocation: the endpoints facing
+        the answerer go in the offer forwarded to it. A re-offer still
+        unanswered is replaced.
+
+        Fails with L{sipedge.media.MediaOfferError} (488) if the offer
+        cannot be served in place (fewer streams than the session, an
+        unanswered session, another policy),
+        L{sipedge.media.PortsExhausted} for an added stream,
+        L{sipedge.media.UnknownSession}, or
+        L{sipedge.media.ReofferUnsupported} (a relay that cannot: allocate
+        a new session instead); the session stays as it was then.
+        """
+
+    def withdraw(session_key: str) -> Deferred[RelayAllocation]:
+        """
+        The re-offer waiting for its answer was refused (a failure to the
+        re-INVITE or UPDATE, RFC 3261 14.1): forget it and release the
+        ports it bound; the session goes on as before it. Harmless without
+        one. Fires with the allocation in force; fails with
+        L{sipedge.media.UnknownSession} or
+        L{sipedge.media.ReofferUnsupported}.
         """
 
     def release(session_key: str) -> Deferred[SessionStats | None]:
@@ -354,6 +393,7 @@ if TYPE_CHECKING:
 
     from sipedge.media import (
         MediaOffer,
+        Party,
         RelayAllocation,
         RelayStats,
         SessionEnd,

@@ -40,6 +40,7 @@ from sipedge.media._errors import (
     PortsExhausted,
     RelayTimeout,
     RelayUnavailable,
+    ReofferUnsupported,
     RtpParseError,
     SdesError,
     SessionExists,
@@ -48,6 +49,7 @@ from sipedge.media._errors import (
 )
 from sipedge.media._values import (
     MediaOffer,
+    Party,
     RelayAllocation,
     RelayStats,
     SessionEnd,
@@ -88,8 +90,9 @@ __all__ = [
 #: The protocol's name, in C{hello}.
 PROTOCOL = "sipedge-relay"
 
-#: The protocol versions this code speaks.
-VERSIONS = (1,)
+#: The protocol versions this code speaks: 2 adds C{reoffer}, C{withdraw}
+#: and C{MediaOffer.source}.
+VERSIONS = (1, 2)
 
 #: The default longest line (bytes, newline excluded).
 MAX_LINE = 65536
@@ -200,7 +203,13 @@ def encode_value(value: Any) -> Any:
     security section), enums as their value, tuples as arrays.
     """
     if attrs.has(type(value)):
-        return {f.name: encode_value(getattr(value, f.name)) for f in attrs.fields(type(value))}
+        # A field a later version added is left out while it holds its
+        # default, so a value that does not use it decodes in version 1.
+        return {
+            f.name: encode_value(getattr(value, f.name))
+            for f in attrs.fields(type(value))
+            if not ("since" in f.metadata and getattr(value, f.name) == f.default)
+        }
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (tuple, list)):
@@ -321,12 +330,14 @@ def _bad(path: str, expected: str, data: object) -> ControlProtocolError:
 class Method:
     """
     One L{IMediaRelay} call: its parameters (name and type, in the
-    method's order) and the type of its result.
+    method's order), the type of its result, and the protocol version
+    that brought it.
     """
 
     name: str
     params: tuple[tuple[str, Any], ...]
     result: Any
+    since: int = 1
 
     def encode_params(self, *args: Any) -> dict[str, Any]:
         """The C{params} object of a request."""
@@ -366,6 +377,13 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("allocate", (("session_key", str), ("offer", MediaOffer)), RelayAllocation),
         Method("update", (("session_key", str), ("answer", MediaOffer)), RelayAllocation),
+        Method(
+            "reoffer",
+            (("session_key", str), ("offer", MediaOffer), ("offerer", Party)),
+            RelayAllocation,
+            since=2,
+        ),
+        Method("withdraw", (("session_key", str),), RelayAllocation, since=2),
         Method("release", (("session_key", str),), SessionStats | None),
         Method("sessions", (), Mapping[str, SessionStats]),
         Method("stats", (), RelayStats),
@@ -419,6 +437,7 @@ ERROR_CLASSES: dict[str, type[MediaError]] = {
         RtpParseError,
         RelayUnavailable,
         RelayTimeout,
+        ReofferUnsupported,
         ControlProtocolError,
     )
 }

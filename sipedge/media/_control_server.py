@@ -63,6 +63,8 @@ class ControlServerProtocol(Protocol):
         self.factory = factory
         self.peer = peer
         self.authenticated = False
+        #: The protocol version agreed in the handshake.
+        self.version = 0
         self.closed = False
         self.pending = 0
         self._framer = LineFramer(factory.max_line)
@@ -134,6 +136,7 @@ class ControlServerProtocol(Protocol):
             self._auth_timer.cancel()
         self._auth_timer = None
         self.authenticated = True
+        self.version = version
         self.factory.connections.add(self)
         self._send(welcome_message(server_proof(secret, version, self._challenge, challenge)))
         self._log.info("Relay control: {peer} authenticated", peer=self.peer)
@@ -142,8 +145,14 @@ class ControlServerProtocol(Protocol):
         number = request_id(message)
         name = message.get("method")
         method = METHODS.get(name) if isinstance(name, str) else None
-        if method is None:
-            error = ControlProtocolError(f"unknown method {name!r}", "unknown-method")
+        if method is None or method.since > self.version:
+            error = ControlProtocolError(
+                f"unknown method {name!r}"
+                if method is None
+                else f"{name!r} needs protocol version {method.since}, "
+                f"this connection speaks {self.version}",
+                "unknown-method",
+            )
             self._log_refusal(error)
             self._send(error_message(number, error))
             return

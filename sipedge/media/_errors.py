@@ -18,6 +18,7 @@ __all__ = [
     "PortsExhausted",
     "RelayTimeout",
     "RelayUnavailable",
+    "ReofferUnsupported",
     "RtpParseError",
     "SdesError",
     "SessionExists",
@@ -99,6 +100,15 @@ class UnknownSession(MediaError, KeyError):
     def __str__(self) -> str:
         # KeyError's str() would quote the message.
         return str(self.args[0]) if self.args else ""
+
+
+class ReofferUnsupported(MediaError):
+    """
+    The relay cannot update a session in place (L{IMediaRelay.reoffer}):
+    a remote relay that speaks only version 1 of the control protocol.
+    The caller allocates a new session for the new offer instead, as
+    before re-offers existed.
+    """
 
 
 class RelayUnavailable(MediaError):

@@ -42,12 +42,21 @@ class RelayLeg(DatagramProtocol):
     One relay socket facing one party: RTP, RTCP, or both multiplexed.
 
     A packet is forwarded only if it comes from exactly C{remote}, the
-    address the signalling named (strict, the default). In NAT mode
-    (L{expect} with C{nat=True}) packets from the signalled IP on another
-    port are accepted too while the leg is learning (its first
-    C{learn_packets} packets, within C{learn_seconds}), and the leg latches
-    on the port of the last such packet that got through; after that its
-    address is fixed. Everything else is dropped and counted by reason in
+    address the signalling named (strict, the default). Two exceptions:
+
+     - latching (L{expect} with C{nat=True}, a party behind NAT): while
+       the leg is learning, packets from C{remote}'s IP on another port
+       are accepted too, and the first one that gets through fixes
+       C{remote} (it is learned once; a packet from C{remote} itself ends
+       learning as well). On an SRTP leg (one that unprotects) only a
+       packet that authenticates gets through, and learning lasts
+       C{learn_seconds}; on any other leg it also ends after the first
+       C{learn_packets} packets from that IP. Another IP never latches;
+    - a re-offer that moves the party (L{retarget}): its previous address
+       stays accepted until a packet from the new one arrives (RFC 3264 8:
+       the party may send from the old port until it has the answer).
+
+    Everything else is dropped and counted by reason in
     L{drops} (see L{sipedge.media.DROP_REASONS}).
 
     Packets are sent out of the other party's legs: RTCP (RFC 5761 4) to
@@ -86,6 +95,10 @@ class RelayLeg(DatagramProtocol):
         #: The local port, once bound.
         self.port: int | None = None
         self.remote: Address | None = None
+        #: The address the signalling named (C{remote} before latching).
+        self.signalled: Address | None = None
+        #: A previous address still accepted (L{retarget}), or C{None}.
+        self.previous: Address | None = None
         self.packets = 0
         self.bytes = 0
         self.drops: dict[str, int] = {}
@@ -100,6 +113,9 @@ class RelayLeg(DatagramProtocol):
         self._learning = False
         self._learn_left = 0
         self._learn_until = 0.0
+        # learning or a previous address: the forwarding path has
+        # something to settle after a packet got through.
+        self._watch = False
         self._sendto: Callable[[bytes, Address], object] = _closed
 
     def __repr__(self) -> str:
@@ -134,12 +150,40 @@ class RelayLeg(DatagramProtocol):
         """
         Accept media from, and send it to, C{remote} (an IP literal in
         canonical form, and a port), or nothing (C{None}). With C{nat},
-        learn the port as the class docstring says, from now on.
+        learn the port as the class docstring says, from now on. Forgets
+        any previous address.
         """
         self.remote = remote
+        self.signalled = remote
+        self.previous = None
         self._learning = bool(nat and remote is not None and learn_packets > 0)
         self._learn_left = learn_packets
         self._learn_until = self._clock.seconds() + learn_seconds
+        self._watch = self._learning
+
+    def retarget(
+        self,
+        remote: Address | None,
+        *,
+        nat: bool = False,
+        learn_packets: int = 10,
+        learn_seconds: float = 10.0,
+    ) -> None:
+        """
+        A re-offer or its answer signalled C{remote} for this party.
+        The same address as before changes nothing (a port learned behind
+        NAT is kept). A new one is used from now on, and learned again with
+        C{nat}; the address the party used until now stays accepted until
+        a packet comes from the new one, so media goes on meanwhile.
+        """
+        if remote == self.signalled:
+            return
+        old = self.remote
+        previous = old if old is not None else self.previous
+        self.expect(remote, nat=nat, learn_packets=learn_packets, learn_seconds=learn_seconds)
+        if previous is not None and previous != remote:
+            self.previous = previous
+            self._watch = True
 
     def connect(self, rtp_out: RelayLeg, rtcp_out: RelayLeg) -> None:
         """Send RTP out of C{rtp_out} and RTCP out of C{rtcp_out}."""
@@ -159,28 +203,41 @@ class RelayLeg(DatagramProtocol):
         """Count one packet dropped for C{reason}."""
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
-    def _learned(self, addr: Address, now: float) -> None:
-        if now >= self._learn_until:
+    def _settle(self, addr: Address) -> None:
+        """A packet from C{addr} got through: latch on it, forget the old address."""
+        if self._learning and addr != self.previous:
             self._learning = False
-            return
-        self.remote = addr
-        self._learn_left -= 1
-        if self._learn_left <= 0:
+            self.remote = addr
+        if addr == self.remote:
+            self.previous = None
+        self._watch = self.previous is not None
+
+    def _admit_learning(self, addr: Address) -> bool:
+        """
+        Whether a packet from C{addr} (not C{remote}) may be taken while
+        learning: C{remote}'s IP, in time, and on a leg that does not
+        authenticate, within the first packets.
+        """
+        remote = self.remote
+        if not self._learning or remote is None or addr[0] != remote[0]:
+            return False
+        if self._clock.seconds() >= self._learn_until:
             self._learning = False
+            self._watch = self.previous is not None
+            return False
+        if self._unprotect is None:
+            if self._learn_left <= 0:
+                self._learning = False
+                self._watch = self.previous is not None
+                return False
+            self._learn_left -= 1
+        return True
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
         # The hot path: keep it flat, no allocation beyond what libsrtp does.
-        now = -1.0
-        if addr != self.remote:
-            remote = self.remote
-            if not self._learning or remote is None or addr[0] != remote[0]:
-                self.drop("foreign-source")
-                return
-            now = self._clock.seconds()
-            if now >= self._learn_until:
-                self._learning = False
-                self.drop("foreign-source")
-                return
+        if addr != self.remote and addr != self.previous and not self._admit_learning(addr):
+            self.drop("foreign-source")
+            return
         size = len(data)
         if size > self._max_size:
             self.drop("too-long")
@@ -195,8 +252,7 @@ class RelayLeg(DatagramProtocol):
             return
         else:
             out = self.rtp_out
-        if now < 0:
-            now = self._clock.seconds()
+        now = self._clock.seconds()
         budget = self._budget
         if budget is not None:
             refused = budget.admit(size, now)
@@ -223,5 +279,5 @@ class RelayLeg(DatagramProtocol):
         self.packets += 1
         self.bytes += size
         self._activity.last = now
-        if self._learning:
-            self._learned(addr, now)
+        if self._watch:
+            self._settle(addr)

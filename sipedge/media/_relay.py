@@ -26,8 +26,10 @@ from sipedge.media._srtp import SUPPORTED_SUITES, CryptoSuite
 from sipedge.media._values import (
     DEFAULT_LIMITS,
     DirectionStats,
+    LegPolicy,
     MediaLimits,
     MediaOffer,
+    Party,
     RelayAllocation,
     RelayPolicy,
     RelayStats,
@@ -108,6 +110,20 @@ class MediaRelay:
         except Exception:
             return fail()
 
+    def reoffer(
+        self, session_key: str, offer: MediaOffer, offerer: Party
+    ) -> Deferred[RelayAllocation]:
+        try:
+            return succeed(self.reoffer_now(session_key, offer, offerer))
+        except Exception:
+            return fail()
+
+    def withdraw(self, session_key: str) -> Deferred[RelayAllocation]:
+        try:
+            return succeed(self.withdraw_now(session_key))
+        except Exception:
+            return fail()
+
     def release(self, session_key: str) -> Deferred[SessionStats | None]:
         return succeed(self.release_now(session_key))
 
@@ -137,10 +153,7 @@ class MediaRelay:
         if session_key in self._sessions:
             raise SessionExists(f"session {session_key!r} is already allocated")
         policy = offer.policy if offer.policy is not None else RelayPolicy()
-        try:
-            legs = policy.legs()
-        except ValueError as e:
-            raise MediaOfferError(str(e)) from None
+        legs = _legs(policy)
         allocators = []
         for leg in legs:
             allocator = self._allocators.get(leg.interface)
@@ -149,7 +162,9 @@ class MediaRelay:
             allocators.append(allocator)
         limits = policy.limits if policy.limits is not None else self.limits
         session = RelaySession(session_key, self._clock, legs, limits, self._ended_session)
-        session.offer(offer.streams, allocators[0], allocators[1], self._suites, self._random)
+        session.offer(
+            offer.streams, allocators[0], allocators[1], self._suites, self._random, offer.source
+        )
         self._sessions[session_key] = session
         self._allocated += 1
         self._log.debug(
@@ -170,8 +185,50 @@ class MediaRelay:
         session = self.session(session_key)
         if answer.policy is not None:
             raise MediaOfferError("the policy is fixed when the session is allocated")
-        session.answer(answer.streams)
+        session.answer(answer.streams, answer.source)
         return RelayAllocation(session_key, session.allocation_streams(), answered=True)
+
+    def reoffer_now(
+        self, session_key: str, offer: MediaOffer, offerer: Party = Party.A
+    ) -> RelayAllocation:
+        """
+        L{reoffer}, returning or raising at once.
+
+        @raise MediaOfferError: if the offer cannot be served in place.
+        @raise PortsExhausted: if ports for added streams ran out.
+        @raise UnknownSession: if C{session_key} is not live.
+        """
+        session = self.session(session_key)
+        if offer.policy is not None:
+            legs = _legs(offer.policy)
+            if offerer is Party.B:
+                legs = (legs[1], legs[0])
+            if legs != (session.a_policy, session.b_policy) or (
+                offer.policy.limits is not None and offer.policy.limits != session.limits
+            ):
+                raise MediaOfferError(
+                    "the policy of a re-offer must be the session's (allocate a new session)"
+                )
+        session.reoffer(offer.streams, offerer, offer.source)
+        self._log.debug(
+            "Media session {key} re-offered by {party}: ports {ports}",
+            key=session_key,
+            party=offerer.value,
+            ports=session.ports(),
+        )
+        return RelayAllocation(session_key, session.allocation_streams(), answered=False)
+
+    def withdraw_now(self, session_key: str) -> RelayAllocation:
+        """
+        L{withdraw}, returning or raising at once.
+
+        @raise UnknownSession: if C{session_key} is not live.
+        """
+        session = self.session(session_key)
+        session.withdraw()
+        return RelayAllocation(
+            session_key, session.allocation_streams(), answered=session.answered is not None
+        )
 
     def release_now(self, session_key: str) -> SessionStats | None:
         """L{release}, at once: the final statistics, or C{None}."""
@@ -262,6 +319,13 @@ class MediaRelay:
                 observer(end)
             except Exception:
                 self._log.failure("Media session observer {observer} failed", observer=observer)
+
+
+def _legs(policy: RelayPolicy) -> tuple[LegPolicy, LegPolicy]:
+    try:
+        return policy.legs()
+    except ValueError as e:
+        raise MediaOfferError(str(e)) from None
 
 
 def _drop_reasons(stats: DirectionStats) -> str:

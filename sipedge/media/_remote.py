@@ -60,11 +60,13 @@ from sipedge.media._errors import (
     MediaError,
     RelayTimeout,
     RelayUnavailable,
+    ReofferUnsupported,
 )
 from sipedge.media._values import (
     DirectionStats,
     MediaMode,
     MediaOffer,
+    Party,
     RelayAllocation,
     RelayStats,
     SessionEnd,
@@ -196,6 +198,11 @@ class ControlClientProtocol(Protocol):
             raise
         d.callback(value)
 
+    @property
+    def version(self) -> int:
+        """The protocol version agreed with the relay (0 before the handshake)."""
+        return self._version
+
     def call(self, method: str, *args: Any) -> Deferred[Any]:
         """Send a request; the Deferred fires with its decoded result."""
         number = self._next_id
@@ -326,14 +333,22 @@ class RemoteMediaRelay:
     # -- IMediaRelay ----------------------------------------------------------
 
     def allocate(self, session_key: str, offer: MediaOffer) -> Deferred[RelayAllocation]:
-        d = self._call("allocate", session_key, offer)
+        d = self._call("allocate", session_key, self._for_version(offer))
         d.addCallback(self._allocated)
         return d
 
     def update(self, session_key: str, answer: MediaOffer) -> Deferred[RelayAllocation]:
-        d = self._call("update", session_key, answer)
+        d = self._call("update", session_key, self._for_version(answer))
         d.addCallback(self._updated)
         return d
+
+    def reoffer(
+        self, session_key: str, offer: MediaOffer, offerer: Party
+    ) -> Deferred[RelayAllocation]:
+        return self._call("reoffer", session_key, self._for_version(offer), offerer)
+
+    def withdraw(self, session_key: str) -> Deferred[RelayAllocation]:
+        return self._call("withdraw", session_key)
 
     def release(self, session_key: str) -> Deferred[SessionStats | None]:
         self._live.pop(session_key, None)
@@ -354,10 +369,28 @@ class RemoteMediaRelay:
 
     # -- calls ------------------------------------------------------------------
 
+    def _for_version(self, offer: MediaOffer) -> MediaOffer:
+        """
+        C{offer} as the connected relay's version carries it: a version 1
+        relay knows no C{source} (it latches on the SDP's address).
+        """
+        protocol = self._protocol
+        if offer.source is not None and protocol is not None and protocol.version < 2:
+            return attrs.evolve(offer, source=None)
+        return offer
+
     def _call(self, method: str, *args: Any) -> Deferred[Any]:
         protocol = self._protocol
         if protocol is None:
             return fail(RelayUnavailable(f"the media relay at {self.description} is not connected"))
+        since = METHODS[method].since
+        if protocol.version < since:
+            return fail(
+                ReofferUnsupported(
+                    f"the media relay at {self.description} speaks protocol version "
+                    f"{protocol.version}; {method} needs {since}"
+                )
+            )
         timer: IDelayedCall | None = None
 
         def cancelled(_: Deferred[Any]) -> None:

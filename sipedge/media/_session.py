@@ -6,171 +6,36 @@ their SRTP, the call's budget and its timers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from sipedge.media._budget import CallBudget
-from sipedge.media._errors import MediaOfferError, SdesError
+from sipedge.media._errors import MediaOfferError
 from sipedge.media._leg import Activity, RelayLeg
 from sipedge.media._ports import PortAllocator
-from sipedge.media._srtp import (
-    CryptoSuite,
-    SrtpContext,
-    SrtpKey,
-    check_session_params,
-    suite_named,
-)
+from sipedge.media._sdes import answer_context, answerer_keys, offerer_keys
+from sipedge.media._srtp import CryptoSuite, SrtpContext
+from sipedge.media._stream import OfferPlan, RelayStream, Side, endpoint, remote_address
 from sipedge.media._values import (
     DirectionStats,
     LegPolicy,
     MediaLimits,
     MediaMode,
+    Party,
     RelayEndpoint,
-    SdesCrypto,
     SessionStats,
     StreamAllocation,
     StreamOffer,
     ip_literal,
-    ip_version,
 )
 
 __all__ = ["RelaySession", "RelayStream"]
 
 Address = tuple[str, int]
-
-
-def _remote(host: str, port: int, allocator: PortAllocator, what: str) -> Address | None:
-    try:
-        canonical = ip_literal(host)
-    except ValueError:
-        raise MediaOfferError(f"{what}: {host!r} is not an IP address") from None
-    if canonical is None:
-        return None
-    if ip_version(canonical) != allocator.version:
-        raise MediaOfferError(
-            f"{what}: {host} is IPv{ip_version(canonical)}, the relay's "
-            f"{allocator.advertised} is IPv{allocator.version}"
-        )
-    return (canonical, port)
-
-
-def _usable_key(crypto: SdesCrypto, suites: Sequence[CryptoSuite]) -> SrtpKey:
-    """The key of one a=crypto line, if the relay can use it (else SdesError)."""
-    suite = suite_named(crypto.suite)
-    if suite not in suites:
-        raise SdesError(f"suite {crypto.suite} is not enabled")
-    check_session_params(crypto.session_params)
-    return SrtpKey.from_sdes(crypto.key_params, suite)
-
-
-class _Side:
-    """One party's legs in one stream."""
-
-    def __init__(
-        self,
-        allocator: PortAllocator,
-        rtp: RelayLeg,
-        rtcp: RelayLeg | None,
-        ports: Sequence[IListeningPort],
-    ) -> None:
-        self.allocator = allocator
-        self.rtp = rtp
-        self.rtcp = rtcp
-        self.ports = list(ports)
-        self.mux = rtcp is None
-        self.context: SrtpContext | None = None
-
-    @property
-    def legs(self) -> tuple[RelayLeg, ...]:
-        return (self.rtp,) if self.rtcp is None else (self.rtp, self.rtcp)
-
-    @property
-    def rtcp_target(self) -> RelayLeg:
-        """The leg that sends RTCP to this party."""
-        if self.mux or self.rtcp is None:
-            return self.rtp
-        return self.rtcp
-
-    def use_context(self, context: SrtpContext | None) -> None:
-        self.context = context
-        for leg in self.legs:
-            if context is None:
-                leg.set_crypto(None, None)
-            else:
-                leg.set_crypto(context.unprotect, context.protect)
-
-    def stats(self) -> DirectionStats:
-        packets = octets = 0
-        drops: dict[str, int] = {}
-        for leg in self.legs:
-            packets += leg.packets
-            octets += leg.bytes
-            for reason, count in leg.drops.items():
-                drops[reason] = drops.get(reason, 0) + count
-        return DirectionStats(packets, octets, drops)
-
-
-class RelayStream:
-    """
-    One media stream (m= line) of a session: party A's legs (C{a}) and
-    party B's (C{b}), or neither for a disabled stream (port 0).
-
-    @ivar a_crypto: the a=crypto lines to advertise to A.
-    @ivar b_crypto: the a=crypto lines to advertise to B.
-    """
-
-    def __init__(self, index: int, offer: StreamOffer) -> None:
-        self.index = index
-        self.offer = offer
-        self.a: _Side | None = None
-        self.b: _Side | None = None
-        self.a_crypto: tuple[SdesCrypto, ...] = ()
-        self.b_crypto: tuple[SdesCrypto, ...] = ()
-        self.b_keys: dict[int, SrtpKey] = {}
-        self.answer: StreamOffer | None = None
-
-    @property
-    def sides(self) -> tuple[_Side, ...]:
-        return tuple(side for side in (self.a, self.b) if side is not None)
-
-    def wire(self) -> None:
-        """Point each side's legs at the other side's."""
-        a, b = self.a, self.b
-        if a is None or b is None:
-            return
-        for leg in a.legs:
-            leg.connect(b.rtp, b.rtcp_target)
-        for leg in b.legs:
-            leg.connect(a.rtp, a.rtcp_target)
-
-    def allocation(self, modes: tuple[MediaMode, MediaMode]) -> StreamAllocation:
-        a, b = self.a, self.b
-        if a is None or b is None:
-            return StreamAllocation(
-                RelayEndpoint(self._host(a), 0), RelayEndpoint(self._host(b), 0), *modes
-            )
-        a_end = RelayEndpoint(
-            a.allocator.advertised,
-            a.rtp.port or 0,
-            None if a.rtcp is None else a.rtcp.port,
-            a.mux,
-            self.a_crypto,
-        )
-        b_end = RelayEndpoint(
-            b.allocator.advertised,
-            b.rtp.port or 0,
-            None if b.rtcp is None else b.rtcp.port,
-            self.offer.rtcp_mux,
-            self.b_crypto,
-        )
-        return StreamAllocation(a_end, b_end, *modes)
-
-    @staticmethod
-    def _host(side: _Side | None) -> str:
-        return side.allocator.advertised if side is not None else ""
 
 
 class RelaySession:
@@ -179,6 +44,12 @@ class RelaySession:
     legs, and its timers (setup, idle, maximum duration) on C{clock}.
     Built by L{MediaRelay}; ends once, through L{close}, which releases its
     ports and calls C{on_end(session, reason)}.
+
+    Party A made the first offer. Later offers (L{reoffer}) come from
+    either party; they are checked and planned at once (ports bound only
+    for streams added), and take effect with their answer (L{answer}), so
+    media flows as before until then, and a refused re-offer (L{withdraw})
+    leaves the session as it was.
     """
 
     _log = Logger()
@@ -194,6 +65,7 @@ class RelaySession:
         self.key = key
         self._clock = clock
         self.a_policy, self.b_policy = legs
+        self.policies = {Party.A: legs[0], Party.B: legs[1]}
         self.limits = limits
         self._on_end = on_end
         self.streams: list[RelayStream] = []
@@ -211,6 +83,16 @@ class RelaySession:
                 self.created,
             )
         self.ended_reason: str | None = None
+        #: Who made the last offer.
+        self.offerer = Party.A
+        #: The IP address each party's signalling last came from.
+        self.sources: dict[Party, str | None] = {Party.A: None, Party.B: None}
+        self._allocators: dict[Party, PortAllocator] = {}
+        self._suites: Sequence[CryptoSuite] = ()
+        self._random: Callable[[int], bytes] = os.urandom
+        self._pending: list[OfferPlan] | None = None
+        self._committed_offerer = Party.A
+        self._pending_source: str | None = None
         self._timer: IDelayedCall | None = None
         self._max_timer: IDelayedCall | None = None
 
@@ -220,6 +102,11 @@ class RelaySession:
     @property
     def modes(self) -> tuple[MediaMode, MediaMode]:
         return (self.a_policy.mode, self.b_policy.mode)
+
+    @property
+    def reoffered(self) -> bool:
+        """Whether a re-offer waits for its answer."""
+        return self._pending is not None
 
     # -- building -----------------------------------------------------------
 
@@ -232,12 +119,39 @@ class RelaySession:
             max_packet_size=self.limits.max_packet_size,
         )
 
-    def _bind(self, allocator: PortAllocator, name: str, mux: bool) -> _Side:
+    def _bind(self, party: Party, mux: bool) -> Side:
+        allocator = self._allocators[party]
+        name = party.value
         rtp = self._leg(f"{name}-rtp" if not mux else f"{name}-mux")
         if mux:
-            return _Side(allocator, rtp, None, [allocator.allocate(rtp)])
+            return Side(allocator, rtp, None, [allocator.allocate(rtp)])
         rtcp = self._leg(f"{name}-rtcp")
-        return _Side(allocator, rtp, rtcp, allocator.allocate_pair(rtp, rtcp))
+        return Side(allocator, rtp, rtcp, allocator.allocate_pair(rtp, rtcp))
+
+    def _address(
+        self,
+        party: Party,
+        source: str | None,
+        host: str,
+        port: int,
+        rtcp_port: int | None,
+        mux: bool,
+        what: str,
+    ) -> tuple[Address | None, Address | None]:
+        """
+        Where a party is, for the RTP and the RTCP legs: its SDP address,
+        or, on a latching leg with a known signalling source, that source's
+        IP with the SDP's ports (learned from its packets later).
+        """
+        allocator = self._allocators[party]
+        remote = remote_address(host, port, allocator, what)
+        if source is None:
+            source = self.sources[party]
+        if remote is not None and source is not None and self.policies[party].nat:
+            remote = remote_address(source, port, allocator, f"{what}: the signalling source")
+        if remote is None or mux:
+            return remote, None
+        return remote, (remote[0], rtcp_port or port + 1)
 
     def offer(
         self,
@@ -246,38 +160,22 @@ class RelaySession:
         b_ports: PortAllocator,
         suites: Sequence[CryptoSuite],
         random: Callable[[int], bytes],
+        source: str | None = None,
     ) -> None:
         """
         Set up the streams of A's offer: bind ports, choose A's crypto and
         make ours, start the setup and duration timers.
 
+        @param source: where A's signalling came from (L{MediaOffer.source}).
         @raise MediaOfferError: if the offer cannot be served.
         @raise PortsExhausted: if ports ran out (nothing stays bound).
         """
-        a_mode, b_mode = self.modes
-        try:
-            for index, offer in enumerate(streams):
-                stream = RelayStream(index, offer)
-                self.streams.append(stream)
-                if offer.port == 0:
-                    continue
-                remote = _remote(offer.host, offer.port, a_ports, f"stream {index}")
-                rtcp_remote = None
-                if remote is not None and not offer.rtcp_mux:
-                    rtcp_remote = (remote[0], offer.rtcp_port or offer.port + 1)
-                a_crypto, a_context = self._offer_crypto_a(stream, a_mode, suites, random)
-                stream.a = self._bind(a_ports, "a", offer.rtcp_mux)
-                stream.b = self._bind(b_ports, "b", False)
-                stream.a.rtp.expect(remote)
-                if stream.a.rtcp is not None:
-                    stream.a.rtcp.expect(rtcp_remote)
-                stream.a_crypto = a_crypto
-                stream.a.use_context(a_context)
-                stream.b_crypto = self._offer_crypto_b(stream, b_mode, suites, random)
-                stream.wire()
-        except BaseException:
-            self._release_ports()
-            raise
+        self._allocators = {Party.A: a_ports, Party.B: b_ports}
+        self._suites = tuple(suites)
+        self._random = random
+        self._check_source(source, Party.A)
+        plans = self._plan(streams, Party.A, source)
+        self._commit(plans, Party.A, source, first=True)
         if self.limits.setup_timeout:
             self._timer = self._clock.callLater(
                 self.limits.setup_timeout, self.close, "setup-timeout"
@@ -287,98 +185,239 @@ class RelaySession:
                 self.limits.max_duration, self.close, "max-duration"
             )
 
-    def _offer_crypto_a(
-        self,
-        stream: RelayStream,
-        mode: MediaMode,
-        suites: Sequence[CryptoSuite],
-        random: Callable[[int], bytes],
-    ) -> tuple[tuple[SdesCrypto, ...], SrtpContext | None]:
-        offer = stream.offer
-        if not mode.srtp:
-            return (), None
-        problems = []
-        for crypto in offer.crypto:
-            try:
-                theirs = _usable_key(crypto, suites)
-            except SdesError as e:
-                problems.append(f"tag {crypto.tag}: {e}")
-                continue
-            ours = SrtpKey.generate(theirs.suite, random)
-            return (
-                (SdesCrypto(crypto.tag, crypto.suite, ours.to_sdes()),),
-                SrtpContext(theirs, ours),
-            )
-        detail = "; ".join(problems) if problems else "no a=crypto"
-        raise MediaOfferError(f"stream {stream.index}: no usable SRTP key ({detail})")
-
-    def _offer_crypto_b(
-        self,
-        stream: RelayStream,
-        mode: MediaMode,
-        suites: Sequence[CryptoSuite],
-        random: Callable[[int], bytes],
-    ) -> tuple[SdesCrypto, ...]:
-        if mode is MediaMode.PASSTHROUGH:
-            return stream.offer.crypto
-        if not mode.srtp:
-            return ()
-        crypto = []
-        for tag, suite in enumerate(suites, start=1):
-            key = SrtpKey.generate(suite, random)
-            stream.b_keys[tag] = key
-            crypto.append(SdesCrypto(tag, suite.name, key.to_sdes()))
-        return tuple(crypto)
-
-    def answer(self, streams: Sequence[StreamOffer]) -> None:
+    def reoffer(self, streams: Sequence[StreamOffer], offerer: Party, source: str | None) -> None:
         """
-        Apply B's answer (again for each answer: a 183 then a 200): B's
-        addresses and keys; on the first one, start learning (NAT legs) and
-        switch the setup timer to the idle timer.
+        Plan a new offer from C{offerer} in the answered session: the
+        streams it keeps keep their ports (and keys, where unchanged), an
+        added or re-enabled stream gets new ones, a disabled one releases
+        its ports at the answer. A re-offer still unanswered is replaced.
 
-        @raise MediaOfferError: if the answer does not fit the offer.
+        @raise MediaOfferError: if it cannot be served (nothing changes).
+        @raise PortsExhausted: if ports ran out (nothing changes).
         """
-        if len(streams) != len(self.streams):
+        if self.answered is None:
+            raise MediaOfferError("the session's first offer has not been answered yet")
+        if len(streams) < len(self.streams):
             raise MediaOfferError(
-                f"the answer has {len(streams)} streams, the offer {len(self.streams)}"
+                f"the offer has {len(streams)} streams, the session {len(self.streams)}: "
+                "m= lines are never removed (RFC 3264 8)"
             )
-        a_mode, b_mode = self.modes
+        self._check_source(source, offerer)
+        plans = self._plan(streams, offerer, source)
+        self.withdraw()
+        self._pending = plans
+        self._pending_source = source
+        self.offerer = offerer
+
+    def withdraw(self) -> bool:
+        """
+        Forget the re-offer waiting for its answer (it was refused), and
+        release the ports it bound. True if there was one.
+        """
+        plans, self._pending = self._pending, None
+        if plans is None:
+            return False
+        for plan in plans:
+            self._release_sides(plan.new_sides.values())
+        # Who offered last is who offered the exchange now in force.
+        self.offerer = self._committed_offerer
+        return True
+
+    def _release_sides(self, sides: Iterable[Side]) -> list[Any]:
+        """Close the ports of C{sides}; what closing them returned."""
+        results = []
+        for side in sides:
+            for leg in side.legs:
+                leg.expect(None)
+                leg.set_crypto(None, None)
+            for port in side.ports:
+                results.append(side.allocator.release(port))
+            side.ports = []
+        return results
+
+    def _check_source(self, source: str | None, party: Party) -> None:
+        if source is None:
+            return
+        try:
+            ip_literal(source)
+        except ValueError:
+            raise MediaOfferError(
+                f"party {party.value}'s signalling source {source!r} is not an IP address"
+            ) from None
+
+    def _plan(
+        self, streams: Sequence[StreamOffer], offerer: Party, source: str | None
+    ) -> list[OfferPlan]:
+        """
+        Check an offer and bind what it adds; nothing else changes.
+
+        @raise MediaOfferError: if it cannot be served (nothing stays bound).
+        """
+        answerer = offerer.other
+        plans: list[OfferPlan] = []
+        try:
+            for index, offer in enumerate(streams):
+                what = f"stream {index}"
+                stream = self.streams[index] if index < len(self.streams) else None
+                sides = dict(stream.sides) if stream is not None else {}
+                plan = OfferPlan(index, offer, bool(offer.port), sides, {})
+                plans.append(plan)
+                if not offer.port:
+                    continue
+                plan.remote, plan.rtcp_remote = self._address(
+                    offerer, source, offer.host, offer.port, offer.rtcp_port, offer.rtcp_mux, what
+                )
+                current = sides.get(offerer)
+                context = current.context if current is not None else None
+                plan.to_offerer, plan.context = offerer_keys(
+                    offer, self.policies[offerer].mode, self._suites, self._random, context, what
+                )
+                previous = stream.offered[answerer] if stream is not None else {}
+                theirs = sides.get(answerer)
+                plan.to_answerer, plan.offered = answerer_keys(
+                    offer,
+                    self.policies[answerer].mode,
+                    self._suites,
+                    self._random,
+                    previous,
+                    theirs.context if theirs is not None else None,
+                )
+                if current is not None and current.rtcp is None and not offer.rtcp_mux:
+                    # Bound for RTCP multiplexing, now wanted apart.
+                    current = None
+                if current is None:
+                    plan.new_sides[offerer] = sides[offerer] = self._bind(offerer, offer.rtcp_mux)
+                if answerer not in sides:
+                    plan.new_sides[answerer] = sides[answerer] = self._bind(answerer, False)
+        except BaseException:
+            for plan in plans:
+                self._release_sides(plan.new_sides.values())
+            raise
+        return plans
+
+    def _commit(
+        self, plans: Sequence[OfferPlan], offerer: Party, source: str | None, *, first: bool
+    ) -> None:
+        """Put an offer's plans in force (the first offer's at once, a re-offer's at its answer)."""
+        answerer = offerer.other
+        if source is not None:
+            self.sources[offerer] = source
+        learn = (self.limits.nat_learn_packets, self.limits.nat_learn_seconds)
+        nat = self.policies[offerer].nat
+        for plan in plans:
+            if plan.index < len(self.streams):
+                stream = self.streams[plan.index]
+                stream.offer = plan.offer
+            else:
+                stream = RelayStream(plan.index, plan.offer)
+                self.streams.append(stream)
+            if not plan.enabled:
+                self._release_sides(stream.sides.values())
+                stream.sides = {}
+                stream.crypto = {Party.A: (), Party.B: ()}
+                stream.answer = None
+                continue
+            replaced = [
+                side for party, side in stream.sides.items() if plan.sides.get(party) is not side
+            ]
+            self._release_sides(replaced)
+            stream.sides = dict(plan.sides)
+            side = stream.sides[offerer]
+            side.mux = plan.offer.rtcp_mux or side.rtcp is None
+            if first or offerer in plan.new_sides:
+                side.rtp.expect(plan.remote)
+                if side.rtcp is not None:
+                    side.rtcp.expect(None if side.mux else plan.rtcp_remote)
+            else:
+                side.rtp.retarget(plan.remote, nat=nat, learn_packets=learn[0],
+                                  learn_seconds=learn[1])
+                if side.rtcp is not None:
+                    side.rtcp.retarget(None if side.mux else plan.rtcp_remote, nat=nat,
+                                       learn_packets=learn[0], learn_seconds=learn[1])
+            if plan.context is not side.context:
+                side.use_context(plan.context)
+            stream.crypto[offerer] = plan.to_offerer
+            stream.crypto[answerer] = plan.to_answerer
+            stream.offered[answerer] = plan.offered
+            stream.wire()
+        self._committed_offerer = offerer
+
+    def answer(self, streams: Sequence[StreamOffer], source: str | None = None) -> None:
+        """
+        Apply the answer to the last offer (again for each answer: a 183
+        then a 200): the answerer's addresses and keys, and a re-offer's
+        plan with it; on the first one, start learning (NAT legs) and switch
+        the setup timer to the idle timer.
+
+        @raise MediaOfferError: if the answer does not fit the offer
+            (nothing changes; a re-offer stays pending).
+        """
+        pending = self._pending
+        offerer = self.offerer
+        answerer = offerer.other
+        self._check_source(source, answerer)
+        if pending is not None:
+            views = [(p.enabled, p.sides.get(answerer), p.offered, p.offer) for p in pending]
+        else:
+            views = [
+                (bool(s.sides), s.sides.get(answerer), s.offered[answerer], s.offer)
+                for s in self.streams
+            ]
+        if len(streams) != len(views):
+            raise MediaOfferError(
+                f"the answer has {len(streams)} streams, the offer {len(views)}"
+            )
+        mode = self.policies[answerer].mode
         plans: list[tuple[Address | None, Address | None, SrtpContext | None] | None] = []
-        for stream, answer in zip(self.streams, streams, strict=True):
-            if stream.a is None or stream.b is None:
+        for index, ((enabled, side, offered, _), answer) in enumerate(
+            zip(views, streams, strict=True)
+        ):
+            if not enabled or side is None:
                 plans.append(None)
                 continue
-            what = f"stream {stream.index}"
-            remote = None
-            rtcp_remote = None
+            what = f"stream {index}"
+            remote, rtcp_remote = (None, None)
             if answer.port:
-                remote = _remote(answer.host, answer.port, stream.b.allocator, what)
-            if remote is not None and not answer.rtcp_mux:
-                rtcp_remote = (remote[0], answer.rtcp_port or answer.port + 1)
-            context = self._answer_crypto_b(stream, answer, b_mode)
+                remote, rtcp_remote = self._address(
+                    answerer, source, answer.host, answer.port, answer.rtcp_port,
+                    answer.rtcp_mux, what,
+                )
+            new = pending is not None and answerer in pending[index].new_sides
+            current = None if new else side.context
+            context = answer_context(answer, mode, offered, current, what)
             plans.append((remote, rtcp_remote, context))
         # Everything checked: apply.
+        if pending is not None:
+            self._pending = None
+            self._commit(pending, offerer, self._pending_source, first=False)
+        if source is not None:
+            self.sources[answerer] = source
         now = self._clock.seconds()
         first = self.answered is None
         limits = self.limits
+        learn = (limits.nat_learn_packets, limits.nat_learn_seconds)
+        nat = self.policies[answerer].nat
         for stream, answer, plan in zip(self.streams, streams, plans, strict=True):
-            if plan is None or stream.a is None or stream.b is None:
+            if plan is None:
                 continue
             remote, rtcp_remote, context = plan
             stream.answer = answer
-            b = stream.b
-            b.mux = answer.rtcp_mux and remote is not None
-            learn = (limits.nat_learn_packets, limits.nat_learn_seconds)
-            self._expect(b.rtp, remote, self.b_policy.nat, learn)
-            if b.rtcp is not None:
-                self._expect(b.rtcp, None if b.mux else rtcp_remote, self.b_policy.nat, learn)
-            if context is not b.context:
-                b.use_context(context)
-            if a_mode is MediaMode.PASSTHROUGH:
-                stream.a_crypto = answer.crypto
+            side = stream.sides[answerer]
+            side.mux = answer.rtcp_mux and remote is not None
+            side.rtp.retarget(remote, nat=nat, learn_packets=learn[0], learn_seconds=learn[1])
+            if side.rtcp is not None:
+                side.rtcp.retarget(None if side.mux else rtcp_remote, nat=nat,
+                                   learn_packets=learn[0], learn_seconds=learn[1])
+            if context is not side.context:
+                side.use_context(context)
+            if self.policies[offerer].mode is MediaMode.PASSTHROUGH:
+                stream.crypto[offerer] = answer.crypto
             if first:
-                for leg in stream.a.legs:
-                    self._expect(leg, leg.remote, self.a_policy.nat, learn)
+                their = stream.sides[offerer]
+                offerer_nat = self.policies[offerer].nat
+                for leg in their.legs:
+                    leg.expect(leg.signalled, nat=offerer_nat, learn_packets=learn[0],
+                               learn_seconds=learn[1])
             stream.wire()
         if first:
             self.answered = now
@@ -390,38 +429,35 @@ class RelaySession:
             if limits.idle_timeout:
                 self._timer = self._clock.callLater(limits.idle_timeout, self._check_idle)
 
-    @staticmethod
-    def _expect(
-        leg: RelayLeg, remote: Address | None, nat: bool, learn: tuple[int, float]
-    ) -> None:
-        leg.expect(remote, nat=nat, learn_packets=learn[0], learn_seconds=learn[1])
-
-    def _answer_crypto_b(
-        self, stream: RelayStream, answer: StreamOffer, mode: MediaMode
-    ) -> SrtpContext | None:
-        b = stream.b
-        assert b is not None
-        if not mode.srtp:
-            return None
-        if not answer.port:
-            return b.context
-        what = f"stream {stream.index}"
-        if len(answer.crypto) != 1:
-            raise MediaOfferError(
-                f"{what}: the answer needs one a=crypto, it has {len(answer.crypto)}"
-            )
-        (crypto,) = answer.crypto
-        ours = stream.b_keys.get(crypto.tag)
-        if ours is None or ours.suite.name != crypto.suite:
-            raise MediaOfferError(f"{what}: the answer's a=crypto {crypto.tag} was not offered")
-        try:
-            check_session_params(crypto.session_params)
-            theirs = SrtpKey.from_sdes(crypto.key_params, ours.suite)
-        except SdesError as e:
-            raise MediaOfferError(f"{what}: {e}") from None
-        if b.context is not None and b.context.inbound == theirs:
-            return b.context
-        return SrtpContext(theirs, ours)
+    def allocation_streams(self) -> tuple[StreamAllocation, ...]:
+        """
+        Each stream's endpoints: those of a re-offer waiting for its
+        answer, or those in force.
+        """
+        offerer = self.offerer
+        answerer = offerer.other
+        result = []
+        items: Sequence[OfferPlan | RelayStream] = (
+            self._pending if self._pending is not None else self.streams
+        )
+        for item in items:
+            if isinstance(item, OfferPlan):
+                enabled, sides, offer = item.enabled, item.sides, item.offer
+                crypto = {offerer: item.to_offerer, answerer: item.to_answerer}
+            else:
+                enabled, sides, offer = bool(item.sides), item.sides, item.offer
+                crypto = item.crypto
+            ends = {Party.A: RelayEndpoint("", 0), Party.B: RelayEndpoint("", 0)}
+            if enabled:
+                side = sides[offerer]
+                mux = side.mux if isinstance(item, RelayStream) else offer.rtcp_mux
+                ends[offerer] = endpoint(side, crypto[offerer], mux or side.rtcp is None)
+                side = sides[answerer]
+                ends[answerer] = endpoint(
+                    side, crypto[answerer], offer.rtcp_mux or side.rtcp is None
+                )
+            result.append(StreamAllocation(ends[Party.A], ends[Party.B], *self.modes))
+        return tuple(result)
 
     # -- timers and the end ---------------------------------------------------
 
@@ -437,13 +473,10 @@ class RelaySession:
     def _release_ports(self) -> list[Any]:
         results = []
         for stream in self.streams:
-            for side in stream.sides:
-                for leg in side.legs:
-                    leg.expect(None)
-                    leg.set_crypto(None, None)
-                for port in side.ports:
-                    results.append(side.allocator.release(port))
-                side.ports = []
+            results += self._release_sides(stream.sides.values())
+        plans, self._pending = self._pending, None
+        for plan in plans or ():
+            results += self._release_sides(plan.new_sides.values())
         return results
 
     def close(self, reason: str = "released") -> list[Any]:
@@ -473,10 +506,11 @@ class RelaySession:
     def ports(self) -> tuple[int, ...]:
         """The ports the session holds, sorted."""
         held = []
-        for stream in self.streams:
-            for side in stream.sides:
-                if side.ports:
-                    held += [leg.port for leg in side.legs if leg.port is not None]
+        sides = [side for stream in self.streams for side in stream.sides.values()]
+        sides += [side for plan in self._pending or () for side in plan.new_sides.values()]
+        for side in sides:
+            if side.ports:
+                held += [leg.port for leg in side.legs if leg.port is not None]
         return tuple(sorted(held))
 
     def stats(self) -> SessionStats:
@@ -500,6 +534,3 @@ class RelaySession:
             a_to_b=a_to_b,
             b_to_a=b_to_a,
         )
-
-    def allocation_streams(self) -> tuple[StreamAllocation, ...]:
-        return tuple(stream.allocation(self.modes) for stream in self.streams)

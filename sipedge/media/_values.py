@@ -30,6 +30,7 @@ __all__ = [
     "MediaLimits",
     "MediaMode",
     "MediaOffer",
+    "Party",
     "RelayAllocation",
     "RelayEndpoint",
     "RelayPolicy",
@@ -100,6 +101,22 @@ class MediaMode(enum.Enum):
     def srtp(self) -> bool:
         """True if the relay does SRTP on a leg in this mode."""
         return self in (MediaMode.SRTP_TERMINATE, MediaMode.SRTP_REKEY)
+
+
+class Party(enum.Enum):
+    """
+    A session's two parties: C{A} made the first offer (L{IMediaRelay.allocate}),
+    C{B} answered it. They keep their sides for the session's life: a
+    re-offer from B (L{IMediaRelay.reoffer}) does not swap them.
+    """
+
+    A = "a"
+    B = "b"
+
+    @property
+    def other(self) -> Party:
+        """The other party."""
+        return Party.B if self is Party.A else Party.A
 
 
 #: The (leg A, leg B) mode pairs a session can have.
@@ -289,12 +306,20 @@ def _stream_tuple(items: Iterable[StreamOffer]) -> tuple[StreamOffer, ...]:
 class MediaOffer:
     """
     One party's session description, as the relay needs it: the offer
-    (L{IMediaRelay.allocate}, with the policy) or the answer
-    (L{IMediaRelay.update}, C{policy} left C{None}).
+    (L{IMediaRelay.allocate}, with the policy; L{IMediaRelay.reoffer}) or
+    the answer (L{IMediaRelay.update}, C{policy} left C{None}).
+
+    @ivar source: the IP address this party's signalling came from (the
+        request's or response's source), or C{None}. Used only when the
+        party's leg latches (L{LegPolicy.nat}): the relay then accepts
+        the party's media from this address, on the port it learns,
+        instead of from the SDP's address (a phone behind NAT writes its
+        private address in SDP). Control protocol version 2.
     """
 
     streams: tuple[StreamOffer, ...] = attrs.field(converter=_stream_tuple)
     policy: RelayPolicy | None = None
+    source: str | None = attrs.field(default=None, metadata={"since": 2})
 
 
 @attrs.frozen

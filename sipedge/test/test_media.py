@@ -34,6 +34,7 @@ from sipedge.media import (
     MediaOffer,
     MediaOfferError,
     MediaRelay,
+    Party,
     PortAllocator,
     PortsExhausted,
     RelayAllocation,
@@ -810,7 +811,7 @@ class SrtpModeTests(RelayTestCase):
         self.allocate(b=LegPolicy(MediaMode.SRTP_TERMINATE))
         answer = [StreamOffer(B_HOST, 5000, crypto=[a_crypto(self.b_key, tag=2)])]
         self.update(streams=answer)
-        b = context_from(self.b_key, self.relay.session("call-1").streams[0].b_crypto[1])
+        b = context_from(self.b_key, self.relay.session("call-1").streams[0].crypto[Party.B][1])
         packet = b.protect(rtp(1))
         self.send(self.b_rtp, packet, 20002)
         self.update(streams=answer)
@@ -1116,7 +1117,7 @@ class SansIOTests(SynchronousTestCase):
         code = (
             "import sys\n"
             "import sipedge.media, sipedge.media._rtp, sipedge.media._srtp\n"
-            "import sipedge.media._values, sipedge.media._budget\n"
+            "import sipedge.media._values, sipedge.media._budget, sipedge.media._sdes\n"
             "sipedge.media.RtpHeader, sipedge.media.SrtpContext\n"
             "bad = sorted(n for n in sys.modules if n == 'twisted' or n.startswith('twisted.'))\n"
             "print(','.join(bad))\n"

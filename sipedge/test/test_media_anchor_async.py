@@ -96,6 +96,14 @@ class LaterRelay:
         self.asked.append(("update", session_key))
         return self._later(self.relay.update(session_key, answer))
 
+    def reoffer(self, session_key: str, offer: Any, offerer: Any) -> Deferred[Any]:
+        self.asked.append(("reoffer", session_key))
+        return self._later(self.relay.reoffer(session_key, offer, offerer))
+
+    def withdraw(self, session_key: str) -> Deferred[Any]:
+        self.asked.append(("withdraw", session_key))
+        return self._later(self.relay.withdraw(session_key))
+
     def release(self, session_key: str) -> Deferred[SessionStats | None]:
         self.asked.append(("release", session_key))
         return self._later(self.relay.release(session_key))

@@ -25,6 +25,7 @@ from sipedge.media import (
     MediaMode,
     MediaOffer,
     MediaOfferError,
+    Party,
     PortsExhausted,
     RelayAllocation,
     RelayEndpoint,
@@ -32,6 +33,7 @@ from sipedge.media import (
     RelayStats,
     RelayTimeout,
     RelayUnavailable,
+    ReofferUnsupported,
     SdesCrypto,
     SdesError,
     SessionEnd,
@@ -100,7 +102,7 @@ limits = st.builds(
 legs = st.builds(LegPolicy, st.sampled_from(list(MediaMode)), _text, st.booleans())
 policies = st.builds(RelayPolicy, legs, st.none() | legs, st.none() | limits)
 offers = st.builds(
-    MediaOffer, st.lists(stream_offers, max_size=3), st.none() | policies
+    MediaOffer, st.lists(stream_offers, max_size=3), st.none() | policies, st.none() | _hosts
 )
 endpoints = st.builds(
     RelayEndpoint, _hosts, _ports, st.none() | _ports, st.booleans(), st.lists(cryptos, max_size=2)
@@ -272,7 +274,8 @@ class CallTests(SynchronousTestCase):
     def test_methods(self) -> None:
         """Every L{IMediaRelay} call is a method."""
         self.assertEqual(
-            sorted(METHODS), ["allocate", "release", "sessions", "stats", "update"]
+            sorted(METHODS),
+            ["allocate", "release", "reoffer", "sessions", "stats", "update", "withdraw"],
         )
 
     def test_request_round_trip(self) -> None:
@@ -281,6 +284,8 @@ class CallTests(SynchronousTestCase):
         for method, args in [
             ("allocate", ("k", offer)),
             ("update", ("k", MediaOffer([StreamOffer("192.0.2.2", 5000)]))),
+            ("reoffer", ("k", offer, Party.B)),
+            ("withdraw", ("k",)),
             ("release", ("k",)),
             ("sessions", ()),
             ("stats", ()),
@@ -328,6 +333,7 @@ class ErrorTests(SynchronousTestCase):
             SrtpError("auth", "srtp-auth"),
             RelayUnavailable("down"),
             RelayTimeout("slow"),
+            ReofferUnsupported("version 1"),
             ControlProtocolError("what", "unknown-method"),
         ]
         for error in samples:
@@ -406,7 +412,7 @@ class HandshakeTests(SynchronousTestCase):
             {
                 "type": "hello",
                 "protocol": "sipedge-relay",
-                "versions": [1],
+                "versions": [1, 2],
                 "challenge": "01" * 32,
             },
         )

@@ -76,6 +76,12 @@ class StalledRelay:
     def update(self, session_key: str, answer: MediaOffer) -> Deferred[Any]:
         return self._call("update", session_key, answer)
 
+    def reoffer(self, session_key: str, offer: MediaOffer, offerer: Any) -> Deferred[Any]:
+        return self._call("reoffer", session_key, offer, offerer)
+
+    def withdraw(self, session_key: str) -> Deferred[Any]:
+        return self._call("withdraw", session_key)
+
     def release(self, session_key: str) -> Deferred[Any]:
         return self._call("release", session_key)
 
@@ -700,7 +706,7 @@ class AuthenticationTests(_Connected):
         """The relay speaks first: protocol, versions, a fresh challenge."""
         protocol, _transport, hello = self.raw()
         self.assertEqual(hello["protocol"], "sipedge-relay")
-        self.assertEqual(hello["versions"], [1])
+        self.assertEqual(hello["versions"], [1, 2])
         self.assertEqual(len(bytes.fromhex(hello["challenge"])), 32)
         protocol.connectionLost()
 
@@ -716,7 +722,7 @@ class AuthenticationTests(_Connected):
     def test_bad_version(self) -> None:
         """An unknown version is refused."""
         protocol, transport, _ = self.raw()
-        protocol.dataReceived(b'{"type":"auth","version":2,"proof":"","challenge":""}\n')
+        protocol.dataReceived(b'{"type":"auth","version":3,"proof":"","challenge":""}\n')
         (reply,) = self.replies(transport)
         self.assertEqual(reply["error"]["code"], "version")
         self.assertTrue(transport.disconnecting)
