@@ -514,6 +514,11 @@ class TlsConfig:
         TLS clients must present a certificate we can verify.
     @ivar verify_server: whether to verify the certificates of servers we
         connect to.
+    @ivar profile: protocol versions and ciphers, in and out:
+        C{"intermediate"} (TLS 1.2 with ECDHE and AEAD only, and TLS 1.3)
+        or C{"modern"} (TLS 1.3 only).
+    @ivar ciphers: an OpenSSL cipher string replacing the profile's TLS 1.2
+        list, or C{None}.
     """
 
     certificate: Path | None = attrs.field(
@@ -527,6 +532,10 @@ class TlsConfig:
         default="none", validator=_choice("none", "optional", "required")
     )
     verify_server: bool = attrs.field(default=True, validator=_boolean)
+    profile: str = attrs.field(default="intermediate", validator=_choice("intermediate", "modern"))
+    ciphers: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_string)
+    )
 
     @private_key.default
     def _private_key_default(self) -> Path | None:

@@ -294,6 +294,8 @@ class SipEdgeService(MultiService):
             client_ca=str(tls.ca_certificates) if tls.ca_certificates else None,
             trust_roots=str(tls.ca_certificates) if tls.ca_certificates else None,
             insecure_client=not tls.verify_server,
+            profile=tls.profile,
+            ciphers=tls.ciphers,
         )
         limits = config.limits
         self.transports = TransportManager(

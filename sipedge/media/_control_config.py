@@ -317,12 +317,16 @@ class RelayServiceConfig:
 
     def server_tls_options(self) -> Any:
         """
-        The TLS server options of a C{tls:} control port (TLS 1.2 or later).
+        The TLS server options of a C{tls:} control port: the
+        C{intermediate} profile of L{sipedge.tls_profiles} (TLS 1.2 with
+        ECDHE and AEAD ciphers only, or TLS 1.3).
 
         @raise ConfigError: naming C{relay.certificate} or
             C{relay.private_key} if they cannot be used.
         """
-        from twisted.internet.ssl import CertificateOptions, PrivateCertificate, TLSVersion
+        from twisted.internet.ssl import CertificateOptions, PrivateCertificate
+
+        from sipedge.tls_profiles import TLS_PROFILES
 
         assert self.certificate is not None
         certificate = read_pem(self.certificate, "relay.certificate")
@@ -341,7 +345,8 @@ class RelayServiceConfig:
         return CertificateOptions(
             privateKey=pair.privateKey.original,
             certificate=pair.original,
-            raiseMinimumTo=TLSVersion.TLSv1_2,
+            raiseMinimumTo=TLS_PROFILES["intermediate"].minimum,
+            acceptableCiphers=TLS_PROFILES["intermediate"].acceptable_ciphers(),
         )
 
     def read_secret(self) -> bytes:

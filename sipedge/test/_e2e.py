@@ -43,7 +43,8 @@ def require_tool(name: str) -> str:
     return path
 
 
-_PACKAGES = {"sipp": "sip-tester", "sipsak": "sipsak", "baresip": "baresip-core"}
+_PACKAGES = {"sipp": "sip-tester", "sipsak": "sipsak", "baresip": "baresip-core",
+             "sslscan": "sslscan"}
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:

@@ -15,6 +15,7 @@ from sipedge.transport._manager import (
 from sipedge.transport._stamp import stamp_via
 from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
 from sipedge.transport._tls import (
+    CERTIFICATE_FILE,
     MINIMUM_TLS_VERSION,
     ClientTLSContexts,
     TLSSettings,
@@ -25,6 +26,7 @@ from sipedge.transport._tls import (
 from sipedge.transport._udp import MAX_DATAGRAM_SIZE, SipDatagramProtocol
 
 __all__ = [
+    "CERTIFICATE_FILE",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_CONNECTIONS_PER_SOURCE",

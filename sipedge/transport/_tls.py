@@ -32,6 +32,7 @@ from twisted.internet.ssl import (
 from twisted.logger import Logger
 
 from sipedge.error import ConfigError
+from sipedge.tls_profiles import TlsProfile, tls_profile
 
 __all__ = [
     "CERTIFICATE_FILE",
@@ -84,6 +85,12 @@ class TLSSettings:
     @ivar client_private_key: its private key.
     @ivar insecure_client: do not verify servers we connect to. For labs
         only: anyone on the path can then read and change the signalling.
+    @ivar profile: the protocol versions and ciphers, in and out (see
+        L{sipedge.tls_profiles}): C{"intermediate"} or C{"modern"}.
+    @ivar ciphers: an OpenSSL cipher string in place of the profile's TLS
+        1.2 list, or C{None}.
+    @ivar key_type: the key of a self-signed certificate made anew:
+        C{"ec"} (ECDSA P-256) or C{"rsa"} (2048 bits).
     """
 
     certificate: str | None = None
@@ -99,6 +106,15 @@ class TLSSettings:
     client_certificate: str | None = None
     client_private_key: str | None = None
     insecure_client: bool = False
+    profile: str = "intermediate"
+    ciphers: str | None = None
+    key_type: str = attrs.field(default="ec", validator=attrs.validators.in_(("ec", "rsa")))
+
+    def tls_profile(self) -> TlsProfile:
+        """The versions and ciphers these settings ask for.
+
+        @raise ConfigError: for an unknown profile or unusable ciphers."""
+        return tls_profile(self.profile, self.ciphers)
 
 
 def _read(path: str, what: str) -> bytes:
@@ -144,13 +160,13 @@ def generate_self_signed(
     *,
     not_before: datetime,
     not_after: datetime,
-    key_type: str = "rsa",
+    key_type: str = "ec",
 ) -> tuple[bytes, bytes]:
     """
     A self-signed server certificate and its key, both PEM.
 
-    @param key_type: C{"rsa"} (2048 bits: what older phones accept) or
-        C{"ec"} (P-256).
+    @param key_type: C{"ec"} (ECDSA P-256, the default) or C{"rsa"}
+        (2048 bits, for the rare phone that takes no ECDSA).
     @return: C{(certificate_pem, key_pem)}.
     """
     if key_type == "rsa":
@@ -236,7 +252,7 @@ def ensure_self_signed(
     ip_addresses: tuple[str, ...] | list[str] = (),
     *,
     clock: IReactorTime,
-    key_type: str = "rsa",
+    key_type: str = "ec",
     lifetime: timedelta = timedelta(days=825),
 ) -> tuple[str, str]:
     """
@@ -303,7 +319,8 @@ def server_context_factory(
         dns_names = settings.domains or (host,)
         addresses = tuple(a for a in settings.addresses if a not in ("", "0.0.0.0", "::"))
         cert_path, key_path = ensure_self_signed(
-            settings.state_dir, common_name, dns_names, addresses, clock=clock
+            settings.state_dir, common_name, dns_names, addresses, clock=clock,
+            key_type=settings.key_type,
         )
         _log.warn(
             "TLS uses a self-signed certificate for {common_name} ({path}); peers that"
@@ -315,10 +332,12 @@ def server_context_factory(
     key = _load_key(key_path, "private_key")
     _check_pair(chain, key, "private_key")
     # pyOpenSSL takes cryptography objects (and deprecates its own).
+    profile = settings.tls_profile()
     options: dict[str, Any] = {
         "privateKey": key,
         "certificate": chain[0],
-        "raiseMinimumTo": MINIMUM_TLS_VERSION,
+        "raiseMinimumTo": profile.minimum,
+        "acceptableCiphers": profile.acceptable_ciphers(),
     }
     if len(chain) > 1:
         options["extraCertChain"] = chain[1:]
@@ -369,6 +388,9 @@ class ClientTLSContexts:
             self._client = {"privateKey": key, "certificate": chain[0]}
             if len(chain) > 1:
                 self._client["extraCertChain"] = chain[1:]
+        profile = settings.tls_profile()
+        self._client["raiseMinimumTo"] = profile.minimum
+        self._client["acceptableCiphers"] = profile.acceptable_ciphers()
         self._insecure = settings.insecure_client
         self._insecure_options: CertificateOptions | None = None
         if self._insecure:
@@ -381,16 +403,14 @@ class ClientTLSContexts:
         """The connection creator for a server that must prove C{server_name}."""
         if self._insecure:
             if self._insecure_options is None:
-                self._insecure_options = CertificateOptions(
-                    verify=False, raiseMinimumTo=MINIMUM_TLS_VERSION, **self._client
-                )
+                self._insecure_options = CertificateOptions(verify=False, **self._client)
             return self._insecure_options
         creator = self._cache.get(server_name)
         if creator is None:
             creator = optionsForClientTLS(
                 server_name,
                 trustRoot=self._trust,
-                extraCertificateOptions={"raiseMinimumTo": MINIMUM_TLS_VERSION, **self._client},
+                extraCertificateOptions=self._client,
             )
             if len(self._cache) >= self._CACHE_SIZE:
                 self._cache.clear()
