@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from sipedge.test._e2e import ROOT, free_port
+from sipedge.testing import ROOT, free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -187,7 +187,7 @@ _LISTENING = re.compile(r"Listening for SIP on UDP (\S+) port (\d+)")
 class SipEdge:
     """
     C{twistd -n sipedge --config FILE} in a child process, started the way
-    C{sipedge.test._e2e.SipEdgeProcess} starts it (PYTHONPATH has the
+    C{sipedge.testing.SipEdgeProcess} starts it (PYTHONPATH has the
     checkout, the log goes to a file and tells the port), plus optional
     C{--profile} and C{--logger}. C{extra_config} is TOML text appended to
     the generated configuration (whole tables, such as C{[security]}).

@@ -4,7 +4,7 @@ REGISTER of the UAS, and one UAC step at a fixed rate, with its counts
 read from SIPp's C{-trace_stat} file and its setup times from C{-trace_rtt}.
 
 The UAC and REGISTER scenarios are the end-to-end tier's
-(sipedge/test/data/sipp): uac.xml calls C{sip:[service]@[domain]} through
+(sipedge/testing/sipp): uac.xml calls C{sip:[service]@[domain]} through
 the proxy (the remote host argument) and follows Record-Route for ACK and
 BYE; uac_auth.xml does the same as one of our users, answering the proxy's
 407 with MD5 digest credentials (C{-au}, C{-ap}, C{-auth_uri}). The UAS is
@@ -30,12 +30,12 @@ from pathlib import Path
 
 from _cps_procs import cpu_seconds
 
-from sipedge.test._e2e import SIPP_SCENARIOS, free_port
+from sipedge.testing import SIPP_SCENARIOS, free_port
 
 UAS_XML = """\
 <?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
-<!-- sipedge benchmarks/cps.py: sipedge/test/data/sipp/uas.xml, plus: a
+<!-- sipedge benchmarks/cps.py: sipedge/testing/sipp/uas.xml, plus: a
      retransmitted INVITE after the 200 gets the 200 again. -->
 <scenario name="sipedge benchmark UAS">
   <recv request="INVITE" crlf="true" rrs="true"/>

@@ -76,7 +76,7 @@ from _cps_procs import (
 )
 from _cps_sipp import Step, Uas, register, run_uac
 
-from sipedge.test._e2e import free_port
+from sipedge.testing import free_port
 
 UAC_IP = "127.0.0.10"
 UAS_IP = "127.0.0.20"

@@ -29,7 +29,7 @@ from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from sipedge.media import MediaOffer, RelayPolicy, RemoteMediaRelay, StreamOffer
-from sipedge.test._e2e import RelayProcess, free_port_range
+from sipedge.testing import RelayProcess, free_port_range
 
 SECRET = "benchmark-secret-0123456789abcdef"
 

@@ -14,18 +14,20 @@ import socket
 import ssl
 import time
 import uuid
+from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.message import Request, Response, StreamParser, parse_datagram, serialize
 from sipedge.message._headers import Headers
-from sipedge.test._e2e import (
-    DATA,
+from sipedge.testing import (
     add_user,
     free_port,
     sipp_counter,
     start_with_sipp,
 )
+
+DATA = Path(__file__).parent / "data"
 
 _CONFIG = """
 [sip]

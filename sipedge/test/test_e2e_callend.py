@@ -13,7 +13,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.test._e2e import (
+from sipedge.testing import (
     free_port,
     free_port_range,
     sipp_counter,

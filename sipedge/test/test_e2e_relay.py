@@ -33,9 +33,17 @@ from sipedge.media import (
     SessionEnd,
     StreamOffer,
 )
-from sipedge.test._e2e import RelayProcess, SipEdgeProcess, add_user, free_port_range
-from sipedge.test.test_e2e_media import RELAY, TONE_A, TONE_B, _MediaCall
-from sipedge.test.test_media import rtp
+from sipedge.testing import MEDIA_RELAY_HOST as RELAY
+from sipedge.testing import (
+    TONE_A,
+    TONE_B,
+    RelayProcess,
+    SipEdgeProcess,
+    add_user,
+    free_port_range,
+)
+from sipedge.testing import MediaCallTestCase as _MediaCall
+from sipedge.testing import rtp_packet as rtp
 
 SECRET = "e2e-relay-secret-0123456789abcdef"
 HOST = "127.0.0.1"

@@ -14,7 +14,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.test._e2e import (
+from sipedge.testing import (
     free_port_range,
     sipp_counter,
     start_with_sipp,

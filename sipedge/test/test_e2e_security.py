@@ -13,7 +13,7 @@ own ports come from L{free_port}. Each test starts its own sipedge with its
 own state directory and stops every process it starts.
 
 SIPVicious 0.3.3 as Debian ships it needs two repairs to attack from a
-chosen address at all; L{sipedge.test._e2e.run_sipvicious} makes them
+chosen address at all; L{sipedge.testing.run_sipvicious} makes them
 (an attacker would too).
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.message import Response, parse_datagram
-from sipedge.test._e2e import (
+from sipedge.testing import (
     SipEdgeProcess,
     Sipp,
     add_user,

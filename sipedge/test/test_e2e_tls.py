@@ -12,7 +12,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from sipedge.test._e2e import SipEdgeProcess, require_tool
+from sipedge.testing import SipEdgeProcess, require_tool
 
 _CONFIG = """
 [sip]

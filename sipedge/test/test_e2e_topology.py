@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.test._e2e import (
+from sipedge.testing import (
     add_user,
     free_port,
     sipp_counter,

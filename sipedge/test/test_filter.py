@@ -24,7 +24,7 @@ from sipedge.message import Headers, Request, parse_datagram
 from sipedge.pipeline import Continue, Drop, RequestContext, Respond, build_chain, stage_factories
 from sipedge.pipeline.stages._filter import FilterStage
 from sipedge.security import FilterConfig, Security, parse_filter_config
-from sipedge.test._helpers import capture_log
+from sipedge.testing import capture_log
 from sipedge.transport import Flow
 
 PROXY = "192.0.2.1"

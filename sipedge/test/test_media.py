@@ -16,7 +16,6 @@ import subprocess
 import sys
 from typing import Any
 
-from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyClass, verifyObject
@@ -47,11 +46,15 @@ from sipedge.media import (
     StreamOffer,
     UnknownSession,
     build_rtcp,
-    build_rtp,
 )
-from sipedge.test._helpers import capture_log
-from sipedge.test.test_media_srtp import counting_random
-from sipedge.testing import FakeReactor
+from sipedge.testing import MEDIA_LIMITS as LIMITS
+from sipedge.testing import (
+    FakeReactor,
+    capture_log,
+    counting_random,
+)
+from sipedge.testing import MediaEndpoint as Endpoint
+from sipedge.testing import rtp_packet as rtp
 
 RELAY = "203.0.113.1"
 INSIDE = "10.0.0.1"
@@ -62,25 +65,6 @@ LOW, HIGH = 20000, 20019
 
 # Short limits keep the timer tests readable; rates are off unless a test
 # turns them on.
-LIMITS = MediaLimits(
-    max_packet_rate=0,
-    max_bandwidth=0,
-    idle_timeout=30,
-    setup_timeout=120,
-    max_duration=3600,
-    nat_learn_packets=3,
-    nat_learn_seconds=5,
-)
-
-
-def rtp(sequence: int, size: int = 172, ssrc: int = 0xA11CE) -> bytes:
-    """A G.711-sized RTP packet (12-byte header, 160 bytes payload)."""
-    return build_rtp(
-        payload_type=0, sequence=sequence, timestamp=160 * sequence, ssrc=ssrc,
-        payload=bytes([sequence % 256]) * (size - 12),
-    )
-
-
 def rtcp(ssrc: int = 0xA11CE) -> bytes:
     """A receiver report."""
     return build_rtcp(packet_type=201, ssrc=ssrc, count=1, body=bytes(24))
@@ -89,21 +73,6 @@ def rtcp(ssrc: int = 0xA11CE) -> bytes:
 def number(listening: Any) -> int:
     """The port number of a listening port."""
     return int(listening.getHost().port)
-
-
-class Endpoint(DatagramProtocol):
-    """A party's RTP or RTCP socket: records what it receives."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[bytes, tuple[str, int]]] = []
-        self.socket: Any = None
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        self.received.append((data, addr))
-
-    @property
-    def packets(self) -> list[bytes]:
-        return [data for data, _ in self.received]
 
 
 class RelayTestCase(SynchronousTestCase):

@@ -1,12 +1,12 @@
 # -*- test-case-name: sipedge.test.test_media_anchor_async -*-
 """
 The C{media-anchor} stage with an L{IMediaRelay} whose Deferreds fire
-later, as a relay in another process does (L{LaterRelay}, under the fake
-reactor's clock): every test of L{sipedge.test.test_media_anchor} again,
-the interleavings only a late relay allows (a retransmission, a crossing
-offer or the end of the call while the relay has not answered), and the
-stage in a real L{ProxyCore} whose request, response and ACK paths wait
-for it.
+later, as a relay in another process does (L{sipedge.testing.LaterRelay},
+under the fake reactor's clock; L{sipedge.test.test_media_anchor} runs
+all its stage tests again with it): the interleavings only a late relay
+allows (a retransmission, a crossing offer or the end of the call while
+the relay has not answered), and the stage in a real L{ProxyCore} whose
+request, response and ACK paths wait for it.
 """
 
 from __future__ import annotations
@@ -15,144 +15,40 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectionLost
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
-import sipedge.test.test_media_anchor as base
-from sipedge.interfaces import IMediaRelay
-from sipedge.media import MediaRelay, PortsExhausted
+from sipedge.media import PortsExhausted
 from sipedge.media._anchor_sdp import offer_of
-from sipedge.media._values import SessionStats
 from sipedge.message import Request, Response, parse_sdp
 from sipedge.pipeline import Continue, RequestContext, Respond
-from sipedge.test.test_media_anchor_proxy import AnchoredHarness
-from sipedge.test.test_proxy_core import (
+from sipedge.testing import (
+    A_TAG,
+    A_UDP,
     ALICE,
+    ANCHOR_CONFIG,
+    B_TAG,
+    B_UDP,
     BOB,
     BOB_UDP,
+    CALL_ID,
     UPSTREAM,
-    answer,
-    request,
+    AnchoredHarness,
+    AnchorTestCase,
+    LaterRelay,
+    LaterRelayMixin,
+    anchor_request,
+    anchor_response,
+    sdp_a,
+    sdp_b,
 )
-from sipedge.testing import FakeReactor
+from sipedge.testing import sip_answer as answer
+from sipedge.testing import sip_request as request
 
-CALL = f"{base.CALL_ID};{base.A_TAG}"
+CALL = f"{CALL_ID};{A_TAG}"
 SDP = ("Content-Type: application/sdp",)
 
 
-@implementer(IMediaRelay)
-class LaterRelay:
-    """
-    An L{IMediaRelay} in front of an in-process L{MediaRelay} whose
-    answers come C{delay} seconds later on C{clock}: the relay does the
-    work when asked, the Deferred fires later (as a remote relay's would).
-    With C{hold} true, answers wait in C{held} until L{answer} is called.
-    Everything else (C{open_ports}, C{session}, ...) is the inner relay's.
-    """
-
-    def __init__(self, relay: MediaRelay, clock: Any, delay: float = 0.0) -> None:
-        self.relay = relay
-        self.clock = clock
-        self.delay = delay
-        self.hold = False
-        self.held: list[tuple[Deferred[Any], Any]] = []
-        self.asked: list[tuple[str, str]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.relay, name)
-
-    def _later(self, d: Deferred[Any]) -> Deferred[Any]:
-        out: Deferred[Any] = Deferred()
-
-        def settle(result: Any) -> None:
-            if self.hold:
-                self.held.append((out, result))
-            else:
-                self.clock.callLater(self.delay, self._fire, out, result)
-
-        d.addBoth(settle)
-        return out
-
-    @staticmethod
-    def _fire(out: Deferred[Any], result: Any) -> None:
-        if isinstance(result, Failure):
-            out.errback(result)
-        else:
-            out.callback(result)
-
-    def answer(self) -> None:
-        """Fire every held answer, in order."""
-        self.hold = False
-        held, self.held = self.held, []
-        for out, result in held:
-            self._fire(out, result)
-
-    def allocate(self, session_key: str, offer: Any) -> Deferred[Any]:
-        self.asked.append(("allocate", session_key))
-        return self._later(self.relay.allocate(session_key, offer))
-
-    def update(self, session_key: str, answer: Any) -> Deferred[Any]:
-        self.asked.append(("update", session_key))
-        return self._later(self.relay.update(session_key, answer))
-
-    def reoffer(self, session_key: str, offer: Any, offerer: Any) -> Deferred[Any]:
-        self.asked.append(("reoffer", session_key))
-        return self._later(self.relay.reoffer(session_key, offer, offerer))
-
-    def withdraw(self, session_key: str) -> Deferred[Any]:
-        self.asked.append(("withdraw", session_key))
-        return self._later(self.relay.withdraw(session_key))
-
-    def release(self, session_key: str) -> Deferred[SessionStats | None]:
-        self.asked.append(("release", session_key))
-        return self._later(self.relay.release(session_key))
-
-    def sessions(self) -> Deferred[Any]:
-        return self._later(self.relay.sessions())
-
-    def stats(self) -> Deferred[Any]:
-        return self._later(self.relay.stats())
-
-    def add_observer(self, observer: Any) -> None:
-        self.relay.add_observer(observer)
-
-    def remove_observer(self, observer: Any) -> None:
-        self.relay.remove_observer(observer)
-
-
-class _Later:
-    """Mixed into a test case of L{base}: the stage's relay answers later."""
-
-    reactor: FakeReactor
-
-    def stage_relay(self, relay: MediaRelay) -> Any:
-        self.later = LaterRelay(relay, self.reactor)
-        return self.later
-
-
-def _again(case: type) -> type:
-    return type(
-        f"Later{case.__name__}",
-        (_Later, case),
-        {"__doc__": f"{(case.__doc__ or '').strip()} (the relay answers later)"},
-    )
-
-
-# Every stage test of test_media_anchor, with a relay that answers later.
-LaterOfferAnswerTests = _again(base.OfferAnswerTests)
-LaterCallEndTests = _again(base.CallEndTests)
-LaterLateOfferTests = _again(base.LateOfferTests)
-LaterNewOfferTests = _again(base.NewOfferTests)
-LaterForkTests = _again(base.ForkTests)
-LaterSdpShapeTests = _again(base.SdpShapeTests)
-LaterSrtpTests = _again(base.SrtpTests)
-LaterSidesTests = _again(base.SidesTests)
-LaterTransferTests = _again(base.TransferTests)
-LaterForkedEarlyDialogTests = _again(base.ForkedEarlyDialogTests)
-
-
-class LateRelayTests(_Later, base.AnchorTestCase):
+class LateRelayTests(LaterRelayMixin, AnchorTestCase):
     """What only a relay that answers later can show."""
 
     def test_offer_waits(self) -> None:
@@ -161,8 +57,8 @@ class LateRelayTests(_Later, base.AnchorTestCase):
         request goes on with the relay's B side only once the relay has
         answered.
         """
-        invite = base.request("INVITE", base.sdp_a())
-        context = RequestContext(invite, base.A_UDP)
+        invite = anchor_request("INVITE", sdp_a())
+        context = RequestContext(invite, A_UDP)
         result = self.stage.process_request(context)
         assert isinstance(result, Deferred)
         self.assertNoResult(result)
@@ -171,18 +67,18 @@ class LateRelayTests(_Later, base.AnchorTestCase):
         self.reactor.advance(0)
         self.assertEqual(self.successResultOf(result), Continue())
         self.assertIn(b"c=IN IP4 203.0.113.1\r\n", context.request.body)
-        self.back(context, base.response(invite, 486))
+        self.back(context, anchor_response(invite, 486))
 
     def test_answers_wait(self) -> None:
         """The answer in a 183, then in the 200: each waits for the relay's update."""
-        invite = base.request("INVITE", base.sdp_a())
+        invite = anchor_request("INVITE", sdp_a())
         context = self.send(invite)
-        early = self.stage.process_response(context, base.response(invite, 183, base.sdp_b()))
+        early = self.stage.process_response(context, anchor_response(invite, 183, sdp_b()))
         assert isinstance(early, Deferred)
         self.assertNoResult(early)
         self.reactor.advance(0)
         self.assertIn(b"m=audio 20000 ", self.successResultOf(early).body)
-        ok = self.stage.process_response(context, base.response(invite, 200, base.sdp_b()))
+        ok = self.stage.process_response(context, anchor_response(invite, 200, sdp_b()))
         assert isinstance(ok, Deferred)
         self.reactor.advance(0)
         self.assertIn(b"m=audio 20000 ", self.successResultOf(ok).body)
@@ -196,16 +92,16 @@ class LateRelayTests(_Later, base.AnchorTestCase):
         """
         self.call()
         self.later.hold = True
-        reinvite = base.request("INVITE", base.sdp_a(version=6), cseq=2, to_tag=base.B_TAG)
-        context = RequestContext(reinvite, base.A_UDP)
+        reinvite = anchor_request("INVITE", sdp_a(version=6), cseq=2, to_tag=B_TAG)
+        context = RequestContext(reinvite, A_UDP)
         pending = self.stage.process_request(context)
         assert isinstance(pending, Deferred)
-        update = base.request("UPDATE", base.sdp_b(version=8), cseq=5, caller=False)
-        self.assertEqual(self.refuse(update, base.B_UDP).status, 491)
+        update = anchor_request("UPDATE", sdp_b(version=8), cseq=5, caller=False)
+        self.assertEqual(self.refuse(update, B_UDP).status, 491)
         self.later.answer()
         self.reactor.advance(0)
         self.assertEqual(self.successResultOf(pending), Continue())
-        self.back(context, base.response(reinvite, 200, base.sdp_b(version=8)))
+        self.back(context, anchor_response(reinvite, 200, sdp_b(version=8)))
         self.hang_up(cseq=3)
 
     def test_call_ends_while_allocating(self) -> None:
@@ -216,8 +112,8 @@ class LateRelayTests(_Later, base.AnchorTestCase):
         """
         self.call()
         self.later.hold = True
-        reinvite = base.request("INVITE", base.sdp_b(version=8), cseq=1, caller=False)
-        context = RequestContext(reinvite, base.B_UDP)
+        reinvite = anchor_request("INVITE", sdp_b(version=8), cseq=1, caller=False)
+        context = RequestContext(reinvite, B_UDP)
         pending = self.stage.process_request(context)
         assert isinstance(pending, Deferred)
         self.hang_up()
@@ -236,12 +132,12 @@ class LateRelayTests(_Later, base.AnchorTestCase):
         the first ACK's answer waits for it, and goes on with the same
         bytes; the relay is asked once.
         """
-        invite = base.request("INVITE")
+        invite = anchor_request("INVITE")
         context = self.send(invite)
-        self.back(context, base.response(invite, 200, base.sdp_b()))
+        self.back(context, anchor_response(invite, 200, sdp_b()))
         self.later.hold = True
-        first = RequestContext(base.request("ACK", base.sdp_a(), to_tag=base.B_TAG), base.A_UDP)
-        second = RequestContext(base.request("ACK", base.sdp_a(), to_tag=base.B_TAG), base.A_UDP)
+        first = RequestContext(anchor_request("ACK", sdp_a(), to_tag=B_TAG), A_UDP)
+        second = RequestContext(anchor_request("ACK", sdp_a(), to_tag=B_TAG), A_UDP)
         d1 = self.stage.process_request(first)
         d2 = self.stage.process_request(second)
         assert isinstance(d1, Deferred) and isinstance(d2, Deferred)
@@ -261,9 +157,9 @@ class LateRelayTests(_Later, base.AnchorTestCase):
         chain keeps order) gets the first one's bytes without asking the
         relay again.
         """
-        invite = base.request("INVITE", base.sdp_a())
+        invite = anchor_request("INVITE", sdp_a())
         context = self.send(invite)
-        ok = base.response(invite, 200, base.sdp_b())
+        ok = anchor_response(invite, 200, sdp_b())
         first = self.back(context, ok)
         self.assertEqual(self.back(context, ok).body, first.body)
         self.assertEqual(self.back(None, ok).body, first.body)
@@ -297,7 +193,7 @@ class _Broken:
         return broken
 
 
-class RelayFailureTests(_Later, base.AnchorTestCase):
+class RelayFailureTests(LaterRelayMixin, AnchorTestCase):
     """A relay that fails with something other than a refusal (a lost connection)."""
 
     def break_relay(self, *operations: str) -> None:
@@ -306,7 +202,7 @@ class RelayFailureTests(_Later, base.AnchorTestCase):
     def test_offer(self) -> None:
         """The offer's allocation fails: 503, logged, nothing kept by the stage."""
         self.break_relay("allocate")
-        result = self.refuse(base.request("INVITE", base.sdp_a()))
+        result = self.refuse(anchor_request("INVITE", sdp_a()))
         self.assertEqual((result.status, result.reason), (503, "Media Relay Unavailable"))
         self.assertEqual(len(self.flushLoggedErrors(ConnectionLost)), 1)
         self.assertEqual(self.stage.calls, ())
@@ -314,7 +210,7 @@ class RelayFailureTests(_Later, base.AnchorTestCase):
 
     def test_offer_refused_later(self) -> None:
         """The relay's refusal, later, maps as it does at once: 488 for a bad offer."""
-        invite = base.request("INVITE", base.sdp_a(host="media.example.com"))
+        invite = anchor_request("INVITE", sdp_a(host="media.example.com"))
         self.assertEqual(self.refuse(invite).status, 488)
 
     def test_answer_in_200(self) -> None:
@@ -322,10 +218,10 @@ class RelayFailureTests(_Later, base.AnchorTestCase):
         The answer's update fails: the 200 goes on with every stream
         rejected, the exchange is dropped and its session released.
         """
-        invite = base.request("INVITE", base.sdp_a())
+        invite = anchor_request("INVITE", sdp_a())
         context = self.send(invite)
         self.break_relay("update")
-        ok = self.back(context, base.response(invite, 200, base.sdp_b()))
+        ok = self.back(context, anchor_response(invite, 200, sdp_b()))
         self.assertIn(b"m=audio 0 RTP/AVP 0\r\n", ok.body)
         self.assertEqual(len(self.flushLoggedErrors(ConnectionLost)), 1)
         self.reactor.advance(0)
@@ -362,7 +258,7 @@ class LateAnchoredProxyTests(AnchoredHarness, SynchronousTestCase):
     def invite(self, body: bytes | None = None) -> Request:
         """Alice's INVITE (with her offer unless C{body}); the one Bob gets."""
         self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
-        sdp = base.sdp_a() if body is None else body
+        sdp = sdp_a() if body is None else body
         fields = SDP if sdp else ()
         self.receive(request("INVITE", "sip:bob@example.com", *fields, body=sdp.decode()), ALICE)
         self.assertEqual(self.statuses(UPSTREAM), [100])
@@ -394,9 +290,9 @@ class LateAnchoredProxyTests(AnchoredHarness, SynchronousTestCase):
         """
         forwarded = self.invite()
         self.assertIn(b"c=IN IP4 203.0.113.1\r\n", forwarded.body)
-        early = answer(forwarded, 183).with_body(base.sdp_b(), "application/sdp")
+        early = answer(forwarded, 183).with_body(sdp_b(), "application/sdp")
         ok = answer(forwarded, 200, ("Contact", "<sip:bob@203.0.113.5:5060>"))
-        ok = ok.with_body(base.sdp_b(), "application/sdp")
+        ok = ok.with_body(sdp_b(), "application/sdp")
         self.receive(early, BOB_UDP)
         self.receive(ok, BOB_UDP)
         self.assertEqual(self.statuses(UPSTREAM), [])
@@ -422,13 +318,13 @@ class LateAnchoredProxyTests(AnchoredHarness, SynchronousTestCase):
         """
         forwarded = self.invite(b"")
         ok = answer(forwarded, 200, ("Contact", "<sip:bob@203.0.113.5:5060>"))
-        self.receive(ok.with_body(base.sdp_b(), "application/sdp"), BOB_UDP)
+        self.receive(ok.with_body(sdp_b(), "application/sdp"), BOB_UDP)
         self.assertEqual(self.statuses(UPSTREAM), [])
         self.wait()
         relayed = self.only(UPSTREAM, 200)
         self.assertIn(b"m=audio 20002 RTP/AVP 0\r\n", relayed.body)
         self.take()
-        self.receive(self.in_dialog("ACK", relayed, body=base.sdp_a()), ALICE)
+        self.receive(self.in_dialog("ACK", relayed, body=sdp_a()), ALICE)
         self.assertEqual(self.sent_to(BOB, "ACK"), [])
         self.wait()
         ack = self.only(BOB, "ACK")
@@ -442,14 +338,14 @@ class LateAnchoredProxyTests(AnchoredHarness, SynchronousTestCase):
         An offer the relay refuses, later (no ports left): Alice gets 503,
         Bob nothing.
         """
-        offer = offer_of(parse_sdp(base.sdp_a()), base.CONFIG.policy(True, True, False))
+        offer = offer_of(parse_sdp(sdp_a()), ANCHOR_CONFIG.policy(True, True, False))
         hogs: list[str] = []
         with self.assertRaises(PortsExhausted):
             while True:
                 self.relay.allocate_now(f"hog-{len(hogs)}", offer)
                 hogs.append(f"hog-{len(hogs)}")
         self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
-        invite = request("INVITE", "sip:bob@example.com", *SDP, body=base.sdp_a().decode())
+        invite = request("INVITE", "sip:bob@example.com", *SDP, body=sdp_a().decode())
         self.receive(invite, ALICE)
         self.assertEqual(self.statuses(UPSTREAM), [100])
         self.wait()
@@ -465,7 +361,7 @@ class LateAnchoredProxyTests(AnchoredHarness, SynchronousTestCase):
         """
         forwarded = self.invite()
         ok = answer(forwarded, 200, ("Contact", "<sip:bob@203.0.113.5:5060>"))
-        self.receive(ok.with_body(base.sdp_b(), "application/sdp"), BOB_UDP)
+        self.receive(ok.with_body(sdp_b(), "application/sdp"), BOB_UDP)
         self.receive(request("CANCEL", "sip:bob@example.com", branch="z9hG4bK-alice-1"), ALICE)
         self.wait()
         relayed = [m for m in self.sent_to(UPSTREAM) if isinstance(m, Response) and m.status >= 200]
@@ -489,7 +385,7 @@ class LateAnchoredProxyTests(AnchoredHarness, SynchronousTestCase):
         forwarded = self.invite()
         self.later.hold = True
         ok = answer(forwarded, 200, ("Contact", "<sip:bob@203.0.113.5:5060>"))
-        self.receive(ok.with_body(base.sdp_b(), "application/sdp"), BOB_UDP)
+        self.receive(ok.with_body(sdp_b(), "application/sdp"), BOB_UDP)
         self.clock.advance(4.9)
         self.assertEqual(self.statuses(UPSTREAM), [])
         self.clock.advance(0.1)
@@ -511,7 +407,7 @@ class LateAnchoredProxyTests(AnchoredHarness, SynchronousTestCase):
         Bob nothing, and the session is released once the relay answers.
         """
         self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
-        invite = request("INVITE", "sip:bob@example.com", *SDP, body=base.sdp_a().decode())
+        invite = request("INVITE", "sip:bob@example.com", *SDP, body=sdp_a().decode())
         self.receive(invite, ALICE)
         self.receive(request("CANCEL", "sip:bob@example.com", branch="z9hG4bK-alice-1"), ALICE)
         self.assertEqual(self.statuses(UPSTREAM), [100, 200, 487])

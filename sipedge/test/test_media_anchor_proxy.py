@@ -13,59 +13,19 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.message import Request
-from sipedge.pipeline import build_chain
-from sipedge.pipeline._chain import RequestChain
-from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
-from sipedge.test.test_media_anchor import CONFIG, sdp_a, sdp_b
-from sipedge.test.test_media_srtp import counting_random
-from sipedge.test.test_proxy_core import (
+from sipedge.testing import (
     ALICE,
     BOB,
     BOB_UDP,
-    STAGES,
     UPSTREAM,
-    ProxyHarness,
-    answer,
-    request,
+    AnchoredHarness,
+    sdp_a,
+    sdp_b,
 )
-from sipedge.testing import FakeReactor
+from sipedge.testing import sip_answer as answer
+from sipedge.testing import sip_request as request
 
 SDP = ("Content-Type: application/sdp",)
-
-
-class AnchoredHarness(ProxyHarness):
-    """
-    A proxy whose chain anchors media before C{registrar}/C{location}, the
-    stage also observing the core; every test ends with the relay's leak
-    check. Mixed into SynchronousTestCase.
-    """
-
-    #: The media configuration the relay and the stage are built with.
-    config = CONFIG
-
-    def build(self) -> None:
-        super().build()
-        self.reactor = FakeReactor()
-        self.relay = self.config.build_relay(self.reactor, random=counting_random(1))
-        self.anchor = MediaAnchorStage(self.anchored_relay(), self.config)
-        stages = list(build_chain(STAGES, {}, self.services).stages)
-        stages.insert(STAGES.index("registrar"), self.anchor)
-        self.core = self.make_core(RequestChain(stages), observers=[self.anchor])
-
-    def anchored_relay(self) -> Any:
-        """The relay the stage is given (L{relay} itself unless overridden)."""
-        return self.relay
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.addCleanup(self.leak_check)
-
-    def leak_check(self) -> None:
-        """No relay port, relay session, anchored call or relay timer left."""
-        self.assertEqual(self.relay.open_ports(), [])
-        self.assertEqual(self.relay.session_keys, ())
-        self.assertEqual(self.anchor.calls, ())
-        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
 
 class AnchoredProxyTests(AnchoredHarness, SynchronousTestCase):

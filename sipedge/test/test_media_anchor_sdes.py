@@ -18,25 +18,25 @@ from sipedge.interfaces import IBranchStage
 from sipedge.message import Request, Response
 from sipedge.pipeline import RequestContext, Respond
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
-from sipedge.test.test_media_anchor import (
+from sipedge.testing import (
     A_TLS,
     A_UDP,
     B_HOST,
     B_TAG,
-    CONFIG,
     INSIDE_HOST,
     KEY_A,
-    PROXY,
+    AnchoredHarness,
     AnchorTestCase,
-    request,
-    response,
     sdp_a,
     sdp_b,
 )
-from sipedge.test.test_media_anchor_proxy import AnchoredHarness
-from sipedge.test.test_proxy_core import PROXY as CORE_PROXY
-from sipedge.test.test_proxy_core import answer
-from sipedge.test.test_proxy_core import request as core_request
+from sipedge.testing import ANCHOR_CONFIG as CONFIG
+from sipedge.testing import ANCHOR_PROXY as PROXY
+from sipedge.testing import PROXY as CORE_PROXY
+from sipedge.testing import anchor_request as request
+from sipedge.testing import anchor_response as response
+from sipedge.testing import sip_answer as answer
+from sipedge.testing import sip_request as core_request
 from sipedge.transport._flow import Flow
 
 B_UDP = Flow("UDP", PROXY, 5060, B_HOST, 5060)

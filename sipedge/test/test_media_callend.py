@@ -25,21 +25,24 @@ from sipedge.message import Message, Request, Response
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
 from sipedge.proxy import DialogTracker, Registrar
-from sipedge.test._helpers import flush_on_advance
-from sipedge.test.test_media_anchor import CONFIG, sdp_a, sdp_b
-from sipedge.test.test_media_srtp import counting_random
-from sipedge.test.test_proxy_core import (
+from sipedge.testing import (
     ALICE,
+    ALICE_CONTACT,
     BOB,
+    BOB_CONTACT,
     BOB_UDP,
     UPSTREAM,
+    FakeReactor,
     PendingLookupStore,
     ProxyHarness,
-    answer,
-    request,
+    counting_random,
+    flush_on_advance,
+    sdp_a,
+    sdp_b,
 )
-from sipedge.test.test_proxy_dialogs import ALICE_CONTACT, BOB_CONTACT
-from sipedge.testing import FakeReactor
+from sipedge.testing import ANCHOR_CONFIG as CONFIG
+from sipedge.testing import sip_answer as answer
+from sipedge.testing import sip_request as request
 from sipedge.transport._flow import Flow
 
 STAGES = (

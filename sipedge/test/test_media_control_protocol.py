@@ -45,10 +45,14 @@ from sipedge.media._control import (
     welcome_message,
 )
 from sipedge.media._remote import ControlClientProtocol
-from sipedge.test._helpers import capture_log
-from sipedge.test.test_media import LIMITS, Endpoint, rtp
-from sipedge.test.test_media_srtp import counting_random
-from sipedge.testing import FakeReactor
+from sipedge.testing import MEDIA_LIMITS as LIMITS
+from sipedge.testing import (
+    FakeReactor,
+    capture_log,
+    counting_random,
+)
+from sipedge.testing import MediaEndpoint as Endpoint
+from sipedge.testing import rtp_packet as rtp
 
 SECRET = b"correct horse battery staple"
 RELAY = "203.0.113.1"

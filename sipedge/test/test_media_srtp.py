@@ -6,7 +6,6 @@ Tests for L{sipedge.media._srtp}: crypto suites, SDES keys, SRTP contexts.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 
 import pylibsrtp
 from twisted.trial.unittest import SynchronousTestCase
@@ -29,18 +28,7 @@ from sipedge.media import (
     suite_named,
 )
 from sipedge.media._srtp import check_session_params
-
-
-def counting_random(start: int = 0) -> Callable[[int], bytes]:
-    """A deterministic C{random(n)}: successive bytes of a counter."""
-    state = [start]
-
-    def random(n: int) -> bytes:
-        out = bytes((state[0] + i) % 256 for i in range(n))
-        state[0] += n
-        return out
-
-    return random
+from sipedge.testing import counting_random
 
 
 def rtp(sequence: int, size: int = 172, ssrc: int = 0x11223344) -> bytes:

@@ -36,7 +36,7 @@ from sipedge.pipeline import (
     stage_factories,
 )
 from sipedge.proxy import LocalIdentity
-from sipedge.test._helpers import capture_log
+from sipedge.testing import capture_log
 from sipedge.transport._flow import Flow
 
 FLOW = Flow("UDP", "192.0.2.1", 5060, "198.51.100.7", 5060)

@@ -17,7 +17,7 @@ from zope.interface.verify import verifyObject
 from sipedge.interfaces import IBranchStage, IRequestStage
 from sipedge.message import Request, Response
 from sipedge.pipeline import Continue, RequestChain, Respond
-from sipedge.test.test_proxy_core import (
+from sipedge.testing import (
     ALICE,
     BOB,
     BOB_UDP,
@@ -26,9 +26,9 @@ from sipedge.test.test_proxy_core import (
     TRUSTED,
     UPSTREAM,
     ProxyHarness,
-    answer,
-    request,
 )
+from sipedge.testing import sip_answer as answer
+from sipedge.testing import sip_request as request
 from sipedge.transport._flow import Flow
 
 BOB_TLS = Flow("TLS", PROXY, 5061, "203.0.113.5", 40002)

@@ -7,20 +7,17 @@ transport manager that records what is sent and a fake locator.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.task import Clock
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from sipedge.error import TransportError
 from sipedge.interfaces import IRequestStage, IResponseStage
-from sipedge.message import Message, Request, Response, parse_datagram, serialize
+from sipedge.message import Message, Request, Response, parse_datagram
 from sipedge.pipeline import (
     Drop,
     RequestChain,
@@ -30,323 +27,30 @@ from sipedge.pipeline import (
     Target,
     build_chain,
 )
-from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
+from sipedge.proxy import Registrar
 from sipedge.proxy._branch import BRANCH_PREFIX
-from sipedge.store import MemoryLocationStore
-from sipedge.transaction import TimerSettings, make_response
+from sipedge.testing import (
+    ALICE,
+    BOB,
+    BOB_TCP,
+    BOB_TLS,
+    BOB_UDP,
+    CAROL,
+    CAROL_UDP,
+    DAVE,
+    PROXY,
+    STAGES,
+    TRUSTED,
+    UPSTREAM,
+    FakeTransports,
+    PendingLookupStore,
+    ProxyHarness,
+)
+from sipedge.testing import parse_message as parse
+from sipedge.testing import sip_answer as answer
+from sipedge.testing import sip_request as request
 from sipedge.transport._flow import Flow
 from sipedge.transport._locate import Destination
-from sipedge.transport._stamp import stamp_via
-
-PROXY = "192.0.2.1"
-SECRET = b"0123456789abcdef0123456789abcdef"
-STAGES = (
-    "sanity",
-    "max-forwards",
-    "loop-detect",
-    "route",
-    "responsibility",
-    "registrar",
-    "location",
-    "static-route",
-    "forward",
-)
-
-ALICE = Flow("UDP", PROXY, 5060, "198.51.100.7", 5060)
-BOB_UDP = Flow("UDP", PROXY, 5060, "203.0.113.5", 5060)
-BOB_TCP = Flow("TCP", PROXY, 5060, "203.0.113.5", 40001)
-BOB_TLS = Flow("TLS", PROXY, 5061, "203.0.113.5", 40002)
-CAROL_UDP = Flow("UDP", PROXY, 5060, "203.0.113.6", 5060)
-TRUSTED = Flow("UDP", PROXY, 5060, "10.1.2.3", 5060)
-
-
-def parse(text: str) -> Message:
-    """A message from its text, lines joined with CRLF."""
-    lines = text.strip("\n").split("\n")
-    return parse_datagram(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
-
-
-def request(
-    method: str,
-    uri: str,
-    *fields: str,
-    call_id: str = "call-1@198.51.100.7",
-    cseq: int = 1,
-    branch: str = "z9hG4bK-alice-1",
-    via: str = "198.51.100.7:5060",
-    transport: str = "UDP",
-    from_: str = "<sip:alice@example.com>;tag=alice-tag",
-    to: str = "<sip:bob@example.com>",
-    max_forwards: int | None = 70,
-    body: str = "",
-) -> Request:
-    """A request as a UA would send it."""
-    lines = [
-        f"{method} {uri} SIP/2.0",
-        f"Via: SIP/2.0/{transport} {via};branch={branch};rport",
-        *([f"Max-Forwards: {max_forwards}"] if max_forwards is not None else []),
-        f"From: {from_}",
-        f"To: {to}",
-        f"Call-ID: {call_id}",
-        f"CSeq: {cseq} {method}",
-        *fields,
-        f"Content-Length: {len(body)}",
-        "",
-        body,
-    ]
-    message = parse_datagram("\r\n".join(lines).encode("utf-8"))
-    assert isinstance(message, Request)
-    return message
-
-
-def answer(
-    forwarded: Request,
-    status: int,
-    *fields: tuple[str, str],
-    to_tag: str | None = "bob-tag",
-    record_route: bool = True,
-) -> Response:
-    """A UAS's response to C{forwarded}: Record-Route copied for 1xx/2xx."""
-    headers: list[tuple[str, str]] = []
-    if record_route and status < 300 and status != 100:
-        headers.extend(("Record-Route", v) for v in forwarded.headers.get_all("Record-Route"))
-    headers.extend(fields)
-    return make_response(forwarded, status, headers=headers, to_tag=to_tag)
-
-
-class FakeTransports:
-    """
-    An L{ITransportManager} that records every C{send(message, flow)}; we
-    listen on UDP, TCP and TLS at L{PROXY}, IPv4 only.
-    """
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[Message, Flow]] = []
-        self.unreachable: set[tuple[str, str]] = set()
-        self.fail_send: set[tuple[str, int]] = set()
-        self.results: list[Any] = []
-        self.connections: set[Flow] = set()
-        self.server_names: list[str | None] = []
-
-    def send(
-        self, message: Message, flow: Flow, *, server_name: str | None = None
-    ) -> Deferred[Flow] | None:
-        # Everything sent must serialize (no header smuggling, no bad URI).
-        serialize(message)
-        self.sent.append((message, flow))
-        self.server_names.append(server_name)
-        if flow.remote in self.fail_send:
-            d: Deferred[Flow] = fail(TransportError(f"cannot connect to {flow}"))
-            self.results.append(d)
-            return d
-        return None
-
-    def connection_for(self, flow: Flow) -> object | None:
-        return object() if flow in self.connections else None
-
-    def flow_to(self, transport: str, host: str, port: int) -> Flow:
-        if (transport, host) in self.unreachable:
-            raise TransportError(f"no {transport} route to {host}")
-        ipaddress.ip_address(host)
-        local_port = 5061 if transport == "TLS" else 5060
-        return Flow(transport, PROXY, local_port, host, port)
-
-    def local_hostport(self, transport: str, family: int) -> tuple[str, int]:
-        if family != socket.AF_INET:
-            raise TransportError(f"no {transport} transport for family {family}")
-        return (PROXY, 5061 if transport == "TLS" else 5060)
-
-
-class FakeLocator:
-    """A locator with canned destinations per host."""
-
-    def __init__(self) -> None:
-        self.table: dict[str, list[Destination]] = {}
-        self.pending: dict[str, Deferred[list[Destination]]] = {}
-        self.located: list[str] = []
-
-    def add(self, host: str, *addresses: tuple[str, str, int]) -> None:
-        self.table[host] = [Destination(t, h, p, host, host) for t, h, p in addresses]
-
-    def locate(self, uri: Any) -> Deferred[list[Destination]]:
-        host = uri.host.strip("[]")
-        self.located.append(host)
-        if host in self.pending:
-            return self.pending[host]
-        if host in self.table:
-            return succeed(list(self.table[host]))
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return fail(TransportError(f"cannot resolve {host}"))
-        transport = (uri.param("transport") or "udp").upper()
-        return succeed([Destination(transport, host, uri.port or 5060, host, host)])
-
-
-if TYPE_CHECKING:
-    _HarnessBase = SynchronousTestCase
-else:
-    _HarnessBase = object
-
-
-class ProxyHarness(_HarnessBase):
-    """What every proxy core test sets up; mixed into SynchronousTestCase."""
-
-    timer_c = 180.0
-    #: The networks trusted to relay to foreign destinations.
-    trusted: tuple[str, ...] = ("10.0.0.0/8",)
-
-    def setUp(self) -> None:
-        self.build()
-        self.addCleanup(self.assert_clean)
-
-    def build(self) -> None:
-        """A new proxy with its fakes (called again for each hypothesis example)."""
-        self.clock = Clock()
-        self.clock.advance(1000)
-        self.transports = FakeTransports()
-        self.locator = FakeLocator()
-        self.store = MemoryLocationStore()
-        self.registrar = Registrar(self.store, self.clock)
-        self.signer = RecordRouteSigner(SECRET)
-        self.services = StageServices(
-            clock=self.clock,
-            local=LocalIdentity(
-                ["example.com"],
-                [("UDP", PROXY, 5060), ("TCP", PROXY, 5060), ("TLS", PROXY, 5061)],
-            ),
-            trusted=tuple(ipaddress.ip_network(n) for n in self.trusted),
-            location=self.store,
-            registrar=self.registrar,
-            signer=self.signer,
-        )
-        self.core = self.make_core()
-
-    def make_core(self, chain: Any = None, **extra: Any) -> ProxyCore:
-        """
-        A L{ProxyCore} on this harness's fakes: C{chain} (default: the
-        standard L{STAGES}) and C{extra} keyword arguments (C{observers},
-        C{dialogs}, C{topology}, ...) as given.
-        """
-        return ProxyCore(
-            chain=build_chain(STAGES, {}, self.services) if chain is None else chain,
-            services=self.services,
-            clock=self.clock,
-            signer=self.signer,
-            transports=self.transports,
-            locator=self.locator,
-            timers=TimerSettings(),
-            timer_c=self.timer_c,
-            **extra,
-        )
-
-    # -- driving -----------------------------------------------------------
-
-    def receive(self, message: Message, flow: Flow) -> None:
-        """Deliver C{message} as the transport would (Via stamped)."""
-        if isinstance(message, Request):
-            message = stamp_via(message, flow)
-        self.core.transactions.message_received(message, flow)
-
-    def take(self) -> list[tuple[Message, Flow]]:
-        """What was sent since the last call."""
-        sent, self.transports.sent = self.transports.sent, []
-        return sent
-
-    @overload
-    def sent_to(self, remote: tuple[str, int], kind: str) -> list[Request]: ...
-
-    @overload
-    def sent_to(self, remote: tuple[str, int], kind: int) -> list[Response]: ...
-
-    @overload
-    def sent_to(self, remote: tuple[str, int], kind: None = None) -> list[Message]: ...
-
-    def sent_to(self, remote: tuple[str, int], kind: str | int | None = None) -> list[Any]:
-        """
-        What was sent to C{remote} since the last L{take} (without clearing):
-        requests of method C{kind} or responses of status C{kind}.
-        """
-        out = []
-        for message, flow in self.transports.sent:
-            if flow.remote != remote:
-                continue
-            if kind is None:
-                out.append(message)
-            elif isinstance(message, Request) and message.method == kind:
-                out.append(message)
-            elif isinstance(message, Response) and message.status == kind:
-                out.append(message)
-        return out
-
-    def only(self, remote: tuple[str, int], kind: str | int) -> Any:
-        """The one message of C{kind} sent to C{remote}."""
-        found = self.sent_to(remote, kind)
-        self.assertEqual(len(found), 1, f"{kind} to {remote}: {found!r}")
-        return found[0]
-
-    def statuses(self, remote: tuple[str, int]) -> list[int]:
-        """
-        The statuses of the responses sent to C{remote}, in order; a
-        retransmission by a server transaction (the same response again) is
-        not counted.
-        """
-        seen: set[int] = set()
-        out = []
-        for m, flow in self.transports.sent:
-            if isinstance(m, Response) and flow.remote == remote and id(m) not in seen:
-                seen.add(id(m))
-                out.append(m.status)
-        return out
-
-    def register(
-        self,
-        contact: str,
-        flow: Flow,
-        *,
-        aor: str = "bob",
-        q: float | None = None,
-        call_id: str | None = None,
-    ) -> None:
-        """Register C{contact} for C{aor}@example.com from C{flow}."""
-        value = f"<{contact}>" + (f";q={q}" if q is not None else "")
-        self.receive(
-            request(
-                "REGISTER",
-                "sip:example.com",
-                f"Contact: {value}",
-                call_id=call_id or f"reg-{aor}-{flow.remote_host}",
-                branch=f"z9hG4bK-reg-{abs(hash(contact))}",
-                via=f"{flow.remote_host}:{flow.remote_port}",
-                transport=flow.transport,
-                from_=f"<sip:{aor}@example.com>;tag=reg",
-                to=f"<sip:{aor}@example.com>",
-            ),
-            flow,
-        )
-        self.assertEqual(self.statuses(flow.remote), [200])
-        self.take()
-
-    def settle(self, seconds: float = 300.0, step: float = 0.5) -> None:
-        """Let time pass in small steps, so every timer gets to fire."""
-        self.clock.pump([step] * int(seconds / step))
-
-    def assert_clean(self) -> None:
-        """No transaction, fork, branch or timer is left over."""
-        self.settle()
-        tc: Any = self
-        tc.assertEqual(dict(self.core.transactions.server_transactions), {})
-        tc.assertEqual(dict(self.core.transactions.client_transactions), {})
-        tc.assertEqual(self.core._forks, {})
-        tc.assertEqual(self.core._branches, {})
-        tc.assertEqual(self.core._cancels, set())
-        tc.assertEqual(self.clock.getDelayedCalls(), [])
-
-
-BOB = BOB_UDP.remote
-CAROL = CAROL_UDP.remote
-DAVE = ("203.0.113.7", 5060)
-UPSTREAM = ALICE.remote
 
 
 def our_via_branch(message: Request) -> str:
@@ -1109,22 +813,6 @@ class CancelTests(ProxyHarness, SynchronousTestCase):
         self.assertEqual(self.statuses(UPSTREAM), [481])
         self.assertEqual(self.sent_to(BOB), [])
         self.receive(answer(self.forwarded, 486), BOB_UDP)
-
-
-class PendingLookupStore(MemoryLocationStore):
-    """A location store whose lookups wait until the test fires them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lookups: list[Deferred[Any]] = []
-        self.hold = False
-
-    def lookup(self, aor: str, now: float) -> Deferred[Any]:
-        if not self.hold:
-            return super().lookup(aor, now)
-        d: Deferred[Any] = Deferred()
-        self.lookups.append(d)
-        return d
 
 
 class PendingChainTests(ProxyHarness, SynchronousTestCase):

@@ -21,21 +21,21 @@ from sipedge.message import Headers, Request, Response
 from sipedge.pipeline import Forward, Target
 from sipedge.proxy import DialogTracker
 from sipedge.proxy._dialogs import session_expires
-from sipedge.test._helpers import capture_log
-from sipedge.test.test_proxy_core import (
+from sipedge.testing import (
     ALICE,
+    ALICE_CONTACT,
     BOB,
+    BOB_CONTACT,
     BOB_TCP,
     BOB_UDP,
     PROXY,
     UPSTREAM,
     ProxyHarness,
-    answer,
-    request,
+    capture_log,
 )
+from sipedge.testing import sip_answer as answer
+from sipedge.testing import sip_request as request
 
-ALICE_CONTACT = "<sip:alice@198.51.100.7:5060>"
-BOB_CONTACT = "<sip:bob@203.0.113.5:5060>"
 P1 = "<sip:p1.example.net;lr>"  # a proxy between Alice and us
 P2 = "<sip:p2.example.org;lr>"  # a proxy between us and Bob
 

@@ -19,17 +19,17 @@ from sipedge.interfaces import IRequestStage, IResponseStage
 from sipedge.message import Response
 from sipedge.pipeline import Continue, RequestChain
 from sipedge.proxy._responses import ResponseQueue
-from sipedge.test.test_proxy_core import (
+from sipedge.testing import (
     ALICE,
     BOB,
     BOB_UDP,
     CAROL_UDP,
     UPSTREAM,
     ProxyHarness,
-    answer,
-    parse,
-    request,
 )
+from sipedge.testing import parse_message as parse
+from sipedge.testing import sip_answer as answer
+from sipedge.testing import sip_request as request
 
 PROXY = "192.0.2.1"
 

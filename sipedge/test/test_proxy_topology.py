@@ -25,7 +25,8 @@ from sipedge.proxy._topology import (
     Revealed,
     TopologyHider,
 )
-from sipedge.test.test_proxy_core import answer, request
+from sipedge.testing import sip_answer as answer
+from sipedge.testing import sip_request as request
 
 SECRET = b"topology-hiding-test-secret-0123"
 PROXY = "192.0.2.1"

@@ -17,8 +17,7 @@ from sipedge.message import Request, Response, serialize
 from sipedge.proxy import DialogTracker
 from sipedge.proxy._seal import Sealer
 from sipedge.proxy._topology import TOKEN_PREFIX, TopologyHider
-from sipedge.test._helpers import capture_log
-from sipedge.test.test_proxy_core import (
+from sipedge.testing import (
     ALICE,
     BOB,
     BOB_UDP,
@@ -27,9 +26,10 @@ from sipedge.test.test_proxy_core import (
     PROXY,
     SECRET,
     ProxyHarness,
-    answer,
-    request,
+    capture_log,
 )
+from sipedge.testing import sip_answer as answer
+from sipedge.testing import sip_request as request
 from sipedge.transport._flow import Flow
 
 #: The internal proxy (trusted) that internal phones send through.

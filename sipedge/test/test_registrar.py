@@ -17,7 +17,7 @@ from sipedge.error import LocalProtocolError
 from sipedge.message import Request, Response, parse_datagram
 from sipedge.proxy._registrar import Registrar
 from sipedge.store import Binding, MemoryLocationStore, SQLiteLocationStore
-from sipedge.test._helpers import capture_log
+from sipedge.testing import capture_log
 from sipedge.transport._flow import Flow
 
 RFC4475 = Path(__file__).parent / "data" / "rfc4475"

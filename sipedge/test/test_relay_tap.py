@@ -25,8 +25,10 @@ from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
 from sipedge.relay_service import RelayService, build_relay_service
 from sipedge.relay_tap import Options, makeService
 from sipedge.service import build_service
-from sipedge.test._helpers import capture_log
-from sipedge.testing import FakeReactor
+from sipedge.testing import (
+    FakeReactor,
+    capture_log,
+)
 
 SECRET = "0123456789abcdef0123456789abcdef"
 

@@ -43,8 +43,11 @@ from sipedge.security import (
     canonical_ip,
     method_class,
 )
-from sipedge.test._helpers import capture_log
-from sipedge.testing import FakeReactor, RecordingReceiver
+from sipedge.testing import (
+    FakeReactor,
+    RecordingReceiver,
+    capture_log,
+)
 from sipedge.transport import (
     MAX_DATAGRAM_SIZE,
     SipDatagramProtocol,
@@ -975,7 +978,7 @@ class QuietDropTests(SynchronousTestCase):
         from twisted.internet.task import Clock
 
         from sipedge.security import Security
-        from sipedge.test._helpers import capture_log
+        from sipedge.testing import capture_log
 
         events = capture_log(self)
         security = Security(clock=Clock())

@@ -38,7 +38,7 @@ from sipedge.message import (
 from sipedge.pipeline import Continue, RequestContext, Respond, StageServices, stage_factories
 from sipedge.pipeline.stages._digest_auth import DigestAuthStage, build_digest_auth_stage
 from sipedge.proxy import LocalIdentity
-from sipedge.test._helpers import capture_log
+from sipedge.testing import capture_log
 from sipedge.transport._flow import Flow
 
 PROXY = "192.0.2.1"

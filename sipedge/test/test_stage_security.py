@@ -44,7 +44,7 @@ from sipedge.security import (
     SecurityConfig,
     UserAgentMatcher,
 )
-from sipedge.test._helpers import capture_log
+from sipedge.testing import capture_log
 from sipedge.transport import Flow
 
 PROXY = "192.0.2.1"

@@ -35,7 +35,7 @@ from sipedge.pipeline.stages._static_route import StaticRouteStage
 from sipedge.proxy import LocalIdentity, RecordRouteSigner, Registrar
 from sipedge.proxy._branch import branch_digest, make_branch
 from sipedge.store import Binding, MemoryLocationStore
-from sipedge.test._helpers import capture_log
+from sipedge.testing import capture_log
 from sipedge.transaction import make_response
 from sipedge.transport._flow import Flow
 

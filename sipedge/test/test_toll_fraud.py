@@ -49,11 +49,13 @@ from sipedge.security import (
     match_prefix,
     parse_security_config,
 )
-from sipedge.test._helpers import capture_log
-from sipedge.test.test_proxy_core import ALICE as CORE_ALICE
-from sipedge.test.test_proxy_core import ProxyHarness
-from sipedge.test.test_proxy_core import answer as core_answer
-from sipedge.test.test_proxy_core import request as core_request
+from sipedge.testing import ALICE as CORE_ALICE
+from sipedge.testing import (
+    ProxyHarness,
+    capture_log,
+)
+from sipedge.testing import sip_answer as core_answer
+from sipedge.testing import sip_request as core_request
 from sipedge.transaction import make_response
 from sipedge.transport import Flow
 

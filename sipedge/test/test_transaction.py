@@ -34,7 +34,7 @@ from sipedge.interfaces import (
     ITransactionUser,
 )
 from sipedge.message import Headers, Message, Request, Response, parse_datagram, serialize
-from sipedge.test._helpers import capture_log
+from sipedge.testing import capture_log
 from sipedge.transaction import (
     REASON_PHRASES,
     STAT_NAMES,

@@ -11,7 +11,7 @@ from zope.interface import implementer
 
 from sipedge.interfaces import ITransactionUser
 from sipedge.message import Request, parse_datagram
-from sipedge.test._helpers import capture_log
+from sipedge.testing import capture_log
 from sipedge.transaction import TransactionLayer, make_response, set_tracing
 from sipedge.transport import Flow
 

@@ -33,9 +33,16 @@ from zope.interface.verify import verifyObject
 
 from sipedge.error import ConfigError, MessageParseError, TransportError
 from sipedge.interfaces import IMessageReceiver, ISipTransport, ITransportManager
-from sipedge.message import Headers, Limits, Request, Response, parse_datagram, serialize
-from sipedge.test._helpers import capture_log
-from sipedge.testing import FakeReactor, RecordingReceiver, make_certificates
+from sipedge.message import Limits, Request, Response, parse_datagram, serialize
+from sipedge.testing import (
+    FakeReactor,
+    RecordingReceiver,
+    capture_log,
+    make_certificates,
+)
+from sipedge.testing import echo_response as make_response
+from sipedge.testing import options_bytes as request_bytes
+from sipedge.testing import options_request as make_request
 from sipedge.transport import (
     DEFAULT_IDLE_TIMEOUT,
     MAX_DATAGRAM_SIZE,
@@ -51,39 +58,6 @@ from sipedge.transport import (
 )
 from sipedge.transport._stream import CLOSE_GRACE
 from sipedge.transport._tls import CERTIFICATE_FILE, KEY_FILE
-
-VIA = "SIP/2.0/UDP client.example.test:5060;branch=z9hG4bK776asdhds"
-
-
-def request_bytes(via: str = VIA, body: bytes = b"", extra: tuple[str, ...] = ()) -> bytes:
-    """An OPTIONS request with one Via C{via} (or none if empty)."""
-    lines = [
-        "OPTIONS sip:proxy.example.test SIP/2.0",
-        *([f"Via: {via}"] if via else []),
-        "Max-Forwards: 70",
-        "From: <sip:alice@example.test>;tag=1928301774",
-        "To: <sip:proxy.example.test>",
-        "Call-ID: a84b4c76e66710@client.example.test",
-        "CSeq: 63104 OPTIONS",
-        *extra,
-        f"Content-Length: {len(body)}",
-        "",
-        "",
-    ]
-    return "\r\n".join(lines).encode() + body
-
-
-def make_request(via: str = VIA, body: bytes = b"") -> Request:
-    message = parse_datagram(request_bytes(via, body))
-    assert isinstance(message, Request)
-    return message
-
-
-def make_response(request: Request, status: int = 200, reason: str = "OK") -> Response:
-    """A response to C{request} with its Via, From, To, Call-ID and CSeq."""
-    pairs = [(name, value) for name, value in request.headers
-             if name.lower() in ("via", "v", "from", "to", "call-id", "cseq")]
-    return Response(status, reason, Headers.of(*pairs))
 
 
 class StampViaTests(SynchronousTestCase):

@@ -14,8 +14,12 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sipedge.message import Request, Response
-from sipedge.test.test_transport import make_request, make_response
-from sipedge.testing import RecordingReceiver, make_certificates
+from sipedge.testing import (
+    RecordingReceiver,
+    make_certificates,
+)
+from sipedge.testing import echo_response as make_response
+from sipedge.testing import options_request as make_request
 from sipedge.transport import ClientTLSContexts, Flow, TLSSettings, TransportManager
 
 

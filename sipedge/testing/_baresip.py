@@ -1,3 +1,4 @@
+# -*- test-case-name: sipedge.test.test_e2e_media -*-
 """
 Real phones for the media end-to-end tests: baresip (Debian: baresip),
 headless, one process per phone with its own configuration directory.
@@ -40,9 +41,9 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest
 
-from sipedge.test._e2e import free_port, require_tool
+from sipedge.testing._tools import free_port, require_tool
 
-__all__ = ["BaresipPhone", "free_port_range", "module_path"]
+__all__ = ["BaresipPhone", "free_rtp_ports", "module_path"]
 
 _MODULES = ("g711", "sndfile", "ausine", "aubridge", "srtp")
 _ALL_MODULES = (*_MODULES, "account", "menu", "ctrl_tcp")
@@ -68,7 +69,7 @@ _STATUS = re.compile(r"\[\d+:\d\d:\d\d\] audio=\d+/\d+ \(bit/s\)\s*")
 _REGISTERED = re.compile(r"\{0/(UDP|TCP|TLS)/v4\} 200 OK")
 
 
-def free_port_range(size: int = 20, host: str = "127.0.0.1", low: int = 20000,
+def free_rtp_ports(size: int = 20, host: str = "127.0.0.1", low: int = 20000,
                     high: int = 32000, avoid: tuple[range, ...] = ()) -> range:
     """
     C{size} consecutive UDP ports, from an even one, that are free on

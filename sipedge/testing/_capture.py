@@ -1,3 +1,4 @@
+# -*- test-case-name: sipedge.test.test_e2e_media -*-
 """
 Helpers for the media end-to-end tests: a loopback capture with
 C{tcpdump} (Debian: tcpdump), a small pcap reader, and the audio checks
@@ -20,13 +21,11 @@ from pathlib import Path
 import attrs
 from twisted.trial.unittest import SkipTest
 
-from sipedge.test._e2e import _PACKAGES, require_tool
-
-_PACKAGES["tcpdump"] = "tcpdump"
+from sipedge.testing._tools import require_tool
 
 __all__ = [
     "Capture",
-    "Datagram",
+    "CapturedDatagram",
     "dominant_frequency",
     "read_pcap",
     "read_wav",
@@ -36,7 +35,7 @@ __all__ = [
 
 
 @attrs.frozen
-class Datagram:
+class CapturedDatagram:
     """One captured IPv4 UDP datagram."""
 
     time: float
@@ -53,7 +52,7 @@ _LINK_LINUX_SLL = 113
 _LINK_LINUX_SLL2 = 276
 
 
-def read_pcap(path: Path) -> list[Datagram]:
+def read_pcap(path: Path) -> list[CapturedDatagram]:
     """
     The IPv4 UDP datagrams of the pcap file at C{path} (libpcap format,
     micro- or nanosecond, either byte order; Ethernet, raw IP or Linux
@@ -80,7 +79,7 @@ def read_pcap(path: Path) -> list[Datagram]:
         packet = _udp_of(_ip_of(frame, link))
         if packet is not None:
             src, dst, payload = packet
-            found.append(Datagram(seconds + fraction * unit, src, dst, payload))
+            found.append(CapturedDatagram(seconds + fraction * unit, src, dst, payload))
     return found
 
 
@@ -166,7 +165,7 @@ class Capture:
             raise AssertionError(reason)
         raise SkipTest(reason)
 
-    def stop(self, timeout: float = 10.0) -> list[Datagram]:
+    def stop(self, timeout: float = 10.0) -> list[CapturedDatagram]:
         """Stop capturing (SIGINT flushes the file); the datagrams captured."""
         if self.process is not None:
             if self.process.poll() is None:

@@ -1,0 +1,202 @@
+# -*- test-case-name: sipedge.test.test_testing -*-
+"""
+sipedge's interop-lab harness, for people who test with sipedge: stage
+authors, people testing their own SIP equipment, and sipedge's own tests.
+
+In memory, with no socket and no wall clock (deterministic on a C{Clock}):
+
+ - L{FakeReactor} and L{FakeDatagramNetwork}: UDP, TCP and TLS between
+   protocols, with deterministic loss and reordering.
+ - L{ProxyHarness}: a whole L{sipedge.proxy.ProxyCore} on L{FakeTransports}
+   and L{FakeLocator}; L{sip_request}, L{sip_answer} and
+   L{parse_message} build the messages.
+ - L{AnchorTestCase} and L{AnchoredHarness}: the C{media-anchor} stage on
+   an in-process relay, alone or in a proxy; L{LaterRelayMixin} and
+   L{RemoteRelayMixin} give it a relay that answers later or is remote.
+ - L{RecordingReceiver}, L{capture_log}, L{counting_random},
+   L{make_certificates}.
+
+With real tools on loopback (a missing tool skips the test, or fails it
+under C{SIPEDGE_REQUIRE_TOOLS=1}):
+
+ - L{SipEdgeProcess} and L{RelayProcess}: C{twistd sipedge} and
+   C{twistd sipedge-relay} in child processes.
+ - L{Sipp}, L{BaresipPhone}, L{run_sipvicious}: real SIP peers.
+ - L{Capture}: C{tcpdump} on loopback; L{MediaCallTestCase}: two baresip
+   phones calling each other through sipedge, captured.
+
+See C{doc/testing.md}.
+"""
+
+from sipedge.testing._anchor import (
+    A_HOST,
+    A_TAG,
+    A_TLS,
+    A_UDP,
+    ANCHOR_CONFIG,
+    ANCHOR_PROXY,
+    ANCHOR_RELAY,
+    B_HOST,
+    B_TAG,
+    B_UDP,
+    CALL_ID,
+    INSIDE_HOST,
+    KEY_A,
+    AnchoredHarness,
+    AnchorTestCase,
+    anchor_request,
+    anchor_response,
+    sdp_a,
+    sdp_b,
+)
+from sipedge.testing._baresip import BaresipPhone, free_rtp_ports, module_path
+from sipedge.testing._capture import (
+    Capture,
+    CapturedDatagram,
+    dominant_frequency,
+    read_pcap,
+    read_wav,
+    tone_share,
+    ulaw_decode,
+)
+from sipedge.testing._certificates import CertificateSet, make_certificates
+from sipedge.testing._datagrams import Datagram, FakeDatagramNetwork, FakeDatagramPort
+from sipedge.testing._logs import capture_log
+from sipedge.testing._media import MEDIA_LIMITS, MediaEndpoint, counting_random, rtp_packet
+from sipedge.testing._media_call import (
+    MEDIA_RELAY_HOST,
+    TONE_A,
+    TONE_B,
+    MediaCall,
+    MediaCallTestCase,
+)
+from sipedge.testing._messages import (
+    OPTIONS_VIA,
+    echo_response,
+    options_bytes,
+    options_request,
+    parse_message,
+    sip_answer,
+    sip_request,
+)
+from sipedge.testing._processes import RelayProcess, SipEdgeProcess, add_user
+from sipedge.testing._proxy import (
+    ALICE,
+    ALICE_CONTACT,
+    BOB,
+    BOB_CONTACT,
+    BOB_TCP,
+    BOB_TLS,
+    BOB_UDP,
+    CAROL,
+    CAROL_UDP,
+    DAVE,
+    PROXY,
+    SECRET,
+    STAGES,
+    TRUSTED,
+    UPSTREAM,
+    FakeLocator,
+    FakeTransports,
+    PendingLookupStore,
+    ProxyHarness,
+)
+from sipedge.testing._reactor import FakeReactor, flush_on_advance
+from sipedge.testing._receiver import RecordingReceiver
+from sipedge.testing._relays import LaterRelay, LaterRelayMixin, RemoteRelayMixin
+from sipedge.testing._sipp import SIPP_SCENARIOS, Sipp, sipp_counter, start_with_sipp
+from sipedge.testing._sipvicious import run_sipvicious, sipvicious_table, sipvicious_tool
+from sipedge.testing._tools import ROOT, free_port, free_port_range, require_tool
+
+__all__ = [
+    "ALICE",
+    "ALICE_CONTACT",
+    "ANCHOR_CONFIG",
+    "ANCHOR_PROXY",
+    "ANCHOR_RELAY",
+    "A_HOST",
+    "A_TAG",
+    "A_TLS",
+    "A_UDP",
+    "BOB",
+    "BOB_CONTACT",
+    "BOB_TCP",
+    "BOB_TLS",
+    "BOB_UDP",
+    "B_HOST",
+    "B_TAG",
+    "B_UDP",
+    "CALL_ID",
+    "CAROL",
+    "CAROL_UDP",
+    "DAVE",
+    "INSIDE_HOST",
+    "KEY_A",
+    "MEDIA_LIMITS",
+    "MEDIA_RELAY_HOST",
+    "OPTIONS_VIA",
+    "PROXY",
+    "ROOT",
+    "SECRET",
+    "SIPP_SCENARIOS",
+    "STAGES",
+    "TONE_A",
+    "TONE_B",
+    "TRUSTED",
+    "UPSTREAM",
+    "AnchorTestCase",
+    "AnchoredHarness",
+    "BaresipPhone",
+    "Capture",
+    "CapturedDatagram",
+    "CertificateSet",
+    "Datagram",
+    "FakeDatagramNetwork",
+    "FakeDatagramPort",
+    "FakeLocator",
+    "FakeReactor",
+    "FakeTransports",
+    "LaterRelay",
+    "LaterRelayMixin",
+    "MediaCall",
+    "MediaCallTestCase",
+    "MediaEndpoint",
+    "PendingLookupStore",
+    "ProxyHarness",
+    "RecordingReceiver",
+    "RelayProcess",
+    "RemoteRelayMixin",
+    "SipEdgeProcess",
+    "Sipp",
+    "add_user",
+    "anchor_request",
+    "anchor_response",
+    "capture_log",
+    "counting_random",
+    "dominant_frequency",
+    "echo_response",
+    "flush_on_advance",
+    "free_port",
+    "free_port_range",
+    "free_rtp_ports",
+    "make_certificates",
+    "module_path",
+    "options_bytes",
+    "options_request",
+    "parse_message",
+    "read_pcap",
+    "read_wav",
+    "require_tool",
+    "rtp_packet",
+    "run_sipvicious",
+    "sdp_a",
+    "sdp_b",
+    "sip_answer",
+    "sip_request",
+    "sipp_counter",
+    "sipvicious_table",
+    "sipvicious_tool",
+    "start_with_sipp",
+    "tone_share",
+    "ulaw_decode",
+]

@@ -1,0 +1,99 @@
+# -*- test-case-name: sipedge.test.test_e2e -*-
+"""
+SIPp (Debian: C{sip-tester}) as a scripted peer: the scenarios shipped in
+C{sipedge/testing/sipp/}, run with bounded time, their counters read back.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from sipedge.testing._processes import SipEdgeProcess
+from sipedge.testing._tools import free_port, require_tool
+
+__all__ = ["SIPP_SCENARIOS", "Sipp", "sipp_counter", "start_with_sipp"]
+
+#: The SIPp scenarios that come with sipedge (C{uac.xml}, C{uas.xml}, ...).
+SIPP_SCENARIOS = Path(__file__).parent / "sipp"
+
+
+def sipp_counter(output: str, name: str) -> int:
+    """The cumulative value of counter C{name} in SIPp's last statistics screen."""
+    found = re.findall(rf"{re.escape(name)}\s+\|\s+\d+\s+\|\s+(\d+)", output)
+    if not found:
+        raise AssertionError(f"no {name!r} counter in SIPp's output:\n{output[-2000:]}")
+    return int(found[-1])
+
+
+class Sipp:
+    """Runs SIPp with bounded time and collects its output."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.path = require_tool("sipp")
+        self.workdir = workdir.absolute()
+        self._background: list[subprocess.Popen[bytes]] = []
+
+    def command(self, scenario: str, *args: Any, local_ip: str = "127.0.0.1",
+                port: int | None = None, transport: str = "u1", timeout: float = 60.0) -> list[str]:
+        port = port or free_port(local_ip)
+        return [
+            self.path, "-sf", str(SIPP_SCENARIOS / scenario), "-i", local_ip, "-p", str(port),
+            "-t", transport, "-mp", str(free_port(local_ip)), "-nostdin",
+            "-timeout", f"{int(timeout)}s", "-timeout_error", "-trace_err",
+            "-error_file", str(self.workdir / f"{scenario}-{port}-errors.log"),
+            *map(str, args),
+        ]
+
+    def run(
+        self, scenario: str, *args: Any, timeout: float = 60.0, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a scenario to the end (C{-m} must be among C{args})."""
+        return subprocess.run(
+            self.command(scenario, *args, timeout=timeout, **kw),
+            cwd=self.workdir, capture_output=True, text=True, timeout=timeout + 30,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def start(
+        self, scenario: str, *args: Any, timeout: float = 60.0, **kw: Any
+    ) -> subprocess.Popen[bytes]:
+        """Start a scenario in the background (a UAS); stopped by L{stop_all}."""
+        out = (self.workdir / f"{scenario}-{len(self._background)}.out").open("wb")
+        process = subprocess.Popen(
+            self.command(scenario, *args, timeout=timeout, **kw),
+            cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        self._background.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self._background:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+        self._background.clear()
+
+
+def start_with_sipp(test: Any, config_text: str) -> tuple[Path, SipEdgeProcess, Sipp]:
+    """
+    For an end-to-end C{test} (skipped without SIPp): a new work directory,
+    sipedge started on C{config_text} in it and a L{Sipp} there, both
+    stopped by C{test}'s cleanups. Returns the directory (absolute), the
+    process and the L{Sipp}.
+    """
+    require_tool("sipp")
+    work = Path(test.mktemp())
+    work.mkdir(parents=True)
+    proxy = SipEdgeProcess(work, config_text)
+    test.addCleanup(proxy.stop)
+    proxy.start()
+    sipp = Sipp(work)
+    test.addCleanup(sipp.stop_all)
+    return proxy.workdir, proxy, sipp

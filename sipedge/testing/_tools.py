@@ -1,0 +1,82 @@
+# -*- test-case-name: sipedge.test.test_e2e -*-
+"""
+Real tools for interop labs: find a program (skip the test without it, or
+fail under C{SIPEDGE_REQUIRE_TOOLS=1}, as CI sets), and free loopback ports
+chosen by the OS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+from twisted.trial.unittest import SkipTest
+
+import sipedge
+
+__all__ = ["ROOT", "free_port", "free_port_range", "require_tool"]
+
+#: The directory that holds the C{sipedge} package (the checkout, in development).
+ROOT = Path(sipedge.__file__).resolve().parent.parent
+
+
+def require_tool(name: str) -> str:
+    """The path of program C{name}; skip (or fail, in CI) without it."""
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} is not installed (Debian: apt-get install {_PACKAGES.get(name, name)})"
+        if os.environ.get("SIPEDGE_REQUIRE_TOOLS") == "1":
+            raise AssertionError(f"SIPEDGE_REQUIRE_TOOLS=1 but {reason}")
+        raise SkipTest(reason)
+    return path
+
+
+#: The Debian package of each tool, for the skip reason.
+_PACKAGES = {
+    "sipp": "sip-tester", "sipsak": "sipsak", "baresip": "baresip-core", "tcpdump": "tcpdump",
+    "sslscan": "sslscan",
+    "svmap": "sipvicious", "svwar": "sipvicious", "svcrack": "sipvicious",
+    "sipvicious_svmap": "sipvicious", "sipvicious_svwar": "sipvicious",
+    "sipvicious_svcrack": "sipvicious",
+}
+
+
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
+    """A port the OS says is free now on C{host} for both UDP and TCP."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind((host, port))
+        except OSError:
+            continue
+        return int(port)
+    raise RuntimeError("no free port found")
+
+
+def free_port_range(count: int, host: str = "127.0.0.1") -> tuple[int, int]:
+    """
+    C{count} consecutive UDP ports (from an even one) that are free now on
+    C{host}, for a relay's port range.
+    """
+    for _ in range(50):
+        start = free_port(host)
+        start -= start % 2
+        sockets = []
+        try:
+            for port in range(start, start + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(s)
+                s.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return start, start + count - 1
+    raise RuntimeError(f"no {count} free consecutive ports found")
