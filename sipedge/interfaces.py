@@ -28,6 +28,7 @@ __all__ = [
     "IMessageReceiver",
     "IRequestStage",
     "IResponseStage",
+    "IRoutedStage",
     "IServerTransaction",
     "ISipTransport",
     "IStageFactory",
@@ -225,6 +226,28 @@ class IBranchStage(Interface):
 
         Called synchronously on the send path: no Deferred, keep it cheap.
         A stage that raises refuses the branch with 500.
+        """
+
+
+class IRoutedStage(Interface):
+    """
+    The side of a stage that acts once the request chain has decided where
+    the request goes: a stage in the chain that also provides it is told
+    the chosen targets (the C{Forward} of C{location}, C{static-route},
+    C{forward}, ...), in chain order, before the proxy core forwards, so it
+    acts on the decision instead of predicting it (the C{media-anchor}
+    stage picks a new callee's side of the edge from it).
+    """
+
+    name = Attribute("Stable id, as in the chain.")
+
+    def targets_chosen(context: Any, forward: Any) -> Any:
+        """
+        The chain ended with C{forward} (a C{Forward}) for the request of
+        C{context}. Return C{Continue()} to let it stand (the request as
+        C{context} now holds it goes on), a C{Forward} to replace it, or a
+        C{Respond} or C{Drop} in its place; or a Deferred that fires with
+        one of these. A stage that raises ends the request with 500.
         """
 
 

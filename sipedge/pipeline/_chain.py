@@ -6,7 +6,9 @@ Stages may answer at once or with a Deferred (a store lookup); the runner
 stays synchronous until a stage returns a Deferred, so the common case
 costs no Deferred at all. The same holds for the response chain
 (L{RequestChain.run_responses}). The branch checks
-(L{RequestChain.run_branch}) are synchronous.
+(L{RequestChain.run_branch}) are synchronous. A chain that ends with
+C{Forward} tells the stages that provide L{IRoutedStage} the chosen
+targets before the decision is returned.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sipedge.interfaces import IBranchStage, IResponseStage
+from sipedge.interfaces import IBranchStage, IResponseStage, IRoutedStage
 from sipedge.message import Request, Response
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, Forward, Respond, StageResult
@@ -50,6 +52,9 @@ class RequestChain:
         #: the proxy core asks them about each branch's flow before sending
         #: (empty: the core skips the check).
         self.branch_stages = tuple(s for s in self.stages if IBranchStage.providedBy(s))
+        #: The stages that also provide L{IRoutedStage}, in the same order:
+        #: told the targets when the chain ends with Forward.
+        self.routed_stages = tuple(s for s in self.stages if IRoutedStage.providedBy(s))
         # Each stage logs under its own namespace (sipedge.stage.<name>), so
         # every event says which stage wrote it.
         self._loggers = tuple(
@@ -65,7 +70,45 @@ class RequestChain:
         chain where no stage decides ends with a 500 too (a configuration
         error: the last stage should always decide).
         """
-        return self._run_from(0, context)
+        result = self._run_from(0, context)
+        if not self.routed_stages:
+            return result
+        if isinstance(result, Deferred):
+            return result.addCallback(self._routed, 0, context)
+        return self._routed(result, 0, context)
+
+    def _routed(
+        self, result: Any, index: int, context: RequestContext
+    ) -> StageResult | Deferred[StageResult]:
+        """
+        Tell the routed stages from C{index} on that the chain chose
+        C{result}'s targets, while it is a Forward.
+        """
+        stages = self.routed_stages
+        for i in range(index, len(stages)):
+            if not isinstance(result, Forward):
+                return result
+            stage = stages[i]
+            try:
+                outcome = stage.targets_chosen(context, result)
+            except Exception:
+                return self._failed(Failure(), stage, context)
+            if isinstance(outcome, Deferred):
+                d = outcome.addCallback(self._targets_taken, result, stage, context)
+                d.addCallback(self._routed, i + 1, context)
+                d.addErrback(self._failed, stage, context)
+                return d
+            result = self._targets_taken(outcome, result, stage, context)
+        return result
+
+    def _targets_taken(
+        self, outcome: object, forward: Forward, stage: Any, context: RequestContext
+    ) -> Any:
+        if isinstance(outcome, Continue):
+            return forward
+        if isinstance(outcome, _DECISIONS):
+            return outcome
+        return self._bad_result(outcome, stage, context)
 
     def _run_from(self, index: int, context: RequestContext) -> StageResult | Deferred[StageResult]:
         stages = self.stages

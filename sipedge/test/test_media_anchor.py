@@ -16,14 +16,19 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from sipedge.config import DEFAULT_CONFIG
 from sipedge.error import ConfigError
-from sipedge.interfaces import IProxyObserver, IRequestStage, IResponseStage
+from sipedge.interfaces import (
+    IBranchStage,
+    IProxyObserver,
+    IRequestStage,
+    IResponseStage,
+    IRoutedStage,
+)
 from sipedge.media import (
     AES_CM_128_HMAC_SHA1_80,
     MediaMode,
@@ -49,14 +54,11 @@ from sipedge.pipeline import (
     Forward,
     RequestContext,
     Respond,
-    StageServices,
     Target,
     stage_factories,
 )
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
 from sipedge.plugins import sipedge_media_stages
-from sipedge.proxy import LocalIdentity
-from sipedge.store import Binding, MemoryLocationStore
 from sipedge.testing import (
     A_HOST,
     A_TAG,
@@ -102,6 +104,8 @@ class InterfaceTests(AnchorTestCase):
         self.assertTrue(verifyObject(IRequestStage, self.stage))
         self.assertTrue(verifyObject(IResponseStage, self.stage))
         self.assertTrue(verifyObject(IProxyObserver, self.stage))
+        self.assertTrue(verifyObject(IRoutedStage, self.stage))
+        self.assertTrue(verifyObject(IBranchStage, self.stage))
         self.assertEqual(self.stage.name, "media-anchor")
 
     def test_other_methods(self) -> None:
@@ -1000,30 +1004,42 @@ class SidesTests(AnchorTestCase):
     def test_callee_by_registration(self) -> None:
         """
         A call to one of our users: the callee's side is where its
-        registration came from (the location store is asked).
+        registration came from, the flow of the target C{location} chose
+        (the stage is handed the decision, it does not look it up).
         """
-        store = MemoryLocationStore()
-        clock = Clock()
-        binding = Binding(
-            aor="sip:bob@example.com",
-            contact=f"sip:bob@{INSIDE_HOST}:5060",
-            expires_at=3600.0,
-            call_id="reg-1",
-            cseq=1,
-            flow=Flow("UDP", PROXY, 5060, INSIDE_HOST, 5060),
-        )
-        store.update("sip:bob@example.com", [binding], 0.0)
-        services = StageServices(
-            clock=clock, local=LocalIdentity(("example.com",), ()), location=store
-        )
         invite = request("INVITE", sdp_a(), uri="sip:bob@example.com")
-        context = RequestContext(invite, A_UDP, services)
-        context.annotations["responsibility"] = "local"
-        result = self.stage.process_request(context)
-        assert isinstance(result, Deferred)
-        self.assertEqual(self.resolved(result), Continue())
+        context = RequestContext(invite, A_UDP)
+        flow = Flow("UDP", PROXY, 5060, INSIDE_HOST, 5060)
+        forward = Forward((Target("sip:bob@bob-phone.example.com", flow=flow),))
+        self.assertEqual(self.resolved(self.run_request(context, forward)), Continue())
         self.assertIn(b"c=IN IP4 10.0.0.1\r\n", context.request.body)
         self.back(context, response(invite, 404))
+
+    def test_callee_by_route(self) -> None:
+        """
+        A call a static route sends to an internal next hop: the callee is
+        internal, by the target's route, whatever its Request-URI says.
+        """
+        invite = request("INVITE", sdp_a(), uri="sip:+15551234@trunk.example.net")
+        context = RequestContext(invite, A_UDP)
+        forward = Forward(
+            (Target("sip:+15551234@trunk.example.net", route=(f"<sip:{INSIDE_HOST};lr>",)),)
+        )
+        self.assertEqual(self.resolved(self.run_request(context, forward)), Continue())
+        self.assertIn(b"c=IN IP4 10.0.0.1\r\n", context.request.body)
+        self.back(context, response(invite, 486))
+
+    def test_no_offer_before_routing(self) -> None:
+        """
+        The offer of a new call waits for the routing decision: nothing is
+        allocated if the chain answers the request itself (a 404).
+        """
+        invite = request("INVITE", sdp_a(), uri="sip:nobody@example.com")
+        context = RequestContext(invite, A_UDP)
+        self.assertEqual(self.stage.process_request(context), Continue())
+        self.assertIs(context.request, invite)
+        self.stage.request_decided(context, Respond(404))
+        self.assertEqual(self.relay.session_keys, ())
 
     def test_callee_by_default_side(self) -> None:
         """A callee named by a host name is on C{default_side} (external)."""

@@ -59,7 +59,7 @@ class LateRelayTests(LaterRelayMixin, AnchorTestCase):
         """
         invite = anchor_request("INVITE", sdp_a())
         context = RequestContext(invite, A_UDP)
-        result = self.stage.process_request(context)
+        result = self.run_request(context)
         assert isinstance(result, Deferred)
         self.assertNoResult(result)
         self.assertIs(context.request, invite)

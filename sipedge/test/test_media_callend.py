@@ -337,15 +337,15 @@ class CancelDuringChainTests(CallEndHarness, SynchronousTestCase):
 
     def test_released_at_once(self) -> None:
         """
-        The media-anchor stage allocated the offer; C{location} waits on
-        the store; the caller CANCELs: the 487 passes the response chain,
-        so the relay's ports are released at once, not at
+        C{location} waits on the store; the media-anchor stage allocates
+        nothing before the routing decision; the caller CANCELs: the 487
+        passes the response chain and nothing is left, not at
         C{setup_timeout}; nothing is forwarded when the look-up ends.
         """
         self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
         self.store.hold = True
         self.invite()
-        self.assertNotEqual(self.relay.open_ports(), [])
+        self.assertEqual(self.relay.open_ports(), [])
         self.receive(request("CANCEL", "sip:bob@example.com"), ALICE)
         self.assertEqual(self.statuses(UPSTREAM), [100, 200, 487])
         self.assertEqual(self.relay.open_ports(), [])
@@ -359,15 +359,16 @@ class CancelDuringChainTests(CallEndHarness, SynchronousTestCase):
 
 class CancelDuringStageTests(CallEndHarness, SynchronousTestCase):
     """
-    A CANCEL while the media-anchor stage itself waits (it looks up the
-    callee's side): it allocates after the 487, and is told as an observer.
+    A CANCEL while the routing decision waits (C{location} looks up): the
+    media-anchor stage, handed the targets after the 487, allocates then,
+    and is told as an observer.
     """
 
     media = attrs.evolve(CONFIG, internal_address="10.0.0.1", external_address="203.0.113.1")
 
     def test_released_when_decided(self) -> None:
         """
-        The stage allocates once its look-up ends, after the CANCEL; the
+        The stage allocates once the look-up ends, after the CANCEL; the
         core tells it the INVITE ended with 487, and it releases at once.
         """
         self.register("sip:bob@203.0.113.5:5060", BOB_UDP)

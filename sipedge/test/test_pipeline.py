@@ -20,7 +20,7 @@ from zope.interface.verify import verifyObject
 
 import sipedge.plugins
 from sipedge.error import ConfigError
-from sipedge.interfaces import IRequestStage, IStageFactory
+from sipedge.interfaces import IRequestStage, IRoutedStage, IStageFactory
 from sipedge.message import Request, parse_datagram
 from sipedge.pipeline import (
     Continue,
@@ -495,3 +495,84 @@ class RegistryTests(SynchronousTestCase):
     def test_empty_chain(self) -> None:
         """If no stage is named, L{build_chain} builds an empty chain."""
         self.assertEqual(build_chain([], {}, services()).stages, ())
+
+
+@implementer(IRequestStage, IRoutedStage)
+class RoutedStage(Stage):
+    """A stage that continues, and answers C{outcome} when told the targets."""
+
+    def __init__(self, name: str, outcome: Any, calls: list[str]) -> None:
+        super().__init__(name, Continue(), calls)
+        self.outcome = outcome
+        self.told: list[Forward] = []
+
+    def targets_chosen(self, context: RequestContext, forward: Forward) -> Any:
+        self.told.append(forward)
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+
+class RoutedChainTests(SynchronousTestCase):
+    """The hook after the routing decision: L{IRoutedStage}."""
+
+    def setUp(self) -> None:
+        self.calls: list[str] = []
+        self.context = RequestContext(options_request(), FLOW)
+        self.events = capture_log(self)
+        self.forward = Forward((Target("sip:bob@192.0.2.9"),))
+
+    def test_told_the_targets(self) -> None:
+        """
+        If the chain ends with Forward, every routed stage is told its
+        targets, in chain order, after the deciding stage; Continue lets the
+        Forward stand.
+        """
+        first = RoutedStage("r1", Continue(), self.calls)
+        second = RoutedStage("r2", Continue(), self.calls)
+        chain = RequestChain([first, second, Stage("decide", self.forward, self.calls)])
+        verifyObject(IRoutedStage, first)
+        self.assertEqual(chain.routed_stages, (first, second))
+        self.assertIs(chain.run(self.context), self.forward)
+        self.assertEqual(first.told, [self.forward])
+        self.assertEqual(second.told, [self.forward])
+        self.assertEqual(self.calls, ["r1", "r2", "decide"])
+
+    def test_replaced(self) -> None:
+        """A routed stage may answer in the Forward's place; later ones are not told."""
+        first = RoutedStage("r1", Respond(488), self.calls)
+        second = RoutedStage("r2", Continue(), self.calls)
+        chain = RequestChain([first, second, Stage("decide", self.forward, self.calls)])
+        self.assertEqual(chain.run(self.context), Respond(488))
+        self.assertEqual(second.told, [])
+
+    def test_not_told_without_forward(self) -> None:
+        """If the chain answers the request itself, no routed stage is told."""
+        routed = RoutedStage("r1", Continue(), self.calls)
+        chain = RequestChain([routed, Stage("decide", Respond(404), self.calls)])
+        self.assertEqual(chain.run(self.context), Respond(404))
+        self.assertEqual(routed.told, [])
+
+    def test_deferred(self) -> None:
+        """A routed stage may answer with a Deferred: the chain's result waits for it."""
+        waiting: Deferred[Any] = Deferred()
+        routed = RoutedStage("r1", waiting, self.calls)
+        chain = RequestChain([routed, Stage("decide", succeed(self.forward), self.calls)])
+        result = chain.run(self.context)
+        assert isinstance(result, Deferred)
+        self.assertNoResult(result)
+        waiting.callback(Continue())
+        self.assertIs(self.successResultOf(result), self.forward)
+
+    def test_raises(self) -> None:
+        """A routed stage that raises ends the request with 500 (logged)."""
+        routed = RoutedStage("r1", RuntimeError("boom"), self.calls)
+        chain = RequestChain([routed, Stage("decide", self.forward, self.calls)])
+        self.assertEqual(chain.run(self.context), Respond(500))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_bad_outcome(self) -> None:
+        """A routed stage that returns something else ends the request with 500."""
+        routed = RoutedStage("r1", "yes", self.calls)
+        chain = RequestChain([routed, Stage("decide", self.forward, self.calls)])
+        self.assertEqual(chain.run(self.context), Respond(500))

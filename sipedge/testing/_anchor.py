@@ -19,7 +19,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from sipedge.media import MediaRelay, build_rtp
 from sipedge.media._config import MediaConfig
 from sipedge.message import Request, Response, parse_datagram
-from sipedge.pipeline import Continue, RequestChain, RequestContext, Respond, build_chain
+from sipedge.pipeline import (
+    Continue,
+    Forward,
+    RequestChain,
+    RequestContext,
+    Respond,
+    Target,
+    build_chain,
+)
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage, MediaEnded
 from sipedge.testing._media import counting_random
 from sipedge.testing._proxy import STAGES, ProxyHarness
@@ -232,17 +240,36 @@ class AnchorTestCase(SynchronousTestCase):
 
     # -- driving ---------------------------------------------------------------
 
+    def run_request(self, context: RequestContext, forward: Forward | None = None) -> Any:
+        """
+        The request side as the chain runs it: C{process_request}, then,
+        if it continues, the routing decision (C{forward}, by default a
+        Forward to the Request-URI) through C{targets_chosen}
+        (L{IRoutedStage}).
+        """
+
+        def routed(result: Any) -> Any:
+            if result != Continue():
+                return result
+            chosen = forward or Forward((Target(str(context.request.uri)),))
+            return self.stage.targets_chosen(context, chosen)
+
+        result = self.stage.process_request(context)
+        if isinstance(result, Deferred):
+            return result.addCallback(routed)
+        return routed(result)
+
     def send(self, message: Request, flow: Flow = A_UDP, services: Any = None) -> RequestContext:
         """Run the request side; the context must continue."""
         context = RequestContext(message, flow, services)
-        result = self.resolved(self.stage.process_request(context))
+        result = self.resolved(self.run_request(context))
         self.assertEqual(result, Continue())
         return context
 
     def refuse(self, message: Request, flow: Flow = A_UDP) -> Respond:
         """Run the request side; the context must be answered."""
         context = RequestContext(message, flow)
-        result = self.resolved(self.stage.process_request(context))
+        result = self.resolved(self.run_request(context))
         self.assertIsInstance(result, Respond)
         assert isinstance(result, Respond)
         self.stage.request_decided(context, result)

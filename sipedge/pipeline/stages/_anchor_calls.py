@@ -182,6 +182,23 @@ class Note:
     new_call: bool
 
 
+@attrs.frozen
+class NewCall:
+    """
+    C{context.annotations["media-anchor"]} while the chain decides where a
+    request that starts a call goes: its offer (C{None} for an INVITE
+    without SDP) waits for the chosen targets (L{IRoutedStage}), which
+    tell the callee's side.
+    """
+
+    call_id: str
+    from_tag: str
+    to_tag: str | None
+    cseq: int
+    sdp: SessionDescription | None
+    body: bytes | None
+
+
 def ids(message: Request | Response) -> tuple[str, str, str | None, int, str]:
     """Call-ID, From tag (C{""} for none), To tag, CSeq number and method."""
     cseq = message.cseq

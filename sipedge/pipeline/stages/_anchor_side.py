@@ -1,12 +1,9 @@
 # -*- test-case-name: sipedge.test.test_media_anchor -*-
 """
 Which side of the edge a new call's callee is on, for the C{media-anchor}
-stage (the relay interface and SRTP mode of its leg).
-
-The stage runs before the stages that route (C{location},
-C{static-route}), so this still I{predicts} their decision; a hook after
-the routing decision that hands the stage the chosen targets is to
-replace it (issue 9).
+stage (the relay interface and SRTP mode of its leg), read from the
+routing decision the stage is handed after the chain (L{IRoutedStage}):
+it never predicts what C{location} or C{static-route} will decide.
 """
 
 from __future__ import annotations
@@ -14,12 +11,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from twisted.internet.defer import Deferred
-
 from sipedge.error import MessageParseError
 from sipedge.media._config import MediaConfig
+from sipedge.message import parse_name_addr, parse_uri
 from sipedge.pipeline._context import RequestContext
-from sipedge.store import aor_of
+from sipedge.pipeline._results import Forward
 
 __all__ = ["callee_external"]
 
@@ -34,68 +30,37 @@ def _ip(host: str | None) -> str | None:
 
 
 def _host_of(uri: Any) -> str | None:
+    if isinstance(uri, str):
+        try:
+            uri = parse_name_addr(uri).uri if "<" in uri else parse_uri(uri.strip())
+        except MessageParseError:
+            return None
     host = getattr(uri, "host", None)
     return host.strip("[]") if isinstance(host, str) else None
 
 
-def callee_external(
-    config: MediaConfig, context: RequestContext, log: Any
-) -> bool | Deferred[bool]:
+def callee_external(config: MediaConfig, context: RequestContext, forward: Forward) -> bool:
     """
-    Whether the request's destination is external, as the chain after
-    the stage will decide it: the next Route if there is one; the
-    Request-URI's host if it is an address; for one of our users, where
-    the first registered contact registered from (as C{location}); a
-    matching C{[[routes]]} next hop (as C{static-route}); else
-    C{media.default_side}.
+    Whether the first target the chain chose is external, by where the
+    request will go next: the target's flow (a registered phone's
+    connection or NAT binding); else its next hop, the first Route the
+    request will carry (a static route's next hop, a binding's Path, a
+    Route the request came with); else the target URI's host. A next hop
+    named by a host name, not an address, is on C{media.default_side}.
+
+    Where a request forks to several targets, the first one's side counts
+    for the call (the relay session is allocated once, before forking).
     """
     default = config.default_side == "external"
-    request = context.request
-    try:
-        routes = request.routes
-        uri = request.request_uri
-    except MessageParseError:
-        return default
-    if routes:
-        host = _ip(_host_of(routes[0].uri))
-        return config.is_external(host) if host is not None else default
-    host = _ip(_host_of(uri))
-    if host is not None:
-        return config.is_external(host)
-    services = context.services
-    location = getattr(services, "location", None)
-    if (
-        context.annotations.get("responsibility") == "local"
-        and location is not None
-        and getattr(uri, "user", None)
-    ):
-        d = location.lookup(aor_of(uri), services.clock.seconds())
-        d.addCallback(_binding_side, config, default)
-        d.addErrback(_lookup_failed, log, default)
-        return d
-    user = getattr(uri, "user", None) or getattr(uri, "number", None)
-    for route in getattr(getattr(services, "config", None), "routes", ()):
-        if route.matches(_host_of(uri) or "", user):
-            host = _ip(_host_of(route.next_hop))
-            return config.is_external(host) if host is not None else default
-    return default
-
-
-def _binding_side(bindings: list[Any], config: MediaConfig, default: bool) -> bool:
-    for binding in bindings:
-        flow = getattr(binding, "flow", None)
-        if flow is not None:
-            return config.is_external(flow.remote_host)
+    target = forward.targets[0]
+    if target.flow is not None:
+        return config.is_external(target.flow.remote_host)
+    hop: Any = target.route[0] if target.route else None
+    if hop is None:
         try:
-            from sipedge.message import parse_uri
-
-            host = _ip(_host_of(parse_uri(binding.contact)))
+            routes = context.request.routes
         except MessageParseError:
-            host = None
-        return config.is_external(host) if host is not None else default
-    return default
-
-
-def _lookup_failed(failure: Any, log: Any, default: bool) -> bool:
-    log.failure("Location lookup for the media side failed", failure)
-    return default
+            routes = ()
+        hop = routes[0].uri if routes else target.uri
+    host = _ip(_host_of(hop))
+    return config.is_external(host) if host is not None else default

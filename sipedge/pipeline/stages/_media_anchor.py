@@ -58,7 +58,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipedge.error import MessageParseError
-from sipedge.interfaces import IBranchStage, IProxyObserver, IRequestStage, IResponseStage
+from sipedge.interfaces import (
+    IBranchStage,
+    IProxyObserver,
+    IRequestStage,
+    IResponseStage,
+    IRoutedStage,
+)
 from sipedge.media import OfferAnswerAction, OfferAnswerInput
 from sipedge.media._anchor_sdp import has_keys, offers_srtp, reject, rewrite
 from sipedge.media._config import MediaConfig
@@ -67,13 +73,14 @@ from sipedge.media._values import MediaMode, RelayAllocation
 from sipedge.message import Request, Response
 from sipedge.message._sdp import SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Drop, Respond, StageResult
+from sipedge.pipeline._results import Continue, Drop, Forward, Respond, StageResult
 from sipedge.pipeline.stages._anchor_calls import (
     CALLEE,
     CALLER,
     Call,
     MediaEnded,
     Negotiation,
+    NewCall,
     Note,
     Party,
     at_once,
@@ -99,7 +106,7 @@ A = OfferAnswerAction
 I = OfferAnswerInput  # noqa: E741
 
 
-@implementer(IRequestStage, IResponseStage, IProxyObserver, IBranchStage)
+@implementer(IRequestStage, IRoutedStage, IResponseStage, IProxyObserver, IBranchStage)
 class MediaAnchorStage(ResponseAnchoring):
     """
     @param relay: the L{IMediaRelay}: in process (a
@@ -242,18 +249,15 @@ class MediaAnchorStage(ResponseAnchoring):
         to_tag: str | None,
         cseq: int,
     ) -> StageResult | Deferred[StageResult]:
-        method = context.request.method
         if call is not None:
             refusal = self._start_exchange(call)
             if refusal is not None:
                 return refusal
             return self._allocate(context, call, sdp, body, role, cseq, new_call=False)
-        made = self._new_call(context, call_id, from_tag, to_tag, cseq, method)
-        if isinstance(made, Deferred):
-            return made.addCallback(
-                lambda call: self._allocate(context, call, sdp, body, role, cseq, new_call=True)
-            )
-        return self._allocate(context, made, sdp, body, role, cseq, new_call=True)
+        # A new call: its offer waits for the routing decision, which says
+        # on which side of the edge the callee is (targets_chosen).
+        context.annotations[self.name] = NewCall(call_id, from_tag, to_tag, cseq, sdp, body)
+        return _CONTINUE
 
     def _start_exchange(self, call: Call) -> Respond | None:
         """
@@ -375,12 +379,8 @@ class MediaAnchorStage(ResponseAnchoring):
             if refusal is not None:
                 return refusal
             return self._await_offer(context, call, call.role_of(from_tag), cseq, new_call=False)
-        made = self._new_call(context, call_id, from_tag, to_tag, cseq, "INVITE")
-        if isinstance(made, Deferred):
-            return made.addCallback(
-                lambda call: self._await_offer(context, call, CALLER, cseq, new_call=True)
-            )
-        return self._await_offer(context, made, CALLER, cseq, new_call=True)
+        context.annotations[self.name] = NewCall(call_id, from_tag, to_tag, cseq, None, None)
+        return _CONTINUE
 
     def _await_offer(
         self, context: RequestContext, call: Call, role: str, cseq: int, *, new_call: bool
@@ -495,32 +495,38 @@ class MediaAnchorStage(ResponseAnchoring):
             return
         self.end(call, "BYE")
 
-    def _new_call(
-        self,
-        context: RequestContext,
-        call_id: str,
-        from_tag: str,
-        to_tag: str | None,
-        cseq: int,
-        method: str,
-    ) -> Call | Deferred[Call]:
-        caller_external = self.config.is_external(context.flow.remote_host)
+    # -- IRoutedStage: a new call, once the chain chose where it goes -----------
 
-        def made(callee_external: bool) -> Call:
-            return Call(
-                call_id,
-                from_tag,
-                {CALLER: Party(caller_external), CALLEE: Party(callee_external)},
-                invite_cseq=cseq if method == "INVITE" and to_tag is None else None,
-                callee_tag=to_tag,
-            )
-
-        if not self.config.sided:
-            return made(True)
-        side = callee_external(self.config, context, self._log)
-        if isinstance(side, Deferred):
-            return side.addCallback(made)
-        return made(side)
+    def targets_chosen(
+        self, context: RequestContext, forward: Forward
+    ) -> StageResult | Deferred[StageResult]:
+        """
+        The chain decided where the request that starts a call goes: the
+        first target tells the callee's side (L{callee_external}); the
+        call is recorded and its offer given to the relay (or, for an
+        INVITE without SDP, awaited in the responses).
+        """
+        new = context.annotations.get(self.name)
+        if not isinstance(new, NewCall):
+            return _CONTINUE
+        del context.annotations[self.name]
+        config = self.config
+        callee = callee_external(config, context, forward) if config.sided else True
+        call = Call(
+            new.call_id,
+            new.from_tag,
+            {
+                CALLER: Party(config.is_external(context.flow.remote_host)),
+                CALLEE: Party(callee),
+            },
+            invite_cseq=(
+                new.cseq if context.request.method == "INVITE" and new.to_tag is None else None
+            ),
+            callee_tag=new.to_tag,
+        )
+        if new.sdp is None or new.body is None:
+            return self._await_offer(context, call, CALLER, new.cseq, new_call=True)
+        return self._allocate(context, call, new.sdp, new.body, CALLER, new.cseq, new_call=True)
 
     # -- responses, branches ------------------------------------------------------
 
