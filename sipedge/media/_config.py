@@ -10,7 +10,7 @@ C{media-anchor} stage) and the in-process relay it drives.
    # internal_address = "10.0.0.1"    # per side, on an edge with two networks
    # external_address = "203.0.113.1"
    internal = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", ...]
-   srtp = "passthrough"               # or "terminate", "rekey"
+   srtp = "auto"                      # or "passthrough", "terminate", "rekey"
    sdes_over_plain = false            # SDES keys only over TLS signalling
 
 L{MediaConfig} checks its values when constructed, like the sections of
@@ -53,6 +53,7 @@ from sipedge.media._control_config import (
     read_secret,
 )
 from sipedge.media._srtp import CRYPTO_SUITES, SUPPORTED_SUITES, CryptoSuite
+from sipedge.media._srtp_auto import auto_modes, offer_kind
 from sipedge.media._values import LegPolicy, MediaLimits, MediaMode, RelayPolicy
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ __all__ = [
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The values of C{media.srtp}.
-SRTP_POLICIES = ("passthrough", "terminate", "rekey")
+SRTP_POLICIES = ("auto", "passthrough", "terminate", "rekey")
 
 #: The two sides of the edge.
 SIDES = ("internal", "external")
@@ -239,7 +240,10 @@ class MediaConfig:
         address is external.
     @ivar default_side: the side of a callee the stage cannot place (a
         host name that no route, registration or address tells).
-    @ivar srtp: C{"passthrough"}: the relay leaves SRTP alone, and a=crypto
+    @ivar srtp: C{"auto"} (the default): per call, from what each leg's
+        signalling may carry and what the offer asks
+        (L{sipedge.media._srtp_auto}): pass-through, terminate or re-key;
+        C{"passthrough"}: the relay leaves SRTP alone, and a=crypto
         lines pass between the parties unchanged; C{"terminate"}: SRTP with
         external parties (an external offer without SDES keys is refused),
         RTP with internal ones (unless an internal party offers SRTP);
@@ -294,7 +298,7 @@ class MediaConfig:
         default=DEFAULT_INTERNAL_NETWORKS, converter=_convert_internal
     )
     default_side: str = attrs.field(default="external", validator=_choice(*SIDES))
-    srtp: str = attrs.field(default="passthrough", validator=_choice(*SRTP_POLICIES))
+    srtp: str = attrs.field(default="auto", validator=_choice(*SRTP_POLICIES))
     sdes_over_plain: bool = attrs.field(default=False, validator=_boolean)
     suites: tuple[str, ...] = attrs.field(
         factory=lambda: tuple(s.name for s in SUPPORTED_SUITES), converter=_convert_suites
@@ -402,7 +406,11 @@ class MediaConfig:
     @property
     def sided(self) -> bool:
         """Whether which side a party is on changes anything."""
-        return len(self.interfaces) > 1 or self.srtp == "terminate" or self.nat == "external"
+        return (
+            len(self.interfaces) > 1
+            or self.srtp in ("terminate", "auto")
+            or self.nat == "external"
+        )
 
     def is_external(self, host: str) -> bool:
         """
@@ -419,18 +427,41 @@ class MediaConfig:
         return not any(address in network for network in self.internal)
 
     def leg_modes(
-        self, offerer_external: bool, answerer_external: bool, offer_srtp: bool
-    ) -> tuple[MediaMode, MediaMode]:
+        self,
+        offerer_external: bool,
+        answerer_external: bool,
+        offer_srtp: bool,
+        *,
+        offer_keys: bool | None = None,
+        offerer_secure: bool = False,
+        answerer_secure: bool = False,
+    ) -> tuple[MediaMode, MediaMode] | None:
         """
         The modes of the offerer's leg (relay side A) and the answerer's
         (side B), by L{srtp}:
 
+         - C{auto}: by L{auto_modes}, from the offer's kind (C{offer_srtp},
+           C{offer_keys}: a=crypto on a relayed stream, by default as
+           C{offer_srtp}), whether each leg's signalling may carry SDES
+           keys (C{offerer_secure}, C{answerer_secure}: TLS; always with
+           L{sdes_over_plain}) and whether both parties are on the same
+           side; C{None} when the offer cannot be carried (SRTP required,
+           and its keys came over signalling that may not carry them);
          - C{passthrough}: both L{MediaMode.PASSTHROUGH};
          - C{rekey}: both L{MediaMode.SRTP_REKEY};
          - C{terminate}: SRTP on a leg whose party is external, and on the
            offerer's leg if its offer is SRTP; terminate/plain for one SRTP
            leg, rekey for two, plain for none.
         """
+        if self.srtp == "auto":
+            kind = offer_kind(offer_srtp, offer_srtp if offer_keys is None else offer_keys)
+            plain_ok = self.sdes_over_plain
+            return auto_modes(
+                kind,
+                offerer_secure or plain_ok,
+                answerer_secure or plain_ok,
+                offerer_external == answerer_external,
+            )
         if self.srtp == "passthrough":
             return MediaMode.PASSTHROUGH, MediaMode.PASSTHROUGH
         if self.srtp == "rekey":
@@ -451,10 +482,20 @@ class MediaConfig:
         return LegPolicy(mode, self.interface_for(external), nat)
 
     def policy(
-        self, offerer_external: bool, answerer_external: bool, offer_srtp: bool
-    ) -> RelayPolicy:
-        """The L{RelayPolicy} of a session (limits: the relay's)."""
-        a_mode, b_mode = self.leg_modes(offerer_external, answerer_external, offer_srtp)
+        self,
+        offerer_external: bool,
+        answerer_external: bool,
+        offer_srtp: bool,
+        **facts: Any,
+    ) -> RelayPolicy | None:
+        """
+        The L{RelayPolicy} of a session (limits: the relay's); C{facts}
+        as L{leg_modes} takes them; C{None} if the offer cannot be carried.
+        """
+        modes = self.leg_modes(offerer_external, answerer_external, offer_srtp, **facts)
+        if modes is None:
+            return None
+        a_mode, b_mode = modes
         return RelayPolicy(
             self.leg_policy(a_mode, offerer_external),
             self.leg_policy(b_mode, answerer_external),

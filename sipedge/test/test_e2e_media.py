@@ -62,6 +62,33 @@ class TerminateTests(MediaCallTestCase):
         self.assert_heard(b, TONE_A)
 
 
+class AutoTests(MediaCallTestCase):
+    """C{media.srtp} not set (C{"auto"}): the relay terminates SRTP where keys may not cross."""
+
+    def test_srtp_to_plain(self) -> None:
+        """
+        If phone A registers over TLS with SRTP mandatory and calls phone B,
+        registered over UDP without SRTP, on the default C{srtp} (only
+        C{anchor = true} and the relay's ports and address set): the keys
+        may not cross B's UDP signalling, so the relay terminates SRTP: A's
+        leg carries SRTP, B's the tones in PCMU, each phone hears the other
+        (before C{auto}, the default C{passthrough} answered A 488).
+        """
+        a, b = self.start(None, "tls", "udp", a_srtp=True, b_srtp=False)
+        result = self.call(a, b)
+        self.assertEqual(result.modes, "srtp-terminate/plain")
+        a_up, a_down = self.legs(result.datagrams, a, result.ports)
+        b_up, b_down = self.legs(result.datagrams, b, result.ports)
+        self.assert_srtp(a_up, TONE_A, "A to relay")
+        self.assert_srtp(a_down, TONE_B, "relay to A")
+        self.assert_plain(b_up, TONE_B, "B to relay")
+        self.assert_plain(b_down, TONE_A, "relay to B")
+        a.stop()
+        b.stop()
+        self.assert_heard(a, TONE_B)
+        self.assert_heard(b, TONE_A)
+
+
 class RekeyTests(MediaCallTestCase):
     """C{media.srtp = "rekey"}: SRTP on both legs, each with the relay's own keys."""
 

@@ -38,7 +38,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertFalse(config.anchor)
         self.assertEqual(config.ports, (30000, 30999))
         self.assertEqual(config.address, "127.0.0.1")
-        self.assertEqual(config.srtp, "passthrough")
+        self.assertEqual(config.srtp, "auto")
         self.assertFalse(config.sdes_over_plain)
         self.assertEqual(config.nat, "off")
         self.assertEqual(config.default_side, "external")
@@ -122,7 +122,7 @@ class ErrorTests(SynchronousTestCase):
 
     def test_choices(self) -> None:
         """srtp, nat and default_side take one of their words."""
-        self.check({"srtp": "on"}, "srtp", "'passthrough', 'terminate', 'rekey'")
+        self.check({"srtp": "on"}, "srtp", "'auto', 'passthrough', 'terminate', 'rekey'")
         self.check({"nat": True}, "nat")
         self.check({"default_side": "inside"}, "default_side")
         self.check({"anchor": "yes"}, "anchor", "true or false")
@@ -199,7 +199,7 @@ class PolicyTests(SynchronousTestCase):
             self.assertEqual(config.leg_modes(*args), modes, args)
         rekey = MediaConfig(srtp="rekey")
         self.assertEqual(rekey.leg_modes(False, False, False), (R, R))
-        through = MediaConfig()
+        through = MediaConfig(srtp="passthrough")
         pt = MediaMode.PASSTHROUGH
         self.assertEqual(through.leg_modes(True, True, True), (pt, pt))
 
@@ -209,6 +209,7 @@ class PolicyTests(SynchronousTestCase):
             internal_address="10.0.0.1", external_address="192.0.2.1", nat="external"
         )
         policy = config.policy(True, False, False)
+        assert policy is not None
         b = policy.b
         assert b is not None
         self.assertEqual((policy.a.interface, policy.a.nat), ("external", True))

@@ -60,8 +60,7 @@ algorithms = ["MD5"]
 anchor = true
 ports = "{low}-{high}"
 address = "{relay}"
-srtp = "{srtp}"
-"""
+{srtp}"""
 
 _ALLOCATED = re.compile(r"Media session (\S+) allocated: (\S+), ports \(([\d, ]+)\)")
 
@@ -101,11 +100,15 @@ class MediaCallTestCase(SynchronousTestCase):
         self.ports_a = free_rtp_ports(20, avoid=(self.relay_ports,))
         self.ports_b = free_rtp_ports(20, avoid=(self.relay_ports, self.ports_a))
 
-    def start(self, srtp: str, a_transport: str, b_transport: str,
+    def start(self, srtp: str | None, a_transport: str, b_transport: str,
               a_srtp: bool, b_srtp: bool) -> tuple[BaresipPhone, BaresipPhone]:
-        """sipedge with C{media.srtp = srtp}, then phones A and B registered."""
+        """
+        sipedge with C{media.srtp = srtp} (C{None}: not set, the default),
+        then phones A and B registered.
+        """
+        line = "" if srtp is None else f'srtp = "{srtp}"\n'
         self.proxy = SipEdgeProcess(self.work, _CONFIG.format(
-            low=self.relay_ports[0], high=self.relay_ports[-1], relay=RELAY, srtp=srtp,
+            low=self.relay_ports[0], high=self.relay_ports[-1], relay=RELAY, srtp=line,
         ))
         self.addCleanup(self.proxy.stop)
         for user in ("alice", "bob"):

@@ -22,15 +22,16 @@ from sipedge.media import (
     OfferAnswerError,
     OfferAnswerInput,
 )
-from sipedge.media._anchor_sdp import offer_of, reject
+from sipedge.media._anchor_sdp import has_keys, offer_of, offers_srtp, reject
 from sipedge.media._config import MediaConfig
-from sipedge.media._values import RelayAllocation, SessionEnd
+from sipedge.media._values import MediaMode, RelayAllocation, RelayPolicy, SessionEnd
 from sipedge.message import Response
 from sipedge.message._sdp import SessionDescription, parse_sdp
 from sipedge.pipeline.stages._anchor_calls import (
     Call,
     MediaEnded,
     Negotiation,
+    other,
     relay_error,
     without_body,
 )
@@ -129,6 +130,36 @@ class AnchorCalls:
                 call.pending = None
             if negotiation.key is not None:
                 self.release(negotiation.key)
+
+    # -- leg modes --------------------------------------------------------------
+
+    def policy_for(
+        self, call: Call, offerer: str, sdp: SessionDescription
+    ) -> RelayPolicy | None:
+        """
+        The relay policy of an offer C{sdp} made by the party C{offerer}
+        (C{None}: it cannot be carried, see L{MediaConfig.leg_modes}).
+        """
+        a, b = call.parties[offerer], call.parties[other(offerer)]
+        return self.config.policy(
+            a.external,
+            b.external,
+            offers_srtp(sdp),
+            offer_keys=has_keys(sdp),
+            offerer_secure=a.secure,
+            answerer_secure=b.secure,
+        )
+
+    def late_modes(self, call: Call, answerer: str) -> tuple[MediaMode, MediaMode] | None:
+        """
+        The modes of the offerer's and C{answerer}'s legs before the offer
+        is known (an INVITE without SDP: the offer comes from the other
+        party), as if it were plain.
+        """
+        a, b = call.parties[other(answerer)], call.parties[answerer]
+        return self.config.leg_modes(
+            a.external, b.external, False, offerer_secure=a.secure, answerer_secure=b.secure
+        )
 
     # -- sessions -------------------------------------------------------------
 

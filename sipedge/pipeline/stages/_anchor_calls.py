@@ -62,10 +62,14 @@ class MediaEnded:
 
 @attrs.define(eq=False)
 class Party:
-    """One party of a call: its side of the edge, and the o= it received."""
+    """
+    One party of a call: its side of the edge, whether its signalling may
+    carry SDES keys (TLS), and the o= it received.
+    """
 
     external: bool
     versions: OriginVersions = attrs.Factory(OriginVersions)
+    secure: bool = False
 
 
 @attrs.define(eq=False)

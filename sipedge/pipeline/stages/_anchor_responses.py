@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 
 from sipedge.error import MessageParseError
 from sipedge.media import MediaError, OfferAnswerAction, OfferAnswerInput, OfferAnswerState
-from sipedge.media._anchor_sdp import offers_srtp, rewrite
+from sipedge.media._anchor_sdp import rewrite
 from sipedge.media._values import RelayAllocation
 from sipedge.message import Response
 from sipedge.message._sdp import SessionDescription, parse_sdp
@@ -199,8 +199,15 @@ class ResponseAnchoring(AnchorCalls):
             self.release(pending.key)
             pending.key = None
         responder = other(requester)
-        offerer, answerer = call.parties[responder], call.parties[requester]
-        policy = self.config.policy(offerer.external, answerer.external, offers_srtp(sdp))
+        policy = self.policy_for(call, responder, sdp)
+        if policy is None:
+            self._log.warn(
+                "Media offer in the {status} of {call_id} refused: SDES keys over plain signalling",
+                status=response.status,
+                call_id=call.call_id,
+            )
+            self.fail_pending(call)
+            return self.hidden(call, requester, response, body)
         key = call.next_key()
         self._sessions[key] = call
         pending.key = key

@@ -17,7 +17,7 @@ from sipedge.message import parse_name_addr, parse_uri
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Forward
 
-__all__ = ["callee_external"]
+__all__ = ["callee_external", "callee_secure"]
 
 
 def _ip(host: str | None) -> str | None:
@@ -64,3 +64,32 @@ def callee_external(config: MediaConfig, context: RequestContext, forward: Forwa
         hop = routes[0].uri if routes else target.uri
     host = _ip(_host_of(hop))
     return config.is_external(host) if host is not None else default
+
+
+def callee_secure(context: RequestContext, forward: Forward) -> bool:
+    """
+    Whether the signalling towards the first target may carry SDES keys:
+    its flow is TLS; else its next hop (or, with none, its URI) is a
+    C{sips:} URI or names C{transport=tls}. A target whose transport DNS
+    will choose counts as not secure (the proxy core refuses a branch
+    that would carry keys over plain signalling anyway).
+    """
+    target = forward.targets[0]
+    if target.flow is not None:
+        return target.flow.secure
+    hop: Any = target.route[0] if target.route else None
+    if hop is None:
+        try:
+            routes = context.request.routes
+        except MessageParseError:
+            routes = ()
+        hop = routes[0].uri if routes else target.uri
+    if isinstance(hop, str):
+        try:
+            hop = parse_name_addr(hop).uri if "<" in hop else parse_uri(hop.strip())
+        except MessageParseError:
+            return False
+    if getattr(hop, "scheme", "").lower() == "sips":
+        return True
+    transport = getattr(hop, "transport", None)
+    return isinstance(transport, str) and transport.lower() in ("tls", "wss")

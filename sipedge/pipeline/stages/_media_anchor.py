@@ -66,7 +66,7 @@ from sipedge.interfaces import (
     IRoutedStage,
 )
 from sipedge.media import OfferAnswerAction, OfferAnswerInput
-from sipedge.media._anchor_sdp import has_keys, offers_srtp, reject, rewrite
+from sipedge.media._anchor_sdp import has_keys, reject, rewrite
 from sipedge.media._config import MediaConfig
 from sipedge.media._errors import MediaError, PortsExhausted
 from sipedge.media._values import MediaMode, RelayAllocation
@@ -93,7 +93,7 @@ from sipedge.pipeline.stages._anchor_calls import (
     without_body,
 )
 from sipedge.pipeline.stages._anchor_responses import ResponseAnchoring
-from sipedge.pipeline.stages._anchor_side import callee_external
+from sipedge.pipeline.stages._anchor_side import callee_external, callee_secure
 from sipedge.pipeline.stages._sdes_policy import SdesPolicy
 from sipedge.transport._flow import Flow
 
@@ -285,9 +285,11 @@ class MediaAnchorStage(ResponseAnchoring):
         *,
         new_call: bool,
     ) -> StageResult | Deferred[StageResult]:
-        offerer = call.parties[role]
-        answerer = call.parties[other(role)]
-        policy = self.config.policy(offerer.external, answerer.external, offers_srtp(sdp))
+        policy = self.policy_for(call, role, sdp)
+        if policy is None:
+            # srtp = auto: SRTP required, its keys came over plain signalling.
+            refusal = self._sdes.check_transport(context)
+            return refusal if refusal is not None else Respond(488)
         mode = policy.a.mode
         if mode.srtp or (mode is MediaMode.PASSTHROUGH and has_keys(sdp)):
             refusal = self._sdes.check_transport(context)
@@ -387,10 +389,8 @@ class MediaAnchorStage(ResponseAnchoring):
     ) -> StageResult:
         # The sender answers: if its leg will be SRTP, the relay's keys will
         # go to it over this flow.
-        answerer = call.parties[role]
-        offerer = call.parties[other(role)]
-        _, mode = self.config.leg_modes(offerer.external, answerer.external, False)
-        if mode.srtp:
+        modes = self.late_modes(call, role)
+        if modes is not None and modes[1].srtp:
             refusal = self._sdes.check_transport(context)
             if refusal is not None:
                 return refusal
@@ -516,8 +516,10 @@ class MediaAnchorStage(ResponseAnchoring):
             new.call_id,
             new.from_tag,
             {
-                CALLER: Party(config.is_external(context.flow.remote_host)),
-                CALLEE: Party(callee),
+                CALLER: Party(
+                    config.is_external(context.flow.remote_host), secure=context.flow.secure
+                ),
+                CALLEE: Party(callee, secure=callee_secure(context, forward)),
             },
             invite_cseq=(
                 new.cseq if context.request.method == "INVITE" and new.to_tag is None else None

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from sipedge.error import MessageParseError
 from sipedge.media._anchor_sdp import reject
 from sipedge.media._config import MediaConfig
+from sipedge.media._values import MediaMode
 from sipedge.message import Request, Response
 from sipedge.message._sdp import SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
@@ -28,7 +29,6 @@ from sipedge.pipeline.stages._anchor_calls import (
     Note,
     any_keys,
     ids,
-    other,
     sdp_body,
     warning,
     without_body,
@@ -51,6 +51,8 @@ class _Owner(Protocol):
     def end(self, call: Call, why: str) -> None: ...
 
     def fail_pending(self, call: Call) -> None: ...
+
+    def late_modes(self, call: Call, answerer: str) -> tuple[MediaMode, MediaMode] | None: ...
 
 
 class SdesPolicy:
@@ -134,9 +136,8 @@ class SdesPolicy:
             requester = call.role_of(context.request.from_address.tag or "")
         except MessageParseError:
             return True
-        offerer, answerer = call.parties[other(requester)], call.parties[requester]
-        mode, _ = self.config.leg_modes(offerer.external, answerer.external, False)
-        return mode.srtp
+        modes = self._owner.late_modes(call, requester)
+        return modes is not None and modes[0].srtp
 
     def _plain_refusal(self, context: Any, request: Request, flow: Flow) -> Respond:
         self._log.info(
