@@ -263,8 +263,7 @@ path = "state"
 algorithms = ["MD5"]
 [media]
 anchor = true
-srtp = "{srtp}"
-relay = "tcp:{control_host}:{control_port}"
+{srtp}relay = "tcp:{control_host}:{control_port}"
 relay_secret_file = "relay.key"
 relay_timeout = 5
 """
@@ -289,7 +288,7 @@ class ProxyWithRemoteRelayTests(_MediaCall):
     the ports closed after the hang-up.
     """
 
-    def start(self, srtp: str, a_transport: str, b_transport: str,
+    def start(self, srtp: str | None, a_transport: str, b_transport: str,
               a_srtp: bool, b_srtp: bool) -> Any:
         (self.work / "relay.key").write_text(SECRET)
         relay_dir = self.work / "relay"
@@ -302,7 +301,9 @@ class ProxyWithRemoteRelayTests(_MediaCall):
         self.relay.start()
         host, port = self.relay.control
         self.proxy = SipEdgeProcess(self.work, _PROXY_WITH_REMOTE_RELAY.format(
-            srtp=srtp, control_host=host, control_port=port,
+            srtp="" if srtp is None else f'srtp = "{srtp}"\n',
+            control_host=host,
+            control_port=port,
         ))
         self.addCleanup(self.proxy.stop)
         for user in ("alice", "bob"):
