@@ -12,6 +12,7 @@ from sipedge.transport._manager import (
     StreamListener,
     TransportManager,
 )
+from sipedge.transport._reply import MessageSender, is_broadcast, response_flow
 from sipedge.transport._stamp import stamp_via
 from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
 from sipedge.transport._tls import (
@@ -37,6 +38,7 @@ __all__ = [
     "ClientTLSContexts",
     "Destination",
     "Flow",
+    "MessageSender",
     "ServerLocator",
     "SipDatagramProtocol",
     "SipStreamProtocol",
@@ -46,6 +48,8 @@ __all__ = [
     "ensure_self_signed",
     "format_hostport",
     "generate_self_signed",
+    "is_broadcast",
+    "response_flow",
     "server_context_factory",
     "stamp_via",
 ]
