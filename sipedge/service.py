@@ -255,7 +255,6 @@ class SipEdgeService(MultiService):
             signer=self.signer,
             locator=ServerLocator(resolver, clock=reactor, timeout=(1, 3)),
             timers=TimerSettings(T1=timers.t1, T2=timers.t2, T4=timers.t4, timer_c=timers.timer_c),
-            timer_c=timers.timer_c,
             response_chain_timeout=timers.response_chain_timeout,
             record_route=config.sip.record_route,
             max_forwards=config.sip.max_forwards,

@@ -12,7 +12,6 @@ Deferred the request was sent with.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -30,17 +29,14 @@ from sipedge.transport._flow import Flow
 __all__ = ["Originator"]
 
 
-def _family(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
 class Originator:
     """
     Sends requests for the proxy core (see L{ProxyCore.originate}).
 
-    @param core: the L{ProxyCore}: its transaction layer, transports,
-        locator and our address per transport (read when a request is sent,
-        since the core gets its transports after construction).
+    @param core: the L{ProxyCore}, through its public names: C{transactions},
+        C{transports}, C{locator}, C{addresses} (our Via address),
+        C{max_forwards} and C{hiding} (read when a request is sent, since
+        the core gets its transports after construction).
     @param random: where fresh branches come from (C{os.urandom}).
     """
 
@@ -92,16 +88,19 @@ class Originator:
     def _send_on(self, request: Request, flow: Flow) -> Deferred[Response]:
         core = self._core
         try:
-            host, port = core._local_hostport(flow.transport, _family(flow.remote_host))
+            host, port = core.addresses.hostport_toward(flow.transport, flow.remote_host)
         except TransportError as e:
             return _failed(str(e))
         branch = f"{BRANCH_PREFIX}o{self._random(8).hex()}"
         headers = request.headers.prepended("Via", via_value(flow.transport, host, port, branch))
         if "Max-Forwards" not in headers:
-            headers = headers.added("Max-Forwards", str(core._max_forwards))
-        request = core._hide_originated(request.with_headers(headers), flow, (host, port))
-        if request is None:
-            return _failed(f"cannot hide the topology of a request to {flow}")
+            headers = headers.added("Max-Forwards", str(core.max_forwards))
+        request = request.with_headers(headers)
+        if core.hiding is not None:
+            hidden = core.hiding.hide_originated(request, flow, (host, port))
+            if hidden is None:
+                return _failed(f"cannot hide the topology of a request to {flow}")
+            request = hidden
         try:
             tx = core.transactions.client_transaction(request, flow)
         except LocalProtocolError as e:

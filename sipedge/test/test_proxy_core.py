@@ -419,7 +419,7 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
         def broken(context: RequestContext, server: Any, targets: tuple[Target, ...]) -> None:
             raise RuntimeError("bug")
 
-        self.core._forward = broken  # type: ignore[method-assign]
+        self.core.forking.forward = broken  # type: ignore[method-assign]
         self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
         self.receive(request("MESSAGE", "sip:bob@example.com"), ALICE)
         self.assertEqual(self.statuses(UPSTREAM), [500])
@@ -877,8 +877,8 @@ class PendingChainTests(ProxyHarness, SynchronousTestCase):
         d.callback(self.successResultOf(self.store.lookup("sip:bob@example.com", 1000)))
         self.assertEqual(decided, [("INVITE", Respond(487))])
         self.assertEqual(self.sent_to(BOB), [])
-        self.assertEqual(self.core._deciding, {})
-        self.assertEqual(self.core._cancelled_early, set())
+        self.assertEqual(self.core.deciding, {})
+        self.assertEqual(self.core.cancelled_early, set())
 
     def test_cancel_during_lookup_async_response_chain(self) -> None:
         """
@@ -928,12 +928,12 @@ class PendingChainTests(ProxyHarness, SynchronousTestCase):
 
         self.core.observers.append(Recorder())
         self.receive(request("MESSAGE", "sip:bob@example.com"), ALICE)
-        self.assertEqual(len(self.core._deciding), 1)
+        self.assertEqual(len(self.core.deciding), 1)
         self.store.hold = False
         [d] = self.store.lookups
         d.callback(self.successResultOf(self.store.lookup("sip:bob@example.com", 1000)))
         self.assertEqual([type(r).__name__ for r in decided], ["Forward"])
-        self.assertEqual(self.core._deciding, {})
+        self.assertEqual(self.core.deciding, {})
         self.receive(answer(self.only(BOB, "MESSAGE"), 200), BOB_UDP)
 
     def test_lookup_fails(self) -> None:

@@ -355,7 +355,7 @@ class AsyncResponseChainTests(ProxyHarness, SynchronousTestCase):
         [forwarded] = self.invite()
         self.receive(answer(forwarded, 180), BOB_UDP)
         self.assertEqual(self.upstream(), [(180, "180")])
-        [fork] = self.core._forks.values()
+        [fork] = self.core.forking.forks.values()
         self.assertIsNone(fork.responses)
         self.receive(answer(forwarded, 200), BOB_UDP)
         self.assertEqual(self.upstream(), [(180, "180"), (200, "200")])
@@ -439,7 +439,7 @@ class AsyncResponseChainTests(ProxyHarness, SynchronousTestCase):
 
     def test_timeout_configurable(self) -> None:
         """C{response_chain_timeout} is the core's argument."""
-        self.core._response_chain_timeout = 1.5
+        self.core.response_chain_timeout = 1.5
         stage = self.slow()
         [forwarded] = self.invite()
         self.receive(answer(forwarded, 486), BOB_UDP)
@@ -532,7 +532,7 @@ class AsyncResponseChainTests(ProxyHarness, SynchronousTestCase):
         self.core.stop()
         self.assertEqual(stage.cancelled, [180])
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        self.assertEqual(self.core._busy_queues, set())
+        self.assertEqual(self.core.busy_queues, set())
         self.flushLoggedErrors(CancelledError)
         self.build()  # a fresh core for the clean-up checks
 
@@ -574,7 +574,7 @@ Content-Length: 0
         stage.fire()
         stage.fire()
         self.assertEqual(len(self.take()), 2)
-        self.assertEqual(self.core._stray_queues, {})
+        self.assertEqual(self.core.stateless.stray_queues, {})
 
     def test_stray_synchronous(self) -> None:
         """A stray 2xx through stages that answer at once: no queue."""
@@ -583,4 +583,4 @@ Content-Length: 0
         self.receive(self.stray(), BOB_UDP)
         [(out, _)] = self.take()
         self.assertEqual(out.headers.get("X-Slow"), "200")
-        self.assertEqual(self.core._stray_queues, {})
+        self.assertEqual(self.core.stateless.stray_queues, {})

@@ -157,7 +157,7 @@ class BuildServiceTests(_ServiceTestCase):
         """By default the proxy core hides nothing."""
         service = self.build(self.config())
         self.assertIsNone(service.topology)
-        self.assertIsNone(service.core._topology)
+        self.assertIsNone(service.core.topology)
 
     def test_topology_hiding_rr_key(self) -> None:
         """
@@ -165,7 +165,7 @@ class BuildServiceTests(_ServiceTestCase):
         from the Record-Route secret, so its tokens survive a restart.
         """
         service = self.build(self.topology_config(internal=["10.0.0.0/8"]))
-        self.assertIs(service.core._topology, service.topology)
+        self.assertIs(service.core.topology, service.topology)
         assert service.topology is not None
         self.assertTrue(service.topology.is_internal("10.1.1.1"))
         self.assertFalse(service.topology.is_internal("192.168.1.1"))

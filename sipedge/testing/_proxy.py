@@ -201,8 +201,7 @@ class ProxyHarness(_HarnessBase):
             signer=self.signer,
             transports=self.transports,
             locator=self.locator,
-            timers=TimerSettings(),
-            timer_c=self.timer_c,
+            timers=TimerSettings(timer_c=self.timer_c),
             **extra,
         )
 
@@ -303,9 +302,9 @@ class ProxyHarness(_HarnessBase):
         tc: Any = self
         tc.assertEqual(dict(self.core.transactions.server_transactions), {})
         tc.assertEqual(dict(self.core.transactions.client_transactions), {})
-        tc.assertEqual(self.core._forks, {})
-        tc.assertEqual(self.core._branches, {})
-        tc.assertEqual(self.core._cancels, set())
+        tc.assertEqual(self.core.forking.forks, {})
+        tc.assertEqual(self.core.cancelling.cancels, set())
+        tc.assertEqual(self.core.forking.branches, {})
         tc.assertEqual(self.clock.getDelayedCalls(), [])
 
 
