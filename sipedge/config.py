@@ -41,6 +41,7 @@ from sipedge._config_values import seconds
 from sipedge._config_values import suggest as _suggest
 from sipedge._config_values import to_float as _to_float
 from sipedge.auth._config import AuthConfig
+from sipedge.capture._config import HepConfig
 from sipedge.error import ConfigError, MessageParseError
 from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS, MediaConfig
 from sipedge.media._control_config import RelayServiceConfig
@@ -946,6 +947,7 @@ class Config:
     relay: RelayServiceConfig = attrs.field(
         factory=RelayServiceConfig, validator=_section(RelayServiceConfig)
     )
+    hep: HepConfig = attrs.field(factory=HepConfig, validator=_section(HepConfig))
 
     def __attrs_post_init__(self) -> None:
         if self.topology_hiding.enabled and not self.sip.record_route:
@@ -989,6 +991,7 @@ _SECTIONS: dict[str, type] = {
     "dialogs": DialogsConfig,
     "topology_hiding": TopologyHidingConfig,
     "relay": RelayServiceConfig,
+    "hep": HepConfig,
 }
 _KNOWN_SECTIONS = [*_SECTIONS, "routes"]
 

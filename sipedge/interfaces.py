@@ -26,6 +26,7 @@ __all__ = [
     "IClientTransaction",
     "ILocationStore",
     "IMessageReceiver",
+    "IMessageTap",
     "IRequestStage",
     "IResponseStage",
     "IRoutedStage",
@@ -55,6 +56,23 @@ class IMessageReceiver(Interface):
         Bytes that do not parse arrived on C{flow}. C{error.message} holds the
         request when its head parsed, so a 4xx can still be sent back.
         """
+
+
+class IMessageTap(Interface):
+    """
+    Sees every SIP message the transports receive and send (a capture such
+    as HEP). It must never raise and never block: it runs on the
+    reactor thread for each message.
+    """
+
+    def message_in(message: Message, flow: Flow) -> None:
+        """C{message} was received on C{flow} (before any processing)."""
+
+    def message_out(message: Message, flow: Flow) -> None:
+        """C{message} is being sent on C{flow}."""
+
+    def malformed_in(data: bytes, flow: Flow) -> None:
+        """Bytes that did not parse were received on C{flow}."""
 
 
 class ISipTransport(Interface):

@@ -19,6 +19,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from sipedge.auth import NonceSource, SQLiteCredentialStore
+from sipedge.capture import HepCapture, HepSender
 from sipedge.config import Config
 from sipedge.error import ConfigError
 from sipedge.interfaces import IProxyObserver
@@ -296,6 +297,14 @@ class SipEdgeService(MultiService):
             profile=tls.profile,
             ciphers=tls.ciphers,
         )
+        self.hep_sender: HepSender | None = None
+        tap: HepCapture | None = None
+        hep = config.hep
+        if hep.destination is not None:
+            self.hep_sender = HepSender(
+                reactor, hep.destination.transport, hep.destination.host, hep.destination.port
+            )
+            tap = HepCapture(self.hep_sender, reactor, node_id=hep.node_id, password=hep.password)
         limits = config.limits
         self.transports = TransportManager(
             self.core.transactions,
@@ -306,6 +315,7 @@ class SipEdgeService(MultiService):
             max_connections=limits.max_connections,
             tls_client_context_factory=ClientTLSContexts(self._tls_settings),
             admission=self.security.admit,
+            tap=tap,
         )
         self.core.transports = self.transports
 
@@ -367,6 +377,11 @@ class SipEdgeService(MultiService):
             start_relay()  # a RemoteMediaRelay: connect to the relay
         self.registrar.start_expiry(60.0)
         self.security.start()
+        if self.hep_sender is not None:
+            self.hep_sender.start()
+            self._log.info("HEPv3 capture to {destination} as node {node_id}",
+                           destination=str(self.config.hep.destination),
+                           node_id=self.config.hep.node_id)
         self._log.info(
             "sipedge started: domains {domains}, state in {state}",
             domains=", ".join(self.config.sip.domains) or "(none)",
@@ -385,6 +400,7 @@ class SipEdgeService(MultiService):
                 maybeDeferred(super().stopService),
                 maybeDeferred(self.transports.close),
                 *([maybeDeferred(self.media.close)] if self.media is not None else []),
+                *([maybeDeferred(self.hep_sender.stop)] if self.hep_sender is not None else []),
             ],
             consumeErrors=True,
         )

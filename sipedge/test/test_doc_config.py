@@ -108,6 +108,7 @@ class ConfigurationDocTests(SynchronousTestCase):
             "topology_hiding",
             "relay",
             "log",
+            "hep",
         ):
             self.assertDocumented(
                 fields(config._SECTIONS[name]),

@@ -21,8 +21,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sipedge.error import TransportError
-from sipedge.interfaces import IMessageReceiver, ISipTransport, ITransportManager
+from sipedge.error import MessageParseError, TransportError
+from sipedge.interfaces import IMessageReceiver, IMessageTap, ISipTransport, ITransportManager
 from sipedge.message import DEFAULT_LIMITS, Limits
 from sipedge.transport._flow import Flow
 from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
@@ -172,6 +172,23 @@ def _enlarge_receive_buffer(port: Any) -> None:
             continue
 
 
+@implementer(IMessageReceiver)
+class _TappedReceiver:
+    """A receiver that shows each message to a tap before passing it on."""
+
+    def __init__(self, receiver: IMessageReceiver, tap: IMessageTap) -> None:
+        self._receiver = receiver
+        self._tap = tap
+
+    def message_received(self, message: Message, flow: Flow) -> None:
+        self._tap.message_in(message, flow)
+        self._receiver.message_received(message, flow)
+
+    def malformed_message(self, data: bytes, flow: Flow, error: MessageParseError) -> None:
+        self._tap.malformed_in(data, flow)
+        self._receiver.malformed_message(data, flow, error)
+
+
 @implementer(ITransportManager)
 class TransportManager:
     """
@@ -208,6 +225,7 @@ class TransportManager:
         connect_timeout: float = 30.0,
         tls_client_context_factory: Callable[[str], Any] | None = None,
         admission: Callable[[str], bool] | None = None,
+        tap: IMessageTap | None = None,
     ) -> None:
         """
         @param receiver: where every transport delivers messages.
@@ -231,7 +249,12 @@ class TransportManager:
             one is refused as it is accepted (before any TLS handshake),
             and an open connection whose peer it refuses later is closed.
             C{None} admits every source.
+        @param tap: sees every message received (after admission) and
+            every message sent, e.g. a HEP capture; C{None} for none.
         """
+        self._tap = tap
+        if tap is not None:
+            receiver = _TappedReceiver(receiver, tap)
         self._receiver = receiver
         self._reactor = reactor
         self._limits = limits
@@ -351,6 +374,8 @@ class TransportManager:
         """
         if self._closing:
             raise TransportError("the transport manager is closed")
+        if self._tap is not None:
+            self._tap.message_out(message, flow)
         name = flow.transport
         if name == "UDP":
             self._udp_for(flow).send_message(message, flow)
