@@ -47,6 +47,7 @@ from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS, MediaConfig
 from sipedge.media._control_config import RelayServiceConfig
 from sipedge.message import Limits
 from sipedge.message._uri import SipURI, parse_sip_uri
+from sipedge.metrics._config import MetricsConfig
 from sipedge.security._config import SecurityConfig
 
 __all__ = [
@@ -948,6 +949,7 @@ class Config:
         factory=RelayServiceConfig, validator=_section(RelayServiceConfig)
     )
     hep: HepConfig = attrs.field(factory=HepConfig, validator=_section(HepConfig))
+    metrics: MetricsConfig = attrs.field(factory=MetricsConfig, validator=_section(MetricsConfig))
 
     def __attrs_post_init__(self) -> None:
         if self.topology_hiding.enabled and not self.sip.record_route:
@@ -992,6 +994,7 @@ _SECTIONS: dict[str, type] = {
     "topology_hiding": TopologyHidingConfig,
     "relay": RelayServiceConfig,
     "hep": HepConfig,
+    "metrics": MetricsConfig,
 }
 _KNOWN_SECTIONS = [*_SECTIONS, "routes"]
 

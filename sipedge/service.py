@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from prometheus_client import CollectorRegistry, ProcessCollector
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
@@ -22,7 +23,8 @@ from sipedge.auth import NonceSource, SQLiteCredentialStore
 from sipedge.capture import HepCapture, HepSender
 from sipedge.config import Config
 from sipedge.error import ConfigError
-from sipedge.interfaces import IProxyObserver
+from sipedge.interfaces import IMessageTap, IProxyObserver
+from sipedge.metrics import LoopLag, MessageCounter, MetricSources, SipEdgeCollector, metrics_site
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
 from sipedge.proxy import (
@@ -298,13 +300,16 @@ class SipEdgeService(MultiService):
             ciphers=tls.ciphers,
         )
         self.hep_sender: HepSender | None = None
-        tap: HepCapture | None = None
+        self.messages = MessageCounter()
+        taps: list[IMessageTap] = [self.messages]
         hep = config.hep
         if hep.destination is not None:
             self.hep_sender = HepSender(
                 reactor, hep.destination.transport, hep.destination.host, hep.destination.port
             )
-            tap = HepCapture(self.hep_sender, reactor, node_id=hep.node_id, password=hep.password)
+            taps.append(
+                HepCapture(self.hep_sender, reactor, node_id=hep.node_id, password=hep.password)
+            )
         limits = config.limits
         self.transports = TransportManager(
             self.core.transactions,
@@ -315,9 +320,43 @@ class SipEdgeService(MultiService):
             max_connections=limits.max_connections,
             tls_client_context_factory=ClientTLSContexts(self._tls_settings),
             admission=self.security.admit,
-            tap=tap,
+            taps=taps,
         )
         self.core.transports = self.transports
+        self.loop_lag = LoopLag(reactor)
+        self.metrics_registry = self._metrics_registry()
+        self._metrics_port: Any = None
+
+    def _metrics_registry(self) -> CollectorRegistry:
+        """Prometheus's view of this service (read at each scrape)."""
+        security, transactions, transports = self.security, self.core.transactions, self.transports
+
+        def connections() -> dict[str, int]:
+            counts = {"TCP": 0, "TLS": 0}
+            for protocol in transports.connections:
+                counts[protocol.name] = counts.get(protocol.name, 0) + 1
+            return counts
+
+        sources = MetricSources(
+            messages=self.messages,
+            proxy_stats=self.core.stats,
+            transaction_stats=transactions.stats,
+            transactions=lambda: (
+                len(transactions.server_transactions), len(transactions.client_transactions)
+            ),
+            dialog_stats=self.dialogs.stats if self.dialogs is not None else None,
+            dialogs=(lambda d: lambda: len(d))(self.dialogs) if self.dialogs is not None else None,
+            security_stats=security.stats,
+            bans=lambda: len(security.bans.list(security.clock.seconds())),
+            relay_stats=getattr(self.media, "stats_now", None),
+            connections=connections,
+            hep=self.hep_sender,
+            lag=self.loop_lag,
+        )
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SipEdgeCollector(sources))
+        ProcessCollector(registry=registry)
+        return registry
 
     def privilegedStartService(self) -> None:
         bound = []
@@ -358,6 +397,23 @@ class SipEdgeService(MultiService):
             self.core.services, local=LocalIdentity(self.config.sip.domains, addresses)
         )
         self.bound = tuple(bound)
+        metrics = self.config.metrics.listen
+        if metrics is not None:
+            try:
+                self._metrics_port = self._reactor.listenTCP(
+                    metrics.port, metrics_site(self.metrics_registry), interface=metrics.host
+                )
+            except CannotListenError as e:
+                self.transports.close()
+                raise SystemExit(
+                    f"sipedge: cannot serve metrics on {metrics}: {e.socketError}"
+                ) from None
+            address = self._metrics_port.getHost()
+            self._log.info(
+                "Serving Prometheus metrics on http://{host}:{port}/metrics",
+                host=f"[{address.host}]" if ":" in address.host else address.host,
+                port=address.port,
+            )
         super().privilegedStartService()
 
     def startService(self) -> None:
@@ -377,6 +433,7 @@ class SipEdgeService(MultiService):
             start_relay()  # a RemoteMediaRelay: connect to the relay
         self.registrar.start_expiry(60.0)
         self.security.start()
+        self.loop_lag.start()
         if self.hep_sender is not None:
             self.hep_sender.start()
             self._log.info("HEPv3 capture to {destination} as node {node_id}",
@@ -389,6 +446,8 @@ class SipEdgeService(MultiService):
         )
 
     def stopService(self) -> Deferred[Any]:
+        self.loop_lag.stop()
+        metrics_port, self._metrics_port = self._metrics_port, None
         self.registrar.stop_expiry()
         self.security.stop()
         self.core.stop()
@@ -401,6 +460,7 @@ class SipEdgeService(MultiService):
                 maybeDeferred(self.transports.close),
                 *([maybeDeferred(self.media.close)] if self.media is not None else []),
                 *([maybeDeferred(self.hep_sender.stop)] if self.hep_sender is not None else []),
+                *([maybeDeferred(metrics_port.stopListening)] if metrics_port is not None else []),
             ],
             consumeErrors=True,
         )

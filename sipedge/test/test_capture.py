@@ -231,7 +231,7 @@ class TapTests(SynchronousTestCase):
         it sends.
         """
         receiver = _Receiver()
-        manager = TransportManager(receiver, self.reactor, tap=self.tap)
+        manager = TransportManager(receiver, self.reactor, taps=[self.tap])
         udp = manager.listen_udp("198.51.100.1", 5060)
         udp.datagramReceived(_OPTIONS, ("192.0.2.9", 5062))
         udp.datagramReceived(b"NOT SIP\r\n\r\n", ("192.0.2.9", 5062))

@@ -109,6 +109,7 @@ class ConfigurationDocTests(SynchronousTestCase):
             "relay",
             "log",
             "hep",
+            "metrics",
         ):
             self.assertDocumented(
                 fields(config._SECTIONS[name]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -174,18 +174,20 @@ def _enlarge_receive_buffer(port: Any) -> None:
 
 @implementer(IMessageReceiver)
 class _TappedReceiver:
-    """A receiver that shows each message to a tap before passing it on."""
+    """A receiver that shows each message to the taps before passing it on."""
 
-    def __init__(self, receiver: IMessageReceiver, tap: IMessageTap) -> None:
+    def __init__(self, receiver: IMessageReceiver, taps: tuple[IMessageTap, ...]) -> None:
         self._receiver = receiver
-        self._tap = tap
+        self._taps = taps
 
     def message_received(self, message: Message, flow: Flow) -> None:
-        self._tap.message_in(message, flow)
+        for tap in self._taps:
+            tap.message_in(message, flow)
         self._receiver.message_received(message, flow)
 
     def malformed_message(self, data: bytes, flow: Flow, error: MessageParseError) -> None:
-        self._tap.malformed_in(data, flow)
+        for tap in self._taps:
+            tap.malformed_in(data, flow)
         self._receiver.malformed_message(data, flow, error)
 
 
@@ -225,7 +227,7 @@ class TransportManager:
         connect_timeout: float = 30.0,
         tls_client_context_factory: Callable[[str], Any] | None = None,
         admission: Callable[[str], bool] | None = None,
-        tap: IMessageTap | None = None,
+        taps: Sequence[IMessageTap] = (),
     ) -> None:
         """
         @param receiver: where every transport delivers messages.
@@ -249,12 +251,12 @@ class TransportManager:
             one is refused as it is accepted (before any TLS handshake),
             and an open connection whose peer it refuses later is closed.
             C{None} admits every source.
-        @param tap: sees every message received (after admission) and
-            every message sent, e.g. a HEP capture; C{None} for none.
+        @param taps: see every message received (after admission) and
+            every message sent, in order: counters, a HEP capture.
         """
-        self._tap = tap
-        if tap is not None:
-            receiver = _TappedReceiver(receiver, tap)
+        self._taps = tuple(taps)
+        if self._taps:
+            receiver = _TappedReceiver(receiver, self._taps)
         self._receiver = receiver
         self._reactor = reactor
         self._limits = limits
@@ -374,8 +376,8 @@ class TransportManager:
         """
         if self._closing:
             raise TransportError("the transport manager is closed")
-        if self._tap is not None:
-            self._tap.message_out(message, flow)
+        for tap in self._taps:
+            tap.message_out(message, flow)
         name = flow.transport
         if name == "UDP":
             self._udp_for(flow).send_message(message, flow)

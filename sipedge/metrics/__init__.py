@@ -1,0 +1,25 @@
+"""
+Metrics for Prometheus: L{MessageCounter} (a message tap counting requests
+and responses), L{LoopLag}, and L{SipEdgeCollector}, which reads those and
+the counters the proxy, transaction layer, dialog tracker, security edge
+and media relay keep anyway, when Prometheus scrapes C{/metrics}
+(L{metrics_site}). See C{doc/operations.md}.
+"""
+
+from sipedge.metrics._collector import MetricSources, SipEdgeCollector
+from sipedge.metrics._config import MetricsConfig, MetricsListen
+from sipedge.metrics._lag import LoopLag
+from sipedge.metrics._messages import KNOWN_METHODS, MessageCounter
+from sipedge.metrics._web import MetricsResource, metrics_site
+
+__all__ = [
+    "KNOWN_METHODS",
+    "LoopLag",
+    "MessageCounter",
+    "MetricSources",
+    "MetricsConfig",
+    "MetricsListen",
+    "MetricsResource",
+    "SipEdgeCollector",
+    "metrics_site",
+]

@@ -1,0 +1,74 @@
+# -*- test-case-name: sipedge.test.test_metrics -*-
+"""
+C{[metrics]}: where Prometheus scrapes sipedge, as a frozen section in the
+style of L{sipedge.config} (errors name C{metrics.<key>}). This module must
+not import L{sipedge.config}.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import attrs
+
+from sipedge._config_values import InvalidValue
+from sipedge._config_values import describe as _describe
+
+__all__ = ["MetricsConfig", "MetricsListen"]
+
+
+@attrs.frozen
+class MetricsListen:
+    """C{tcp:host:port}: the host an IP address (IPv6 in brackets), port 0 to 65535."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: object) -> MetricsListen:
+        """@raise ValueError: naming what is wrong with C{text}."""
+        if not isinstance(text, str):
+            raise ValueError(
+                f"expected a string such as 'tcp:127.0.0.1:9100', got {_describe(text)}"
+            )
+        scheme, _, hostport = text.partition(":")
+        if scheme.lower() != "tcp":
+            raise ValueError(f"expected 'tcp:host:port', not {text!r}")
+        host, colon, port = hostport.rpartition(":")
+        if not colon or not port.isascii() or not port.isdigit():
+            raise ValueError(f"missing or bad port in {text!r}")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"bad host {host!r} in {text!r}: must be an IP address") from None
+        number = int(port)
+        if number > 65535:
+            raise ValueError(f"bad port {number} in {text!r}: must be 0 to 65535")
+        return cls(str(address), number)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tcp:{host}:{self.port}"
+
+
+def _listen(value: object) -> MetricsListen | None:
+    if value is None or isinstance(value, MetricsListen):
+        return value
+    try:
+        return MetricsListen.parse(value)
+    except ValueError as e:
+        raise InvalidValue("listen", str(e)) from None
+
+
+@attrs.frozen
+class MetricsConfig:
+    """
+    C{[metrics]}.
+
+    @ivar listen: where C{/metrics} is served, or C{None} (the default)
+        for no metrics endpoint.
+    """
+
+    listen: MetricsListen | None = attrs.field(default=None, converter=_listen)
