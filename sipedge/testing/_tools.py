@@ -36,7 +36,7 @@ def require_tool(name: str) -> str:
 #: The Debian package of each tool, for the skip reason.
 _PACKAGES = {
     "sipp": "sip-tester", "sipsak": "sipsak", "baresip": "baresip-core", "tcpdump": "tcpdump",
-    "sslscan": "sslscan", "sngrep": "sngrep", "tshark": "tshark",
+    "sslscan": "sslscan", "sngrep": "sngrep", "tshark": "tshark", "prometheus": "prometheus",
     "svmap": "sipvicious", "svwar": "sipvicious", "svcrack": "sipvicious",
     "sipvicious_svmap": "sipvicious", "sipvicious_svwar": "sipvicious",
     "sipvicious_svcrack": "sipvicious",
