@@ -36,7 +36,6 @@ from sipedge.media import (
     Party,
     PortAllocator,
     PortsExhausted,
-    RelayAllocation,
     RelayPolicy,
     SdesCrypto,
     SessionEnd,
@@ -50,7 +49,10 @@ from sipedge.media import (
 from sipedge.testing import MEDIA_LIMITS as LIMITS
 from sipedge.testing import (
     FakeReactor,
+    RelayTestCase,
+    a_crypto,
     capture_log,
+    context_from,
     counting_random,
 )
 from sipedge.testing import MediaEndpoint as Endpoint
@@ -73,63 +75,6 @@ def rtcp(ssrc: int = 0xA11CE) -> bytes:
 def number(listening: Any) -> int:
     """The port number of a listening port."""
     return int(listening.getHost().port)
-
-
-class RelayTestCase(SynchronousTestCase):
-    """A relay on a fake network, and parties to talk through it."""
-
-    def setUp(self) -> None:
-        self.reactor = FakeReactor()
-        self.network = self.reactor.network
-        self.ports = PortAllocator(self.reactor, LOW, HIGH, RELAY)
-        self.ended: list[SessionEnd] = []
-        self.relay = self.make_relay(self.ports)
-        self.addCleanup(self.leak_check)
-
-    def make_relay(self, ports: Any, **kwargs: Any) -> MediaRelay:
-        kwargs.setdefault("limits", LIMITS)
-        kwargs.setdefault("random", counting_random(1))
-        relay = MediaRelay(self.reactor, ports, **kwargs)
-        relay.add_observer(self.ended.append)
-        return relay
-
-    def leak_check(self) -> None:
-        """Nothing the relay opened is left: ports, sessions, timers."""
-        self.assertEqual(self.relay.open_ports(), [])
-        self.assertEqual(self.relay.session_keys, ())
-        self.assertEqual(self.reactor.getDelayedCalls(), [])
-        for port in range(LOW, HIGH + 1):
-            self.assertIsNone(self.network.port_at(RELAY, port), port)
-
-    def endpoint(self, host: str, port: int) -> Endpoint:
-        """A party's socket at C{host:port}."""
-        protocol = Endpoint()
-        protocol.socket = self.network.bind(host, port, protocol)
-        return protocol
-
-    def send(self, sender: Endpoint, data: bytes, port: int, host: str = RELAY) -> None:
-        """C{sender} sends C{data} to the relay's C{port}; deliver it."""
-        sender.socket.write(data, (host, port))
-        self.network.flush()
-
-    def allocate(
-        self, key: str = "call-1", streams: Any = None, **policy: Any
-    ) -> RelayAllocation:
-        if streams is None:
-            streams = [StreamOffer(A_HOST, 4000)]
-        offer = MediaOffer(streams, RelayPolicy(**policy) if policy else None)
-        return self.successResultOf(self.relay.allocate(key, offer))
-
-    def update(self, key: str = "call-1", streams: Any = None) -> RelayAllocation:
-        if streams is None:
-            streams = [StreamOffer(B_HOST, 5000)]
-        return self.successResultOf(self.relay.update(key, MediaOffer(streams)))
-
-    def release(self, key: str = "call-1") -> Any:
-        return self.successResultOf(self.relay.release(key))
-
-    def stats(self, key: str = "call-1") -> Any:
-        return self.successResultOf(self.relay.sessions())[key]
 
 
 class InterfaceTests(RelayTestCase):
@@ -563,18 +508,6 @@ class NatLearningTests(RelayTestCase):
         self.assertEqual(self.a_signalled.packets, [rtp(1)])
         self.assertEqual(b_natted.packets, [rtp(2)])
         self.release()
-
-
-def a_crypto(key: SrtpKey, tag: int = 1) -> SdesCrypto:
-    """The a=crypto line of a party whose key is C{key}."""
-    return SdesCrypto(tag, key.suite.name, key.to_sdes())
-
-
-def context_from(ours: SrtpKey, theirs: SdesCrypto) -> SrtpContext:
-    """A party's context: it sends with C{ours}, reads with the key offered to it."""
-    return SrtpContext(
-        inbound=SrtpKey.from_sdes(theirs.key_params, ours.suite), outbound=ours
-    )
 
 
 class SrtpModeTests(RelayTestCase):

@@ -15,7 +15,6 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyClass, verifyObject
 
@@ -27,7 +26,6 @@ from sipedge.media import (
     MediaOffer,
     MediaOfferError,
     MediaRelay,
-    PortAllocator,
     PortsExhausted,
     RelayPolicy,
     RelayStats,
@@ -46,12 +44,11 @@ from sipedge.media._control import (
 )
 from sipedge.media._remote import ControlClientProtocol
 from sipedge.testing import MEDIA_LIMITS as LIMITS
+from sipedge.testing import MediaEndpoint as Endpoint
 from sipedge.testing import (
-    FakeReactor,
-    capture_log,
+    RemoteRelayTestCase,
     counting_random,
 )
-from sipedge.testing import MediaEndpoint as Endpoint
 from sipedge.testing import rtp_packet as rtp
 
 SECRET = b"correct horse battery staple"
@@ -102,78 +99,7 @@ class StalledRelay:
         self.observers.remove(observer)
 
 
-class _Connected(SynchronousTestCase):
-    """A relay served on the fake network and a L{RemoteMediaRelay} to it."""
-
-    relay: Any
-
-    def setUp(self) -> None:
-        self.reactor = FakeReactor()
-        self.events = capture_log(self)
-        self.ports = PortAllocator(self.reactor, LOW, HIGH, RELAY)
-        if not hasattr(self, "relay"):
-            self.relay = self.new_relay()
-        self.factory = ControlServerFactory(
-            self.relay, SECRET, self.reactor, random=counting_random(100), max_pending=4
-        )
-        self.listening = self.reactor.listenTCP(0, self.factory, interface=CONTROL)
-        self.addCleanup(self.leak_check)
-        self.remote = self.connect(SECRET)
-        self.ended: list[SessionEnd] = []
-        self.remote.add_observer(self.ended.append)
-
-    def new_relay(self) -> MediaRelay:
-        """The relay behind the control port."""
-        return MediaRelay(self.reactor, self.ports, limits=LIMITS, random=counting_random(1))
-
-    def connect(self, secret: bytes, timeout: float = 2.0) -> Any:
-        from sipedge.media import RemoteMediaRelay
-
-        remote = RemoteMediaRelay(
-            TCP4ClientEndpoint(self.reactor, CONTROL, self.listening.port),
-            secret,
-            self.reactor,
-            timeout=timeout,
-            description="relay-under-test",
-            retry_policy=lambda attempt: 1.0,
-            random=counting_random(200),
-        )
-        remote.start()
-        self.addCleanup(self.stop, remote)
-        self.reactor.flush()
-        return remote
-
-    def stop(self, remote: Any) -> None:
-        d = remote.close()
-        self.reactor.flush()
-        self.successResultOf(d)
-
-    def leak_check(self) -> None:
-        if isinstance(self.relay, MediaRelay):
-            self.relay.close()
-            self.assertEqual(self.relay.open_ports(), [])
-        self.listening.stopListening()
-        self.reactor.flush()
-        self.assertEqual(self.reactor.getDelayedCalls(), [])
-
-    def wait(self, d: Deferred[Any]) -> Any:
-        """Move the bytes, then C{d}'s result."""
-        self.reactor.flush()
-        return self.successResultOf(d)
-
-    def failure(self, d: Deferred[Any], *kinds: type[BaseException]) -> Any:
-        self.reactor.flush()
-        return self.failureResultOf(d, *kinds).value
-
-    def drop_connections(self) -> None:
-        """The relay's side closes every control connection."""
-        for connection in list(self.factory.connections):
-            assert connection.transport is not None
-            connection.transport.loseConnection()
-        self.reactor.flush()
-
-
-class RemoteRelayTests(_Connected):
+class RemoteRelayTests(RemoteRelayTestCase):
     """Every L{IMediaRelay} call through the protocol to a real relay."""
 
     def test_provides(self) -> None:
@@ -305,7 +231,7 @@ class _HoldingRelay(MediaRelay):
             super().sessions().chainDeferred(d)
 
 
-class ReconcileTests(_Connected):
+class ReconcileTests(RemoteRelayTestCase):
     """
     After each connection, L{RemoteMediaRelay} reports the sessions it
     allocated that the relay no longer has (reason C{lost}): their
@@ -527,7 +453,7 @@ class ReconcileTests(_Connected):
         self.assertEqual([(e.session_key, e.reason) for e in self.ended], [("k", "lost")])
 
 
-class DisconnectTests(_Connected):
+class DisconnectTests(RemoteRelayTestCase):
     """While the relay is not reachable, calls fail at once with 503."""
 
     def setUp(self) -> None:
@@ -666,7 +592,7 @@ class DisconnectTests(_Connected):
         self.successResultOf(self.remote.close())
 
 
-class AuthenticationTests(_Connected):
+class AuthenticationTests(RemoteRelayTestCase):
     """Only clients that hold the secret get in; the relay proves itself too."""
 
     def test_wrong_secret(self) -> None:

@@ -28,18 +28,18 @@ from sipedge.media import (
     UnknownSession,
 )
 from sipedge.media._control import METHODS, encode_value
-from sipedge.test.test_media import (
+from sipedge.testing import (
     A_HOST,
     B_HOST,
-    RELAY,
-    Endpoint,
     RelayTestCase,
+    RemoteRelayTestCase,
     a_crypto,
     context_from,
-    rtp,
+    counting_random,
 )
-from sipedge.test.test_media_control_protocol import _Connected
-from sipedge.test.test_media_srtp import counting_random
+from sipedge.testing import RELAY_HOST as RELAY
+from sipedge.testing import MediaEndpoint as Endpoint
+from sipedge.testing import rtp_packet as rtp
 
 
 class _Reoffers(RelayTestCase):
@@ -397,7 +397,7 @@ class SrtpReofferTests(_Reoffers):
         self.release()
 
 
-class RemoteReofferTests(_Connected):
+class RemoteReofferTests(RemoteRelayTestCase):
     """C{reoffer} and C{withdraw} through the control protocol (version 2)."""
 
     def test_reoffer_keeps_ports(self) -> None:

@@ -29,14 +29,12 @@ See C{doc/testing.md}.
 """
 
 from sipedge.testing._anchor import (
-    A_HOST,
     A_TAG,
     A_TLS,
     A_UDP,
     ANCHOR_CONFIG,
     ANCHOR_PROXY,
     ANCHOR_RELAY,
-    B_HOST,
     B_TAG,
     B_UDP,
     CALL_ID,
@@ -62,7 +60,15 @@ from sipedge.testing._capture import (
 from sipedge.testing._certificates import CertificateSet, make_certificates
 from sipedge.testing._datagrams import Datagram, FakeDatagramNetwork, FakeDatagramPort
 from sipedge.testing._logs import capture_log
-from sipedge.testing._media import MEDIA_LIMITS, MediaEndpoint, counting_random, rtp_packet
+from sipedge.testing._media import (
+    A_HOST,
+    B_HOST,
+    MEDIA_LIMITS,
+    RELAY_HOST,
+    MediaEndpoint,
+    counting_random,
+    rtp_packet,
+)
 from sipedge.testing._media_call import (
     MEDIA_RELAY_HOST,
     TONE_A,
@@ -103,6 +109,12 @@ from sipedge.testing._proxy import (
 )
 from sipedge.testing._reactor import FakeReactor, flush_on_advance
 from sipedge.testing._receiver import RecordingReceiver
+from sipedge.testing._relay_cases import (
+    RelayTestCase,
+    RemoteRelayTestCase,
+    a_crypto,
+    context_from,
+)
 from sipedge.testing._relays import LaterRelay, LaterRelayMixin, RemoteRelayMixin
 from sipedge.testing._sipp import SIPP_SCENARIOS, Sipp, sipp_counter, start_with_sipp
 from sipedge.testing._sipvicious import run_sipvicious, sipvicious_table, sipvicious_tool
@@ -136,6 +148,7 @@ __all__ = [
     "MEDIA_RELAY_HOST",
     "OPTIONS_VIA",
     "PROXY",
+    "RELAY_HOST",
     "ROOT",
     "SECRET",
     "SIPP_SCENARIOS",
@@ -165,13 +178,17 @@ __all__ = [
     "ProxyHarness",
     "RecordingReceiver",
     "RelayProcess",
+    "RelayTestCase",
     "RemoteRelayMixin",
+    "RemoteRelayTestCase",
     "SipEdgeProcess",
     "Sipp",
+    "a_crypto",
     "add_user",
     "anchor_request",
     "anchor_response",
     "capture_log",
+    "context_from",
     "counting_random",
     "dominant_frequency",
     "echo_response",

@@ -29,7 +29,7 @@ from sipedge.pipeline import (
     build_chain,
 )
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage, MediaEnded
-from sipedge.testing._media import counting_random
+from sipedge.testing._media import A_HOST, B_HOST, counting_random
 from sipedge.testing._proxy import STAGES, ProxyHarness
 from sipedge.testing._reactor import FakeReactor
 from sipedge.transaction import make_response
@@ -59,8 +59,6 @@ __all__ = [
 
 ANCHOR_RELAY = RELAY = "203.0.113.1"
 ANCHOR_PROXY = PROXY = "203.0.113.2"
-A_HOST = "192.0.2.10"
-B_HOST = "198.51.100.20"
 INSIDE_HOST = "10.0.0.20"
 CALL_ID = "call-1@192.0.2.10"
 A_TAG = "alice-tag"

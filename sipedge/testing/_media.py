@@ -14,7 +14,20 @@ from twisted.internet.protocol import DatagramProtocol
 
 from sipedge.media import MediaLimits, build_rtp
 
-__all__ = ["MEDIA_LIMITS", "MediaEndpoint", "counting_random", "rtp_packet"]
+__all__ = [
+    "A_HOST",
+    "B_HOST",
+    "MEDIA_LIMITS",
+    "RELAY_HOST",
+    "MediaEndpoint",
+    "counting_random",
+    "rtp_packet",
+]
+
+#: A relay's public address, and the two parties of a call (RFC 5737 ranges).
+RELAY_HOST = "203.0.113.1"
+A_HOST = "192.0.2.10"
+B_HOST = "198.51.100.20"
 
 
 def counting_random(start: int = 0) -> Callable[[int], bytes]:
