@@ -6,83 +6,21 @@ Tests for L{sipedge.transport._locate}.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import IResolver
 from twisted.internet.task import Clock
 from twisted.names import dns
-from twisted.names.common import ResolverBase
-from twisted.names.error import DNSNameError, DNSServerError
+from twisted.names.error import DNSServerError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from sipedge.error import TransportError
 from sipedge.message._uri import parse_uri
+from sipedge.testing import FakeResolver, naptr, rr, srv
 from sipedge.transport._locate import Destination, ServerLocator, _order_srv
-
-_TYPES = {"NAPTR": dns.NAPTR, "SRV": dns.SRV, "A": dns.A, "AAAA": dns.AAAA}
-
-
-class FakeResolver(ResolverBase):
-    """
-    An L{IResolver} with canned answers, recording every query.
-
-    A name with records of some type answers an empty NOERROR for other
-    types; a name without any record fails with L{DNSNameError} (NXDOMAIN).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.answers: dict[tuple[str, int], list[dns.RRHeader]] = {}
-        self.additional: dict[tuple[str, int], list[dns.RRHeader]] = {}
-        self.errors: dict[tuple[str, int], Exception] = {}
-        self.authority: list[dns.RRHeader] = []
-        self.queries: list[tuple[str, str]] = []
-
-    def add(self, name: str, *payloads: Any, ttl: int = 300) -> None:
-        """Add records of C{name}."""
-        for payload in payloads:
-            self.answers.setdefault((name, payload.TYPE), []).append(rr(name, payload, ttl))
-
-    def add_additional(self, srv_name: str, name: str, *payloads: Any) -> None:
-        """Put records of C{name} in the additional section for C{srv_name}."""
-        self.additional.setdefault((srv_name, dns.SRV), []).extend(rr(name, p) for p in payloads)
-
-    def fail_with(self, name: str, rtype: str, error: Exception) -> None:
-        """Make the C{rtype} query of C{name} fail with C{error}."""
-        self.errors[(name, _TYPES[rtype])] = error
-
-    def _lookup(self, name, cls, type, timeout):
-        name = name.decode("ascii")
-        self.queries.append((dns.QUERY_TYPES[type], name))
-        key = (name, type)
-        if key in self.errors:
-            return fail(self.errors[key])
-        if key in self.answers:
-            return succeed((self.answers[key], [], self.additional.get(key, [])))
-        if any(n == name for n, _ in self.answers):
-            return succeed(([], list(self.authority), []))
-        # As twisted.names.client does: the error carries the response.
-        message = dns.Message(rCode=dns.ENAME)
-        message.authority = list(self.authority)
-        return fail(DNSNameError(message))
-
-
-def rr(name: str, payload: Any, ttl: int = 300) -> dns.RRHeader:
-    """A resource record of C{name} holding C{payload}."""
-    return dns.RRHeader(name, payload.TYPE, payload=payload, ttl=ttl)
-
-
-def naptr(order: int, pref: int, service: str, replacement: str, flags: str = "s"):
-    """A NAPTR record."""
-    return dns.Record_NAPTR(order, pref, flags.encode(), service.encode(), b"", replacement)
-
-
-def srv(priority: int, weight: int, port: int, target: str):
-    """An SRV record."""
-    return dns.Record_SRV(priority, weight, port, target.encode("ascii"))
 
 
 def randoms(*values: float):
@@ -823,7 +761,7 @@ class FailureTests(LocatorTestsMixin, SynchronousTestCase):
         If queries fail with other errors, L{ServerLocator.locate} gives an
         empty list.
         """
-        for rtype in _TYPES:
+        for rtype in ("NAPTR", "SRV", "A", "AAAA"):
             self.resolver.fail_with("example.com", rtype, DNSLookupError("timeout"))
         self.assertEqual(self.locate("sip:example.com:5060"), [])
         self.assertEqual(self.locate("sip:example.com"), [])

@@ -59,6 +59,7 @@ from sipedge.testing._capture import (
 )
 from sipedge.testing._certificates import CertificateSet, make_certificates
 from sipedge.testing._datagrams import Datagram, FakeDatagramNetwork, FakeDatagramPort
+from sipedge.testing._dns import FakeResolver, naptr, rr, srv
 from sipedge.testing._logs import capture_log
 from sipedge.testing._media import (
     A_HOST,
@@ -85,6 +86,7 @@ from sipedge.testing._messages import (
     sip_answer,
     sip_request,
 )
+from sipedge.testing._netmodel import DatagramMatch, NetworkModel, NetworkRule, sip_match
 from sipedge.testing._processes import RelayProcess, SipEdgeProcess, add_user
 from sipedge.testing._proxy import (
     ALICE,
@@ -118,6 +120,7 @@ from sipedge.testing._relay_cases import (
 from sipedge.testing._relays import LaterRelay, LaterRelayMixin, RemoteRelayMixin
 from sipedge.testing._sipp import SIPP_SCENARIOS, Sipp, sipp_counter, start_with_sipp
 from sipedge.testing._sipvicious import run_sipvicious, sipvicious_table, sipvicious_tool
+from sipedge.testing._streams import StreamConnection, StreamFaults
 from sipedge.testing._tools import ROOT, free_port, free_port_range, require_tool
 
 __all__ = [
@@ -164,16 +167,20 @@ __all__ = [
     "CapturedDatagram",
     "CertificateSet",
     "Datagram",
+    "DatagramMatch",
     "FakeDatagramNetwork",
     "FakeDatagramPort",
     "FakeLocator",
     "FakeReactor",
+    "FakeResolver",
     "FakeTransports",
     "LaterRelay",
     "LaterRelayMixin",
     "MediaCall",
     "MediaCallTestCase",
     "MediaEndpoint",
+    "NetworkModel",
+    "NetworkRule",
     "PendingLookupStore",
     "ProxyHarness",
     "RecordingReceiver",
@@ -183,6 +190,8 @@ __all__ = [
     "RemoteRelayTestCase",
     "SipEdgeProcess",
     "Sipp",
+    "StreamConnection",
+    "StreamFaults",
     "a_crypto",
     "add_user",
     "anchor_request",
@@ -198,21 +207,25 @@ __all__ = [
     "free_rtp_ports",
     "make_certificates",
     "module_path",
+    "naptr",
     "options_bytes",
     "options_request",
     "parse_message",
     "read_pcap",
     "read_wav",
     "require_tool",
+    "rr",
     "rtp_packet",
     "run_sipvicious",
     "sdp_a",
     "sdp_b",
     "sip_answer",
+    "sip_match",
     "sip_request",
     "sipp_counter",
     "sipvicious_table",
     "sipvicious_tool",
+    "srv",
     "start_with_sipp",
     "tone_share",
     "ulaw_decode",

@@ -132,6 +132,8 @@ class FakeDatagramNetwork:
     @ivar pending: datagrams waiting for L{flush}.
     @ivar dropped: datagrams the C{drop} hook dropped.
     @ivar undeliverable: datagrams sent to an address nobody is bound to.
+    @ivar model: a L{sipedge.testing.NetworkModel} (latency, loss,
+        duplication, reordering, mangling by rule), or C{None}.
     """
 
     def __init__(
@@ -162,6 +164,7 @@ class FakeDatagramNetwork:
         self.pending: list[Datagram] = []
         self.dropped: list[Datagram] = []
         self.undeliverable: list[Datagram] = []
+        self.model: Any = None
 
     def bind(
         self, host: str, port: int, protocol: Any, *, max_packet_size: int = 65535
@@ -235,7 +238,14 @@ class FakeDatagramNetwork:
         if self.drop is not None and self.drop(n, data, datagram.source, destination):
             self.dropped.append(datagram)
             return
-        self.pending.append(datagram)
+        if self.model is None:
+            self.pending.append(datagram)
+            return
+        for delay, copy in self.model.route(datagram):
+            if delay > 0:
+                self.model.arrive_later(delay, copy)
+            else:
+                self.pending.append(copy)
 
     def _deliver(self, datagram: Datagram) -> bool:
         port = self.port_at(*datagram.destination)

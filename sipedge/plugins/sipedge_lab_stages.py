@@ -1,0 +1,29 @@
+"""
+The C{fault} stage (fault injection for interop labs), registered as a
+plugin like any third-party stage. Its settings are
+C{[pipeline.options.fault]}: C{seed} and a list of C{[[rules]]}; see
+C{doc/testing.md}. It is in no default chain: a lab lists it in
+C{[pipeline] stages} on purpose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sipedge.plugins.sipedge_stages import StageFactory
+
+
+def _fault(options: dict[str, Any], services: Any) -> Any:
+    from sipedge.pipeline.stages._fault import FaultStage, rules_from_options
+
+    rules, seed = rules_from_options(options)
+    return FaultStage(rules, services.clock, seed)
+
+
+fault = StageFactory(
+    "fault",
+    "Fault injection for labs: drop, delay or mangle the requests and responses its rules"
+    " match (method, status, header pattern, probability). Never in production.",
+    _fault,
+    ("rules", "seed"),
+)
