@@ -28,6 +28,7 @@ under C{SIPEDGE_REQUIRE_TOOLS=1}):
 See C{doc/testing.md}.
 """
 
+from sipedge.testing._agents import UAC, UAS, Call, Phone, SipAgent
 from sipedge.testing._anchor import (
     A_TAG,
     A_TLS,
@@ -60,6 +61,7 @@ from sipedge.testing._capture import (
 from sipedge.testing._certificates import CertificateSet, make_certificates
 from sipedge.testing._datagrams import Datagram, FakeDatagramNetwork, FakeDatagramPort
 from sipedge.testing._dns import FakeResolver, naptr, rr, srv
+from sipedge.testing._lab import LabEdge, edge_in_memory
 from sipedge.testing._logs import capture_log
 from sipedge.testing._media import (
     A_HOST,
@@ -159,10 +161,13 @@ __all__ = [
     "TONE_A",
     "TONE_B",
     "TRUSTED",
+    "UAC",
+    "UAS",
     "UPSTREAM",
     "AnchorTestCase",
     "AnchoredHarness",
     "BaresipPhone",
+    "Call",
     "Capture",
     "CapturedDatagram",
     "CertificateSet",
@@ -174,6 +179,7 @@ __all__ = [
     "FakeReactor",
     "FakeResolver",
     "FakeTransports",
+    "LabEdge",
     "LaterRelay",
     "LaterRelayMixin",
     "MediaCall",
@@ -182,12 +188,14 @@ __all__ = [
     "NetworkModel",
     "NetworkRule",
     "PendingLookupStore",
+    "Phone",
     "ProxyHarness",
     "RecordingReceiver",
     "RelayProcess",
     "RelayTestCase",
     "RemoteRelayMixin",
     "RemoteRelayTestCase",
+    "SipAgent",
     "SipEdgeProcess",
     "Sipp",
     "StreamConnection",
@@ -201,6 +209,7 @@ __all__ = [
     "counting_random",
     "dominant_frequency",
     "echo_response",
+    "edge_in_memory",
     "flush_on_advance",
     "free_port",
     "free_port_range",
