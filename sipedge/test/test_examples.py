@@ -252,3 +252,38 @@ class BlocklistExampleTests(SynchronousTestCase):
         self.assertEqual((result.errors, result.failures), ([], []))
         self.assertTrue(result.wasSuccessful())
         self.assertGreater(result.testsRun, 0)
+
+
+FLAKY_TRUNK = ROOT / "examples" / "flaky-trunk"
+
+
+class FlakyTrunkExampleTests(SynchronousTestCase):
+    """The lab scenario in C{examples/flaky-trunk}: its own tests pass."""
+
+    if not FLAKY_TRUNK.is_dir():
+        skip = "examples/flaky-trunk is not in this installation"
+
+    def test_lab_runs(self) -> None:
+        """
+        C{test_flaky_trunk.py}, loaded from a copy of the example, passes:
+        the configuration it ships builds, and the lab's calls complete.
+        """
+        copy = Path(self.mktemp()).absolute()
+        shutil.copytree(
+            FLAKY_TRUNK, copy, ignore=shutil.ignore_patterns("__pycache__", "_trial_temp*")
+        )
+        self.patch(sys, "path", [str(copy), *sys.path])
+        self.addCleanup(sys.modules.pop, "test_flaky_trunk", None)
+        module = importlib.import_module("test_flaky_trunk")
+        self.assertEqual(Path(module.__file__ or "").parent, copy)
+        suite = runner.TestLoader().loadModule(module)
+        result = reporter.TestResult()
+        suite.run(result)
+        self.assertEqual((result.errors, result.failures), ([], []))
+        self.assertEqual(result.testsRun, 2)
+
+    def test_config_checks(self) -> None:
+        """The example's C{sipedge.toml} loads, with the fault stage first."""
+        config = load_config(FLAKY_TRUNK / "sipedge.toml")
+        self.assertEqual(config.pipeline.stages[0], "fault")
+        self.assertEqual(len(config.pipeline.options_for("fault")["rules"]), 2)
