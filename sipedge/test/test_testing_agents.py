@@ -211,6 +211,43 @@ class ThroughEdgeTests(SynchronousTestCase):
         self.assertTrue(self.reactor.network.model.lost)
 
 
+class DnsRoutedTests(SynchronousTestCase):
+    """A trusted PBX calls a trunk that sipedge finds with the fake DNS."""
+
+    def test_trunk_by_srv(self) -> None:
+        """
+        The static route names C{trunk.lab.test}; its NAPTR and SRV records
+        (in the edge's L{FakeResolver}) lead sipedge to the trunk's UDP
+        port, where a L{UAS} answers.
+        """
+        config = CONFIG + (
+            'trusted = ["192.0.2.10"]\n'
+            "[[routes]]\n"
+            'match_prefix = "+"\n'
+            'next_hop = "sip:trunk.lab.test"\n'
+        )
+        edge = edge_in_memory(config, Path(self.mktemp()).absolute())
+        self.addCleanup(edge.stop)
+        edge.resolver.add_naptr("trunk.lab.test", 10, 10, "SIP+D2U", "_sip._udp.trunk.lab.test")
+        edge.resolver.add_srv("_sip._udp.trunk.lab.test", 0, 0, 5070, "gw.trunk.lab.test")
+        edge.resolver.add_address("gw.trunk.lab.test", "198.51.100.50")
+        edge.add_user("pbx", "pbx-secret")
+        pbx = UAC("pbx", "lab.test", edge.reactor, host=A, password="pbx-secret",
+                  outbound=edge.udp)
+        trunk = UAS("trunk", "trunk.lab.test", edge.reactor, host="198.51.100.50")
+        pbx.listen(edge.reactor, 5060)
+        trunk.listen(edge.reactor, 5070)
+        for agent in (pbx, trunk):
+            self.addCleanup(agent.stop)
+        call = pbx.invite("sip:+15551234@trunk.lab.test")
+        for _ in range(10):
+            edge.reactor.advance_and_flush(0.5)
+        self.assertEqual(call.state, "confirmed", call.statuses)
+        self.assertEqual(list(trunk.calls), [call.call_id])
+        self.assertIn(("NAPTR", "trunk.lab.test"), edge.resolver.queries)
+        self.assertIn(("SRV", "_sip._udp.trunk.lab.test"), edge.resolver.queries)
+
+
 class RealSocketTests(TestCase):
     """The same agents on real loopback sockets and the real reactor."""
 
