@@ -2,17 +2,26 @@
 """
 sipedge's interop-lab harness, for people who test with sipedge: stage
 authors, people testing their own SIP equipment, and sipedge's own tests.
+C{doc/testing.md} is the tutorial.
 
-In memory, with no socket and no wall clock (deterministic on a C{Clock}):
+In memory, with no socket and no wall clock (deterministic on a C{Clock},
+every random choice seeded):
 
  - L{FakeReactor} and L{FakeDatagramNetwork}: UDP, TCP and TLS between
-   protocols, with deterministic loss and reordering.
- - L{ProxyHarness}: a whole L{sipedge.proxy.ProxyCore} on L{FakeTransports}
-   and L{FakeLocator}; L{sip_request}, L{sip_answer} and
-   L{parse_message} build the messages.
+   protocols; L{NetworkModel} and L{NetworkRule} make the datagrams late,
+   reordered, lost, duplicated or mangled by rule (L{sip_match});
+   L{StreamFaults} resets streams and makes slow readers.
+ - L{UAC}, L{UAS} and L{Phone}: scripted SIP user agents (on the fake
+   network or real loopback sockets).
+ - L{edge_in_memory}: a whole C{twistd sipedge} service from its TOML text;
+   L{FakeResolver}: NAPTR, SRV, A and AAAA answers.
+ - L{ProxyHarness}: a L{sipedge.proxy.ProxyCore} on L{FakeTransports} and
+   L{FakeLocator}; L{sip_request}, L{sip_answer} and L{parse_message}
+   build the messages.
  - L{AnchorTestCase} and L{AnchoredHarness}: the C{media-anchor} stage on
    an in-process relay, alone or in a proxy; L{LaterRelayMixin} and
-   L{RemoteRelayMixin} give it a relay that answers later or is remote.
+   L{RemoteRelayMixin} give it a relay that answers later or is remote;
+   L{RelayTestCase} and L{RemoteRelayTestCase}: the relay itself.
  - L{RecordingReceiver}, L{capture_log}, L{counting_random},
    L{make_certificates}.
 
@@ -25,7 +34,8 @@ under C{SIPEDGE_REQUIRE_TOOLS=1}):
  - L{Capture}: C{tcpdump} on loopback; L{MediaCallTestCase}: two baresip
    phones calling each other through sipedge, captured.
 
-See C{doc/testing.md}.
+The C{fault} stage (C{[pipeline.options.fault]}) brings the same faults
+into a running C{twistd sipedge}.
 """
 
 from sipedge.testing._agents import UAC, UAS, Call, Phone, SipAgent

@@ -16,8 +16,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipedge.interfaces import IMediaRelay
-from sipedge.media import ControlServerFactory, MediaRelay, RemoteMediaRelay
-from sipedge.media._values import SessionStats
+from sipedge.media import ControlServerFactory, MediaRelay, RemoteMediaRelay, SessionStats
 from sipedge.testing._media import counting_random
 from sipedge.testing._reactor import FakeReactor, flush_on_advance
 
