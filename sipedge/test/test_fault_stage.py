@@ -76,7 +76,7 @@ class RequestRuleTests(SynchronousTestCase):
         self.assertIsInstance(fault.process_request(RequestContext(invite(), ALICE)), Drop)
         options = sip_request("OPTIONS", "sip:bob@example.com")
         self.assertEqual(fault.process_request(RequestContext(options, ALICE)), Continue())
-        self.assertEqual(fault.hits, [("drop", "INVITE sip:bob@example.com")])
+        self.assertEqual(list(fault.hits), [("drop", "INVITE sip:bob@example.com")])
 
     def test_header_match(self) -> None:
         """C{header} and C{match}: only requests whose field matches."""
@@ -146,6 +146,13 @@ class RequestRuleTests(SynchronousTestCase):
         self.assertEqual(first, run(11))
         self.assertNotEqual(first, run(12))
         self.assertTrue(80 < sum(first) < 160, sum(first))
+
+    def test_hits_bounded(self) -> None:
+        """The stage remembers its last KEEP_HITS hits only."""
+        fault = stage({"action": "drop"})
+        for n in range(FaultStage.KEEP_HITS + 5):
+            fault.process_request(RequestContext(invite(call_id=f"c{n}"), ALICE))
+        self.assertEqual(len(fault.hits), FaultStage.KEEP_HITS)
 
     def test_probability_zero(self) -> None:
         """A probability of 0 never hits."""

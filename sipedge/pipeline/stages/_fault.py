@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -119,10 +120,14 @@ class FaultStage:
     the response chain allows: drop finals upstream of the proxy with a
     network model instead).
 
-    @ivar hits: C{(action, first line)} of every message hit, in order.
+    @ivar hits: C{(action, first line)} of the last L{KEEP_HITS} messages
+        hit, oldest first (each hit is also logged).
     """
 
     name = "fault"
+
+    #: How many hits L{hits} keeps (a lab edge may run for days).
+    KEEP_HITS = 1000
 
     def __init__(
         self, rules: Iterable[FaultRule], clock: Any, seed: int = 0,
@@ -130,7 +135,7 @@ class FaultStage:
         self.rules = tuple(rules)
         self._clock = clock
         self._random = random.Random(seed)
-        self.hits: list[tuple[str, str]] = []
+        self.hits: deque[tuple[str, str]] = deque(maxlen=self.KEEP_HITS)
 
     def _rule_for(self, message: Request | Response) -> FaultRule | None:
         for rule in self.rules:
