@@ -13,6 +13,16 @@ from typing import Any
 from sipedge.plugins.sipedge_stages import StageFactory
 
 
+class LabStageFactory(StageFactory):
+    """
+    L{StageFactory}, under this module's name: stage factories are told
+    apart by their module, and lab stages are no part of the default chain.
+    """
+
+    def __repr__(self) -> str:
+        return f"<LabStageFactory {self.name}>"
+
+
 def _fault(options: dict[str, Any], services: Any) -> Any:
     from sipedge.pipeline.stages._fault import FaultStage, rules_from_options
 
@@ -20,7 +30,7 @@ def _fault(options: dict[str, Any], services: Any) -> Any:
     return FaultStage(rules, services.clock, seed)
 
 
-fault = StageFactory(
+fault = LabStageFactory(
     "fault",
     "Fault injection for labs: drop, delay or mangle the requests and responses its rules"
     " match (method, status, header pattern, probability). Never in production.",

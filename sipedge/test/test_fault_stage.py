@@ -51,6 +51,12 @@ class PluginTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IResponseStage, built))
         self.assertEqual(built.name, "fault")
 
+    def test_not_default(self) -> None:
+        """The fault stage is in no default chain: a lab lists it on purpose."""
+        from sipedge.config import DEFAULT_CONFIG
+
+        self.assertNotIn("fault", DEFAULT_CONFIG.pipeline.stages)
+
     def test_unknown_option(self) -> None:
         """An unknown option is a ConfigError naming it."""
         with self.assertRaises(ConfigError) as e:
