@@ -20,10 +20,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.config import Config, parse_config
 from sipedge.error import ConfigError
+from sipedge.message import Response
 from sipedge.proxy import Sealer, TopologyHider
 from sipedge.service import SECRET_FILE, SipEdgeService, build_service
 from sipedge.store import DATABASE_NAME
-from sipedge.testing import FakeReactor
+from sipedge.testing import UAC, FakeReactor
 
 LISTEN = ["udp:127.0.0.1:5070", "tcp:127.0.0.1:5070"]
 PEER = ("127.0.0.1", 40000)
@@ -37,20 +38,6 @@ class _Peer(DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         self.received.append(data)
-
-
-def request(*lines: str) -> bytes:
-    """A request from L{PEER}: C{lines} are its start line and header fields."""
-    head = [
-        lines[0],
-        f"Via: SIP/2.0/UDP {PEER[0]}:{PEER[1]};branch=z9hG4bK-t1;rport",
-        # From outside our domains: no digest challenge for these tests.
-        "From: <sip:alice@example.org>;tag=1",
-        "Call-ID: call-1@127.0.0.1",
-        *lines[1:],
-        "Content-Length: 0",
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode()
 
 
 class _ServiceTestCase(SynchronousTestCase):
@@ -389,18 +376,15 @@ class RunningServiceTests(_ServiceTestCase):
         layer, the proxy core and the chain, and is answered on its flow.
         """
         self.start()
-        peer = _Peer()
-        port = self.reactor.network.bind(*PEER, peer)
-        options = request(
-            "OPTIONS sip:sipedge.test SIP/2.0",
-            "To: <sip:sipedge.test>",
-            "CSeq: 1 OPTIONS",
-            "Max-Forwards: 0",
-        )
-        port.write(options, self.listener())
+        # From outside our domains: no digest challenge for these tests.
+        alice = UAC("alice", "example.org", self.reactor, host=PEER[0], outbound=self.listener())
+        alice.listen(self.reactor, PEER[1])
+        self.addCleanup(alice.stop)
+        alice.send_request(alice.request("OPTIONS", "sip:sipedge.test", max_forwards=0))
         self.reactor.flush()
-        [response] = peer.received
-        self.assertTrue(response.startswith(b"SIP/2.0 200 "), response)
+        [response] = alice.received
+        assert isinstance(response, Response)
+        self.assertEqual(response.status, 200)
 
     def test_stop(self) -> None:
         """
@@ -435,16 +419,11 @@ class RunningServiceTests(_ServiceTestCase):
         cancels its Timer C as well as its transactions' timers.
         """
         service = self.start(trusted=["127.0.0.0/8"])
-        port = self.reactor.network.bind(*PEER, _Peer())
-        invite = request(
-            "INVITE sip:bob@192.0.2.99 SIP/2.0",
-            "To: <sip:bob@192.0.2.99>",
-            "CSeq: 1 INVITE",
-            "Max-Forwards: 70",
-            f"Contact: <sip:alice@{PEER[0]}:{PEER[1]}>",
-        )
-        port.write(invite, self.listener())
+        alice = UAC("alice", "example.org", self.reactor, host=PEER[0], outbound=self.listener())
+        alice.listen(self.reactor, PEER[1])
+        call = alice.invite("sip:bob@192.0.2.99")
         self.reactor.flush()
+        self.assertEqual(call.statuses, [100])
         self.assertIn(b"INVITE sip:bob@192.0.2.99", self.reactor.network.sent[-1].data)
         self.successResultOf(service.stopService())
         self.assertEqual(self.reactor.getDelayedCalls(), [])

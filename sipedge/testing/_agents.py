@@ -169,12 +169,13 @@ class SipAgent(DatagramProtocol):
         from_tag: str | None = None,
         body: bytes = b"",
         content_type: str = "application/sdp",
+        max_forwards: int = 70,
     ) -> Request:
         """A request from this agent, with a new branch (and Call-ID, unless given)."""
         lines = [
             f"{method} {uri} SIP/2.0",
             f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{self._token('b')};rport",
-            "Max-Forwards: 70",
+            f"Max-Forwards: {max_forwards}",
             f"From: <{self.uri}>;tag={from_tag or self._token('tag')}",
             f"To: {to or f'<{uri}>'}",
             f"Call-ID: {call_id or self._token('call') + '@' + self.host}",
@@ -237,7 +238,9 @@ class SipAgent(DatagramProtocol):
     def _response_received(self, message: Response, source: Address) -> None:
         branch = message.top_via.branch or ""
         method = message.cseq.method
-        if message.status > 100:
+        if message.status >= 200 or method == "INVITE":
+            # A provisional response ends an INVITE's retransmissions
+            # (17.1.1.2); a non-INVITE request's go on until a final one.
             self._timers_cancel(f"req:{branch}:{method}")
         if message.status >= 200:
             if (branch, method) in self._finished:
