@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     from sipedge.transport._flow import Flow
 
 __all__ = [
+    "CALLEE",
+    "CALLER",
     "IBranchStage",
     "IClientTransaction",
+    "IDialogListener",
     "ILocationStore",
     "IMessageReceiver",
     "IMessageTap",
@@ -309,6 +312,34 @@ class ILocationStore(Interface):
 
     def expire(now: float) -> Deferred[int]:
         """Remove every binding expired at C{now}; fire with how many."""
+
+
+#: The roles of a dialog's parties (RFC 3261 12): the one who sent the
+#: initial INVITE, and the other. Defined once, here, for the proxy's
+#: dialog table and every stage that keeps per-call state.
+CALLER = "caller"
+CALLEE = "callee"
+
+
+class IDialogListener(Interface):
+    """
+    Something that keeps per-call state (the C{media-anchor} stage's relay
+    sessions, the toll-fraud guard's call slots) and listens to the
+    proxy's one dialog table (C{sipedge.proxy.DialogTracker}) to forget it
+    when a dialog is over, however it ended: a BYE through us, a BYE the
+    proxy sent itself (the media stopped, the session expired), a 481 or
+    408 to one of its requests (RFC 5057), or no refresh within the
+    table's lifetime.
+    """
+
+    def dialog_ended(call_id: str, caller_tag: str, callee_tag: str, reason: str) -> None:
+        """
+        The dialog of C{call_id} between C{caller_tag} (the L{CALLER}'s)
+        and C{callee_tag} is over; C{reason}: C{"bye"}, C{"ended: <why>"}
+        (the proxy ended it with a BYE to each party), C{"gone: <status>"}
+        or C{"forgotten"}. Called synchronously, once per dialog; keep it
+        cheap, and expect it for calls you never saw.
+        """
 
 
 class IProxyObserver(Interface):

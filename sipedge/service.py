@@ -280,11 +280,11 @@ class SipEdgeService(MultiService):
             # relay ends its media or its session expires; the media of a
             # call it ends (or forgets) is released.
             self.dialogs.originate = self.core.originate
+            self.dialogs.add_listener(self.toll_fraud)
             for stage in chain.stages:
                 if isinstance(stage, MediaAnchorStage):
                     stage.on_media_ended = self.dialogs.media_ended
-                    self.dialogs.on_ended.append(stage.end_call)
-                    self.dialogs.on_forgotten.append(stage.end_call)
+                    self.dialogs.add_listener(stage)
         tls = config.tls
         self._tls_settings = TLSSettings(
             certificate=str(tls.certificate) if tls.certificate else None,

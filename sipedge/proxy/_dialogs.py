@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipedge.error import MessageParseError
-from sipedge.interfaces import IProxyObserver
+from sipedge.interfaces import CALLEE, CALLER, IDialogListener, IProxyObserver
 from sipedge.message import Headers, Request, Response
 from sipedge.message._address import parse_contact, quote_text
 from sipedge.pipeline._results import Forward
@@ -44,8 +44,6 @@ from sipedge.transport._flow import Flow
 
 __all__ = ["CALLEE", "CALLER", "Dialog", "DialogTracker", "Party", "session_expires"]
 
-CALLER = "caller"
-CALLEE = "callee"
 
 #: The BYE's Reason text (RFC 3326) for each way the relay ends a call.
 MEDIA_REASONS = {
@@ -190,17 +188,18 @@ class DialogTracker:
         self.session_timers = session_timers
         self.max_forwards = max_forwards
         self._dialogs: dict[tuple[str, str, str], Dialog] = {}
-        #: Called with C{(call_id, caller_tag, callee_tag, reason)} when we
-        #: end a call (the media-anchor stage releases its media).
-        self.on_ended: list[Callable[[str, str, str, str], object]] = []
-        #: Called likewise when we forget a dialog without ending it (no
-        #: refresh within C{max_lifetime}: a party is gone without a BYE),
-        #: so that what others keep for the call goes too.
-        self.on_forgotten: list[Callable[[str, str, str, str], object]] = []
+        #: The L{IDialogListener}s told when a dialog is over, however it
+        #: ended (L{add_listener}).
+        self.listeners: list[IDialogListener] = []
         self.stats = {"confirmed": 0, "ended": 0, "expired": 0, "forgotten": 0, "untracked": 0}
 
     def __len__(self) -> int:
         return len(self._dialogs)
+
+    def add_listener(self, listener: IDialogListener) -> None:
+        """Tell C{listener} of every dialog that is over (once each)."""
+        if listener not in self.listeners:
+            self.listeners.append(listener)
 
     def __repr__(self) -> str:
         return f"<DialogTracker dialogs={len(self._dialogs)}>"
@@ -246,6 +245,7 @@ class DialogTracker:
         if request.method == "BYE":
             self._log.debug("Dialog {call_id} ended by BYE", call_id=call_id)
             self._forget(dialog)
+            self._tell(dialog, "bye")
 
     # -- responses (from the core) ------------------------------------------
 
@@ -283,6 +283,7 @@ class DialogTracker:
                 status=status,
             )
             self._forget(dialog)
+            self._tell(dialog, f"gone: {status}")
         elif 200 <= status < 300 and method in _REFRESHING:
             self._refreshed(dialog, dialog.role_of(from_tag), sent, response)
 
@@ -414,7 +415,7 @@ class DialogTracker:
                 lifetime=self.max_lifetime,
             )
             self._forget(dialog)
-            self._tell(self.on_forgotten, dialog, "dialog forgotten")
+            self._tell(dialog, "forgotten")
 
     def _forget(self, dialog: Dialog) -> None:
         if self._dialogs.get(dialog.key) is dialog:
@@ -470,16 +471,15 @@ class DialogTracker:
         # Forgotten after the BYEs are sent: the core finds the dialog of a
         # BYE it hides (topology hiding masks its Call-ID by the caller's side).
         self._forget(dialog)
-        self._tell(self.on_ended, dialog, text)
+        self._tell(dialog, f"ended: {text}")
 
-    def _tell(
-        self, listeners: list[Callable[[str, str, str, str], object]], dialog: Dialog, text: str
-    ) -> None:
-        for listener in list(listeners):
+    def _tell(self, dialog: Dialog, reason: str) -> None:
+        """Tell every L{IDialogListener} that C{dialog} is over."""
+        for listener in list(self.listeners):
             try:
-                listener(dialog.call_id, dialog.caller_tag, dialog.callee_tag, text)
+                listener.dialog_ended(dialog.call_id, dialog.caller_tag, dialog.callee_tag, reason)
             except Exception:
-                self._log.failure("Call end listener {listener!r} failed", listener=listener)
+                self._log.failure("Dialog listener {listener!r} failed", listener=listener)
 
     def bye(self, dialog: Dialog, role: str, reason: str) -> Request | None:
         """

@@ -48,7 +48,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from sipedge.error import MessageParseError
-from sipedge.interfaces import IProxyObserver
+from sipedge.interfaces import IDialogListener, IProxyObserver
 from sipedge.message import SipURI, TelURI
 from sipedge.security._config import TollFraudConfig
 
@@ -92,6 +92,7 @@ ENDED_FAILED = "failed"
 ENDED_SETUP_TIMEOUT = "setup-timeout"
 ENDED_MAX_DURATION = "max-duration"
 ENDED_EVICTED = "evicted"
+ENDED_DIALOG = "dialog-ended"
 
 _SEPARATORS = str.maketrans("", "", "-.() \t")
 _MINUTE = 60.0
@@ -335,7 +336,7 @@ class Refusal:
     detail: str
 
 
-@implementer(IProxyObserver)
+@implementer(IProxyObserver, IDialogListener)
 class TollFraudGuard:
     """
     The toll-fraud checks and their state, for the C{toll-fraud} stage.
@@ -535,6 +536,17 @@ class TollFraudGuard:
         if noted is None:
             return
         self.calls.release(noted["call_id"], ENDED_FAILED, user=noted["user"])
+
+    # -- IDialogListener ----------------------------------------------------
+
+    def dialog_ended(self, call_id: str, caller_tag: str, callee_tag: str, reason: str) -> None:
+        """
+        The proxy's dialog table says the dialog of C{call_id} is over: its
+        slot is given back now, also when no BYE passed this stage (the
+        proxy ended the call itself, a 481 or 408, no refresh), instead of
+        at C{max_call_duration}.
+        """
+        self.calls.release(call_id, ENDED_BY_BYE if reason == "bye" else ENDED_DIALOG)
 
     # -- upkeep -------------------------------------------------------------
 

@@ -95,8 +95,7 @@ class CallEndHarness(ProxyHarness):
         # As sipedge/service.py does.
         self.tracker.originate = self.core.originate
         self.stage.on_media_ended = self.tracker.media_ended
-        self.tracker.on_ended.append(self.stage.end_call)
-        self.tracker.on_forgotten.append(self.stage.end_call)
+        self.tracker.add_listener(self.stage)
 
     def stage_relay(self, reactor: FakeReactor) -> Any:
         """The relay the stage uses: the in-process one."""

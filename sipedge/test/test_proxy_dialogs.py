@@ -15,8 +15,11 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from sipedge.error import OriginateError
+from sipedge.interfaces import IDialogListener
 from sipedge.message import Headers, Request, Response
 from sipedge.pipeline import Forward, Target
 from sipedge.proxy import DialogTracker
@@ -49,6 +52,17 @@ def counting(n: int) -> bytes:
 counting.count = 0  # type: ignore[attr-defined]
 
 
+
+@implementer(IDialogListener)
+class _Recorder:
+    """An L{IDialogListener} that records what it is told."""
+
+    def __init__(self, ended: list[tuple[str, ...]]) -> None:
+        self.ended = ended
+
+    def dialog_ended(self, call_id: str, caller_tag: str, callee_tag: str, reason: str) -> None:
+        self.ended.append((call_id, caller_tag, callee_tag, reason))
+
 class DialogHarness(ProxyHarness):
     """A proxy core with a L{DialogTracker}."""
 
@@ -70,7 +84,7 @@ class DialogHarness(ProxyHarness):
         )
         self.tracker.originate = self.core.originate
         self.ended: list[tuple[str, ...]] = []
-        self.tracker.on_ended.append(lambda *args: self.ended.append(args))
+        self.tracker.add_listener(_Recorder(self.ended))
 
     def assert_clean(self) -> None:
         super().assert_clean()
@@ -204,7 +218,8 @@ class EndTests(DialogHarness, SynchronousTestCase):
         self.assertNotEqual(to_alice.top_via.branch, to_bob.top_via.branch)
         self.assertEqual(len(self.tracker), 0)
         self.assertEqual(
-            self.ended, [("call-1@198.51.100.7", "alice-tag", "bob-tag", "media timeout")]
+            self.ended,
+            [("call-1@198.51.100.7", "alice-tag", "bob-tag", "ended: media timeout")],
         )
         self.assertFalse(self.tracker.end("call-1@198.51.100.7", "alice-tag", "bob-tag", "again"))
         self.answer_byes(to_alice, to_bob)
@@ -294,6 +309,9 @@ class EndTests(DialogHarness, SynchronousTestCase):
         _, ok = self.call()
         bye = self.in_dialog("BYE", ok)
         self.assertEqual(len(self.tracker), 0)
+        self.assertEqual([e[3] for e in self.ended], ["bye"])
+        [listener] = self.tracker.listeners
+        self.assertTrue(verifyObject(IDialogListener, listener))
         self.receive(answer(bye, 200, to_tag=None), ALICE)
 
     def test_481_forgets(self) -> None:
@@ -302,6 +320,9 @@ class EndTests(DialogHarness, SynchronousTestCase):
         info = self.in_dialog("INFO", ok)
         self.receive(answer(info, 481, to_tag=None), ALICE)
         self.assertEqual(len(self.tracker), 0)
+        self.assertEqual(
+            self.ended, [("call-1@198.51.100.7", "alice-tag", "bob-tag", "gone: 481")]
+        )
 
     def test_failure_not_tracked(self) -> None:
         """An INVITE answered with a failure leaves no dialog."""
@@ -461,7 +482,7 @@ class SessionTimerTests(DialogHarness, SynchronousTestCase):
         self.clock.advance(0.1)
         to_alice, to_bob = self.byes()
         self.assertEqual(to_bob.headers.get("Reason"), 'SIP;cause=408;text="session expired"')
-        self.assertEqual(self.ended[0][3], "session expired")
+        self.assertEqual(self.ended[0][3], "ended: session expired")
         self.assertEqual(self.tracker.stats["expired"], 1)
         self.answer_byes(to_alice, to_bob)
 
@@ -542,6 +563,7 @@ class LifetimeTests(DialogHarness, SynchronousTestCase):
         self.assertEqual(len(self.tracker), 0)
         self.assertEqual(self.sent_to(BOB, "BYE"), [])
         self.assertEqual(self.tracker.stats["forgotten"], 1)
+        self.assertEqual([e[3] for e in self.ended], ["forgotten"])
 
     def test_session_timer_longer(self) -> None:
         """A session interval beyond the lifetime: the lifetime wins (forgotten, no BYE)."""

@@ -207,8 +207,7 @@ class BuildServiceTests(_ServiceTestCase):
         self.assertEqual(tracker.originate, service.core.originate)
         [stage] = [s for s in service.core.chain.stages if isinstance(s, MediaAnchorStage)]
         self.assertEqual(stage.on_media_ended, tracker.media_ended)
-        self.assertEqual(tracker.on_ended, [stage.end_call])
-        self.assertEqual(tracker.on_forgotten, [stage.end_call])
+        self.assertEqual(tracker.listeners, [service.toll_fraud, stage])
         self.assertEqual(tracker.max_lifetime, 43200.0)
 
     def test_dialogs_off(self) -> None:

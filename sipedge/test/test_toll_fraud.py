@@ -20,7 +20,7 @@ from zope.interface.verify import verifyObject
 import sipedge
 from sipedge.config import parse_config
 from sipedge.error import ConfigError
-from sipedge.interfaces import IProxyObserver, IRequestStage, IResponseStage
+from sipedge.interfaces import IDialogListener, IProxyObserver, IRequestStage, IResponseStage
 from sipedge.message import Request, Response, parse_datagram, parse_uri
 from sipedge.pipeline import (
     Continue,
@@ -397,6 +397,28 @@ class GuardTests(GuardTestCase):
         self.assertEqual(stage.process_request(self.context(request(call_id="b"))), Continue())
         self.assertEqual(guard.active_calls(ALICE), 1)
         guard.request_decided(self.context(request("OPTIONS")), Respond(200))
+
+    def test_dialog_ended_releases(self) -> None:
+        """
+        If the proxy's dialog table says a counted call's dialog is over
+        (the proxy ended it with BYEs itself, a 481, no refresh: no BYE
+        passed the stage), the guard, an L{IDialogListener}, gives its slot
+        back at once instead of at C{max_call_duration}; a dialog it does
+        not count changes nothing.
+        """
+        guard = self.guard(max_concurrent_calls=1, calls_per_minute=0)
+        self.assertTrue(verifyObject(IDialogListener, guard))
+        stage = TollFraudStage(guard)
+        context = self.context(request(call_id="d1"))
+        self.assertEqual(stage.process_request(context), Continue())
+        guard.request_decided(context, FORWARD)
+        self.assertEqual(guard.active_calls(ALICE), 1)
+        guard.dialog_ended("other", "a", "b", "forgotten")
+        self.assertEqual(guard.active_calls(ALICE), 1)
+        ended = guard.stats["toll_fraud_calls_ended"]
+        guard.dialog_ended("d1", "alice-tag", "bob-tag", "ended: media timeout")
+        self.assertEqual(guard.active_calls(ALICE), 0)
+        self.assertEqual(guard.stats["toll_fraud_calls_ended"], ended + 1)
 
     def test_failed_call_released(self) -> None:
         """

@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from sipedge.error import MessageParseError
+from sipedge.interfaces import CALLEE, CALLER
 from sipedge.media import Exchange, MediaError, OfferAnswerState
 from sipedge.media._anchor_sdp import OriginVersions
 from sipedge.media._values import RelayAllocation, SessionStats
@@ -24,10 +25,6 @@ from sipedge.message._sdp import SessionDescription
 
 __all__ = ["CALLEE", "CALLER", "MediaEnded"]
 
-#: The roles of a call's parties: the one who sent the initial INVITE and
-#: the other.
-CALLER = "caller"
-CALLEE = "callee"
 
 _SDP = "application/sdp"
 CACHE_SIZE = 8

@@ -60,6 +60,7 @@ from zope.interface import implementer
 from sipedge.error import MessageParseError
 from sipedge.interfaces import (
     IBranchStage,
+    IDialogListener,
     IProxyObserver,
     IRequestStage,
     IResponseStage,
@@ -106,7 +107,9 @@ A = OfferAnswerAction
 I = OfferAnswerInput  # noqa: E741
 
 
-@implementer(IRequestStage, IRoutedStage, IResponseStage, IProxyObserver, IBranchStage)
+@implementer(
+    IRequestStage, IRoutedStage, IResponseStage, IProxyObserver, IBranchStage, IDialogListener
+)
 class MediaAnchorStage(ResponseAnchoring):
     """
     @param relay: the L{IMediaRelay}: in process (a
@@ -163,6 +166,14 @@ class MediaAnchorStage(ResponseAnchoring):
             return False
         self.end(call, why or "ended by the proxy")
         return True
+
+    def dialog_ended(self, call_id: str, caller_tag: str, callee_tag: str, reason: str) -> None:
+        """
+        L{IDialogListener}: the proxy's dialog table says the dialog is
+        over (a BYE the proxy sent itself, a 481/408, no refresh): its
+        media is released, if it is still anchored.
+        """
+        self.end_call(call_id, caller_tag, callee_tag, f"dialog {reason}")
 
     # -- requests -------------------------------------------------------------
 
