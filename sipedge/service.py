@@ -29,6 +29,7 @@ from sipedge.pipeline import StageServices, build_chain
 from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
 from sipedge.proxy import (
     DialogTracker,
+    FlowTokens,
     LocalIdentity,
     ProxyCore,
     RecordRouteSigner,
@@ -210,6 +211,8 @@ class SipEdgeService(MultiService):
     def _build(self, config: Config, reactor: Any, state_dir: Path) -> None:
         rr_secret = _state_secret(state_dir)
         self.signer = RecordRouteSigner(rr_secret)
+        # Phones behind NAT: their flows ride in our Record-Route.
+        self.flow_tokens = FlowTokens(Sealer(rr_secret))
         self.topology = _topology_hider(config, rr_secret)
         self.monitor = Monitor.from_config(config, reactor, self.security)
         self.toll_fraud = TollFraudGuard.from_config(config, reactor, self.security.stats)
@@ -230,6 +233,7 @@ class SipEdgeService(MultiService):
             monitor=self.monitor,
             toll_fraud=self.toll_fraud,
             media=self.media,
+            flow_tokens=self.flow_tokens,
         )
         chain = build_chain(
             config.pipeline.stages,
@@ -274,6 +278,7 @@ class SipEdgeService(MultiService):
             ],
             dialogs=self.dialogs,
             topology=self.topology,
+            flow_tokens=self.flow_tokens,
         )
         if self.dialogs is not None:
             # The proxy ends a call itself (BYE to both parties) when the

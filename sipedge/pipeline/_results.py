@@ -51,12 +51,17 @@ class Target:
         higher q first (RFC 3261 16.6, serial then parallel forking).
     @ivar route: Route values to put on top of the request for this target
         (a binding's Path, RFC 3327, or a static route's next hop).
+    @ivar flow_failed: if set, the target is reached only over C{flow} (a
+        phone behind NAT, or one that asked for RFC 5626 outbound): when
+        that connection is gone, the branch fails at once with this status
+        (430 Flow Failed or 480) instead of sending to the URI's address.
     """
 
     uri: str
     flow: Flow | None = None
     q: float = 1.0
     route: tuple[str, ...] = ()
+    flow_failed: int | None = None
 
 
 def _targets(targets: Iterable[Target]) -> tuple[Target, ...]:

@@ -35,6 +35,8 @@ class StageServices:
     @ivar monitor: the behaviour monitor (L{sipedge.security.Monitor}).
     @ivar toll_fraud: the toll-fraud guard (L{sipedge.security.TollFraudGuard}).
     @ivar media: the media relay (L{sipedge.media.MediaRelay}), or C{None}.
+    @ivar flow_tokens: the L{sipedge.proxy.FlowTokens} that open the flow
+        tokens of our Record-Route (parties behind NAT), or C{None}.
     """
 
     clock: Any
@@ -50,6 +52,7 @@ class StageServices:
     monitor: Any = None
     toll_fraud: Any = None
     media: Any = None
+    flow_tokens: Any = None
 
     def is_trusted(self, host: str) -> bool:
         """True if C{host} (an IP literal) is in a trusted network."""

@@ -4,18 +4,28 @@ The transaction user: an RFC 3261 section 16 stateful proxy and registrar.
 
 from sipedge.proxy._core import ProxyCore
 from sipedge.proxy._dialogs import DialogTracker
+from sipedge.proxy._flowtoken import PARAM as FLOW_PARAM
+from sipedge.proxy._flowtoken import DialogFlows, FlowTokens, PartyFlow
 from sipedge.proxy._local import LocalIdentity
+from sipedge.proxy._nat import NatVerdict, detect_nat, is_private_address
 from sipedge.proxy._registrar import Registrar
 from sipedge.proxy._rr import RecordRouteSigner
 from sipedge.proxy._seal import Sealer
 from sipedge.proxy._topology import TopologyHider
 
 __all__ = [
+    "FLOW_PARAM",
+    "DialogFlows",
     "DialogTracker",
+    "FlowTokens",
     "LocalIdentity",
+    "NatVerdict",
+    "PartyFlow",
     "ProxyCore",
     "RecordRouteSigner",
     "Registrar",
     "Sealer",
     "TopologyHider",
+    "detect_nat",
+    "is_private_address",
 ]

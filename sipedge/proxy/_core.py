@@ -38,6 +38,7 @@ from sipedge.proxy._hiding import TopologyWrapper
 from sipedge.proxy._originate import Originator
 from sipedge.proxy._responses import ResponseQueue
 from sipedge.proxy._stateless import StatelessForwarder
+from sipedge.proxy._flowtoken import FlowTokens
 from sipedge.proxy._topology import Revealed, TopologyHider
 from sipedge.transaction import TimerSettings, TransactionLayer, make_response
 from sipedge.transport import Flow, MessageSender
@@ -61,6 +62,9 @@ class ProxyCore:
     @param topology: a L{TopologyHider} for topology hiding, or C{None}:
         messages to external addresses are hidden, tokens coming back are
         revealed (see L{sipedge.proxy._topology}).
+    @param flow_tokens: the L{FlowTokens} that seal the flows of parties
+        behind NAT into our Record-Route (L{sipedge.proxy._flowtoken}), or
+        C{None} not to.
     """
 
     _log = Logger()
@@ -84,6 +88,7 @@ class ProxyCore:
         dialogs: Any = None,
         random: Callable[[int], bytes] = os.urandom,
         topology: TopologyHider | None = None,
+        flow_tokens: FlowTokens | None = None,
     ) -> None:
         self.chain = chain
         self.services = services
@@ -94,6 +99,8 @@ class ProxyCore:
         self.record_route = record_route
         self.max_forwards = max_forwards
         self.response_chain_timeout = response_chain_timeout
+        #: Seals the flows of parties behind NAT into our Record-Route.
+        self.flow_tokens = flow_tokens
         #: Our address for Via and Record-Route (public: the originator uses it).
         self.addresses = LocalAddresses(None, advertise, wildcard_hosts)
         #: The L{DialogTracker}, if any: an observer that is also told of

@@ -31,6 +31,7 @@ from sipedge.message import Request, Response
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Respond, Target
 from sipedge.proxy._branch import branch_digest, make_branch
+from sipedge.proxy._flowtoken import dialog_flows
 from sipedge.proxy._fork import Branch, Fork, best_response, group_by_q
 from sipedge.proxy._forwarding import (
     RECORD_ROUTED_METHODS,
@@ -135,6 +136,11 @@ class Forker:
         ):
             self._send_branch(fork, branch, flow)
             return
+        if flow is not None and branch.target.flow_failed is not None:
+            # Reached only over its own connection, which is gone: never a
+            # connect to the (private) address of its Contact.
+            self.branch_failed(fork, branch, branch.target.flow_failed, "flow failed")
+            return
         # No flow, or the connection a phone registered over is gone: send
         # to what its Contact resolves to.
         if core.locator is None:
@@ -175,6 +181,21 @@ class Forker:
             return True
         return False
 
+    def _flow_token(self, fork: Fork, branch: Branch, flow: Any) -> str | None:
+        """
+        The flow token for our Record-Route of a dialog-creating request:
+        how to reach a party behind NAT in the dialog's later requests.
+        """
+        tokens = self._core.flow_tokens
+        if tokens is None:
+            return None
+        target = branch.target
+        callee = flow if target.flow == flow else None
+        flows = dialog_flows(fork.original, fork.incoming, callee, target.flow_failed)
+        if flows is None:
+            return None
+        return str(tokens.seal(flows, fork.request.call_id))
+
     def _send_branch(self, fork: Fork, branch: Branch, flow: Any) -> None:
         assert branch.request is not None
         core = self._core
@@ -192,6 +213,7 @@ class Forker:
                 and request.to_address.tag is None
             ):
                 mac = core.signer.mac(request.call_id)
+                token = self._flow_token(fork, branch, flow)
                 secure = is_secure(request)
                 values = []
                 incoming = fork.incoming
@@ -204,10 +226,12 @@ class Forker:
                     local_port,
                 ):
                     values.append(
-                        record_route_value(incoming.transport, in_host, in_port, mac, secure)
+                        record_route_value(
+                            incoming.transport, in_host, in_port, mac, secure, token
+                        )
                     )
                 values.append(
-                    record_route_value(flow.transport, local_host, local_port, mac, secure)
+                    record_route_value(flow.transport, local_host, local_port, mac, secure, token)
                 )
                 request = with_record_route(request, values)
         except TransportError as e:

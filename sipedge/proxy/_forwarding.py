@@ -73,7 +73,12 @@ def via_value(transport: str, host: str, port: int, branch: str) -> str:
 
 
 def record_route_value(
-    transport: str, host: str, port: int, mac: str, secure: bool = False
+    transport: str,
+    host: str,
+    port: int,
+    mac: str,
+    secure: bool = False,
+    flow_token: str | None = None,
 ) -> str:
     """
     A Record-Route value for one of our interfaces, signed with C{mac}.
@@ -83,12 +88,16 @@ def record_route_value(
     SIPS then); otherwise C{sip:...;transport=tls}, which user agents
     that know no C{sips} scheme can follow (baresip 1.0's libre refuses
     a C{sips} route set with ENOSYS and drops the call).
+
+    A C{flow_token} (L{sipedge.proxy._flowtoken}) is added as C{ft}.
     """
     if transport == "TLS" and secure:
         scheme, params = "sips", ""
     else:
         scheme = "sip"
         params = "" if transport == "UDP" else f";transport={transport.lower()}"
+    if flow_token is not None:
+        params += f";ft={flow_token}"
     return f"<{scheme}:{format_hostport(host, port)}{params};lr;se={mac}>"
 
 

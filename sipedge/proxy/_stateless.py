@@ -63,6 +63,15 @@ class StatelessForwarder:
         target = result.targets[0]
         request = forwarded_request(context.request, target, core.max_forwards)
         if target.flow is not None:
+            if (
+                target.flow_failed is not None
+                and target.flow.reliable
+                and core.transports.connection_for(target.flow) is None
+            ):
+                self._log.info(
+                    "ACK not forwarded: the flow to {flow} is gone", flow=str(target.flow)
+                )
+                return None
             self._send_ack(request, context, target.flow)
             return None
         if core.locator is None:

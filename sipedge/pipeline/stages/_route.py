@@ -8,18 +8,25 @@ strict router: the real Request-URI is the last Route value. Each Route
 value on top that points at us is removed (two when we record-routed on two
 interfaces). When the removed value carries our valid signature for this
 Call-ID, the request belongs to a dialog set up through us:
-C{annotations["route"] = "dialog"}.
+C{annotations["route"] = "dialog"}. If that value also carries a flow token
+(C{ft}, L{sipedge.proxy.FlowTokens}) naming the flow of the party the
+request is addressed to (a phone behind NAT), C{annotations["flow"]} is
+that L{sipedge.proxy.PartyFlow}: the forward stage sends over it.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from zope.interface import implementer
 
+from sipedge.error import MessageParseError, TokenError
 from sipedge.interfaces import IRequestStage
 from sipedge.message import Request
 from sipedge.message._lex import split_comma_list
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, StageResult
+from sipedge.proxy import FLOW_PARAM
 
 __all__ = ["RouteStage"]
 
@@ -54,12 +61,39 @@ class RouteStage:
             # RFC 3261 16.4: the previous hop was a strict router.
             if signer is not None and signer.verify(request.request_uri, call_id):
                 context.annotations["route"] = "dialog"
+                _note_flow(context, request.request_uri, call_id)
             last = request.routes[-1]
             request = _without_last_route(request).with_uri(last.uri)
         while request.routes and local.is_local_uri(request.routes[0].uri):
             uri = request.routes[0].uri
             if signer is not None and signer.verify(uri, call_id):
                 context.annotations["route"] = "dialog"
+                _note_flow(context, uri, call_id)
             request = request.with_headers(request.headers.first_removed("Route"))
         context.request = request
         return _CONTINUE
+
+
+def _note_flow(context: RequestContext, uri: Any, call_id: str) -> None:
+    """
+    If C{uri} (our signed Record-Route value) carries a flow token, note
+    the flow of the party the request is addressed to.
+    """
+    tokens = context.services.flow_tokens
+    token = uri.param(FLOW_PARAM)
+    if tokens is None or not token or "flow" in context.annotations:
+        return
+    request = context.request
+    try:
+        flows = tokens.open(token, call_id)
+        party = flows.toward(request.from_address.tag, request.to_address.tag)
+    except (TokenError, MessageParseError) as e:
+        context.log.info(
+            "Ignoring the flow token of {method} from {source}: {error}",
+            method=request.method,
+            source=str(context.flow),
+            error=str(e),
+        )
+        return
+    if party is not None:
+        context.annotations["flow"] = party

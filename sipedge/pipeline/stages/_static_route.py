@@ -38,7 +38,8 @@ class StaticRouteStage:
         if not self._routes:
             return _CONTINUE
         request = context.request
-        if request.routes:
+        if request.routes or "flow" in context.annotations:
+            # a Route to follow, or a phone behind NAT in a dialog
             return _CONTINUE
         uri = request.request_uri
         host = str(getattr(uri, "host", ""))

@@ -1,0 +1,201 @@
+# -*- test-case-name: sipedge.test.test_proxy_nat -*-
+"""
+Tests for L{sipedge.proxy._nat}: NAT detection.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge.message import Request, parse_datagram
+from sipedge.proxy import NatVerdict, detect_nat, is_private_address
+from sipedge.transport import Flow, stamp_via
+
+PROXY = "192.0.2.1"
+ROUTER = Flow("UDP", PROXY, 5060, "203.0.113.9", 41234)
+
+SDP = (
+    "v=0\r\no=- 1 1 IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\n"
+    "m=audio 4000 RTP/AVP 0\r\n"
+)
+
+
+def request(
+    flow: Flow,
+    via: str = "10.0.0.5:5060",
+    contact: str | None = "<sip:bob@10.0.0.5:5060>",
+    sdp_address: str | None = None,
+    extra_via: bool = False,
+) -> Request:
+    """An INVITE as a phone sent it, received (and stamped) on C{flow}."""
+    body = SDP.format(addr=sdp_address) if sdp_address else ""
+    lines = [
+        "INVITE sip:alice@example.com SIP/2.0",
+        *(["Via: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bK-up"] if extra_via else []),
+        f"Via: SIP/2.0/{flow.transport} {via};branch=z9hG4bK-1;rport",
+        "From: <sip:bob@example.com>;tag=b",
+        "To: <sip:alice@example.com>",
+        "Call-ID: nat-1",
+        "CSeq: 1 INVITE",
+        *([f"Contact: {contact}"] if contact else []),
+        *(["Content-Type: application/sdp"] if body else []),
+        f"Content-Length: {len(body)}",
+        "",
+        body,
+    ]
+    message = parse_datagram("\r\n".join(lines).encode())
+    assert isinstance(message, Request)
+    return stamp_via(message, flow)
+
+
+class PrivateAddressTests(SynchronousTestCase):
+    """Tests for L{is_private_address}."""
+
+    def test_ranges(self) -> None:
+        """
+        RFC 1918, RFC 6598 shared, link-local and unique local addresses are
+        private; public, loopback addresses and host names are not.
+        """
+        for host in ("10.0.0.5", "172.16.1.1", "172.31.255.255", "192.168.1.10",
+                     "100.64.0.1", "100.127.255.254", "169.254.3.4", "fd00::5",
+                     "[fe80::1]", "::ffff:10.1.2.3"):
+            self.assertTrue(is_private_address(host), host)
+        for host in ("203.0.113.9", "172.32.0.1", "100.128.0.1", "127.0.0.1", "::1",
+                     "2001:db8::1", "phone.example.com", ""):
+            self.assertFalse(is_private_address(host), host)
+
+
+class DetectTests(SynchronousTestCase):
+    """Tests for L{detect_nat}."""
+
+    def test_phone_behind_nat(self) -> None:
+        """
+        A phone behind a home router (private Via, Contact and SDP, the
+        router's address and a random port as source) is behind NAT, for
+        every reason.
+        """
+        verdict = detect_nat(request(ROUTER, sdp_address="10.0.0.5"), ROUTER)
+        self.assertIsInstance(verdict, NatVerdict)
+        self.assertTrue(verdict.behind_nat)
+        self.assertEqual(
+            verdict.reasons,
+            ("via-address", "via-port", "contact-private", "contact-address", "sdp-private"),
+        )
+        self.assertEqual(verdict.source, ROUTER)
+        self.assertIn("203.0.113.9:41234", str(verdict))
+
+    def test_public_phone(self) -> None:
+        """A phone that sends from the address and port it names is not behind NAT."""
+        flow = Flow("UDP", PROXY, 5060, "203.0.113.9", 5060)
+        verdict = detect_nat(
+            request(flow, via="203.0.113.9", contact="<sip:bob@203.0.113.9>",
+                    sdp_address="203.0.113.9"),
+            flow,
+        )
+        self.assertFalse(verdict.behind_nat)
+        self.assertEqual(verdict.reasons, ())
+        self.assertIn("not behind NAT", str(verdict))
+
+    def test_port_only(self) -> None:
+        """
+        A user agent that names its source address but another port than
+        the source is reported (via-port, contact-port) but not behind NAT:
+        it may listen on another socket than it sends from.
+        """
+        verdict = detect_nat(
+            request(ROUTER, via="203.0.113.9:5060", contact="<sip:bob@203.0.113.9:5060>"),
+            ROUTER,
+        )
+        self.assertEqual(verdict.reasons, ("via-port", "contact-port"))
+        self.assertFalse(verdict.behind_nat)
+        self.assertIn("via-port", str(verdict))
+
+    def test_stun_learnt(self) -> None:
+        """A phone that names exactly its public address and port is not detected."""
+        verdict = detect_nat(
+            request(ROUTER, via="203.0.113.9:41234", contact="<sip:bob@203.0.113.9:41234>"),
+            ROUTER,
+        )
+        self.assertFalse(verdict.behind_nat)
+
+    def test_tcp_ports(self) -> None:
+        """
+        Over TCP the source port is always ephemeral: only the addresses count.
+        """
+        flow = Flow("TCP", PROXY, 5060, "203.0.113.9", 50123)
+        public = request(flow, via="203.0.113.9", contact="<sip:bob@203.0.113.9;transport=tcp>")
+        self.assertFalse(detect_nat(public, flow).behind_nat)
+        private = request(flow, contact="<sip:bob@10.0.0.5;transport=tcp>")
+        self.assertEqual(
+            detect_nat(private, flow).reasons,
+            ("via-address", "contact-private", "contact-address"),
+        )
+
+    def test_shared_address_space(self) -> None:
+        """A carrier-grade NAT's shared address (100.64.0.0/10) in the Contact counts."""
+        flow = Flow("UDP", PROXY, 5060, "203.0.113.9", 5060)
+        verdict = detect_nat(request(flow, via="203.0.113.9", contact="<sip:b@100.70.1.2>"), flow)
+        self.assertEqual(verdict.reasons, ("contact-private", "contact-address"))
+
+    def test_sdp_only(self) -> None:
+        """A private SDP address alone is found (sdp-private)."""
+        flow = Flow("UDP", PROXY, 5060, "203.0.113.9", 5060)
+        verdict = detect_nat(
+            request(flow, via="203.0.113.9", contact="<sip:b@203.0.113.9>",
+                    sdp_address="192.168.1.20"),
+            flow,
+        )
+        self.assertEqual(verdict.reasons, ("sdp-private",))
+
+    def test_lan_peer(self) -> None:
+        """
+        A peer on the internal network (private, but exactly the source) is
+        not behind NAT.
+        """
+        flow = Flow("UDP", PROXY, 5060, "10.1.2.3", 5060)
+        verdict = detect_nat(
+            request(flow, via="10.1.2.3", contact="<sip:pbx@10.1.2.3>", sdp_address="10.1.2.3"),
+            flow,
+        )
+        self.assertFalse(verdict.behind_nat)
+
+    def test_through_a_proxy(self) -> None:
+        """A request that came through another proxy (two Vias) is not tested."""
+        self.assertFalse(detect_nat(request(ROUTER, extra_via=True), ROUTER).behind_nat)
+
+    def test_host_names(self) -> None:
+        """A host name in the Via is no finding; in the Contact it names another host."""
+        flow = Flow("UDP", PROXY, 5060, "203.0.113.9", 5060)
+        verdict = detect_nat(
+            request(flow, via="phone.example.com", contact="<sip:b@phone.example.com>"), flow
+        )
+        self.assertEqual(verdict.reasons, ("contact-address",))
+
+    def test_no_contact(self) -> None:
+        """Without a Contact, only the Via is tested."""
+        self.assertTrue(detect_nat(request(ROUTER, contact=None), ROUTER).behind_nat)
+        self.assertEqual(detect_nat(request(ROUTER, contact=None), ROUTER).reasons,
+                         ("via-address", "via-port"))
+
+    @given(
+        via=st.sampled_from(["10.0.0.5", "203.0.113.9:41234", "[2001:db8::1]:5060", "x.invalid"]),
+        contact=st.text(max_size=40),
+        body=st.binary(max_size=80),
+    )
+    def test_never_raises(self, via: str, contact: str, body: bytes) -> None:
+        """
+        Whatever the Contact and the body, L{detect_nat} gives a verdict:
+        what does not parse is not used.
+        """
+        message = request(ROUTER, via=via, contact=None)
+        headers = message.headers.added("Contact", contact).added(
+            "Content-Type", "application/sdp"
+        )
+        message = Request(message.method, message.uri, headers, body)
+        verdict = detect_nat(message, ROUTER)
+        self.assertEqual(verdict.source, ROUTER)
+        self.assertEqual(
+            verdict.behind_nat, bool(set(verdict.reasons) - {"via-port", "contact-port"})
+        )
