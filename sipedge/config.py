@@ -654,11 +654,20 @@ class RegistrarConfig:
         Brief).
     @ivar max_expires: longer requested intervals are cut to this.
     @ivar default_expires: the interval of a REGISTER that asks for none.
+    @ivar nat_expires: the longest interval of a phone detected behind NAT
+        (it then re-registers often enough that its NAT binding stays open
+        and a phone that is gone is soon forgotten); 0 for no such limit.
+        Never below C{min_expires}.
+    @ivar keepalive_interval: seconds between the OPTIONS pings that keep
+        the NAT bindings of registered UDP phones behind NAT open (the
+        default keeps a 30-second router timeout open); 0 for none.
     """
 
     min_expires: int = attrs.field(default=60, validator=_integer(1, _MAX_DELTA_SECONDS))
     max_expires: int = attrs.field(default=3600, validator=_integer(1, _MAX_DELTA_SECONDS))
     default_expires: int = attrs.field(default=3600, validator=_integer(1, _MAX_DELTA_SECONDS))
+    nat_expires: int = attrs.field(default=120, validator=_integer(0, _MAX_DELTA_SECONDS))
+    keepalive_interval: int = attrs.field(default=15, validator=_integer(0, 3600))
 
     def __attrs_post_init__(self) -> None:
         if not self.min_expires <= self.default_expires:

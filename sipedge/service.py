@@ -31,6 +31,7 @@ from sipedge.proxy import (
     DialogTracker,
     FlowTokens,
     LocalIdentity,
+    NatKeepalive,
     ProxyCore,
     RecordRouteSigner,
     Registrar,
@@ -196,6 +197,7 @@ class SipEdgeService(MultiService):
             min_expires=config.registrar.min_expires,
             max_expires=config.registrar.max_expires,
             default_expires=config.registrar.default_expires,
+            nat_expires=config.registrar.nat_expires or None,
         )
         try:
             self._build(config, reactor, state_dir)
@@ -280,6 +282,16 @@ class SipEdgeService(MultiService):
             topology=self.topology,
             flow_tokens=self.flow_tokens,
         )
+        #: Pings that keep the NAT bindings of registered UDP phones open.
+        self.keepalive: NatKeepalive | None = None
+        if config.registrar.keepalive_interval:
+            self.keepalive = NatKeepalive(
+                self.store,
+                reactor,
+                self.core.originate,
+                interval=config.registrar.keepalive_interval,
+            )
+            self.registrar.on_registered.append(self.keepalive.registered)
         if self.dialogs is not None:
             # The proxy ends a call itself (BYE to both parties) when the
             # relay ends its media or its session expires; the media of a
@@ -437,6 +449,8 @@ class SipEdgeService(MultiService):
         if start_relay is not None:
             start_relay()  # a RemoteMediaRelay: connect to the relay
         self.registrar.start_expiry(60.0)
+        if self.keepalive is not None:
+            self.keepalive.start()
         self.security.start()
         self.loop_lag.start()
         if self.hep_sender is not None:
@@ -454,6 +468,8 @@ class SipEdgeService(MultiService):
         self.loop_lag.stop()
         metrics_port, self._metrics_port = self._metrics_port, None
         self.registrar.stop_expiry()
+        if self.keepalive is not None:
+            self.keepalive.stop()
         self.security.stop()
         self.core.stop()
         parse_call = getattr(self._dns, "_parseCall", None)

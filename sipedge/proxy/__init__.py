@@ -6,6 +6,7 @@ from sipedge.proxy._core import ProxyCore
 from sipedge.proxy._dialogs import DialogTracker
 from sipedge.proxy._flowtoken import PARAM as FLOW_PARAM
 from sipedge.proxy._flowtoken import DialogFlows, FlowTokens, PartyFlow
+from sipedge.proxy._keepalive import DEFAULT_KEEPALIVE_INTERVAL, NatKeepalive, needs_keepalive
 from sipedge.proxy._local import LocalIdentity
 from sipedge.proxy._nat import NatVerdict, detect_nat, is_private_address
 from sipedge.proxy._registrar import Registrar
@@ -14,11 +15,13 @@ from sipedge.proxy._seal import Sealer
 from sipedge.proxy._topology import TopologyHider
 
 __all__ = [
+    "DEFAULT_KEEPALIVE_INTERVAL",
     "FLOW_PARAM",
     "DialogFlows",
     "DialogTracker",
     "FlowTokens",
     "LocalIdentity",
+    "NatKeepalive",
     "NatVerdict",
     "PartyFlow",
     "ProxyCore",
@@ -28,4 +31,5 @@ __all__ = [
     "TopologyHider",
     "detect_nat",
     "is_private_address",
+    "needs_keepalive",
 ]

@@ -12,7 +12,7 @@ Response it fires with.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -26,6 +26,7 @@ from sipedge.interfaces import ILocationStore
 from sipedge.message import Request, Response
 from sipedge.message._address import NameAddress, quote_text
 from sipedge.message._uri import SipURI
+from sipedge.proxy._nat import detect_nat
 from sipedge.store._binding import Binding, aor_of, same_binding
 from sipedge.transaction import make_response
 from sipedge.transport._flow import Flow, format_hostport
@@ -94,6 +95,10 @@ class Registrar:
     @param max_expires: longer registrations are shortened to this.
     @param default_expires: used when neither the Contact's C{expires}
         parameter nor the Expires header gives one.
+    @param nat_expires: the longest registration of a phone detected
+        behind NAT (L{sipedge.proxy.detect_nat}), so that it refreshes its
+        NAT binding and we learn soon when it is gone; C{None} for no
+        such limit.
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class Registrar:
         min_expires: int = 60,
         max_expires: int = 3600,
         default_expires: int = 3600,
+        nat_expires: int | None = None,
     ) -> None:
         if not 0 <= min_expires <= default_expires <= max_expires:
             raise ValueError(
@@ -114,6 +120,10 @@ class Registrar:
         self.min_expires = min_expires
         self.max_expires = max_expires
         self.default_expires = default_expires
+        self.nat_expires = nat_expires
+        #: Told C{(aor, bindings, now)} after each successful update: the
+        #: AOR's bindings as they now are (L{sipedge.proxy.NatKeepalive}).
+        self.on_registered: list[Callable[[str, list[Binding], float], None]] = []
         self._clock = clock
         self._expiry: LoopingCall | None = None
 
@@ -183,6 +193,7 @@ class Registrar:
                 if old.call_id == call_id and old.cseq >= cseq:
                     raise _Reject(500, f"CSeq {cseq} not above {old.cseq} of {old.contact}")
             await store.remove_all(aor)
+            self._tell(aor, [], now)
             _log.info("Removed every binding of {aor}", aor=aor, count=len(current))
             return []
 
@@ -202,6 +213,7 @@ class Registrar:
                 ):
                     raise _Reject(500, f"CSeq {binding.cseq} not above {old.cseq} of {old.contact}")
         result = await store.update(aor, new, now)
+        self._tell(aor, list(result), now)
         _log.info(
             "REGISTER {call_id} for {aor}: {count} bindings",
             call_id=call_id,
@@ -213,6 +225,13 @@ class Registrar:
         if any(b.reg_id is not None for b in new):
             headers.append(("Require", "outbound"))  # RFC 5626 section 6
         return headers
+
+    def _tell(self, aor: str, bindings: list[Binding], now: float) -> None:
+        for observer in self.on_registered:
+            try:
+                observer(aor, bindings, now)
+            except Exception:
+                _log.failure("Registration observer {observer!r} failed", observer=observer)
 
     def _bindings(
         self,
@@ -231,6 +250,9 @@ class Registrar:
             raise _Reject(400, e.reason) from e
         user_agent = request.headers.get("User-Agent")
         received = _received(flow)
+        cap = self.max_expires
+        if self.nat_expires is not None and detect_nat(request, flow).behind_nat:
+            cap = min(cap, max(self.nat_expires, self.min_expires))
         call_id = request.call_id
         cseq = request.cseq.number
 
@@ -246,7 +268,7 @@ class Registrar:
                 expires = self.default_expires if header_expires is None else header_expires
             if 0 < expires < self.min_expires:
                 too_brief.append(str(contact.uri))
-            expires = min(expires, self.max_expires)
+            expires = min(expires, cap)
             instance = contact.param("+sip.instance") or None
             reg_id = None
             reg_id_text = contact.param("reg-id")
