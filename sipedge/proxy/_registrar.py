@@ -251,8 +251,17 @@ class Registrar:
         user_agent = request.headers.get("User-Agent")
         received = _received(flow)
         cap = self.max_expires
-        if self.nat_expires is not None and detect_nat(request, flow).behind_nat:
-            cap = min(cap, max(self.nat_expires, self.min_expires))
+        if self.nat_expires is not None:
+            verdict = detect_nat(request, flow)
+            if verdict.behind_nat:
+                cap = min(cap, max(self.nat_expires, self.min_expires))
+                _log.info(
+                    "REGISTER {call_id} for {aor}: {verdict}; at most {cap} s",
+                    call_id=request.headers.get("Call-ID"),
+                    aor=aor,
+                    verdict=str(verdict),
+                    cap=cap,
+                )
         call_id = request.call_id
         cseq = request.cseq.number
 

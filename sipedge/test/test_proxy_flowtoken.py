@@ -22,15 +22,9 @@ from sipedge.proxy import (
     PartyFlow,
     Sealer,
 )
-from sipedge.test.test_proxy_core import (
-    ALICE,
-    PROXY,
-    SECRET,
-    UPSTREAM,
-    ProxyHarness,
-    answer,
-    request,
-)
+from sipedge.testing import ALICE, PROXY, SECRET, UPSTREAM, ProxyHarness
+from sipedge.testing import sip_answer as answer
+from sipedge.testing import sip_request as request
 from sipedge.transport import Flow
 
 #: Bob's phone behind a home router: the router's address, a random port.

@@ -16,7 +16,8 @@ from sipedge.error import OriginateError
 from sipedge.message import Request, Response
 from sipedge.proxy import NatKeepalive, Registrar, needs_keepalive
 from sipedge.store import Binding, MemoryLocationStore
-from sipedge.test.test_proxy_core import ALICE, UPSTREAM, ProxyHarness, request
+from sipedge.testing import ALICE, UPSTREAM, ProxyHarness
+from sipedge.testing import sip_request as request
 from sipedge.transaction import make_response
 from sipedge.transport import Flow
 

@@ -31,6 +31,8 @@ under C{SIPEDGE_REQUIRE_TOOLS=1}):
  - L{SipEdgeProcess} and L{RelayProcess}: C{twistd sipedge} and
    C{twistd sipedge-relay} in child processes.
  - L{Sipp}, L{BaresipPhone}, L{run_sipvicious}: real SIP peers.
+ - L{NatLab} and L{NamespacePhone}: a home router doing NAT in network
+   namespaces, baresip phones behind it and outside.
  - L{Capture}: C{tcpdump} on loopback; L{MediaCallTestCase}: two baresip
    phones calling each other through sipedge, captured.
 
@@ -99,6 +101,10 @@ from sipedge.testing._messages import (
     sip_request,
 )
 from sipedge.testing._netmodel import DatagramMatch, NetworkModel, NetworkRule, sip_match
+from sipedge.testing._netns import EDGE as NAT_EDGE
+from sipedge.testing._netns import LAN_PHONE as NAT_LAN_PHONE
+from sipedge.testing._netns import OUTSIDE as NAT_OUTSIDE
+from sipedge.testing._netns import NamespacePhone, NatLab, require_netns
 from sipedge.testing._processes import RelayProcess, SipEdgeProcess, add_user
 from sipedge.testing._proxy import (
     ALICE,
@@ -161,6 +167,9 @@ __all__ = [
     "KEY_A",
     "MEDIA_LIMITS",
     "MEDIA_RELAY_HOST",
+    "NAT_EDGE",
+    "NAT_LAN_PHONE",
+    "NAT_OUTSIDE",
     "OPTIONS_VIA",
     "PROXY",
     "RELAY_HOST",
@@ -195,6 +204,8 @@ __all__ = [
     "MediaCall",
     "MediaCallTestCase",
     "MediaEndpoint",
+    "NamespacePhone",
+    "NatLab",
     "NetworkModel",
     "NetworkRule",
     "PendingLookupStore",
@@ -232,6 +243,7 @@ __all__ = [
     "parse_message",
     "read_pcap",
     "read_wav",
+    "require_netns",
     "require_tool",
     "rr",
     "rtp_packet",

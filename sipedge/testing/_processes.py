@@ -36,6 +36,8 @@ class _TwistdProcess:
     log file of the work directory (kept across restarts).
     """
 
+    #: What the command line starts with (C{ip netns exec NS}: in a namespace).
+    command_prefix: tuple[str, ...] = ()
     #: The twistd plugin, the configuration and log file names.
     plugin = ""
     config_name = ""
@@ -61,7 +63,7 @@ class _TwistdProcess:
         self._log = self.log_path.open("ab")
         offset = self._log.tell()  # this run's lines only (the log is kept across restarts)
         self.process = subprocess.Popen(
-            [*_twistd(), "-n", "--pidfile=", "--logfile=-",
+            [*self.command_prefix, *_twistd(), "-n", "--pidfile=", "--logfile=-",
              self.plugin, "--config", str(self.config_path)],
             cwd=self.workdir,
             stdout=self._log,

@@ -1,0 +1,179 @@
+# -*- test-case-name: sipedge.test.test_e2e_nat -*-
+"""
+End-to-end tests behind a real kernel NAT: a baresip phone (bob) in a
+namespace behind a "home router" namespace that masquerades with random
+source ports and forgets UDP mappings after 20 seconds; C{twistd sipedge}
+(with the defaults a new user has: a domain and users) and a second
+baresip phone (alice) outside, in the edge namespace (see
+L{sipedge.test._netns}).
+
+Bob's REGISTER, INVITE and answers name his private address (10.0.0.2) in
+Via, Contact and SDP; nothing on the edge side has a route to it. Every
+request that reaches him must come over the router's mapping of the flow
+he registered or called from.
+
+Skipped where network namespaces cannot be created (not root, or in a
+container without the capability); failed then under
+C{SIPEDGE_REQUIRE_TOOLS=1}. Every namespace, veth and process is removed
+afterwards, also on failure.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge.testing import (
+    NAT_EDGE,
+    NAT_LAN_PHONE,
+    NAT_OUTSIDE,
+    NamespacePhone,
+    NatLab,
+    SipEdgeProcess,
+    add_user,
+    module_path,
+    require_netns,
+    require_tool,
+)
+
+#: The router's UDP timeout, and a wait that outlasts it.
+UDP_TIMEOUT = 20
+PAST_TIMEOUT = UDP_TIMEOUT + 8
+
+_CONFIG = f"""
+[sip]
+domains = ["sipedge.test"]
+listen = ["udp:{NAT_EDGE}:0", "tcp:{NAT_EDGE}:0"]
+[state]
+path = "state"
+[auth]
+# baresip 1.0 (libre) answers MD5 challenges only.
+algorithms = ["MD5"]
+"""
+
+
+class BehindNatTests(SynchronousTestCase):
+    """A phone behind a kernel NAT, called and calling through sipedge."""
+
+    def setUp(self) -> None:
+        require_tool("baresip")
+        module_path()
+        require_netns()
+        self.lab = NatLab(udp_timeout=UDP_TIMEOUT)
+        self.addCleanup(self.assert_removed)
+        self.addCleanup(self.lab.destroy)
+        self.lab.build()
+        self.work = Path(self.mktemp()).absolute()
+        self.work.mkdir(parents=True)
+        self.proxy = SipEdgeProcess(self.work, _CONFIG)
+        self.proxy.command_prefix = tuple(self.lab.prefix(self.lab.edge))
+        for user in ("alice", "bob"):
+            add_user(self.proxy.config_path, user, f"{user}-secret")
+        self.addCleanup(self.proxy.stop)
+        self.proxy.start()
+        self.bob = self.phone("bob", self.lab.phone, NAT_LAN_PHONE, 1000)
+        self.alice = self.phone("alice", self.lab.edge, NAT_OUTSIDE, 440)
+
+    def assert_removed(self) -> None:
+        """No namespace of the lab is left."""
+        self.assertEqual(self.lab.exists(), [])
+
+    def phone(self, user: str, namespace: str, address: str, tone: int) -> NamespacePhone:
+        port = self.proxy.ports["UDP"]
+        account = (
+            f"<sip:{user}@sipedge.test;transport=udp>;auth_pass={user}-secret"
+            f';outbound="sip:{NAT_EDGE}:{port};transport=udp"'
+            ";regint=600;audio_codecs=pcmu"
+        )
+        phone = NamespacePhone(
+            self.lab, namespace, self.work, user, sip_address=address, account=account,
+            tone=tone, rtp_ports=self.lab.free_range(namespace, address),
+            media_address=address,
+        )
+        self.addCleanup(phone.stop)
+        phone.start()
+        return phone
+
+    def answered_call(self) -> None:
+        """Alice calls Bob behind the NAT; Bob answers."""
+        self.alice.command("dial", "sip:bob@sipedge.test")
+        self.bob.wait_event("CALL_INCOMING")
+        self.bob.command("accept")
+        self.alice.wait_event("CALL_ESTABLISHED")
+        self.bob.wait_event("CALL_ESTABLISHED")
+
+    def assert_nothing_to_private(self) -> None:
+        """sipedge never tried to send to Bob's private address."""
+        log = self.proxy.log()
+        self.assertNotIn(f"{NAT_LAN_PHONE}:", "\n".join(
+            line for line in log.splitlines() if re.search(r"Cannot send|failed", line)
+        ))
+
+    def test_registered_behind_nat(self) -> None:
+        """
+        Bob's registration names his private address; sipedge grants a
+        phone behind NAT a short interval (120 s instead of the 600 asked).
+        """
+        log = self.proxy.log()
+        self.assertRegex(
+            log,
+            r"for sip:bob@sipedge\.test: behind NAT at 198\.18\.0\.1:\d+ \(via-address,"
+            r".*contact-private.*\); at most 120 s",
+        )
+        self.assertIn("sip:bob@sipedge.test: 1 bindings", log)
+        self.assertNotRegex(log, r"for sip:alice@sipedge\.test: behind NAT")
+
+    def test_bye_from_outside(self) -> None:
+        """
+        An incoming call is answered behind the NAT; when the outside party
+        hangs up, the BYE reaches the phone behind the NAT.
+        """
+        self.answered_call()
+        self.alice.command("hangup")
+        self.alice.wait_event("CALL_CLOSED")
+        self.bob.wait_event("CALL_CLOSED", timeout=10)
+        self.assert_nothing_to_private()
+
+    def test_phone_behind_nat_hangs_up(self) -> None:
+        """The phone behind the NAT hangs up: the BYE reaches the outside party."""
+        self.answered_call()
+        self.bob.command("hangup")
+        self.bob.wait_event("CALL_CLOSED")
+        self.alice.wait_event("CALL_CLOSED", timeout=10)
+
+    def test_call_from_behind_nat(self) -> None:
+        """
+        The phone behind the NAT calls out; the callee answers and hangs up:
+        its BYE reaches the caller behind the NAT (whose Contact is private).
+        """
+        self.bob.command("dial", "sip:alice@sipedge.test")
+        self.alice.wait_event("CALL_INCOMING")
+        self.alice.command("accept")
+        self.bob.wait_event("CALL_ESTABLISHED")
+        self.alice.command("hangup")
+        self.bob.wait_event("CALL_CLOSED", timeout=10)
+        self.assert_nothing_to_private()
+
+    def test_call_outlasts_router_timeout(self) -> None:
+        """
+        A call longer than the router's UDP timeout: sipedge's keepalives
+        hold the signalling mapping, and the outside party's BYE still
+        reaches the phone behind the NAT.
+        """
+        self.answered_call()
+        time.sleep(PAST_TIMEOUT)
+        self.alice.command("hangup")
+        self.bob.wait_event("CALL_CLOSED", timeout=10)
+
+    def test_call_after_quiet_period(self) -> None:
+        """
+        After a quiet period longer than the router's UDP timeout, an
+        incoming call still reaches the phone behind the NAT.
+        """
+        time.sleep(PAST_TIMEOUT)
+        self.answered_call()
+        self.alice.command("hangup")
+        self.bob.wait_event("CALL_CLOSED", timeout=10)
