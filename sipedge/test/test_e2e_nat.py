@@ -177,3 +177,21 @@ class BehindNatTests(SynchronousTestCase):
         self.answered_call()
         self.alice.command("hangup")
         self.bob.wait_event("CALL_CLOSED", timeout=10)
+
+    def test_hold_and_resume(self) -> None:
+        """
+        Hold and resume from each side: the outside party's re-INVITEs
+        reach the phone behind the NAT, and the phone's reach the outside
+        party; the call goes on and ends with a BYE reaching the phone.
+        """
+        self.answered_call()
+        for phone, other in ((self.alice, self.bob), (self.bob, self.alice)):
+            for command in ("hold", "resume"):
+                seen = other.log().count("got re-INVITE")
+                phone.command(command)
+                self.lab.wait_until(
+                    lambda other=other, seen=seen: other.log().count("got re-INVITE") > seen,
+                    10, f"{phone.name} {command}: no re-INVITE reached {other.name}",
+                )
+        self.alice.command("hangup")
+        self.bob.wait_event("CALL_CLOSED", timeout=10)

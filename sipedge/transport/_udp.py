@@ -20,6 +20,7 @@ from sipedge.message import DEFAULT_LIMITS, Limits, Request, is_keepalive, parse
 from sipedge.message import serialize as serialize_message
 from sipedge.transport._flow import Flow
 from sipedge.transport._stamp import stamp_via
+from sipedge.transport._stun import binding_response, looks_like_stun
 
 if TYPE_CHECKING:
     from sipedge.message import Message
@@ -39,7 +40,8 @@ class SipDatagramProtocol(DatagramProtocol):
     A SIP UDP socket: parses each datagram and hands C{(message, flow)} to
     an L{IMessageReceiver}; requests get their top Via stamped
     (L{stamp_via}). Keep-alives (datagrams of CRLFs only) are counted and
-    dropped; datagrams that do not parse go to
+    dropped; STUN Binding requests (RFC 5626 8) are counted and
+    answered; datagrams that do not parse go to
     L{IMessageReceiver.malformed_message}.
 
     Listen with C{reactor.listenUDP(port, protocol, interface=host,
@@ -116,6 +118,17 @@ class SipDatagramProtocol(DatagramProtocol):
                 self._log.debug(
                     "Dropping {size}-byte keep-alive from {source}", size=len(data), source=flow
                 )
+            return
+        if looks_like_stun(data):
+            # RFC 5626 8: a STUN keepalive on the SIP port gets its answer.
+            self.keepalives += 1
+            response = binding_response(data, addr[0], addr[1])
+            if response is not None and self.transport is not None:
+                try:
+                    self.transport.write(response, addr)
+                except (OSError, InvalidAddressError, MessageLengthError) as e:
+                    self._log.info("Cannot answer STUN from {source}: {error}",
+                                   source=flow, error=str(e))
             return
         try:
             message = parse_datagram(data, self._limits)
