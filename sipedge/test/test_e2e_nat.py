@@ -55,8 +55,11 @@ algorithms = ["MD5"]
 """
 
 
-class BehindNatTests(SynchronousTestCase):
-    """A phone behind a kernel NAT, called and calling through sipedge."""
+class _BehindNat(SynchronousTestCase):
+    """sipedge on the edge, bob behind the NAT, alice outside; all removed after."""
+
+    #: How bob reaches sipedge.
+    bob_transport = "udp"
 
     def setUp(self) -> None:
         require_tool("baresip")
@@ -74,18 +77,20 @@ class BehindNatTests(SynchronousTestCase):
             add_user(self.proxy.config_path, user, f"{user}-secret")
         self.addCleanup(self.proxy.stop)
         self.proxy.start()
-        self.bob = self.phone("bob", self.lab.phone, NAT_LAN_PHONE, 1000)
+        self.bob = self.phone("bob", self.lab.phone, NAT_LAN_PHONE, 1000, self.bob_transport)
         self.alice = self.phone("alice", self.lab.edge, NAT_OUTSIDE, 440)
 
     def assert_removed(self) -> None:
         """No namespace of the lab is left."""
         self.assertEqual(self.lab.exists(), [])
 
-    def phone(self, user: str, namespace: str, address: str, tone: int) -> NamespacePhone:
-        port = self.proxy.ports["UDP"]
+    def phone(
+        self, user: str, namespace: str, address: str, tone: int, transport: str = "udp"
+    ) -> NamespacePhone:
+        port = self.proxy.ports[transport.upper()]
         account = (
-            f"<sip:{user}@sipedge.test;transport=udp>;auth_pass={user}-secret"
-            f';outbound="sip:{NAT_EDGE}:{port};transport=udp"'
+            f"<sip:{user}@sipedge.test;transport={transport}>;auth_pass={user}-secret"
+            f';outbound="sip:{NAT_EDGE}:{port};transport={transport}"'
             ";regint=600;audio_codecs=pcmu"
         )
         phone = NamespacePhone(
@@ -106,11 +111,14 @@ class BehindNatTests(SynchronousTestCase):
         self.bob.wait_event("CALL_ESTABLISHED")
 
     def assert_nothing_to_private(self) -> None:
-        """sipedge never tried to send to Bob's private address."""
-        log = self.proxy.log()
-        self.assertNotIn(f"{NAT_LAN_PHONE}:", "\n".join(
-            line for line in log.splitlines() if re.search(r"Cannot send|failed", line)
-        ))
+        """sipedge never sent to, nor connected to, Bob's private address."""
+        self.assertNotRegex(
+            self.proxy.log(), rf"(Cannot send to|Connection) [^\n]*<-> {re.escape(NAT_LAN_PHONE)}:"
+        )
+
+
+class BehindNatTests(_BehindNat):
+    """A UDP phone behind a kernel NAT, called and calling through sipedge."""
 
     def test_registered_behind_nat(self) -> None:
         """
@@ -195,3 +203,40 @@ class BehindNatTests(SynchronousTestCase):
                 )
         self.alice.command("hangup")
         self.bob.wait_event("CALL_CLOSED", timeout=10)
+
+
+class TcpBehindNatTests(_BehindNat):
+    """A TCP phone behind a kernel NAT: reached only over its own connection."""
+
+    bob_transport = "tcp"
+
+    def test_bye_from_outside(self) -> None:
+        """
+        An incoming call reaches the TCP phone over its connection; the
+        outside party's BYE too.
+        """
+        self.answered_call()
+        self.alice.command("hangup")
+        self.bob.wait_event("CALL_CLOSED", timeout=10)
+        self.assert_nothing_to_private()
+
+    def test_connection_gone(self) -> None:
+        """
+        When the TCP phone's connection is gone (the phone died without
+        unregistering), a call to it is answered 480 at once: no connect
+        to its private address, no timeout.
+        """
+        assert self.bob.process is not None
+        self.bob.process.kill()
+        self.bob.process.wait(10)
+        self.lab.wait_until(
+            lambda: re.search(r"Connection TCP \S+ <-> 198\.18\.0\.1:\d+ closed",
+                              self.proxy.log()) is not None,
+            10, "sipedge did not see the connection end",
+        )
+        started = time.monotonic()
+        self.alice.command("dial", "sip:bob@sipedge.test")
+        closed = self.alice.wait_event("CALL_CLOSED", timeout=10)
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertIn("480", str(closed))
+        self.assert_nothing_to_private()
