@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 
 from sipedge.auth import NonceSource, SQLiteCredentialStore
 from sipedge.capture import HepCapture, HepSender
@@ -182,6 +182,9 @@ class SipEdgeService(MultiService):
         super().__init__()
         self.config = config
         self._reactor = reactor
+        #: The log observer twistd's application is to use (C{[log]} applied),
+        #: or C{None} to keep twistd's: set by the composition root.
+        self.log_observer: ILogObserver | None = None
         state_dir = Path(config.state.path)
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -374,6 +377,17 @@ class SipEdgeService(MultiService):
         registry.register(SipEdgeCollector(sources))
         ProcessCollector(registry=registry)
         return registry
+
+    def setServiceParent(self, parent: Any) -> None:
+        """
+        Join C{parent}; on twistd's application, also give it
+        L{log_observer}, which twistd then logs everything to (its own
+        start-up lines included), unless another observer was set.
+        """
+        super().setServiceParent(parent)
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            if parent.getComponent(ILogObserver, None) is None:
+                parent.setComponent(ILogObserver, self.log_observer)
 
     def privilegedStartService(self) -> None:
         bound = []

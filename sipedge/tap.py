@@ -74,10 +74,17 @@ def makeService(options: Options) -> Any:
     """Build the sipedge service on the global reactor."""
     from twisted.internet import reactor
 
+    from sipedge._logging import log_observer, twistd_log_output
     from sipedge.service import build_service
 
     try:
-        return build_service(options.config, reactor)
+        service = build_service(options.config, reactor)
     except ConfigError as e:
         source = options["config"] or "the embedded defaults"
         raise SystemExit(f"sipedge: {source}: {e}") from None
+    # [log] level and format, written where twistd would have logged.
+    output = twistd_log_output(getattr(options, "parent", None))
+    if output is not None:
+        log = options.config.log
+        service.log_observer = log_observer(log.log_level, log.format, output)
+    return service
