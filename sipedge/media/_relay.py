@@ -167,7 +167,8 @@ class MediaRelay:
         )
         self._sessions[session_key] = session
         self._allocated += 1
-        self._log.debug(
+        # Once a call, like the session's end: info, as rtpengine logs calls.
+        self._log.info(
             "Media session {key} allocated: {modes}, ports {ports}",
             key=session_key,
             modes="/".join(mode.value for mode in session.modes),
@@ -210,7 +211,7 @@ class MediaRelay:
                     "the policy of a re-offer must be the session's (allocate a new session)"
                 )
         session.reoffer(offer.streams, offerer, offer.source)
-        self._log.debug(
+        self._log.info(
             "Media session {key} re-offered by {party}: ports {ports}",
             key=session_key,
             party=offerer.value,
