@@ -24,15 +24,19 @@ from sipedge.media import (
 )
 from sipedge.media._anchor_sdp import has_keys, offer_of, offers_srtp, reject
 from sipedge.media._config import MediaConfig
+from sipedge.media._errors import PortsExhausted
 from sipedge.media._values import MediaMode, RelayAllocation, RelayPolicy, SessionEnd
 from sipedge.message import Response
 from sipedge.message._sdp import SessionDescription, parse_sdp
+from sipedge.pipeline._context import RequestContext
+from sipedge.pipeline._results import Respond
 from sipedge.pipeline.stages._anchor_calls import (
     Call,
     MediaEnded,
     Negotiation,
     other,
     relay_error,
+    warning,
     without_body,
 )
 
@@ -272,3 +276,33 @@ class AnchorCalls:
                 )
             except Exception:
                 self._log.failure("on_media_ended failed for {call}", call=call.key)
+
+    # -- refusals -------------------------------------------------------------
+
+    def refused(self, context: RequestContext, error: MediaError) -> Respond:
+        status = error.status_hint
+        self._log.info(
+            "Media offer in {method} of {call_id} refused ({status}): {error}",
+            method=context.request.method,
+            call_id=context.request.headers.get("Call-ID"),
+            status=status,
+            error=str(error),
+        )
+        if status == 488:
+            return Respond(488, None, (warning(305, str(error)),))
+        if status == 503:
+            if isinstance(error, PortsExhausted):
+                return Respond(503, "Media Ports Exhausted")
+            # A remote relay that is not connected or did not answer.
+            return Respond(503, "Media Relay Unavailable")
+        return Respond(500)
+
+    def refusal(self, code: int, text: str, context: RequestContext) -> Respond:
+        """488 with a Warning of code C{code}."""
+        self._log.info(
+            "Media offer in {method} of {call_id} refused (488): {text}",
+            method=context.request.method,
+            call_id=context.request.headers.get("Call-ID"),
+            text=text,
+        )
+        return Respond(488, None, (warning(code, text),))

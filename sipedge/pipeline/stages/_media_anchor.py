@@ -69,7 +69,6 @@ from sipedge.interfaces import (
 from sipedge.media import OfferAnswerAction, OfferAnswerInput
 from sipedge.media._anchor_sdp import has_keys, reject, rewrite
 from sipedge.media._config import MediaConfig
-from sipedge.media._errors import MediaError, PortsExhausted
 from sipedge.media._values import MediaMode, RelayAllocation
 from sipedge.message import Request, Response
 from sipedge.message._sdp import SessionDescription, parse_sdp
@@ -201,7 +200,7 @@ class MediaAnchorStage(ResponseAnchoring):
         body = sdp_body(request)
         if body is None:
             if method != "ACK" and multipart_sdp(request):
-                return self._refusal(305, "SDP in a multipart body cannot be anchored", context)
+                return self.refusal(305, "SDP in a multipart body cannot be anchored", context)
             if method == "INVITE":
                 return self._offerless_invite(context, call, call_id, from_tag, to_tag, cseq)
             if method == "ACK" and call is not None:
@@ -375,7 +374,7 @@ class MediaAnchorStage(ResponseAnchoring):
                 call_id=call.call_id,
             )
             return Respond(503, "Media Relay Unavailable")
-        return self._refused(context, error)
+        return self.refused(context, error)
 
     def _offerless_invite(
         self,
@@ -574,33 +573,3 @@ class MediaAnchorStage(ResponseAnchoring):
             self.fail_pending(call)
         if note.new_call and self._calls.get(call.key) is call and call.current is None:
             self.end(call, "answered before forwarding")
-
-    # -- refusals -------------------------------------------------------------
-
-    def _refused(self, context: RequestContext, error: MediaError) -> Respond:
-        status = error.status_hint
-        self._log.info(
-            "Media offer in {method} of {call_id} refused ({status}): {error}",
-            method=context.request.method,
-            call_id=context.request.headers.get("Call-ID"),
-            status=status,
-            error=str(error),
-        )
-        if status == 488:
-            return Respond(488, None, (warning(305, str(error)),))
-        if status == 503:
-            if isinstance(error, PortsExhausted):
-                return Respond(503, "Media Ports Exhausted")
-            # A remote relay that is not connected or did not answer.
-            return Respond(503, "Media Relay Unavailable")
-        return Respond(500)
-
-    def _refusal(self, code: int, text: str, context: RequestContext) -> Respond:
-        """488 with a Warning of code C{code}."""
-        self._log.info(
-            "Media offer in {method} of {call_id} refused (488): {text}",
-            method=context.request.method,
-            call_id=context.request.headers.get("Call-ID"),
-            text=text,
-        )
-        return Respond(488, None, (warning(code, text),))
