@@ -10,6 +10,10 @@ INVITE relayed, and the best final response chosen
 C (16.8) guards a forked INVITE: its duration is C{TimerSettings.timer_c},
 the one setting for it.
 
+A non-INVITE follows RFC 4320: no provisional response is relayed to it
+(4.1), and it never gets a 408 (4.2): when no branch answered, nothing is
+sent upstream and its server transaction ends silently.
+
 Responses relayed upstream pass the response chain, which may answer with
 a Deferred: the responses of one server transaction then wait, in order,
 in a L{ResponseQueue} (L{sipedge.proxy._responses}), bounded by
@@ -325,7 +329,11 @@ class Forker:
             branch.provisional = True
             if branch.cancel_pending:
                 cancelling.send_cancel(fork, branch)
-            if fork.request.method == "INVITE" and not fork.final_sent:
+            if fork.request.method != "INVITE":
+                # RFC 4320 4.1: no provisional response to a non-INVITE
+                # (a 1xx would only slow the client's retransmissions).
+                return
+            if not fork.final_sent:
                 self._arm_timer_c(fork)
             if not fork.final_sent and server_open(fork.server):
                 self._relay(fork, upstream, self._deliver_provisional)
@@ -417,6 +425,27 @@ class Forker:
         if server_open(fork.server):
             fork.server.respond(relayed if relayed is not None else response)
 
+    def _deliver_no_answer(
+        self, fork: Fork, response: Response, relayed: Response | None
+    ) -> None:
+        """
+        A non-INVITE none of whose branches answered (RFC 4320 4.2): its
+        server transaction ends without a response (the client's own Timer
+        F ends its side), unless a response stage made another response
+        than the 408 of it.
+        """
+        if not server_open(fork.server):
+            return
+        if relayed is not None and relayed.status != 408:
+            fork.server.respond(relayed)
+            return
+        self._log.info(
+            "No answer to {method} {call_id}: no response sent (RFC 4320)",
+            method=fork.request.method,
+            call_id=fork.request.headers.get("Call-ID"),
+        )
+        fork.server.terminate()
+
     def _deliver_2xx(self, fork: Fork, response: Response, relayed: Response | None) -> None:
         """
         Through the server transaction while it can take a 2xx (TRYING,
@@ -464,11 +493,20 @@ class Forker:
                 return
         fork.final_sent = True
         if server_open(fork.server):
+            finals = fork.finals()
+            if fork.request.method != "INVITE":
+                # RFC 4320 4.2: never a 408 to a non-INVITE. A timeout is
+                # no answer: if no branch has another, none is sent.
+                finals = [r for r in finals if r.status != 408]
             if fork.cancelled:
-                final = make_response(fork.original, 487)
+                self._relay(fork, make_response(fork.original, 487), self._deliver_final)
+            elif finals:
+                self._relay(fork, best_response(finals), self._deliver_final)
             else:
-                final = best_response(fork.finals())
-            self._relay(fork, final, self._deliver_final)
+                # Through the response chain all the same, so stages learn
+                # that the request ended; then nothing goes upstream.
+                timeout = make_response(fork.original, 408)
+                self._relay(fork, timeout, self._deliver_no_answer)
         self.finish(fork)
 
     def finish(self, fork: Fork) -> None:
