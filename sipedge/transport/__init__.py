@@ -13,6 +13,7 @@ from sipedge.transport._manager import (
     TransportManager,
 )
 from sipedge.transport._reply import MessageSender, is_broadcast, response_flow
+from sipedge.transport._size import UDP_REQUEST_LIMIT, too_large_for_udp, wire_size
 from sipedge.transport._stamp import stamp_via
 from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
 from sipedge.transport._tls import (
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_DATAGRAM_SIZE",
     "MINIMUM_TLS_VERSION",
     "RELIABLE_TRANSPORTS",
+    "UDP_REQUEST_LIMIT",
     "ClientTLSContexts",
     "Destination",
     "Flow",
@@ -52,4 +54,6 @@ __all__ = [
     "response_flow",
     "server_context_factory",
     "stamp_via",
+    "too_large_for_udp",
+    "wire_size",
 ]
