@@ -42,6 +42,13 @@ class Branch:
     #: The request as sent to the current destination (our Via and
     #: Record-Route on), before topology hiding.
     sent: Request | None = None
+    #: RFC 3261 18.1.1: the next hop's transport was ours to choose (found
+    #: by DNS, no C{transport} parameter), so a request too large for UDP
+    #: may go over TCP to the same address.
+    may_use_tcp: bool = False
+    #: The UDP flow a request too large for it was moved from: used after
+    #: all if no TCP connection can be made (18.1.1).
+    udp_fallback: Any = None
 
 
 @attrs.define(eq=False)

@@ -10,6 +10,11 @@ INVITE relayed, and the best final response chosen
 C (16.8) guards a forked INVITE: its duration is C{TimerSettings.timer_c},
 the one setting for it.
 
+A request over 1300 bytes for a next hop found by DNS whose URI leaves
+the transport open goes over TCP to the same address instead of UDP, and
+over UDP after all if no connection can be made (RFC 3261 18.1.1); a
+phone registered over UDP keeps its flow (its NAT binding is UDP).
+
 A non-INVITE follows RFC 4320: no provisional response is relayed to it
 (4.1), and it never gets a 408 (4.2): when no branch answered, nothing is
 sent upstream and its server transaction ends silently.
@@ -49,8 +54,17 @@ from sipedge.proxy._forwarding import (
 from sipedge.proxy._hiding import masked
 from sipedge.proxy._responses import ResponseQueue
 from sipedge.transaction import State, make_response
+from sipedge.transport import too_large_for_udp
 
 __all__ = ["Forker", "local_response", "server_open"]
+
+
+def _transport_open(hop: Any) -> bool:
+    """
+    True if the next hop's URI leaves the transport to us (RFC 3263: a
+    C{sip:} URI without C{transport}), so a large request may use TCP.
+    """
+    return getattr(hop, "scheme", None) == "sip" and hop.param("transport") is None
 
 
 def server_open(transaction: Any) -> bool:
@@ -147,6 +161,7 @@ class Forker:
             return
         # No flow, or the connection a phone registered over is gone: send
         # to what its Contact resolves to.
+        branch.may_use_tcp = _transport_open(hop)
         if core.locator is None:
             self.branch_failed(fork, branch, 503, "no locator")
             return
@@ -211,6 +226,8 @@ class Forker:
         try:
             local_host, local_port = addresses.hostport_toward(flow.transport, flow.remote_host)
             index = branch.index * 100 + len(branch.destinations)
+            if branch.udp_fallback is not None:
+                index += 50  # the TCP attempt of a large request: its own branch
             if (
                 core.record_route
                 and request.method in RECORD_ROUTED_METHODS
@@ -261,6 +278,9 @@ class Forker:
                 self.branch_failed(fork, branch, 500, "cannot hide topology")
                 return
             request = hidden
+        if flow.transport == "UDP" and branch.may_use_tcp and too_large_for_udp(request):
+            if self._send_over_tcp(fork, branch, flow):
+                return
         try:
             transaction = core.transactions.client_transaction(request, flow)
         except LocalProtocolError:
@@ -276,6 +296,44 @@ class Forker:
             return
         self.branches[transaction] = (fork, branch)
 
+    def _send_over_tcp(self, fork: Fork, branch: Branch, udp: Any) -> bool:
+        """
+        RFC 3261 18.1.1: a request over 1300 bytes goes over TCP to the
+        same address (with a TCP Via); False if we have no TCP to offer.
+        """
+        try:
+            tcp = self._core.transports.flow_to("TCP", udp.remote_host, udp.remote_port)
+        except TransportError:
+            return False
+        self._log.info(
+            "Sending {method} to {host}:{port} over TCP: too large for UDP (RFC 3261 18.1.1)",
+            method=fork.request.method,
+            host=udp.remote_host,
+            port=udp.remote_port,
+        )
+        branch.may_use_tcp = False
+        branch.udp_fallback = udp
+        self._send_branch(fork, branch, tcp)
+        return True
+
+    def _fall_back_to_udp(self, fork: Fork, branch: Branch) -> bool:
+        """
+        The TCP connection for a large request could not be made: send it
+        over UDP after all (RFC 3261 18.1.1), unless the branch has ended.
+        """
+        udp, branch.udp_fallback = branch.udp_fallback, None
+        if udp is None or branch.cancelled or fork.cancelled or fork.final_sent:
+            return False
+        self._log.info(
+            "No TCP to {host}:{port}: sending {method} over UDP",
+            host=udp.remote_host,
+            port=udp.remote_port,
+            method=fork.request.method,
+        )
+        self.branches.pop(branch.transaction, None)
+        self._send_branch(fork, branch, udp)
+        return True
+
     def _branch_refused(self, fork: Fork, branch: Branch, refusal: Respond) -> None:
         """
         A branch stage (L{IBranchStage}) refused the branch's current
@@ -288,6 +346,8 @@ class Forker:
 
     def _destination_failed(self, fork: Fork, branch: Branch, reason: str) -> None:
         """Sending to the branch's current destination failed: try the next."""
+        if self._fall_back_to_udp(fork, branch):
+            return
         if not (branch.destinations and self._retry(fork, branch)):
             self.branch_failed(fork, branch, 503, reason)
 
@@ -320,6 +380,7 @@ class Forker:
                 core.dialogs.response_received(fork.context, sent, response, transaction.flow)
             except Exception:
                 self._log.failure("Dialog tracking failed")
+        branch.udp_fallback = None  # the connection works
         upstream = response.with_headers(response.headers.first_removed("Via"))
         status = response.status
         cancelling = core.cancelling
@@ -533,6 +594,8 @@ class Forker:
             return False
         fork, branch = entry
         if branch.done:
+            return True
+        if not reason.check(TransactionTimeout) and self._fall_back_to_udp(fork, branch):
             return True
         if branch.destinations and self._retry(fork, branch):
             return True
