@@ -46,7 +46,7 @@ PAST_TIMEOUT = UDP_TIMEOUT + 8
 _CONFIG = f"""
 [sip]
 domains = ["sipedge.test"]
-listen = ["udp:{NAT_EDGE}:0", "tcp:{NAT_EDGE}:0"]
+listen = ["udp:{NAT_EDGE}:0", "tcp:{NAT_EDGE}:0", "tls:{NAT_EDGE}:0"]
 [state]
 path = "state"
 [auth]
@@ -115,6 +115,27 @@ class _BehindNat(SynchronousTestCase):
         self.assertNotRegex(
             self.proxy.log(), rf"(Cannot send to|Connection) [^\n]*<-> {re.escape(NAT_LAN_PHONE)}:"
         )
+
+    def connection_gone(self) -> None:
+        """
+        Bob dies without unregistering: his connection is gone; a call to
+        him is answered 480 at once, with no connect to his private address.
+        """
+        assert self.bob.process is not None
+        self.bob.process.kill()
+        self.bob.process.wait(10)
+        transport = self.bob_transport.upper()
+        self.lab.wait_until(
+            lambda: re.search(rf"Connection {transport} \S+ <-> 198\.18\.0\.1:\d+ closed",
+                              self.proxy.log()) is not None,
+            10, "sipedge did not see the connection end",
+        )
+        started = time.monotonic()
+        self.alice.command("dial", "sip:bob@sipedge.test")
+        closed = self.alice.wait_event("CALL_CLOSED", timeout=10)
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertIn("480", str(closed))
+        self.assert_nothing_to_private()
 
 
 class BehindNatTests(_BehindNat):
@@ -212,8 +233,8 @@ class TcpBehindNatTests(_BehindNat):
 
     def test_bye_from_outside(self) -> None:
         """
-        An incoming call reaches the TCP phone over its connection; the
-        outside party's BYE too.
+        An incoming call reaches the phone over its connection through the
+        NAT; the outside party's BYE too.
         """
         self.answered_call()
         self.alice.command("hangup")
@@ -222,21 +243,14 @@ class TcpBehindNatTests(_BehindNat):
 
     def test_connection_gone(self) -> None:
         """
-        When the TCP phone's connection is gone (the phone died without
+        When the phone's connection is gone (the phone died without
         unregistering), a call to it is answered 480 at once: no connect
         to its private address, no timeout.
         """
-        assert self.bob.process is not None
-        self.bob.process.kill()
-        self.bob.process.wait(10)
-        self.lab.wait_until(
-            lambda: re.search(r"Connection TCP \S+ <-> 198\.18\.0\.1:\d+ closed",
-                              self.proxy.log()) is not None,
-            10, "sipedge did not see the connection end",
-        )
-        started = time.monotonic()
-        self.alice.command("dial", "sip:bob@sipedge.test")
-        closed = self.alice.wait_event("CALL_CLOSED", timeout=10)
-        self.assertLess(time.monotonic() - started, 5)
-        self.assertIn("480", str(closed))
-        self.assert_nothing_to_private()
+        self.connection_gone()
+
+
+class TlsBehindNatTests(TcpBehindNatTests):
+    """A TLS phone behind a kernel NAT: reached only over its own connection."""
+
+    bob_transport = "tls"
