@@ -40,15 +40,14 @@ from sipedge._config_values import network as _network
 from sipedge._config_values import seconds
 from sipedge._config_values import suggest as _suggest
 from sipedge._config_values import to_float as _to_float
-from sipedge.auth._config import AuthConfig
+from sipedge.auth import AuthConfig
 from sipedge.capture._config import HepConfig
 from sipedge.error import ConfigError, MessageParseError
 from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS, MediaConfig
 from sipedge.media._control_config import RelayServiceConfig
-from sipedge.message import Limits
-from sipedge.message._uri import SipURI, parse_sip_uri
-from sipedge.metrics._config import MetricsConfig
-from sipedge.security._config import SecurityConfig
+from sipedge.message import Limits, SipURI, parse_sip_uri
+from sipedge.metrics import MetricsConfig
+from sipedge.security import SecurityConfig
 
 __all__ = [
     "DEFAULT_CONFIG",

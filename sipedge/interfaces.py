@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from twisted.python.failure import Failure
 
     from sipedge.error import MessageParseError
+    from sipedge.flow import Flow
     from sipedge.message import Message, Request, Response
-    from sipedge.transport._flow import Flow
 
 __all__ = [
     "CALLEE",

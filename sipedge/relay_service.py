@@ -16,7 +16,7 @@ from twisted.internet.error import CannotListenError
 from sipedge._log import NamedLogger
 from sipedge.config import Config
 from sipedge.error import ConfigError
-from sipedge.media._control_server import ControlServerFactory
+from sipedge.media import ControlServerFactory
 
 __all__ = ["RelayService", "build_relay_service"]
 

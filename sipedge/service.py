@@ -43,11 +43,11 @@ from sipedge.store import SQLiteLocationStore
 from sipedge.transaction import TimerSettings, set_tracing
 from sipedge.transport import (
     ClientTLSContexts,
+    ServerLocator,
     TLSSettings,
     TransportManager,
     server_context_factory,
 )
-from sipedge.transport._locate import ServerLocator
 
 __all__ = ["SECRET_FILE", "SipEdgeService", "build_service"]
 

@@ -36,7 +36,7 @@ from sipedge.media._values import (
     SdesCrypto,
     StreamOffer,
 )
-from sipedge.message._sdp import (
+from sipedge.message import (
     Connection,
     Crypto,
     MediaDescription,

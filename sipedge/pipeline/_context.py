@@ -11,8 +11,8 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
+from sipedge.flow import Flow
 from sipedge.message import Request
-from sipedge.transport._flow import Flow
 
 __all__ = ["RequestContext"]
 

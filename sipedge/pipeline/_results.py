@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from sipedge.transport._flow import Flow
+from sipedge.flow import Flow
 
 __all__ = ["Continue", "Drop", "Forward", "Respond", "StageResult", "Target"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from sipedge.proxy._local import LocalIdentity
+from sipedge.proxy import LocalIdentity
 
 __all__ = ["StageServices"]
 

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from sipedge.message import Request, Response
-from sipedge.pipeline._results import Target
+from sipedge.pipeline import Target
 
 __all__ = ["Branch", "Fork", "best_response", "group_by_q"]
 

@@ -6,12 +6,10 @@ functions over immutable messages.
 
 from __future__ import annotations
 
-from sipedge.message import Request
-from sipedge.message._address import parse_name_addr
+from sipedge.flow import format_hostport
+from sipedge.message import URI, Request, SipURI, parse_name_addr, parse_uri
 from sipedge.message._lex import split_comma_list
-from sipedge.message._uri import URI, SipURI, parse_uri
-from sipedge.pipeline._results import Target
-from sipedge.transport._flow import format_hostport
+from sipedge.pipeline import Target
 
 __all__ = [
     "RECORD_ROUTED_METHODS",

@@ -19,6 +19,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from sipedge.error import MessageParseError, TransportError
+from sipedge.flow import Flow
 from sipedge.message import Request, Response
 from sipedge.proxy._addresses import LocalAddresses
 from sipedge.proxy._dialogs import CALLER
@@ -26,7 +27,6 @@ from sipedge.proxy._local import LocalIdentity
 from sipedge.proxy._topology import RULE as TOPOLOGY_RULE
 from sipedge.proxy._topology import Refusal, Revealed, TopologyHider
 from sipedge.transaction import make_response
-from sipedge.transport._flow import Flow
 
 __all__ = ["TopologyWrapper", "masked"]
 

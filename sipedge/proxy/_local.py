@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import attrs
 
-from sipedge.message._uri import SipURI
+from sipedge.message import SipURI
 
 __all__ = ["DEFAULT_PORTS", "LocalIdentity"]
 

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sipedge.error import LocalProtocolError, MessageParseError
+from sipedge.flow import Flow, format_hostport
 from sipedge.interfaces import ILocationStore
 from sipedge.message import Request, Response
 from sipedge.message._address import NameAddress, quote_text
@@ -29,7 +30,6 @@ from sipedge.message._uri import SipURI
 from sipedge.proxy._nat import detect_nat
 from sipedge.store._binding import Binding, aor_of, same_binding
 from sipedge.transaction import make_response
-from sipedge.transport._flow import Flow, format_hostport
 
 __all__ = ["Registrar"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from sipedge.message._uri import SipURI
+from sipedge.message import SipURI
 
 __all__ = ["RecordRouteSigner"]
 

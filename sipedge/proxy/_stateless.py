@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
 from sipedge.error import MessageParseError, TransportError
+from sipedge.flow import Flow
 from sipedge.message import Request, Response
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Forward
@@ -23,7 +24,6 @@ from sipedge.proxy._branch import branch_digest, digest_of_branch, make_branch
 from sipedge.proxy._forwarding import forwarded_request, next_hop, via_value
 from sipedge.proxy._hiding import masked
 from sipedge.proxy._responses import ResponseQueue
-from sipedge.transport._flow import Flow
 
 __all__ = ["StatelessForwarder"]
 

@@ -49,13 +49,22 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from sipedge.error import MessageParseError, TokenError
-from sipedge.message import Headers, Request, Response, header_key
-from sipedge.message._address import NameAddress, parse_contact, parse_name_addr
-from sipedge.message._uri import SipURI, parse_sip_uri, parse_uri
-from sipedge.message._via import parse_via
+from sipedge.flow import format_hostport
+from sipedge.message import (
+    Headers,
+    NameAddress,
+    Request,
+    Response,
+    SipURI,
+    header_key,
+    parse_contact,
+    parse_name_addr,
+    parse_sip_uri,
+    parse_uri,
+    parse_via,
+)
 from sipedge.proxy._local import LocalIdentity
 from sipedge.proxy._seal import Sealer
-from sipedge.transport._flow import format_hostport
 
 __all__ = ["CALL_ID_FLAG", "PARAM", "TOKEN_PREFIX", "Refusal", "Revealed", "TopologyHider"]
 

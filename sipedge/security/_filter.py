@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 
 from sipedge._config_values import InvalidValue, describe, suggest
-from sipedge.message._headers import header_key
+from sipedge.message import header_key
 
 __all__ = [
     "FILTER_ACTIONS",

@@ -69,7 +69,7 @@ from zope.interface import implementer
 
 from sipedge.error import MessageParseError
 from sipedge.interfaces import IProxyObserver
-from sipedge.message._auth import parse_auth_header
+from sipedge.message import parse_auth_header
 from sipedge.security._bucket import TIERS, UNAUTHENTICATED, Budget, RateLimiter, Verdict
 from sipedge.security._bucket import method_class as _method_class
 from sipedge.security._config import MONITOR_ACTIONS, MONITOR_RULES, MonitorConfig
@@ -221,7 +221,7 @@ class Monitor:
             C{security}). The C{is_trusted} of the decision's services is
             asked too.
         """
-        from sipedge.pipeline._results import Forward, Respond
+        from sipedge.pipeline import Forward, Respond
 
         self._forward_type: Any = Forward
         self._respond_type: Any = Respond

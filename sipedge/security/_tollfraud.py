@@ -366,7 +366,7 @@ class TollFraudGuard:
         @param stats: the counters to bump (e.g. C{Security.stats}); a new
             dict by default.
         """
-        from sipedge.pipeline._results import Forward
+        from sipedge.pipeline import Forward
 
         self._forward_type: type = Forward
         self.config = config = config if config is not None else TollFraudConfig()

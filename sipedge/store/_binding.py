@@ -18,8 +18,8 @@ from functools import lru_cache
 import attrs
 
 from sipedge.error import MessageParseError
+from sipedge.flow import Flow
 from sipedge.message._uri import URI, SipURI, escape_user, parse_uri, unescape
-from sipedge.transport._flow import Flow
 
 __all__ = ["Binding", "aor_of", "binding_order", "same_binding"]
 

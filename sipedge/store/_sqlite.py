@@ -34,11 +34,11 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from sipedge.flow import Flow
 from sipedge.interfaces import ILocationStore
 from sipedge.store._binding import Binding, binding_order
 from sipedge.store._memory import apply_update
 from sipedge.store._sqlite_base import open_database, read_schema_version, transaction
-from sipedge.transport._flow import Flow
 
 __all__ = ["DATABASE_NAME", "SCHEMA_VERSION", "SQLiteLocationStore"]
 

@@ -17,7 +17,7 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge import config
-from sipedge.security._config import MonitorConfig, TollFraudConfig
+from sipedge.security import MonitorConfig, TollFraudConfig
 from sipedge.security._filter import _OPTION_KEYS, _RULE_KEYS
 
 DOC = Path(__file__).resolve().parents[2] / "doc"

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.message import Request, Response, StreamParser, parse_datagram, serialize
-from sipedge.message._headers import Headers
+from sipedge.message import Headers, Request, Response, StreamParser, parse_datagram, serialize
 from sipedge.testing import (
     add_user,
     free_port,

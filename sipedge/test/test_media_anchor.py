@@ -22,6 +22,7 @@ from zope.interface.verify import verifyObject
 
 from sipedge.config import DEFAULT_CONFIG
 from sipedge.error import ConfigError
+from sipedge.flow import Flow
 from sipedge.interfaces import (
     IBranchStage,
     IProxyObserver,
@@ -32,10 +33,13 @@ from sipedge.interfaces import (
 from sipedge.media import (
     AES_CM_128_HMAC_SHA1_80,
     MediaMode,
+    MediaOfferError,
     MediaRelay,
     RelayAllocation,
+    RelayEndpoint,
     SrtpContext,
     SrtpKey,
+    StreamAllocation,
     build_rtp,
 )
 from sipedge.media._anchor_sdp import (
@@ -46,8 +50,6 @@ from sipedge.media._anchor_sdp import (
     rewrite,
 )
 from sipedge.media._config import MediaConfig
-from sipedge.media._errors import MediaOfferError
-from sipedge.media._values import RelayEndpoint, StreamAllocation
 from sipedge.message import Request, parse_datagram, parse_sdp
 from sipedge.pipeline import (
     Continue,
@@ -83,7 +85,6 @@ from sipedge.testing import ANCHOR_PROXY as PROXY
 from sipedge.testing import ANCHOR_RELAY as RELAY
 from sipedge.testing import anchor_request as request
 from sipedge.testing import anchor_response as response
-from sipedge.transport._flow import Flow
 
 
 def rtp(sequence: int) -> bytes:

@@ -14,6 +14,7 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from sipedge.flow import Flow
 from sipedge.interfaces import IBranchStage
 from sipedge.message import Request, Response
 from sipedge.pipeline import RequestContext, Respond
@@ -37,7 +38,6 @@ from sipedge.testing import anchor_request as request
 from sipedge.testing import anchor_response as response
 from sipedge.testing import sip_answer as answer
 from sipedge.testing import sip_request as core_request
-from sipedge.transport._flow import Flow
 
 B_UDP = Flow("UDP", PROXY, 5060, B_HOST, 5060)
 B_TLS = Flow("TLS", PROXY, 5061, B_HOST, 40002)

@@ -20,6 +20,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.config import DEFAULT_CONFIG
+from sipedge.flow import Flow
 from sipedge.media import ControlServerFactory, RemoteMediaRelay
 from sipedge.message import Message, Request, Response
 from sipedge.pipeline import StageServices, build_chain
@@ -43,7 +44,6 @@ from sipedge.testing import (
 from sipedge.testing import ANCHOR_CONFIG as CONFIG
 from sipedge.testing import sip_answer as answer
 from sipedge.testing import sip_request as request
-from sipedge.transport._flow import Flow
 
 STAGES = (
     "sanity",

@@ -8,16 +8,18 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import MessageParseError
-from sipedge.message._address import (
+from sipedge.message import (
     STAR,
+    AbsoluteURI,
     NameAddress,
+    SipURI,
     parse_contact,
     parse_name_addr,
     parse_name_addr_list,
+    parse_uri,
     quote_text,
 )
 from sipedge.message._lex import unquote
-from sipedge.message._uri import AbsoluteURI, SipURI, parse_uri
 from sipedge.test.strategies import (
     absolute_uri_texts,
     ipv6_references,

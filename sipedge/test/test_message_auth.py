@@ -8,14 +8,14 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import MessageParseError
-from sipedge.message._address import quote_text
-from sipedge.message._auth import (
+from sipedge.message import (
     AuthenticationInfo,
     AuthHeader,
     DigestChallenge,
     DigestCredentials,
     parse_auth_header,
     parse_authentication_info,
+    quote_text,
 )
 from sipedge.test.strategies import tokens
 

@@ -22,12 +22,13 @@ from sipedge.error import MessageParseError
 from sipedge.message import (
     Request,
     Response,
+    SipURI,
     StreamParser,
+    check_request,
+    check_response,
     parse_datagram,
     serialize,
 )
-from sipedge.message._check import check_request, check_response
-from sipedge.message._uri import SipURI
 
 DATA = Path(__file__).parent / "data"
 

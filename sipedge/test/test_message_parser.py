@@ -20,11 +20,12 @@ from sipedge.message import (
     Request,
     Response,
     StreamParser,
+    check_request,
+    check_response,
     is_keepalive,
     parse_datagram,
     serialize,
 )
-from sipedge.message._check import check_request, check_response
 
 DATA = Path(__file__).parent / "data"
 

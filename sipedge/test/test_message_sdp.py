@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import MessageParseError
-from sipedge.message._sdp import (
+from sipedge.message import (
     Attribute,
     Connection,
     Crypto,

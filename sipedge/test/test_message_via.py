@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import MessageParseError
-from sipedge.message._via import Via, parse_via, parse_via_list
+from sipedge.message import Via, parse_via, parse_via_list
 from sipedge.test.strategies import hosts, ipv4_addresses, ipv6_references, tokens
 
 SIPISH = st.text(

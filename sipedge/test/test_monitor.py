@@ -27,13 +27,13 @@ from sipedge.pipeline import (
     Continue,
     Drop,
     Forward,
+    RequestChain,
     RequestContext,
     Respond,
     StageServices,
     Target,
     stage_factories,
 )
-from sipedge.pipeline._chain import RequestChain
 from sipedge.pipeline.stages._monitor import MonitorStage
 from sipedge.plugins import sipedge_monitor_stages
 from sipedge.proxy import LocalIdentity

@@ -20,6 +20,7 @@ from zope.interface.verify import verifyObject
 
 import sipedge.plugins
 from sipedge.error import ConfigError
+from sipedge.flow import Flow
 from sipedge.interfaces import IRequestStage, IRoutedStage, IStageFactory
 from sipedge.message import Request, parse_datagram
 from sipedge.pipeline import (
@@ -37,7 +38,6 @@ from sipedge.pipeline import (
 )
 from sipedge.proxy import LocalIdentity
 from sipedge.testing import capture_log
-from sipedge.transport._flow import Flow
 
 FLOW = Flow("UDP", "192.0.2.1", 5060, "198.51.100.7", 5060)
 

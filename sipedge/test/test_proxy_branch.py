@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from sipedge.flow import Flow
 from sipedge.interfaces import IBranchStage, IRequestStage
 from sipedge.message import Request, Response
 from sipedge.pipeline import Continue, RequestChain, Respond
@@ -29,7 +30,6 @@ from sipedge.testing import (
 )
 from sipedge.testing import sip_answer as answer
 from sipedge.testing import sip_request as request
-from sipedge.transport._flow import Flow
 
 BOB_TLS = Flow("TLS", PROXY, 5061, "203.0.113.5", 40002)
 WARNING = '399 sipedge "not over plain signalling"'

@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from sipedge.error import TransportError
+from sipedge.flow import Flow
 from sipedge.interfaces import IRequestStage, IResponseStage
 from sipedge.message import Message, Request, Response, parse_datagram
 from sipedge.pipeline import (
@@ -49,8 +50,7 @@ from sipedge.testing import (
 from sipedge.testing import parse_message as parse
 from sipedge.testing import sip_answer as answer
 from sipedge.testing import sip_request as request
-from sipedge.transport._flow import Flow
-from sipedge.transport._locate import Destination
+from sipedge.transport import Destination
 
 
 def our_via_branch(message: Request) -> str:

@@ -410,7 +410,7 @@ class EndTests(DialogHarness, SynchronousTestCase):
         L{DialogTracker.media_ended} ends the call with the relay's reason
         as text; a call without a dialog (no 2xx came) is only logged.
         """
-        from sipedge.media._values import SessionStats
+        from sipedge.media import SessionStats
         from sipedge.pipeline.stages._media_anchor import MediaEnded
 
         self.call()

@@ -15,8 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from sipedge.error import MessageParseError, TokenError
 from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS
 from sipedge.message import Headers, Request, Response
-from sipedge.proxy import LocalIdentity
-from sipedge.proxy._seal import Sealer
+from sipedge.proxy import LocalIdentity, Sealer
 from sipedge.proxy._topology import (
     CALL_ID_FLAG,
     PARAM,

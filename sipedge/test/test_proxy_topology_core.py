@@ -12,10 +12,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from sipedge.flow import Flow
 from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS
 from sipedge.message import Request, Response, serialize
-from sipedge.proxy import DialogTracker
-from sipedge.proxy._seal import Sealer
+from sipedge.proxy import DialogTracker, Sealer
 from sipedge.proxy._topology import TOKEN_PREFIX, TopologyHider
 from sipedge.testing import (
     ALICE,
@@ -30,7 +30,6 @@ from sipedge.testing import (
 )
 from sipedge.testing import sip_answer as answer
 from sipedge.testing import sip_request as request
-from sipedge.transport._flow import Flow
 
 #: The internal proxy (trusted) that internal phones send through.
 P1 = Flow("UDP", PROXY, 5060, "10.1.2.3", 5060)

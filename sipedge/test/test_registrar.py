@@ -14,11 +14,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import LocalProtocolError
+from sipedge.flow import Flow
 from sipedge.message import Request, Response, parse_datagram
-from sipedge.proxy._registrar import Registrar
+from sipedge.proxy import Registrar
 from sipedge.store import Binding, MemoryLocationStore, SQLiteLocationStore
 from sipedge.testing import capture_log
-from sipedge.transport._flow import Flow
 
 RFC4475 = Path(__file__).parent / "data" / "rfc4475"
 

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from sipedge.flow import Flow
 from sipedge.media import MODE_PAIRS, MediaMode
 from sipedge.media._config import MediaConfig
 from sipedge.media._srtp_auto import AUTO_MODES, OfferKind, auto_modes, offer_kind
@@ -31,7 +32,6 @@ from sipedge.testing import ANCHOR_CONFIG as CONFIG
 from sipedge.testing import ANCHOR_PROXY as PROXY
 from sipedge.testing import anchor_request as request
 from sipedge.testing import anchor_response as response
-from sipedge.transport._flow import Flow
 
 P = MediaMode.PASSTHROUGH
 CRYPTO = f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 {KEY_A}\r\n"

@@ -27,6 +27,7 @@ from sipedge.auth import (
 )
 from sipedge.config import Config, SipConfig, StateConfig
 from sipedge.error import ConfigError
+from sipedge.flow import Flow
 from sipedge.interfaces import IRequestStage
 from sipedge.message import (
     DigestChallenge,
@@ -39,7 +40,6 @@ from sipedge.pipeline import Continue, RequestContext, Respond, StageServices, s
 from sipedge.pipeline.stages._digest_auth import DigestAuthStage, build_digest_auth_stage
 from sipedge.proxy import LocalIdentity
 from sipedge.testing import capture_log
-from sipedge.transport._flow import Flow
 
 PROXY = "192.0.2.1"
 SOURCE = "198.51.100.7"

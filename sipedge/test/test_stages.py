@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.config import Route
+from sipedge.flow import Flow
 from sipedge.message import Limits, Request, parse_datagram
 from sipedge.pipeline import (
     Continue,
@@ -37,7 +38,6 @@ from sipedge.proxy._branch import branch_digest, make_branch
 from sipedge.store import Binding, MemoryLocationStore
 from sipedge.testing import capture_log
 from sipedge.transaction import make_response
-from sipedge.transport._flow import Flow
 
 PROXY = "192.0.2.1"
 SECRET = b"fedcba9876543210fedcba9876543210"

@@ -27,8 +27,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from sipedge.error import ConfigError, MessageParseError
+from sipedge.flow import Flow
 from sipedge.interfaces import ILocationStore
-from sipedge.message._uri import parse_sip_uri
+from sipedge.message import parse_sip_uri
 from sipedge.store import (
     DATABASE_NAME,
     SCHEMA_VERSION,
@@ -38,7 +39,6 @@ from sipedge.store import (
     aor_of,
     same_binding,
 )
-from sipedge.transport._flow import Flow
 
 T = TypeVar("T")
 

@@ -25,6 +25,7 @@ from sipedge.message import Request, Response, parse_datagram, parse_uri
 from sipedge.pipeline import (
     Continue,
     Forward,
+    RequestChain,
     RequestContext,
     Respond,
     StageServices,
@@ -32,7 +33,6 @@ from sipedge.pipeline import (
     build_chain,
     stage_factories,
 )
-from sipedge.pipeline._chain import RequestChain
 from sipedge.pipeline.stages._toll_fraud import REFUSAL, TollFraudStage
 from sipedge.plugins import sipedge_monitor_stages
 from sipedge.proxy import LocalIdentity

@@ -27,6 +27,7 @@ from sipedge.error import (
     TransactionTimeout,
     TransportError,
 )
+from sipedge.flow import Flow
 from sipedge.interfaces import (
     IClientTransaction,
     IMessageReceiver,
@@ -62,7 +63,6 @@ from sipedge.transaction._states import (
     SERVER_NON_INVITE,
     MachineSpec,
 )
-from sipedge.transport._flow import Flow
 
 UDP = Flow("UDP", "192.0.2.1", 5060, "198.51.100.7", 5060)
 TCP = Flow("TCP", "192.0.2.1", 5060, "198.51.100.7", 40000)

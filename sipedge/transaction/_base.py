@@ -20,12 +20,12 @@ from twisted.python.failure import Failure
 
 from sipedge import _debug
 from sipedge.error import LocalProtocolError, RemoteProtocolError, TransportError
+from sipedge.flow import Flow
 from sipedge.interfaces import ITransactionUser
 from sipedge.message import Message, Request
 from sipedge.transaction._key import TransactionKey
 from sipedge.transaction._states import REMOTE_INPUTS, Input, MachineSpec, State
 from sipedge.transaction._timers import TimerSettings
-from sipedge.transport._flow import Flow
 
 
 def set_tracing(enabled: bool) -> None:

@@ -26,7 +26,7 @@ from sipedge.error import MessageParseError
 from sipedge.message import Message, Request, Response
 
 if TYPE_CHECKING:
-    from sipedge.message._via import Via
+    from sipedge.message import Via
 
 __all__ = [
     "TransactionKey",

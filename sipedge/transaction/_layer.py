@@ -30,6 +30,7 @@ from sipedge.error import (
     RemoteProtocolError,
     TransportError,
 )
+from sipedge.flow import Flow
 from sipedge.interfaces import (
     IClientTransaction,
     IMessageReceiver,
@@ -57,7 +58,6 @@ from sipedge.transaction._server import (
     _ServerTransaction,
 )
 from sipedge.transaction._timers import TimerSettings
-from sipedge.transport._flow import Flow
 
 __all__ = ["STAT_NAMES", "TransactionLayer"]
 

@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipedge.error import LocalProtocolError, TransactionTimeout
+from sipedge.flow import Flow
 from sipedge.interfaces import IServerTransaction
 from sipedge.message import Request, Response
 from sipedge.transaction._base import Transaction, _bump
@@ -25,7 +26,6 @@ from sipedge.transaction._states import (
     MachineSpec,
     ServerInput,
 )
-from sipedge.transport._flow import Flow
 
 __all__ = ["ServerInviteTransaction", "ServerNonInviteTransaction"]
 

@@ -4,7 +4,7 @@ TCP and TLS. They hand C{(message, flow)} to an L{IMessageReceiver} and know
 nothing of transactions, pipeline or proxy.
 """
 
-from sipedge.transport._flow import RELIABLE_TRANSPORTS, Flow, format_hostport
+from sipedge.flow import RELIABLE_TRANSPORTS, Flow, format_hostport
 from sipedge.transport._locate import DEFAULT_PORTS, Destination, ServerLocator
 from sipedge.transport._manager import (
     DEFAULT_MAX_CONNECTIONS,

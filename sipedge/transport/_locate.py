@@ -43,8 +43,8 @@ from twisted.logger import Logger
 from twisted.names import dns
 
 from sipedge.error import MessageParseError, TransportError
-from sipedge.message._uri import AbsoluteURI, SipURI, TelURI, parse_uri
-from sipedge.transport._flow import format_hostport
+from sipedge.flow import format_hostport
+from sipedge.message import AbsoluteURI, SipURI, TelURI, parse_uri
 
 __all__ = ["DEFAULT_PORTS", "Destination", "ServerLocator"]
 

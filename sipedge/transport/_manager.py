@@ -22,9 +22,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipedge.error import MessageParseError, TransportError
+from sipedge.flow import Flow
 from sipedge.interfaces import IMessageReceiver, IMessageTap, ISipTransport, ITransportManager
 from sipedge.message import DEFAULT_LIMITS, Limits
-from sipedge.transport._flow import Flow
 from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
 from sipedge.transport._udp import MAX_DATAGRAM_SIZE, SipDatagramProtocol
 

@@ -37,8 +37,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sipedge.error import MessageParseError, TransportError
+from sipedge.flow import Flow
 from sipedge.message import Message, Request, Response
-from sipedge.transport._flow import Flow
 
 __all__ = ["MessageSender", "is_broadcast", "response_flow"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from sipedge.flow import Flow
 from sipedge.message import Request
-from sipedge.transport._flow import Flow
 
 __all__ = ["stamp_via"]
 

@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipedge.error import MessageParseError, TransportError
+from sipedge.flow import Flow
 from sipedge.interfaces import IMessageReceiver, ISipTransport
 from sipedge.message import (
     DEFAULT_LIMITS,
@@ -28,7 +29,6 @@ from sipedge.message import (
     StreamParser,
     serialize,
 )
-from sipedge.transport._flow import Flow
 from sipedge.transport._stamp import stamp_via
 
 if TYPE_CHECKING:

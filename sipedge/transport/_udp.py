@@ -15,10 +15,10 @@ from zope.interface import implementer
 
 from sipedge import _debug
 from sipedge.error import MessageParseError, TransportError
+from sipedge.flow import Flow
 from sipedge.interfaces import IMessageReceiver, ISipTransport
 from sipedge.message import DEFAULT_LIMITS, Limits, Request, is_keepalive, parse_datagram
 from sipedge.message import serialize as serialize_message
-from sipedge.transport._flow import Flow
 from sipedge.transport._stamp import stamp_via
 from sipedge.transport._stun import binding_response, looks_like_stun
 

@@ -18,16 +18,18 @@ from sipedge._log import NamedLogger
 from sipedge.error import MessageParseError
 from sipedge.media import (
     MediaError,
+    MediaMode,
     OfferAnswerAction,
     OfferAnswerError,
     OfferAnswerInput,
+    PortsExhausted,
+    RelayAllocation,
+    RelayPolicy,
+    SessionEnd,
 )
 from sipedge.media._anchor_sdp import has_keys, offer_of, offers_srtp, reject
 from sipedge.media._config import MediaConfig
-from sipedge.media._errors import PortsExhausted
-from sipedge.media._values import MediaMode, RelayAllocation, RelayPolicy, SessionEnd
-from sipedge.message import Response
-from sipedge.message._sdp import SessionDescription, parse_sdp
+from sipedge.message import Response, SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Respond
 from sipedge.pipeline.stages._anchor_calls import (

@@ -16,12 +16,9 @@ from twisted.python.failure import Failure
 
 from sipedge.error import MessageParseError
 from sipedge.interfaces import CALLEE, CALLER
-from sipedge.media import Exchange, MediaError, OfferAnswerState
+from sipedge.media import Exchange, MediaError, OfferAnswerState, RelayAllocation, SessionStats
 from sipedge.media._anchor_sdp import OriginVersions
-from sipedge.media._values import RelayAllocation, SessionStats
-from sipedge.message import Request, Response
-from sipedge.message._address import quote_text
-from sipedge.message._sdp import SessionDescription
+from sipedge.message import Request, Response, SessionDescription, quote_text
 
 __all__ = ["CALLEE", "CALLER", "MediaEnded"]
 

@@ -13,11 +13,15 @@ from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
 from sipedge.error import MessageParseError
-from sipedge.media import MediaError, OfferAnswerAction, OfferAnswerInput, OfferAnswerState
+from sipedge.media import (
+    MediaError,
+    OfferAnswerAction,
+    OfferAnswerInput,
+    OfferAnswerState,
+    RelayAllocation,
+)
 from sipedge.media._anchor_sdp import rewrite
-from sipedge.media._values import RelayAllocation
-from sipedge.message import Response
-from sipedge.message._sdp import SessionDescription, parse_sdp
+from sipedge.message import Response, SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline.stages._anchor_base import AnchorCalls
 from sipedge.pipeline.stages._anchor_calls import (

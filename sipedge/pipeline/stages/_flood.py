@@ -20,7 +20,7 @@ from sipedge import _debug
 from sipedge.interfaces import IRequestStage
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, StageResult
-from sipedge.security._bucket import Verdict, method_class
+from sipedge.security import Verdict, method_class
 
 __all__ = ["FloodStage"]
 

@@ -15,12 +15,12 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from sipedge.error import MessageParseError
+from sipedge.flow import Flow
 from sipedge.interfaces import IRequestStage
-from sipedge.message._uri import parse_uri
+from sipedge.message import parse_uri
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Forward, Respond, StageResult, Target
 from sipedge.store import aor_of
-from sipedge.transport._flow import Flow
 
 __all__ = ["LocationStage"]
 

@@ -58,6 +58,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipedge.error import MessageParseError
+from sipedge.flow import Flow
 from sipedge.interfaces import (
     IBranchStage,
     IDialogListener,
@@ -95,7 +96,6 @@ from sipedge.pipeline.stages._anchor_calls import (
 from sipedge.pipeline.stages._anchor_responses import ResponseAnchoring
 from sipedge.pipeline.stages._anchor_side import callee_external, callee_secure
 from sipedge.pipeline.stages._sdes_policy import SdesPolicy
-from sipedge.transport._flow import Flow
 
 __all__ = ["CALLEE", "CALLER", "MediaAnchorStage", "MediaEnded"]
 

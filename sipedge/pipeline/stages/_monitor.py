@@ -30,7 +30,7 @@ from sipedge.interfaces import IRequestStage, IResponseStage
 from sipedge.message import Response
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, StageResult
-from sipedge.security._bucket import Verdict
+from sipedge.security import Verdict
 
 __all__ = ["MonitorStage"]
 

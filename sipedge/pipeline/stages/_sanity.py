@@ -12,8 +12,7 @@ from zope.interface import implementer
 
 from sipedge.error import MessageParseError
 from sipedge.interfaces import IRequestStage
-from sipedge.message import DEFAULT_LIMITS, Limits
-from sipedge.message._check import check_request
+from sipedge.message import DEFAULT_LIMITS, Limits, check_request
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Drop, Respond, StageResult
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from sipedge.error import MessageParseError
+from sipedge.flow import Flow
+from sipedge.media import MediaMode
 from sipedge.media._anchor_sdp import reject
 from sipedge.media._config import MediaConfig
-from sipedge.media._values import MediaMode
-from sipedge.message import Request, Response
-from sipedge.message._sdp import SessionDescription, parse_sdp
+from sipedge.message import Request, Response, SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Respond
 from sipedge.pipeline.stages._anchor_calls import (
@@ -33,7 +33,6 @@ from sipedge.pipeline.stages._anchor_calls import (
     warning,
     without_body,
 )
-from sipedge.transport._flow import Flow
 
 __all__ = ["SdesPolicy"]
 

@@ -13,7 +13,7 @@ from typing import Any
 from zope.interface import implementer
 
 from sipedge.interfaces import IRequestStage
-from sipedge.message._uri import SipURI
+from sipedge.message import SipURI
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Forward, StageResult, Target
 

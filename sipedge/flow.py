@@ -1,8 +1,13 @@
-# -*- test-case-name: sipedge.test.test_transport_flow -*-
+# -*- test-case-name: sipedge.test.test_flow -*-
 """
 A flow: the transport, local address and remote address a message travelled
 over (resip's Tuple, RFC 5626's flow). Responses go back on the request's
 flow; a registered phone is reached over the flow it registered from.
+
+A leaf module (as L{sipedge.error} is): it imports nothing else from
+sipedge, so every layer, from the transports up to the stages, can share the
+value by its public name, C{sipedge.flow.Flow} (also exported by
+L{sipedge.transport}).
 """
 
 from __future__ import annotations
