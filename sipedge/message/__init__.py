@@ -21,6 +21,7 @@ from sipedge.message._auth import (
     parse_auth_header,
     parse_authentication_info,
 )
+from sipedge.message._branch import BRANCH_PREFIX, branch_digest, digest_of_branch, make_branch
 from sipedge.message._check import KNOWN_METHODS, check_request, check_response
 from sipedge.message._fields import CSeq, parse_cseq, parse_option_tags, parse_uint
 from sipedge.message._headers import COMPACT_FORMS, Headers, canonical_name, header_key
@@ -64,6 +65,7 @@ from sipedge.message._via import BRANCH_MAGIC_COOKIE, Via, parse_via, parse_via_
 
 __all__ = [
     "BRANCH_MAGIC_COOKIE",
+    "BRANCH_PREFIX",
     "COMPACT_FORMS",
     "DEFAULT_LIMITS",
     "KNOWN_METHODS",
@@ -103,11 +105,14 @@ __all__ = [
     "StreamParser",
     "TelURI",
     "Via",
+    "branch_digest",
     "canonical_name",
     "check_request",
     "check_response",
+    "digest_of_branch",
     "header_key",
     "is_keepalive",
+    "make_branch",
     "parse_auth_header",
     "parse_authentication_info",
     "parse_contact",

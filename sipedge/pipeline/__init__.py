@@ -6,6 +6,7 @@ C{sipedge.plugins} package (see C{doc/writing-stages.md}).
 
 from sipedge.pipeline._chain import RequestChain
 from sipedge.pipeline._context import RequestContext
+from sipedge.pipeline._local import LocalIdentity
 from sipedge.pipeline._registry import build_chain, stage_factories
 from sipedge.pipeline._results import Continue, Drop, Forward, Respond, StageResult, Target
 from sipedge.pipeline._services import StageServices
@@ -14,6 +15,7 @@ __all__ = [
     "Continue",
     "Drop",
     "Forward",
+    "LocalIdentity",
     "RequestChain",
     "RequestContext",
     "Respond",

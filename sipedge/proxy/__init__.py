@@ -2,12 +2,12 @@
 The transaction user: an RFC 3261 section 16 stateful proxy and registrar.
 """
 
+from sipedge.pipeline import LocalIdentity
 from sipedge.proxy._core import ProxyCore
 from sipedge.proxy._dialogs import DialogTracker
 from sipedge.proxy._flowtoken import PARAM as FLOW_PARAM
 from sipedge.proxy._flowtoken import DialogFlows, FlowTokens, PartyFlow
 from sipedge.proxy._keepalive import DEFAULT_KEEPALIVE_INTERVAL, NatKeepalive, needs_keepalive
-from sipedge.proxy._local import LocalIdentity
 from sipedge.proxy._nat import NatVerdict, detect_nat, is_private_address
 from sipedge.proxy._registrar import Registrar
 from sipedge.proxy._rr import RecordRouteSigner

@@ -28,9 +28,7 @@ from zope.interface import implementer
 
 from sipedge.interfaces import ITransactionUser
 from sipedge.message import Request, Response
-from sipedge.pipeline._chain import RequestChain
-from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Drop, Forward, Respond
+from sipedge.pipeline import Drop, Forward, RequestChain, RequestContext, Respond
 from sipedge.proxy._addresses import LocalAddresses
 from sipedge.proxy._cancel import Canceller
 from sipedge.proxy._flowtoken import FlowTokens

@@ -37,9 +37,8 @@ from zope.interface import implementer
 from sipedge.error import MessageParseError
 from sipedge.flow import Flow
 from sipedge.interfaces import CALLEE, CALLER, IDialogListener, IProxyObserver
-from sipedge.message import Headers, Request, Response
-from sipedge.message._address import parse_contact, quote_text
-from sipedge.pipeline._results import Forward
+from sipedge.message import Headers, Request, Response, parse_contact, quote_text
+from sipedge.pipeline import Forward
 from sipedge.proxy._forwarding import _strict_route_fixup
 
 __all__ = ["CALLEE", "CALLER", "Dialog", "DialogTracker", "Party", "session_expires"]

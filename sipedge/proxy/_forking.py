@@ -36,10 +36,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sipedge.error import LocalProtocolError, MessageParseError, TransactionTimeout, TransportError
-from sipedge.message import Request, Response
-from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Respond, Target
-from sipedge.proxy._branch import branch_digest, make_branch
+from sipedge.message import Request, Response, branch_digest, make_branch
+from sipedge.pipeline import RequestContext, Respond, Target
 from sipedge.proxy._flowtoken import dialog_flows
 from sipedge.proxy._fork import Branch, Fork, best_response, group_by_q
 from sipedge.proxy._forwarding import (

@@ -21,9 +21,9 @@ from twisted.logger import Logger
 from sipedge.error import MessageParseError, TransportError
 from sipedge.flow import Flow
 from sipedge.message import Request, Response
+from sipedge.pipeline import LocalIdentity
 from sipedge.proxy._addresses import LocalAddresses
 from sipedge.proxy._dialogs import CALLER
-from sipedge.proxy._local import LocalIdentity
 from sipedge.proxy._topology import RULE as TOPOLOGY_RULE
 from sipedge.proxy._topology import Refusal, Revealed, TopologyHider
 from sipedge.transaction import make_response

@@ -21,8 +21,7 @@ from twisted.python.failure import Failure
 
 from sipedge.error import LocalProtocolError, MessageParseError, OriginateError, TransportError
 from sipedge.flow import Flow
-from sipedge.message import Request, Response
-from sipedge.proxy._branch import BRANCH_PREFIX
+from sipedge.message import BRANCH_PREFIX, Request, Response
 from sipedge.proxy._forwarding import next_hop, via_value
 from sipedge.transaction import State
 

@@ -24,11 +24,9 @@ from twisted.python.failure import Failure
 from sipedge.error import LocalProtocolError, MessageParseError
 from sipedge.flow import Flow, format_hostport
 from sipedge.interfaces import ILocationStore
-from sipedge.message import Request, Response
-from sipedge.message._address import NameAddress, quote_text
-from sipedge.message._uri import SipURI
+from sipedge.message import NameAddress, Request, Response, SipURI, quote_text
 from sipedge.proxy._nat import detect_nat
-from sipedge.store._binding import Binding, aor_of, same_binding
+from sipedge.store import Binding, aor_of, same_binding
 from sipedge.transaction import make_response
 
 __all__ = ["Registrar"]

@@ -17,10 +17,8 @@ from twisted.logger import Logger
 
 from sipedge.error import MessageParseError, TransportError
 from sipedge.flow import Flow
-from sipedge.message import Request, Response
-from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Forward
-from sipedge.proxy._branch import branch_digest, digest_of_branch, make_branch
+from sipedge.message import Request, Response, branch_digest, digest_of_branch, make_branch
+from sipedge.pipeline import Forward, RequestContext
 from sipedge.proxy._forwarding import forwarded_request, next_hop, via_value
 from sipedge.proxy._hiding import masked
 from sipedge.proxy._responses import ResponseQueue

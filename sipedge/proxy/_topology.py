@@ -63,7 +63,7 @@ from sipedge.message import (
     parse_uri,
     parse_via,
 )
-from sipedge.proxy._local import LocalIdentity
+from sipedge.pipeline import LocalIdentity
 from sipedge.proxy._seal import Sealer
 
 __all__ = ["CALL_ID_FLAG", "PARAM", "TOKEN_PREFIX", "Refusal", "Revealed", "TopologyHider"]

@@ -18,7 +18,7 @@ from zope.interface import implementer
 from sipedge.error import TransportError
 from sipedge.flow import Flow
 from sipedge.interfaces import IRequestStage, IResponseStage
-from sipedge.message import Message, Request, Response, parse_datagram
+from sipedge.message import BRANCH_PREFIX, Message, Request, Response, parse_datagram
 from sipedge.pipeline import (
     Drop,
     RequestChain,
@@ -29,7 +29,6 @@ from sipedge.pipeline import (
     build_chain,
 )
 from sipedge.proxy import Registrar
-from sipedge.proxy._branch import BRANCH_PREFIX
 from sipedge.testing import (
     ALICE,
     BOB,

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.config import Route
 from sipedge.flow import Flow
-from sipedge.message import Limits, Request, parse_datagram
+from sipedge.message import Limits, Request, branch_digest, make_branch, parse_datagram
 from sipedge.pipeline import (
     Continue,
     Drop,
@@ -34,7 +34,6 @@ from sipedge.pipeline.stages._route import RouteStage
 from sipedge.pipeline.stages._sanity import SanityStage, warning_text
 from sipedge.pipeline.stages._static_route import StaticRouteStage
 from sipedge.proxy import LocalIdentity, RecordRouteSigner, Registrar
-from sipedge.proxy._branch import branch_digest, make_branch
 from sipedge.store import Binding, MemoryLocationStore
 from sipedge.testing import capture_log
 from sipedge.transaction import make_response

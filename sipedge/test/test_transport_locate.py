@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from sipedge.error import TransportError
-from sipedge.message._uri import parse_uri
+from sipedge.message import parse_uri
 from sipedge.testing import FakeResolver, naptr, rr, srv
 from sipedge.transport._locate import Destination, ServerLocator, _order_srv
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from zope.interface import implementer
 
 from sipedge.interfaces import IRequestStage
+from sipedge.message import branch_digest, digest_of_branch
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._results import Continue, Respond, StageResult
-from sipedge.proxy._branch import branch_digest, digest_of_branch
 
 __all__ = ["LoopDetectStage"]
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: sipedge.test.test_proxy_local -*-
+# -*- test-case-name: sipedge.test.test_pipeline_local -*-
 """
 Who we are: the domains we are responsible for and the addresses we listen
 on, so stages can tell a Route or Via that points at us (RFC 3261 16.4) and

@@ -1,12 +1,12 @@
-# -*- test-case-name: sipedge.test.test_proxy_local -*-
-"""Tests for L{sipedge.proxy._local} and the wildcard expansion in L{sipedge.service}."""
+# -*- test-case-name: sipedge.test.test_pipeline_local -*-
+"""Tests for L{sipedge.pipeline._local} and the wildcard expansion in L{sipedge.service}."""
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.message import parse_uri
-from sipedge.proxy import LocalIdentity
+from sipedge.pipeline import LocalIdentity
 from sipedge.service import _host_addresses
 
 

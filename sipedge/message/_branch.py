@@ -1,4 +1,4 @@
-# -*- test-case-name: sipedge.test.test_proxy_branch -*-
+# -*- test-case-name: sipedge.test.test_message_branch -*-
 """
 Branches for the requests we forward (RFC 3261 16.6 item 8), built so that
 loop detection (16.3 item 4) can recognise a request we forwarded before.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sipedge.message import Request
+from sipedge.message._message import Request
 
 __all__ = ["BRANCH_PREFIX", "branch_digest", "digest_of_branch", "make_branch"]
 
