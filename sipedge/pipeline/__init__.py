@@ -8,8 +8,8 @@ from sipedge.pipeline._chain import RequestChain
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._local import LocalIdentity
 from sipedge.pipeline._registry import build_chain, stage_factories
-from sipedge.pipeline._results import Continue, Drop, Forward, Respond, StageResult, Target
 from sipedge.pipeline._services import StageServices
+from sipedge.results import Continue, Drop, Forward, Respond, StageResult, Target
 
 __all__ = [
     "Continue",

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from sipedge.interfaces import IBranchStage, IResponseStage, IRoutedStage
 from sipedge.message import Request, Response
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Drop, Forward, Respond, StageResult
+from sipedge.results import Continue, Drop, Forward, Respond, StageResult
 
 __all__ = ["RequestChain"]
 

@@ -15,7 +15,7 @@ from sipedge.error import MessageParseError
 from sipedge.media._config import MediaConfig
 from sipedge.message import parse_name_addr, parse_uri
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Forward
+from sipedge.results import Forward
 
 __all__ = ["callee_external", "callee_secure"]
 

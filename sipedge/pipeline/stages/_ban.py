@@ -16,7 +16,7 @@ from zope.interface import implementer
 from sipedge import _debug
 from sipedge.interfaces import IRequestStage
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Drop, StageResult
+from sipedge.results import Continue, Drop, StageResult
 
 __all__ = ["BanCheckStage"]
 

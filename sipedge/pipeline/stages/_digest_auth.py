@@ -80,7 +80,7 @@ from sipedge.message import (
 )
 from sipedge.message._uri import SipURI, escape_user
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Respond, StageResult
+from sipedge.results import Continue, Respond, StageResult
 
 __all__ = ["NAME", "DigestAuthStage", "build_digest_auth_stage"]
 

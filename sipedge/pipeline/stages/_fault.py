@@ -29,7 +29,7 @@ from sipedge.error import ConfigError
 from sipedge.interfaces import IRequestStage, IResponseStage
 from sipedge.message import Headers, Request, Response
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Drop, StageResult
+from sipedge.results import Continue, Drop, StageResult
 
 __all__ = ["ACTIONS", "DIRECTIONS", "FaultRule", "FaultStage", "rules_from_options"]
 

@@ -11,7 +11,7 @@ from zope.interface import implementer
 
 from sipedge.interfaces import IRequestStage
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Forward, Respond, StageResult, Target
+from sipedge.results import Forward, Respond, StageResult, Target
 
 __all__ = ["ForwardStage"]
 

@@ -19,7 +19,7 @@ from sipedge.flow import Flow
 from sipedge.interfaces import IRequestStage
 from sipedge.message import parse_uri
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Forward, Respond, StageResult, Target
+from sipedge.results import Continue, Forward, Respond, StageResult, Target
 from sipedge.store import aor_of
 
 __all__ = ["LocationStage"]

@@ -13,7 +13,7 @@ from zope.interface import implementer
 from sipedge.interfaces import IRequestStage
 from sipedge.message import branch_digest, digest_of_branch
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Respond, StageResult
+from sipedge.results import Continue, Respond, StageResult
 
 __all__ = ["LoopDetectStage"]
 

@@ -11,7 +11,7 @@ from zope.interface import implementer
 
 from sipedge.interfaces import IRequestStage
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Drop, Respond, StageResult
+from sipedge.results import Continue, Drop, Respond, StageResult
 
 __all__ = ["ALLOW", "MaxForwardsStage"]
 

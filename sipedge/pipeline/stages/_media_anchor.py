@@ -74,7 +74,6 @@ from sipedge.media._values import MediaMode, RelayAllocation
 from sipedge.message import Request, Response
 from sipedge.message._sdp import SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Drop, Forward, Respond, StageResult
 from sipedge.pipeline.stages._anchor_calls import (
     CALLEE,
     CALLER,
@@ -96,6 +95,7 @@ from sipedge.pipeline.stages._anchor_calls import (
 from sipedge.pipeline.stages._anchor_responses import ResponseAnchoring
 from sipedge.pipeline.stages._anchor_side import callee_external, callee_secure
 from sipedge.pipeline.stages._sdes_policy import SdesPolicy
+from sipedge.results import Continue, Drop, Forward, Respond, StageResult
 
 __all__ = ["CALLEE", "CALLER", "MediaAnchorStage", "MediaEnded"]
 

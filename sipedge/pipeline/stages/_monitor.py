@@ -29,7 +29,7 @@ from sipedge import _debug
 from sipedge.interfaces import IRequestStage, IResponseStage
 from sipedge.message import Response
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Drop, StageResult
+from sipedge.results import Continue, Drop, StageResult
 from sipedge.security import Verdict
 
 __all__ = ["MonitorStage"]

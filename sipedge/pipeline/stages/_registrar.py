@@ -13,7 +13,7 @@ from sipedge.error import MessageParseError
 from sipedge.interfaces import IRequestStage
 from sipedge.message import Response
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Respond, StageResult
+from sipedge.results import Continue, Respond, StageResult
 
 __all__ = ["RegistrarStage", "respond_with"]
 

@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from sipedge.interfaces import IRequestStage
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Respond, StageResult
+from sipedge.results import Continue, Respond, StageResult
 
 __all__ = ["ResponsibilityStage"]
 

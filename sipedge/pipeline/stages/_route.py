@@ -25,8 +25,8 @@ from sipedge.interfaces import IRequestStage
 from sipedge.message import Request
 from sipedge.message._lex import split_comma_list
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, StageResult
 from sipedge.proxy import FLOW_PARAM
+from sipedge.results import Continue, StageResult
 
 __all__ = ["RouteStage"]
 

@@ -14,7 +14,7 @@ from sipedge.error import MessageParseError
 from sipedge.interfaces import IRequestStage
 from sipedge.message import DEFAULT_LIMITS, Limits, check_request
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Drop, Respond, StageResult
+from sipedge.results import Continue, Drop, Respond, StageResult
 
 __all__ = ["SanityStage"]
 

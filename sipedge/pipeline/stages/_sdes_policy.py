@@ -23,7 +23,6 @@ from sipedge.media._anchor_sdp import reject
 from sipedge.media._config import MediaConfig
 from sipedge.message import Request, Response, SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Respond
 from sipedge.pipeline.stages._anchor_calls import (
     Call,
     Note,
@@ -33,6 +32,7 @@ from sipedge.pipeline.stages._anchor_calls import (
     warning,
     without_body,
 )
+from sipedge.results import Respond
 
 __all__ = ["SdesPolicy"]
 

@@ -15,7 +15,7 @@ from zope.interface import implementer
 from sipedge.interfaces import IRequestStage
 from sipedge.message import SipURI
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Forward, StageResult, Target
+from sipedge.results import Continue, Forward, StageResult, Target
 
 __all__ = ["StaticRouteStage"]
 

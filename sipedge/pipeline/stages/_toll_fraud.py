@@ -27,7 +27,7 @@ from zope.interface import implementer
 from sipedge.interfaces import IRequestStage, IResponseStage
 from sipedge.message import Response
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Continue, Respond, StageResult
+from sipedge.results import Continue, Respond, StageResult
 
 __all__ = ["REFUSAL", "TollFraudStage"]
 

@@ -5,6 +5,12 @@ C{processor_action_t} and h11's events).
 
 C{Continue()} hands the request to the next stage; C{Respond}, C{Forward}
 and C{Drop} end the chain.
+
+A leaf module (as L{sipedge.error} and L{sipedge.flow} are): the pipeline
+exports these values (C{sipedge.pipeline.Forward}, ...) to stage authors,
+the proxy core acts on them, and the observers below the pipeline (the
+behaviour monitor and the toll-fraud guard in L{sipedge.security}) read
+them, without any of those layers importing another upwards.
 """
 
 from __future__ import annotations
