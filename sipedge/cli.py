@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from sipedge import __version__
-from sipedge.auth._cli import user_command
-from sipedge.security._cli import configure_ban_parser, run_ban
+from sipedge._cli_ban import configure_ban_parser, run_ban
+from sipedge._cli_user import user_command
 
 __all__ = ["main"]
 

@@ -43,8 +43,7 @@ from sipedge._config_values import to_float as _to_float
 from sipedge.auth import AuthConfig
 from sipedge.capture._config import HepConfig
 from sipedge.error import ConfigError, MessageParseError
-from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS, MediaConfig
-from sipedge.media._control_config import RelayServiceConfig
+from sipedge.media import DEFAULT_INTERNAL_NETWORKS, MediaConfig, RelayServiceConfig
 from sipedge.message import Limits, SipURI, parse_sip_uri
 from sipedge.metrics import MetricsConfig
 from sipedge.security import SecurityConfig

@@ -18,7 +18,7 @@ from twisted.python import usage
 from sipedge._config_values import InvalidValue
 from sipedge.config import DEFAULT_CONFIG, Config, load_config
 from sipedge.error import ConfigError
-from sipedge.media._control_config import ControlAddress
+from sipedge.media import ControlAddress
 
 __all__ = ["Options", "makeService"]
 

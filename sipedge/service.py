@@ -26,7 +26,7 @@ from sipedge.error import ConfigError
 from sipedge.interfaces import IMessageTap, IProxyObserver
 from sipedge.metrics import LoopLag, MessageCounter, MetricSources, SipEdgeCollector, metrics_site
 from sipedge.pipeline import StageServices, build_chain
-from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
+from sipedge.pipeline.stages import MediaAnchorStage
 from sipedge.proxy import (
     DialogTracker,
     FlowTokens,

@@ -39,7 +39,7 @@ from sipedge.auth import _digest
 from sipedge.auth._interfaces import ICredentialStore, ISipDigestCredentials, ISipUser
 from sipedge.error import ConfigError
 from sipedge.message import DigestCredentials
-from sipedge.store._sqlite_base import open_database, read_schema_version, transaction
+from sipedge.store import open_database, read_schema_version, transaction
 
 __all__ = [
     "DATABASE_NAME",

@@ -24,7 +24,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from sipedge.media._anchor_sdp import (
+    OriginVersions,
+    has_keys,
+    offer_of,
+    offers_srtp,
+    reject,
+    rewrite,
+)
 from sipedge.media._budget import CallBudget
+from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS, MediaConfig, parse_media_config
+from sipedge.media._control_config import ControlAddress, RelayServiceConfig
 from sipedge.media._errors import (
     ControlProtocolError,
     MediaError,
@@ -136,6 +146,7 @@ __all__ = [
     "AES_CM_128_HMAC_SHA1_80",
     "CRYPTO_SUITES",
     "DEFAULT_INTERFACE",
+    "DEFAULT_INTERNAL_NETWORKS",
     "DEFAULT_LIMITS",
     "DROP_REASONS",
     "END_REASONS",
@@ -148,12 +159,14 @@ __all__ = [
     "RTP_HEADER_SIZE",
     "SUPPORTED_SUITES",
     "CallBudget",
+    "ControlAddress",
     "ControlProtocolError",
     "ControlServerFactory",
     "CryptoSuite",
     "DirectionStats",
     "Exchange",
     "LegPolicy",
+    "MediaConfig",
     "MediaError",
     "MediaLimits",
     "MediaMode",
@@ -164,6 +177,7 @@ __all__ = [
     "OfferAnswerError",
     "OfferAnswerInput",
     "OfferAnswerState",
+    "OriginVersions",
     "Party",
     "PortAllocator",
     "PortsExhausted",
@@ -171,6 +185,7 @@ __all__ = [
     "RelayEndpoint",
     "RelayLeg",
     "RelayPolicy",
+    "RelayServiceConfig",
     "RelaySession",
     "RelayStats",
     "RelayStream",
@@ -194,8 +209,14 @@ __all__ = [
     "UnknownSession",
     "build_rtcp",
     "build_rtp",
+    "has_keys",
     "is_rtcp",
     "is_valid_rtcp",
     "is_valid_rtp",
+    "offer_of",
+    "offers_srtp",
+    "parse_media_config",
+    "reject",
+    "rewrite",
     "suite_named",
 ]

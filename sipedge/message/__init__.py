@@ -25,6 +25,7 @@ from sipedge.message._branch import BRANCH_PREFIX, branch_digest, digest_of_bran
 from sipedge.message._check import KNOWN_METHODS, check_request, check_response
 from sipedge.message._fields import CSeq, parse_cseq, parse_option_tags, parse_uint
 from sipedge.message._headers import COMPACT_FORMS, Headers, canonical_name, header_key
+from sipedge.message._lex import split_comma_list
 from sipedge.message._limits import DEFAULT_LIMITS, Limits
 from sipedge.message._message import SIP_VERSION, Message, Request, Response
 from sipedge.message._parser import (
@@ -57,6 +58,7 @@ from sipedge.message._uri import (
     AbsoluteURI,
     SipURI,
     TelURI,
+    escape_user,
     parse_sip_uri,
     parse_uri,
     unescape,
@@ -110,6 +112,7 @@ __all__ = [
     "check_request",
     "check_response",
     "digest_of_branch",
+    "escape_user",
     "header_key",
     "is_keepalive",
     "make_branch",
@@ -129,5 +132,6 @@ __all__ = [
     "parse_via_list",
     "quote_text",
     "serialize",
+    "split_comma_list",
     "unescape",
 ]

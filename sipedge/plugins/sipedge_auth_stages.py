@@ -18,7 +18,7 @@ class AuthStageFactory(StageFactory):
 
 
 def _digest_auth(options: dict[str, Any], services: Any) -> Any:
-    from sipedge.pipeline.stages._digest_auth import build_digest_auth_stage
+    from sipedge.pipeline.stages import build_digest_auth_stage
 
     return build_digest_auth_stage(options, services)
 

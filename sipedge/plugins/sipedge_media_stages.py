@@ -50,7 +50,7 @@ def media_config_of(services: Any, options: dict[str, Any] | None = None) -> Any
     @raise ConfigError: for a bad option, naming
         C{pipeline.options.media-anchor.<key>}.
     """
-    from sipedge.media._config import MediaConfig, parse_media_config
+    from sipedge.media import MediaConfig, parse_media_config
 
     config = getattr(getattr(services, "config", None), "media", None)
     if not isinstance(config, MediaConfig):
@@ -85,7 +85,7 @@ def relay_of(services: Any, config: Any) -> Any:
 
 
 def _media_anchor(options: dict[str, Any], services: Any) -> Any:
-    from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
+    from sipedge.pipeline.stages import MediaAnchorStage
 
     config = media_config_of(services, options)
     if not config.anchor:
@@ -98,7 +98,7 @@ def _media_anchor(options: dict[str, Any], services: Any) -> Any:
 
 
 def _option_names() -> tuple[str, ...]:
-    from sipedge.media._config import MediaConfig
+    from sipedge.media import MediaConfig
 
     return tuple(attrs.fields_dict(MediaConfig))
 

@@ -98,13 +98,13 @@ def toll_fraud_of(services: Any) -> Any:
 
 
 def _monitor(options: dict[str, Any], services: Any, prefix: str) -> Any:
-    from sipedge.pipeline.stages._monitor import MonitorStage
+    from sipedge.pipeline.stages import MonitorStage
 
     return MonitorStage(monitor_of(services))
 
 
 def _toll_fraud(options: dict[str, Any], services: Any, prefix: str) -> Any:
-    from sipedge.pipeline.stages._toll_fraud import TollFraudStage
+    from sipedge.pipeline.stages import TollFraudStage
 
     return TollFraudStage(toll_fraud_of(services))
 

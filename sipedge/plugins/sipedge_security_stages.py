@@ -108,13 +108,13 @@ def _forget(key: int, security: Any) -> None:
 
 
 def _ban_check(options: dict[str, Any], services: Any, prefix: str) -> Any:
-    from sipedge.pipeline.stages._ban import BanCheckStage
+    from sipedge.pipeline.stages import BanCheckStage
 
     return BanCheckStage(security_of(services))
 
 
 def _scanner(options: dict[str, Any], services: Any, prefix: str) -> Any:
-    from sipedge.pipeline.stages._scanner import ScannerStage
+    from sipedge.pipeline.stages import ScannerStage
     from sipedge.security import UserAgentMatcher, evolve_config
 
     security = security_of(services)
@@ -128,7 +128,7 @@ def _scanner(options: dict[str, Any], services: Any, prefix: str) -> Any:
 
 
 def _flood(options: dict[str, Any], services: Any, prefix: str) -> Any:
-    from sipedge.pipeline.stages._flood import FloodStage
+    from sipedge.pipeline.stages import FloodStage
     from sipedge.security import RateLimiter, evolve_config
 
     security = security_of(services)
@@ -145,7 +145,7 @@ def _flood(options: dict[str, Any], services: Any, prefix: str) -> Any:
 
 
 def _filter(options: dict[str, Any], services: Any, prefix: str) -> Any:
-    from sipedge.pipeline.stages._filter import FilterStage
+    from sipedge.pipeline.stages import FilterStage
     from sipedge.security import FilterConfig, parse_filter_config
 
     if not options:

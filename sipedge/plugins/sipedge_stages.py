@@ -46,7 +46,7 @@ class StageFactory:
 
 def _sanity(options: dict[str, Any], services: Any) -> Any:
     from sipedge.message import Limits
-    from sipedge.pipeline.stages._sanity import SanityStage
+    from sipedge.pipeline.stages import SanityStage
 
     supported = options.get("supported", [])
     if not isinstance(supported, list) or not all(isinstance(t, str) for t in supported):
@@ -55,23 +55,21 @@ def _sanity(options: dict[str, Any], services: Any) -> Any:
     return SanityStage(limits, frozenset(supported))
 
 
-def _simple(module: str, cls: str) -> Callable[[dict[str, Any], Any], Any]:
+def _simple(cls: str) -> Callable[[dict[str, Any], Any], Any]:
     def build(options: dict[str, Any], services: Any) -> Any:
-        from importlib import import_module
+        from sipedge.pipeline import stages
 
-        return getattr(import_module(module), cls)()
+        return getattr(stages, cls)()
 
     return build
 
 
 def _static_route(options: dict[str, Any], services: Any) -> Any:
-    from sipedge.pipeline.stages._static_route import StaticRouteStage
+    from sipedge.pipeline.stages import StaticRouteStage
 
     routes = getattr(getattr(services, "config", None), "routes", ())
     return StaticRouteStage(routes)
 
-
-_P = "sipedge.pipeline.stages."
 
 sanity = StageFactory(
     "sanity",
@@ -81,31 +79,31 @@ sanity = StageFactory(
 )
 max_forwards = StageFactory(
     "max-forwards", "Answer 483 when Max-Forwards is 0 (200 to OPTIONS for us).",
-    _simple(_P + "_max_forwards", "MaxForwardsStage"),
+    _simple("MaxForwardsStage"),
 )
 loop_detect = StageFactory(
     "loop-detect", "Answer 482 to a request that loops back unchanged.",
-    _simple(_P + "_loop", "LoopDetectStage"),
+    _simple("LoopDetectStage"),
 )
 route = StageFactory(
     "route", "Strict-route fix-up; remove our own Route values.",
-    _simple(_P + "_route", "RouteStage"),
+    _simple("RouteStage"),
 )
 responsibility = StageFactory(
     "responsibility", "Relay only in-dialog or trusted traffic; 403 otherwise.",
-    _simple(_P + "_responsibility", "ResponsibilityStage"),
+    _simple("ResponsibilityStage"),
 )
 registrar = StageFactory(
-    "registrar", "Answer REGISTER for our domains.", _simple(_P + "_registrar", "RegistrarStage")
+    "registrar", "Answer REGISTER for our domains.", _simple("RegistrarStage")
 )
 location = StageFactory(
     "location", "Forward requests for our users to their registered contacts.",
-    _simple(_P + "_location", "LocationStage"),
+    _simple("LocationStage"),
 )
 static_route = StageFactory(
     "static-route", "Send requests for configured domains or prefixes to a next hop.", _static_route
 )
 forward = StageFactory(
     "forward", "Forward to the Request-URI (the last stage).",
-    _simple(_P + "_forward", "ForwardStage"),
+    _simple("ForwardStage"),
 )

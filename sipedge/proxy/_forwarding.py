@@ -7,8 +7,7 @@ functions over immutable messages.
 from __future__ import annotations
 
 from sipedge.flow import format_hostport
-from sipedge.message import URI, Request, SipURI, parse_name_addr, parse_uri
-from sipedge.message._lex import split_comma_list
+from sipedge.message import URI, Request, SipURI, parse_name_addr, parse_uri, split_comma_list
 from sipedge.pipeline import Target
 
 __all__ = [

@@ -41,7 +41,7 @@ import attrs
 from twisted.logger import Logger
 
 from sipedge.security._address import Network, TrustedNetworks, canonical_ip
-from sipedge.store._sqlite_base import (
+from sipedge.store import (
     closing_on_failure,
     open_database,
     read_schema_version,

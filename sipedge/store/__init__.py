@@ -6,6 +6,12 @@ Stores of state that must survive a restart: the location service
 from sipedge.store._binding import Binding, aor_of, binding_order, same_binding
 from sipedge.store._memory import MemoryLocationStore
 from sipedge.store._sqlite import DATABASE_NAME, SCHEMA_VERSION, SQLiteLocationStore
+from sipedge.store._sqlite_base import (
+    closing_on_failure,
+    open_database,
+    read_schema_version,
+    transaction,
+)
 
 __all__ = [
     "DATABASE_NAME",
@@ -15,5 +21,9 @@ __all__ = [
     "SQLiteLocationStore",
     "aor_of",
     "binding_order",
+    "closing_on_failure",
+    "open_database",
+    "read_schema_version",
     "same_binding",
+    "transaction",
 ]

@@ -19,7 +19,7 @@ import attrs
 
 from sipedge.error import MessageParseError
 from sipedge.flow import Flow
-from sipedge.message._uri import URI, SipURI, escape_user, parse_uri, unescape
+from sipedge.message import URI, SipURI, escape_user, parse_uri, unescape
 
 __all__ = ["Binding", "aor_of", "binding_order", "same_binding"]
 

@@ -1,6 +1,6 @@
 # -*- test-case-name: sipedge.test.test_auth_cli -*-
 """
-Tests for C{sipedge user} (L{sipedge.auth._cli.user_command}).
+Tests for C{sipedge user} (L{sipedge._cli_user.user_command}).
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.auth import DATABASE_NAME, SQLiteCredentialStore, _cli, ha1
-from sipedge.auth._cli import user_command
+from sipedge import _cli_user
+from sipedge._cli_user import user_command
+from sipedge.auth import DATABASE_NAME, SQLiteCredentialStore, ha1
 
 
 class _Terminal(io.StringIO):
@@ -108,7 +109,7 @@ class UserCommandTests(SynchronousTestCase):
             asked.append(prompt)
             return "typed"
 
-        self.patch(_cli.getpass, "getpass", getpass)
+        self.patch(_cli_user.getpass, "getpass", getpass)
         stdout, stderr = io.StringIO(), io.StringIO()
         status = user_command(
             ["add", "--config", str(self.config), "alice"], _Terminal(), stdout, stderr

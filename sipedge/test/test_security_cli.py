@@ -1,6 +1,6 @@
 # -*- test-case-name: sipedge.test.test_security_cli -*-
 """
-Tests for C{sipedge ban} (L{sipedge.security._cli}).
+Tests for C{sipedge ban} (L{sipedge._cli_ban}).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 import sipedge.config
+from sipedge._cli_ban import ban_command, configure_ban_parser, parse_duration, run_ban
 from sipedge.config import load_config
 from sipedge.security import DATABASE_NAME, Bans, SecurityConfig
-from sipedge.security._cli import ban_command, configure_ban_parser, parse_duration, run_ban
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from sipedge._log import NamedLogger
 from sipedge.error import MessageParseError
 from sipedge.media import (
+    MediaConfig,
     MediaError,
     MediaMode,
     OfferAnswerAction,
@@ -26,12 +27,13 @@ from sipedge.media import (
     RelayAllocation,
     RelayPolicy,
     SessionEnd,
+    has_keys,
+    offer_of,
+    offers_srtp,
+    reject,
 )
-from sipedge.media._anchor_sdp import has_keys, offer_of, offers_srtp, reject
-from sipedge.media._config import MediaConfig
 from sipedge.message import Response, SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
-from sipedge.pipeline._results import Respond
 from sipedge.pipeline.stages._anchor_calls import (
     Call,
     MediaEnded,
@@ -41,6 +43,7 @@ from sipedge.pipeline.stages._anchor_calls import (
     warning,
     without_body,
 )
+from sipedge.results import Respond
 
 __all__ = ["AnchorCalls"]
 

@@ -16,8 +16,14 @@ from twisted.python.failure import Failure
 
 from sipedge.error import MessageParseError
 from sipedge.interfaces import CALLEE, CALLER
-from sipedge.media import Exchange, MediaError, OfferAnswerState, RelayAllocation, SessionStats
-from sipedge.media._anchor_sdp import OriginVersions
+from sipedge.media import (
+    Exchange,
+    MediaError,
+    OfferAnswerState,
+    OriginVersions,
+    RelayAllocation,
+    SessionStats,
+)
 from sipedge.message import Request, Response, SessionDescription, quote_text
 
 __all__ = ["CALLEE", "CALLER", "MediaEnded"]

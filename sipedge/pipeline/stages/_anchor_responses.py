@@ -19,8 +19,8 @@ from sipedge.media import (
     OfferAnswerInput,
     OfferAnswerState,
     RelayAllocation,
+    rewrite,
 )
-from sipedge.media._anchor_sdp import rewrite
 from sipedge.message import Response, SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline.stages._anchor_base import AnchorCalls

@@ -12,7 +12,7 @@ import ipaddress
 from typing import Any
 
 from sipedge.error import MessageParseError
-from sipedge.media._config import MediaConfig
+from sipedge.media import MediaConfig
 from sipedge.message import parse_name_addr, parse_uri
 from sipedge.pipeline._context import RequestContext
 from sipedge.results import Forward

@@ -75,10 +75,11 @@ from sipedge.message import (
     DigestChallenge,
     DigestCredentials,
     Headers,
+    SipURI,
+    escape_user,
     parse_auth_header,
     parse_uri,
 )
-from sipedge.message._uri import SipURI, escape_user
 from sipedge.pipeline._context import RequestContext
 from sipedge.results import Continue, Respond, StageResult
 

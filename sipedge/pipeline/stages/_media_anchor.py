@@ -67,12 +67,17 @@ from sipedge.interfaces import (
     IResponseStage,
     IRoutedStage,
 )
-from sipedge.media import OfferAnswerAction, OfferAnswerInput
-from sipedge.media._anchor_sdp import has_keys, reject, rewrite
-from sipedge.media._config import MediaConfig
-from sipedge.media._values import MediaMode, RelayAllocation
-from sipedge.message import Request, Response
-from sipedge.message._sdp import SessionDescription, parse_sdp
+from sipedge.media import (
+    MediaConfig,
+    MediaMode,
+    OfferAnswerAction,
+    OfferAnswerInput,
+    RelayAllocation,
+    has_keys,
+    reject,
+    rewrite,
+)
+from sipedge.message import Request, Response, SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline.stages._anchor_calls import (
     CALLEE,

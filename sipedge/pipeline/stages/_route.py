@@ -22,8 +22,7 @@ from zope.interface import implementer
 
 from sipedge.error import MessageParseError, TokenError
 from sipedge.interfaces import IRequestStage
-from sipedge.message import Request
-from sipedge.message._lex import split_comma_list
+from sipedge.message import Request, split_comma_list
 from sipedge.pipeline._context import RequestContext
 from sipedge.proxy import FLOW_PARAM
 from sipedge.results import Continue, StageResult

@@ -18,9 +18,7 @@ from typing import Any, Protocol
 
 from sipedge.error import MessageParseError
 from sipedge.flow import Flow
-from sipedge.media import MediaMode
-from sipedge.media._anchor_sdp import reject
-from sipedge.media._config import MediaConfig
+from sipedge.media import MediaConfig, MediaMode, reject
 from sipedge.message import Request, Response, SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline.stages._anchor_calls import (

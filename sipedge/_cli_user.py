@@ -109,8 +109,7 @@ def user_command(argv: Sequence[str], stdin: TextIO, stdout: TextIO, stderr: Tex
     if args.action is None:
         parser.print_help(stdout)
         return 2
-    from sipedge.auth._config import AuthConfig
-    from sipedge.auth._credentials import SQLiteCredentialStore
+    from sipedge.auth import AuthConfig, SQLiteCredentialStore
     from sipedge.config import DEFAULT_CONFIG, load_config
 
     try:

@@ -22,9 +22,7 @@ from typing import IO, Any, NoReturn
 from twisted.python.runtime import seconds as wall_clock
 
 from sipedge.error import ConfigError
-from sipedge.security._address import canonical_ip
-from sipedge.security._bans import DATABASE_NAME, Ban, Bans
-from sipedge.security._config import SecurityConfig
+from sipedge.security import DATABASE_NAME, Ban, Bans, SecurityConfig, canonical_ip
 
 __all__ = ["ban_command", "configure_ban_parser", "parse_duration", "run_ban"]
 
