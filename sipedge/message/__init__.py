@@ -25,7 +25,7 @@ from sipedge.message._branch import BRANCH_PREFIX, branch_digest, digest_of_bran
 from sipedge.message._check import KNOWN_METHODS, check_request, check_response
 from sipedge.message._fields import CSeq, parse_cseq, parse_option_tags, parse_uint
 from sipedge.message._headers import COMPACT_FORMS, Headers, canonical_name, header_key
-from sipedge.message._lex import split_comma_list
+from sipedge.message._lex import TOKEN_CHARS, split_comma_list, unquote
 from sipedge.message._limits import DEFAULT_LIMITS, Limits
 from sipedge.message._message import SIP_VERSION, Message, Request, Response
 from sipedge.message._parser import (
@@ -73,6 +73,7 @@ __all__ = [
     "KNOWN_METHODS",
     "SIP_VERSION",
     "STAR",
+    "TOKEN_CHARS",
     "URI",
     "AbsoluteURI",
     "Attribute",
@@ -134,4 +135,5 @@ __all__ = [
     "serialize",
     "split_comma_list",
     "unescape",
+    "unquote",
 ]

@@ -1,4 +1,4 @@
-# -*- test-case-name: sipedge.test.test_proxy_topology -*-
+# -*- test-case-name: sipedge.test.test_proxy_topology, sipedge.test.test_proxy_topology_core -*-
 """
 Topology hiding (cf. Kamailio's topoh module), stateless: what the
 external side must not see is sealed into tokens that only we can open

@@ -1,4 +1,4 @@
-# -*- test-case-name: sipedge.test.test_filter -*-
+# -*- test-case-name: sipedge.test.test_filter, sipedge.test.test_doc_config -*-
 """
 The request filter's configuration and matcher: a method allow-list and
 ordered header rules, for the C{filter} stage.

@@ -14,8 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from sipedge.message import SipURI
-from sipedge.message._lex import TOKEN_CHARS
+from sipedge.message import TOKEN_CHARS, SipURI
 
 __all__ = [
     "absolute_uri_texts",

@@ -22,7 +22,7 @@ from sipedge.error import ConfigError
 from sipedge.interfaces import IRequestStage
 from sipedge.message import Headers, Request, parse_datagram
 from sipedge.pipeline import Continue, Drop, RequestContext, Respond, build_chain, stage_factories
-from sipedge.pipeline.stages._filter import FilterStage
+from sipedge.pipeline.stages import FilterStage
 from sipedge.security import FilterConfig, Security, parse_filter_config
 from sipedge.testing import capture_log
 from sipedge.transport import Flow

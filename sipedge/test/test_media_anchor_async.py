@@ -17,8 +17,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectionLost
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.media import PortsExhausted
-from sipedge.media._anchor_sdp import offer_of
+from sipedge.media import PortsExhausted, offer_of
 from sipedge.message import Request, Response, parse_sdp
 from sipedge.pipeline import Continue, RequestContext, Respond
 from sipedge.testing import (

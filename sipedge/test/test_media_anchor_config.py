@@ -14,10 +14,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import sipedge
 from sipedge.error import ConfigError
-from sipedge.media import SUPPORTED_SUITES, MediaMode, MediaRelay
-from sipedge.media._config import (
+from sipedge.media import (
     DEFAULT_INTERNAL_NETWORKS,
+    SUPPORTED_SUITES,
     MediaConfig,
+    MediaMode,
+    MediaRelay,
     parse_media_config,
 )
 from sipedge.testing import FakeReactor

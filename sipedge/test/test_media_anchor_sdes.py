@@ -18,7 +18,7 @@ from sipedge.flow import Flow
 from sipedge.interfaces import IBranchStage
 from sipedge.message import Request, Response
 from sipedge.pipeline import RequestContext, Respond
-from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
+from sipedge.pipeline.stages import MediaAnchorStage
 from sipedge.testing import (
     A_TLS,
     A_UDP,

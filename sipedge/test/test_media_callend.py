@@ -24,7 +24,7 @@ from sipedge.flow import Flow
 from sipedge.media import ControlServerFactory, RemoteMediaRelay
 from sipedge.message import Message, Request, Response
 from sipedge.pipeline import StageServices, build_chain
-from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
+from sipedge.pipeline.stages import MediaAnchorStage
 from sipedge.proxy import DialogTracker, Registrar
 from sipedge.testing import (
     ALICE,

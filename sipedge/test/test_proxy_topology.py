@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import MessageParseError, TokenError
-from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS
+from sipedge.media import DEFAULT_INTERNAL_NETWORKS
 from sipedge.message import Headers, Request, Response
 from sipedge.proxy import LocalIdentity, Sealer
 from sipedge.proxy._topology import (

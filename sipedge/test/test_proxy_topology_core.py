@@ -13,7 +13,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.flow import Flow
-from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS
+from sipedge.media import DEFAULT_INTERNAL_NETWORKS
 from sipedge.message import Request, Response, serialize
 from sipedge.proxy import DialogTracker, Sealer
 from sipedge.proxy._topology import TOKEN_PREFIX, TopologyHider

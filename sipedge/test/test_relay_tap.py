@@ -19,9 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.config import Config, parse_config
 from sipedge.error import ConfigError
-from sipedge.media import MediaOffer, RemoteMediaRelay, StreamOffer
-from sipedge.media._control_config import ControlAddress
-from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
+from sipedge.media import ControlAddress, MediaOffer, RemoteMediaRelay, StreamOffer
+from sipedge.pipeline.stages import MediaAnchorStage
 from sipedge.relay_service import RelayService, build_relay_service
 from sipedge.relay_tap import Options, makeService
 from sipedge.service import build_service

@@ -197,7 +197,7 @@ class BuildServiceTests(_ServiceTestCase):
         end of a call's media to it, and it tells the stage of calls it
         ends or forgets.
         """
-        from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
+        from sipedge.pipeline.stages import MediaAnchorStage
 
         service = self.build(self.config())
         tracker = service.dialogs

@@ -37,7 +37,7 @@ from sipedge.message import (
     parse_datagram,
 )
 from sipedge.pipeline import Continue, RequestContext, Respond, StageServices, stage_factories
-from sipedge.pipeline.stages._digest_auth import DigestAuthStage, build_digest_auth_stage
+from sipedge.pipeline.stages import DigestAuthStage, build_digest_auth_stage
 from sipedge.proxy import LocalIdentity
 from sipedge.testing import capture_log
 
@@ -718,8 +718,7 @@ class ChainTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         from sipedge.pipeline import RequestChain
-        from sipedge.pipeline.stages._registrar import RegistrarStage
-        from sipedge.pipeline.stages._responsibility import ResponsibilityStage
+        from sipedge.pipeline.stages import RegistrarStage, ResponsibilityStage
         from sipedge.proxy import Registrar
         from sipedge.store import MemoryLocationStore
 

@@ -31,9 +31,7 @@ from sipedge.pipeline import (
     build_chain,
     stage_factories,
 )
-from sipedge.pipeline.stages._ban import BanCheckStage
-from sipedge.pipeline.stages._flood import FloodStage
-from sipedge.pipeline.stages._scanner import ScannerStage
+from sipedge.pipeline.stages import BanCheckStage, FloodStage, ScannerStage
 from sipedge.plugins import sipedge_security_stages
 from sipedge.proxy import LocalIdentity
 from sipedge.security import (

@@ -24,15 +24,17 @@ from sipedge.pipeline import (
     StageServices,
     Target,
 )
-from sipedge.pipeline.stages._forward import ForwardStage
+from sipedge.pipeline.stages import (
+    ForwardStage,
+    LoopDetectStage,
+    ResponsibilityStage,
+    RouteStage,
+    StaticRouteStage,
+)
 from sipedge.pipeline.stages._location import LocationStage, _flow_for
-from sipedge.pipeline.stages._loop import LoopDetectStage
 from sipedge.pipeline.stages._max_forwards import ALLOW, MaxForwardsStage
 from sipedge.pipeline.stages._registrar import RegistrarStage, respond_with
-from sipedge.pipeline.stages._responsibility import ResponsibilityStage
-from sipedge.pipeline.stages._route import RouteStage
 from sipedge.pipeline.stages._sanity import SanityStage, warning_text
-from sipedge.pipeline.stages._static_route import StaticRouteStage
 from sipedge.proxy import LocalIdentity, RecordRouteSigner, Registrar
 from sipedge.store import Binding, MemoryLocationStore
 from sipedge.testing import capture_log
@@ -732,7 +734,7 @@ class StaticRouteStageTests(StageTestCase):
         show), the forwarded request still keeps its Request-URI: the next
         hop is not treated as a strict router.
         """
-        from sipedge.proxy._forwarding import forwarded_request
+        from sipedge.proxy import forwarded_request
 
         result = self.decide(self.stage(), request(uri="sip:bob@corp2.example"), TRUSTED)
         out = forwarded_request(request(uri="sip:bob@corp2.example"), result.targets[0])

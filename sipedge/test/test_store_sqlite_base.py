@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import ConfigError
-from sipedge.store._sqlite_base import (
+from sipedge.store import (
     closing_on_failure,
     open_database,
     read_schema_version,

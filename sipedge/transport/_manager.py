@@ -1,4 +1,4 @@
-# -*- test-case-name: sipedge.test.test_transport -*-
+# -*- test-case-name: sipedge.test.test_transport, sipedge.test.test_transport_integration -*-
 """
 All transports together: listeners, the connection table, and sending on a
 flow (reusing a connection or opening one).

@@ -1,4 +1,4 @@
-# -*- test-case-name: sipedge.test.test_transport -*-
+# -*- test-case-name: sipedge.test.test_transport, sipedge.test.test_security -*-
 """
 SIP over UDP (RFC 3261 18): one datagram, one message.
 """
