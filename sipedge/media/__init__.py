@@ -34,6 +34,14 @@ from sipedge.media._anchor_sdp import (
 )
 from sipedge.media._budget import CallBudget
 from sipedge.media._config import DEFAULT_INTERNAL_NETWORKS, MediaConfig, parse_media_config
+from sipedge.media._control import (
+    METHODS,
+    client_proof,
+    encode_message,
+    encode_value,
+    server_proof,
+    welcome_message,
+)
 from sipedge.media._control_config import ControlAddress, RelayServiceConfig
 from sipedge.media._errors import (
     ControlProtocolError,
@@ -154,6 +162,7 @@ __all__ = [
     "MAX_PROTECT_RTCP_SIZE",
     "MAX_PROTECT_SIZE",
     "MAX_UNPROTECT_SIZE",
+    "METHODS",
     "MODE_PAIRS",
     "RTCP_HEADER_SIZE",
     "RTP_HEADER_SIZE",
@@ -209,6 +218,9 @@ __all__ = [
     "UnknownSession",
     "build_rtcp",
     "build_rtp",
+    "client_proof",
+    "encode_message",
+    "encode_value",
     "has_keys",
     "is_rtcp",
     "is_valid_rtcp",
@@ -218,5 +230,7 @@ __all__ = [
     "parse_media_config",
     "reject",
     "rewrite",
+    "server_proof",
     "suite_named",
+    "welcome_message",
 ]

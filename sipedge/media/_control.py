@@ -1,4 +1,4 @@
-# -*- test-case-name: sipedge.test.test_media_control, sipedge.test.test_media_control_protocol -*-
+# -*- test-case-name: sipedge.test.test_media_control -*-
 """
 The relay control protocol, sans-IO: how L{IMediaRelay} calls, their
 replies and the relay's L{SessionEnd} events travel between a proxy and

@@ -73,6 +73,7 @@ LEAVES = frozenset(
         "sipedge.flow",
         "sipedge.results",
         "sipedge.interfaces",
+        "sipedge.tls_profiles",
         "sipedge._log",
         "sipedge._debug",
         "sipedge._config_values",

@@ -35,8 +35,6 @@ from sipedge.media import (
     SessionExists,
     StreamOffer,
     UnknownSession,
-)
-from sipedge.media._control import (
     client_proof,
     encode_message,
     server_proof,
