@@ -8,6 +8,7 @@ C{IProxyObserver}) and L{TollFraudGuard} the toll-fraud limits. See
 C{doc/security.md}.
 """
 
+from sipedge.security._accounts import ACCOUNT_STAT_KEYS, AccountGuard, AccountState
 from sipedge.security._address import TrustedNetworks, canonical_ip
 from sipedge.security._allow import AllowList
 from sipedge.security._bans import (
@@ -60,6 +61,7 @@ from sipedge.security._tollfraud import (
 from sipedge.security._useragent import UserAgentMatcher
 
 __all__ = [
+    "ACCOUNT_STAT_KEYS",
     "AUTHENTICATED",
     "DATABASE_NAME",
     "DEFAULT_SCANNER_USER_AGENTS",
@@ -76,6 +78,8 @@ __all__ = [
     "TOLL_FRAUD_STAT_KEYS",
     "TRUSTED",
     "UNAUTHENTICATED",
+    "AccountGuard",
+    "AccountState",
     "AllowList",
     "Ban",
     "Bans",

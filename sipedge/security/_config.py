@@ -368,6 +368,18 @@ class SecurityConfig:
         buckets and stale allow-list entries (and re-reads of bans that
         C{sipedge ban} changed).
 
+    Password guessing per account (L{sipedge.security.AccountGuard}):
+
+    @ivar account_failures: authentication failures of one account, from
+        all sources together, in C{account_window} seconds, past which its
+        credentials are checked only from sources it authenticated from
+        before and from C{sip.trusted}; other sources get 403 unchecked.
+    @ivar account_window: the sliding window of C{account_failures}.
+    @ivar account_known_sources: the most sources remembered per account.
+    @ivar account_memory: seconds a source an account authenticated from
+        stays known.
+    @ivar max_account_keys: the most accounts tracked.
+
     Scanners:
 
     @ivar scanner_user_agents: User-Agent substrings (case-insensitive) of
@@ -401,6 +413,11 @@ class SecurityConfig:
     filter_threshold: int = attrs.field(default=1, validator=_count)
     max_offence_keys: int = attrs.field(default=100_000, validator=_count)
     purge_interval: float = _f(10.0, seconds())
+    account_failures: int = attrs.field(default=10, validator=_count)
+    account_window: float = _f(600.0, seconds())
+    account_known_sources: int = attrs.field(default=16, validator=_count)
+    account_memory: float = _f(30 * 86400.0, seconds())
+    max_account_keys: int = attrs.field(default=100_000, validator=_count)
     scanner_user_agents: tuple[str, ...] = attrs.field(
         default=DEFAULT_SCANNER_USER_AGENTS, converter=_convert_user_agents
     )

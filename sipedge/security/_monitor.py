@@ -33,6 +33,10 @@ know: they carry C{Warning: 399 sipedge}) say nothing of the far side and
 are not counted; nor are the chain's own answers, which the monitor counted
 as decisions and which never reach the response chain.
 
+A C{refused} outcome of the C{digest-auth} stage (credentials for an
+account past its failure budget, from a source it never authenticated
+from, not checked: L{sipedge.security.AccountGuard}) counts as failed.
+
 Ratios are judged once they rest on C{min_samples} outcomes. Users are the
 authenticated identity, or for the authentication metric the user name the
 credentials gave (so a password guessed at from many addresses shows too).
@@ -121,6 +125,9 @@ _COUNTED = "monitor-response"
 _LOCAL_WARNING = "399 sipedge "
 _CREDENTIALS = ("Authorization", "Proxy-Authorization")
 _AUTH_FAILED_STATUSES = frozenset((401, 403, 407))
+# The digest-auth stage's outcomes: "refused" (an account past its failure
+# budget, not checked) counts as failed.
+_AUTH_RESULTS = frozenset(("ok", "failed", "refused"))
 
 
 def _credentials_user(request: Any) -> str | bool:
@@ -374,7 +381,7 @@ class Monitor:
             check.count(src, "request-rate", "source", None, requests)
 
         auth = context.annotations.get("digest-auth")
-        if isinstance(auth, Mapping) and auth.get("result") in ("ok", "failed"):
+        if isinstance(auth, Mapping) and auth.get("result") in _AUTH_RESULTS:
             quantity = _AUTH_OK if auth["result"] == "ok" else _AUTH_FAILED
             name = auth.get("user")
             self._auth_outcome(
@@ -415,7 +422,7 @@ class Monitor:
         credentials: str | bool = False
         if not not_found:
             auth = annotations.get("digest-auth")
-            if not (isinstance(auth, Mapping) and auth.get("result") in ("ok", "failed")):
+            if not (isinstance(auth, Mapping) and auth.get("result") in _AUTH_RESULTS):
                 credentials = _credentials_user(context.request)
             if credentials is False:
                 return  # no credentials: a challenge, or an answer to no one in particular

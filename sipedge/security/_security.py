@@ -16,6 +16,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from sipedge import _debug
+from sipedge.security._accounts import ACCOUNT_STAT_KEYS, AccountGuard
 from sipedge.security._address import Network, TrustedNetworks
 from sipedge.security._allow import AllowList
 from sipedge.security._bans import DATABASE_NAME, Ban, Bans
@@ -51,6 +52,7 @@ STAT_KEYS = (
     "offences_auth_failure",
     "offences_monitor",
     "offences_filter",
+    *ACCOUNT_STAT_KEYS,
 )
 
 
@@ -72,6 +74,8 @@ class Security:
     @ivar allow: the L{AllowList} of authenticated sources.
     @ivar bans: the L{Bans}.
     @ivar scanners: the L{UserAgentMatcher} of the scanner stage.
+    @ivar accounts: the L{AccountGuard}: failures per account, and where
+        each account authenticated from.
     """
 
     _log = Logger()
@@ -120,6 +124,14 @@ class Security:
         )
         self.scanners = UserAgentMatcher(
             config.scanner_user_agents, config.scanner_user_agent_patterns
+        )
+        self.accounts = AccountGuard(
+            failures=config.account_failures,
+            window=config.account_window,
+            memory=config.account_memory,
+            known_sources=config.account_known_sources,
+            max_accounts=config.max_account_keys,
+            stats=self.stats,
         )
         self._purger: LoopingCall | None = None
 
@@ -177,6 +189,25 @@ class Security:
         """True if some user is authenticated from C{source_ip} now."""
         return self.allow.is_authenticated(source_ip, self.clock.seconds())
 
+    def may_check_password(self, user: str, source: str) -> bool:
+        """
+        Whether the credentials of C{user} from C{source} may be checked
+        now (see L{AccountGuard.may_check}): not if the account is over its
+        failure budget and C{source} is neither trusted nor one it
+        authenticated from before.
+        """
+        return self.accounts.may_check(
+            user, source, self.clock.seconds(), trusted=source in self.trusted
+        )
+
+    def password_failed(self, user: str, source: str) -> None:
+        """The credentials of C{user} from C{source} were checked, and wrong."""
+        self.accounts.note_failure(user, source, self.clock.seconds())
+
+    def password_ok(self, user: str, source: str) -> None:
+        """C{user} authenticated from C{source}: a known source of the account."""
+        self.accounts.note_success(user, source, self.clock.seconds())
+
     def offence(self, source: str, kind: str, detail: str | None = None) -> Ban | None:
         """
         Count an offence of C{kind} (C{"flood"}, C{"scanner"},
@@ -201,6 +232,7 @@ class Security:
         self.bans.purge(now)
         self.limiter.purge(now)
         self.allow.purge(now)
+        self.accounts.purge(now)
 
     def start(self) -> None:
         """Run L{purge} every C{purge_interval} seconds until L{stop}."""

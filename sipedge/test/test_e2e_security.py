@@ -501,6 +501,7 @@ class PasswordCrackingControlTests(_Cracking):
     extra_config = """
 [security]
 auth_failure_threshold = 1000
+account_failures = 1000
 unauthenticated_rate = 1000
 unauthenticated_burst = 1000
 [security.monitor]
@@ -509,8 +510,8 @@ auth_failure_ratio_action = "off"
 
     def test_cracks_without_limits(self) -> None:
         """
-        Without the limits on authentication failures (the count, and the
-        monitor's failure ratio), svcrack (as repaired
+        Without the limits on authentication failures (the count per source
+        and per account, and the monitor's failure ratio), svcrack (as repaired
         by run_sipvicious) does find the password at position 50 of its list:
         so the tool works against sipedge, and in the tests above it is the
         ban that stops it.

@@ -39,6 +39,7 @@ from sipedge.message import (
 from sipedge.pipeline import Continue, RequestContext, Respond, StageServices, stage_factories
 from sipedge.pipeline.stages import DigestAuthStage, build_digest_auth_stage
 from sipedge.proxy import LocalIdentity
+from sipedge.security import Monitor, MonitorConfig, Security, SecurityConfig
 from sipedge.testing import capture_log
 
 PROXY = "192.0.2.1"
@@ -760,3 +761,103 @@ class ChainTests(SynchronousTestCase):
         self.assertEqual(result.status, 200)
         bindings = self.successResultOf(self.location.lookup("sip:alice@example.com", 5000))
         self.assertEqual([b.contact for b in bindings], [f"sip:alice@{SOURCE}:5060"])
+
+
+ACCOUNT = "alice"
+HOME_IP = "198.51.100.7"
+
+
+def bot(n: int) -> str:
+    """The address of the C{n}th guessing source."""
+    return f"203.0.113.{n}"
+
+
+class StageAccountTests(SynchronousTestCase):
+    """The digest-auth stage checks an account's credentials only where the guard lets it."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(5000)
+        store = MemoryCredentialStore()
+        store.add(ACCOUNT, REALM, "secret")
+        self.security = Security(SecurityConfig(account_failures=3), clock=self.clock)
+        self.addCleanup(self.security.close)
+        self.checked = 0
+        portal = make_portal(store)
+        login = portal.login
+
+        def counting_login(*args: Any) -> Any:
+            self.checked += 1
+            return login(*args)
+
+        portal.login = counting_login  # type: ignore[method-assign,assignment]
+        self.stage = DigestAuthStage(portal, NonceSource(SECRET, self.clock, 300), REALM)
+        self.services = StageServices(
+            clock=self.clock,
+            local=LocalIdentity([REALM], [("UDP", "192.0.2.1", 5060)]),
+            security=self.security,
+        )
+        self.addCleanup(lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
+
+    def attempt(self, source: str, password: str) -> tuple[Any, dict[str, Any]]:
+        """A challenge and an answer from C{source}: the result and the annotation."""
+        flow = Flow("UDP", "192.0.2.1", 5060, source, 5060)
+        req: Request = request()
+        challenge = self.stage.process_request(RequestContext(req, flow, self.services))
+        context = RequestContext(answer(challenge, req, password=password), flow, self.services)
+        result: Any = self.stage.process_request(context)
+        if isinstance(result, Deferred):
+            result = self.successResultOf(result)
+        return result, context.annotations["digest-auth"]
+
+    def test_refused_unchecked(self) -> None:
+        """
+        Past the budget, an unknown source's credentials, even right ones,
+        get 403 without a check, annotated C{refused} and logged with the
+        user and the source; the account's known source still authenticates.
+        """
+        self.attempt(HOME_IP, "secret")
+        for n in range(3):
+            result, note = self.attempt(bot(n), "guess")
+            self.assertEqual((result.status, note["result"]), (407, "failed"))
+        self.assertEqual(self.checked, 4)
+        events = capture_log(self)
+        result, note = self.attempt(bot(9), "secret")
+        self.assertEqual((result.status, note["result"], note["user"]), (403, "refused", ACCOUNT))
+        self.assertEqual(self.checked, 4)
+        [event] = [e for e in events if e.get("result") == "refused"]
+        self.assertEqual((event["user"], event["source"]), (ACCOUNT, bot(9)))
+        self.assertEqual(self.security.stats["account_refused"], 1)
+        result, note = self.attempt(HOME_IP, "secret")
+        self.assertEqual(note["result"], "ok")
+
+    def test_refusal_is_an_offence(self) -> None:
+        """
+        A refusal counts as an auth-failure offence of its source: the
+        per-source bans still apply.
+        """
+        for n in range(3):
+            self.attempt(bot(n), "guess")
+        before = self.security.stats["offences_auth_failure"]
+        self.attempt(bot(9), "guess")
+        self.assertEqual(self.security.stats["offences_auth_failure"], before + 1)
+
+    def test_monitor_sees_refusals(self) -> None:
+        """
+        The monitor counts a refusal as a failed outcome of the user and of
+        the source: with one sample judged, both trigger the failure ratio.
+        """
+        monitor = Monitor(
+            MonitorConfig(min_samples=1, auth_failure_ratio_action="log"),
+            clock=self.clock,
+            security=self.security,
+        )
+        for n in range(3):
+            self.attempt(bot(n), "guess")
+        flow = Flow("UDP", "192.0.2.1", 5060, bot(9), 5060)
+        context = RequestContext(request(), flow, self.services)
+        context.annotations["digest-auth"] = {
+            "result": "refused", "reason": "x", "source": bot(9), "user": ACCOUNT
+        }
+        monitor.request_decided(context, Respond(403))
+        self.assertEqual(self.security.stats["monitor_auth_failure_ratio"], 2)

@@ -41,11 +41,13 @@ Every decision leaves C{annotations["digest-auth"]}: a dict with
 C{result} (C{"challenged"}: no credentials, or a right response with a
 stale or unknown nonce; C{"failed"}: wrong or unusable credentials, or a
 replay; C{"forbidden"}: right credentials used for somebody else's
-identity; C{"ok"}), C{reason}, C{source} (the peer's IP address) and
+identity; C{"refused"}: not checked, the account being over its budget
+of failures from all sources, see L{sipedge.security.AccountGuard};
+C{"ok"}), C{reason}, C{source} (the peer's IP address) and
 C{user} (plus C{algorithm} when ok). The same fields, with
 C{rule="digest-auth"}, are in the log event. A 401/407 ends the chain, so
-no later stage sees the annotation: a C{"failed"} result is reported as an
-C{"auth-failure"} offence of the source to C{services.security} (the
+no later stage sees the annotation: a C{"failed"} or C{"refused"} result is
+reported as an C{"auth-failure"} offence of the source to C{services.security} (the
 L{sipedge.security.Security} that counts offences into bans) when the
 services have one.
 """
@@ -90,6 +92,10 @@ NAME = "digest-auth"
 _CONTINUE = Continue()
 _NEVER_CHALLENGED = frozenset(("ACK", "CANCEL"))
 _QOP = ("auth", "auth-int")
+_LOCKED = (
+    "account over its failure budget: credentials checked only from sources"
+    " it authenticated from before and trusted networks"
+)
 
 
 @attrs.frozen
@@ -191,6 +197,14 @@ class DigestAuthStage:
         if not _same_uri(credentials.uri, context.original.uri):
             self._note(context, "failed", "uri mismatch", credentials.username)
             return Respond(400, "Authorization URI Mismatch")
+        security = _account_guard(context)
+        if security is not None and not security.may_check_password(
+            credentials.username, context.flow.remote_host
+        ):
+            # Past the account's failure budget, from a source it never
+            # authenticated from: refused unchecked (right or wrong).
+            self._note(context, "refused", _LOCKED, credentials.username)
+            return Respond(403, "Forbidden")
         d = self.portal.login(digest, None, ISipUser)
         d.addCallbacks(
             self._logged_in,
@@ -277,6 +291,9 @@ class DigestAuthStage:
             if _user_of(to_uri) != user or not local.is_our_domain(to_uri):
                 return self._forbidden(context, user, "To is not the authenticated user's AOR")
         context.identity = f"sip:{escape_user(user)}@{self.realm}"
+        security = _account_guard(context)
+        if security is not None:
+            security.password_ok(user, context.flow.remote_host)
         if kind is _PROXY:
             context.request = request.with_headers(self._consumed(request.headers))
         self._note(context, "ok", "authenticated", user, algorithm=digest_algorithm(credentials))
@@ -286,6 +303,9 @@ class DigestAuthStage:
         self, failure: Failure, context: RequestContext, kind: _Kind, credentials: DigestCredentials
     ) -> StageResult:
         failure.trap(UnauthorizedLogin)
+        security = _account_guard(context)
+        if security is not None:
+            security.password_failed(credentials.username, context.flow.remote_host)
         return self._challenge(context, kind, "failed", "wrong credentials", credentials.username)
 
     def _consumed(self, headers: Headers) -> Headers:
@@ -346,8 +366,7 @@ class DigestAuthStage:
             "user": user,
             **extra,
         }
-        if result == "failed":
-            # Until StageServices grows a security field, this is a no-op.
+        if result in ("failed", "refused"):
             security = getattr(context.services, "security", None)
             if security is not None:
                 security.offence(source, "auth-failure", f"{NAME}: {reason} ({user})")
@@ -363,6 +382,15 @@ class DigestAuthStage:
             realm=self.realm,
             **extra,
         )
+
+
+def _account_guard(context: RequestContext) -> Any:
+    """
+    The security service, if the services have one that guards accounts
+    (L{sipedge.security.Security.may_check_password}), else C{None}.
+    """
+    security = getattr(context.services, "security", None)
+    return security if hasattr(security, "may_check_password") else None
 
 
 def digest_algorithm(credentials: DigestCredentials) -> str:

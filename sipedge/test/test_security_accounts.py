@@ -1,0 +1,261 @@
+# -*- test-case-name: sipedge.test.test_security_accounts -*-
+"""
+Tests for the per-account password-guessing guard (L{AccountGuard}) and its
+place in L{Security}. The C{digest-auth} stage's use of it is tested in
+L{sipedge.test.test_stage_digest_auth}.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge.error import ConfigError
+from sipedge.security import (
+    ACCOUNT_STAT_KEYS,
+    AccountGuard,
+    AccountState,
+    Security,
+    SecurityConfig,
+    parse_security_config,
+)
+from sipedge.testing import capture_log
+
+USER = "alice"
+HOME = "198.51.100.7"
+TRUSTED = "10.0.0.5"
+
+
+def bot(n: int) -> str:
+    """The address of the C{n}th guessing source."""
+    return f"203.0.113.{n}"
+
+
+class AccountGuardTests(SynchronousTestCase):
+    """L{AccountGuard}: a sliding-window failure budget per account, on a clock."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.stats: dict[str, int] = {}
+        self.guard = AccountGuard(failures=3, window=60.0, stats=self.stats)
+        self.addCleanup(lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
+
+    def now(self) -> float:
+        return self.clock.seconds()
+
+    def fail_from(self, *sources: str) -> list[bool]:
+        return [self.guard.note_failure(USER, s, self.now()) for s in sources]
+
+    def test_under_budget(self) -> None:
+        """Under its budget, an account's credentials are checked from anywhere."""
+        self.fail_from(bot(1), bot(2))
+        self.assertFalse(self.guard.is_locked(USER, self.now()))
+        self.assertTrue(self.guard.may_check(USER, bot(3), self.now()))
+        self.assertEqual(self.stats["account_refused"], 0)
+
+    def test_budget_across_sources(self) -> None:
+        """
+        Failures from different sources add up; the one that reaches the
+        budget reports the lock, once.
+        """
+        self.assertEqual(self.fail_from(bot(1), bot(2), bot(3)), [False, False, True])
+        self.assertTrue(self.guard.is_locked(USER, self.now()))
+        self.assertFalse(self.guard.may_check(USER, bot(4), self.now()))
+        self.assertEqual(self.fail_from(HOME), [False])  # still locked: not a new lock
+        self.assertEqual((self.stats["account_failures"], self.stats["account_locks"]), (4, 1))
+
+    def test_known_source_checked(self) -> None:
+        """A source the account authenticated from before is still checked when locked."""
+        self.guard.note_success(USER, HOME, self.now())
+        self.clock.advance(3600)
+        self.fail_from(bot(1), bot(2), bot(3))
+        self.assertTrue(self.guard.may_check(USER, HOME, self.now()))
+        self.assertFalse(self.guard.may_check(USER, bot(1), self.now()))
+        self.assertEqual(self.stats["account_refused"], 1)
+
+    def test_trusted_checked(self) -> None:
+        """A trusted source is checked even when locked and unknown."""
+        self.fail_from(bot(1), bot(2), bot(3))
+        self.assertTrue(self.guard.may_check(USER, TRUSTED, self.now(), trusted=True))
+
+    def test_other_account_unaffected(self) -> None:
+        """The lock is the account's: other users are checked as before."""
+        self.fail_from(bot(1), bot(2), bot(3))
+        self.assertTrue(self.guard.may_check("bob", bot(1), self.now()))
+
+    def test_window_slides(self) -> None:
+        """
+        The lock lifts when the oldest counted failure leaves the window; one
+        failure then locks it again while the later ones are still in it.
+        """
+        self.fail_from(bot(1))
+        self.clock.advance(30)
+        self.fail_from(bot(2), bot(3))
+        self.clock.advance(29.9)
+        self.assertTrue(self.guard.is_locked(USER, self.now()))
+        self.clock.advance(0.2)
+        self.assertFalse(self.guard.is_locked(USER, self.now()))
+        self.assertTrue(self.guard.may_check(USER, bot(4), self.now()))
+        self.assertEqual(self.fail_from(bot(4)), [True])
+        self.clock.advance(30)
+        self.assertFalse(self.guard.is_locked(USER, self.now()))
+
+    def test_refusals_do_not_extend(self) -> None:
+        """Refused attempts check nothing, so they do not keep the account locked."""
+        self.fail_from(bot(1), bot(2), bot(3))
+        for n in range(10, 40):
+            self.clock.advance(1)
+            self.assertFalse(self.guard.may_check(USER, bot(n), self.now()))
+        self.clock.advance(30.1)
+        self.assertTrue(self.guard.may_check(USER, bot(99), self.now()))
+
+    def test_known_sources_forgotten(self) -> None:
+        """
+        A known source is forgotten after C{memory} seconds, and the oldest
+        once there are more than C{known_sources}.
+        """
+        guard = AccountGuard(failures=1, window=60, memory=100, known_sources=2)
+        guard.note_success(USER, "192.0.2.1", 0)
+        guard.note_success(USER, "192.0.2.2", 50)
+        guard.note_success(USER, "192.0.2.3", 60)
+        self.assertFalse(guard.is_known(USER, "192.0.2.1", 60))
+        self.assertTrue(guard.is_known(USER, "192.0.2.2", 149))
+        self.assertFalse(guard.is_known(USER, "192.0.2.2", 150))
+        self.assertTrue(guard.is_known(USER, "192.0.2.3", 150))
+
+    def test_canonical_source(self) -> None:
+        """An IPv6 source is known however it is written."""
+        self.guard.note_success(USER, "2001:db8::1", self.now())
+        self.assertTrue(self.guard.is_known(USER, "2001:DB8:0::1", self.now()))
+
+    def test_state(self) -> None:
+        """L{AccountGuard.state} and C{locked_accounts} show what the monitor may report."""
+        self.guard.note_success(USER, HOME, self.now())
+        self.fail_from(bot(1), bot(2), bot(3))
+        state = self.guard.state(USER, self.now())
+        self.assertEqual(
+            state,
+            AccountState(
+                user=USER, failures=3, locked=True, until=self.now() + 60, known_sources=(HOME,)
+            ),
+        )
+        self.assertEqual(self.guard.locked_accounts(self.now()), [state])
+        self.assertIsNone(self.guard.state("nobody", self.now()))
+
+    def test_bounded(self) -> None:
+        """At most C{max_accounts} accounts are kept, the least recently used evicted."""
+        guard = AccountGuard(failures=2, window=60, max_accounts=2, stats=self.stats)
+        guard.note_failure("a", bot(1), 0)
+        guard.note_failure("b", bot(1), 0)
+        guard.note_failure("a", bot(1), 1)
+        guard.note_failure("c", bot(1), 2)
+        self.assertEqual(len(guard), 2)
+        self.assertTrue(guard.is_locked("a", 2))
+        self.assertIsNone(guard.state("b", 2))
+        self.assertEqual(self.stats["account_evicted"], 1)
+
+    def test_purge(self) -> None:
+        """Purging forgets accounts with no recent failure and no known source."""
+        self.fail_from(bot(1))
+        self.guard.note_success("bob", HOME, self.now())
+        self.clock.advance(61)
+        self.assertEqual(self.guard.purge(self.now()), 1)
+        self.assertIsNone(self.guard.state(USER, self.now()))
+        self.assertIsNotNone(self.guard.state("bob", self.now()))
+
+    def test_lock_logged(self) -> None:
+        """The lock is one warning naming the user and the last source."""
+        events = capture_log(self)
+        self.fail_from(bot(1), bot(2), bot(3), bot(4))
+        locks = [e for e in events if e.get("rule") == "account-guard"]
+        self.assertEqual(len(locks), 1)
+        self.assertEqual(
+            (locks[0]["user"], locks[0]["source"], locks[0]["log_level"]),
+            (USER, bot(3), LogLevel.warn),
+        )
+
+    def test_bad_arguments(self) -> None:
+        """A budget, window or bound below one is refused."""
+        for kwargs in ({"failures": 0}, {"window": 0}, {"max_accounts": 0}, {"memory": -1}):
+            self.assertRaises(ValueError, AccountGuard, **kwargs)
+
+    @given(st.lists(st.tuples(st.floats(0, 30), st.integers(0, 9), st.booleans()), max_size=60))
+    def test_at_most_budget_per_window(self, steps: list[tuple[float, int, bool]]) -> None:
+        """
+        Whatever the attack's timing, no window of C{window} seconds holds
+        more than C{failures} checked failures from sources never known.
+        """
+        guard = AccountGuard(failures=3, window=60)
+        now = 0.0
+        checked: list[float] = []
+        for delay, source, succeed in steps:
+            now += delay
+            if succeed and source == 0:
+                guard.note_success(USER, HOME, now)
+            elif guard.may_check(USER, bot(source), now):
+                guard.note_failure(USER, bot(source), now)
+                checked.append(now)
+        for i, start in enumerate(checked):
+            inside = [t for t in checked[i:] if t < start + 60]
+            self.assertLessEqual(len(inside), 3, checked)
+
+
+class SecurityAccountsTests(SynchronousTestCase):
+    """L{Security} holds the guard, configured from C{[security]}."""
+
+    def test_config(self) -> None:
+        """The C{account_*} keys configure the guard; their defaults are 10 in 600 s."""
+        clock = Clock()
+        security = Security(clock=clock, trusted=["10.0.0.0/8"])
+        self.addCleanup(security.close)
+        guard = security.accounts
+        self.assertEqual((guard.budget, guard.window), (10, 600.0))
+        config = parse_security_config(
+            {
+                "account_failures": 3,
+                "account_window": 30,
+                "account_known_sources": 2,
+                "account_memory": 3600,
+                "max_account_keys": 50,
+            }
+        )
+        other = Security(config, clock=clock)
+        self.addCleanup(other.close)
+        self.assertEqual(
+            (
+                other.accounts.budget,
+                other.accounts.window,
+                other.accounts.known_sources,
+                other.accounts.memory,
+                other.accounts.max_accounts,
+            ),
+            (3, 30.0, 2, 3600.0, 50),
+        )
+        for key in ACCOUNT_STAT_KEYS:
+            self.assertEqual(security.stats[key], 0)
+
+    def test_bad_config(self) -> None:
+        """A bad value names its key."""
+        with self.assertRaises(ConfigError) as caught:
+            parse_security_config({"account_failures": 0}, "x.toml")
+        self.assertIn("security.account_failures", str(caught.exception))
+
+    def test_on_clock_and_trusted(self) -> None:
+        """L{Security} asks its guard at its clock's time, with C{sip.trusted}."""
+        clock = Clock()
+        security = Security(SecurityConfig(account_failures=2), clock=clock, trusted=["10.0.0.0/8"])
+        self.addCleanup(security.close)
+        security.password_ok(USER, HOME)
+        security.password_failed(USER, bot(1))
+        security.password_failed(USER, bot(2))
+        self.assertFalse(security.may_check_password(USER, bot(3)))
+        self.assertTrue(security.may_check_password(USER, HOME))
+        self.assertTrue(security.may_check_password(USER, TRUSTED))
+        clock.advance(600)
+        self.assertTrue(security.may_check_password(USER, bot(3)))
+        security.purge()
+        self.assertEqual(clock.getDelayedCalls(), [])
