@@ -27,6 +27,10 @@ with the file and line that break the rule:
  7. Plugin modules (C{sipedge/plugins/*.py}) are loaded by Twisted's plugin
     finder: no module of sipedge imports them (tests may); the package
     C{sipedge.plugins} itself is the namespace C{getPlugins} searches.
+ 8. C{benchmarks/} and C{examples/} use sipedge as its users do: public
+    names only, and nothing from C{sipedge.test} (the harness is
+    C{sipedge.testing}); no module of sipedge but the tests imports
+    C{sipedge.test} (rule 1: it is the top layer).
 """
 
 from __future__ import annotations
@@ -338,6 +342,20 @@ def sans_io_violations(modules: dict[str, Module]) -> Iterator[str]:
                     yield f"{where}: sipedge.message imports {name}"
 
 
+def outside_violations(root: Path) -> Iterator[str]:
+    """Rule 8: C{benchmarks/} and C{examples/} import public names only, and no test."""
+    for folder in ("benchmarks", "examples"):
+        for path in sorted((root / folder).rglob("*.py")):
+            where = path.relative_to(root)
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            for imp in _imports(tree, ""):
+                parts = imp.target.split(".")
+                if parts[:2] == ["sipedge", "test"]:
+                    yield f"{where}:{imp.line}: imports {imp.target}; use sipedge.testing"
+                elif any(p.startswith("_") and not p.startswith("__") for p in parts):
+                    yield f"{where}:{imp.line}: imports the private {imp.target}"
+
+
 @functools.cache
 def _sipedge_modules() -> dict[str, Module]:
     return read_modules(ROOT)
@@ -376,6 +394,10 @@ class DependencyRuleTests(SynchronousTestCase):
     def test_message_imports_no_twisted_directly(self) -> None:
         """No module of sipedge.message imports Twisted or zope."""
         self.assertNoViolations(sans_io_violations(self.modules))
+
+    def test_benchmarks_and_examples(self) -> None:
+        """Benchmarks and examples import public names only, and no test module."""
+        self.assertNoViolations(outside_violations(ROOT))
 
     def test_every_unit_placed(self) -> None:
         """Every package under sipedge/ has a place in the layer order."""
@@ -509,6 +531,24 @@ class RuleCheckerTests(SynchronousTestCase):
         self.assertEqual(
             sorted(v.split(" ", 1)[0] for v in global_time_violations(modules)),
             ["sipedge/media/__init__.py:2:", "sipedge/transport/__init__.py:1:"],
+        )
+
+
+class OutsideCheckerTests(SynchronousTestCase):
+    """L{outside_violations} finds a benchmark that imports a test or a private module."""
+
+    def test_found(self) -> None:
+        """Each bad import is named with its file and line; public ones pass."""
+        root = Path(self.mktemp())
+        (root / "benchmarks").mkdir(parents=True)
+        (root / "benchmarks" / "b.py").write_text(
+            "from sipedge.message import Request\n"
+            "from sipedge.test.test_e2e import X\n"
+            "from sipedge.proxy._core import ProxyCore\n"
+        )
+        self.assertEqual(
+            [v.split(" ", 1)[0] for v in outside_violations(root)],
+            ["benchmarks/b.py:2:", "benchmarks/b.py:3:"],
         )
 
 
