@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from sipedge.proxy import LocalIdentity
+from sipedge.pipeline._local import LocalIdentity
 
 __all__ = ["StageServices"]
 

@@ -74,6 +74,7 @@ from zope.interface import implementer
 from sipedge.error import MessageParseError
 from sipedge.interfaces import IProxyObserver
 from sipedge.message import parse_auth_header
+from sipedge.results import Forward, Respond
 from sipedge.security._bucket import TIERS, UNAUTHENTICATED, Budget, RateLimiter, Verdict
 from sipedge.security._bucket import method_class as _method_class
 from sipedge.security._config import MONITOR_ACTIONS, MONITOR_RULES, MonitorConfig
@@ -228,10 +229,6 @@ class Monitor:
             C{security}). The C{is_trusted} of the decision's services is
             asked too.
         """
-        from sipedge.pipeline import Forward, Respond
-
-        self._forward_type: Any = Forward
-        self._respond_type: Any = Respond
         self.config = config = config if config is not None else MonitorConfig()
         self.clock = clock
         self.security = security
@@ -388,7 +385,7 @@ class Monitor:
                 src, quantity, name if isinstance(name, str) else None, slot, now, check
             )
 
-        if isinstance(result, self._respond_type) and result.status == 404:
+        if isinstance(result, Respond) and result.status == 404:
             src.add(_NOT_FOUND)
             self._note_not_found(src, request, slot, check)
         if "not-found-ratio" in rules and requests >= self.config.min_samples:
@@ -481,7 +478,7 @@ class Monitor:
                 check.count(src, "premium-calls", "source", user, src.add(_PREMIUM))
                 if record is not None:
                     check.count(record, "premium-calls", "user", user, record.add(_PREMIUM))
-        if user is not None and isinstance(result, self._forward_type):
+        if user is not None and isinstance(result, Forward):
             call_id = call_id_of(context.request)
             if call_id is not None:
                 calls = self.calls

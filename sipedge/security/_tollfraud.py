@@ -50,6 +50,7 @@ from zope.interface import implementer
 from sipedge.error import MessageParseError
 from sipedge.interfaces import IDialogListener, IProxyObserver
 from sipedge.message import SipURI, TelURI
+from sipedge.results import Forward
 from sipedge.security._config import TollFraudConfig
 
 __all__ = [
@@ -366,9 +367,6 @@ class TollFraudGuard:
         @param stats: the counters to bump (e.g. C{Security.stats}); a new
             dict by default.
         """
-        from sipedge.pipeline import Forward
-
-        self._forward_type: type = Forward
         self.config = config = config if config is not None else TollFraudConfig()
         self.clock = clock
         self._is_trusted = is_trusted if is_trusted is not None else (lambda host: False)
@@ -519,7 +517,7 @@ class TollFraudGuard:
     def request_decided(self, context: Any, result: Any) -> None:
         """Give back the slot of a call that the chain did not forward."""
         noted = context.annotations.get("toll-fraud")
-        if noted is None or isinstance(result, self._forward_type):
+        if noted is None or isinstance(result, Forward):
             return
         self.calls.release(noted["call_id"], ENDED_NOT_FORWARDED, user=noted["user"])
 

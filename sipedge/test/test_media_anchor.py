@@ -32,24 +32,22 @@ from sipedge.interfaces import (
 )
 from sipedge.media import (
     AES_CM_128_HMAC_SHA1_80,
+    MediaConfig,
     MediaMode,
     MediaOfferError,
     MediaRelay,
+    OriginVersions,
     RelayAllocation,
     RelayEndpoint,
     SrtpContext,
     SrtpKey,
     StreamAllocation,
     build_rtp,
-)
-from sipedge.media._anchor_sdp import (
-    OriginVersions,
     offer_of,
     offers_srtp,
     reject,
     rewrite,
 )
-from sipedge.media._config import MediaConfig
 from sipedge.message import Request, parse_datagram, parse_sdp
 from sipedge.pipeline import (
     Continue,
@@ -59,7 +57,7 @@ from sipedge.pipeline import (
     Target,
     stage_factories,
 )
-from sipedge.pipeline.stages._media_anchor import MediaAnchorStage
+from sipedge.pipeline.stages import MediaAnchorStage
 from sipedge.plugins import sipedge_media_stages
 from sipedge.testing import (
     A_HOST,

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 
 from sipedge.media import (
     AES_CM_128_HMAC_SHA1_80,
+    METHODS,
     LegPolicy,
     MediaMode,
     MediaOffer,
@@ -26,8 +27,8 @@ from sipedge.media import (
     SrtpKey,
     StreamOffer,
     UnknownSession,
+    encode_value,
 )
-from sipedge.media._control import METHODS, encode_value
 from sipedge.testing import (
     A_HOST,
     B_HOST,

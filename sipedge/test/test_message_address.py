@@ -18,8 +18,8 @@ from sipedge.message import (
     parse_name_addr_list,
     parse_uri,
     quote_text,
+    unquote,
 )
-from sipedge.message._lex import unquote
 from sipedge.test.strategies import (
     absolute_uri_texts,
     ipv6_references,

@@ -34,7 +34,7 @@ from sipedge.pipeline import (
     Target,
     stage_factories,
 )
-from sipedge.pipeline.stages._monitor import MonitorStage
+from sipedge.pipeline.stages import MonitorStage
 from sipedge.plugins import sipedge_monitor_stages
 from sipedge.proxy import LocalIdentity
 from sipedge.security import (

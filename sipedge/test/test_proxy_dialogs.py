@@ -411,7 +411,7 @@ class EndTests(DialogHarness, SynchronousTestCase):
         as text; a call without a dialog (no 2xx came) is only logged.
         """
         from sipedge.media import SessionStats
-        from sipedge.pipeline.stages._media_anchor import MediaEnded
+        from sipedge.pipeline.stages import MediaEnded
 
         self.call()
         stats: Any = SessionStats.__new__(SessionStats)

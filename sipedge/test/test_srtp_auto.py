@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.flow import Flow
-from sipedge.media import MODE_PAIRS, MediaMode
-from sipedge.media._config import MediaConfig
+from sipedge.media import MODE_PAIRS, MediaConfig, MediaMode
 from sipedge.media._srtp_auto import AUTO_MODES, OfferKind, auto_modes, offer_kind
 from sipedge.pipeline import Continue, Forward, RequestContext, Respond, Target
 from sipedge.testing import (

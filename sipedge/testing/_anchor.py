@@ -16,8 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.media import MediaRelay, build_rtp
-from sipedge.media._config import MediaConfig
+from sipedge.media import MediaConfig, MediaRelay, build_rtp
 from sipedge.message import Request, Response, parse_datagram
 from sipedge.pipeline import (
     Continue,
@@ -28,7 +27,7 @@ from sipedge.pipeline import (
     Target,
     build_chain,
 )
-from sipedge.pipeline.stages._media_anchor import MediaAnchorStage, MediaEnded
+from sipedge.pipeline.stages import MediaAnchorStage, MediaEnded
 from sipedge.testing._media import A_HOST, B_HOST, counting_random
 from sipedge.testing._proxy import STAGES, ProxyHarness
 from sipedge.testing._reactor import FakeReactor
