@@ -41,7 +41,7 @@ from sipedge._config_values import seconds
 from sipedge._config_values import suggest as _suggest
 from sipedge._config_values import to_float as _to_float
 from sipedge.auth import AuthConfig
-from sipedge.capture._config import HepConfig
+from sipedge.capture import HepConfig
 from sipedge.error import ConfigError, MessageParseError
 from sipedge.media import DEFAULT_INTERNAL_NETWORKS, MediaConfig, RelayServiceConfig
 from sipedge.message import Limits, SipURI, parse_sip_uri
