@@ -24,7 +24,7 @@ class LabStageFactory(StageFactory):
 
 
 def _fault(options: dict[str, Any], services: Any) -> Any:
-    from sipedge.pipeline.stages._fault import FaultStage, rules_from_options
+    from sipedge.pipeline.stages import FaultStage, rules_from_options
 
     rules, seed = rules_from_options(options)
     return FaultStage(rules, services.clock, seed)

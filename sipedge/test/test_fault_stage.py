@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 from sipedge.error import ConfigError
 from sipedge.interfaces import IRequestStage, IResponseStage, IStageFactory
 from sipedge.pipeline import Continue, Drop, RequestContext, build_chain, stage_factories
-from sipedge.pipeline.stages._fault import FaultStage, rules_from_options
+from sipedge.pipeline.stages import FaultStage, rules_from_options
 from sipedge.testing import (
     ALICE,
     BOB,

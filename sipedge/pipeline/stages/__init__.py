@@ -6,6 +6,7 @@ in C{sipedge/plugins/} (C{sipedge_stages.py}, C{sipedge_security_stages.py},
 
 from sipedge.pipeline.stages._ban import BanCheckStage
 from sipedge.pipeline.stages._digest_auth import DigestAuthStage, build_digest_auth_stage
+from sipedge.pipeline.stages._fault import FaultRule, FaultStage, rules_from_options
 from sipedge.pipeline.stages._filter import FilterStage
 from sipedge.pipeline.stages._flood import FloodStage
 from sipedge.pipeline.stages._forward import ForwardStage
@@ -25,6 +26,8 @@ from sipedge.pipeline.stages._toll_fraud import TollFraudStage
 __all__ = [
     "BanCheckStage",
     "DigestAuthStage",
+    "FaultRule",
+    "FaultStage",
     "FilterStage",
     "FloodStage",
     "ForwardStage",
@@ -42,4 +45,5 @@ __all__ = [
     "StaticRouteStage",
     "TollFraudStage",
     "build_digest_auth_stage",
+    "rules_from_options",
 ]
