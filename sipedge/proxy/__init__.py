@@ -7,6 +7,7 @@ from sipedge.proxy._core import ProxyCore
 from sipedge.proxy._dialogs import DialogTracker
 from sipedge.proxy._flowtoken import PARAM as FLOW_PARAM
 from sipedge.proxy._flowtoken import DialogFlows, FlowTokens, PartyFlow
+from sipedge.proxy._forwarding import forwarded_request
 from sipedge.proxy._keepalive import DEFAULT_KEEPALIVE_INTERVAL, NatKeepalive, needs_keepalive
 from sipedge.proxy._nat import NatVerdict, detect_nat, is_private_address
 from sipedge.proxy._registrar import Registrar
@@ -30,6 +31,7 @@ __all__ = [
     "Sealer",
     "TopologyHider",
     "detect_nat",
+    "forwarded_request",
     "is_private_address",
     "needs_keepalive",
 ]

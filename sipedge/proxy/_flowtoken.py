@@ -121,6 +121,10 @@ class FlowTokens:
         data = json.dumps(payload, separators=(",", ":")).encode("utf-8", "surrogateescape")
         return self._sealer.seal(_KIND, data, _ad(call_id))
 
+    def token_in(self, uri: SipURI) -> str | None:
+        """The flow token C{uri} (one of our Record-Route values) carries, if any."""
+        return uri.param(PARAM)
+
     def open(self, token: str, call_id: str) -> DialogFlows:
         """
         The flows sealed in C{token}.

@@ -24,7 +24,6 @@ from sipedge.error import MessageParseError, TokenError
 from sipedge.interfaces import IRequestStage
 from sipedge.message import Request, split_comma_list
 from sipedge.pipeline._context import RequestContext
-from sipedge.proxy import FLOW_PARAM
 from sipedge.results import Continue, StageResult
 
 __all__ = ["RouteStage"]
@@ -79,8 +78,10 @@ def _note_flow(context: RequestContext, uri: Any, call_id: str) -> None:
     the flow of the party the request is addressed to.
     """
     tokens = context.services.flow_tokens
-    token = uri.param(FLOW_PARAM)
-    if tokens is None or not token or "flow" in context.annotations:
+    if tokens is None or "flow" in context.annotations:
+        return
+    token = tokens.token_in(uri)
+    if not token:
         return
     request = context.request
     try:
