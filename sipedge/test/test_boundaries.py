@@ -95,6 +95,7 @@ COMPOSITION_ROOT = frozenset(
         "sipedge.cli",
         "sipedge._cli_user",
         "sipedge._cli_ban",
+        "sipedge._logging",
     }
 )
 
