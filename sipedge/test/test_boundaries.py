@@ -31,6 +31,9 @@ with the file and line that break the rule:
     names only, and nothing from C{sipedge.test} (the harness is
     C{sipedge.testing}); no module of sipedge but the tests imports
     C{sipedge.test} (rule 1: it is the top layer).
+ 9. Test modules do not import each other: shared helpers live in the
+    public harness, C{sipedge.testing} (the hypothesis strategies of
+    C{sipedge.test.strategies} aside).
 """
 
 from __future__ import annotations
@@ -344,6 +347,28 @@ def sans_io_violations(modules: dict[str, Module]) -> Iterator[str]:
                     yield f"{where}: sipedge.message imports {name}"
 
 
+#: The one module of sipedge/test/ that other test modules may import.
+_SHARED_TEST_MODULES = frozenset({"sipedge.test", "sipedge.test.strategies"})
+
+
+def test_to_test_violations(modules: dict[str, Module]) -> Iterator[str]:
+    """Rule 9: a test module imports no other test module."""
+    for module in modules.values():
+        if module.unit != "test":
+            continue
+        for imp in module.imports:
+            target = _imported_module(imp.target, modules)
+            if (
+                unit_of(target) == "test"
+                and target != module.name
+                and target not in _SHARED_TEST_MODULES
+            ):
+                yield (
+                    f"{module.where(imp.line)}: imports {target}; shared test helpers"
+                    " belong in sipedge.testing"
+                )
+
+
 def outside_violations(root: Path) -> Iterator[str]:
     """Rule 8: C{benchmarks/} and C{examples/} import public names only, and no test."""
     for folder in ("benchmarks", "examples"):
@@ -396,6 +421,10 @@ class DependencyRuleTests(SynchronousTestCase):
     def test_message_imports_no_twisted_directly(self) -> None:
         """No module of sipedge.message imports Twisted or zope."""
         self.assertNoViolations(sans_io_violations(self.modules))
+
+    def test_tests_do_not_import_tests(self) -> None:
+        """No test module imports another (helpers come from sipedge.testing)."""
+        self.assertNoViolations(test_to_test_violations(self.modules))
 
     def test_benchmarks_and_examples(self) -> None:
         """Benchmarks and examples import public names only, and no test module."""
@@ -518,6 +547,24 @@ class RuleCheckerTests(SynchronousTestCase):
                 "sipedge/proxy/_core.py:2:",
                 "sipedge/test/test_other.py:1:",
             ],
+        )
+
+    def test_test_to_test(self) -> None:
+        """A test importing another test module is named; the strategies are shared."""
+        modules = self.parse(
+            {
+                "sipedge/__init__.py": "",
+                "sipedge/test/__init__.py": "",
+                "sipedge/test/strategies.py": "",
+                "sipedge/test/test_a.py": "X = 1\n",
+                "sipedge/test/test_b.py": (
+                    "from sipedge.test.test_a import X\nfrom sipedge.test import strategies\n"
+                ),
+            }
+        )
+        self.assertEqual(
+            [v.split(" ", 1)[0] for v in test_to_test_violations(modules)],
+            ["sipedge/test/test_b.py:1:"],
         )
 
     def test_global_time(self) -> None:
