@@ -20,8 +20,11 @@ afterwards, also on failure.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -35,6 +38,7 @@ from sipedge.testing import (
     SipEdgeProcess,
     add_user,
     module_path,
+    reap_stale_labs,
     require_netns,
     require_tool,
 )
@@ -254,3 +258,27 @@ class TlsBehindNatTests(TcpBehindNatTests):
     """A TLS phone behind a kernel NAT: reached only over its own connection."""
 
     bob_transport = "tls"
+
+
+class LabTests(SynchronousTestCase):
+    """The lab itself: nothing of it is left behind."""
+
+    def test_stale_lab_reaped(self) -> None:
+        """
+        A lab namespace whose owner process is gone (a killed test run) is
+        removed when the next lab is built; one whose owner lives is not.
+        """
+        require_netns()
+        child = subprocess.Popen(["true"])
+        child.wait()
+        tag = uuid.uuid4().hex[:8]
+        stale = f"se-{child.pid}-{tag}-edge"  # its owner is gone
+        live = f"se-{os.getpid()}-{tag}-edge"
+        for name in (stale, live):
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            self.addCleanup(subprocess.run, ["ip", "netns", "del", name], check=False,
+                            capture_output=True)
+        reap_stale_labs()  # (a parallel run's lab may have reaped it first)
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        self.assertNotIn(stale, listed)
+        self.assertIn(live, listed)

@@ -104,7 +104,7 @@ from sipedge.testing._netmodel import DatagramMatch, NetworkModel, NetworkRule, 
 from sipedge.testing._netns import EDGE as NAT_EDGE
 from sipedge.testing._netns import LAN_PHONE as NAT_LAN_PHONE
 from sipedge.testing._netns import OUTSIDE as NAT_OUTSIDE
-from sipedge.testing._netns import NamespacePhone, NatLab, require_netns
+from sipedge.testing._netns import NamespacePhone, NatLab, reap_stale_labs, require_netns
 from sipedge.testing._processes import RelayProcess, SipEdgeProcess, add_user
 from sipedge.testing._proxy import (
     ALICE,
@@ -243,6 +243,7 @@ __all__ = [
     "parse_message",
     "read_pcap",
     "read_wav",
+    "reap_stale_labs",
     "require_netns",
     "require_tool",
     "rr",

@@ -18,7 +18,9 @@ benchmarking range of RFC 2544).
 
 Everything is removed by L{NatLab.destroy} (deleting a namespace deletes
 its veth ends and, once its processes are gone, the namespace); processes
-started in it are killed there first, by their ids.
+started in it are killed there first, by their ids. The names carry the
+owner's process id: a lab left by a test run killed before its cleanups
+is removed when the next lab is built (L{reap_stale_labs}).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -64,6 +67,37 @@ def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
+_LAB_NAME = re.compile(r"se-(\d+)-[0-9a-f]{8}-(phone|router|edge)")
+
+
+def reap_stale_labs() -> list[str]:
+    """
+    Remove the namespaces of labs whose owner process is gone (a test run
+    killed before its cleanups), and what still runs in them; the names
+    removed.
+    """
+    removed = []
+    for line in _run("ip", "netns", "list", check=False).stdout.splitlines():
+        name = line.split(" ", 1)[0]
+        match = _LAB_NAME.fullmatch(name)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        else:
+            continue  # its owner is alive
+        for pid in _run("ip", "netns", "pids", name, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        _run("ip", "netns", "del", name, check=False)
+        removed.append(name)
+    return removed
+
+
 def require_netns() -> None:
     """Skip (fail in CI) unless we may create network namespaces and nftables rules."""
     require_tool("ip")
@@ -93,9 +127,12 @@ class NatLab:
     def __init__(self, udp_timeout: int = 20) -> None:
         tag = uuid.uuid4().hex[:8]
         self.tag = tag
-        self.phone = f"se-{tag}-phone"
-        self.router = f"se-{tag}-router"
-        self.edge = f"se-{tag}-edge"
+        # the owner's process id: a lab left by a test run that was killed
+        # (no cleanup ran) is removed by the next lab built
+        owner = f"se-{os.getpid()}-{tag}"
+        self.phone = f"{owner}-phone"
+        self.router = f"{owner}-router"
+        self.edge = f"{owner}-edge"
         self.udp_timeout = udp_timeout
         self._made: list[str] = []
         self._processes: list[subprocess.Popen[bytes]] = []
@@ -104,6 +141,7 @@ class NatLab:
 
     def build(self) -> None:
         """Create the namespaces, links, addresses, routes and the NAT."""
+        reap_stale_labs()
         t = self.tag
         for ns in (self.phone, self.router, self.edge):
             _run("ip", "netns", "add", ns)
