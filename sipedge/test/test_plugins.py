@@ -14,7 +14,7 @@ from pathlib import Path
 
 from twisted.application.service import IServiceMaker
 from twisted.internet.task import Clock
-from twisted.plugin import IPlugin, getPlugins, pluginPackagePaths
+from twisted.plugin import IPlugin, getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -31,19 +31,38 @@ ROOT = Path(sipedge.__file__).resolve().parent.parent
 DROPIN = ROOT / "twisted" / "plugins" / "sipedge_plugin.py"
 
 
+def _without_pythonpath() -> dict[str, str]:
+    """This environment without C{PYTHONPATH}: only the install finds sipedge."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def _empty_dir(test: SynchronousTestCase) -> str:
+    """A new empty directory, so the current one puts nothing on C{sys.path}."""
+    path = Path(test.mktemp()).absolute()
+    path.mkdir(parents=True)
+    return str(path)
+
+
+def _twistd(test: SynchronousTestCase, *args: str) -> subprocess.CompletedProcess[str]:
+    """
+    This interpreter's C{twistd} with C{args}, run as a user runs it: from an
+    empty directory, with no C{PYTHONPATH}.
+    """
+    script = Path(sys.executable).parent / "twistd"
+    if not script.exists():
+        raise AssertionError(f"no twistd script beside {sys.executable}: is Twisted installed?")
+    return subprocess.run(
+        [str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=_empty_dir(test),
+        env=_without_pythonpath(),
+    )
+
+
 class TwistdPluginTests(SynchronousTestCase):
     """The C{twistd sipedge} plugin."""
-
-    def setUp(self) -> None:
-        if DROPIN.exists():
-            # As if the checkout were on sys.path when twisted.plugins was
-            # imported (twisted/plugins/__init__.py extends its __path__ then).
-            import twisted.plugins
-
-            self.patch(sys, "path", [str(ROOT), *sys.path])
-            paths = list(twisted.plugins.__path__)
-            paths += [p for p in pluginPackagePaths("twisted.plugins") if p not in paths]
-            self.patch(twisted.plugins, "__path__", paths)
 
     def test_found(self) -> None:
         """
@@ -77,7 +96,8 @@ class TwistdPluginTests(SynchronousTestCase):
             capture_output=True,
             text=True,
             check=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=_empty_dir(self),
+            env=_without_pythonpath(),
         )
         self.assertEqual(out.stdout.strip(), "[]")
 
@@ -90,6 +110,37 @@ class TwistdPluginTests(SynchronousTestCase):
             raise self.skipTest("not running from a checkout")
         self.assertFalse((ROOT / "twisted" / "__init__.py").exists())
         self.assertFalse((ROOT / "twisted" / "plugins" / "__init__.py").exists())
+
+
+class InstalledTwistdTests(SynchronousTestCase):
+    """
+    C{twistd sipedge} works wherever sipedge is installed, also by the
+    README's C{pip install -e '.[test]'} (a PEP 660 editable install, which
+    puts the checkout on C{sys.path} so Twisted's plugin finder sees
+    C{twisted/plugins/}), from any directory and with no C{PYTHONPATH}.
+    """
+
+    def test_help_lists_plugins(self) -> None:
+        """
+        C{twistd --help} from an empty directory lists C{sipedge} and
+        C{sipedge-relay}.
+        """
+        out = _twistd(self, "--help")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        commands = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("    ")}
+        self.assertIn("sipedge", commands, out.stdout)
+        self.assertIn("sipedge-relay", commands, out.stdout)
+
+    def test_plugin_options(self) -> None:
+        """
+        C{twistd sipedge --help} and C{twistd sipedge-relay --help} from an
+        empty directory load the plugins' options (not "Unknown command").
+        """
+        for command, option in [("sipedge", "--config"), ("sipedge-relay", "--control")]:
+            out = _twistd(self, command, "--help")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn(f"twistd [options] {command} ", out.stdout)
+            self.assertIn(option, out.stdout)
 
 
 class StagePluginTests(SynchronousTestCase):

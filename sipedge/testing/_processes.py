@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-from sipedge.testing._tools import ROOT
-
 __all__ = ["RelayProcess", "SipEdgeProcess", "add_user"]
 
 _LISTENING = re.compile(r"Listening for SIP on (UDP|TCP|TLS) (\S+) port (\d+)")
@@ -58,8 +56,7 @@ class _TwistdProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the process and wait until it listens (at most C{timeout} s)."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        env = dict(os.environ)  # sipedge is installed (also editable): no PYTHONPATH needed
         self._log = self.log_path.open("ab")
         offset = self._log.tell()  # this run's lines only (the log is kept across restarts)
         self.process = subprocess.Popen(
@@ -155,7 +152,6 @@ def add_user(config_path: Path, user: str, password: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "sipedge.cli", "user", "add", "--config", str(config_path), user],
         input=password + "\n", capture_output=True, text=True, timeout=30,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     if result.returncode != 0:
         raise AssertionError(f"sipedge user add failed: {result.stderr}")
