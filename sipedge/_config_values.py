@@ -1,13 +1,16 @@
 # -*- test-case-name: sipedge.test.test_config_values -*-
 """
-What every section of the configuration checks its values with: the error
-that names a key relative to its section (L{InvalidValue}), how values are
-named in messages (L{describe}, L{suggest}), and the validators and
-converters that more than one section uses.
+The value grammar of the configuration: the error that names a key
+relative to its section (L{InvalidValue}), how values are named in messages
+(L{describe}, L{suggest}), the validators and converters every section
+uses (numbers, seconds, booleans, choices, arrays, networks, paths, hosts),
+and L{parse_table}, the one way a section is read from a TOML table (by the
+loader, and by a stage for its C{[pipeline.options.<stage>]}).
 
-L{sipedge.config} and the sections it imports from other packages
-(C{[auth]}, C{[security]}, C{[media]}) all use this module, so it must not
-import any of them: standard library and C{attrs} only.
+Every section, also those that other packages own (C{[auth]},
+C{[security]}, C{[media]}, C{[relay]}, C{[hep]}, C{[metrics]}), is written
+in it, so this leaf imports none of them: standard library, C{attrs} and
+L{sipedge.error} only. L{sipedge.config} re-exports it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import datetime
 import difflib
 import ipaddress
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -26,15 +31,26 @@ from sipedge.error import ConfigError
 __all__ = [
     "IPNetwork",
     "InvalidValue",
+    "as_tuple",
     "boolean",
+    "choice",
     "describe",
     "each",
+    "format_host",
+    "host",
     "integer",
+    "ip_literal",
     "join",
     "network",
     "non_negative_integer",
+    "one",
+    "optional_path",
     "parse_table",
+    "path",
+    "port_number",
     "seconds",
+    "split_hostport",
+    "string",
     "suggest",
     "to_float",
 ]
@@ -244,3 +260,141 @@ def parse_table(
         return attrs.evolve(base, **values)  # type: ignore[misc]
     except InvalidValue as e:
         raise ConfigError(f"{e.within(prefix).key}: {e.problem}") from None
+
+
+# --------------------------------------------------------------------------
+# Small values
+# --------------------------------------------------------------------------
+
+
+def string(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, str):
+        raise InvalidValue(attribute.name, f"expected a string, got {describe(value)}")
+
+
+def choice(*choices: str) -> Callable[..., None]:
+    """A validator: one of the strings C{choices}."""
+
+    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
+        string(instance, attribute, value)
+        if value not in choices:
+            names = ", ".join(repr(c) for c in choices)
+            raise InvalidValue(attribute.name, f"must be one of {names}, not {value!r}")
+
+    return check
+
+
+def as_tuple(value: object) -> object:
+    """Arrays become tuples (so values stay hashable); others are checked later."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def one(key: str, convert: Callable[[Any], Any], value: object) -> Any:
+    """Convert one value, naming C{key} if C{convert} raises L{ValueError}."""
+    try:
+        return convert(value)
+    except ValueError as e:
+        raise InvalidValue(key, str(e)) from None
+
+
+def optional_path(value: object) -> object:
+    if isinstance(value, str) and value:
+        return Path(value)
+    return value
+
+
+def path(optional: bool) -> Callable[..., None]:
+    """A validator: a L{Path} (or C{None} if C{optional})."""
+
+    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
+        if value is None and optional:
+            return
+        if value == "":
+            raise InvalidValue(attribute.name, "must not be empty")
+        if not isinstance(value, Path):
+            raise InvalidValue(attribute.name, f"expected a path, got {describe(value)}")
+
+    return check
+
+
+# --------------------------------------------------------------------------
+# Hosts
+# --------------------------------------------------------------------------
+
+# RFC 3261 section 25.1:
+#   hostname     =  *( domainlabel "." ) toplabel [ "." ]
+#   domainlabel  =  alphanum / alphanum *( alphanum / "-" ) alphanum
+#   toplabel     =  ALPHA / ALPHA *( alphanum / "-" ) alphanum
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_TOPLABEL = r"[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"(?:{_LABEL}\.)*{_TOPLABEL}\.?")
+
+
+def ip_literal(text: str) -> str | None:
+    """The canonical form of an IP address (IPv6 without brackets), or C{None}."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def host(value: object) -> str:
+    """
+    Normalize a host name or IP address: host names lower-cased without a
+    trailing dot, IP addresses canonical, IPv6 without brackets.
+
+    @raise ValueError: if C{value} is neither.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {describe(value)}")
+    text = value
+    if text.startswith("[") and text.endswith("]"):
+        address = ip_literal(text[1:-1])
+        if address is None or ":" not in address:
+            raise ValueError(f"{value!r} is not a valid IPv6 reference")
+        return address
+    address = ip_literal(text)
+    if address is not None:
+        return address
+    if len(text) > 253 or not _HOSTNAME_RE.fullmatch(text):
+        raise ValueError(f"{value!r} is not a valid host name or IP address")
+    return text.rstrip(".").lower()
+
+
+def format_host(host: str) -> str:
+    """C{host}, with brackets if it is an IPv6 address."""
+    return f"[{host}]" if ":" in host else host
+
+
+def split_hostport(text: str) -> tuple[str, str | None]:
+    """
+    Split C{host}, C{host:port}, C{[v6]} or C{[v6]:port} into the host (as
+    written, IPv6 without brackets) and the port text (or C{None}).
+
+    @raise ValueError: on a bare IPv6 address or a bad bracket.
+    """
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"missing ']' in {text!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        if ip_literal(host) is None or ":" not in host:
+            raise ValueError(f"{host!r} is not an IPv6 address, in {text!r}")
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            raise ValueError(f"expected ':port' after ']', in {text!r}")
+        return host, rest[1:]
+    if text.count(":") > 1:
+        raise ValueError(f"write an IPv6 address in brackets, as in '[::1]:5060', not {text!r}")
+    host, colon, port = text.partition(":")
+    return host, (port if colon else None)
+
+
+def port_number(text: str, low: int, whole: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"bad port {text!r} in {whole!r}")
+    port = int(text)
+    if not low <= port <= 65535:
+        raise ValueError(f"port {port} in {whole!r} must be {low} to 65535")
+    return port

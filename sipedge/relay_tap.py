@@ -15,8 +15,7 @@ from typing import Any
 import attrs
 from twisted.python import usage
 
-from sipedge._config_values import InvalidValue
-from sipedge.config import DEFAULT_CONFIG, Config, load_config
+from sipedge.config import DEFAULT_CONFIG, Config, InvalidValue, load_config
 from sipedge.error import ConfigError
 from sipedge.media import ControlAddress
 

@@ -8,14 +8,14 @@ The C{[auth]} section of the configuration:
    algorithms = ["SHA-512-256", "SHA-256", "MD5"]
    require_for_our_domains = true   # false: challenge REGISTER only
 
-L{AuthConfig} checks its values when constructed, like the sections of
-C{sipedge.config}: its validators raise C{sipedge._config_values.InvalidValue}
-(C{sipedge.config._InvalidValue}) with the key relative to the section, so
-C{sipedge.config._parse} can build it with C{_build(AuthConfig, table,
-"auth")} like any section. L{parse_auth_config} does the whole job on its
-own (unknown keys included) for the stage's options and for tests.
+L{AuthConfig} is written in the value grammar of L{sipedge.config} and
+checks its values when constructed: its validators raise
+L{sipedge.config.InvalidValue} with the key relative to the section, so the
+loader names C{auth.<key>}. L{parse_auth_config} reads it from a table
+(L{sipedge.config.parse_table}), for the stage's options and for tests.
 
-This module must not import C{sipedge.config}: that module imports this one.
+It imports the grammar from the leaf C{sipedge._config_values}, never
+L{sipedge.config}, which imports this module.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from sipedge.media._control import (
     server_proof,
     welcome_message,
 )
-from sipedge.media._control_config import ControlAddress, RelayServiceConfig
+from sipedge.media._control_config import ControlAddress, RelayServiceConfig, parse_relay_config
 from sipedge.media._errors import (
     ControlProtocolError,
     MediaError,
@@ -228,6 +228,7 @@ __all__ = [
     "offer_of",
     "offers_srtp",
     "parse_media_config",
+    "parse_relay_config",
     "reject",
     "rewrite",
     "server_proof",

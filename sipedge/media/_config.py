@@ -13,16 +13,15 @@ C{media-anchor} stage) and the in-process relay it drives.
    srtp = "auto"                      # or "passthrough", "terminate", "rekey"
    sdes_over_plain = false            # SDES keys only over TLS signalling
 
-L{MediaConfig} checks its values when constructed, like the sections of
-C{sipedge.config}: its validators raise that module's C{_InvalidValue}
-(C{sipedge._config_values.InvalidValue}) with the key relative to the
-section, so once C{sipedge.config} lists it in its section table, every
-error names C{media.<key>}. L{parse_media_config} does the whole job on
-its own (unknown keys included), for stage options and tests.
+L{MediaConfig} is written in the value grammar of L{sipedge.config} and
+checks its values when constructed: its validators raise
+L{sipedge.config.InvalidValue} with the key relative to the section, so
+the loader names C{media.<key>}. L{parse_media_config} does the whole job
+on its own (unknown keys included), for stage options and tests.
 
 No Twisted at import time (L{MediaConfig.build_relay} imports the relay
-when called), and never C{sipedge.config}, so that module can import this
-one.
+when called); the grammar comes from the leaf C{sipedge._config_values},
+never L{sipedge.config} (which imports this module).
 """
 
 from __future__ import annotations
@@ -36,7 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sipedge._config_values import InvalidValue, non_negative_integer, parse_table
+from sipedge._config_values import (
+    InvalidValue,
+    non_negative_integer,
+    parse_table,
+)
 from sipedge._config_values import boolean as _boolean
 from sipedge._config_values import describe as _describe
 from sipedge._config_values import each as _each
@@ -70,13 +73,8 @@ __all__ = [
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-#: The values of C{media.srtp}.
-SRTP_POLICIES = ("auto", "passthrough", "terminate", "rekey")
-
-#: The two sides of the edge.
-SIDES = ("internal", "external")
-
-#: C{media.internal} by default: private, loopback and link-local networks.
+#: The private, loopback and link-local networks: the default of
+#: C{media.internal} and C{topology_hiding.internal}.
 DEFAULT_INTERNAL_NETWORKS = (
     "10.0.0.0/8",
     "172.16.0.0/12",
@@ -87,6 +85,14 @@ DEFAULT_INTERNAL_NETWORKS = (
     "fe80::/10",
     "::1/128",
 )
+
+#: The values of C{media.srtp}.
+SRTP_POLICIES = ("auto", "passthrough", "terminate", "rekey")
+
+#: The two sides of the edge.
+SIDES = ("internal", "external")
+
+#: C{media.internal} by default: private, loopback and link-local networks.
 
 #: The values of C{media.nat}.
 NAT_POLICIES = ("off", "external", "all")

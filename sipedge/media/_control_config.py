@@ -9,8 +9,9 @@ C{[media] relay*} keys of the proxy use.
    secret_file = "relay.key"          # or secret = "..." (16 bytes or more)
    # max_line = 65536, max_pending = 64, auth_timeout = 10
 
-Like L{sipedge.media._config}, no Twisted at import time and never
-C{sipedge.config} (which imports this module).
+Like L{sipedge.media._config}, no Twisted at import time; written in the
+value grammar (the leaf C{sipedge._config_values}), never importing
+L{sipedge.config} (which imports this module).
 """
 
 from __future__ import annotations

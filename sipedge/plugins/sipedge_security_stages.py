@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from sipedge._config_values import InvalidValue
+from sipedge.config import InvalidValue
 from sipedge.error import ConfigError
 from sipedge.interfaces import IStageFactory
 

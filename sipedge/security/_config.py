@@ -5,16 +5,16 @@ in the style of L{sipedge.config}, with two sub-tables:
 C{[security.monitor]} (L{MonitorConfig}, the behaviour monitor) and
 C{[security.toll_fraud]} (L{TollFraudConfig}, the toll-fraud stage).
 
-L{SecurityConfig} raises the same C{_InvalidValue} as the sections of
-L{sipedge.config} (C{sipedge._config_values.InvalidValue}), with the key
-relative to the section, so once it is in that module's section table
-every error names C{security.<key>}.
+L{SecurityConfig} is written in the value grammar of L{sipedge.config}:
+it raises L{sipedge.config.InvalidValue} with the key relative to the
+section, so the loader names C{security.<key>}.
 L{parse_security_config} does the same on its own.
 
 Errors in a sub-table name C{security.monitor.<key>} or
 C{security.toll_fraud.<key>}.
 
-This module must not import L{sipedge.config}: that module imports this one.
+It imports the grammar from the leaf C{sipedge._config_values}, never
+L{sipedge.config}, which imports this module.
 """
 
 from __future__ import annotations

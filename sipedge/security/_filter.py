@@ -13,7 +13,7 @@ limited to some methods, and may count a C{filter} offence of the source
 (so that, at C{security.filter_threshold}, it is banned).
 
 Everything is checked when it is built: a bad value raises
-L{sipedge._config_values.InvalidValue} naming its key (C{rules[2].status}),
+L{sipedge.config.InvalidValue} naming its key (C{rules[2].status}),
 which the stage factory turns into a L{ConfigError} naming
 C{pipeline.options.filter.rules[2].status}.
 

@@ -10,7 +10,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.auth import AuthConfig, parse_auth_config
-from sipedge.config import _build, _InvalidValue
+from sipedge.config import InvalidValue, parse_config
 from sipedge.error import ConfigError
 
 
@@ -102,11 +102,13 @@ class AuthConfigTests(SynchronousTestCase):
 
     def test_config_section(self) -> None:
         """
-        L{AuthConfig} raises C{sipedge.config}'s own error, so that module
-        builds it like its other sections (C{_build(AuthConfig, table, "auth")}).
+        L{AuthConfig} raises the grammar's L{InvalidValue} with the key
+        relative to the section, so the loader names C{auth.<key>}.
         """
-        error = self.assertRaises(_InvalidValue, _build, AuthConfig, {"nonce_lifetime": 0}, "auth")
-        self.assertEqual(error.key, "auth.nonce_lifetime")
+        error = self.assertRaises(InvalidValue, AuthConfig, nonce_lifetime=0)
+        self.assertEqual(error.within("auth").key, "auth.nonce_lifetime")
+        error = self.assertRaises(ConfigError, parse_config, {"auth": {"nonce_lifetime": 0}})
+        self.assertIn("auth.nonce_lifetime:", str(error))
 
     def test_realm_for(self) -> None:
         """The realm is C{realm}, else the first domain; with neither, a L{ConfigError}."""

@@ -93,7 +93,7 @@ class ConfigurationDocTests(SynchronousTestCase):
         """Each section the reader knows has its heading in doc/configuration.md."""
         text = (DOC / "configuration.md").read_text(encoding="utf-8")
         headings = set(re.findall(r"^## `\[\[?([a-z_]+)\]\]?`$", text, re.M))
-        self.assertEqual(sorted(headings), sorted(config._KNOWN_SECTIONS))
+        self.assertEqual(sorted(headings), sorted([*config.SECTIONS, "routes"]))
 
     def test_configuration_md_tables(self) -> None:
         """The sections doc/configuration.md documents in a table of their own."""
@@ -112,7 +112,7 @@ class ConfigurationDocTests(SynchronousTestCase):
             "metrics",
         ):
             self.assertDocumented(
-                fields(config._SECTIONS[name]),
+                fields(config.SECTIONS[name]),
                 table_keys("configuration.md", f"## `[{name}]`"),
                 f"configuration.md [{name}]",
             )
@@ -142,7 +142,7 @@ class ConfigurationDocTests(SynchronousTestCase):
     def test_auth(self) -> None:
         """C{[auth]}: the example in doc/authentication.md names every key."""
         self.assertDocumented(
-            fields(config._SECTIONS["auth"]),
+            fields(config.SECTIONS["auth"]),
             toml_keys("authentication.md", "## Configuration", "auth"),
             "authentication.md [auth]",
         )
@@ -151,7 +151,7 @@ class ConfigurationDocTests(SynchronousTestCase):
         """C{[security]} and its sub-tables, in doc/security.md."""
         documented = table_keys("security.md", "## `[security]`")
         self.assertDocumented(
-            fields(config._SECTIONS["security"]),
+            fields(config.SECTIONS["security"]),
             documented | {"monitor", "toll_fraud"},
             "[security]",
         )
@@ -169,7 +169,7 @@ class ConfigurationDocTests(SynchronousTestCase):
     def test_media(self) -> None:
         """C{[media]}, in doc/media.md."""
         self.assertDocumented(
-            fields(config._SECTIONS["media"]),
+            fields(config.SECTIONS["media"]),
             table_keys("media.md", "### `[media]`"),
             "media.md [media]",
         )
@@ -177,7 +177,7 @@ class ConfigurationDocTests(SynchronousTestCase):
     def test_relay_protocol(self) -> None:
         """C{[relay]} is documented in doc/relay-protocol.md too, with the same keys."""
         self.assertDocumented(
-            fields(config._SECTIONS["relay"]),
+            fields(config.SECTIONS["relay"]),
             table_keys("relay-protocol.md", "### `[relay]`"),
             "relay-protocol.md [relay]",
         )

@@ -16,8 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from sipedge._config_values import InvalidValue
-from sipedge.config import DEFAULT_STAGES, parse_config
+from sipedge.config import DEFAULT_STAGES, InvalidValue, parse_config
 from sipedge.error import ConfigError
 from sipedge.interfaces import IRequestStage
 from sipedge.message import Headers, Request, parse_datagram

@@ -153,9 +153,9 @@ class SecurityConfigTests(SynchronousTestCase):
         L{sipedge.config}'s section error, with the key relative to the
         section (so L{sipedge.config} can prefix C{security.}).
         """
-        from sipedge.config import _InvalidValue
+        from sipedge.config import InvalidValue
 
-        error = self.assertRaises(_InvalidValue, SecurityConfig, trusted_burst=0)
+        error = self.assertRaises(InvalidValue, SecurityConfig, trusted_burst=0)
         self.assertEqual(error.key, "trusted_burst")
         self.assertEqual(error.within("security").key, "security.trusted_burst")
 
