@@ -6,11 +6,14 @@ What stages may use: the shared services of one running proxy.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from sipedge.pipeline._local import LocalIdentity
+
+if TYPE_CHECKING:
+    from sipedge.config import Config
 
 __all__ = ["StageServices"]
 
@@ -25,7 +28,9 @@ class StageServices:
     @ivar trusted: networks allowed to relay through us.
     @ivar location: the L{ILocationStore}.
     @ivar registrar: the registrar (C{sipedge.proxy.Registrar}) or C{None}.
-    @ivar config: the whole L{sipedge.config.Config}, for stage options.
+    @ivar config: the whole L{sipedge.config.Config}, or C{None} for
+        services made without one (in tests); each built-in stage factory
+        hands its stage only its own typed section of it (L{settings}).
     @ivar signer: the L{sipedge.proxy.RecordRouteSigner} that signs and
         checks our Record-Route values.
     @ivar security: the L{sipedge.security.Security} service (rate limits,
@@ -44,7 +49,7 @@ class StageServices:
     trusted: tuple[Network, ...] = ()
     location: Any = None
     registrar: Any = None
-    config: Any = None
+    config: Config | None = None
     signer: Any = None
     security: Any = None
     credentials: Any = None
@@ -53,6 +58,15 @@ class StageServices:
     toll_fraud: Any = None
     media: Any = None
     flow_tokens: Any = None
+
+    @property
+    def settings(self) -> Config:
+        """C{config}, or the built-in defaults if there is none."""
+        if self.config is not None:
+            return self.config
+        from sipedge.config import DEFAULT_CONFIG
+
+        return DEFAULT_CONFIG
 
     def is_trusted(self, host: str) -> bool:
         """True if C{host} (an IP literal) is in a trusted network."""

@@ -5,9 +5,13 @@ C{sipedge.pipeline.stages._digest_auth}).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sipedge.plugins.sipedge_stages import StageFactory
+
+if TYPE_CHECKING:
+    from sipedge.auth import AuthConfig
+    from sipedge.pipeline import StageServices
 
 
 class AuthStageFactory(StageFactory):
@@ -17,10 +21,10 @@ class AuthStageFactory(StageFactory):
     """
 
 
-def _digest_auth(options: dict[str, Any], services: Any) -> Any:
+def _digest_auth(options: dict[str, Any], section: AuthConfig, services: StageServices) -> Any:
     from sipedge.pipeline.stages import build_digest_auth_stage
 
-    return build_digest_auth_stage(options, services)
+    return build_digest_auth_stage(options, services, section)
 
 
 digest_auth = AuthStageFactory(
@@ -29,4 +33,5 @@ digest_auth = AuthStageFactory(
     " credentials; 403 for someone else's identity.",
     _digest_auth,
     ("realm", "nonce_lifetime", "algorithms", "require_for_our_domains"),
+    section=lambda config: config.auth,
 )

@@ -8,9 +8,12 @@ C{[pipeline] stages} on purpose.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sipedge.plugins.sipedge_stages import StageFactory
+
+if TYPE_CHECKING:
+    from sipedge.pipeline import StageServices
 
 
 class LabStageFactory(StageFactory):
@@ -23,7 +26,7 @@ class LabStageFactory(StageFactory):
         return f"<LabStageFactory {self.name}>"
 
 
-def _fault(options: dict[str, Any], services: Any) -> Any:
+def _fault(options: dict[str, Any], section: None, services: StageServices) -> Any:
     from sipedge.pipeline.stages import FaultStage, rules_from_options
 
     rules, seed = rules_from_options(options)

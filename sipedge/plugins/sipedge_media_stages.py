@@ -2,9 +2,9 @@
 The C{media-anchor} stage, registered as a plugin like any third-party
 stage.
 
-It takes its settings from C{[media]} (C{services.config.media}, a
-L{sipedge.media.MediaConfig}); its stage options, if any, are C{[media]}
-keys that override those for the stage. Its relay is C{services.media}
+Its typed section is C{[media]} (a L{sipedge.media.MediaConfig}, which its
+factory hands it); its stage options, if any, are C{[media]} keys that
+override those for the stage. Its relay is C{services.media}
 (the in-process L{sipedge.media.MediaRelay} the composition root builds
 from the same section, and closes at shutdown). For services without one
 it builds its own on C{services.clock} if that is a reactor, and says what
@@ -13,7 +13,7 @@ that costs; with C{anchor = false} it needs none and passes everything.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.interfaces import IReactorUDP
@@ -21,6 +21,10 @@ from twisted.logger import Logger
 
 from sipedge.error import ConfigError
 from sipedge.plugins.sipedge_stages import StageFactory
+
+if TYPE_CHECKING:
+    from sipedge.media import MediaConfig
+    from sipedge.pipeline import StageServices
 
 _log = Logger()
 
@@ -31,7 +35,7 @@ class MediaStageFactory(StageFactory):
     apart by their module).
     """
 
-    def build_stage(self, options: dict[str, Any], services: Any) -> Any:
+    def build_stage(self, options: dict[str, Any], services: StageServices) -> Any:
         if not self._options:
             # The [media] keys, known once the media package is imported
             # (not when plugins are listed).
@@ -42,25 +46,21 @@ class MediaStageFactory(StageFactory):
         return f"<MediaStageFactory {self.name}>"
 
 
-def media_config_of(services: Any, options: dict[str, Any] | None = None) -> Any:
+def media_config_of(config: MediaConfig, options: dict[str, Any] | None = None) -> MediaConfig:
     """
-    C{services.config.media} (the defaults if there is none), with the
-    stage's C{options} applied.
+    The stage's section C{config}, with the stage's C{options} applied.
 
     @raise ConfigError: for a bad option, naming
         C{pipeline.options.media-anchor.<key>}.
     """
-    from sipedge.media import MediaConfig, parse_media_config
+    from sipedge.media import parse_media_config
 
-    config = getattr(getattr(services, "config", None), "media", None)
-    if not isinstance(config, MediaConfig):
-        config = MediaConfig()
     if options:
         config = parse_media_config(options, "pipeline.options.media-anchor", config)
     return config
 
 
-def relay_of(services: Any, config: Any) -> Any:
+def relay_of(services: StageServices, config: MediaConfig) -> Any:
     """
     C{services.media}; for services without one, a relay built from
     C{config} on C{services.clock} (which must then be a reactor), with a
@@ -68,10 +68,10 @@ def relay_of(services: Any, config: Any) -> Any:
 
     @raise ConfigError: if there is neither.
     """
-    relay = getattr(services, "media", None)
+    relay = services.media
     if relay is not None:
         return relay
-    clock = getattr(services, "clock", None)
+    clock = services.clock
     if not IReactorUDP.providedBy(clock):
         raise ConfigError(
             "pipeline.stages: media-anchor needs a media relay (StageServices.media),"
@@ -84,10 +84,10 @@ def relay_of(services: Any, config: Any) -> Any:
     return config.build_relay(clock)
 
 
-def _media_anchor(options: dict[str, Any], services: Any) -> Any:
+def _media_anchor(options: dict[str, Any], section: MediaConfig, services: StageServices) -> Any:
     from sipedge.pipeline.stages import MediaAnchorStage
 
-    config = media_config_of(services, options)
+    config = media_config_of(section, options)
     if not config.anchor:
         return MediaAnchorStage(None, config)
     return MediaAnchorStage(
@@ -108,4 +108,5 @@ media_anchor = MediaStageFactory(
     "Anchor every call's media in the relay: rewrite SDP offers and answers, open ports"
     " for a call and close them when it ends; 488/503 for offers the relay refuses.",
     _media_anchor,
+    section=lambda config: config.media,
 )

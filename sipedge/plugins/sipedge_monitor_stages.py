@@ -13,11 +13,15 @@ without them, each stage makes its own, and says what that costs.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
 from sipedge.plugins.sipedge_security_stages import SecurityStageFactory, security_of
+
+if TYPE_CHECKING:
+    from sipedge.pipeline import StageServices
+    from sipedge.security import MonitorConfig, TollFraudConfig
 
 _log = Logger()
 
@@ -36,28 +40,22 @@ class MonitorStageFactory(SecurityStageFactory):
 _FALLBACK: dict[int, Any] = {}
 
 
-def monitor_of(services: Any) -> Any:
+def monitor_of(services: StageServices, config: MonitorConfig | None = None) -> Any:
     """
     C{services.monitor}; for services without one, a L{Monitor} made from
     the configuration once per services object, and a warning: it is no
     observer of the proxy core, so it sees no decision and restricts
     nobody.
     """
-    monitor = getattr(services, "monitor", None)
+    monitor = services.monitor
     if monitor is not None:
         return monitor
     found = _FALLBACK.get(id(services))
     if found is not None:
         return found
-    from sipedge.security import Monitor, MonitorConfig
+    from sipedge.security import Monitor
 
-    section = getattr(getattr(services, "config", None), "security", None)
-    config = getattr(section, "monitor", None)
-    monitor = Monitor(
-        config if isinstance(config, MonitorConfig) else None,
-        clock=services.clock,
-        security=security_of(services),
-    )
+    monitor = Monitor(config, clock=services.clock, security=security_of(services))
     _log.warn(
         "No monitor given to the stages: the monitor stage's monitor sees no decision"
         " of the proxy, so it restricts nobody",
@@ -70,43 +68,44 @@ def monitor_of(services: Any) -> Any:
     return monitor
 
 
-def toll_fraud_of(services: Any) -> Any:
+def toll_fraud_of(services: StageServices, config: TollFraudConfig | None = None) -> Any:
     """
     C{services.toll_fraud}; for services without one, a new
     L{TollFraudGuard} from the configuration (its calls are then given
     back by BYE, a failure response and the timeouts, not when a later
     stage answers the INVITE).
     """
-    guard = getattr(services, "toll_fraud", None)
+    guard = services.toll_fraud
     if guard is not None:
         return guard
-    from sipedge.security import TollFraudConfig, TollFraudGuard
+    from sipedge.security import TollFraudGuard
 
-    config = getattr(
-        getattr(getattr(services, "config", None), "security", None), "toll_fraud", None
-    )
-    security = getattr(services, "security", None)
-    is_trusted = getattr(services, "is_trusted", None)
-    if is_trusted is None and security is not None:
+    security = services.security
+    is_trusted = services.is_trusted
+    if not services.trusted and security is not None:
         is_trusted = security.trusted.__contains__
     return TollFraudGuard(
-        config if isinstance(config, TollFraudConfig) else None,
+        config,
         clock=services.clock,
         is_trusted=is_trusted,
-        stats=getattr(security, "stats", None),
+        stats=security.stats if security is not None else None,
     )
 
 
-def _monitor(options: dict[str, Any], services: Any, prefix: str) -> Any:
+def _monitor(
+    options: dict[str, Any], section: MonitorConfig, services: StageServices, prefix: str
+) -> Any:
     from sipedge.pipeline.stages import MonitorStage
 
-    return MonitorStage(monitor_of(services))
+    return MonitorStage(monitor_of(services, section))
 
 
-def _toll_fraud(options: dict[str, Any], services: Any, prefix: str) -> Any:
+def _toll_fraud(
+    options: dict[str, Any], section: TollFraudConfig, services: StageServices, prefix: str
+) -> Any:
     from sipedge.pipeline.stages import TollFraudStage
 
-    return TollFraudStage(toll_fraud_of(services))
+    return TollFraudStage(toll_fraud_of(services, section))
 
 
 monitor = MonitorStageFactory(
@@ -115,10 +114,12 @@ monitor = MonitorStageFactory(
     " reduced budget; show the monitor every ACK, BYE and CANCEL, and every final"
     " response relayed upstream (404s and authentication failures from behind us).",
     _monitor,
+    section=lambda config: config.security.monitor,
 )
 toll_fraud = MonitorStageFactory(
     "toll-fraud",
     "Refuse (403) calls our users relay to denied or not allowed prefixes, or over their"
     " concurrent-call or calls-per-minute limits; free a call's slot when it fails or ends.",
     _toll_fraud,
+    section=lambda config: config.security.toll_fraud,
 )

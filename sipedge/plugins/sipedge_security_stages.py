@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
@@ -21,6 +21,11 @@ from zope.interface import implementer
 from sipedge.config import InvalidValue
 from sipedge.error import ConfigError
 from sipedge.interfaces import IStageFactory
+
+if TYPE_CHECKING:
+    from sipedge.config import Config
+    from sipedge.pipeline import StageServices
+    from sipedge.security import SecurityConfig
 
 _log = Logger()
 
@@ -47,40 +52,47 @@ _FALLBACK: dict[int, Any] = {}
 
 @implementer(IPlugin, IStageFactory)
 class SecurityStageFactory:
-    """A stage factory made of a name, a description and a builder."""
+    """
+    A stage factory made of a name, a description, a builder and the typed
+    section it reads (C{[security]} unless told otherwise), which the
+    builder receives as C{builder(options, section, services, prefix)}.
+    """
 
     def __init__(
         self,
         name: str,
         description: str,
-        builder: Callable[[dict[str, Any], Any, str], Any],
+        builder: Callable[[dict[str, Any], Any, StageServices, str], Any],
         options: Mapping[str, str] | None = None,
+        section: Callable[[Config], Any] = lambda config: config.security,
     ) -> None:
         self.name = name
         self.description = description
+        self.section = section
         self._builder = builder
         self._options = dict(options or {})
 
-    def build_stage(self, options: dict[str, Any], services: Any) -> Any:
+    def build_stage(self, options: dict[str, Any], services: StageServices) -> Any:
         unknown = sorted(set(options) - set(self._options))
         if unknown:
             raise ConfigError(
                 f"pipeline.options.{self.name}: unknown option {unknown[0]!r}"
                 + (f" (known: {', '.join(self._options)})" if self._options else " (takes none)")
             )
-        return self._builder(options, services, f"pipeline.options.{self.name}")
+        section = self.section(services.settings)
+        return self._builder(options, section, services, f"pipeline.options.{self.name}")
 
     def __repr__(self) -> str:
         return f"<SecurityStageFactory {self.name}>"
 
 
-def security_of(services: Any) -> Any:
+def security_of(services: StageServices, config: SecurityConfig | None = None) -> Any:
     """
     C{services.security}; for services without one (the composition root
-    has not made one), a L{Security} with bans in memory only, made once
-    per services object and logged.
+    has not made one), a L{Security} of C{config} with bans in memory only,
+    made once per services object and logged.
     """
-    security = getattr(services, "security", None)
+    security = services.security
     if security is not None:
         return security
     found = _FALLBACK.get(id(services))
@@ -88,8 +100,7 @@ def security_of(services: Any) -> Any:
         return found
     from sipedge.security import Security
 
-    config = getattr(getattr(services, "config", None), "security", None)
-    security = Security(config, clock=services.clock, trusted=getattr(services, "trusted", ()))
+    security = Security(config, clock=services.clock, trusted=services.trusted)
     _log.warn(
         "No security service given to the stages: bans are kept in memory only"
         " and transports do not drop banned sources before parsing",
@@ -107,34 +118,40 @@ def _forget(key: int, security: Any) -> None:
     security.close()
 
 
-def _ban_check(options: dict[str, Any], services: Any, prefix: str) -> Any:
+def _ban_check(
+    options: dict[str, Any], section: SecurityConfig, services: StageServices, prefix: str
+) -> Any:
     from sipedge.pipeline.stages import BanCheckStage
 
-    return BanCheckStage(security_of(services))
+    return BanCheckStage(security_of(services, section))
 
 
-def _scanner(options: dict[str, Any], services: Any, prefix: str) -> Any:
+def _scanner(
+    options: dict[str, Any], section: SecurityConfig, services: StageServices, prefix: str
+) -> Any:
     from sipedge.pipeline.stages import ScannerStage
     from sipedge.security import UserAgentMatcher, evolve_config
 
-    security = security_of(services)
+    security = security_of(services, section)
     if not options:
         return ScannerStage(security)
-    config = evolve_config(security.config, options, prefix, SCANNER_OPTIONS)
+    config = evolve_config(section, options, prefix, SCANNER_OPTIONS)
     return ScannerStage(
         security,
         UserAgentMatcher(config.scanner_user_agents, config.scanner_user_agent_patterns),
     )
 
 
-def _flood(options: dict[str, Any], services: Any, prefix: str) -> Any:
+def _flood(
+    options: dict[str, Any], section: SecurityConfig, services: StageServices, prefix: str
+) -> Any:
     from sipedge.pipeline.stages import FloodStage
     from sipedge.security import RateLimiter, evolve_config
 
-    security = security_of(services)
+    security = security_of(services, section)
     if not options:
         return FloodStage(security)
-    config = evolve_config(security.config, options, prefix, FLOOD_OPTIONS)
+    config = evolve_config(section, options, prefix, FLOOD_OPTIONS)
     limiter = RateLimiter(
         config.budgets,
         max_keys=config.max_rate_keys,
@@ -144,17 +161,19 @@ def _flood(options: dict[str, Any], services: Any, prefix: str) -> Any:
     return FloodStage(security, limiter)
 
 
-def _filter(options: dict[str, Any], services: Any, prefix: str) -> Any:
+def _filter(
+    options: dict[str, Any], section: SecurityConfig, services: StageServices, prefix: str
+) -> Any:
     from sipedge.pipeline.stages import FilterStage
     from sipedge.security import FilterConfig, parse_filter_config
 
     if not options:
-        return FilterStage(FilterConfig(), security_of(services))
+        return FilterStage(FilterConfig(), security_of(services, section))
     try:
         config = parse_filter_config(options)
     except InvalidValue as e:
         raise ConfigError(f"{e.within(prefix).key}: {e.problem}") from None
-    return FilterStage(config, security_of(services))
+    return FilterStage(config, security_of(services, section))
 
 
 ban_check = SecurityStageFactory(

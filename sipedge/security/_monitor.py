@@ -65,7 +65,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -89,6 +89,9 @@ from sipedge.security._tollfraud import (
     is_initial_invite,
     match_prefix,
 )
+
+if TYPE_CHECKING:
+    from sipedge.config import Config
 
 __all__ = ["MONITOR_STAT_KEYS", "Monitor"]
 
@@ -264,17 +267,17 @@ class Monitor:
         self._purged = clock.seconds()
 
     @classmethod
-    def from_config(cls, config: Any, clock: IReactorTime, security: Any = None) -> Monitor:
+    def from_config(cls, config: Config, clock: IReactorTime, security: Any = None) -> Monitor:
         """
         The monitor of a whole L{sipedge.config.Config}: its
         C{[security.monitor]}; C{sip.trusted} is never acted on.
         """
         from sipedge.security._address import TrustedNetworks
 
-        section = getattr(getattr(config, "security", None), "monitor", None)
+        section = config.security.monitor
         if security is not None:
             return cls(section, clock=clock, security=security)
-        trusted = TrustedNetworks(getattr(getattr(config, "sip", None), "trusted", ()))
+        trusted = TrustedNetworks(config.sip.trusted)
         return cls(section, clock=clock, is_trusted=trusted.__contains__)
 
     # -- what the stage asks --------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -28,6 +28,9 @@ from sipedge.security._bucket import (
 )
 from sipedge.security._config import SecurityConfig
 from sipedge.security._useragent import UserAgentMatcher
+
+if TYPE_CHECKING:
+    from sipedge.config import Config
 
 __all__ = ["STAT_KEYS", "Security"]
 
@@ -136,14 +139,14 @@ class Security:
         self._purger: LoopingCall | None = None
 
     @classmethod
-    def from_config(cls, config: Any, clock: IReactorTime) -> Security:
+    def from_config(cls, config: Config, clock: IReactorTime) -> Security:
         """
         The security service of a whole L{sipedge.config.Config}: its
-        C{security} section (the defaults if it has none), its state
+        C{security} section, its state
         directory (which must exist) and C{sip.trusted}.
         """
         return cls(
-            getattr(config, "security", None),
+            config.security,
             clock=clock,
             state_dir=config.state.path,
             trusted=config.sip.trusted,

@@ -40,7 +40,7 @@ import heapq
 import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -52,6 +52,9 @@ from sipedge.interfaces import IDialogListener, IProxyObserver
 from sipedge.message import SipURI, TelURI
 from sipedge.results import Forward
 from sipedge.security._config import TollFraudConfig
+
+if TYPE_CHECKING:
+    from sipedge.config import Config
 
 __all__ = [
     "TOLL_FRAUD_RULES",
@@ -383,15 +386,15 @@ class TollFraudGuard:
         self._recent: OrderedDict[str, deque[float]] = OrderedDict()
 
     @classmethod
-    def from_config(cls, config: Any, clock: IReactorTime, stats: Any = None) -> TollFraudGuard:
+    def from_config(cls, config: Config, clock: IReactorTime, stats: Any = None) -> TollFraudGuard:
         """
         The guard of a whole L{sipedge.config.Config}: its
         C{[security.toll_fraud]} and C{sip.trusted}.
         """
         from sipedge.security._address import TrustedNetworks
 
-        section = getattr(getattr(config, "security", None), "toll_fraud", None)
-        trusted = TrustedNetworks(getattr(getattr(config, "sip", None), "trusted", ()))
+        section = config.security.toll_fraud
+        trusted = TrustedNetworks(config.sip.trusted)
         return cls(section, clock=clock, is_trusted=trusted.__contains__, stats=stats)
 
     # -- the stage ---------------------------------------------------------

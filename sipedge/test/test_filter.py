@@ -20,8 +20,17 @@ from sipedge.config import DEFAULT_STAGES, InvalidValue, parse_config
 from sipedge.error import ConfigError
 from sipedge.interfaces import IRequestStage
 from sipedge.message import Headers, Request, parse_datagram
-from sipedge.pipeline import Continue, Drop, RequestContext, Respond, build_chain, stage_factories
+from sipedge.pipeline import (
+    Continue,
+    Drop,
+    RequestContext,
+    Respond,
+    StageServices,
+    build_chain,
+    stage_factories,
+)
 from sipedge.pipeline.stages import FilterStage
+from sipedge.proxy import LocalIdentity
 from sipedge.security import FilterConfig, Security, parse_filter_config
 from sipedge.testing import capture_log
 from sipedge.transport import Flow
@@ -57,12 +66,9 @@ def flow(source: str = SOURCE) -> Flow:
     return Flow("UDP", PROXY, 5060, source, 5060)
 
 
-class _Services:
-    def __init__(self, clock: Clock, security: Security | None) -> None:
-        self.clock = clock
-        self.security = security
-        self.trusted = ()
-        self.config = None
+def _Services(clock: Clock, security: Security | None) -> StageServices:
+    """Stage services without a configuration, with C{security}."""
+    return StageServices(clock=clock, local=LocalIdentity(("example.com",), ()), security=security)
 
 
 class ParseTests(SynchronousTestCase):

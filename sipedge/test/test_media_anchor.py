@@ -54,11 +54,13 @@ from sipedge.pipeline import (
     Forward,
     RequestContext,
     Respond,
+    StageServices,
     Target,
     stage_factories,
 )
 from sipedge.pipeline.stages import MediaAnchorStage
 from sipedge.plugins import sipedge_media_stages
+from sipedge.proxy import LocalIdentity
 from sipedge.testing import (
     A_HOST,
     A_TAG,
@@ -1165,13 +1167,11 @@ class SdpHelperTests(SynchronousTestCase):
         self.assertIs(versions.stamp(no_origin), no_origin)
 
 
-class _Services:
+def _Services(
+    clock: Any, media: Any = None, config: Any = DEFAULT_CONFIG
+) -> StageServices:
     """Stage services with what the media factory looks at."""
-
-    def __init__(self, clock: Any, media: Any = None, config: Any = DEFAULT_CONFIG) -> None:
-        self.clock = clock
-        self.media = media
-        self.config = config
+    return StageServices(clock=clock, local=LocalIdentity((), ()), media=media, config=config)
 
 
 class FactoryTests(SynchronousTestCase):

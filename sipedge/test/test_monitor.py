@@ -19,7 +19,7 @@ from zope.interface.verify import verifyObject
 
 import sipedge
 from sipedge import _debug
-from sipedge.config import parse_config
+from sipedge.config import Config, parse_config
 from sipedge.error import ConfigError
 from sipedge.interfaces import IProxyObserver, IRequestStage, IResponseStage
 from sipedge.message import Request, Response, parse_datagram
@@ -835,20 +835,11 @@ class MonitorStageTests(MonitorTestCase):
         self.assertEqual([(c.call_id, c.confirmed) for c in monitor.calls.calls()], [("a", True)])
 
 
-@attrs.frozen
-class _Config:
-    security: SecurityConfig
-
-
-@attrs.frozen
-class _Services:
+def _services(clock: Any, security: Any, monitor: Any = None) -> StageServices:
     """StageServices as the composition root will make them: with C{monitor}."""
-
-    clock: Any
-    security: Any
-    monitor: Any = None
-    toll_fraud: Any = None
-    config: Any = None
+    return StageServices(
+        clock=clock, local=LocalIdentity((), ()), security=security, monitor=monitor
+    )
 
 
 class MonitorPluginTests(MonitorTestCase):
@@ -863,7 +854,7 @@ class MonitorPluginTests(MonitorTestCase):
         self.assertIs(type(factory).__module__, sipedge_monitor_stages.__name__)
         self.assertTrue(factory.description)
         monitor = self.monitor()
-        services = _Services(self.clock, self.security, monitor)
+        services = _services(self.clock, self.security, monitor)
         stage = factory.build_stage({}, services)
         self.assertIs(stage.monitor, monitor)
         error = self.assertRaises(ConfigError, factory.build_stage, {"x": 1}, services)
@@ -875,7 +866,7 @@ class MonitorPluginTests(MonitorTestCase):
         config's C{[security.monitor]}, once per services object, and logs
         a warning.
         """
-        config = _Config(SecurityConfig(monitor={"request_rate": 7}))
+        config = Config(security=SecurityConfig(monitor={"request_rate": 7}))
         services = attrs.evolve(self.services, config=config)
         factory = stage_factories()["monitor"]
         first = factory.build_stage({}, services)

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
@@ -771,23 +772,21 @@ class SecurityTests(SynchronousTestCase):
     def test_from_config(self) -> None:
         """
         If made from a whole config, L{Security} takes its C{security}
-        section (or the defaults), state directory and trusted networks.
+        section, state directory and trusted networks.
         """
-        from sipedge.config import SipConfig, StateConfig
+        from sipedge.config import Config, SipConfig, StateConfig
 
         directory = Path(self.mktemp())
         directory.mkdir()
-
-        class Config:
-            sip = SipConfig(trusted=["192.0.2.0/24"])
-            state = StateConfig(path=str(directory))
-
-        security = Security.from_config(Config(), self.clock)
+        config = Config(
+            sip=SipConfig(trusted=["192.0.2.0/24"]), state=StateConfig(path=str(directory))
+        )
+        security = Security.from_config(config, self.clock)
         self.addCleanup(security.close)
         self.assertIsNone(security.ban("192.0.2.9", "trusted"))
         self.assertEqual(security.config, SecurityConfig())
-        Config.security = SecurityConfig(ban_base=5.0)  # type: ignore[attr-defined]
-        other = Security.from_config(Config(), self.clock)
+        config = attrs.evolve(config, security=SecurityConfig(ban_base=5.0))
+        other = Security.from_config(config, self.clock)
         self.addCleanup(other.close)
         ban = other.ban(ATTACKER, "x")
         assert ban is not None

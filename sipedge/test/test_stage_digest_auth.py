@@ -9,6 +9,7 @@ import os
 from types import SimpleNamespace
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
@@ -664,29 +665,31 @@ class BuildTests(SynchronousTestCase):
         """An C{[auth]} section on the configuration gives the defaults; options win."""
         from sipedge.auth import AuthConfig
 
-        config = SimpleNamespace(
-            sip=self.config.sip,
-            state=self.config.state,
+        config = attrs.evolve(
+            self.config,
             auth=AuthConfig(realm="r.example", nonce_lifetime=30, require_for_our_domains=False),
         )
-        services = SimpleNamespace(clock=self.clock, local=self.services.local, config=config)
+        services = StageServices(clock=self.clock, local=self.services.local, config=config)
         stage = build_digest_auth_stage({"nonce_lifetime": 45}, services)
         self.close(stage)
         self.assertEqual(
             (stage.realm, stage.nonces.lifetime, stage.require_for_our_domains),
             ("r.example", 45.0, False),
         )
+        # The plugin hands the stage its own typed section, [auth].
+        stage = stage_factories()["digest-auth"].build_stage({}, services)
+        self.close(stage)
+        self.assertEqual(
+            (stage.realm, stage.nonces.lifetime, stage.require_for_our_domains),
+            ("r.example", 30.0, False),
+        )
 
     def test_services_provide(self) -> None:
         """A credential store and nonce source on the services are used as they are."""
         store = MemoryCredentialStore()
         nonces = NonceSource(SECRET, self.clock)
-        services = SimpleNamespace(
-            clock=self.clock,
-            local=self.services.local,
-            config=None,
-            credentials=store,
-            nonces=nonces,
+        services = StageServices(
+            clock=self.clock, local=self.services.local, credentials=store, nonces=nonces
         )
         stage = build_digest_auth_stage({}, services)
         self.assertIs(stage.nonces, nonces)

@@ -10,7 +10,6 @@ import gc
 import ipaddress
 from typing import Any
 
-import attrs
 from twisted.internet.task import Clock
 from twisted.plugin import IPlugin, getPlugins
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,6 +18,7 @@ from zope.interface.verify import verifyObject
 
 import sipedge.plugins
 from sipedge import _debug
+from sipedge.config import Config
 from sipedge.error import ConfigError
 from sipedge.interfaces import IRequestStage, IStageFactory
 from sipedge.message import Request, parse_datagram
@@ -73,14 +73,17 @@ def flow(source: str) -> Flow:
     return Flow("UDP", PROXY, 5060, source, 5060)
 
 
-@attrs.frozen
-class Services:
+def Services(
+    clock: Any, security: Any, trusted: tuple[Any, ...] = (), config: Config | None = None
+) -> StageServices:
     """StageServices as the composition root will make them: with C{security}."""
-
-    clock: Any
-    security: Any
-    trusted: tuple[Any, ...] = ()
-    config: Any = None
+    return StageServices(
+        clock=clock,
+        local=LocalIdentity(("example.com",), ()),
+        security=security,
+        trusted=trusted,
+        config=config,
+    )
 
 
 class StageTestCase(SynchronousTestCase):
@@ -409,12 +412,8 @@ class FactoryTests(StageTestCase):
     def test_config_section(self) -> None:
         """If the services' config has a security section, the fallback service uses it."""
 
-        @attrs.frozen
-        class Config:
-            security: SecurityConfig
-
         services = Services(
-            self.clock, None, config=Config(SecurityConfig(scanner_user_agents=["onlyme"]))
+            self.clock, None, config=Config(security=SecurityConfig(scanner_user_agents=["onlyme"]))
         )
         stage = stage_factories()["scanner"].build_stage({}, services)
         self.assertIsInstance(self.decide(stage, request(user_agent="OnlyMe")), Drop)

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 import sipedge
-from sipedge.config import parse_config
+from sipedge.config import Config, parse_config
 from sipedge.error import ConfigError
 from sipedge.interfaces import IDialogListener, IProxyObserver, IRequestStage, IResponseStage
 from sipedge.message import Request, Response, parse_datagram, parse_uri
@@ -536,19 +536,17 @@ class GuardTests(GuardTestCase):
         )
 
 
-@attrs.frozen
-class _Config:
-    security: SecurityConfig
-
-
-@attrs.frozen
-class _Services:
+def _services(
+    clock: Any, security: Any = None, toll_fraud: Any = None, config: Config | None = None
+) -> StageServices:
     """StageServices as the composition root will make them: with C{toll_fraud}."""
-
-    clock: Any
-    security: Any = None
-    toll_fraud: Any = None
-    config: Any = None
+    return StageServices(
+        clock=clock,
+        local=LocalIdentity((), ()),
+        security=security,
+        toll_fraud=toll_fraud,
+        config=config,
+    )
 
 
 class TollFraudPluginTests(GuardTestCase):
@@ -563,7 +561,7 @@ class TollFraudPluginTests(GuardTestCase):
         self.assertIs(type(factory).__module__, sipedge_monitor_stages.__name__)
         self.assertTrue(factory.description)
         guard = self.guard()
-        stage = factory.build_stage({}, _Services(self.clock, toll_fraud=guard))
+        stage = factory.build_stage({}, _services(self.clock, toll_fraud=guard))
         self.assertIs(stage.guard, guard)
         error = self.assertRaises(ConfigError, factory.build_stage, {"deny_prefixes": []}, None)
         self.assertIn("pipeline.options.toll-fraud: unknown option", str(error))
@@ -575,7 +573,7 @@ class TollFraudPluginTests(GuardTestCase):
         networks (or the security service's) and counting into the security
         service's stats.
         """
-        config = _Config(SecurityConfig(toll_fraud={"deny_prefixes": ["+1900"]}))
+        config = Config(security=SecurityConfig(toll_fraud={"deny_prefixes": ["+1900"]}))
         services = attrs.evolve(self.services, config=config)
         chain = build_chain(["toll-fraud"], {}, services)
         [stage] = chain.stages
@@ -584,12 +582,12 @@ class TollFraudPluginTests(GuardTestCase):
         security = Security(clock=self.clock, trusted=TRUSTED)
         self.addCleanup(security.close)
         stage = stage_factories()["toll-fraud"].build_stage(
-            {}, _Services(self.clock, security, config=config)
+            {}, _services(self.clock, security, config=config)
         )
         self.assertIs(stage.guard.stats, security.stats)
         self.assertTrue(stage.guard._is_trusted(TRUNK))
         self.assertFalse(stage.guard._is_trusted(PHONE))
-        stage = stage_factories()["toll-fraud"].build_stage({}, _Services(self.clock))
+        stage = stage_factories()["toll-fraud"].build_stage({}, _services(self.clock))
         self.assertEqual(stage.guard.config, TollFraudConfig())
         self.assertFalse(stage.guard._is_trusted(TRUNK))
 

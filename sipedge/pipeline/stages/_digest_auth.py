@@ -55,7 +55,7 @@ services have one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.cred.error import UnauthorizedLogin
@@ -84,6 +84,10 @@ from sipedge.message import (
 )
 from sipedge.pipeline._context import RequestContext
 from sipedge.results import Continue, Respond, StageResult
+
+if TYPE_CHECKING:
+    from sipedge.auth import AuthConfig
+    from sipedge.pipeline._services import StageServices
 
 __all__ = ["NAME", "DigestAuthStage", "build_digest_auth_stage"]
 
@@ -401,7 +405,9 @@ def digest_algorithm(credentials: DigestCredentials) -> str:
 # -- building from configuration ------------------------------------------------
 
 
-def build_digest_auth_stage(options: dict[str, Any], services: Any) -> DigestAuthStage:
+def build_digest_auth_stage(
+    options: dict[str, Any], services: StageServices, section: AuthConfig | None = None
+) -> DigestAuthStage:
     """
     The stage from its C{[pipeline.options.digest-auth]} table (C{realm},
     C{nonce_lifetime}, C{algorithms}) over the C{[auth]} section, if the
@@ -415,27 +421,24 @@ def build_digest_auth_stage(options: dict[str, Any], services: Any) -> DigestAut
     @raise ConfigError: for a bad option, or no state directory.
     """
     from sipedge.auth import (
-        AuthConfig,
         NonceSource,
         SQLiteCredentialStore,
         make_portal,
         parse_auth_config,
     )
 
-    config = getattr(services, "config", None)
-    base = getattr(config, "auth", None)
-    if not isinstance(base, AuthConfig):
-        base = AuthConfig()
+    config = services.config
+    base = section if section is not None else services.settings.auth
     settings = parse_auth_config(options, f"pipeline.options.{NAME}", base)
     if config is not None:
         domains: Sequence[str] = config.sip.domains
     else:
         domains = sorted(services.local.domains)
     realm = settings.realm_for(domains)
-    store = getattr(services, "credentials", None)
-    nonces = getattr(services, "nonces", None)
+    store = services.credentials
+    nonces = services.nonces
     if store is None or nonces is None:
-        state = getattr(getattr(config, "state", None), "path", None)
+        state = config.state.path if config is not None else None
         if state is None:
             raise ConfigError(f"pipeline.options.{NAME}: needs a state directory (state.path)")
         if store is None:
