@@ -7,7 +7,7 @@ C{sipedge.plugins} package (see C{doc/writing-stages.md}).
 from sipedge.pipeline._chain import RequestChain
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._local import LocalIdentity
-from sipedge.pipeline._registry import build_chain, stage_factories
+from sipedge.pipeline._registry import build_chain, stage_factories, unique_factories
 from sipedge.pipeline._services import StageServices
 from sipedge.results import Continue, Drop, Forward, Respond, StageResult, Target
 
@@ -24,4 +24,5 @@ __all__ = [
     "Target",
     "build_chain",
     "stage_factories",
+    "unique_factories",
 ]

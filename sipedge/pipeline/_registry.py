@@ -1,33 +1,71 @@
 # -*- test-case-name: sipedge.test.test_pipeline -*-
 """
 Finding stage factories as Twisted plugins (Twisted's "alternate plugin
-packages": C{getPlugins(IStageFactory, sipedge.plugins)}), and building the
-configured chain from them.
+packages": the dropins of C{sipedge.plugins} that provide L{IStageFactory}),
+refusing two with one name, and building the configured chain from them.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from twisted.plugin import getPlugins
+from twisted.logger import Logger
+from twisted.plugin import getCache
 
 from sipedge.error import ConfigError
 from sipedge.interfaces import IRequestStage, IStageFactory
 from sipedge.pipeline._chain import RequestChain
 
-__all__ = ["build_chain", "stage_factories"]
+__all__ = ["build_chain", "stage_factories", "unique_factories"]
+
+_log = Logger()
 
 
 def stage_factories() -> dict[str, Any]:
-    """Every stage factory installed, by name."""
+    """
+    Every stage factory installed, by name.
+
+    @raise ConfigError: if two plugin modules give the same stage name,
+        naming both: which one ran would depend on the order the plugin
+        finder happened to find them in.
+    """
     import sipedge.plugins
 
-    found: dict[str, Any] = {}
-    for factory in getPlugins(IStageFactory, sipedge.plugins):
-        found.setdefault(factory.name, factory)
-    return found
+    found: list[tuple[str, Any]] = []
+    for _, dropin in sorted(getCache(sipedge.plugins).items()):
+        module = dropin.moduleName
+        for plugin in dropin.plugins:
+            try:
+                factory = IStageFactory(plugin, None)
+            except Exception:
+                # As getPlugins does: a broken plugin module costs its stages only.
+                _log.failure("Cannot load the stage plugin {module}", module=module)
+                continue
+            if factory is not None:
+                found.append((module, factory))
+    return unique_factories(found)
+
+
+def unique_factories(found: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """
+    The factories of C{found} (pairs of the plugin module that gives a
+    factory and the factory) by stage name.
+
+    @raise ConfigError: for two factories with the same name, naming both
+        modules.
+    """
+    by_name: dict[str, tuple[str, Any]] = {}
+    for module, factory in found:
+        seen = by_name.get(factory.name)
+        if seen is not None and seen[1] is not factory:
+            raise ConfigError(
+                f"stage {factory.name!r} is given by two plugins, {seen[0]} ({seen[1]!r})"
+                f" and {module} ({factory!r}): remove one, or rename its stage"
+            )
+        by_name[factory.name] = (module, factory)
+    return {name: factory for name, (module, factory) in by_name.items()}
 
 
 def build_chain(

@@ -22,8 +22,9 @@ import sipedge
 import sipedge.plugins
 from sipedge import tap
 from sipedge.config import DEFAULT_CONFIG, DEFAULT_STAGES
+from sipedge.error import ConfigError
 from sipedge.interfaces import IRequestStage, IStageFactory
-from sipedge.pipeline import StageServices, stage_factories
+from sipedge.pipeline import StageServices, build_chain, stage_factories, unique_factories
 from sipedge.proxy import LocalIdentity
 from sipedge.testing import FakeReactor
 
@@ -141,6 +142,70 @@ class InstalledTwistdTests(SynchronousTestCase):
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
             self.assertIn(f"twistd [options] {command} ", out.stdout)
             self.assertIn(option, out.stdout)
+
+
+_DUPLICATE = """
+from sipedge.plugins.sipedge_stages import StageFactory
+
+def _build(options, section, services):
+    raise AssertionError("never built")
+
+sanity = StageFactory("sanity", "A second stage called sanity.", _build)
+"""
+
+
+class DuplicateStageTests(SynchronousTestCase):
+    """Two plugins that give the same stage name."""
+
+    def install(self, source: str) -> str:
+        """
+        A dropin of C{source} in a new directory of L{sipedge.plugins}'
+        path, as another installed plugin would be; its module name.
+        """
+        directory = Path(self.mktemp()).absolute()
+        directory.mkdir(parents=True)
+        (directory / "sipedge_duplicate_test.py").write_text(source)
+        self.patch(sipedge.plugins, "__path__", [*sipedge.plugins.__path__, str(directory)])
+        module = "sipedge.plugins.sipedge_duplicate_test"
+        self.addCleanup(sys.modules.pop, module, None)
+        return module
+
+    def test_start_up_stops(self) -> None:
+        """
+        If a plugin gives a stage name that a built-in stage has,
+        L{stage_factories} (so start-up, in L{build_chain}) stops with a
+        L{ConfigError} naming both plugin modules and the stage.
+        """
+        module = self.install(_DUPLICATE)
+        error = self.assertRaises(ConfigError, stage_factories)
+        message = str(error)
+        self.assertIn("stage 'sanity' is given by two plugins", message)
+        self.assertIn("sipedge.plugins.sipedge_stages", message)
+        self.assertIn(module, message)
+        services = StageServices(clock=Clock(), local=LocalIdentity(("example.com",), ()))
+        self.assertRaises(ConfigError, build_chain, ["sanity"], {}, services)
+
+    def test_unique(self) -> None:
+        """
+        L{unique_factories} keeps one factory a name; the same factory found
+        twice is no conflict, two different ones are.
+        """
+        factories = stage_factories()
+        sanity = factories["sanity"]
+        found = unique_factories([("a", sanity), ("a", sanity), ("b", factories["route"])])
+        self.assertEqual(found, {"sanity": sanity, "route": factories["route"]})
+        error = self.assertRaises(
+            ConfigError, unique_factories, [("a", sanity), ("b", _Named("sanity"))]
+        )
+        self.assertIn("a (<StageFactory sanity>) and b (<named sanity>)", str(error))
+
+
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<named {self.name}>"
 
 
 class StagePluginTests(SynchronousTestCase):
