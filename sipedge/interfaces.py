@@ -9,21 +9,29 @@ C{verifyObject} in their tests.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    import builtins
+
     from twisted.internet.defer import Deferred
     from twisted.python.failure import Failure
 
     from sipedge.error import MessageParseError
     from sipedge.flow import Flow
     from sipedge.message import Message, Request, Response
+    from sipedge.pipeline import RequestContext, StageServices
+    from sipedge.results import Forward, Respond, StageResult
+    from sipedge.security import Ban
+    from sipedge.store import Binding
 
 __all__ = [
     "CALLEE",
     "CALLER",
+    "IBanStore",
     "IBranchStage",
     "IClientTransaction",
     "IDialogListener",
@@ -124,6 +132,13 @@ class ITransportManager(Interface):
     def local_hostport(transport: str, family: int) -> tuple[str, int]:
         """The address and port to put in our Via or Record-Route."""
 
+    def connection_for(flow: Flow) -> ISipTransport | None:
+        """
+        The open TCP/TLS connection of C{flow} (its real or requested
+        flow), or C{None}: a reliable flow without one cannot be answered
+        on (RFC 3261 18.2.2 then asks for a new connection).
+        """
+
 
 class IServerTransaction(Interface):
     """An RFC 3261 17.2 server transaction, as the transaction user sees it."""
@@ -135,6 +150,12 @@ class IServerTransaction(Interface):
 
     def respond(response: Response) -> None:
         """Send C{response}, and retransmit it as the machine requires."""
+
+    def cancel_timers() -> None:
+        """
+        Stop every timer and move to TERMINATED, silently: the TU drops the
+        request unanswered (a Drop result, a topology-hiding refusal).
+        """
 
 
 class IClientTransaction(Interface):
@@ -158,13 +179,15 @@ class ITransactionUser(Interface):
     def response_received(response: Response, transaction: IClientTransaction) -> None:
         """A response C{transaction} passes up (provisional or final)."""
 
-    def transaction_failed(transaction: Any, reason: Failure) -> None:
+    def transaction_failed(
+        transaction: IClientTransaction | IServerTransaction, reason: Failure
+    ) -> None:
         """
         A client transaction's Timer B or F fired (TransactionTimeout), a
         server INVITE transaction's Timer H fired, or the transport failed.
         """
 
-    def transaction_terminated(transaction: Any) -> None:
+    def transaction_terminated(transaction: IClientTransaction | IServerTransaction) -> None:
         """A server or client transaction reached TERMINATED and was removed."""
 
     def stray_message(message: Message, flow: Flow) -> None:
@@ -179,7 +202,7 @@ class IRequestStage(Interface):
 
     name = Attribute("Stable id used in config and log events, e.g. 'max-forwards'.")
 
-    def process_request(context: Any) -> Any:
+    def process_request(context: RequestContext) -> StageResult | Deferred[StageResult]:
         """
         Look at C{context} (a RequestContext) and return a stage result,
         or a Deferred that fires with one: C{Continue()} to go on,
@@ -197,7 +220,7 @@ class IResponseStage(Interface):
     name = Attribute("Stable id.")
 
     def process_response(
-        context: Any, response: Response
+        context: RequestContext | None, response: Response
     ) -> Response | Deferred[Response] | Deferred[Response | None] | None:
         """
         Called in order for each response relayed upstream: provisional
@@ -233,7 +256,7 @@ class IBranchStage(Interface):
 
     name = Attribute("Stable id, named as the rule in refusal log events.")
 
-    def process_branch(context: Any, request: Request, flow: Flow) -> Any:
+    def process_branch(context: RequestContext, request: Request, flow: Flow) -> Request | Respond:
         """
         C{request} (with our Via, before topology hiding) is about to leave
         on C{flow} for the request of C{context} (a RequestContext, as the
@@ -262,7 +285,9 @@ class IRoutedStage(Interface):
 
     name = Attribute("Stable id, as in the chain.")
 
-    def targets_chosen(context: Any, forward: Any) -> Any:
+    def targets_chosen(
+        context: RequestContext, forward: Forward
+    ) -> StageResult | Deferred[StageResult]:
         """
         The chain ended with C{forward} (a C{Forward}) for the request of
         C{context}. Return C{Continue()} to let it stand (the request as
@@ -281,11 +306,12 @@ class IStageFactory(Interface):
     name = Attribute("The config name, e.g. 'registrar'.")
     description = Attribute("One line for --help-stages.")
 
-    def build_stage(options: dict[str, Any], services: Any) -> Any:
+    def build_stage(options: dict[str, object], services: StageServices) -> IRequestStage:
         """
-        A new IRequestStage and/or IResponseStage. C{options} is the
-        stage's table from the config file; C{services} gives access to the
-        shared services (location store, clock, config).
+        A new IRequestStage (which may also provide IResponseStage and
+        IBranchStage). C{options} is the stage's table from the config
+        file; C{services} gives access to the shared services (location
+        store, clock, the typed configuration).
 
         @raise sipedge.error.ConfigError: for a bad option.
         """
@@ -297,7 +323,7 @@ class ILocationStore(Interface):
     so a remote database fits.
     """
 
-    def update(aor: str, bindings: Any, now: float) -> Deferred[Any]:
+    def update(aor: str, bindings: Sequence[Binding], now: float) -> Deferred[list[Binding]]:
         """
         Replace, add or remove the bindings of C{aor} as one REGISTER asks
         (bindings with expires 0 are removed); fire with the bindings that
@@ -307,7 +333,7 @@ class ILocationStore(Interface):
     def remove_all(aor: str) -> Deferred[None]:
         """Remove every binding of C{aor} (Contact: * with Expires: 0)."""
 
-    def lookup(aor: str, now: float) -> Deferred[Any]:
+    def lookup(aor: str, now: float) -> Deferred[list[Binding]]:
         """Fire with the unexpired bindings of C{aor}, highest q first."""
 
     def expire(now: float) -> Deferred[int]:
@@ -348,7 +374,7 @@ class IProxyObserver(Interface):
     metrics). Called synchronously: keep it cheap, never block.
     """
 
-    def request_decided(context: Any, result: Any) -> None:
+    def request_decided(context: RequestContext, result: StageResult) -> None:
         """
         The request chain decided C{result} (Respond, Forward or Drop) for
         the request in C{context} (a RequestContext: its flow, identity and
@@ -471,3 +497,56 @@ if TYPE_CHECKING:
         SessionEnd,
         SessionStats,
     )
+
+
+class IBanStore(Interface):
+    """
+    The ban list (L{sipedge.security.Bans}): sources whose traffic is
+    dropped before it is parsed, each for a time that grows with repeated
+    offences, and the offence counts that lead to bans. Synchronous:
+    L{is_banned} runs for every packet.
+    """
+
+    stats = Attribute("Counters (a mutable mapping of str to int) of bans and offences.")
+
+    def ban(
+        source: str, reason: str, now: float, *, duration: float | None = None, rule: str = "ban"
+    ) -> Ban | None:
+        """
+        Ban the IP address C{source} from C{now}, for C{duration} seconds
+        (C{inf}: for ever) or as long as its record earns; C{None} if it
+        is trusted (refused, and logged).
+
+        @raise ValueError: if C{source} is not an IP address, or
+            C{duration} is not positive.
+        """
+
+    def is_banned(source: str, now: float) -> bool:
+        """Whether C{source} is banned at C{now} (cheap: every packet asks)."""
+
+    def get(source: str, now: float) -> Ban | None:
+        """The active ban of C{source}, or C{None}."""
+
+    def unban(source: str) -> bool:
+        """Lift the ban of C{source}; whether there was one."""
+
+    def offence(source: str, kind: str, now: float, detail: str | None = None) -> Ban | None:
+        """
+        Count one offence of C{kind} by C{source}; the ban it earned once
+        the kind's threshold is reached, else C{None}.
+        """
+
+    def offences(source: str, kind: str, now: float) -> int:
+        """The offences of C{kind} by C{source} in the window ending at C{now}."""
+
+    def purge(now: float) -> int:
+        """Sweep bans ended by C{now} and old history; how many bans ended."""
+
+    def list(now: float) -> builtins.list[Ban]:
+        """The active bans at C{now}."""
+
+    def close() -> None:
+        """Release the store (its database file)."""
+
+    def __len__() -> int:
+        """How many bans are active (the mirror the hot path reads)."""

@@ -39,7 +39,9 @@ from typing import Any
 
 import attrs
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from sipedge.interfaces import IBanStore
 from sipedge.security._address import Network, TrustedNetworks, canonical_ip
 from sipedge.store import (
     closing_on_failure,
@@ -137,9 +139,11 @@ def _ban(row: tuple[Any, ...]) -> Ban:
     )
 
 
+@implementer(IBanStore)
 class Bans:
     """
-    The ban list, in an SQLite file with an in-memory mirror.
+    The ban list (an L{IBanStore}), in an SQLite file with an in-memory
+    mirror.
 
     @ivar stats: counters: C{bans_created}, C{bans_refused_trusted},
         C{bans_expired}, C{bans_removed} and C{offences_<kind>} (C{-} as
