@@ -16,6 +16,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from sipedge import _debug
+from sipedge.interfaces import IBanStore
 from sipedge.security._accounts import ACCOUNT_STAT_KEYS, AccountGuard
 from sipedge.security._address import Network, TrustedNetworks
 from sipedge.security._allow import AllowList
@@ -75,7 +76,7 @@ class Security:
     @ivar trusted: the L{TrustedNetworks}.
     @ivar limiter: the L{RateLimiter} of the flood stage.
     @ivar allow: the L{AllowList} of authenticated sources.
-    @ivar bans: the L{Bans}.
+    @ivar bans: the ban list, an L{IBanStore} (L{Bans} unless one is given).
     @ivar scanners: the L{UserAgentMatcher} of the scanner stage.
     @ivar accounts: the L{AccountGuard}: failures per account, and where
         each account authenticated from.
@@ -90,6 +91,7 @@ class Security:
         clock: IReactorTime,
         state_dir: str | os.PathLike[str] | None = None,
         trusted: Iterable[Network | str] = (),
+        bans: IBanStore | None = None,
     ) -> None:
         """
         @param config: the C{[security]} section; the defaults if C{None}.
@@ -98,6 +100,10 @@ class Security:
             exist; C{None} keeps bans in memory only.
         @param trusted: the trusted networks (C{sip.trusted}): the largest
             budget, and never banned.
+        @param bans: a ban list to use instead of the L{Bans} made from
+            C{config} and C{state_dir} (one shared by several instances, or
+            kept elsewhere); it keeps its own counters and trust, and is
+            closed with this service.
         @raise sipedge.error.ConfigError: if the ban database cannot be used.
         """
         config = config if config is not None else SecurityConfig()
@@ -112,19 +118,10 @@ class Security:
             stats=self.stats,
         )
         self.allow = AllowList(max_sources=config.max_authenticated_sources, stats=self.stats)
-        path = ":memory:" if state_dir is None else os.path.join(state_dir, DATABASE_NAME)
-        self.bans = Bans(
-            path,
-            base=config.ban_base,
-            maximum=config.ban_max,
-            memory=config.ban_memory,
-            window=config.offence_window,
-            thresholds=config.thresholds,
-            trusted=self.trusted,
-            max_tracked=config.max_offence_keys,
-            stats=self.stats,
-            now=clock.seconds(),
-        )
+        if bans is not None:
+            self.bans: IBanStore = bans
+        else:
+            self.bans = self._own_bans(config, state_dir)
         self.scanners = UserAgentMatcher(
             config.scanner_user_agents, config.scanner_user_agent_patterns
         )
@@ -137,6 +134,22 @@ class Security:
             stats=self.stats,
         )
         self._purger: LoopingCall | None = None
+
+    def _own_bans(self, config: SecurityConfig, state_dir: str | os.PathLike[str] | None) -> Bans:
+        """The L{Bans} of C{config}, in C{state_dir} (or in memory)."""
+        path = ":memory:" if state_dir is None else os.path.join(state_dir, DATABASE_NAME)
+        return Bans(
+            path,
+            base=config.ban_base,
+            maximum=config.ban_max,
+            memory=config.ban_memory,
+            window=config.offence_window,
+            thresholds=config.thresholds,
+            trusted=self.trusted,
+            max_tracked=config.max_offence_keys,
+            stats=self.stats,
+            now=self.clock.seconds(),
+        )
 
     @classmethod
     def from_config(cls, config: Config, clock: IReactorTime) -> Security:

@@ -22,9 +22,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from sipedge import _debug
 from sipedge.error import ConfigError
+from sipedge.interfaces import IBanStore
 from sipedge.security import (
     AUTHENTICATED,
     DATABASE_NAME,
@@ -768,6 +770,27 @@ class SecurityTests(SynchronousTestCase):
         second = Security(clock=self.clock, state_dir=str(directory))
         self.addCleanup(second.close)
         self.assertFalse(second.admit(ATTACKER))
+
+    def test_given_ban_store(self) -> None:
+        """
+        If given an L{IBanStore}, L{Security} bans into it, admits by it,
+        purges and closes it, instead of making its own L{Bans}.
+        """
+        store = Bans(base=30.0)
+        security = Security(clock=self.clock, bans=store)
+        self.assertTrue(verifyObject(IBanStore, security.bans))
+        self.assertIs(security.bans, store)
+        ban = security.ban(ATTACKER, "testing")
+        assert ban is not None
+        self.assertEqual(ban.duration, 30.0)
+        self.assertTrue(store.is_banned(ATTACKER, self.clock.seconds()))
+        self.assertFalse(security.admit(ATTACKER))
+        self.clock.advance(31)
+        security.purge()
+        self.assertEqual(len(store), 0)
+        self.assertTrue(security.admit(ATTACKER))
+        security.close()
+        self.assertRaises(sqlite3.ProgrammingError, store.ban, ATTACKER, "x", self.clock.seconds())
 
     def test_from_config(self) -> None:
         """
