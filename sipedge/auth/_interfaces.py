@@ -8,14 +8,17 @@ every sipedge interface belongs; the names will stay the same.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.cred.credentials import IUsernameDigestHash, IUsernameHashedPassword
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    import builtins
+
     from twisted.internet.defer import Deferred
 
+    from sipedge.auth._credentials import StoredUser
     from sipedge.auth._nonce import NonceStatus
 
 __all__ = ["ICredentialStore", "INonceSource", "ISipDigestCredentials", "ISipUser"]
@@ -88,13 +91,18 @@ class ICredentialStore(Interface):
         dict for an unknown user. A remote store may return a Deferred.
         """
 
-    def add(username: str, realm: str, password: str) -> Any:
-        """Store (or replace) the H(A1) hashes of C{username} in C{realm}."""
+    def add(username: str, realm: str, password: str) -> bool | Deferred[bool]:
+        """
+        Store (or replace) the H(A1) hashes of C{username} in C{realm};
+        true if the user is new.
+        """
 
-    def remove(username: str, realm: str) -> Any:
+    def remove(username: str, realm: str) -> bool | Deferred[bool]:
         """Forget C{username} in C{realm}; true if it was there."""
 
-    def list(realm: str | None = None) -> Any:
+    def list(
+        realm: str | None = None,
+    ) -> builtins.list[StoredUser] | Deferred[builtins.list[StoredUser]]:
         """
         The users (of C{realm}, or all), as L{sipedge.auth.StoredUser}
         values by realm then name: never their hashes.
