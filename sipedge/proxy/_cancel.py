@@ -16,8 +16,8 @@ from twisted.internet.defer import Deferred
 
 from sipedge.message import Headers, Request, Response
 from sipedge.proxy._fork import Branch, Fork
-from sipedge.proxy._forking import server_open
 from sipedge.proxy._responses import ResponseQueue
+from sipedge.proxy._upstream import server_open
 from sipedge.transaction import State, make_response
 
 __all__ = ["Canceller"]

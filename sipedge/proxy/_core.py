@@ -32,12 +32,13 @@ from sipedge.pipeline import Drop, Forward, RequestChain, RequestContext, Respon
 from sipedge.proxy._addresses import LocalAddresses
 from sipedge.proxy._cancel import Canceller
 from sipedge.proxy._flowtoken import FlowTokens
-from sipedge.proxy._forking import Forker, local_response, server_open
+from sipedge.proxy._forking import Forker
 from sipedge.proxy._hiding import TopologyWrapper
 from sipedge.proxy._originate import Originator
 from sipedge.proxy._responses import ResponseQueue
 from sipedge.proxy._stateless import StatelessForwarder
 from sipedge.proxy._topology import Revealed, TopologyHider
+from sipedge.proxy._upstream import local_response, server_open
 from sipedge.transaction import TimerSettings, TransactionLayer, make_response
 from sipedge.transport import Flow, MessageSender
 

@@ -51,10 +51,17 @@ from sipedge.proxy._forwarding import (
 )
 from sipedge.proxy._hiding import masked
 from sipedge.proxy._responses import ResponseQueue
+from sipedge.proxy._upstream import (
+    deliver_final,
+    deliver_no_answer,
+    deliver_provisional,
+    local_response,
+    server_open,
+)
 from sipedge.transaction import State, make_response
 from sipedge.transport import too_large_for_udp
 
-__all__ = ["Forker", "local_response", "server_open"]
+__all__ = ["Forker"]
 
 
 def _transport_open(hop: Any) -> bool:
@@ -63,19 +70,6 @@ def _transport_open(hop: Any) -> bool:
     C{sip:} URI without C{transport}), so a large request may use TCP.
     """
     return getattr(hop, "scheme", None) == "sip" and hop.param("transport") is None
-
-
-def server_open(transaction: Any) -> bool:
-    """True while a server transaction can still send a final response."""
-    return transaction.state in (State.TRYING, State.PROCEEDING)
-
-
-def local_response(request: Request, result: Respond) -> Response:
-    """The response a stage's L{Respond} asks for."""
-    response = make_response(request, result.status, result.reason, tuple(result.headers))
-    if result.body:
-        response = Response(response.status, response.reason, response.headers, result.body)
-    return response
 
 
 class Forker:
@@ -245,9 +239,7 @@ class Forker:
                     local_port,
                 ):
                     values.append(
-                        record_route_value(
-                            incoming.transport, in_host, in_port, mac, secure, token
-                        )
+                        record_route_value(incoming.transport, in_host, in_port, mac, secure, token)
                     )
                 values.append(
                     record_route_value(flow.transport, local_host, local_port, mac, secure, token)
@@ -395,7 +387,7 @@ class Forker:
             if not fork.final_sent:
                 self._arm_timer_c(fork)
             if not fork.final_sent and server_open(fork.server):
-                self._relay(fork, upstream, self._deliver_provisional)
+                self._relay(fork, upstream, deliver_provisional)
             return
         if status < 300:
             branch.done = True
@@ -410,7 +402,7 @@ class Forker:
             else:
                 if not fork.final_sent:
                     fork.final_sent = True
-                    self._relay(fork, upstream, self._deliver_final)
+                    self._relay(fork, upstream, deliver_final)
                 cancelling.cancel_pending(fork)
                 self.maybe_done(fork)
             return
@@ -473,38 +465,6 @@ class Forker:
         if fork.finished:
             self._forget(fork)
 
-    def _deliver_provisional(
-        self, fork: Fork, response: Response, relayed: Response | None
-    ) -> None:
-        if relayed is not None and server_open(fork.server):
-            fork.server.respond(relayed)
-
-    def _deliver_final(self, fork: Fork, response: Response, relayed: Response | None) -> None:
-        """A final response cannot be absorbed: it goes on as it came then."""
-        if server_open(fork.server):
-            fork.server.respond(relayed if relayed is not None else response)
-
-    def _deliver_no_answer(
-        self, fork: Fork, response: Response, relayed: Response | None
-    ) -> None:
-        """
-        A non-INVITE none of whose branches answered (RFC 4320 4.2): its
-        server transaction ends without a response (the client's own Timer
-        F ends its side), unless a response stage made another response
-        than the 408 of it.
-        """
-        if not server_open(fork.server):
-            return
-        if relayed is not None and relayed.status != 408:
-            fork.server.respond(relayed)
-            return
-        self._log.info(
-            "No answer to {method} {call_id}: no response sent (RFC 4320)",
-            method=fork.request.method,
-            call_id=fork.request.headers.get("Call-ID"),
-        )
-        fork.server.terminate()
-
     def _deliver_2xx(self, fork: Fork, response: Response, relayed: Response | None) -> None:
         """
         Through the server transaction while it can take a 2xx (TRYING,
@@ -558,14 +518,14 @@ class Forker:
                 # no answer: if no branch has another, none is sent.
                 finals = [r for r in finals if r.status != 408]
             if fork.cancelled:
-                self._relay(fork, make_response(fork.original, 487), self._deliver_final)
+                self._relay(fork, make_response(fork.original, 487), deliver_final)
             elif finals:
-                self._relay(fork, best_response(finals), self._deliver_final)
+                self._relay(fork, best_response(finals), deliver_final)
             else:
                 # Through the response chain all the same, so stages learn
                 # that the request ended; then nothing goes upstream.
                 timeout = make_response(fork.original, 408)
-                self._relay(fork, timeout, self._deliver_no_answer)
+                self._relay(fork, timeout, deliver_no_answer)
         self.finish(fork)
 
     def finish(self, fork: Fork) -> None:
