@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import ILogObserver, Logger
 
+from sipedge.accounting import CallRecorder, JsonLinesWriter
 from sipedge.auth import NonceSource, SQLiteCredentialStore
 from sipedge.capture import HepCapture, HepSender
 from sipedge.config import Config
@@ -246,6 +247,12 @@ class SipEdgeService(MultiService):
             services,
         )
         dialogs = config.dialogs
+        # [accounting]: one JSON object per call, written off the reactor thread.
+        self.call_writer: JsonLinesWriter | None = None
+        self.call_recorder: CallRecorder | None = None
+        if config.accounting.path is not None:
+            self.call_writer = JsonLinesWriter(config.accounting.path, reactor)
+            self.call_recorder = CallRecorder(self.call_writer, reactor)
         self.dialogs = (
             DialogTracker(
                 reactor,
@@ -279,6 +286,7 @@ class SipEdgeService(MultiService):
             observers=[
                 self.monitor,
                 self.toll_fraud,
+                *([self.call_recorder] if self.call_recorder is not None else []),
                 *(s for s in chain.stages if IProxyObserver.providedBy(s)),
             ],
             dialogs=self.dialogs,
@@ -322,6 +330,8 @@ class SipEdgeService(MultiService):
         self.hep_sender: HepSender | None = None
         self.messages = MessageCounter()
         taps: list[IMessageTap] = [self.messages]
+        if self.call_recorder is not None:
+            taps.append(self.call_recorder)
         hep = config.hep
         if hep.destination is not None:
             self.hep_sender = HepSender(
@@ -467,6 +477,8 @@ class SipEdgeService(MultiService):
             self.keepalive.start()
         self.security.start()
         self.loop_lag.start()
+        if self.call_writer is not None:
+            self.call_writer.start()
         if self.hep_sender is not None:
             self.hep_sender.start()
             self._log.info("HEPv3 capture to {destination} as node {node_id}",
@@ -477,6 +489,12 @@ class SipEdgeService(MultiService):
             domains=", ".join(self.config.sip.domains) or "(none)",
             state=str(self.state_dir),
         )
+
+    def _stop_accounting(self) -> Deferred[None]:
+        """Write the calls still up as ended by the shutdown, then close the file."""
+        assert self.call_recorder is not None and self.call_writer is not None
+        self.call_recorder.flush()
+        return self.call_writer.stop()
 
     def stopService(self) -> Deferred[Any]:
         self.loop_lag.stop()
@@ -496,6 +514,7 @@ class SipEdgeService(MultiService):
                 *([maybeDeferred(self.media.close)] if self.media is not None else []),
                 *([maybeDeferred(self.hep_sender.stop)] if self.hep_sender is not None else []),
                 *([maybeDeferred(metrics_port.stopListening)] if metrics_port is not None else []),
+                *([maybeDeferred(self._stop_accounting)] if self.call_writer is not None else []),
             ],
             consumeErrors=True,
         )

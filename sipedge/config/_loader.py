@@ -27,6 +27,7 @@ from sipedge._config_values import as_tuple as _as_tuple
 from sipedge._config_values import describe as _describe
 from sipedge._config_values import join as _join
 from sipedge._config_values import suggest as _suggest
+from sipedge.accounting import AccountingConfig
 from sipedge.auth import AuthConfig
 from sipedge.capture import HepConfig
 from sipedge.config._hosts import Listener
@@ -105,6 +106,9 @@ class Config:
     )
     hep: HepConfig = attrs.field(factory=HepConfig, validator=_section(HepConfig))
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig, validator=_section(MetricsConfig))
+    accounting: AccountingConfig = attrs.field(
+        factory=AccountingConfig, validator=_section(AccountingConfig)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.topology_hiding.enabled and not self.sip.record_route:
@@ -150,6 +154,7 @@ SECTIONS: Mapping[str, type] = MappingProxyType({
     "relay": RelayServiceConfig,
     "hep": HepConfig,
     "metrics": MetricsConfig,
+    "accounting": AccountingConfig,
 })
 """Each C{[section]} of the file and the frozen value it becomes (C{[[routes]]}
 becomes a tuple of L{Route})."""
@@ -162,6 +167,7 @@ _PATH_KEYS = {
     "topology_hiding": ("key_file",),
     "media": ("relay_secret_file", "relay_ca"),
     "relay": ("secret_file", "certificate", "private_key"),
+    "accounting": ("path",),
 }
 
 

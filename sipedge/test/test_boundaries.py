@@ -62,7 +62,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"media"}),
     frozenset({"security"}),
     frozenset({"auth"}),
-    frozenset({"capture", "metrics"}),
+    frozenset({"accounting", "capture", "metrics"}),
     frozenset({"config"}),
     frozenset({"pipeline"}),
     frozenset({"pipeline.stages", "proxy"}),

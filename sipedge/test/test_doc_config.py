@@ -110,6 +110,7 @@ class ConfigurationDocTests(SynchronousTestCase):
             "log",
             "hep",
             "metrics",
+            "accounting",
         ):
             self.assertDocumented(
                 fields(config.SECTIONS[name]),

@@ -1,0 +1,264 @@
+# -*- test-case-name: sipedge.test.test_accounting -*-
+"""
+Tests for L{sipedge.accounting}: the call recorder on a Clock, the JSON-lines
+writer's thread, C{[accounting]}, and a SIPp call through the real
+C{twistd sipedge}.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from sipedge.accounting import CallRecorder, JsonLinesWriter
+from sipedge.config import load_config, parse_config
+from sipedge.error import ConfigError
+from sipedge.interfaces import IMessageTap, IProxyObserver
+from sipedge.message import parse_datagram
+from sipedge.testing import free_port, sipp_counter, start_with_sipp
+from sipedge.transport import Flow
+
+CALLER_FLOW = Flow("UDP", "198.51.100.1", 5060, "192.0.2.10", 5062)
+CALLEE_FLOW = Flow("UDP", "198.51.100.1", 5060, "192.0.2.20", 5064)
+
+
+def _message(first: str, *headers: str, from_tag: str = "a1", to_tag: str | None = None,
+             cseq: str = "1 INVITE", vias: int = 2) -> Any:
+    to = "<sip:bob@example.test>" + (f";tag={to_tag}" if to_tag else "")
+    via = "".join(
+        f"Via: SIP/2.0/UDP 192.0.2.{10 + i}:5062;branch=z9hG4bK-{i}-{cseq.replace(' ', '')}\r\n"
+        for i in range(vias)
+    )
+    text = (
+        f"{first}\r\n{via}Max-Forwards: 70\r\n"
+        f"From: \"Alice\" <sip:alice@example.test>;tag={from_tag}\r\nTo: {to}\r\n"
+        f"Call-ID: call-1@192.0.2.10\r\nCSeq: {cseq}\r\n"
+        + "".join(h + "\r\n" for h in headers)
+        + "Content-Length: 0\r\n\r\n"
+    )
+    return parse_datagram(text.encode())
+
+
+class _Context:
+    def __init__(self, request: Any, identity: str | None) -> None:
+        self.original = request
+        self.identity = identity
+
+
+class RecorderTests(SynchronousTestCase):
+    """L{CallRecorder} on a L{Clock}."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.records: list[dict[str, Any]] = []
+        self.recorder = CallRecorder(self.records.append, self.clock, max_calls=3,
+                                     max_age=3600)
+
+    def invite(self, identity: str | None = "alice@example.test") -> Any:
+        invite = _message("INVITE sip:bob@example.test SIP/2.0")
+        self.recorder.message_in(invite, CALLER_FLOW)
+        self.recorder.request_decided(_Context(invite, identity), object())
+        return invite
+
+    def test_interfaces(self) -> None:
+        """It is a message tap and a proxy observer."""
+        self.assertTrue(verifyObject(IMessageTap, self.recorder))
+        self.assertTrue(verifyObject(IProxyObserver, self.recorder))
+
+    def test_answered_call(self) -> None:
+        """
+        An answered call is written when it ends: parties, user, source,
+        start, answer, end, duration, final status, and who hung up.
+        """
+        self.invite()
+        self.clock.advance(2)
+        self.recorder.message_out(
+            _message("SIP/2.0 180 Ringing", to_tag="b1", vias=1), CALLER_FLOW)
+        self.clock.advance(3)
+        ok = _message("SIP/2.0 200 OK", to_tag="b1", vias=1)
+        self.recorder.message_out(ok, CALLER_FLOW)
+        self.recorder.message_out(ok, CALLER_FLOW)  # a retransmission
+        self.assertEqual(self.records, [])
+        self.clock.advance(60)
+        bye = _message("BYE sip:alice@192.0.2.10 SIP/2.0", from_tag="b1", to_tag="a1",
+                       cseq="1 BYE")
+        self.recorder.message_in(bye, CALLEE_FLOW)
+        [record] = self.records
+        self.assertEqual(record["caller"], "sip:alice@example.test")
+        self.assertEqual(record["callee"], "sip:bob@example.test")
+        self.assertEqual(record["user"], "alice@example.test")
+        self.assertEqual(record["source"], "192.0.2.10:5062")
+        self.assertEqual(record["start"], "2027-01-15T08:00:00.000+00:00")
+        self.assertEqual(record["answer"], "2027-01-15T08:00:05.000+00:00")
+        self.assertEqual(record["end"], "2027-01-15T08:01:05.000+00:00")
+        self.assertEqual((record["duration"], record["status"]), (60.0, 200))
+        self.assertEqual((record["ended_by"], record["reason"]), ("callee", "bye"))
+        self.assertEqual(len(self.recorder), 0)
+        json.dumps(record)
+
+    def test_caller_hangs_up(self) -> None:
+        """A BYE with the caller's From tag was sent by the caller."""
+        self.invite(identity=None)
+        self.recorder.message_out(_message("SIP/2.0 200 OK", to_tag="b1", vias=1), CALLER_FLOW)
+        self.recorder.message_in(
+            _message("BYE sip:bob@192.0.2.20 SIP/2.0", to_tag="b1", cseq="2 BYE"), CALLER_FLOW)
+        [record] = self.records
+        self.assertEqual((record["ended_by"], record["user"]), ("caller", None))
+
+    def test_proxy_ends_call(self) -> None:
+        """A BYE sipedge sends itself (one Via, a Reason) ends the call by the proxy."""
+        self.invite()
+        self.recorder.message_out(_message("SIP/2.0 200 OK", to_tag="b1", vias=1), CALLER_FLOW)
+        bye = _message("BYE sip:alice@192.0.2.10 SIP/2.0", 'Reason: SIP;cause=200;text="media'
+                       ' timeout"', from_tag="b1", to_tag="a1", cseq="9 BYE", vias=1)
+        self.recorder.message_out(bye, CALLER_FLOW)
+        [record] = self.records
+        self.assertEqual(record["ended_by"], "proxy")
+        self.assertIn("media timeout", record["reason"])
+
+    def test_failed_call(self) -> None:
+        """A call that fails is written with its final status and reason at once."""
+        self.invite()
+        self.clock.advance(4)
+        self.recorder.message_out(
+            _message("SIP/2.0 486 Busy Here", to_tag="b1", vias=1), CALLER_FLOW)
+        [record] = self.records
+        self.assertEqual((record["status"], record["reason"], record["answer"]),
+                         (486, "Busy Here", None))
+        self.assertEqual(record["ended_by"], None)
+        self.assertEqual(record["end"], "2027-01-15T08:00:04.000+00:00")
+
+    def test_retransmitted_invite(self) -> None:
+        """A retransmitted INVITE does not start the call again."""
+        self.invite()
+        self.clock.advance(1)
+        self.invite()
+        self.assertEqual(len(self.recorder), 1)
+
+    def test_bounded(self) -> None:
+        """
+        Past C{max_calls} the oldest call in progress is dropped (counted);
+        one older than C{max_age} is written as ended by timeout.
+        """
+        for n in range(4):
+            self.recorder.message_in(parse_datagram(_raw_invite(f"call-{n}")), CALLER_FLOW)
+        self.assertEqual((len(self.recorder), self.recorder.dropped), (3, 1))
+        self.clock.advance(3600)
+        self.recorder.message_in(parse_datagram(_raw_invite("late")), CALLER_FLOW)
+        self.assertEqual([r["ended_by"] for r in self.records], ["timeout"] * 3)
+        self.assertEqual(len(self.recorder), 1)
+
+    def test_flush(self) -> None:
+        """Stopping writes the calls still up as ended by the shutdown."""
+        self.invite()
+        self.recorder.flush()
+        [record] = self.records
+        self.assertEqual(record["ended_by"], "shutdown")
+
+
+def _raw_invite(call_id: str) -> bytes:
+    return (
+        "INVITE sip:bob@example.test SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-x\r\nMax-Forwards: 70\r\n"
+        "From: <sip:alice@example.test>;tag=a1\r\nTo: <sip:bob@example.test>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+class WriterTests(TestCase):
+    """L{JsonLinesWriter}, with its thread on the real reactor."""
+
+    def test_lines(self) -> Deferred[None]:
+        """Records become one JSON line each, appended; stopping waits for the writes."""
+        path = Path(self.mktemp())
+        path.write_text('{"earlier": true}\n')
+        writer = JsonLinesWriter(path, global_reactor)
+        writer.start()
+        writer({"call_id": "a", "status": 200})
+        writer({"call_id": "b", "status": 486})
+
+        def check(_: object) -> None:
+            lines = [json.loads(line) for line in path.read_text().splitlines()]
+            self.assertEqual(lines, [{"earlier": True}, {"call_id": "a", "status": 200},
+                                     {"call_id": "b", "status": 486}])
+            self.assertEqual(writer.written, 2)
+
+        return writer.stop().addCallback(check)
+
+    def test_unwritable(self) -> Deferred[None]:
+        """A file that cannot be written is logged and counted, never raised."""
+        path = Path(self.mktemp()) / "missing-directory" / "calls.jsonl"
+        writer = JsonLinesWriter(path, global_reactor)
+        writer.start()
+        writer({"call_id": "a"})
+
+        def check(_: object) -> None:
+            self.assertEqual((writer.errors, writer.written), (1, 0))
+            self.flushLoggedErrors()
+
+        return writer.stop().addCallback(check)
+
+
+class ConfigTests(SynchronousTestCase):
+    """C{[accounting]}."""
+
+    def test_path(self) -> None:
+        """C{path} is resolved against the configuration file's directory; absent: off."""
+        self.assertIsNone(parse_config({}).accounting.path)
+        directory = Path(self.mktemp()).absolute()
+        directory.mkdir()
+        (directory / "sipedge.toml").write_text('[accounting]\npath = "calls.jsonl"\n')
+        config = load_config(directory / "sipedge.toml")
+        self.assertEqual(config.accounting.path, directory / "calls.jsonl")
+
+    def test_errors(self) -> None:
+        """A bad value names its key."""
+        for bad in ({"path": 5}, {"path": ""}, {"file": "x"}):
+            error = self.assertRaises(ConfigError, parse_config, {"accounting": bad})
+            self.assertIn("accounting.", str(error))
+
+
+class EndToEndTests(SynchronousTestCase):
+    """The real C{twistd sipedge} writes a record for a SIPp call."""
+
+    def test_sipp_call(self) -> None:
+        """
+        A call from SIPp (a trusted source) to a SIPp UAS through sipedge,
+        hung up by the caller after about a second, leaves one record: the
+        parties, status 200, answer and end a second or so apart, ended by
+        the caller.
+        """
+        work, proxy, sipp = start_with_sipp(self, """
+[sip]
+domains = ["sipedge.test"]
+listen = ["udp:127.0.0.1:0"]
+trusted = ["127.0.0.10/32"]
+
+[accounting]
+path = "calls.jsonl"
+""")
+        uas_port = free_port()
+        sipp.start("uas.xml", "-m", 1, port=uas_port, timeout=30)
+        result = sipp.run(
+            "uac.xml", f"127.0.0.1:{proxy.ports['UDP']}", "-s", "service",
+            "-key", "domain", f"127.0.0.1:{uas_port}", "-d", 1000, "-m", 1,
+            local_ip="127.0.0.10", timeout=30,
+        )
+        self.assertEqual(sipp_counter(result.stdout, "Successful call"), 1, result.stdout[-1500:])
+        proxy.stop()  # the writer drains on stop
+        [line] = (work / "calls.jsonl").read_text().splitlines()
+        record = json.loads(line)
+        self.assertEqual(record["callee"], f"sip:service@127.0.0.1:{uas_port}")
+        self.assertTrue(record["caller"].startswith("sip:sipp@127.0.0.10"), record)
+        self.assertEqual((record["status"], record["ended_by"]), (200, "caller"))
+        self.assertTrue(record["source"].startswith("127.0.0.10:"), record)
+        self.assertGreater(record["duration"], 0.5)
+        self.assertLess(record["duration"], 10)
