@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from sipedge import __version__
 from sipedge._cli_ban import configure_ban_parser, run_ban
+from sipedge._cli_ctl import configure_ctl_parser, run_ctl
 from sipedge._cli_user import user_command
 
 __all__ = ["main"]
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     configure_ban_parser(commands.add_parser("ban", help="list, add or remove bans"))
+    configure_ctl_parser(commands.add_parser(
+        "ctl", help="a running sipedge's admin API: registrations, calls, bans, counters"))
     return parser
 
 
@@ -72,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.file)
     if args.command == "ban":
         return run_ban(args, sys.stdout, sys.stderr)
+    if args.command == "ctl":
+        return run_ctl(args, sys.stdout, sys.stderr)
     parser.print_help()
     return 0
 

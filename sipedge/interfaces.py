@@ -336,6 +336,9 @@ class ILocationStore(Interface):
     def lookup(aor: str, now: float) -> Deferred[list[Binding]]:
         """Fire with the unexpired bindings of C{aor}, highest q first."""
 
+    def bindings(now: float) -> Deferred[Any]:
+        """Fire with every unexpired binding of every AOR, by AOR (for operators)."""
+
     def expire(now: float) -> Deferred[int]:
         """Remove every binding expired at C{now}; fire with how many."""
 

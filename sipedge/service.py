@@ -20,6 +20,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import ILogObserver, Logger
 
 from sipedge.accounting import CallRecorder, JsonLinesWriter
+from sipedge.admin import TOKEN_FILE, AdminResource, admin_site, read_or_make_token
 from sipedge.auth import NonceSource, SQLiteCredentialStore
 from sipedge.capture import HepCapture, HepSender
 from sipedge.config import Config
@@ -353,6 +354,12 @@ class SipEdgeService(MultiService):
             taps=taps,
         )
         self.core.transports = self.transports
+        self.admin_token: str | None = None
+        self._admin_port: Any = None
+        admin = config.admin
+        if admin.listen is not None:
+            token_file = admin.token_file or state_dir / TOKEN_FILE
+            self.admin_token = read_or_make_token(token_file, make=admin.token_file is None)
         self.loop_lag = LoopLag(reactor)
         self.metrics_registry = self._metrics_registry()
         self._metrics_port: Any = None
@@ -438,6 +445,23 @@ class SipEdgeService(MultiService):
             self.core.services, local=LocalIdentity(self.config.sip.domains, addresses)
         )
         self.bound = tuple(bound)
+        admin = self.config.admin.listen
+        if admin is not None and self.admin_token is not None:
+            resource = AdminResource(self, self.admin_token, self._reactor)
+            try:
+                self._admin_port = self._reactor.listenTCP(
+                    admin.port, admin_site(resource), interface=admin.host
+                )
+            except CannotListenError as e:
+                self.transports.close()
+                raise SystemExit(f"sipedge: cannot serve the admin API on {admin}: "
+                                 f"{e.socketError}") from None
+            address = self._admin_port.getHost()
+            self._log.info(
+                "Serving the admin API on http://{host}:{port}/api/v1/",
+                host=f"[{address.host}]" if ":" in address.host else address.host,
+                port=address.port,
+            )
         metrics = self.config.metrics.listen
         if metrics is not None:
             try:
@@ -499,6 +523,7 @@ class SipEdgeService(MultiService):
     def stopService(self) -> Deferred[Any]:
         self.loop_lag.stop()
         metrics_port, self._metrics_port = self._metrics_port, None
+        admin_port, self._admin_port = self._admin_port, None
         self.registrar.stop_expiry()
         if self.keepalive is not None:
             self.keepalive.stop()
@@ -514,6 +539,7 @@ class SipEdgeService(MultiService):
                 *([maybeDeferred(self.media.close)] if self.media is not None else []),
                 *([maybeDeferred(self.hep_sender.stop)] if self.hep_sender is not None else []),
                 *([maybeDeferred(metrics_port.stopListening)] if metrics_port is not None else []),
+                *([maybeDeferred(admin_port.stopListening)] if admin_port is not None else []),
                 *([maybeDeferred(self._stop_accounting)] if self.call_writer is not None else []),
             ],
             consumeErrors=True,

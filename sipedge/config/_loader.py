@@ -28,6 +28,7 @@ from sipedge._config_values import describe as _describe
 from sipedge._config_values import join as _join
 from sipedge._config_values import suggest as _suggest
 from sipedge.accounting import AccountingConfig
+from sipedge.admin import AdminConfig
 from sipedge.auth import AuthConfig
 from sipedge.capture import HepConfig
 from sipedge.config._hosts import Listener
@@ -109,6 +110,7 @@ class Config:
     accounting: AccountingConfig = attrs.field(
         factory=AccountingConfig, validator=_section(AccountingConfig)
     )
+    admin: AdminConfig = attrs.field(factory=AdminConfig, validator=_section(AdminConfig))
 
     def __attrs_post_init__(self) -> None:
         if self.topology_hiding.enabled and not self.sip.record_route:
@@ -155,6 +157,7 @@ SECTIONS: Mapping[str, type] = MappingProxyType({
     "hep": HepConfig,
     "metrics": MetricsConfig,
     "accounting": AccountingConfig,
+    "admin": AdminConfig,
 })
 """Each C{[section]} of the file and the frozen value it becomes (C{[[routes]]}
 becomes a tuple of L{Route})."""
@@ -168,6 +171,7 @@ _PATH_KEYS = {
     "media": ("relay_secret_file", "relay_ca"),
     "relay": ("secret_file", "certificate", "private_key"),
     "accounting": ("path",),
+    "admin": ("token_file",),
 }
 
 

@@ -7,7 +7,7 @@ and media relay keep anyway, when Prometheus scrapes C{/metrics}
 """
 
 from sipedge.metrics._collector import MetricSources, SipEdgeCollector
-from sipedge.metrics._config import MetricsConfig, MetricsListen
+from sipedge.metrics._config import MetricsConfig, MetricsListen, TcpListen
 from sipedge.metrics._lag import LoopLag
 from sipedge.metrics._messages import KNOWN_METHODS, MessageCounter
 from sipedge.metrics._web import MetricsResource, metrics_site
@@ -21,5 +21,6 @@ __all__ = [
     "MetricsListen",
     "MetricsResource",
     "SipEdgeCollector",
+    "TcpListen",
     "metrics_site",
 ]

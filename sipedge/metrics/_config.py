@@ -14,7 +14,7 @@ import attrs
 from sipedge._config_values import InvalidValue
 from sipedge._config_values import describe as _describe
 
-__all__ = ["MetricsConfig", "MetricsListen"]
+__all__ = ["MetricsConfig", "MetricsListen", "TcpListen"]
 
 
 @attrs.frozen
@@ -51,6 +51,10 @@ class MetricsListen:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"tcp:{host}:{self.port}"
+
+
+#: The same grammar under its general name (the admin API uses it too).
+TcpListen = MetricsListen
 
 
 def _listen(value: object) -> MetricsListen | None:

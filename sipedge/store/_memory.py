@@ -71,6 +71,12 @@ class MemoryLocationStore:
         """Fire with the unexpired bindings of C{aor}, highest q first."""
         return defer.succeed(_alive(self._bindings.get(aor, ()), now))
 
+    def bindings(self, now: float) -> Deferred[list[Binding]]:
+        """Fire with every unexpired binding of every AOR, by AOR."""
+        return defer.succeed(
+            [b for aor in sorted(self._bindings) for b in _alive(self._bindings[aor], now)]
+        )
+
     def expire(self, now: float) -> Deferred[int]:
         """Remove every binding expired at C{now}; fire with how many."""
         removed = 0

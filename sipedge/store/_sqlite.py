@@ -250,6 +250,16 @@ class SQLiteLocationStore:
         """Fire with the unexpired bindings of C{aor}, highest q first."""
         return defer.maybeDeferred(self._lookup, aor, now)
 
+    def _all(self, now: float) -> list[Binding]:
+        rows = self._db.execute(
+            f"SELECT id, {_COLUMNS} FROM bindings WHERE expires_at > ? ORDER BY aor", (now,)
+        ).fetchall()
+        return [_binding(row[1:]) for row in rows]
+
+    def bindings(self, now: float) -> Deferred[list[Binding]]:
+        """Fire with every unexpired binding of every AOR, by AOR."""
+        return defer.maybeDeferred(self._all, now)
+
     def _expire(self, now: float) -> int:
         with self._transaction() as db:
             return db.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,)).rowcount

@@ -63,6 +63,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"security"}),
     frozenset({"auth"}),
     frozenset({"accounting", "capture", "metrics"}),
+    frozenset({"admin"}),
     frozenset({"config"}),
     frozenset({"pipeline"}),
     frozenset({"pipeline.stages", "proxy"}),

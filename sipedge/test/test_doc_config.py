@@ -111,6 +111,7 @@ class ConfigurationDocTests(SynchronousTestCase):
             "hep",
             "metrics",
             "accounting",
+            "admin",
         ):
             self.assertDocumented(
                 fields(config.SECTIONS[name]),

@@ -1,0 +1,252 @@
+# -*- test-case-name: sipedge.test.test_admin -*-
+"""
+Tests for L{sipedge.admin} (the admin API on a service built in memory) and
+C{sipedge ctl} against the real C{twistd sipedge}.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.test.requesthelper import DummyRequest
+
+from sipedge.admin import AdminResource, read_or_make_token
+from sipedge.config import parse_config
+from sipedge.error import ConfigError
+from sipedge.service import build_service
+from sipedge.store import Binding
+from sipedge.testing import FakeReactor, SipEdgeProcess
+
+TOKEN = "t" * 32
+
+
+def _request(method: str, path: str, token: str | None = TOKEN, body: Any = None,
+             raw: bytes | None = None) -> DummyRequest:
+    path_only, _, query = path.partition("?")
+    request = DummyRequest([p.encode() for p in path_only.strip("/").split("/")])
+    request.method = method.encode()
+    request.path = path_only.encode()  # type: ignore[attr-defined]
+    request.args = {}
+    for pair in filter(None, query.split("&")):
+        key, _, value = pair.partition("=")
+        request.args[key.encode()] = [value.encode()]
+    if token is not None:
+        request.requestHeaders.addRawHeader(b"authorization", f"Bearer {token}".encode())
+    content = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+    request.content = io.BytesIO(content)  # type: ignore[assignment]
+    return request
+
+
+class _FakeDialog:
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.caller_tag = "a1"
+        self.callee_tag = "b1"
+        self.session_expires = None
+
+
+class _FakeDialogs:
+    def __init__(self) -> None:
+        self.dialogs = (_FakeDialog("call-1@x"), _FakeDialog("call-2@x"))
+        self.ended: list[tuple[str, str, str, str]] = []
+        self.stats = {"confirmed": 2}
+
+    def end(self, call_id: str, tag: str, other: str, text: str) -> bool:
+        self.ended.append((call_id, tag, other, text))
+        return True
+
+
+class ApiTests(SynchronousTestCase):
+    """The admin API of a service built in memory."""
+
+    def setUp(self) -> None:
+        state = Path(self.mktemp()).absolute()
+        self.reactor = FakeReactor()
+        self.reactor.advance(1_800_000_000)
+        self.service = build_service(parse_config({
+            "sip": {"domains": ["example.test"], "listen": ["udp:127.0.0.1:5070"]},
+            "state": {"path": str(state)},
+        }), self.reactor)
+        self.addCleanup(self.service.stopService)
+        self.resource = AdminResource(self.service, TOKEN, self.reactor)
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        request = _request(method, path, **kw)
+        result = self.resource.render(request)
+        if result is not NOT_DONE_YET:
+            request.write(result)  # type: ignore[arg-type]
+            request.finish()
+        self.assertTrue(request.finished)
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"content-type"),
+                         [b"application/json"])
+        return request.responseCode or 200, json.loads(b"".join(request.written))
+
+    def test_token_required(self) -> None:
+        """No token, or a wrong one, is 401 with a challenge, and logged."""
+        self.assertEqual(self.call("GET", "/api/v1/bans", token=None)[0], 401)
+        status, body = self.call("GET", "/api/v1/bans", token="x" * 32)
+        self.assertEqual((status, body), (401, {"error": "a valid bearer token is required"}))
+        self.assertTrue(any(e.get("why") == "wrong token" for e in self.events))
+
+    def test_unknown(self) -> None:
+        """Unknown resources are 404, wrong methods 405, bad bodies 400."""
+        self.assertEqual(self.call("GET", "/api/v1/nothing")[0], 404)
+        self.assertEqual(self.call("GET", "/other")[0], 404)
+        self.assertEqual(self.call("DELETE", "/api/v1/counters/x")[0], 405)
+        status, body = self.call("POST", "/api/v1/bans", raw=b"{not json")
+        self.assertEqual(status, 400)
+        self.assertIn("not JSON", body["error"])
+        self.assertEqual(self.call("POST", "/api/v1/bans", body=[1])[0], 400)
+
+    def test_registrations(self) -> None:
+        """Registrations are listed, filtered by AOR, and removed; unknown ones are 404."""
+        now = self.reactor.seconds()
+        binding = Binding(aor="sip:alice@example.test", contact="<sip:alice@192.0.2.5:5062>",
+                          expires_at=now + 300, call_id="r1", cseq=1)
+        self.successResultOf(self.service.store.update(binding.aor, [binding], now))
+        status, body = self.call("GET", "/api/v1/registrations")
+        self.assertEqual((status, body["count"]), (200, 1))
+        self.assertEqual(body["registrations"][0]["aor"], "sip:alice@example.test")
+        self.assertEqual(body["registrations"][0]["expires_in"], 300)
+        self.assertEqual(self.call("GET", "/api/v1/registrations?aor=bob")[1]["count"], 0)
+        status, body = self.call("DELETE", "/api/v1/registrations/sip%3Aalice%40example.test")
+        self.assertEqual((status, body["removed"]), (200, "sip:alice@example.test"))
+        self.assertEqual(self.successResultOf(self.service.store.lookup(binding.aor, now)), [])
+        self.assertEqual(self.call("DELETE", "/api/v1/registrations/sip%3Ax%40y")[0], 404)
+
+    def test_bans(self) -> None:
+        """
+        A ban added through the API stops the address at admission; it is
+        listed, and lifted; bad addresses and durations are 400.
+        """
+        status, body = self.call("POST", "/api/v1/bans",
+                                 body={"address": "192.0.2.99", "duration": 600})
+        self.assertEqual((status, body["banned"]["address"]), (200, "192.0.2.99"))
+        self.assertEqual(body["banned"]["expires_in"], 600)
+        self.assertFalse(self.service.security.admit("192.0.2.99"))
+        listed = self.call("GET", "/api/v1/bans")[1]
+        self.assertEqual([b["address"] for b in listed["bans"]], ["192.0.2.99"])
+        self.assertEqual(self.call("DELETE", "/api/v1/bans/192.0.2.99")[0], 200)
+        self.assertTrue(self.service.security.admit("192.0.2.99"))
+        self.assertEqual(self.call("DELETE", "/api/v1/bans/192.0.2.99")[0], 404)
+        for bad in ({"address": "example.test"}, {"address": 5},
+                    {"address": "192.0.2.1", "duration": -1},
+                    {"address": "192.0.2.1", "duration": "long"}):
+            self.assertEqual(self.call("POST", "/api/v1/bans", body=bad)[0], 400, bad)
+
+    def test_calls(self) -> None:
+        """Calls are listed and ended through the dialog table; unknown ones are 404."""
+        fake = _FakeDialogs()
+        self.service.dialogs = fake  # type: ignore[assignment]
+        status, body = self.call("GET", "/api/v1/calls")
+        self.assertEqual([c["call_id"] for c in body["calls"]], ["call-1@x", "call-2@x"])
+        status, body = self.call("DELETE", "/api/v1/calls/call-2%40x")
+        self.assertEqual((status, body), (200, {"ended": "call-2@x", "dialogs": 1}))
+        self.assertEqual(fake.ended, [("call-2@x", "a1", "b1", "ended by the operator")])
+        self.assertEqual(self.call("DELETE", "/api/v1/calls/none")[0], 404)
+
+    def test_counters(self) -> None:
+        """The counters are the proxy's, transactions', security's and dialogs'."""
+        status, body = self.call("GET", "/api/v1/counters")
+        self.assertEqual(status, 200)
+        self.assertEqual(set(body), {"sip_requests", "sip_responses", "proxy", "transactions",
+                                     "security", "dialogs"})
+        self.assertIn("bans_created", body["security"])
+
+    def test_reload(self) -> None:
+        """Reload answers what the service reloaded, or 501 without one."""
+        if hasattr(self.service, "reload"):
+            self.service.reload = lambda: ["tls"]  # type: ignore[method-assign]
+            self.assertEqual(self.call("POST", "/api/v1/reload"), (200, {"reloaded": ["tls"]}))
+        else:
+            self.assertEqual(self.call("POST", "/api/v1/reload")[0], 501)
+
+
+class TokenTests(SynchronousTestCase):
+    """L{read_or_make_token}."""
+
+    def test_made_once(self) -> None:
+        """A missing default token file is made, mode 0600, and read back next time."""
+        path = Path(self.mktemp())
+        token = read_or_make_token(path, make=True)
+        self.assertGreaterEqual(len(token), 32)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertEqual(read_or_make_token(path, make=True), token)
+
+    def test_errors(self) -> None:
+        """A configured file that is missing or too short is an error naming the key."""
+        path = Path(self.mktemp())
+        self.assertIn("admin.token_file",
+                      str(self.assertRaises(ConfigError, read_or_make_token, path, make=False)))
+        path.write_text("short\n")
+        self.assertIn("16", str(self.assertRaises(ConfigError, read_or_make_token, path,
+                                                  make=False)))
+
+
+class CtlTests(SynchronousTestCase):
+    """C{sipedge ctl} against the real C{twistd sipedge}."""
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sipedge.cli", "ctl", "--url", self.url,
+             "--token-file", str(self.token), *args],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        )
+
+    def test_ctl(self) -> None:
+        """
+        C{sipedge ctl} bans an address and lists it, lifts the ban, lists no
+        registrations and prints the counters; a wrong token is refused.
+        """
+        work = Path(self.mktemp()).absolute()
+        work.mkdir(parents=True)
+        proxy = SipEdgeProcess(work, """
+[sip]
+listen = ["udp:127.0.0.1:0"]
+domains = ["example.test"]
+[state]
+path = "state"
+[admin]
+listen = "tcp:127.0.0.1:0"
+""")
+        self.addCleanup(proxy.stop)
+        proxy.start()
+        found = re.search(r"admin API on http://127\.0\.0\.1:(\d+)/", proxy.log())
+        assert found is not None, proxy.log()[-2000:]
+        self.url = f"http://127.0.0.1:{found.group(1)}"
+        self.token = work / "state" / "admin.token"
+
+        result = self.ctl("ban", "192.0.2.77", "--duration", "300")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        result = self.ctl("bans")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("192.0.2.77", result.stdout)
+        self.assertIn("ADDRESS", result.stdout)
+        result = self.ctl("--json", "bans")
+        self.assertEqual(json.loads(result.stdout)["bans"][0]["address"], "192.0.2.77")
+        self.assertEqual(self.ctl("unban", "192.0.2.77").returncode, 0)
+        self.assertEqual(json.loads(self.ctl("--json", "bans").stdout)["count"], 0)
+        result = self.ctl("registrations")
+        self.assertEqual((result.returncode, result.stdout.strip()), (0, "(none)"))
+        self.assertIn("security.bans_created 1", self.ctl("counters").stdout)
+
+        self.token = work / "wrong.token"
+        self.token.write_text("w" * 40)
+        result = self.ctl("bans")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("401", result.stderr)
+        self.assertIn("wrong token", proxy.log())
