@@ -32,11 +32,11 @@ TOKEN = "t" * 32
 
 
 def _request(method: str, path: str, token: str | None = TOKEN, body: Any = None,
-             raw: bytes | None = None) -> DummyRequest:
+             raw: bytes | None = None) -> Any:
     path_only, _, query = path.partition("?")
-    request = DummyRequest([p.encode() for p in path_only.strip("/").split("/")])
+    request: Any = DummyRequest([p.encode() for p in path_only.strip("/").split("/")])
     request.method = method.encode()
-    request.path = path_only.encode()  # type: ignore[attr-defined]
+    request.path = path_only.encode()
     request.args = {}
     for pair in filter(None, query.split("&")):
         key, _, value = pair.partition("=")
@@ -44,7 +44,7 @@ def _request(method: str, path: str, token: str | None = TOKEN, body: Any = None
     if token is not None:
         request.requestHeaders.addRawHeader(b"authorization", f"Bearer {token}".encode())
     content = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-    request.content = io.BytesIO(content)  # type: ignore[assignment]
+    request.content = io.BytesIO(content)
     return request
 
 
@@ -81,14 +81,15 @@ class ApiTests(SynchronousTestCase):
         self.addCleanup(self.service.stopService)
         self.resource = AdminResource(self.service, TOKEN, self.reactor)
         self.events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        observer: Any = self.events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
 
     def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
         request = _request(method, path, **kw)
         result = self.resource.render(request)
         if result is not NOT_DONE_YET:
-            request.write(result)  # type: ignore[arg-type]
+            request.write(result)
             request.finish()
         self.assertTrue(request.finished)
         self.assertEqual(request.responseHeaders.getRawHeaders(b"content-type"),
@@ -151,7 +152,8 @@ class ApiTests(SynchronousTestCase):
     def test_calls(self) -> None:
         """Calls are listed and ended through the dialog table; unknown ones are 404."""
         fake = _FakeDialogs()
-        self.service.dialogs = fake  # type: ignore[assignment]
+        service: Any = self.service
+        service.dialogs = fake
         status, body = self.call("GET", "/api/v1/calls")
         self.assertEqual([c["call_id"] for c in body["calls"]], ["call-1@x", "call-2@x"])
         status, body = self.call("DELETE", "/api/v1/calls/call-2%40x")
@@ -169,8 +171,9 @@ class ApiTests(SynchronousTestCase):
 
     def test_reload(self) -> None:
         """Reload answers what the service reloaded, or 501 without one."""
-        if hasattr(self.service, "reload"):
-            self.service.reload = lambda: ["tls"]  # type: ignore[method-assign]
+        service: Any = self.service
+        if hasattr(service, "reload"):
+            service.reload = lambda: ["tls"]
             self.assertEqual(self.call("POST", "/api/v1/reload"), (200, {"reloaded": ["tls"]}))
         else:
             self.assertEqual(self.call("POST", "/api/v1/reload")[0], 501)
