@@ -99,6 +99,7 @@ COMPOSITION_ROOT = frozenset(
         "sipedge.cli",
         "sipedge._cli_user",
         "sipedge._cli_ban",
+        "sipedge._cli_ctl",
         "sipedge._logging",
     }
 )
