@@ -199,3 +199,42 @@ class MetricsConfigTests(SynchronousTestCase):
                     "tcp:127.0.0.1:70000"):
             error = self.assertRaises(ConfigError, parse_config, {"metrics": {"listen": bad}})
             self.assertIn("metrics.listen", str(error))
+
+
+class DashboardTests(SynchronousTestCase):
+    """The Grafana dashboard in C{examples/grafana/} queries what sipedge exports."""
+
+    def test_metrics_exist(self) -> None:
+        """
+        Every metric name in the dashboard's queries is one a service's
+        C{/metrics} exports (with the relay in process and HEP on), so a
+        renamed metric cannot leave a blank panel.
+        """
+        import json
+        import re
+
+        from sipedge.testing import ROOT
+
+        dashboard = json.loads((ROOT / "examples" / "grafana" /
+                                "sipedge-dashboard.json").read_text())
+        expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+        used = {name for e in expressions
+                for name in re.findall(r"\b((?:sipedge|process)_[a-z_]+)\b", e)}
+        state = Path(self.mktemp()).absolute()
+        config = parse_config({
+            "sip": {"domains": ["sipedge.test"], "listen": ["udp:127.0.0.1:5070"]},
+            "state": {"path": str(state)},
+            "media": {"anchor": True},
+            "hep": {"destination": "udp:127.0.0.1:9060"},
+        })
+        service = build_service(config, FakeReactor())
+        self.addCleanup(service.stopService)
+        request = DummyRequest([b""])
+        body = MetricsResource(service.metrics_registry).render_GET(request)  # type: ignore[arg-type]
+        exported = set()
+        for family in text_string_to_metric_families(body.decode()):
+            exported.add(family.name)
+            if family.type == "counter":
+                exported.add(family.name + "_total")
+        self.assertTrue(used)
+        self.assertEqual(sorted(used - exported), [])
