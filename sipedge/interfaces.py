@@ -336,7 +336,7 @@ class ILocationStore(Interface):
     def lookup(aor: str, now: float) -> Deferred[list[Binding]]:
         """Fire with the unexpired bindings of C{aor}, highest q first."""
 
-    def bindings(now: float) -> Deferred[Any]:
+    def bindings(now: float) -> Deferred[list[Binding]]:
         """Fire with every unexpired binding of every AOR, by AOR (for operators)."""
 
     def expire(now: float) -> Deferred[int]:

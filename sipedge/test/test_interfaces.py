@@ -275,6 +275,10 @@ def _hep_capture(world: _World, cls: type) -> object:
     return cls(sender, world.clock, node_id=2001)
 
 
+def _call_recorder(world: _World, cls: type) -> object:
+    return cls([].append, world.clock)
+
+
 def _tapped_receiver(world: _World, cls: type) -> object:
     return cls(RecordingReceiver(), ())
 
@@ -290,6 +294,7 @@ def _relay_class() -> type:
 
 
 BUILDERS: dict[str, Callable[[_World, type], object]] = {
+    "sipedge.accounting._record.CallRecorder": _call_recorder,
     "sipedge.capture._tap.HepCapture": _hep_capture,
     "sipedge.metrics._messages.MessageCounter": _receiver,
     "sipedge.transport._manager._TappedReceiver": _tapped_receiver,
