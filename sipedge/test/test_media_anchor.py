@@ -452,9 +452,12 @@ class NewOfferTests(AnchorTestCase):
 
     def test_reinvite_from_callee(self) -> None:
         """
-        Bob's re-INVITE with a new address opens a second session (Bob is
-        its side A); the first one carries media until the 200, which
-        releases it. Each party's o= version goes on from what it got.
+        Bob's re-INVITE with a new address re-offers the call's session in
+        place (L{IMediaRelay.reoffer}, Bob as its party B): Alice is offered
+        the relay port she already sends to, Bob answered the one he already
+        uses, and the relay sends to Bob's new address once answered. What
+        each party gets is what it got before, so the o= versions stay
+        (RFC 3264 8).
         """
         self.call()
         first = f"{CALL_ID};{A_TAG}"
@@ -463,45 +466,55 @@ class NewOfferTests(AnchorTestCase):
         self.assertEqual(
             context.request.body,
             b"v=0\r\n"
-            b"o=bob 2808844564 9 IN IP4 198.51.100.20\r\n"
+            b"o=bob 2808844564 8 IN IP4 198.51.100.20\r\n"
             b"s=-\r\n"
             b"c=IN IP4 203.0.113.1\r\n"
             b"t=0 0\r\n"
-            b"m=audio 20006 RTP/AVP 0\r\n"
+            b"m=audio 20000 RTP/AVP 0\r\n"
             b"a=rtpmap:0 PCMU/8000\r\n",
         )
-        second = f"{CALL_ID};{A_TAG};1"
-        self.assertEqual(self.relay.session_keys, (first, second))
+        self.assertEqual(self.relay.session_keys, (first,))
+        self.assertEqual(self.relay.open_ports(), [("default", p) for p in range(20000, 20004)])
         ok = self.back(context, response(reinvite, 200, sdp_a(version=6)))
-        self.assertIn(b"o=alice 2890844526 7 ", ok.body)
-        self.assertIn(b"m=audio 20004 ", ok.body)
-        self.assertEqual(self.relay.session_keys, (second,))
+        self.assertIn(b"o=alice 2890844526 6 ", ok.body)
+        self.assertIn(b"m=audio 20002 ", ok.body)
+        self.assertEqual(self.relay.session_keys, (first,))
+        session: Any = self.relay.session(first)
+        self.assertEqual(session.streams[0].b.rtp.remote, (B_HOST, 5010))
+        self.assertEqual(self.relay.stats_now().allocated, 1)
         self.send(request("ACK", cseq=1, caller=False), B_UDP)
         self.hang_up()
 
     def test_reinvite_same_sdp(self) -> None:
         """
-        A session refresh (re-INVITE with the party's SDP unchanged) still
-        gets the new session's ports, so the o= version goes up.
+        A session refresh (re-INVITE with the party's SDP unchanged) keeps
+        the session and its ports: the other party gets the same
+        description again.
         """
-        _, offer, _ = self.call()
+        _, offer, answer = self.call()
         context = self.send(request("INVITE", sdp_a(), cseq=2, to_tag=B_TAG))
-        self.assertIn(b"o=alice 2890844526 7 ", context.request.body)
-        self.assertNotEqual(context.request.body, offer)
-        self.back(context, response(context.original, 200, sdp_b()))
+        self.assertEqual(context.request.body, offer)
+        ok = self.back(context, response(context.original, 200, sdp_b()))
+        self.assertEqual(ok.body, answer)
+        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG}",))
+        self.assertEqual(self.relay.stats_now().allocated, 1)
         self.hang_up(cseq=3)
 
     def test_reinvite_refused(self) -> None:
         """
-        A re-INVITE refused (488): the new session is released, the call
-        goes on on the old one.
+        A re-INVITE refused (488): the re-offer is withdrawn, the call goes
+        on on its session as it was.
         """
         self.call()
         first = f"{CALL_ID};{A_TAG}"
         context = self.send(request("INVITE", sdp_a(port=4010), cseq=2, to_tag=B_TAG))
-        self.assertEqual(len(self.relay.session_keys), 2)
+        self.assertEqual(self.relay.session_keys, (first,))
+        self.assertTrue(self.relay.session(first).reoffered)
         self.back(context, response(context.original, 488))
         self.assertEqual(self.relay.session_keys, (first,))
+        self.assertFalse(self.relay.session(first).reoffered)
+        session: Any = self.relay.session(first)
+        self.assertEqual(session.streams[0].a.rtp.remote, (A_HOST, 4000))
         self.assertEqual(self.stage.calls, (first,))
         self.hang_up(cseq=3)
 
@@ -529,29 +542,36 @@ class NewOfferTests(AnchorTestCase):
         self.hang_up(cseq=3)
 
     def test_update(self) -> None:
-        """An UPDATE's offer, answered in its 200, moves the call to a new session."""
+        """An UPDATE's offer, answered in its 200, keeps the call on its session and ports."""
         self.call()
         update = request("UPDATE", sdp_a(port=4020, version=6), cseq=2, to_tag=B_TAG)
         context = self.send(update)
-        self.assertIn(b"m=audio 20006 ", context.request.body)
+        self.assertIn(b"m=audio 20002 ", context.request.body)
         ok = self.back(context, response(update, 200, sdp_b(version=8)))
-        self.assertIn(b"m=audio 20004 ", ok.body)
-        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG};1",))
+        self.assertIn(b"m=audio 20000 ", ok.body)
+        first = f"{CALL_ID};{A_TAG}"
+        self.assertEqual(self.relay.session_keys, (first,))
+        session: Any = self.relay.session(first)
+        self.assertEqual(session.streams[0].a.rtp.remote, (A_HOST, 4020))
         self.hang_up(cseq=3)
 
     def test_2xx_without_answer(self) -> None:
         """
         A 200 to a re-INVITE that carries no answer: that exchange failed,
-        its session is released, the call stays on the old one and a new
-        offer is not refused as glare.
+        its re-offer is withdrawn, the call stays as it was and a new offer
+        is not refused as glare.
         """
         self.call()
+        first = f"{CALL_ID};{A_TAG}"
         context = self.send(request("INVITE", sdp_a(port=4010), cseq=2, to_tag=B_TAG))
         self.back(context, response(context.original, 200))
-        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG}",))
+        self.assertEqual(self.relay.session_keys, (first,))
+        self.assertFalse(self.relay.session(first).reoffered)
         update = self.send(request("UPDATE", sdp_a(port=4012), cseq=3, to_tag=B_TAG))
         self.back(update, response(update.original, 200, sdp_b(version=8)))
-        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG};2",))
+        self.assertEqual(self.relay.session_keys, (first,))
+        session: Any = self.relay.session(first)
+        self.assertEqual(session.streams[0].a.rtp.remote, (A_HOST, 4012))
         self.hang_up(cseq=4)
 
     def test_offerless_2xx_without_offer(self) -> None:
@@ -582,7 +602,7 @@ class NewOfferTests(AnchorTestCase):
         update = request("UPDATE", sdp_a(version=6), cseq=2, to_tag=B_TAG)
         updated = self.send(update)
         self.back(updated, response(update, 200, sdp_b(version=8)))
-        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG};1",))
+        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG}",))
         ok = self.back(context, response(invite, 200))
         self.assertIsNone(ok.body or None)
         self.hang_up(cseq=3)
@@ -608,17 +628,20 @@ class NewOfferTests(AnchorTestCase):
         context = self.send(request("INVITE", hold, cseq=2, to_tag=B_TAG))
         body = context.request.body
         self.assertIn(b"c=IN IP4 0.0.0.0\r\n", body)
-        self.assertIn(b"m=audio 20006 RTP/AVP 0 8\r\n", body)
+        self.assertIn(b"m=audio 20002 RTP/AVP 0 8\r\n", body)
         self.assertTrue(body.endswith(b"a=sendonly\r\n"))
-        session: Any = self.relay.session(f"{CALL_ID};{A_TAG};1")
-        self.assertIsNone(session.streams[0].a.rtp.remote)
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.streams[0].a.rtp.remote, (A_HOST, 4000))  # until answered
         ok = self.back(context, response(context.original, 200, sdp_b(extra="a=recvonly\r\n")))
+        self.assertIsNone(session.streams[0].a.rtp.remote)
         self.assertIn(b"c=IN IP4 203.0.113.1\r\n", ok.body)
         self.assertTrue(ok.body.endswith(b"a=recvonly\r\n"))
         resume = self.send(request("INVITE", sdp_a(version=7), cseq=3, to_tag=B_TAG))
         self.assertIn(b"c=IN IP4 203.0.113.1\r\n", resume.request.body)
         self.back(resume, response(resume.original, 200, sdp_b(version=8)))
-        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG};2",))
+        self.assertEqual(self.relay.session_keys, (f"{CALL_ID};{A_TAG}",))
+        self.assertEqual(session.streams[0].a.rtp.remote, (A_HOST, 4000))
+        self.assertEqual(self.relay.stats_now().allocated, 1)
         self.hang_up(cseq=4)
 
     def test_hold_inactive(self) -> None:

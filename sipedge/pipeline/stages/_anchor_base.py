@@ -23,6 +23,7 @@ from sipedge.media import (
     OfferAnswerAction,
     OfferAnswerError,
     OfferAnswerInput,
+    OfferAnswerState,
     PortsExhausted,
     RelayAllocation,
     RelayPolicy,
@@ -66,6 +67,9 @@ class AnchorCalls:
     on_media_ended: Callable[[MediaEnded], object] | None
 
     def __init__(self) -> None:
+        #: Whether to re-offer a call's session in place (until the relay
+        #: says it cannot).
+        self.reoffers = True
         self._calls: dict[str, Call] = {}
         self._sessions: dict[str, Call] = {}
 
@@ -99,8 +103,7 @@ class AnchorCalls:
                 call.pending = None
             if call.current is negotiation:
                 call.current = None
-            if negotiation.key is not None:
-                self.release(negotiation.key)
+            self.drop(negotiation)
             return (A.HIDE,)
 
     def promote(self, call: Call) -> None:
@@ -109,6 +112,7 @@ class AnchorCalls:
         if pending is None or pending.key is None:
             return
         old, call.current = call.current, pending
+        pending.in_place = False
         if old is not None:
             self.step(call, old, I.REPLACED)
             if old.key is not None and old.key != pending.key:
@@ -120,8 +124,8 @@ class AnchorCalls:
         if pending is None:
             return
         actions = self.step(call, pending, input)
-        if A.RELEASE in actions and pending.key is not None:
-            self.release(pending.key)
+        if A.RELEASE in actions:
+            self.drop(pending)
 
     def carry_out(
         self, call: Call, negotiation: Negotiation, actions: tuple[OfferAnswerAction, ...]
@@ -137,8 +141,7 @@ class AnchorCalls:
         elif A.RELEASE in actions:
             if call.pending is negotiation:
                 call.pending = None
-            if negotiation.key is not None:
-                self.release(negotiation.key)
+            self.drop(negotiation)
 
     # -- leg modes --------------------------------------------------------------
 
@@ -171,6 +174,24 @@ class AnchorCalls:
         )
 
     # -- sessions -------------------------------------------------------------
+
+    def session_for(self, call: Call, role: str, policy: RelayPolicy) -> tuple[str, str, bool]:
+        """
+        The relay session of a new offer from C{role} in C{call}: the
+        current one, re-offered in place (C{IMediaRelay.reoffer}), when it
+        is answered, its policy fits and the relay can; else a new one.
+        Returns its key, the role on its side A, and whether in place.
+        """
+        current = call.current
+        if (
+            self.reoffers
+            and current is not None
+            and current.key is not None
+            and current.state is OfferAnswerState.ACTIVE
+            and current.fits(role, policy)
+        ):
+            return current.key, current.a_role or role, True
+        return call.next_key(), role, False
 
     def stamp(self, call: Call, receiver: str, sdp: SessionDescription) -> bytes:
         """C{sdp} with the o= version C{receiver} must get next."""
@@ -221,6 +242,27 @@ class AnchorCalls:
                 "Media answer in {where} refused: {error}", where=where, error=str(error)
             )
 
+    def drop(self, negotiation: Negotiation) -> None:
+        """
+        An exchange's session is no longer wanted: released, or, for a
+        re-offer of the call's current session, withdrawn (the call's media
+        goes on as before it).
+        """
+        key = negotiation.key
+        if key is None:
+            return
+        if negotiation.in_place:
+            negotiation.in_place = False
+            d = self.relay.withdraw(key)
+            d.addErrback(self._withdraw_failed, key)
+        else:
+            self.release(key)
+
+    def _withdraw_failed(self, failure: Failure, key: str) -> None:
+        self._log.failure(
+            "The media relay failed to withdraw the re-offer of {key}", failure, key=key
+        )
+
     def release(self, key: str) -> None:
         self._sessions.pop(key, None)
         d = self.relay.release(key)
@@ -250,7 +292,7 @@ class AnchorCalls:
         if call is None:
             return
         pending = call.pending
-        if pending is not None and pending.key == end.session_key:
+        if pending is not None and pending.key == end.session_key and not pending.in_place:
             # An offer never answered: the call goes on (on its current
             # session, if any; SDP that comes later is rejected) until its
             # end, which forgets it.

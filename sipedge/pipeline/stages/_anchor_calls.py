@@ -95,12 +95,21 @@ class Negotiation:
         puts back the answer of the dialog it confirms.
     @ivar waiting: while the relay takes an answer carried by a request
         (an ACK), the retransmissions of that request wait for it here.
+    @ivar a_role: the role of the party on side A of its relay session
+        (who made the session's first offer).
+    @ivar in_place: the exchange re-offers the call's current session
+        (L{IMediaRelay.reoffer}) and has not replaced it yet: refused, it
+        is withdrawn, not released.
+    @ivar policy: the session's policy, as the relay was given it.
     """
 
     cseq: int
     method: str
     offerer: str | None
     key: str | None = None
+    a_role: str | None = None
+    in_place: bool = False
+    policy: Any = None
     late: bool = False
     exchange: Exchange = attrs.Factory(Exchange)
     allocation: RelayAllocation | None = None
@@ -118,6 +127,21 @@ class Negotiation:
     def answered(self) -> bool:
         """Whether an answer was applied (early or final)."""
         return self.exchange.state in (OfferAnswerState.EARLY, OfferAnswerState.ACTIVE)
+
+    def side(self, role: str) -> str:
+        """C{"a"} or C{"b"}: the relay endpoints facing the party C{role}."""
+        return "a" if role == (self.a_role or self.offerer) else "b"
+
+    def fits(self, role: str, policy: Any) -> bool:
+        """
+        Whether an offer from C{role} under C{policy} (its leg first) fits
+        this exchange's session policy, so the session can be re-offered.
+        """
+        before = self.policy
+        if before is None or policy is None:
+            return False
+        legs = policy.legs() if role == (self.a_role or self.offerer) else policy.legs()[::-1]
+        return bool(legs == before.legs() and policy.limits == before.limits)
 
     def matches(self, cseq: int, method: str) -> bool:
         """Whether the transaction C{cseq}/C{method} carries this exchange."""
@@ -167,8 +191,9 @@ class Call:
         return CALLER if from_tag == self.caller_tag else CALLEE
 
     def keys(self) -> list[str]:
-        """The relay sessions the call holds."""
-        return [n.key for n in (self.pending, self.current) if n is not None and n.key is not None]
+        """The relay sessions the call holds (once each: a re-offer shares one)."""
+        keys = [n.key for n in (self.pending, self.current) if n is not None and n.key is not None]
+        return list(dict.fromkeys(keys))
 
     def remember(self, receiver: str, received: bytes, sent: bytes) -> None:
         self.sent.pop((receiver, received), None)

@@ -200,7 +200,7 @@ class ResponseAnchoring(AnchorCalls):
             return self.hidden(call, requester, response, body)
         if A.RELEASE in actions and pending.key is not None:
             # another fork's offer, or a changed one: the last one wins
-            self.release(pending.key)
+            self.drop(pending)
             pending.key = None
         responder = other(requester)
         policy = self.policy_for(call, responder, sdp)
@@ -215,9 +215,10 @@ class ResponseAnchoring(AnchorCalls):
         key = call.next_key()
         self._sessions[key] = call
         pending.key = key
-        pending.offerer = responder
-        # A.ALLOCATE or A.REOFFER: a new session either way (the relay
-        # has no re-offer yet, so a re-offer moves the call's ports).
+        pending.offerer = pending.a_role = responder
+        pending.policy = policy
+        # A.ALLOCATE or A.REOFFER: a new session either way (an offer in a
+        # response is not re-offered in place yet: the call's ports move).
         d = self.ask(self.relay.allocate, key, sdp, policy)
         d.addCallbacks(
             self._allocated_in_response,
@@ -246,7 +247,7 @@ class ResponseAnchoring(AnchorCalls):
             self.release(allocation.session_key)
             return self.hidden(call, requester, response, body)
         pending.allocation = allocation
-        out = self.send(call, requester, rewrite(sdp, allocation, "b"), body)
+        out = self.send(call, requester, rewrite(sdp, allocation, pending.side(requester)), body)
         pending.offer_in, pending.offer_out = body, out
         return response.with_body(out)
 
@@ -341,7 +342,8 @@ class ResponseAnchoring(AnchorCalls):
         pending.answered_by = dialog
         if response.status < 200 and dialog is not None and len(pending.early) < CACHE_SIZE:
             pending.early[dialog] = body
-        out = self.send(call, requester, rewrite(sdp, allocation, "a"), body)
+        side = pending.side(requester)
+        out = self.send(call, requester, rewrite(sdp, allocation, side), body)
         self.carry_out(call, pending, actions)
         return response.with_body(out)
 

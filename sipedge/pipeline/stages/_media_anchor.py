@@ -28,12 +28,13 @@ and sessions; L{_anchor_responses}: the response side; L{_sdes_policy}:
 where SDES keys may go; L{_anchor_side}: which side a callee is on).
 
 A relay session is named C{<Call-ID>;<from-tag of the initial INVITE>};
-a new offer in the same call (re-INVITE, UPDATE: the machine's
-C{REOFFER}) opens a new session, C{<Call-ID>;<from-tag>;<n>} (n = 1, 2,
-...), and the old one is released when the new one is answered with a 2xx
-(or the ACK of a late offer): the relay has no operation to re-offer in a
-live session yet, so the ports change, but media flows on the old ones
-until then, and a refused re-INVITE keeps the call on the old session.
+a new offer in a request of the same call (re-INVITE, UPDATE: the
+machine's C{REOFFER}) re-offers that session in place
+(L{IMediaRelay.reoffer}, so the ports stay), and a refused one is
+withdrawn (L{IMediaRelay.withdraw}). Where the policy changes, the relay
+cannot re-offer (L{sipedge.media.ReofferUnsupported}), or the offer comes
+in a response, a new session C{<Call-ID>;<from-tag>;<n>} (n = 1, 2, ...)
+is opened instead, and the old one released when the new one is answered.
 
 It goes after C{responsibility}/C{toll-fraud} and before C{registrar},
 C{location} and C{static-route} (which end the chain with Forward): see
@@ -73,10 +74,12 @@ from sipedge.media import (
     OfferAnswerAction,
     OfferAnswerInput,
     RelayAllocation,
+    ReofferUnsupported,
     has_keys,
     reject,
     rewrite,
 )
+from sipedge.media import Party as RelayParty
 from sipedge.message import Request, Response, SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline.stages._anchor_calls import (
@@ -310,25 +313,36 @@ class MediaAnchorStage(ResponseAnchoring):
             refusal = self._sdes.check_transport(context)
             if refusal is not None:
                 return refusal
-        key = call.next_key()
+        current = call.current
+        key, a_role, in_place = self.session_for(call, role, policy)
         # The exchange is known before the relay answers: a crossing offer
         # gets 491, and the end of the call (a CANCEL, a later stage's
-        # answer) releases the session.
+        # answer) releases the session (or withdraws the re-offer).
         self._sessions[key] = call
         if new_call:
             self._calls[call.key] = call
-        negotiation = Negotiation(cseq, context.request.method, role, key)
-        # ALLOCATE, or REOFFER in a call with media: a new session either
-        # way (the relay has no re-offer yet, so a re-offer moves the ports).
-        self.step(call, negotiation, I.OFFER if call.current is None else I.REOFFER)
+        negotiation = Negotiation(
+            cseq, context.request.method, role, key, a_role=a_role, in_place=in_place,
+            policy=current.policy if in_place and current is not None else policy,
+        )
+        # ALLOCATE, or REOFFER in a call with media: the relay updates the
+        # call's session in place where it can (same policy), so the ports
+        # stay; else (another policy, a relay that cannot) a new session.
+        self.step(call, negotiation, I.OFFER if current is None else I.REOFFER)
         call.pending = negotiation
         note = context.annotations[self.name] = Note(call, negotiation, new_call)
-        d = self.ask(self.relay.allocate, key, sdp, policy)
+        if in_place:
+            party = RelayParty.A if role == a_role else RelayParty.B
+            d = self.ask(
+                lambda k, offer: self.relay.reoffer(k, offer, party), key, sdp
+            )
+        else:
+            d = self.ask(self.relay.allocate, key, sdp, policy)
         d.addCallbacks(
             self._allocated,
             self._allocation_failed,
             callbackArgs=(context, note, sdp, body),
-            errbackArgs=(context, note),
+            errbackArgs=(context, note, sdp, body),
         )
         return at_once(d)
 
@@ -345,24 +359,35 @@ class MediaAnchorStage(ResponseAnchoring):
         if A.SEND_OFFER not in actions:
             # The exchange ended while the relay allocated (the call ended).
             assert negotiation.key is not None
-            self.release(negotiation.key)
+            if negotiation.in_place and call.current is not None:
+                self.drop(negotiation)
+            else:
+                negotiation.in_place = False
+                self.release(negotiation.key)
             self._log.info(
                 "Call {call} ended while its media offer was allocated", call=call.key
             )
             return Respond(500, None, (warning(399, "the call ended meanwhile"),))
         negotiation.allocation = allocation
         assert negotiation.offerer is not None
-        out = self.send(call, other(negotiation.offerer), rewrite(sdp, allocation, "b"), body)
+        answerer = other(negotiation.offerer)
+        out = self.send(call, answerer, rewrite(sdp, allocation, negotiation.side(answerer)), body)
         context.request = context.request.with_body(out)
         return _CONTINUE
 
     def _allocation_failed(
-        self, failure: Failure, context: RequestContext, note: Note
-    ) -> StageResult:
+        self,
+        failure: Failure,
+        context: RequestContext,
+        note: Note,
+        sdp: SessionDescription,
+        body: bytes,
+    ) -> StageResult | Deferred[StageResult]:
         """The relay refused the offer: nothing stays allocated, the request is answered."""
         call, negotiation = note.call, note.negotiation
-        if negotiation.key is not None:
+        if negotiation.key is not None and not negotiation.in_place:
             self._sessions.pop(negotiation.key, None)
+        negotiation.in_place = False
         self.step(call, negotiation, I.ALLOCATION_REFUSED)
         if call.pending is negotiation:
             call.pending = None
@@ -370,6 +395,17 @@ class MediaAnchorStage(ResponseAnchoring):
             del self._calls[call.key]
         if context.annotations.get(self.name) is note:
             del context.annotations[self.name]
+        if failure.check(ReofferUnsupported):
+            # A relay that cannot re-offer (a version 1 remote relay): a new
+            # session for this offer and the next ones, as before.
+            self._log.info(
+                "The media relay cannot re-offer a session: re-offers open new sessions"
+            )
+            self.reoffers = False
+            assert negotiation.offerer is not None
+            return self._allocate(
+                context, call, sdp, body, negotiation.offerer, negotiation.cseq, new_call=False
+            )
         error = relay_error(failure)
         if error is None:
             self._log.failure(
@@ -468,7 +504,8 @@ class MediaAnchorStage(ResponseAnchoring):
             context.request = request.with_body(self.stamp(call, pending.offerer, reject(sdp)))
             return _CONTINUE
         pending.allocation = allocation
-        out = self.send(call, pending.offerer, rewrite(sdp, allocation, "a"), body)
+        side = pending.side(pending.offerer)
+        out = self.send(call, pending.offerer, rewrite(sdp, allocation, side), body)
         context.request = request.with_body(out)
         self.carry_out(call, pending, actions)
         return _CONTINUE
