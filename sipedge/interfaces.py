@@ -403,7 +403,9 @@ class IMediaRelay(Interface):
         C{offer.policy} (modes, interfaces, NAT, limits), and fire with
         the allocation: its B endpoints (address, ports, a=crypto) go in the
         offer forwarded to B. Media from A is accepted only from the
-        addresses the offer names.
+        addresses the offer names, or, for a party behind NAT
+        (C{offer.source}, and likewise C{answer.source} for B), only from
+        that source's IP, on the port learned from its first packet.
 
         Fails with L{sipedge.media.MediaOfferError} (488) if the offer
         cannot be served, L{sipedge.media.PortsExhausted} (503) if ports

@@ -57,6 +57,7 @@ from sipedge.media._errors import (
     SrtpError,
     UnknownSession,
 )
+from sipedge.media._nat import PRIVATE_NETWORKS, behind_nat, is_private
 from sipedge.media._offer_answer import (
     Exchange,
     OfferAnswerAction,
@@ -164,6 +165,7 @@ __all__ = [
     "MAX_UNPROTECT_SIZE",
     "METHODS",
     "MODE_PAIRS",
+    "PRIVATE_NETWORKS",
     "RTCP_HEADER_SIZE",
     "RTP_HEADER_SIZE",
     "SUPPORTED_SUITES",
@@ -216,12 +218,14 @@ __all__ = [
     "StreamAllocation",
     "StreamOffer",
     "UnknownSession",
+    "behind_nat",
     "build_rtcp",
     "build_rtp",
     "client_proof",
     "encode_message",
     "encode_value",
     "has_keys",
+    "is_private",
     "is_rtcp",
     "is_valid_rtcp",
     "is_valid_rtp",

@@ -55,6 +55,7 @@ from sipedge.media._control_config import (
     convert_relay,
     read_secret,
 )
+from sipedge.media._nat import behind_nat
 from sipedge.media._srtp import CRYPTO_SUITES, SUPPORTED_SUITES, CryptoSuite
 from sipedge.media._srtp_auto import auto_modes, offer_kind
 from sipedge.media._values import LegPolicy, MediaLimits, MediaMode, RelayPolicy
@@ -95,7 +96,7 @@ SIDES = ("internal", "external")
 #: C{media.internal} by default: private, loopback and link-local networks.
 
 #: The values of C{media.nat}.
-NAT_POLICIES = ("off", "external", "all")
+NAT_POLICIES = ("auto", "off", "external", "all")
 
 
 def _choice(*choices: str) -> Callable[..., None]:
@@ -261,9 +262,13 @@ class MediaConfig:
         go over it (the stage's L{IBranchStage} side).
     @ivar suites: the SRTP crypto suites the relay accepts and offers, in
         order of preference (SDES names).
-    @ivar nat: which parties' media the relay accepts from another port
-        than signalled (latching, L{LegPolicy.nat}): C{"off"}, C{"external"}
-        or C{"all"}.
+    @ivar nat: C{"auto"} (the default): a party detected behind NAT (its
+        SDP names a private address, its signalling comes from a public
+        one: L{sipedge.media.behind_nat}) has its media taken from that
+        public address, the port learned from its first packets
+        (L{nat_source}); C{"off"}: only the SDP's exact addresses;
+        C{"external"}, C{"all"}: C{auto}, and those parties' legs also
+        learn the port from the SDP's IP (L{LegPolicy.nat}).
 
     Per-call limits (L{MediaLimits}; 0 turns one off):
 
@@ -309,7 +314,7 @@ class MediaConfig:
     suites: tuple[str, ...] = attrs.field(
         factory=lambda: tuple(s.name for s in SUPPORTED_SUITES), converter=_convert_suites
     )
-    nat: str = attrs.field(default="off", validator=_choice(*NAT_POLICIES))
+    nat: str = attrs.field(default="auto", validator=_choice(*NAT_POLICIES))
     idle_timeout: float = _n(60.0)
     setup_timeout: float = _n(300.0)
     max_duration: float = _n(4 * 3600.0)
@@ -481,6 +486,17 @@ class MediaConfig:
         if b:
             return MediaMode.PLAIN, MediaMode.SRTP_TERMINATE
         return MediaMode.PLAIN, MediaMode.PLAIN
+
+    def nat_source(self, sdp_host: str | None, source: str) -> str | None:
+        """
+        The address to give the relay as a party's signalling source
+        (L{sipedge.media.MediaOffer.source}): C{source} if NAT is detected
+        between it and the SDP's address C{sdp_host}, unless C{nat} is
+        C{"off"}; else C{None} (strict).
+        """
+        if self.nat == "off" or not behind_nat(sdp_host, source):
+            return None
+        return source
 
     def leg_policy(self, mode: MediaMode, external: bool) -> LegPolicy:
         """The policy of a leg in C{mode} facing a party on that side."""

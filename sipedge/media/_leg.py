@@ -45,13 +45,14 @@ class RelayLeg(DatagramProtocol):
     address the signalling named (strict, the default). Two exceptions:
 
      - latching (L{expect} with C{nat=True}, a party behind NAT): while
-       the leg is learning, packets from C{remote}'s IP on another port
+       the leg is learning, packets from the signalled IP on another port
        are accepted too, and the first one that gets through fixes
        C{remote} (it is learned once; a packet from C{remote} itself ends
        learning as well). On an SRTP leg (one that unprotects) only a
        packet that authenticates gets through, and learning lasts
        C{learn_seconds}; on any other leg it also ends after the first
-       C{learn_packets} packets from that IP. Another IP never latches;
+       C{learn_packets} packets from that IP. Another IP never latches.
+       With C{confirm}, nothing is sent to the party before it latches;
     - a re-offer that moves the party (L{retarget}): its previous address
        stays accepted until a packet from the new one arrives (RFC 3264 8:
        the party may send from the old port until it has the answer).
@@ -113,6 +114,8 @@ class RelayLeg(DatagramProtocol):
         self._learning = False
         self._learn_left = 0
         self._learn_until = 0.0
+        # The IP a latching leg learns from (the signalled one).
+        self._learn_ip: str | None = None
         # learning or a previous address: the forwarding path has
         # something to settle after a packet got through.
         self._watch = False
@@ -146,17 +149,24 @@ class RelayLeg(DatagramProtocol):
         nat: bool = False,
         learn_packets: int = 10,
         learn_seconds: float = 10.0,
+        confirm: bool = False,
     ) -> None:
         """
         Accept media from, and send it to, C{remote} (an IP literal in
         canonical form, and a port), or nothing (C{None}). With C{nat},
-        learn the port as the class docstring says, from now on. Forgets
-        any previous address.
+        learn the port as the class docstring says, from now on. With
+        C{confirm} too (a party behind NAT: C{remote} is its signalling
+        source address with the SDP's port, a guess), nothing is sent to
+        the party until its first packet says where it is. Forgets any
+        previous address.
         """
-        self.remote = remote
         self.signalled = remote
         self.previous = None
-        self._learning = bool(nat and remote is not None and learn_packets > 0)
+        self._learn_ip = remote[0] if remote is not None else None
+        self._learning = bool(
+            nat and remote is not None and (learn_packets > 0 or confirm)
+        )
+        self.remote = None if confirm and self._learning else remote
         self._learn_left = learn_packets
         self._learn_until = self._clock.seconds() + learn_seconds
         self._watch = self._learning
@@ -168,6 +178,7 @@ class RelayLeg(DatagramProtocol):
         nat: bool = False,
         learn_packets: int = 10,
         learn_seconds: float = 10.0,
+        confirm: bool = False,
     ) -> None:
         """
         A re-offer or its answer signalled C{remote} for this party.
@@ -180,7 +191,13 @@ class RelayLeg(DatagramProtocol):
             return
         old = self.remote
         previous = old if old is not None else self.previous
-        self.expect(remote, nat=nat, learn_packets=learn_packets, learn_seconds=learn_seconds)
+        self.expect(
+            remote,
+            nat=nat,
+            learn_packets=learn_packets,
+            learn_seconds=learn_seconds,
+            confirm=confirm,
+        )
         if previous is not None and previous != remote:
             self.previous = previous
             self._watch = True
@@ -218,8 +235,7 @@ class RelayLeg(DatagramProtocol):
         learning: C{remote}'s IP, in time, and on a leg that does not
         authenticate, within the first packets.
         """
-        remote = self.remote
-        if not self._learning or remote is None or addr[0] != remote[0]:
+        if not self._learning or addr[0] != self._learn_ip:
             return False
         if self._clock.seconds() >= self._learn_until:
             self._learning = False

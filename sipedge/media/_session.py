@@ -140,14 +140,14 @@ class RelaySession:
     ) -> tuple[Address | None, Address | None]:
         """
         Where a party is, for the RTP and the RTCP legs: its SDP address,
-        or, on a latching leg with a known signalling source, that source's
-        IP with the SDP's ports (learned from its packets later).
+        or, for a party behind NAT (its signalling source is known), that
+        source's IP with the SDP's ports (learned from its packets later).
         """
         allocator = self._allocators[party]
         remote = remote_address(host, port, allocator, what)
         if source is None:
             source = self.sources[party]
-        if remote is not None and source is not None and self.policies[party].nat:
+        if remote is not None and source is not None:
             remote = remote_address(source, port, allocator, f"{what}: the signalling source")
         if remote is None or mux:
             return remote, None
@@ -302,8 +302,6 @@ class RelaySession:
         answerer = offerer.other
         if source is not None:
             self.sources[offerer] = source
-        learn = (self.limits.nat_learn_packets, self.limits.nat_learn_seconds)
-        nat = self.policies[offerer].nat
         for plan in plans:
             if plan.index < len(self.streams):
                 stream = self.streams[plan.index]
@@ -324,16 +322,10 @@ class RelaySession:
             stream.sides = dict(plan.sides)
             side = stream.sides[offerer]
             side.mux = plan.offer.rtcp_mux or side.rtcp is None
-            if first or offerer in plan.new_sides:
-                side.rtp.expect(plan.remote)
-                if side.rtcp is not None:
-                    side.rtcp.expect(None if side.mux else plan.rtcp_remote)
-            else:
-                side.rtp.retarget(plan.remote, nat=nat, learn_packets=learn[0],
-                                  learn_seconds=learn[1])
-                if side.rtcp is not None:
-                    side.rtcp.retarget(None if side.mux else plan.rtcp_remote, nat=nat,
-                                       learn_packets=learn[0], learn_seconds=learn[1])
+            self._point(
+                side, plan.remote, plan.rtcp_remote, offerer,
+                fresh=first or offerer in plan.new_sides,
+            )
             if plan.context is not side.context:
                 side.use_context(plan.context)
             stream.crypto[offerer] = plan.to_offerer
@@ -341,6 +333,39 @@ class RelaySession:
             stream.offered[answerer] = plan.offered
             stream.wire()
         self._committed_offerer = offerer
+
+    def _learning(self, party: Party) -> dict[str, Any]:
+        """
+        How a party's legs learn: latching if its policy says so
+        (L{LegPolicy.nat}) or it is behind NAT (its signalling source is
+        known); then nothing is sent to it before its first packet.
+        """
+        behind = self.sources[party] is not None
+        return {
+            "nat": self.policies[party].nat or behind,
+            "learn_packets": self.limits.nat_learn_packets,
+            "learn_seconds": self.limits.nat_learn_seconds,
+            "confirm": behind,
+        }
+
+    def _point(
+        self,
+        side: Side,
+        remote: Address | None,
+        rtcp_remote: Address | None,
+        party: Party,
+        *,
+        fresh: bool,
+    ) -> None:
+        """Point a side's legs at the party: afresh, or as a re-offer moves it."""
+        learning = self._learning(party) if not fresh or self.answered is not None else {}
+        for leg, where in ((side.rtp, remote), (side.rtcp, None if side.mux else rtcp_remote)):
+            if leg is None:
+                continue
+            if fresh:
+                leg.expect(where, **learning)
+            else:
+                leg.retarget(where, **learning)
 
     def answer(self, streams: Sequence[StreamOffer], source: str | None = None) -> None:
         """
@@ -395,8 +420,6 @@ class RelaySession:
         now = self._clock.seconds()
         first = self.answered is None
         limits = self.limits
-        learn = (limits.nat_learn_packets, limits.nat_learn_seconds)
-        nat = self.policies[answerer].nat
         for stream, answer, plan in zip(self.streams, streams, plans, strict=True):
             if plan is None:
                 continue
@@ -404,20 +427,16 @@ class RelaySession:
             stream.answer = answer
             side = stream.sides[answerer]
             side.mux = answer.rtcp_mux and remote is not None
-            side.rtp.retarget(remote, nat=nat, learn_packets=learn[0], learn_seconds=learn[1])
-            if side.rtcp is not None:
-                side.rtcp.retarget(None if side.mux else rtcp_remote, nat=nat,
-                                   learn_packets=learn[0], learn_seconds=learn[1])
+            self._point(side, remote, rtcp_remote, answerer, fresh=False)
             if context is not side.context:
                 side.use_context(context)
             if self.policies[offerer].mode is MediaMode.PASSTHROUGH:
                 stream.crypto[offerer] = answer.crypto
             if first:
-                their = stream.sides[offerer]
-                offerer_nat = self.policies[offerer].nat
-                for leg in their.legs:
-                    leg.expect(leg.signalled, nat=offerer_nat, learn_packets=learn[0],
-                               learn_seconds=learn[1])
+                # The offerer learns the relay's address now: its legs
+                # start learning (a NAT party's, latching).
+                for leg in stream.sides[offerer].legs:
+                    leg.expect(leg.signalled, **self._learning(offerer))
             stream.wire()
         if first:
             self.answered = now

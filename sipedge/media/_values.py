@@ -211,7 +211,9 @@ class LegPolicy:
     @ivar nat: accept the party's media from the signalled IP on another
         port than signalled, learning the port from its first packets
         (L{MediaLimits.nat_learn_packets}); off by default (strict: only
-        the exact signalled address and port).
+        the exact signalled address and port). A party whose offer or
+        answer carries a L{MediaOffer.source} latches whatever this says,
+        on that source's IP.
     """
 
     mode: MediaMode = MediaMode.PLAIN

@@ -42,7 +42,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.address, "127.0.0.1")
         self.assertEqual(config.srtp, "auto")
         self.assertFalse(config.sdes_over_plain)
-        self.assertEqual(config.nat, "off")
+        self.assertEqual(config.nat, "auto")
         self.assertEqual(config.default_side, "external")
         self.assertEqual(config.suites, tuple(s.name for s in SUPPORTED_SUITES))
         self.assertEqual(

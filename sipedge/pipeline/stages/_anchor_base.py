@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
@@ -216,18 +217,29 @@ class AnchorCalls:
             return without_body(response)
         return response.with_body(self.stamp(call, receiver, reject(sdp)))
 
-    @staticmethod
     def ask(
+        self,
         operation: Callable[[str, Any], Deferred[RelayAllocation]],
         key: str,
         sdp: SessionDescription,
         policy: Any = None,
+        source: str | None = None,
     ) -> Deferred[RelayAllocation]:
-        """C{relay.allocate} or C{relay.update} with the streams of C{sdp}."""
+        """
+        C{relay.allocate}, C{reoffer} or C{update} with the streams of
+        C{sdp}. C{source} is where the message came from: the relay is
+        given it (L{MediaOffer.source}) when NAT is detected for that party
+        (C{[media] nat}, L{MediaConfig.nat_source}).
+        """
         try:
             offer = offer_of(sdp, policy)
         except MediaError:
             return fail()
+        if source is not None:
+            hosts = [s.host for s in offer.streams if s.port]
+            behind = self.config.nat_source(hosts[0] if hosts else None, source)
+            if behind is not None:
+                offer = attrs.evolve(offer, source=behind)
         return operation(key, offer)
 
     def answer_refused(self, failure: Failure, where: str) -> None:

@@ -331,13 +331,14 @@ class MediaAnchorStage(ResponseAnchoring):
         self.step(call, negotiation, I.OFFER if current is None else I.REOFFER)
         call.pending = negotiation
         note = context.annotations[self.name] = Note(call, negotiation, new_call)
+        source = context.flow.remote_host
         if in_place:
             party = RelayParty.A if role == a_role else RelayParty.B
             d = self.ask(
-                lambda k, offer: self.relay.reoffer(k, offer, party), key, sdp
+                lambda k, offer: self.relay.reoffer(k, offer, party), key, sdp, None, source
             )
         else:
-            d = self.ask(self.relay.allocate, key, sdp, policy)
+            d = self.ask(self.relay.allocate, key, sdp, policy, source)
         d.addCallbacks(
             self._allocated,
             self._allocation_failed,
@@ -477,7 +478,7 @@ class MediaAnchorStage(ResponseAnchoring):
                 self.stamp(call, pending.offerer, reject(sdp))
             )
             return _CONTINUE
-        d = self.ask(self.relay.update, pending.key, sdp)
+        d = self.ask(self.relay.update, pending.key, sdp, None, context.flow.remote_host)
         d.addCallbacks(
             self._answered_in_request,
             self._answer_in_request_failed,
