@@ -11,6 +11,7 @@ import json
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 from twisted.application.service import Application
@@ -163,6 +164,10 @@ level = "info"
             s.bind(("127.0.0.1", 0))
             s.sendto(b"NOT SIP AT ALL\r\n\r\n", ("127.0.0.1", proxy.ports["UDP"]))
             source = f"127.0.0.1:{s.getsockname()[1]}"
+        # Bounded wait for the warning: on a busy machine it may come later.
+        deadline = time.monotonic() + 20
+        while "Malformed" not in proxy.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
         proxy.stop()
         records = [json.loads(line) for line in proxy.log().splitlines() if line.strip()]
         self.assertTrue(any(r["namespace"].startswith("twisted.") for r in records))
