@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,10 @@ from sipedge.store import SQLiteLocationStore
 from sipedge.transaction import TimerSettings, set_tracing
 from sipedge.transport import (
     ClientTLSContexts,
+    ReloadableServerContext,
     ServerLocator,
     TLSSettings,
     TransportManager,
-    server_context_factory,
 )
 
 __all__ = ["SECRET_FILE", "SipEdgeService", "build_service"]
@@ -187,6 +188,12 @@ class SipEdgeService(MultiService):
         #: The log observer twistd's application is to use (C{[log]} applied),
         #: or C{None} to keep twistd's: set by the composition root.
         self.log_observer: ILogObserver | None = None
+        #: Whether SIGHUP calls L{reload} while the service runs (set by
+        #: C{twistd sipedge}; never in a test process).
+        self.reload_on_sighup = False
+        self._previous_sighup: Any = None
+        #: The TLS listeners' certificate, once they listen.
+        self.server_tls: ReloadableServerContext | None = None
         state_dir = Path(config.state.path)
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -408,7 +415,6 @@ class SipEdgeService(MultiService):
 
     def privilegedStartService(self) -> None:
         bound = []
-        server_tls = None
         for listener in self.config.listeners:
             t: Any
             try:
@@ -417,9 +423,11 @@ class SipEdgeService(MultiService):
                 elif listener.transport == "tcp":
                     t = self.transports.listen_tcp(listener.host, listener.port)
                 else:
-                    if server_tls is None:
-                        server_tls = server_context_factory(self._tls_settings, clock=self._reactor)
-                    t = self.transports.listen_tls(listener.host, listener.port, server_tls)
+                    if self.server_tls is None:
+                        self.server_tls = ReloadableServerContext(
+                            self._tls_settings, clock=self._reactor
+                        )
+                    t = self.transports.listen_tls(listener.host, listener.port, self.server_tls)
             except CannotListenError as e:
                 self.transports.close()
                 raise SystemExit(f"sipedge: cannot listen on {listener}: {e.socketError}") from None
@@ -508,6 +516,8 @@ class SipEdgeService(MultiService):
             self._log.info("HEPv3 capture to {destination} as node {node_id}",
                            destination=str(self.config.hep.destination),
                            node_id=self.config.hep.node_id)
+        if self.reload_on_sighup:
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
         self._log.info(
             "sipedge started: domains {domains}, state in {state}",
             domains=", ".join(self.config.sip.domains) or "(none)",
@@ -520,7 +530,45 @@ class SipEdgeService(MultiService):
         self.call_recorder.flush()
         return self.call_writer.stop()
 
+    def reload(self) -> list[str]:
+        """
+        Apply, without a restart, what can change: the TLS listeners'
+        certificate and key are read again from their files (new handshakes
+        present them; connections already up keep theirs).
+
+        @return: what changed, one line each (empty if nothing did).
+        @raise ConfigError: naming the key and the file at fault; then
+            nothing has changed.
+        """
+        changed = []
+        if self.server_tls is not None and self.server_tls.reload():
+            changed.append(
+                f"tls.certificate: new TLS connections get {self.server_tls.fingerprint}"
+                " (SHA-256)"
+            )
+        return changed
+
+    def reload_and_log(self) -> None:
+        """L{reload}, its outcome logged (what SIGHUP does)."""
+        self._log.info("Reloading (SIGHUP)")
+        try:
+            changed = self.reload()
+        except ConfigError as e:
+            self._log.error("Reload refused, still running as before: {error}", error=str(e))
+            return
+        if not changed:
+            self._log.info("Reload done: nothing changed")
+        for line in changed:
+            self._log.info("Reload done: {change}", change=line)
+
+    def _sighup(self, signum: int, frame: Any) -> None:
+        # A signal handler: do the work in the reactor's turn.
+        self._reactor.callFromThread(self.reload_and_log)
+
     def stopService(self) -> Deferred[Any]:
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
         self.loop_lag.stop()
         metrics_port, self._metrics_port = self._metrics_port, None
         admin_port, self._admin_port = self._admin_port, None

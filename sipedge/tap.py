@@ -82,6 +82,7 @@ def makeService(options: Options) -> Any:
     except ConfigError as e:
         source = options["config"] or "the embedded defaults"
         raise SystemExit(f"sipedge: {source}: {e}") from None
+    service.reload_on_sighup = True
     # [log] level and format, written where twistd would have logged.
     output = twistd_log_output(getattr(options, "parent", None))
     if output is not None:

@@ -203,14 +203,17 @@ class MakeServiceTests(SynchronousTestCase):
     def test_global_reactor(self) -> None:
         """
         L{makeService} builds the service from L{Options.config} on the
-        global reactor (the only place it is used).
+        global reactor (the only place it is used), and asks it to reload
+        on SIGHUP.
         """
+        from types import SimpleNamespace
+
         from twisted.internet import reactor
 
         import sipedge.service
 
         calls: list[tuple[Any, Any]] = []
-        built = object()
+        built = SimpleNamespace(reload_on_sighup=False)
 
         def build_service(config: Any, reactor: Any) -> object:
             calls.append((config, reactor))
@@ -221,6 +224,7 @@ class MakeServiceTests(SynchronousTestCase):
         options.parseOptions(["--listen", "udp:127.0.0.1:0"])
         self.assertIs(makeService(options), built)
         self.assertEqual(calls, [(options.config, reactor)])
+        self.assertTrue(built.reload_on_sighup)
 
     def test_exports(self) -> None:
         """L{sipedge.tap} exports what C{ServiceMaker} looks up: C{Options}, C{makeService}."""

@@ -25,6 +25,7 @@ from sipedge.transport._tls import (
     generate_self_signed,
     server_context_factory,
 )
+from sipedge.transport._tls_reload import ReloadableServerContext, certificate_fingerprint
 from sipedge.transport._udp import MAX_DATAGRAM_SIZE, SipDatagramProtocol
 
 __all__ = [
@@ -41,12 +42,14 @@ __all__ = [
     "Destination",
     "Flow",
     "MessageSender",
+    "ReloadableServerContext",
     "ServerLocator",
     "SipDatagramProtocol",
     "SipStreamProtocol",
     "StreamListener",
     "TLSSettings",
     "TransportManager",
+    "certificate_fingerprint",
     "ensure_self_signed",
     "format_hostport",
     "generate_self_signed",

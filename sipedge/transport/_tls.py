@@ -308,7 +308,7 @@ def server_context_factory(
     @raise ConfigError: for a missing, unreadable or mismatched file.
     """
     if (settings.certificate is None) != (settings.private_key is None):
-        raise ConfigError("certificate and private_key must be given together")
+        raise ConfigError("tls.certificate and tls.private_key must be given together")
     if settings.certificate is not None and settings.private_key is not None:
         cert_path, key_path = settings.certificate, settings.private_key
     else:
@@ -328,9 +328,9 @@ def server_context_factory(
             common_name=common_name,
             path=cert_path,
         )
-    chain = _load_chain(cert_path, "certificate")
-    key = _load_key(key_path, "private_key")
-    _check_pair(chain, key, "private_key")
+    chain = _load_chain(cert_path, "tls.certificate")
+    key = _load_key(key_path, "tls.private_key")
+    _check_pair(chain, key, "tls.private_key")
     # pyOpenSSL takes cryptography objects (and deprecates its own).
     profile = settings.tls_profile()
     options: dict[str, Any] = {
