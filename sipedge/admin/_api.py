@@ -21,6 +21,8 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from sipedge.error import ConfigError
+
 __all__ = ["API_PREFIX", "AdminResource", "admin_site"]
 
 API_PREFIX = b"/api/v1/"
@@ -268,7 +270,15 @@ class AdminResource(Resource):
         reload = getattr(self._service, "reload", None)
         if reload is None:
             raise _Error(501, "reload is not built yet")
-        return maybeDeferred(reload).addCallback(lambda changed: {"reloaded": changed})
+
+        def refused(failure: Failure) -> Failure:
+            if failure.check(ConfigError):
+                raise _Error(400, f"not reloaded, still running as before: {failure.value}")
+            return failure
+
+        d = maybeDeferred(reload)
+        d.addCallbacks(lambda changed: {"reloaded": changed}, refused)
+        return d
 
 
 def admin_site(resource: AdminResource) -> Site:

@@ -170,13 +170,22 @@ class ApiTests(SynchronousTestCase):
         self.assertIn("bans_created", body["security"])
 
     def test_reload(self) -> None:
-        """Reload answers what the service reloaded, or 501 without one."""
+        """
+        Reload answers what the service reloaded; a reload the service
+        refuses (a bad file) is 400 with its reason, the service unchanged.
+        """
         service: Any = self.service
-        if hasattr(service, "reload"):
-            service.reload = lambda: ["tls"]
-            self.assertEqual(self.call("POST", "/api/v1/reload"), (200, {"reloaded": ["tls"]}))
-        else:
-            self.assertEqual(self.call("POST", "/api/v1/reload")[0], 501)
+        service.reload = lambda: ["tls certificate"]
+        self.assertEqual(self.call("POST", "/api/v1/reload"),
+                         (200, {"reloaded": ["tls certificate"]}))
+
+        def broken() -> list[str]:
+            raise ConfigError("tls.certificate: cannot read cert.pem")
+
+        service.reload = broken
+        status, body = self.call("POST", "/api/v1/reload")
+        self.assertEqual(status, 400)
+        self.assertIn("tls.certificate", body["error"])
 
 
 class TokenTests(SynchronousTestCase):
