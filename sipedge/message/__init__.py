@@ -36,33 +36,24 @@ from sipedge.message._parser import (
     is_keepalive,
     parse_datagram,
 )
-from sipedge.message._sdp import (
+from sipedge.message._sdp import SessionDescription, parse_sdp
+from sipedge.message._sdp_crypto import Crypto, KeyParam
+from sipedge.message._sdp_lines import (
     Attribute,
     Connection,
-    Crypto,
     Direction,
     Fmtp,
-    KeyParam,
     Line,
     Media,
-    MediaDescription,
     Origin,
     Rtcp,
     RtpMap,
-    SessionDescription,
-    parse_sdp,
 )
+from sipedge.message._sdp_section import MediaDescription
 from sipedge.message._serializer import serialize
-from sipedge.message._uri import (
-    URI,
-    AbsoluteURI,
-    SipURI,
-    TelURI,
-    escape_user,
-    parse_sip_uri,
-    parse_uri,
-    unescape,
-)
+from sipedge.message._sip_uri import SipURI
+from sipedge.message._uri import URI, AbsoluteURI, TelURI, parse_sip_uri, parse_uri
+from sipedge.message._uri_grammar import escape_user, unescape
 from sipedge.message._via import BRANCH_MAGIC_COOKIE, Via, parse_via, parse_via_list
 
 __all__ = [

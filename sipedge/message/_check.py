@@ -15,7 +15,7 @@ from collections.abc import Collection
 from sipedge.error import MessageParseError
 from sipedge.message._limits import DEFAULT_LIMITS, Limits
 from sipedge.message._message import Request, Response
-from sipedge.message._uri import SipURI
+from sipedge.message._sip_uri import SipURI
 
 __all__ = ["KNOWN_METHODS", "check_request", "check_response"]
 

@@ -39,7 +39,7 @@ from sipedge.message._lex import format_params, split_comma_list
 
 # The IPv6address check of the URI parser, so that Via and URIs agree
 # (RFC 5118 4.10 three-colon form included).
-from sipedge.message._uri import _is_ipv6_address as _is_ipv6
+from sipedge.message._uri_grammar import _is_ipv6_address as _is_ipv6
 
 __all__ = [
     "BRANCH_MAGIC_COOKIE",

@@ -1,5 +1,8 @@
 # -*- test-case-name: sipedge.test.test_message_sdp -*-
-"""Tests for L{sipedge.message._sdp}."""
+"""
+Tests for L{sipedge.message._sdp} and the modules it is built from
+(C{_sdp_grammar}, C{_sdp_lines}, C{_sdp_crypto}, C{_sdp_section}).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 # -*- test-case-name: sipedge.test.test_message_uri -*-
-"""Tests for L{sipedge.message._uri}."""
+"""
+Tests for L{sipedge.message._uri}, L{sipedge.message._sip_uri} and
+L{sipedge.message._uri_grammar}.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +12,12 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import MessageParseError
-from sipedge.message._uri import (
-    AbsoluteURI,
-    SipURI,
-    TelURI,
+from sipedge.message._sip_uri import SipURI
+from sipedge.message._uri import AbsoluteURI, TelURI, parse_sip_uri, parse_uri
+from sipedge.message._uri_grammar import (
     escape_header,
     escape_param,
     escape_user,
-    parse_sip_uri,
-    parse_uri,
     unescape,
 )
 from sipedge.test.strategies import (
