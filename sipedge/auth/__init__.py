@@ -30,12 +30,19 @@ from sipedge.auth._digest import (
     responses_equal,
 )
 from sipedge.auth._interfaces import (
+    IAlgorithmMemory,
     ICredentialStore,
     INonceSource,
     ISipDigestCredentials,
     ISipUser,
 )
 from sipedge.auth._nonce import SECRET_NAME, NonceSource, NonceStatus, load_secret
+from sipedge.auth._offer import (
+    RememberedAlgorithms,
+    challenge_algorithms,
+    floor_of,
+    strength,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -45,6 +52,7 @@ __all__ = [
     "SECRET_NAME",
     "AuthConfig",
     "DigestCredentialsChecker",
+    "IAlgorithmMemory",
     "ICredentialStore",
     "INonceSource",
     "ISipDigestCredentials",
@@ -52,6 +60,7 @@ __all__ = [
     "MemoryCredentialStore",
     "NonceSource",
     "NonceStatus",
+    "RememberedAlgorithms",
     "SQLiteCredentialStore",
     "SipDigestCredentials",
     "SipRealm",
@@ -59,6 +68,8 @@ __all__ = [
     "StoredUser",
     "UnsupportedAlgorithm",
     "canonical_algorithm",
+    "challenge_algorithms",
+    "floor_of",
     "ha1",
     "hash_algorithm",
     "load_secret",
@@ -66,4 +77,5 @@ __all__ = [
     "parse_auth_config",
     "response",
     "responses_equal",
+    "strength",
 ]

@@ -5,7 +5,8 @@ The C{[auth]} section of the configuration:
    [auth]
    realm = "example.com"            # default: the first of sip.domains
    nonce_lifetime = 300             # seconds a nonce stays fresh
-   algorithms = ["SHA-512-256", "SHA-256", "MD5"]
+   algorithms = ["SHA-512-256", "SHA-256", "MD5"]   # what is accepted
+   minimum_algorithm = "MD5"        # the weakest offered to anyone
    require_for_our_domains = true   # false: challenge REGISTER only
 
 L{AuthConfig} is written in the value grammar of L{sipedge.config} and
@@ -32,9 +33,11 @@ from sipedge._config_values import to_float as _to_float
 from sipedge.auth._digest import (
     ALGORITHMS,
     DEFAULT_ALGORITHMS,
+    HASH_ALGORITHMS,
     UnsupportedAlgorithm,
     canonical_algorithm,
 )
+from sipedge.auth._offer import strength
 from sipedge.error import ConfigError
 
 __all__ = ["MAX_NONCE_LIFETIME", "AuthConfig", "parse_auth_config"]
@@ -92,6 +95,32 @@ def _convert_algorithms(value: object) -> tuple[str, ...]:
     return tuple(sorted(names, key=ALGORITHMS.index))
 
 
+def _convert_minimum(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidValue(
+            "minimum_algorithm", f"expected an algorithm name, got {_describe(value)}"
+        )
+    try:
+        name = canonical_algorithm(value)
+    except UnsupportedAlgorithm:
+        name = ""
+    if name not in HASH_ALGORITHMS:
+        raise InvalidValue(
+            "minimum_algorithm",
+            f"unknown hash algorithm {value!r}; expected one of: {', '.join(HASH_ALGORITHMS)}",
+        )
+    return name
+
+
+def _check_minimum(instance: AuthConfig, attribute: attrs.Attribute, value: str) -> None:
+    if all(strength(a) < strength(value) for a in instance.algorithms):
+        raise InvalidValue(
+            attribute.name,
+            f"{value} is stronger than every algorithm in algorithms"
+            f" ({', '.join(instance.algorithms)}): nobody could authenticate",
+        )
+
+
 @attrs.frozen
 class AuthConfig:
     """
@@ -101,8 +130,13 @@ class AuthConfig:
         or C{None} for the first of C{sip.domains} (see L{realm_for}).
     @ivar nonce_lifetime: seconds a nonce stays fresh; a response with an
         older one gets a new challenge with C{stale=true}.
-    @ivar algorithms: the algorithms challenges offer, canonical names,
-        strongest first: one challenge header each.
+    @ivar algorithms: the algorithms accepted, canonical names, strongest
+        first. Which of them a challenge offers, and in what order, depends
+        on the user (see C{sipedge.auth._offer}): MD5 alone until the user
+        has proven a stronger one, then only those at least as strong.
+    @ivar minimum_algorithm: the weakest hash algorithm offered to or
+        accepted from anyone (C{"MD5"}: every client can register; the
+        clients that cannot do better are in C{doc/interop.md}).
     @ivar require_for_our_domains: whether every request whose From is in
         one of our domains must authenticate; C{False} challenges only a
         REGISTER for one of our domains.
@@ -116,6 +150,9 @@ class AuthConfig:
         default=DEFAULT_ALGORITHMS, converter=_convert_algorithms
     )
     require_for_our_domains: bool = attrs.field(default=True, validator=_check_boolean)
+    minimum_algorithm: str = attrs.field(
+        default="MD5", converter=_convert_minimum, validator=_check_minimum
+    )
 
     def realm_for(self, domains: Sequence[str]) -> str:
         """

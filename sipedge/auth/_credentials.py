@@ -36,7 +36,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from sipedge.auth import _digest
-from sipedge.auth._interfaces import ICredentialStore, ISipDigestCredentials, ISipUser
+from sipedge.auth._interfaces import (
+    IAlgorithmMemory,
+    ICredentialStore,
+    ISipDigestCredentials,
+    ISipUser,
+)
+from sipedge.auth._offer import RememberedAlgorithms, floor_of
 from sipedge.error import ConfigError
 from sipedge.message import DigestCredentials
 from sipedge.store import open_database, read_schema_version, transaction
@@ -59,8 +65,8 @@ _log = Logger()
 #: The file name of the credentials database in the state directory.
 DATABASE_NAME = "credentials.sqlite3"
 
-#: The schema version this code writes.
-SCHEMA_VERSION = 1
+#: The schema version this code writes (2: the algorithms users proved).
+SCHEMA_VERSION = 2
 
 
 # --------------------------------------------------------------------------
@@ -229,12 +235,16 @@ def _order(algorithms: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(algorithms, key=lambda a: rank.get(a, len(rank))))
 
 
-@implementer(ICredentialStore)
+@implementer(ICredentialStore, IAlgorithmMemory)
 class MemoryCredentialStore:
-    """A credential store in a dict: for tests and short-lived labs."""
+    """
+    A credential store in a dict: for tests and short-lived labs. It is
+    also the memory of the algorithms its users proved.
+    """
 
     def __init__(self) -> None:
         self._users: dict[tuple[str, str], dict[str, str]] = {}
+        self._proven = RememberedAlgorithms()
 
     def add(self, username: str, realm: str, password: str) -> bool:
         """Store the H(A1) of C{username}; true if the user is new."""
@@ -244,8 +254,17 @@ class MemoryCredentialStore:
         return new
 
     def remove(self, username: str, realm: str) -> bool:
-        """Forget C{username} in C{realm}; true if it was there."""
+        """Forget C{username} in C{realm} (and the algorithm proved); true if it was there."""
+        self._proven.forget(username, realm)
         return self._users.pop((username, realm), None) is not None
+
+    def strongest(self, username: str, realm: str) -> str | None:
+        """The strongest hash algorithm C{username} has proven, or C{None}."""
+        return self._proven.strongest(username, realm)
+
+    def record(self, username: str, realm: str, algorithm: str) -> None:
+        """Note that C{username} authenticated with C{algorithm}."""
+        self._proven.record(username, realm, algorithm)
 
     def list(self, realm: str | None = None) -> builtins.list[StoredUser]:
         """Every user (of C{realm}, if given), by realm then name."""
@@ -277,15 +296,26 @@ _SCHEMA_V1 = (
     """,
 )
 
+_PROVEN_V2 = """
+    CREATE TABLE proven_algorithms (
+        username  TEXT NOT NULL,
+        realm     TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        PRIMARY KEY (username, realm)
+    ) WITHOUT ROWID
+    """
+
 #: Statements that take the schema from version N (the key) to N + 1.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_PROVEN_V2,)}
 
 
-@implementer(ICredentialStore)
+@implementer(ICredentialStore, IAlgorithmMemory)
 class SQLiteCredentialStore:
     """
     A credential store in an SQLite file, created (mode 0600, with its
-    schema) on open. The running proxy and C{sipedge user} share the file:
+    schema) on open; it also remembers the strongest algorithm each user
+    proved (L{IAlgorithmMemory}), so a restart does not reopen a
+    downgrade. The running proxy and C{sipedge user} share the file:
     WAL mode and a busy timeout let them, and a change is seen by the next
     look-up.
 
@@ -344,12 +374,44 @@ class SQLiteCredentialStore:
         return removed == 0
 
     def remove(self, username: str, realm: str) -> bool:
-        """Forget C{username} in C{realm}; true if it was there."""
+        """Forget C{username} in C{realm} (and the algorithm proved); true if it was there."""
         with self._transaction() as db:
             removed = db.execute(
                 "DELETE FROM credentials WHERE username = ? AND realm = ?", (username, realm)
             ).rowcount
+            db.execute(
+                "DELETE FROM proven_algorithms WHERE username = ? AND realm = ?",
+                (username, realm),
+            )
         return removed > 0
+
+    def strongest(self, username: str, realm: str) -> str | None:
+        """The strongest hash algorithm C{username} has proven, or C{None}."""
+        try:
+            username.encode("utf-8")
+            realm.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        row = self._db.execute(
+            "SELECT algorithm FROM proven_algorithms WHERE username = ? AND realm = ?",
+            (username, realm),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def record(self, username: str, realm: str, algorithm: str) -> None:
+        """Note that C{username} authenticated with C{algorithm}."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT algorithm FROM proven_algorithms WHERE username = ? AND realm = ?",
+                (username, realm),
+            ).fetchone()
+            best = floor_of(None if row is None else row[0], algorithm)
+            if row is None or best != row[0]:
+                db.execute(
+                    "INSERT OR REPLACE INTO proven_algorithms (username, realm, algorithm)"
+                    " VALUES (?, ?, ?)",
+                    (username, realm, best),
+                )
 
     def list(self, realm: str | None = None) -> builtins.list[StoredUser]:
         """Every user (of C{realm}, if given), by realm then name; no hashes."""

@@ -21,7 +21,13 @@ if TYPE_CHECKING:
     from sipedge.auth._credentials import StoredUser
     from sipedge.auth._nonce import NonceStatus
 
-__all__ = ["ICredentialStore", "INonceSource", "ISipDigestCredentials", "ISipUser"]
+__all__ = [
+    "IAlgorithmMemory",
+    "ICredentialStore",
+    "INonceSource",
+    "ISipDigestCredentials",
+    "ISipUser",
+]
 
 
 class INonceSource(Interface):
@@ -106,4 +112,23 @@ class ICredentialStore(Interface):
         """
         The users (of C{realm}, or all), as L{sipedge.auth.StoredUser}
         values by realm then name: never their hashes.
+        """
+
+
+class IAlgorithmMemory(Interface):
+    """
+    The strongest digest hash algorithm each user has authenticated with:
+    from then on that user is offered nothing weaker (downgrade
+    protection, see C{sipedge.auth._offer}). The built-in credential
+    stores keep it beside the users' hashes; forgetting a user forgets it.
+    """
+
+    def strongest(username: str, realm: str) -> str | None:
+        """The strongest hash algorithm C{username} has proven, or C{None}."""
+
+    def record(username: str, realm: str, algorithm: str) -> None:
+        """
+        Note that C{username} authenticated with C{algorithm} (a hash
+        algorithm: C{'MD5'}, C{'SHA-256'}, C{'SHA-512-256'}); a weaker
+        one than the strongest already noted changes nothing.
         """

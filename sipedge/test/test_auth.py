@@ -736,7 +736,7 @@ class SQLiteCredentialStoreTests(StoreTestsMixin, SynchronousTestCase):
             reopened.lookup("alice", "example.com")["SHA-256"],
             ha1("SHA-256", "alice", "example.com", "secret"),
         )
-        self.assertEqual(reopened.schema_version, 1)
+        self.assertEqual(reopened.schema_version, 2)
 
     def test_private(self) -> None:
         """The database file is created mode 0600: its hashes are password equivalents."""

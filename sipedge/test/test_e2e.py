@@ -35,9 +35,6 @@ listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0", "tls:127.0.0.1:0"]
 trusted = ["127.0.0.10/32"]
 [state]
 path = "state"
-[auth]
-# SIPp answers only MD5 challenges and reads only the first one offered.
-algorithms = ["MD5"]
 """
 
 

@@ -259,8 +259,6 @@ domains = ["sipedge.test"]
 listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0", "tls:127.0.0.1:0"]
 [state]
 path = "state"
-[auth]
-algorithms = ["MD5"]
 [media]
 anchor = true
 {srtp}relay = "tcp:{control_host}:{control_port}"

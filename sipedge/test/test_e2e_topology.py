@@ -27,9 +27,6 @@ listen = ["udp:127.0.0.1:0"]
 trusted = ["{INTERNAL_IP}/32"]
 [state]
 path = "state"
-[auth]
-# SIPp answers only MD5 challenges.
-algorithms = ["MD5"]
 [topology_hiding]
 enabled = true
 internal = ["{INTERNAL_IP}/32"]

@@ -185,36 +185,45 @@ class DigestAuthStageTests(SynchronousTestCase):
     def test_proxy_challenge(self) -> None:
         """
         A request from one of our users without credentials gets 407 with
-        one Proxy-Authenticate per algorithm, SHA-512-256 first, then
-        SHA-256, then MD5 (RFC 8760 2.4), each with qop auth,auth-int and
-        the same valid nonce.
+        one Proxy-Authenticate: MD5 alone while the user has proven nothing
+        stronger (what every measured client answers), with qop
+        auth,auth-int and a valid nonce.
         """
         result = self.decide(request())
         self.assertEqual(result.status, 407)
-        self.assertEqual([name for name, _ in result.headers], ["Proxy-Authenticate"] * 3)
+        self.assertEqual([name for name, _ in result.headers], ["Proxy-Authenticate"])
         offered = challenges(result)
-        self.assertEqual([c.algorithm for c in offered], list(ALL))
+        self.assertEqual([c.algorithm for c in offered], ["MD5"])
         for challenge in offered:
             self.assertEqual(challenge.realm, REALM)
             self.assertEqual(challenge.qop, ("auth", "auth-int"))
             self.assertFalse(challenge.stale)
-            self.assertEqual(challenge.nonce, offered[0].nonce)
         self.assertEqual(self.nonces.validate(offered[0].nonce, REALM).name, "VALID")
         self.assertEqual(
             result.headers[0][1],
             f'Digest realm="example.com", nonce="{offered[0].nonce}",'
-            ' algorithm=SHA-512-256, qop="auth,auth-int"',
+            ' algorithm=MD5, qop="auth,auth-int"',
         )
         self.assertEqual(
             self.note,
             {"result": "challenged", "reason": "no credentials", "source": SOURCE, "user": None},
         )
 
+    def test_strong_challenge(self) -> None:
+        """
+        A user whose floor is SHA-256 gets one challenge per strong
+        algorithm, SHA-256 first, all with the same nonce, and no MD5.
+        """
+        stage = DigestAuthStage(make_portal(self.store), self.nonces, REALM, minimum="SHA-256")
+        offered = challenges(self.decide(request(), stage))
+        self.assertEqual([c.algorithm for c in offered], ["SHA-256", "SHA-512-256"])
+        self.assertEqual({c.nonce for c in offered}, {offered[0].nonce})
+
     def test_register_challenge(self) -> None:
-        """A REGISTER for our domain gets 401 with WWW-Authenticate values."""
+        """A REGISTER for our domain gets 401 with WWW-Authenticate."""
         result = self.decide(request("REGISTER", "sip:example.com", to="sip:alice@example.com"))
         self.assertEqual(result.status, 401)
-        self.assertEqual([name for name, _ in result.headers], ["WWW-Authenticate"] * 3)
+        self.assertEqual([name for name, _ in result.headers], ["WWW-Authenticate"])
 
     def test_register_foreign_from(self) -> None:
         """
@@ -232,10 +241,19 @@ class DigestAuthStageTests(SynchronousTestCase):
         self.assertEqual(self.decide(req).status, 407)
 
     def test_configured_algorithms(self) -> None:
-        """Only the configured algorithms are offered, in the given order."""
+        """
+        Only configured algorithms are offered: MD5 alone when it is
+        configured, else the strong ones, SHA-256 first.
+        """
         stage = DigestAuthStage(make_portal(self.store), self.nonces, REALM, ("SHA-256", "MD5"))
-        result = self.decide(request(), stage)
-        self.assertEqual([c.algorithm for c in challenges(result)], ["SHA-256", "MD5"])
+        self.assertEqual([c.algorithm for c in challenges(self.decide(request(), stage))], ["MD5"])
+        stage = DigestAuthStage(
+            make_portal(self.store), self.nonces, REALM, ("SHA-512-256", "SHA-256")
+        )
+        self.assertEqual(
+            [c.algorithm for c in challenges(self.decide(request(), stage))],
+            ["SHA-256", "SHA-512-256"],
+        )
 
     def test_no_algorithms(self) -> None:
         """A stage must offer some algorithm."""
@@ -293,10 +311,11 @@ class DigestAuthStageTests(SynchronousTestCase):
 
     def test_success_each_algorithm(self) -> None:
         """
-        Right credentials for any offered algorithm: the request goes on,
-        C{identity} is the user's AOR, and the annotation says ok.
+        Right credentials for any accepted algorithm, weakest first: the
+        request goes on, C{identity} is the user's AOR, and the annotation
+        says ok.
         """
-        for algorithm in ALL:
+        for algorithm in reversed(ALL):
             result, _ = self.authenticated(request(), algorithm=algorithm)
             self.assertEqual(result, Continue())
             self.assertEqual(self.context.identity, "sip:alice@example.com")
@@ -596,6 +615,110 @@ class DigestAuthStageTests(SynchronousTestCase):
         result, _ = self.authenticated(req)
         self.assertEqual(result.status, 403)
         self.assertEqual(self.note["reason"], "From is not the authenticated user")
+
+
+class NoDowngradeTests(SynchronousTestCase):
+    """The digest-auth stage offers a user nothing weaker than the user proved."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(5000)
+        self.store = MemoryCredentialStore()
+        self.store.add("alice", REALM, "secret")
+        self.store.add("bob", REALM, "hunter2")
+        self.nonces = NonceSource(SECRET, self.clock, 300)
+        self.stage = DigestAuthStage(make_portal(self.store), self.nonces, REALM, memory=self.store)
+        self.services: Any = StageServices(
+            clock=self.clock,
+            local=LocalIdentity(["example.com"], [("UDP", PROXY, 5060)]),
+        )
+
+    def decide(self, req: Any, stage: DigestAuthStage | None = None) -> Any:
+        self.context = RequestContext(req, FLOW, self.services)
+        result = (stage or self.stage).process_request(self.context)
+        if isinstance(result, Deferred):
+            return self.successResultOf(result)
+        return result
+
+    def test_md5_keeps_md5(self) -> None:
+        """A user who authenticated with MD5 is still offered MD5 alone."""
+        challenged = self.decide(request())
+        self.assertEqual(self.decide(answer(challenged, request())), Continue())
+        self.assertEqual(self.store.strongest("alice", REALM), "MD5")
+        self.assertEqual([c.algorithm for c in challenges(self.decide(request()))], ["MD5"])
+
+    def test_no_downgrade_after_success(self) -> None:
+        """
+        Once alice has authenticated with SHA-256, her challenges offer
+        SHA-256 and SHA-512-256 and no MD5, and a right MD5 answer is
+        refused (counted as a failure); bob, who proved nothing, still gets
+        MD5.
+        """
+        challenged = self.decide(request())
+        strong = answer(challenged, request(), algorithm="SHA-256")
+        self.assertEqual(self.decide(strong), Continue())
+        self.assertEqual(self.store.strongest("alice", REALM), "SHA-256")
+
+        again = self.decide(request())
+        self.assertEqual([c.algorithm for c in challenges(again)], ["SHA-256", "SHA-512-256"])
+        weak = answer(again, request(), algorithm="MD5")
+        refused = self.decide(weak)
+        self.assertEqual(refused.status, 407)
+        self.assertEqual(self.context.annotations["digest-auth"]["result"], "failed")
+        self.assertEqual(
+            self.context.annotations["digest-auth"]["reason"],
+            "algorithm MD5 is weaker than SHA-256, required of alice",
+        )
+        self.assertNotIn("MD5", [c.algorithm for c in challenges(refused)])
+
+        bob = request(sender="sip:bob@example.com")
+        self.assertEqual([c.algorithm for c in challenges(self.decide(bob))], ["MD5"])
+
+    def test_register_uses_to(self) -> None:
+        """A REGISTER's challenge follows the floor of the user in To."""
+        self.store.record("alice", REALM, "SHA-512-256")
+        register = request(
+            "REGISTER", "sip:example.com", sender="sip:x@example.com", to="sip:alice@example.com"
+        )
+        self.assertEqual([c.algorithm for c in challenges(self.decide(register))], ["SHA-512-256"])
+
+    def test_minimum(self) -> None:
+        """C{minimum} raises every user's floor: a right MD5 answer is refused."""
+        stage = DigestAuthStage(make_portal(self.store), self.nonces, REALM, minimum="SHA-256")
+        plain = DigestAuthStage(make_portal(self.store), self.nonces, REALM)
+        md5 = answer(self.decide(request(), plain), request())
+        self.assertEqual(self.decide(md5, stage).status, 407)
+        self.assertEqual(
+            self.context.annotations["digest-auth"]["reason"],
+            "algorithm MD5 is weaker than SHA-256, required of alice",
+        )
+
+    def test_built_stage_remembers_across_restart(self) -> None:
+        """
+        A stage built from the configuration remembers in the state
+        directory's store: after a restart alice is still offered no MD5.
+        """
+        state = os.path.abspath(self.mktemp())
+        config = Config(sip=SipConfig(domains=["example.com"]), state=StateConfig(state))
+        services = StageServices(clock=self.clock, local=self.services.local, config=config)
+        store = SQLiteCredentialStore.in_state_directory(state)
+        store.add("alice", REALM, "secret")
+        store.close()
+
+        first = build_digest_auth_stage({}, services)
+        self.assertIs(first.memory, first.portal.checkers[next(iter(first.portal.checkers))].store)
+        challenged = first.process_request(RequestContext(request(), FLOW, services))
+        strong = answer(challenged, request(), algorithm="SHA-512-256")
+        result = first.process_request(RequestContext(strong, FLOW, services))
+        assert isinstance(result, Deferred)
+        self.assertEqual(self.successResultOf(result), Continue())
+        first.memory.close()  # type: ignore[attr-defined]
+
+        second = build_digest_auth_stage({}, services)
+        self.addCleanup(second.memory.close)  # type: ignore[attr-defined]
+        offered = challenges(second.process_request(RequestContext(request(), FLOW, services)))
+        self.assertEqual([c.algorithm for c in offered], ["SHA-512-256"])
+        self.assertTrue(os.path.exists(os.path.join(state, DATABASE_NAME)))
 
 
 class BuildTests(SynchronousTestCase):

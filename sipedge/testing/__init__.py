@@ -30,7 +30,8 @@ under C{SIPEDGE_REQUIRE_TOOLS=1}):
 
  - L{SipEdgeProcess} and L{RelayProcess}: C{twistd sipedge} and
    C{twistd sipedge-relay} in child processes.
- - L{Sipp}, L{BaresipPhone}, L{run_sipvicious}: real SIP peers.
+ - L{Sipp}, L{BaresipPhone}, L{LinphonePhone}, L{run_sipvicious}: real
+   SIP peers.
  - L{NatLab} and L{NamespacePhone}: a home router doing NAT in network
    namespaces, baresip phones behind it and outside.
  - L{Capture}: C{tcpdump} on loopback; L{MediaCallTestCase}: two baresip
@@ -74,6 +75,7 @@ from sipedge.testing._certificates import CertificateSet, make_certificates
 from sipedge.testing._datagrams import Datagram, FakeDatagramNetwork, FakeDatagramPort
 from sipedge.testing._dns import FakeResolver, naptr, rr, srv
 from sipedge.testing._lab import LabEdge, edge_in_memory
+from sipedge.testing._linphone import LinphonePhone
 from sipedge.testing._logs import capture_log
 from sipedge.testing._media import (
     A_HOST,
@@ -201,6 +203,7 @@ __all__ = [
     "LabEdge",
     "LaterRelay",
     "LaterRelayMixin",
+    "LinphonePhone",
     "MediaCall",
     "MediaCallTestCase",
     "MediaEndpoint",

@@ -53,9 +53,6 @@ domains = ["sipedge.test"]
 listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0", "tls:127.0.0.1:0"]
 [state]
 path = "state"
-[auth]
-# baresip 1.0 (libre) answers MD5 challenges only.
-algorithms = ["MD5"]
 [media]
 anchor = true
 ports = "{low}-{high}"

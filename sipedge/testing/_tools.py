@@ -37,6 +37,7 @@ def require_tool(name: str) -> str:
 _PACKAGES = {
     "sipp": "sip-tester", "sipsak": "sipsak", "baresip": "baresip-core", "tcpdump": "tcpdump",
     "sslscan": "sslscan", "sngrep": "sngrep", "tshark": "tshark", "prometheus": "prometheus",
+    "linphone-daemon": "linphone-cli",
     "svmap": "sipvicious", "svwar": "sipvicious", "svcrack": "sipvicious",
     "sipvicious_svmap": "sipvicious", "sipvicious_svwar": "sipvicious",
     "sipvicious_svcrack": "sipvicious",

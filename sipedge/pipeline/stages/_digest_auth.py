@@ -15,9 +15,14 @@ Who must authenticate:
    dialog's initial request was authenticated, and challenging a BYE only
    breaks clients that compute the digest URI differently.
 
-A challenge offers every configured algorithm at once, one header field
-each, strongest first (SHA-512-256, SHA-256, MD5: RFC 8760 2.4), all with
-C{qop="auth,auth-int"} and the same fresh nonce. C{stale=true} is set when
+A challenge offers the algorithms the claimed user (To of a REGISTER,
+else From) may use, one header field each, all with C{qop="auth,auth-int"}
+and the same fresh nonce: MD5 alone until that user has authenticated
+with a stronger one or C{minimum_algorithm} is raised, then only those at
+least as strong, SHA-256 first (C{sipedge.auth._offer} says why: the
+clients people use). Credentials weaker than their user's floor are
+refused; each success is remembered (C{IAlgorithmMemory}, the credential
+store's), so a user is never offered a weaker algorithm than one proven. C{stale=true} is set when
 the response was right but its nonce had expired or is not one of ours
 (another secret), or was a replay (so a client that reordered its
 requests simply retries), never when the response was wrong (RFC 7616
@@ -65,11 +70,17 @@ from zope.interface import implementer
 
 from sipedge.auth import (
     DEFAULT_ALGORITHMS,
+    IAlgorithmMemory,
     ISipUser,
     NonceStatus,
+    RememberedAlgorithms,
     SipDigestCredentials,
     UnsupportedAlgorithm,
     canonical_algorithm,
+    challenge_algorithms,
+    floor_of,
+    hash_algorithm,
+    strength,
 )
 from sipedge.error import ConfigError, MessageParseError
 from sipedge.interfaces import IRequestStage
@@ -145,8 +156,12 @@ class DigestAuthStage:
         L{sipedge.auth.ISipUser} avatars (L{sipedge.auth.make_portal}).
     @param nonces: an L{sipedge.auth.INonceSource}.
     @param realm: the realm of our challenges.
-    @param algorithms: the algorithms to offer, in order.
+    @param algorithms: the algorithms accepted (which are offered depends
+        on the user: L{sipedge.auth.challenge_algorithms}).
     @param require_for_our_domains: C{False} to challenge only REGISTER.
+    @param minimum: the weakest hash algorithm offered or accepted.
+    @param memory: the L{IAlgorithmMemory} of what users proved; a new
+        in-memory one if C{None}.
     """
 
     name = NAME
@@ -159,6 +174,8 @@ class DigestAuthStage:
         algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
         *,
         require_for_our_domains: bool = True,
+        minimum: str = "MD5",
+        memory: IAlgorithmMemory | None = None,
     ) -> None:
         if not algorithms:
             raise ValueError("offer at least one algorithm")
@@ -167,6 +184,13 @@ class DigestAuthStage:
         self.realm = realm
         self.algorithms = tuple(canonical_algorithm(a) for a in algorithms)
         self.require_for_our_domains = require_for_our_domains
+        self.minimum = hash_algorithm(minimum)
+        self.memory: IAlgorithmMemory = RememberedAlgorithms() if memory is None else memory
+
+    def floor(self, user: str | None) -> str:
+        """The weakest hash algorithm C{user} (C{None}: unknown) may use."""
+        proven = None if user is None else self.memory.strongest(user, self.realm)
+        return floor_of(self.minimum, proven)
 
     # -- deciding --------------------------------------------------------------
 
@@ -193,7 +217,14 @@ class DigestAuthStage:
         try:
             credentials = self._credentials(request.headers.get_all(kind.credentials))
             if credentials is None:
-                return self._challenge(context, kind, "challenged", "no credentials", None)
+                return self._challenge(
+                    context,
+                    kind,
+                    "challenged",
+                    "no credentials",
+                    None,
+                    claimed=self._claimed(context, kind),
+                )
             digest = self._usable(context, credentials)
         except _Refused as e:
             return self._challenge(context, kind, "failed", e.reason, e.user)
@@ -259,6 +290,11 @@ class DigestAuthStage:
             raise _Refused(f"unsupported algorithm {credentials.algorithm!r}", user) from None
         if algorithm not in self.algorithms:
             raise _Refused(f"algorithm {algorithm} not offered", user)
+        floor = self.floor(user)
+        if strength(algorithm) < strength(floor):
+            raise _Refused(
+                f"algorithm {algorithm} is weaker than {floor}, required of {user}", user
+            )
         return SipDigestCredentials(credentials, context.original.method, context.original.body)
 
     def _logged_in(
@@ -300,7 +336,9 @@ class DigestAuthStage:
             security.password_ok(user, context.flow.remote_host)
         if kind is _PROXY:
             context.request = request.with_headers(self._consumed(request.headers))
-        self._note(context, "ok", "authenticated", user, algorithm=digest_algorithm(credentials))
+        algorithm = digest_algorithm(credentials)
+        self.memory.record(user, self.realm, hash_algorithm(algorithm))
+        self._note(context, "ok", "authenticated", user, algorithm=algorithm)
         return _CONTINUE
 
     def _login_failed(
@@ -328,6 +366,16 @@ class DigestAuthStage:
 
     # -- answering -------------------------------------------------------------
 
+    @staticmethod
+    def _claimed(context: RequestContext, kind: _Kind) -> str | None:
+        """The user a request without credentials claims to be (To of a REGISTER, else From)."""
+        request = context.request
+        try:
+            uri = request.to_address.uri if kind is _REGISTRAR else request.from_address.uri
+        except MessageParseError:
+            return None
+        return _user_of(uri)
+
     def _challenge(
         self,
         context: RequestContext,
@@ -337,9 +385,14 @@ class DigestAuthStage:
         user: str | None,
         *,
         stale: bool = False,
+        claimed: str | None = None,
     ) -> Respond:
-        """A 401 or 407 with one challenge per algorithm and a fresh nonce."""
+        """
+        A 401 or 407 with one challenge per algorithm C{user} (or, without
+        credentials, the C{claimed} user) may use, and a fresh nonce.
+        """
         self._note(context, result, reason, user)
+        algorithms = challenge_algorithms(self.algorithms, self.floor(user or claimed))
         nonce = self.nonces.issue(self.realm)
         headers = tuple(
             (
@@ -350,7 +403,7 @@ class DigestAuthStage:
                     )
                 ),
             )
-            for algorithm in self.algorithms
+            for algorithm in algorithms
         )
         return Respond(kind.status, None, headers)
 
@@ -445,10 +498,13 @@ def build_digest_auth_stage(
             store = SQLiteCredentialStore.in_state_directory(state)
         if nonces is None:
             nonces = NonceSource.in_state_directory(state, services.clock, settings.nonce_lifetime)
+    memory = store if IAlgorithmMemory.providedBy(store) else None
     return DigestAuthStage(
         make_portal(store),
         nonces,
         realm,
         settings.algorithms,
         require_for_our_domains=settings.require_for_our_domains,
+        minimum=settings.minimum_algorithm,
+        memory=memory,
     )
