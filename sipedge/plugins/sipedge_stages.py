@@ -102,7 +102,7 @@ sanity = StageFactory(
     section=lambda config: config.limits,
 )
 max_forwards = StageFactory(
-    "max-forwards", "Answer 483 when Max-Forwards is 0 (200 to OPTIONS for us).",
+    "max-forwards", "Answer 483 when Max-Forwards is 0; 200 to OPTIONS to the edge itself.",
     _simple("MaxForwardsStage"),
 )
 loop_detect = StageFactory(

@@ -32,7 +32,7 @@ from sipedge.pipeline.stages import (
     StaticRouteStage,
 )
 from sipedge.pipeline.stages._location import LocationStage, _flow_for
-from sipedge.pipeline.stages._max_forwards import ALLOW, MaxForwardsStage
+from sipedge.pipeline.stages._max_forwards import ALLOW, CAPABILITIES, MaxForwardsStage
 from sipedge.pipeline.stages._registrar import RegistrarStage, respond_with
 from sipedge.pipeline.stages._sanity import SanityStage, warning_text
 from sipedge.proxy import LocalIdentity, RecordRouteSigner, Registrar
@@ -216,14 +216,44 @@ class MaxForwardsStageTests(StageTestCase):
     def test_options_to_us(self) -> None:
         """
         If an OPTIONS with Max-Forwards 0 is for our domain (no user) or
-        our own address, L{MaxForwardsStage} answers 200 with Allow and
-        Accept (RFC 3261 11.2).
+        our own address, L{MaxForwardsStage} answers 200 with Allow,
+        Accept and Supported (RFC 3261 11.2).
         """
-        for uri in ("sip:example.com", f"sip:{PROXY}:5060", f"sip:{PROXY}"):
+        for uri in ("sip:example.com", f"sip:{PROXY}:5060", f"sip:{PROXY}", f"sip:x@{PROXY}"):
             result = self.decide(MaxForwardsStage(), request("OPTIONS", uri, max_forwards="0"))
-            self.assertEqual(
-                result, Respond(200, None, (("Allow", ALLOW), ("Accept", "application/sdp"))), uri
-            )
+            self.assertEqual(result, Respond(200, None, CAPABILITIES), uri)
+        self.assertEqual(
+            dict(CAPABILITIES),
+            {"Allow": ALLOW, "Accept": "application/sdp", "Supported": "outbound"},
+        )
+
+    def test_options_to_the_edge(self) -> None:
+        """
+        An OPTIONS to the edge itself (our domain or our address, no user
+        part), whatever its Max-Forwards, is answered 200 with our
+        capabilities, also through a Route that is ours (a preloaded
+        outbound proxy); with a user part, for another host, through
+        another proxy's Route, or another method, the request goes on.
+        """
+        stage = MaxForwardsStage()
+        ours = f"Route: <sip:{PROXY}:5060;lr>"
+        for uri, fields in (
+            ("sip:example.com", ()),
+            (f"sip:{PROXY}:5060", ()),
+            ("sip:example.com", (ours,)),
+            ("sip:example.com;transport=tcp", ()),
+        ):
+            result = self.decide(stage, request("OPTIONS", uri, *fields))
+            self.assertEqual(result, Respond(200, None, CAPABILITIES), (uri, fields))
+        for method, uri, fields in (
+            ("OPTIONS", "sip:alice@example.com", ()),
+            ("OPTIONS", "sip:other.net", ()),
+            ("OPTIONS", f"sip:{PROXY}:5070", ()),
+            ("OPTIONS", "sip:example.com", ("Route: <sip:other.net;lr>",)),
+            ("INVITE", "sip:example.com", ()),
+        ):
+            result = self.decide(stage, request(method, uri, *fields))
+            self.assertEqual(result, Continue(), (method, uri, fields))
 
     def test_options_to_user(self) -> None:
         """
