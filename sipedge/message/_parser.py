@@ -92,6 +92,55 @@ def _parse_head(head: bytes, limits: Limits) -> tuple[Message, list[str]]:
     if "\r\n " in text or "\r\n\t" in text:
         text = _FOLD_RE.sub(" ", text)
     lines = text.split("\r\n")
+    try:
+        return _parse_lines(text, lines, limits)
+    except MessageParseError as e:
+        # A request that does not parse is still answered with the status
+        # its fault calls for (400, 414, 505, 513, ...), which needs its
+        # Via, From, To, Call-ID and CSeq (RFC 3261 8.2.6.2): keep a
+        # stand-in for it on the error.
+        if e.message is not None or lines[0][:4].upper() == "SIP/":
+            raise
+        salvaged = _salvage(lines, limits)
+        if salvaged is None:
+            raise
+        raise MessageParseError(e.reason, e.status_hint, e.headers, message=salvaged) from None
+
+
+def _salvage(lines: list[str], limits: Limits) -> Request | None:
+    """
+    A stand-in for a request head that does not parse, for answering it:
+    the first word of the start line as the method (C{None} if it is not a
+    token), the rest up to the SIP version as the Request-URI, and the
+    header field lines that split into a token name and a value (others,
+    Content-Length, lines with a bare CR or LF, and lines or fields past
+    the limits are left out). C{None} too without a Via: such a request
+    cannot be answered.
+    """
+    method, _, rest = lines[0].partition(" ")
+    if _TOKEN_RE.match(method) is None:
+        return None
+    uri = rest.strip(" \t")
+    if uri[-len(SIP_VERSION):].upper() == SIP_VERSION:
+        uri = uri[: -len(SIP_VERSION)].rstrip(" \t")
+    fields: list[Field] = []
+    for line in lines[1 : limits.max_header_fields + 1]:
+        if len(line) > limits.max_line_length or "\r" in line or "\n" in line:
+            continue
+        name, sep, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not sep or _TOKEN_RE.match(name) is None:
+            continue
+        key = header_key(name)
+        if key != "content-length":
+            fields.append((key, name, value.strip(" \t")))
+    if not any(field[0] == "via" for field in fields):
+        return None
+    return Request(method, uri or "*", Headers(tuple(fields)))
+
+
+def _parse_lines(text: str, lines: list[str], limits: Limits) -> tuple[Message, list[str]]:
+    """L{_parse_head} after the split into lines."""
     # A bare CR or LF inside a line would let a sloppy parser downstream see
     # a line break we did not: refuse it (header smuggling).
     if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:

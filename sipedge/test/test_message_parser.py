@@ -196,6 +196,73 @@ class DatagramTests(SynchronousTestCase):
         self.assertFalse(is_keepalive(OPTIONS))
 
 
+class SalvageTests(SynchronousTestCase):
+    """
+    A request head that does not parse still leaves a stand-in request on
+    the error, so that it can be answered with its status.
+    """
+
+    def error(self, data: bytes) -> MessageParseError:
+        return self.assertRaises(MessageParseError, parse_datagram, data)
+
+    def test_bad_request_line(self) -> None:
+        """
+        RFC 4475 lwsruri (whitespace inside the Request-URI): 400, with the
+        method, the Request-URI as written, and the header fields.
+        """
+        error = self.error((DATA / "rfc4475" / "lwsruri.dat").read_bytes())
+        self.assertEqual(error.status_hint, 400)
+        request = error.message
+        assert isinstance(request, Request)
+        self.assertEqual((request.method, request.uri), ("INVITE", "sip:user@example.com; lr"))
+        self.assertEqual(request.call_id, "lwsruri.asdfasdoeoi2323-asdfwrn23-asd834rk423")
+        self.assertEqual(request.cseq.method, "INVITE")
+        self.assertTrue(request.headers.get_all("Via"))
+
+    def test_uri_too_long(self) -> None:
+        """A Request-URI over the limit: 414, with the stand-in."""
+        data = (
+            b"OPTIONS sip:" + b"a" * 5000 + b"@example.com SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK-long\r\n"
+            b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\n"
+            b"Call-ID: long@192.0.2.9\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        error = self.error(data)
+        self.assertEqual(error.status_hint, 414)
+        assert isinstance(error.message, Request)
+        self.assertEqual(error.message.call_id, "long@192.0.2.9")
+
+    def test_bad_lines_left_out(self) -> None:
+        """
+        Header lines that do not split into a token name and a value are
+        left out of the stand-in; the others stay.
+        """
+        data = (
+            b"OPTIONS  sip:x@example.com SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK-bad\r\n"
+            b"this line has no colon\r\n"
+            b"Bad Name: value\r\n"
+            b"Call-ID: bad@192.0.2.9\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        request = self.error(data).message
+        assert isinstance(request, Request)
+        self.assertEqual(
+            [name for _, name, _ in request.headers.fields], ["Via", "Call-ID", "CSeq"]
+        )
+
+    def test_nothing_to_answer(self) -> None:
+        """
+        No stand-in without a Via (nothing to answer to), without a token
+        method, or for a response.
+        """
+        self.assertIsNone(self.error(b"HELLO WORLD\r\n\r\n").message)
+        self.assertIsNone(
+            self.error(b"<bad> sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n")
+            .message
+        )
+        self.assertIsNone(self.error(b"SIP/2.0 2000 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n").message)
+
+
 class SerializeTests(SynchronousTestCase):
     """Tests for L{serialize}."""
 

@@ -12,6 +12,7 @@ import os
 import socket
 import stat
 from itertools import pairwise
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -234,6 +235,21 @@ class DatagramProtocolTests(SynchronousTestCase):
         [(_, _, error)] = self.received.malformed
         self.assertIsInstance(error.message, Request)
         self.assertEqual(error.status_hint, 400)
+
+    def test_malformed_request_stamped(self) -> None:
+        """
+        The stand-in request of a datagram that does not parse (RFC 4475
+        lwsruri: whitespace in the Request-URI, its Via naming another
+        address) is stamped with the source, so that its 400 goes back to
+        the source, not to the address its Via names.
+        """
+        data = (Path(__file__).parent / "data" / "rfc4475" / "lwsruri.dat").read_bytes()
+        self.phone.write(data, ("198.51.100.1", 5060))
+        self.network.flush()
+        [(_, _, error)] = self.received.malformed
+        assert isinstance(error.message, Request)
+        self.assertEqual(error.status_hint, 400)
+        self.assertEqual(error.message.top_via.received, "192.0.2.5")
 
     def test_big_datagram(self) -> None:
         """A 20,000-byte datagram arrives whole."""

@@ -140,6 +140,18 @@ class SipDatagramProtocol(DatagramProtocol):
                         e.reason, e.status_hint, e.headers, message=message
                     ) from e
         except MessageParseError as error:
+            if isinstance(error.message, Request):
+                # Stamped like any request, so that its answer goes back
+                # to the source (RFC 3261 18.2.2), not to where its Via
+                # points.
+                try:
+                    stamped = stamp_via(error.message, flow)
+                except MessageParseError:
+                    pass
+                else:
+                    error = MessageParseError(
+                        error.reason, error.status_hint, error.headers, message=stamped
+                    )
             self.malformed += 1
             self._log.warn(
                 "Malformed {size}-byte datagram from {source}: {reason}",
