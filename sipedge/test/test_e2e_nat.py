@@ -53,9 +53,6 @@ domains = ["sipedge.test"]
 listen = ["udp:{NAT_EDGE}:0", "tcp:{NAT_EDGE}:0", "tls:{NAT_EDGE}:0"]
 [state]
 path = "state"
-[auth]
-# baresip 1.0 (libre) answers MD5 challenges only.
-algorithms = ["MD5"]
 """
 
 
