@@ -250,6 +250,7 @@ class DatagramProtocolTests(SynchronousTestCase):
         assert isinstance(error.message, Request)
         self.assertEqual(error.status_hint, 400)
         self.assertEqual(error.message.top_via.received, "192.0.2.5")
+        self.assertEqual(error.message.top_via.rport, 41000)
 
     def test_big_datagram(self) -> None:
         """A 20,000-byte datagram arrives whole."""

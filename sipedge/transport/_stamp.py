@@ -54,7 +54,7 @@ def _first_element_end(value: str) -> int:
     return n
 
 
-def stamp_via(request: Request, flow: Flow) -> Request:
+def stamp_via(request: Request, flow: Flow, *, answer_to_source: bool = False) -> Request:
     """
     The request with its top Via stamped for the flow it arrived on.
 
@@ -69,13 +69,16 @@ def stamp_via(request: Request, flow: Flow) -> Request:
     Only the top Via value changes: the first element of the first Via
     field. The rest of that field and every other field stay as they were.
 
+    @param answer_to_source: stamp C{rport} as if the client had asked for
+        it: the answer to a malformed request goes back exactly where the
+        request came from, whatever its Via says.
     @raise sipedge.error.MessageParseError: if the request has no Via or
         its Via fields do not parse.
     """
     via = request.top_via
     source = _bare_ip(flow.remote_host)
     stamped = via
-    rport = via.rport
+    rport = True if answer_to_source else via.rport
     if rport is not None:
         stamped = stamped.with_rport(flow.remote_port)
     if rport is not None or via.received is not None or not _same_ip(via.host, source):

@@ -141,11 +141,10 @@ class SipDatagramProtocol(DatagramProtocol):
                     ) from e
         except MessageParseError as error:
             if isinstance(error.message, Request):
-                # Stamped like any request, so that its answer goes back
-                # to the source (RFC 3261 18.2.2), not to where its Via
-                # points.
+                # Stamped so that its answer goes back to the source
+                # address and port, not to where its Via points.
                 try:
-                    stamped = stamp_via(error.message, flow)
+                    stamped = stamp_via(error.message, flow, answer_to_source=True)
                 except MessageParseError:
                     pass
                 else:
