@@ -18,8 +18,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.message import Response
-from sipedge.testing import ProxyHarness
-from sipedge.testing._proxy import PROXY
+from sipedge.testing import PROXY, ProxyHarness
 from sipedge.transport import SipDatagramProtocol
 
 DATA = Path(__file__).parent / "data"
