@@ -295,6 +295,7 @@ def _relay_class() -> type:
 
 BUILDERS: dict[str, Callable[[_World, type], object]] = {
     "sipedge.accounting._record.CallRecorder": _call_recorder,
+    "sipedge.auth._offer.RememberedAlgorithms": _receiver,
     "sipedge.capture._tap.HepCapture": _hep_capture,
     "sipedge.metrics._messages.MessageCounter": _receiver,
     "sipedge.transport._manager._TappedReceiver": _tapped_receiver,
