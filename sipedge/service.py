@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from prometheus_client import CollectorRegistry, ProcessCollector
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
@@ -27,7 +26,7 @@ from sipedge.capture import HepCapture, HepSender
 from sipedge.config import Config
 from sipedge.error import ConfigError
 from sipedge.interfaces import IMessageTap, IProxyObserver
-from sipedge.metrics import LoopLag, MessageCounter, MetricSources, SipEdgeCollector, metrics_site
+from sipedge.metrics import LoopLag, MessageCounter, metrics_site, service_registry
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.pipeline.stages import MediaAnchorStage
 from sipedge.proxy import (
@@ -368,39 +367,8 @@ class SipEdgeService(MultiService):
             token_file = admin.token_file or state_dir / TOKEN_FILE
             self.admin_token = read_or_make_token(token_file, make=admin.token_file is None)
         self.loop_lag = LoopLag(reactor)
-        self.metrics_registry = self._metrics_registry()
+        self.metrics_registry = service_registry(self)
         self._metrics_port: Any = None
-
-    def _metrics_registry(self) -> CollectorRegistry:
-        """Prometheus's view of this service (read at each scrape)."""
-        security, transactions, transports = self.security, self.core.transactions, self.transports
-
-        def connections() -> dict[str, int]:
-            counts = {"TCP": 0, "TLS": 0}
-            for protocol in transports.connections:
-                counts[protocol.name] = counts.get(protocol.name, 0) + 1
-            return counts
-
-        sources = MetricSources(
-            messages=self.messages,
-            proxy_stats=self.core.stats,
-            transaction_stats=transactions.stats,
-            transactions=lambda: (
-                len(transactions.server_transactions), len(transactions.client_transactions)
-            ),
-            dialog_stats=self.dialogs.stats if self.dialogs is not None else None,
-            dialogs=(lambda d: lambda: len(d))(self.dialogs) if self.dialogs is not None else None,
-            security_stats=security.stats,
-            bans=lambda: len(security.bans.list(security.clock.seconds())),
-            relay_stats=getattr(self.media, "stats_now", None),
-            connections=connections,
-            hep=self.hep_sender,
-            lag=self.loop_lag,
-        )
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(SipEdgeCollector(sources))
-        ProcessCollector(registry=registry)
-        return registry
 
     def setServiceParent(self, parent: Any) -> None:
         """

@@ -10,6 +10,7 @@ from sipedge.metrics._collector import MetricSources, SipEdgeCollector
 from sipedge.metrics._config import MetricsConfig, MetricsListen, TcpListen
 from sipedge.metrics._lag import LoopLag
 from sipedge.metrics._messages import KNOWN_METHODS, MessageCounter
+from sipedge.metrics._registry import service_registry
 from sipedge.metrics._web import MetricsResource, metrics_site
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "SipEdgeCollector",
     "TcpListen",
     "metrics_site",
+    "service_registry",
 ]
