@@ -15,16 +15,22 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import ConnectionDone, NotConnectingError
 from twisted.internet.interfaces import IAddress, IConnector, IListeningPort
-from twisted.internet.protocol import ClientFactory, Factory
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sipedge.error import MessageParseError, TransportError
+from sipedge.error import TransportError
 from sipedge.flow import Flow
 from sipedge.interfaces import IMessageReceiver, IMessageTap, ISipTransport, ITransportManager
 from sipedge.message import DEFAULT_LIMITS, Limits
+from sipedge.transport._listeners import (
+    StreamListener,
+    _ClientFactory,
+    _ServerFactory,
+    _TappedReceiver,
+    _TLSServerFactory,
+)
 from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
 from sipedge.transport._udp import MAX_DATAGRAM_SIZE, SipDatagramProtocol
 
@@ -66,90 +72,6 @@ def _ip_literal(host: str) -> str:
         raise TransportError(f"not an IP address: {host!r} (resolve it first)") from None
 
 
-@implementer(ISipTransport)
-class StreamListener:
-    """
-    A TCP or TLS listening socket, as an L{ISipTransport}: sending writes
-    on the existing connection of the flow.
-
-    @ivar port: the Twisted L{IListeningPort}.
-    """
-
-    reliable = True
-
-    def __init__(
-        self, manager: TransportManager, name: str, local_host: str, local_port: int,
-        port: IListeningPort,
-    ) -> None:
-        self._manager = manager
-        self.name = name
-        self.local_host = local_host
-        self.local_port = local_port
-        self.port = port
-
-    def __repr__(self) -> str:
-        return f"<StreamListener {self.name} {self.local_host}:{self.local_port}>"
-
-    def send_message(self, message: Message, flow: Flow) -> None:
-        """
-        Write on the connection of C{flow}.
-
-        @raise TransportError: if there is no such connection (use
-            L{TransportManager.send} to open one).
-        """
-        connection = self._manager.connection_for(flow)
-        if connection is None:
-            raise TransportError(f"no connection for {flow}")
-        connection.send_message(message, flow)
-
-    def stop(self) -> Deferred[None]:
-        """Stop listening."""
-        stopped: Deferred[None] = maybeDeferred(self.port.stopListening)  # type: ignore[call-overload]
-        return stopped
-
-
-class _ServerFactory(Factory):
-    """Builds a protocol per accepted connection, if the manager admits it."""
-
-    noisy = False
-
-    def __init__(self, manager: TransportManager, name: str) -> None:
-        self._manager = manager
-        self._name = name
-
-    def buildProtocol(self, addr: IAddress | None) -> SipStreamProtocol | None:
-        return self._manager._accept(self._name, addr)
-
-
-class _TLSServerFactory(TLSMemoryBIOFactory):
-    """A TLS server factory that refuses a connection its wrapped factory refuses."""
-
-    noisy = False
-
-    def buildProtocol(self, addr: IAddress | None) -> Any:
-        wrapped = self.wrappedFactory.buildProtocol(addr)
-        if wrapped is None:
-            return None
-        return self.protocol(self, wrapped)
-
-
-class _ClientFactory(ClientFactory):
-    """Hands out the one protocol made in advance for an outgoing connection."""
-
-    noisy = False
-
-    def __init__(self, protocol: SipStreamProtocol) -> None:
-        self._protocol: SipStreamProtocol | None = protocol
-
-    def buildProtocol(self, addr: IAddress | None) -> SipStreamProtocol | None:
-        protocol, self._protocol = self._protocol, None
-        return protocol
-
-    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
-        if self._protocol is not None:
-            self._protocol.connection_failed(reason)
-
-
 #: Bytes of kernel receive buffer we ask for on UDP sockets: enough to ride
 #: out a pause of a few hundred milliseconds at a few thousand packets a
 #: second (the kernel caps it at net.core.rmem_max unless we may force it).
@@ -170,25 +92,6 @@ def _enlarge_receive_buffer(port: Any) -> None:
             return
         except OSError:
             continue
-
-
-@implementer(IMessageReceiver)
-class _TappedReceiver:
-    """A receiver that shows each message to the taps before passing it on."""
-
-    def __init__(self, receiver: IMessageReceiver, taps: tuple[IMessageTap, ...]) -> None:
-        self._receiver = receiver
-        self._taps = taps
-
-    def message_received(self, message: Message, flow: Flow) -> None:
-        for tap in self._taps:
-            tap.message_in(message, flow)
-        self._receiver.message_received(message, flow)
-
-    def malformed_message(self, data: bytes, flow: Flow, error: MessageParseError) -> None:
-        for tap in self._taps:
-            tap.malformed_in(data, flow)
-        self._receiver.malformed_message(data, flow, error)
 
 
 @implementer(ITransportManager)
