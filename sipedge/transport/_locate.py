@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import ipaddress
 import random as _random
-import re
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -45,6 +44,7 @@ from twisted.names import dns
 from sipedge.error import MessageParseError, TransportError
 from sipedge.flow import format_hostport
 from sipedge.message import AbsoluteURI, SipURI, TelURI, parse_uri
+from sipedge.transport._hosts import _HOSTNAME_RE, _IPV4_RE, _bad_uri, _domain, _ip_literal
 
 __all__ = ["DEFAULT_PORTS", "Destination", "ServerLocator"]
 
@@ -74,15 +74,6 @@ _DEFAULT_TRANSPORTS = {False: ("UDP", "TCP", "TLS"), True: ("TLS",)}
 # The transport-param values (RFC 3261 section 19.1.1; "tls" is RFC 3261's,
 # deprecated by RFC 5630 but still sent).
 _TRANSPORT_PARAMS = {"udp": "UDP", "tcp": "TCP", "tls": "TLS", "sctp": "SCTP"}
-
-#   IPv4address    =  1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT
-_IPV4_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
-
-#   hostname  =  *( domainlabel "." ) toplabel [ "." ]   (RFC 3261 25.1)
-_HOSTNAME_RE = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*"
-    r"[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?"
-)
 
 # The record types looked up, and their names for log events.
 _TYPE_NAMES = {dns.NAPTR: "NAPTR", dns.SRV: "SRV", dns.A: "A", dns.AAAA: "AAAA"}
@@ -167,43 +158,9 @@ def _order_srv(
     return ordered
 
 
-def _bad_uri(reason: str) -> TransportError:
-    return TransportError(f"cannot locate a server for this URI: {reason}")
-
-
-def _ip_literal(host: str) -> str | None:
-    """
-    The normalised IP address C{host} is a literal of, without brackets, or
-    C{None} for a host name.
-
-    @raise TransportError: if C{host} looks like an IP literal but is not one.
-    """
-    if host.startswith("[") or ":" in host:
-        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        # RFC 5118 section 4.9: accept the "x:::1.2.3.4" form of the RFC 3261
-        # ABNF as well as the RFC 4291 "x::1.2.3.4".
-        try:
-            return str(ipaddress.IPv6Address(bare.replace(":::", "::")))
-        except ValueError:
-            raise _bad_uri(f"bad IPv6 address {host!r}") from None
-    if _IPV4_RE.fullmatch(host) is not None:
-        octets = [int(part) for part in host.split(".")]
-        if any(octet > 255 for octet in octets):
-            raise _bad_uri(f"bad IPv4 address {host!r}")
-        # int() drops leading zeros, which the URI grammar allows and
-        # ipaddress does not.
-        return ".".join(str(octet) for octet in octets)
-    return None
-
-
 def _payloads(answers: Iterable[dns.RRHeader], rtype: int) -> list[Any]:
     """The records of type C{rtype} in C{answers} (which may hold CNAMEs)."""
     return [rr.payload for rr in answers if rr.type == rtype]
-
-
-def _domain(name: str) -> str:
-    """A DNS name for queries and comparisons: lower case, no final dot."""
-    return name.rstrip(".").lower()
 
 
 def _srv_name(transport: str, name: str) -> str:
