@@ -76,12 +76,12 @@ from sipedge.media import (
     RelayAllocation,
     ReofferUnsupported,
     has_keys,
-    reject,
     rewrite,
 )
 from sipedge.media import Party as RelayParty
 from sipedge.message import Request, Response, SessionDescription, parse_sdp
 from sipedge.pipeline._context import RequestContext
+from sipedge.pipeline.stages._anchor_answers import RequestAnswers
 from sipedge.pipeline.stages._anchor_calls import (
     CALLEE,
     CALLER,
@@ -117,7 +117,7 @@ I = OfferAnswerInput  # noqa: E741
 @implementer(
     IRequestStage, IRoutedStage, IResponseStage, IProxyObserver, IBranchStage, IDialogListener
 )
-class MediaAnchorStage(ResponseAnchoring):
+class MediaAnchorStage(ResponseAnchoring, RequestAnswers):
     """
     @param relay: the L{IMediaRelay}: in process (a
         L{sipedge.media.MediaRelay}, whose Deferreds fire at once: the
@@ -239,21 +239,6 @@ class MediaAnchorStage(ResponseAnchoring):
         if method == "ACK" or (method == "PRACK" and call is None):
             return _CONTINUE
         return self._request_offer(context, call, sdp, body, role, call_id, from_tag, to_tag, cseq)
-
-    def _resend(
-        self, context: RequestContext, call: Call, sdp: SessionDescription, body: bytes, role: str
-    ) -> None:
-        """A retransmitted ACK or PRACK: the bytes the first one went on with."""
-        sent = call.sent.get((other(role), body))
-        if sent is None:
-            sent = self.stamp(call, other(role), reject(sdp))
-        context.request = context.request.with_body(sent)
-
-    def _answer_again(
-        self, context: RequestContext, call: Call, sdp: SessionDescription, body: bytes, role: str
-    ) -> StageResult:
-        self._resend(context, call, sdp, body, role)
-        return _CONTINUE
 
     def _request_offer(
         self,
@@ -453,87 +438,6 @@ class MediaAnchorStage(ResponseAnchoring):
             self._calls[call.key] = call
         context.annotations[self.name] = Note(call, negotiation, new_call)
         return _CONTINUE
-
-    def _request_answer(
-        self,
-        context: RequestContext,
-        call: Call,
-        pending: Negotiation,
-        sdp: SessionDescription,
-        body: bytes,
-        role: str,
-    ) -> StageResult | Deferred[StageResult]:
-        """The answer (in an ACK or PRACK) to an offer made in a response."""
-        assert pending.key is not None and pending.offerer is not None
-        method = context.request.method
-        actions = self.step(call, pending, I.ACK_ANSWER if method == "ACK" else I.PRACK_ANSWER)
-        if A.WAIT in actions:
-            # A retransmission while the relay takes the first one's answer:
-            # it gets what the first one got.
-            waiter: Deferred[None] = Deferred()
-            pending.waiting.append(waiter)
-            return waiter.addCallback(lambda _: self._answer_again(context, call, sdp, body, role))
-        if A.UPDATE not in actions:
-            context.request = context.request.with_body(
-                self.stamp(call, pending.offerer, reject(sdp))
-            )
-            return _CONTINUE
-        d = self.ask(self.relay.update, pending.key, sdp, None, context.flow.remote_host)
-        d.addCallbacks(
-            self._answered_in_request,
-            self._answer_in_request_failed,
-            callbackArgs=(context, call, pending, sdp, body),
-            errbackArgs=(context, call, pending, sdp),
-        )
-        d.addBoth(self._release_waiting, pending)
-        return at_once(d)
-
-    def _answered_in_request(
-        self,
-        allocation: RelayAllocation,
-        context: RequestContext,
-        call: Call,
-        pending: Negotiation,
-        sdp: SessionDescription,
-        body: bytes,
-    ) -> StageResult:
-        request = context.request
-        assert pending.offerer is not None
-        actions = self.step(call, pending, I.UPDATED)
-        if A.SEND_ANSWER not in actions:
-            # The exchange ended meanwhile (the call ended): no media.
-            context.request = request.with_body(self.stamp(call, pending.offerer, reject(sdp)))
-            return _CONTINUE
-        pending.allocation = allocation
-        side = pending.side(pending.offerer)
-        out = self.send(call, pending.offerer, rewrite(sdp, allocation, side), body)
-        context.request = request.with_body(out)
-        self.carry_out(call, pending, actions)
-        return _CONTINUE
-
-    def _answer_in_request_failed(
-        self,
-        failure: Failure,
-        context: RequestContext,
-        call: Call,
-        pending: Negotiation,
-        sdp: SessionDescription,
-    ) -> StageResult:
-        request = context.request
-        assert pending.offerer is not None
-        self.answer_refused(failure, f"{request.method} of {call.call_id}")
-        self.carry_out(call, pending, self.step(call, pending, I.ANSWER_REFUSED))
-        body = self.stamp(call, pending.offerer, reject(sdp))
-        call.remember(pending.offerer, request.body, body)
-        context.request = request.with_body(body)
-        return _CONTINUE
-
-    @staticmethod
-    def _release_waiting(result: Any, pending: Negotiation) -> Any:
-        waiting, pending.waiting = pending.waiting, []
-        for waiter in waiting:
-            waiter.callback(None)
-        return result
 
     def _ack_without_answer(self, call: Call, cseq: int) -> None:
         pending = call.pending
