@@ -52,19 +52,23 @@ from sipedge.error import MessageParseError, TokenError
 from sipedge.flow import format_hostport
 from sipedge.message import (
     Headers,
-    NameAddress,
     Request,
     Response,
     SipURI,
-    header_key,
     parse_contact,
-    parse_name_addr,
     parse_sip_uri,
     parse_uri,
     parse_via,
 )
 from sipedge.pipeline import LocalIdentity
 from sipedge.proxy._seal import Sealer
+from sipedge.proxy._topology_headers import (
+    _call_id,
+    _entry,
+    _with_uri_param,
+    _with_values,
+    _without_uri_param,
+)
 
 __all__ = ["CALL_ID_FLAG", "PARAM", "TOKEN_PREFIX", "Refusal", "Revealed", "TopologyHider"]
 
@@ -130,25 +134,6 @@ def _decode(data: bytes) -> list[str]:
 
 def _ad(call_id: str) -> bytes:
     return call_id.encode("utf-8", "surrogateescape")
-
-
-def _with_values(headers: Headers, name: str, values: Sequence[str]) -> Headers:
-    """
-    C{headers} with the fields called C{name} replaced by one field per
-    value, where the first of them was (appended if there was none).
-    """
-    key = header_key(name)
-    fields: list[tuple[str, str, str]] = []
-    done = False
-    for field in headers.fields:
-        if field[0] != key:
-            fields.append(field)
-        elif not done:
-            fields.extend((key, field[1], v) for v in values)
-            done = True
-    if not done:
-        fields.extend((key, name, v) for v in values)
-    return Headers(tuple(fields))
 
 
 class TopologyHider:
@@ -557,31 +542,6 @@ class TopologyHider:
                 403, "Forbidden", "in-dialog request from outside not to a masked Contact"
             )
         return None
-
-
-def _call_id(message: Request | Response) -> str | None:
-    """The Call-ID, or C{None} if the message has none that parses."""
-    try:
-        return message.call_id
-    except MessageParseError:
-        return None
-
-
-def _entry(value: str) -> NameAddress | None:
-    try:
-        return parse_name_addr(value)
-    except MessageParseError:
-        return None
-
-
-def _with_uri_param(entry: NameAddress | None, name: str, value: str | None = None) -> NameAddress:
-    assert entry is not None and isinstance(entry.uri, SipURI)
-    return entry.with_uri(entry.uri.with_param(name, value))
-
-
-def _without_uri_param(entry: NameAddress, name: str) -> NameAddress:
-    assert isinstance(entry.uri, SipURI)
-    return entry.with_uri(entry.uri.without_param(name))
 
 
 def _is_token_uri(uri: object) -> bool:
