@@ -274,3 +274,37 @@ class ConfigTests(SynchronousTestCase):
         ):
             error = self.assertRaises(ConfigError, parse_config, {"hep": table})
             self.assertIn(key, str(error))
+
+
+class _BrokenTap:
+    def message_in(self, message: Any, flow: Flow) -> None:
+        raise RuntimeError("broken tap")
+
+    message_out = message_in
+
+    def malformed_in(self, data: bytes, flow: Flow) -> None:
+        raise RuntimeError("broken tap")
+
+
+class BrokenTapTests(SynchronousTestCase):
+    """A tap that raises never costs a message."""
+
+    def test_broken_tap(self) -> None:
+        """
+        If a tap raises, the failure is logged and the message still reaches
+        the receiver (in) and the wire (out).
+        """
+        reactor = FakeReactor()
+        receiver = _Receiver()
+        manager = TransportManager(receiver, reactor, taps=[_BrokenTap()])  # type: ignore[list-item]
+        udp = manager.listen_udp("198.51.100.1", 5060)
+        udp.datagramReceived(_OPTIONS, ("192.0.2.9", 5062))
+        udp.datagramReceived(b"NOT SIP\r\n\r\n", ("192.0.2.9", 5062))
+        self.assertEqual(len(receiver.messages), 2)
+        peer = _Collector()
+        reactor.network.bind("192.0.2.9", 5062, peer)
+        manager.send(receiver.messages[0], Flow("UDP", "198.51.100.1", 5060, "192.0.2.9", 5062))
+        reactor.network.flush()
+        self.assertEqual(len(peer.packets), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 3)
+        self.successResultOf(manager.close())

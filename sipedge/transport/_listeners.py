@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IAddress, IConnector, IListeningPort
 from twisted.internet.protocol import ClientFactory, Factory
+from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -112,6 +113,22 @@ class _ClientFactory(ClientFactory):
             self._protocol.connection_failed(reason)
 
 
+_log = Logger(namespace="sipedge.transport")
+
+
+def show_taps(taps: tuple[IMessageTap, ...], method: str, *args: Any) -> None:
+    """
+    Call C{method} of every tap with C{args}. A tap must not raise; one
+    that does is logged and the message goes on regardless: a capture or
+    a counter never costs a call.
+    """
+    for tap in taps:
+        try:
+            getattr(tap, method)(*args)
+        except Exception:
+            _log.failure("Message tap {tap!r} failed in {method}", tap=tap, method=method)
+
+
 @implementer(IMessageReceiver)
 class _TappedReceiver:
     """A receiver that shows each message to the taps before passing it on."""
@@ -121,11 +138,9 @@ class _TappedReceiver:
         self._taps = taps
 
     def message_received(self, message: Message, flow: Flow) -> None:
-        for tap in self._taps:
-            tap.message_in(message, flow)
+        show_taps(self._taps, "message_in", message, flow)
         self._receiver.message_received(message, flow)
 
     def malformed_message(self, data: bytes, flow: Flow, error: MessageParseError) -> None:
-        for tap in self._taps:
-            tap.malformed_in(data, flow)
+        show_taps(self._taps, "malformed_in", data, flow)
         self._receiver.malformed_message(data, flow, error)

@@ -30,6 +30,7 @@ from sipedge.transport._listeners import (
     _ServerFactory,
     _TappedReceiver,
     _TLSServerFactory,
+    show_taps,
 )
 from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
 from sipedge.transport._udp import MAX_DATAGRAM_SIZE, SipDatagramProtocol
@@ -279,8 +280,8 @@ class TransportManager:
         """
         if self._closing:
             raise TransportError("the transport manager is closed")
-        for tap in self._taps:
-            tap.message_out(message, flow)
+        if self._taps:
+            show_taps(self._taps, "message_out", message, flow)
         name = flow.transport
         if name == "UDP":
             self._udp_for(flow).send_message(message, flow)
