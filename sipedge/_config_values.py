@@ -45,6 +45,7 @@ __all__ = [
     "non_negative_integer",
     "one",
     "optional_path",
+    "parse_endpoint",
     "parse_table",
     "path",
     "port_number",
@@ -398,3 +399,38 @@ def port_number(text: str, low: int, whole: str) -> int:
     if not low <= port <= 65535:
         raise ValueError(f"port {port} in {whole!r} must be {low} to 65535")
     return port
+
+
+def parse_endpoint(
+    text: object, schemes: tuple[str, ...], example: str, *, min_port: int = 1
+) -> tuple[str, str, int]:
+    """
+    C{scheme:host:port}, the scheme one of C{schemes} (any case), the host
+    an IP address (IPv6 in brackets), the port C{min_port} to 65535: the
+    grammar of the operations endpoints (C{[hep] destination},
+    C{[metrics] listen}, C{[admin] listen}).
+
+    @param example: a valid value, quoted in the error for a non-string.
+    @return: C{(scheme, canonical IP, port)}.
+    @raise ValueError: naming what is wrong with C{text}.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"expected a string such as {example!r}, got {describe(text)}")
+    scheme, _, hostport = text.partition(":")
+    scheme = scheme.lower()
+    if scheme not in schemes:
+        forms = " or ".join(f"'{s}:host:port'" for s in schemes)
+        raise ValueError(f"expected {forms}, not {text!r}")
+    host, colon, port = hostport.rpartition(":")
+    if not colon or not port.isascii() or not port.isdigit():
+        raise ValueError(f"missing or bad port in {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"bad host {host!r} in {text!r}: must be an IP address") from None
+    number = int(port)
+    if not min_port <= number <= 65535:
+        raise ValueError(f"bad port {number} in {text!r}: must be {min_port} to 65535")
+    return scheme, str(address), number

@@ -7,11 +7,9 @@ section table). This module must not import L{sipedge.config}.
 
 from __future__ import annotations
 
-import ipaddress
-
 import attrs
 
-from sipedge._config_values import InvalidValue, integer
+from sipedge._config_values import InvalidValue, integer, parse_endpoint
 from sipedge._config_values import describe as _describe
 
 __all__ = ["HepConfig", "HepDestination"]
@@ -31,27 +29,8 @@ class HepDestination:
     @classmethod
     def parse(cls, text: object) -> HepDestination:
         """@raise ValueError: naming what is wrong with C{text}."""
-        if not isinstance(text, str):
-            raise ValueError(
-                f"expected a string such as 'udp:127.0.0.1:9060', got {_describe(text)}"
-            )
-        transport, _, hostport = text.partition(":")
-        transport = transport.lower()
-        if transport not in ("udp", "tcp"):
-            raise ValueError(f"expected 'udp:host:port' or 'tcp:host:port', not {text!r}")
-        host, colon, port = hostport.rpartition(":")
-        if not colon or not port.isascii() or not port.isdigit():
-            raise ValueError(f"missing or bad port in {text!r}")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"bad host {host!r} in {text!r}: must be an IP address") from None
-        number = int(port)
-        if not 1 <= number <= 65535:
-            raise ValueError(f"bad port {number} in {text!r}: must be 1 to 65535")
-        return cls(transport, str(address), number)
+        transport, host, port = parse_endpoint(text, ("udp", "tcp"), "udp:127.0.0.1:9060")
+        return cls(transport, host, port)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

@@ -7,12 +7,9 @@ not import L{sipedge.config}.
 
 from __future__ import annotations
 
-import ipaddress
-
 import attrs
 
-from sipedge._config_values import InvalidValue
-from sipedge._config_values import describe as _describe
+from sipedge._config_values import InvalidValue, parse_endpoint
 
 __all__ = ["MetricsConfig", "MetricsListen", "TcpListen"]
 
@@ -27,26 +24,8 @@ class MetricsListen:
     @classmethod
     def parse(cls, text: object) -> MetricsListen:
         """@raise ValueError: naming what is wrong with C{text}."""
-        if not isinstance(text, str):
-            raise ValueError(
-                f"expected a string such as 'tcp:127.0.0.1:9100', got {_describe(text)}"
-            )
-        scheme, _, hostport = text.partition(":")
-        if scheme.lower() != "tcp":
-            raise ValueError(f"expected 'tcp:host:port', not {text!r}")
-        host, colon, port = hostport.rpartition(":")
-        if not colon or not port.isascii() or not port.isdigit():
-            raise ValueError(f"missing or bad port in {text!r}")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"bad host {host!r} in {text!r}: must be an IP address") from None
-        number = int(port)
-        if number > 65535:
-            raise ValueError(f"bad port {number} in {text!r}: must be 0 to 65535")
-        return cls(str(address), number)
+        _, host, port = parse_endpoint(text, ("tcp",), "tcp:127.0.0.1:9100", min_port=0)
+        return cls(host, port)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
