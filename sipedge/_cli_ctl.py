@@ -104,6 +104,17 @@ def _table(out: TextIO, rows: list[dict[str, Any]], columns: list[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip(), file=out)
 
 
+def _media_cell(sessions: list[dict[str, Any]] | None) -> str | None:
+    """A call's relay sessions in a cell: C{answered ports 20000,20002 packets 150/149}."""
+    if not sessions:
+        return None
+    return "; ".join(
+        f"{s['state']} ports {','.join(map(str, s['ports']))}"
+        f" packets {s['a_to_b']['packets']}/{s['b_to_a']['packets']}"
+        for s in sessions
+    )
+
+
 def run_ctl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run one C{sipedge ctl} command; the exit status (1 on an API error)."""
     url, token = _endpoint(args)
@@ -139,7 +150,8 @@ def run_ctl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if command == "registrations":
         _table(out, answer["registrations"], ["aor", "contact", "expires_in", "flow"])
     elif command == "calls":
-        _table(out, answer["calls"], ["call_id", "caller_tag", "callee_tag"])
+        rows = [{**call, "media": _media_cell(call.get("media"))} for call in answer["calls"]]
+        _table(out, rows, ["call_id", "caller_tag", "callee_tag", "media"])
     elif command == "bans":
         _table(out, answer["bans"], ["address", "expires_in", "count", "reason"])
     elif command == "counters":

@@ -56,6 +56,34 @@ def _dialog(dialog: Any, now: float) -> dict[str, Any]:
     }
 
 
+def _direction(stats: Any) -> dict[str, Any]:
+    return {"packets": stats.packets, "bytes": stats.bytes, "dropped": dict(stats.drops)}
+
+
+def _media_session(key: str, stats: Any) -> dict[str, Any]:
+    return {
+        "key": key,
+        "state": stats.state,
+        "modes": f"{stats.a_mode.value}/{stats.b_mode.value}",
+        "ports": list(stats.ports),
+        "a_to_b": _direction(stats.a_to_b),
+        "b_to_a": _direction(stats.b_to_a),
+    }
+
+
+def _relay_counters(stats: Any) -> dict[str, int]:
+    """The relay's totals, flat: C{sessions}, C{packets:a_to_b}, C{dropped:b_to_a:reason}..."""
+    counters = {"sessions": stats.sessions, "allocated": stats.allocated,
+                "open_ports": stats.open_ports}
+    counters.update({f"ended:{reason}": n for reason, n in sorted(stats.ended.items())})
+    for name, direction in (("a_to_b", stats.a_to_b), ("b_to_a", stats.b_to_a)):
+        counters[f"packets:{name}"] = direction.packets
+        counters[f"bytes:{name}"] = direction.bytes
+        counters.update({f"dropped:{name}:{reason}": n
+                         for reason, n in sorted(direction.drops.items())})
+    return counters
+
+
 def _ban(ban: Any, now: float) -> dict[str, Any]:
     return {
         "address": ban.source,
@@ -199,11 +227,32 @@ class AdminResource(Resource):
             raise _Error(409, "calls are not tracked ([dialogs] track = false)")
         return dialogs
 
-    def _get_calls(self, query: dict[str, str]) -> dict[str, Any]:
+    def _get_calls(self, query: dict[str, str]) -> Any:
         now = self._clock.seconds()
         wanted = query.get("call_id", "")
         rows = [_dialog(d, now) for d in self._dialogs().dialogs if wanted in d.call_id]
-        return {"calls": rows, "count": len(rows)}
+        for row in rows:
+            row["media"] = []
+        media = self._service.media
+        if media is None or not rows:
+            return {"calls": rows, "count": len(rows)}
+
+        def attach(sessions: Any) -> dict[str, Any]:
+            # The anchor's session keys: "<Call-ID>;<caller tag>[;<n>]".
+            for row in rows:
+                base = f"{row['call_id']};{row['caller_tag']}"
+                row["media"] = [_media_session(key, stats)
+                                for key, stats in sorted(sessions.items())
+                                if key == base or key.startswith(base + ";")]
+            return {"calls": rows, "count": len(rows)}
+
+        def unknown(failure: Failure) -> dict[str, Any]:
+            self._log.failure("Admin API: the media relay's sessions are unknown", failure)
+            for row in rows:
+                row["media"] = None
+            return {"calls": rows, "count": len(rows)}
+
+        return maybeDeferred(media.sessions).addCallbacks(attach, unknown)
 
     def _delete_calls(self, call_id: str) -> dict[str, Any]:
         dialogs = self._dialogs()
@@ -254,10 +303,10 @@ class AdminResource(Resource):
             raise _Error(404, f"{address} is not banned")
         return {"unbanned": address}
 
-    def _get_counters(self, query: dict[str, str]) -> dict[str, Any]:
+    def _get_counters(self, query: dict[str, str]) -> Any:
         service = self._service
         messages = service.messages
-        return {
+        counters = {
             "sip_requests": {f"{d}:{m}": n for (d, m), n in sorted(messages.requests.items())},
             "sip_responses": {f"{d}:{c}": n for (d, c), n in sorted(messages.responses.items())},
             "proxy": dict(service.core.stats),
@@ -265,6 +314,14 @@ class AdminResource(Resource):
             "security": dict(service.security.stats),
             "dialogs": dict(service.dialogs.stats) if service.dialogs is not None else {},
         }
+        if service.media is None:
+            return counters
+
+        def relay(stats: Any) -> dict[str, Any]:
+            counters["relay"] = _relay_counters(stats)
+            return counters
+
+        return maybeDeferred(service.media.stats).addCallback(relay)
 
     def _post_reload(self, body: dict[str, Any]) -> Any:
         reload = getattr(self._service, "reload", None)

@@ -13,9 +13,12 @@ import re
 import stat
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
@@ -24,6 +27,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from sipedge.admin import AdminResource, read_or_make_token
 from sipedge.config import parse_config
 from sipedge.error import ConfigError
+from sipedge.media import DirectionStats, MediaMode, RelayStats, SessionStats
 from sipedge.service import build_service
 from sipedge.store import Binding
 from sipedge.testing import FakeReactor, SipEdgeProcess
@@ -65,6 +69,40 @@ class _FakeDialogs:
     def end(self, call_id: str, tag: str, other: str, text: str) -> bool:
         self.ended.append((call_id, tag, other, text))
         return True
+
+
+def _session(key: str, ports: tuple[int, ...]) -> SessionStats:
+    return SessionStats(
+        session_key=key, state="answered", a_mode=MediaMode.PLAIN, b_mode=MediaMode.PLAIN,
+        created=1.0, answered=2.0, last_activity=3.0, ports=ports,
+        a_to_b=DirectionStats(150, 25800, {"foreign-source": 3}),
+        b_to_a=DirectionStats(149, 25628),
+    )
+
+
+class _FakeRelay:
+    """The two reading calls of an L{sipedge.interfaces.IMediaRelay}."""
+
+    def __init__(self) -> None:
+        self.live = {
+            "call-1@x;a1": _session("call-1@x;a1", (20000, 20001, 20002, 20003)),
+            "call-1@x;a1;1": _session("call-1@x;a1;1", (20004, 20005)),
+            "call-10@x;a1": _session("call-10@x;a1", (20008, 20009)),
+        }
+        self.broken = False
+
+    def sessions(self) -> Deferred[Any]:
+        if self.broken:
+            return fail(ConnectionError("the relay is gone"))
+        return succeed(dict(self.live))
+
+    def stats(self) -> Deferred[RelayStats]:
+        totals = DirectionStats(10, 1720, {"foreign-source": 3})
+        return succeed(RelayStats(sessions=3, allocated=5, ended={"released": 2},
+                                  open_ports=8, a_to_b=totals, b_to_a=DirectionStats(9, 1548)))
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
 
 
 class ApiTests(SynchronousTestCase):
@@ -161,6 +199,55 @@ class ApiTests(SynchronousTestCase):
         self.assertEqual(fake.ended, [("call-2@x", "a1", "b1", "ended by the operator")])
         self.assertEqual(self.call("DELETE", "/api/v1/calls/none")[0], 404)
 
+    def test_calls_media(self) -> None:
+        """
+        With a media relay, each call lists the relay sessions of its media
+        (keys of its Call-ID and caller tag, no other call's), their state,
+        ports and packet, byte and drop counters; without a relay, none.
+        """
+        fake = _FakeDialogs()
+        service: Any = self.service
+        service.dialogs = fake
+        self.assertEqual(self.call("GET", "/api/v1/calls")[1]["calls"][0]["media"], [])
+        service.media = _FakeRelay()
+        status, body = self.call("GET", "/api/v1/calls")
+        self.assertEqual(status, 200)
+        first, second = body["calls"]
+        self.assertEqual([m["key"] for m in first["media"]], ["call-1@x;a1", "call-1@x;a1;1"])
+        self.assertEqual(first["media"][0], {
+            "key": "call-1@x;a1", "state": "answered", "modes": "plain/plain",
+            "ports": [20000, 20001, 20002, 20003],
+            "a_to_b": {"packets": 150, "bytes": 25800, "dropped": {"foreign-source": 3}},
+            "b_to_a": {"packets": 149, "bytes": 25628, "dropped": {}},
+        })
+        self.assertEqual(second["media"], [])
+
+    def test_calls_media_unknown(self) -> None:
+        """
+        A relay that cannot say its sessions (a remote relay gone) leaves
+        the calls listed, their media C{null}, and the failure logged.
+        """
+        service: Any = self.service
+        service.dialogs = _FakeDialogs()
+        service.media = _FakeRelay()
+        service.media.broken = True
+        status, body = self.call("GET", "/api/v1/calls")
+        self.assertEqual(status, 200)
+        self.assertEqual([c["media"] for c in body["calls"]], [None, None])
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
+
+    def test_counters_relay(self) -> None:
+        """With a media relay, the counters have its totals, flat."""
+        service: Any = self.service
+        service.media = _FakeRelay()
+        status, body = self.call("GET", "/api/v1/counters")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["relay"], {
+            "sessions": 3, "allocated": 5, "open_ports": 8, "ended:released": 2,
+            "packets:a_to_b": 10, "bytes:a_to_b": 1720, "dropped:a_to_b:foreign-source": 3,
+            "packets:b_to_a": 9, "bytes:b_to_a": 1548,
+        })
+
     def test_counters(self) -> None:
         """The counters are the proxy's, transactions', security's and dialogs'."""
         status, body = self.call("GET", "/api/v1/counters")
@@ -222,7 +309,9 @@ class CtlTests(SynchronousTestCase):
     def test_ctl(self) -> None:
         """
         C{sipedge ctl} bans an address and lists it, lifts the ban, lists no
-        registrations and prints the counters; a wrong token is refused.
+        registrations and prints the counters; a malformed request (an
+        address that is none, a body that is not JSON) is 400 with the
+        reason; a wrong token is refused (401) and logged.
         """
         work = Path(self.mktemp()).absolute()
         work.mkdir(parents=True)
@@ -255,6 +344,20 @@ listen = "tcp:127.0.0.1:0"
         result = self.ctl("registrations")
         self.assertEqual((result.returncode, result.stdout.strip()), (0, "(none)"))
         self.assertIn("security.bans_created 1", self.ctl("counters").stdout)
+
+        # Malformed requests: 400 with the reason.
+        result = self.ctl("ban", "not-an-address")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("400: address: 'not-an-address' is not an IP address", result.stderr)
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/bans", data=b'{"address": ', method="POST",
+            headers={"Authorization": f"Bearer {self.token.read_text().strip()}"},
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        error = self.assertRaises(urllib.error.HTTPError, opener.open, request, timeout=15)
+        self.assertEqual(error.code, 400)
+        self.assertIn("body is not JSON", json.loads(error.read())["error"])
+        error.close()
 
         self.token = work / "wrong.token"
         self.token.write_text("w" * 40)

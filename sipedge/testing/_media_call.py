@@ -86,7 +86,13 @@ def _rtp_payload(data: bytes) -> tuple[int, int, bytes] | None:
 
 
 class MediaCallTestCase(SynchronousTestCase):
-    """Starts sipedge, the phones and the capture, all stopped in cleanups."""
+    """
+    Starts sipedge, the phones and the capture, all stopped in cleanups.
+
+    @cvar extra_config: TOML sections added to sipedge's configuration.
+    """
+
+    extra_config = ""
 
     def setUp(self) -> None:
         require_tool("baresip")
@@ -106,7 +112,7 @@ class MediaCallTestCase(SynchronousTestCase):
         line = "" if srtp is None else f'srtp = "{srtp}"\n'
         self.proxy = SipEdgeProcess(self.work, _CONFIG.format(
             low=self.relay_ports[0], high=self.relay_ports[-1], relay=RELAY, srtp=line,
-        ))
+        ) + self.extra_config)
         self.addCleanup(self.proxy.stop)
         for user in ("alice", "bob"):
             add_user(self.proxy.config_path, user, f"{user}-secret")
