@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 import time
 import uuid
@@ -33,15 +34,30 @@ from sipedge.testing import (
     NAT_EDGE,
     NAT_LAN_PHONE,
     NAT_OUTSIDE,
+    NAT_THIRD,
     NamespacePhone,
     NatLab,
     SipEdgeProcess,
     add_user,
+    dominant_frequency,
     module_path,
+    read_wav,
     reap_stale_labs,
     require_netns,
     require_tool,
+    tone_share,
 )
+
+_MEDIA = f"""
+[media]
+anchor = true
+address = "{NAT_EDGE}"
+"""
+
+#: RTP packets the third address sends to each relay port, twice a call.
+THIRD_PACKETS = 10
+THIRD_SSRC = 0x0BADBEEF
+_ALLOCATED = re.compile(r"Media session (\S+) allocated: (\S+), ports \(([\d, ]+)\)")
 
 #: The router's UDP timeout, and a wait that outlasts it.
 UDP_TIMEOUT = 20
@@ -61,6 +77,10 @@ class _BehindNat(SynchronousTestCase):
 
     #: How bob reaches sipedge.
     bob_transport = "udp"
+    #: sipedge's configuration.
+    config = _CONFIG
+    #: Where alice's media comes from (her SDP's address).
+    alice_media = NAT_OUTSIDE
 
     def setUp(self) -> None:
         require_tool("baresip")
@@ -72,21 +92,22 @@ class _BehindNat(SynchronousTestCase):
         self.lab.build()
         self.work = Path(self.mktemp()).absolute()
         self.work.mkdir(parents=True)
-        self.proxy = SipEdgeProcess(self.work, _CONFIG)
+        self.proxy = SipEdgeProcess(self.work, self.config)
         self.proxy.command_prefix = tuple(self.lab.prefix(self.lab.edge))
         for user in ("alice", "bob"):
             add_user(self.proxy.config_path, user, f"{user}-secret")
         self.addCleanup(self.proxy.stop)
         self.proxy.start()
         self.bob = self.phone("bob", self.lab.phone, NAT_LAN_PHONE, 1000, self.bob_transport)
-        self.alice = self.phone("alice", self.lab.edge, NAT_OUTSIDE, 440)
+        self.alice = self.phone("alice", self.lab.edge, NAT_OUTSIDE, 440, media=self.alice_media)
 
     def assert_removed(self) -> None:
         """No namespace of the lab is left."""
         self.assertEqual(self.lab.exists(), [])
 
     def phone(
-        self, user: str, namespace: str, address: str, tone: int, transport: str = "udp"
+        self, user: str, namespace: str, address: str, tone: int, transport: str = "udp",
+        media: str | None = None,
     ) -> NamespacePhone:
         port = self.proxy.ports[transport.upper()]
         account = (
@@ -96,8 +117,8 @@ class _BehindNat(SynchronousTestCase):
         )
         phone = NamespacePhone(
             self.lab, namespace, self.work, user, sip_address=address, account=account,
-            tone=tone, rtp_ports=self.lab.free_range(namespace, address),
-            media_address=address,
+            tone=tone, rtp_ports=self.lab.free_range(namespace, media or address),
+            media_address=media or address,
         )
         self.addCleanup(phone.stop)
         phone.start()
@@ -255,6 +276,123 @@ class TlsBehindNatTests(TcpBehindNatTests):
     """A TLS phone behind a kernel NAT: reached only over its own connection."""
 
     bob_transport = "tls"
+
+
+class MediaBehindNatTests(_BehindNat):
+    """
+    C{[media] anchor = true} (and the relay's address, nothing else): calls
+    between the phone behind the NAT and the one outside carry their media
+    through sipedge's relay, which learns the phone's public address and
+    port (latching, C{[media] nat = "auto"}, the default); a third address
+    sends RTP to the relay's ports from the allocation on.
+
+    Alice is in sipedge's namespace: her media comes from sipedge's
+    address (the kernel's source for a local destination), which her SDP
+    names.
+    """
+
+    config = _CONFIG + _MEDIA
+    alice_media = NAT_EDGE
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.third = self.lab.udp_socket(self.lab.edge, NAT_THIRD)
+        self.addCleanup(self.third.close)
+        self.third.setblocking(False)
+
+    def attack(self, ports: list[int]) -> int:
+        """RTP from the third address to each of the relay's C{ports}; how many sent."""
+        for sequence in range(THIRD_PACKETS):
+            header = struct.pack("!BBHII", 0x80, 0, sequence, sequence * 160, THIRD_SSRC)
+            for port in ports:
+                self.third.sendto(header + b"\xaa" * 160, (NAT_EDGE, port))
+            time.sleep(0.02)
+        return THIRD_PACKETS * len(ports)
+
+    def third_received(self) -> int:
+        """Datagrams the third address received (the relay must send it none)."""
+        count = 0
+        for _ in range(10_000):
+            try:
+                self.third.recv(2048)
+            except BlockingIOError:
+                return count
+            count += 1
+        return count
+
+    def recordings(self, phone: NamespacePhone) -> set[Path]:
+        return set(phone.directory.glob("dump-*-dec.wav"))
+
+    def assert_heard(self, phone: NamespacePhone, before: set[Path], tone: int) -> None:
+        """C{phone}'s recording of the last call: C{tone} dominates a second of its middle."""
+        new = sorted(self.recordings(phone) - before)
+        self.assertEqual(len(new), 1, f"{phone.name} recorded {new}:\n{phone.log()[-2000:]}")
+        rate, samples = read_wav(new[0])
+        self.assertGreater(len(samples), 2 * rate, f"{phone.name}: {len(samples)} samples")
+        middle = samples[len(samples) // 2 - rate // 2:][:rate]
+        self.assertEqual(dominant_frequency(middle, rate), tone, phone.name)
+        self.assertGreater(tone_share(middle, tone, rate), 0.5, phone.name)
+
+    def media_call(self, caller: NamespacePhone, callee: NamespacePhone, callee_aor: str) -> None:
+        """
+        C{caller} calls C{callee}: the third address sends to the relay's
+        ports as soon as they are allocated (before the answer, while the
+        relay may learn) and again during the call; media for 3 s; the
+        caller hangs up. Each phone heard the other's tone, the relay
+        dropped every packet of the third address and sent it nothing.
+        """
+        for phone in (caller, callee):
+            phone.events.clear()
+        recorded = {p.name: self.recordings(p) for p in (caller, callee)}
+        sessions = len(_ALLOCATED.findall(self.proxy.log()))
+        caller.command("dial", callee_aor)
+        self.lab.wait_until(
+            lambda: len(_ALLOCATED.findall(self.proxy.log())) > sessions, 10,
+            "no relay session allocated",
+        )
+        key, _, ports_text = _ALLOCATED.findall(self.proxy.log())[sessions]
+        ports = [int(p) for p in ports_text.split(",")]
+        sent = self.attack(ports)
+        callee.wait_event("CALL_INCOMING")
+        callee.command("accept")
+        caller.wait_event("CALL_ESTABLISHED")
+        callee.wait_event("CALL_ESTABLISHED")
+        time.sleep(1.5)
+        sent += self.attack(ports)
+        time.sleep(1.5)
+        caller.command("hangup")
+        caller.wait_event("CALL_CLOSED")
+        callee.wait_event("CALL_CLOSED", timeout=10)
+        pattern = re.compile(rf"Media session {re.escape(key)} ended \(([\w-]+)\): (.*)")
+        self.lab.wait_until(lambda: pattern.search(self.proxy.log()), 10, "session not ended")
+        match = pattern.search(self.proxy.log())
+        assert match is not None
+        ended = match.group(2)
+        counts = re.search(r"(\d+) packets A to B, (\d+) B to A", ended)
+        self.assertIsNotNone(counts, ended)
+        assert counts is not None
+        a_to_b, b_to_a = int(counts.group(1)), int(counts.group(2))
+        self.assertGreater(a_to_b, 100, ended)
+        self.assertGreater(b_to_a, 100, ended)
+        foreign = re.search(r"foreign-source (\d+)", ended)
+        self.assertIsNotNone(foreign, ended)
+        assert foreign is not None
+        self.assertGreaterEqual(int(foreign.group(1)), sent, ended)
+        self.assertEqual(self.third_received(), 0)
+        for phone in (caller, callee):
+            phone.stop()  # sndfile completes the recording
+        self.assert_heard(callee, recorded[callee.name], caller.tone)
+        self.assert_heard(caller, recorded[caller.name], callee.tone)
+
+    def test_caller_behind_nat(self) -> None:
+        """
+        The phone behind the NAT calls out through the relay: its media
+        (from the router's address and a port of its choice, its SDP naming
+        its private address) is learnt and relayed both ways; the tones
+        decode on both sides; the third address's packets are neither
+        relayed nor learnt, and it receives nothing.
+        """
+        self.media_call(self.bob, self.alice, "sip:alice@sipedge.test")
 
 
 class LabTests(SynchronousTestCase):

@@ -106,6 +106,7 @@ from sipedge.testing._netmodel import DatagramMatch, NetworkModel, NetworkRule, 
 from sipedge.testing._netns import EDGE as NAT_EDGE
 from sipedge.testing._netns import LAN_PHONE as NAT_LAN_PHONE
 from sipedge.testing._netns import OUTSIDE as NAT_OUTSIDE
+from sipedge.testing._netns import THIRD as NAT_THIRD
 from sipedge.testing._netns import NamespacePhone, NatLab, reap_stale_labs, require_netns
 from sipedge.testing._processes import RelayProcess, SipEdgeProcess, add_user
 from sipedge.testing._proxy import (
@@ -172,6 +173,7 @@ __all__ = [
     "NAT_EDGE",
     "NAT_LAN_PHONE",
     "NAT_OUTSIDE",
+    "NAT_THIRD",
     "OPTIONS_VIA",
     "PROXY",
     "RELAY_HOST",

@@ -5,10 +5,11 @@ kernel NAT (sipedge's own are in C{sipedge.test.test_e2e_nat}).
 Three namespaces, named uniquely per lab so that parallel runs never
 collide, joined by two veth pairs:
 
-    phone (10.0.0.2) --- router (10.0.0.1 | 198.18.0.1) --- edge (198.18.0.2, .3)
+    phone (10.0.0.2) --- router (10.0.0.1 | 198.18.0.1) --- edge (198.18.0.2, .3, .4)
      LAN, default route        nftables masquerade,          sipedge, the phone
-     via the router            random source ports,          outside; no route to
-                               UDP conntrack timeout short   the LAN
+     via the router            random source ports,          outside, a third
+                               UDP conntrack timeout short   address; no route
+                                                             to the LAN
 
 The router forwards, masquerades what leaves on its WAN side with fully
 random source ports, and forgets a UDP mapping after C{udp_timeout}
@@ -52,6 +53,8 @@ LAN_ROUTER = "10.0.0.1"
 WAN_ROUTER = "198.18.0.1"
 EDGE = "198.18.0.2"
 OUTSIDE = "198.18.0.3"
+#: A third party on the edge's side: neither phone, nor sipedge.
+THIRD = "198.18.0.4"
 
 
 def _skip(reason: str) -> SkipTest:
@@ -162,6 +165,7 @@ class NatLab:
         self.run(self.router, "ip", "link", "set", wan_a, "up")
         self.run(self.edge, "ip", "addr", "add", f"{EDGE}/24", "dev", wan_b)
         self.run(self.edge, "ip", "addr", "add", f"{OUTSIDE}/24", "dev", wan_b)
+        self.run(self.edge, "ip", "addr", "add", f"{THIRD}/24", "dev", wan_b)
         self.run(self.edge, "ip", "link", "set", wan_b, "up")
         self.run(self.router, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         self.run(self.router, "nft", "-f", "-", stdin=(
@@ -250,6 +254,17 @@ class NatLab:
         """A TCP connection made from inside C{ns}."""
         with self.inside(ns):
             return socket.create_connection(address, timeout=timeout)
+
+    def udp_socket(self, ns: str, host: str) -> socket.socket:
+        """A UDP socket made in C{ns}, bound to C{host} and a free port; the caller closes it."""
+        with self.inside(ns):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.bind((host, 0))
+            except OSError:
+                s.close()
+                raise
+            return s
 
     def free_port(self, ns: str, host: str) -> int:
         """A port free for UDP and TCP on C{host} in C{ns}."""
