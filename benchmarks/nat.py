@@ -13,8 +13,8 @@ import argparse
 import time
 from collections.abc import Callable
 
-from sipedge.message import Request, parse_datagram
-from sipedge.proxy import DialogFlows, FlowTokens, PartyFlow, Sealer, detect_nat
+from sipedge.message import Request, detect_nat, parse_datagram
+from sipedge.proxy import DialogFlows, FlowTokens, PartyFlow, Sealer
 from sipedge.transport import Flow
 
 EDGE = "198.51.100.1"

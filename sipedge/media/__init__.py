@@ -57,7 +57,7 @@ from sipedge.media._errors import (
     SrtpError,
     UnknownSession,
 )
-from sipedge.media._nat import PRIVATE_NETWORKS, behind_nat, is_private
+from sipedge.media._nat import nat_source
 from sipedge.media._offer_answer import (
     Exchange,
     OfferAnswerAction,
@@ -165,7 +165,6 @@ __all__ = [
     "MAX_UNPROTECT_SIZE",
     "METHODS",
     "MODE_PAIRS",
-    "PRIVATE_NETWORKS",
     "RTCP_HEADER_SIZE",
     "RTP_HEADER_SIZE",
     "SUPPORTED_SUITES",
@@ -218,17 +217,16 @@ __all__ = [
     "StreamAllocation",
     "StreamOffer",
     "UnknownSession",
-    "behind_nat",
     "build_rtcp",
     "build_rtp",
     "client_proof",
     "encode_message",
     "encode_value",
     "has_keys",
-    "is_private",
     "is_rtcp",
     "is_valid_rtcp",
     "is_valid_rtp",
+    "nat_source",
     "offer_of",
     "offers_srtp",
     "parse_media_config",

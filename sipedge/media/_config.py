@@ -62,10 +62,11 @@ from sipedge.media._control_config import (
     convert_relay,
     read_secret,
 )
-from sipedge.media._nat import behind_nat
+from sipedge.media._nat import nat_source
 from sipedge.media._srtp import CRYPTO_SUITES, SUPPORTED_SUITES, CryptoSuite
 from sipedge.media._srtp_auto import auto_modes, offer_kind
 from sipedge.media._values import LegPolicy, MediaLimits, MediaMode, RelayPolicy
+from sipedge.message import NatVerdict
 
 if TYPE_CHECKING:
     from sipedge.media._relay import MediaRelay
@@ -202,9 +203,10 @@ class MediaConfig:
         go over it (the stage's L{IBranchStage} side).
     @ivar suites: the SRTP crypto suites the relay accepts and offers, in
         order of preference (SDES names).
-    @ivar nat: C{"auto"} (the default): a party detected behind NAT (its
-        SDP names a private address, its signalling comes from a public
-        one: L{sipedge.media.behind_nat}) has its media taken from that
+    @ivar nat: C{"auto"} (the default): a party the proxy detects behind
+        NAT (L{sipedge.message.detect_nat}) whose SDP names a private
+        address or its public one (L{sipedge.media.nat_source}) has its
+        media taken from that
         public address, the port learned from its first packets
         (L{nat_source}); C{"off"}: only the SDP's exact addresses;
         C{"external"}, C{"all"}: C{auto}, and those parties' legs also
@@ -427,16 +429,17 @@ class MediaConfig:
             return MediaMode.PLAIN, MediaMode.SRTP_TERMINATE
         return MediaMode.PLAIN, MediaMode.PLAIN
 
-    def nat_source(self, sdp_host: str | None, source: str) -> str | None:
+    def nat_source(self, verdict: NatVerdict | None, sdp_host: str | None) -> str | None:
         """
         The address to give the relay as a party's signalling source
-        (L{sipedge.media.MediaOffer.source}): C{source} if NAT is detected
-        between it and the SDP's address C{sdp_host}, unless C{nat} is
-        C{"off"}; else C{None} (strict).
+        (L{sipedge.media.MediaOffer.source}), from the proxy's NAT
+        detection C{verdict} of the message that carried its SDP (whose
+        connection address is C{sdp_host}): by L{sipedge.media.nat_source},
+        unless C{nat} is C{"off"}; else C{None} (strict).
         """
-        if self.nat == "off" or not behind_nat(sdp_host, source):
+        if self.nat == "off":
             return None
-        return source
+        return nat_source(verdict, sdp_host)
 
     def leg_policy(self, mode: MediaMode, external: bool) -> LegPolicy:
         """The policy of a leg in C{mode} facing a party on that side."""

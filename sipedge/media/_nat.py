@@ -1,36 +1,34 @@
 # -*- test-case-name: sipedge.test.test_media_nat -*-
 """
-Whether a party's media is behind NAT, from what the signalling shows
-(sans-IO: no Twisted here). Used by C{[media] nat = "auto"}: the relay
-then takes that party's media from the address its signalling came from
-(L{sipedge.media.MediaOffer.source}) and learns the port (latching).
+Whether the relay latches on a party's media (sans-IO: no Twisted here),
+from the proxy's NAT detection of the message that carried the party's
+offer or answer (L{sipedge.message.detect_nat}: one detection for the
+registrar, the proxy and the media). Used by C{[media] nat = "auto"}: the
+relay then takes that party's media from the address its signalling came
+from (L{sipedge.media.MediaOffer.source}) and learns the port (latching).
 
-The rule is the one of Kamailio's C{nat_uac_test} flag 8 with the source
-checked too: the session description names a private or shared address
-(RFC 1918, RFC 6598, RFC 4193, link-local) while the signalling comes
-from another address that is not one (a public one). Both private (an
-internal PBX relaying its phones' SDP) or both the same is no NAT.
+A party detected behind NAT is latched on when its media can only come
+from where its signalling does:
+
+ - its SDP names a private or shared address (RFC 1918, RFC 6598, RFC
+   4193, link-local) that is not the source: nothing can reach it there
+   (Kamailio's C{nat_uac_test} flag 8), or
+ - its SDP names the source's own address: the port may be one the
+   router changed.
+
+Not when the SDP names another public address (the party's media lives
+elsewhere: a media server of a PBX), and not when the source is itself
+private, loopback or unspecified (an internal PBX relaying its phones'
+SDP is reached directly).
 """
 
 from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["PRIVATE_NETWORKS", "behind_nat", "is_private"]
+from sipedge.message import NatVerdict, is_private_address
 
-#: Addresses a party behind NAT may write in SDP.
-PRIVATE_NETWORKS = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "100.64.0.0/10",  # RFC 6598 shared address space (carrier-grade NAT)
-        "169.254.0.0/16",
-        "fc00::/7",
-        "fe80::/10",
-    )
-)
+__all__ = ["nat_source"]
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -43,26 +41,21 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
-def is_private(host: str) -> bool:
-    """Whether C{host} is an IP address in L{PRIVATE_NETWORKS}."""
-    address = _address(host)
-    return address is not None and any(
-        address.version == network.version and address in network
-        for network in PRIVATE_NETWORKS
-    )
-
-
-def behind_nat(sdp_host: str | None, source: str) -> bool:
+def nat_source(verdict: NatVerdict | None, sdp_host: str | None) -> str | None:
     """
-    Whether a party whose SDP names C{sdp_host} (c=; C{None} for none) and
-    whose signalling came from C{source} is behind NAT: C{sdp_host} is
-    private, C{source} is a different address that is neither private,
-    loopback nor unspecified.
+    The address to latch a party's media on: the source of the message
+    judged by C{verdict} when it found the party behind NAT and its SDP's
+    connection address C{sdp_host} (C{None}: none) allows it (see the
+    module docstring); else C{None}: the SDP's exact addresses.
     """
-    if sdp_host is None or not is_private(sdp_host):
-        return False
-    theirs = _address(source)
-    ours = _address(sdp_host)
-    if theirs is None or theirs == ours:
-        return False
-    return not (is_private(source) or theirs.is_loopback or theirs.is_unspecified)
+    if verdict is None or not verdict.behind_nat or sdp_host is None:
+        return None
+    source = verdict.source.remote_host
+    theirs, named = _address(source), _address(sdp_host)
+    if theirs is None or named is None or named.is_unspecified:
+        return None
+    if is_private_address(source) or theirs.is_loopback or theirs.is_unspecified:
+        return None
+    if named != theirs and not is_private_address(sdp_host):
+        return None
+    return source

@@ -28,6 +28,7 @@ from sipedge.message._headers import COMPACT_FORMS, Headers, canonical_name, hea
 from sipedge.message._lex import TOKEN_CHARS, split_comma_list, unquote
 from sipedge.message._limits import DEFAULT_LIMITS, Limits
 from sipedge.message._message import SIP_VERSION, Message, Request, Response
+from sipedge.message._nat import NatVerdict, detect_nat, is_private_address
 from sipedge.message._parser import (
     KeepAlivePing,
     KeepAlivePong,
@@ -87,6 +88,7 @@ __all__ = [
     "MediaDescription",
     "Message",
     "NameAddress",
+    "NatVerdict",
     "Origin",
     "Request",
     "Response",
@@ -103,10 +105,12 @@ __all__ = [
     "canonical_name",
     "check_request",
     "check_response",
+    "detect_nat",
     "digest_of_branch",
     "escape_user",
     "header_key",
     "is_keepalive",
+    "is_private_address",
     "make_branch",
     "parse_auth_header",
     "parse_authentication_info",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import attrs
 
 from sipedge.error import MessageParseError
+from sipedge.flow import Flow
 from sipedge.message._address import STAR, parse_contact, parse_name_addr, parse_name_addr_list
 from sipedge.message._fields import parse_cseq, parse_option_tags, parse_uint
 from sipedge.message._headers import Headers
@@ -242,22 +243,32 @@ class Request(_Views):
 
 @attrs.frozen(eq=True, slots=False)
 class Response(_Views):
-    """A SIP response (RFC 3261 7.2)."""
+    """
+    A SIP response (RFC 3261 7.2).
+
+    @ivar flow: the flow it was received on, where the proxy relays it (the
+        response stages learn from it where its sender is: a callee behind
+        NAT); C{None} for one made here. Not part of its value: two
+        responses that differ only there are equal.
+    """
 
     status: int
     reason: str = ""
     headers: Headers = Headers()
     body: bytes = b""
     version: str = SIP_VERSION
+    flow: Flow | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
     @property
     def is_provisional(self) -> bool:
         """True for 1xx."""
         return self.status < 200
 
-    def with_headers(self, headers: Headers) -> Response:
-        """A copy with other headers."""
-        return attrs.evolve(self, headers=headers)
+    def with_headers(self, headers: Headers, flow: Flow | None = None) -> Response:
+        """A copy with other headers (and the flow it was received on, if given)."""
+        if flow is None:
+            return attrs.evolve(self, headers=headers)
+        return attrs.evolve(self, headers=headers, flow=flow)
 
     def with_body(self, body: bytes, content_type: str | None = None) -> Response:
         """A copy with another body (and Content-Type, if given)."""

@@ -9,7 +9,6 @@ from sipedge.proxy._flowtoken import PARAM as FLOW_PARAM
 from sipedge.proxy._flowtoken import DialogFlows, FlowTokens, PartyFlow
 from sipedge.proxy._forwarding import forwarded_request
 from sipedge.proxy._keepalive import DEFAULT_KEEPALIVE_INTERVAL, NatKeepalive, needs_keepalive
-from sipedge.proxy._nat import NatVerdict, detect_nat, is_private_address
 from sipedge.proxy._registrar import Registrar
 from sipedge.proxy._rr import RecordRouteSigner
 from sipedge.proxy._seal import Sealer
@@ -23,15 +22,12 @@ __all__ = [
     "FlowTokens",
     "LocalIdentity",
     "NatKeepalive",
-    "NatVerdict",
     "PartyFlow",
     "ProxyCore",
     "RecordRouteSigner",
     "Registrar",
     "Sealer",
     "TopologyHider",
-    "detect_nat",
     "forwarded_request",
-    "is_private_address",
     "needs_keepalive",
 ]

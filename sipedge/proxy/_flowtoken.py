@@ -31,8 +31,7 @@ import json
 import attrs
 
 from sipedge.error import MessageParseError, TokenError
-from sipedge.message import Request, SipURI
-from sipedge.proxy._nat import detect_nat
+from sipedge.message import Request, SipURI, detect_nat
 from sipedge.proxy._seal import Sealer
 from sipedge.transport import Flow
 
@@ -171,7 +170,7 @@ def dialog_flows(
     C{callee_flow}; C{None} if both parties are reached at their Contacts.
 
     The caller is reached over C{incoming} when it is behind NAT
-    (L{sipedge.proxy._nat.detect_nat}) or asked for outbound (C{ob}, then a
+    (L{sipedge.message.detect_nat}) or asked for outbound (C{ob}, then a
     gone flow answers 430); the callee over C{callee_flow} when its
     target was bound to it (C{callee_failed} is not C{None}).
     """

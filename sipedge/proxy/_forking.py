@@ -371,7 +371,8 @@ class Forker:
             except Exception:
                 self._log.failure("Dialog tracking failed")
         branch.udp_fallback = None  # the connection works
-        upstream = response.with_headers(response.headers.first_removed("Via"))
+        # the flow it came on: the response stages learn where its sender is
+        upstream = response.with_headers(response.headers.first_removed("Via"), transaction.flow)
         status = response.status
         cancelling = core.cancelling
         if status < 200:

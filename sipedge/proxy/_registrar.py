@@ -24,8 +24,7 @@ from twisted.python.failure import Failure
 from sipedge.error import LocalProtocolError, MessageParseError
 from sipedge.flow import Flow, format_hostport
 from sipedge.interfaces import ILocationStore
-from sipedge.message import NameAddress, Request, Response, SipURI, quote_text
-from sipedge.proxy._nat import detect_nat
+from sipedge.message import NameAddress, Request, Response, SipURI, detect_nat, quote_text
 from sipedge.store import Binding, aor_of, same_binding
 from sipedge.transaction import make_response
 
@@ -94,7 +93,7 @@ class Registrar:
     @param default_expires: used when neither the Contact's C{expires}
         parameter nor the Expires header gives one.
     @param nat_expires: the longest registration of a phone detected
-        behind NAT (L{sipedge.proxy.detect_nat}), so that it refreshes its
+        behind NAT (L{sipedge.message.detect_nat}), so that it refreshes its
         NAT binding and we learn soon when it is gone; C{None} for no
         such limit.
     """

@@ -394,6 +394,16 @@ class MediaBehindNatTests(_BehindNat):
         """
         self.media_call(self.bob, self.alice, "sip:alice@sipedge.test")
 
+    def test_callee_behind_nat(self) -> None:
+        """
+        The phone outside calls the phone behind the NAT, which answers in
+        its 200 (its SDP naming its private address): the relay takes its
+        media from the address that 200 came from (the router's) and learns
+        the port; the tones decode on both sides; the third address, which
+        sends from the allocation on (before the answer), is never learnt.
+        """
+        self.media_call(self.alice, self.bob, "sip:bob@sipedge.test")
+
 
 class LabTests(SynchronousTestCase):
     """The lab itself: nothing of it is left behind."""

@@ -1,6 +1,7 @@
 # -*- test-case-name: sipedge.test.test_media_nat -*-
 """
-Media behind NAT: NAT detection (L{sipedge.media.behind_nat}), and the
+Media behind NAT: when the proxy's NAT detection latches a party's media
+(L{sipedge.media.nat_source}), and the
 relay's latching on a party's signalling source address
 (L{sipedge.media.MediaOffer.source}): the port is learned once, from the
 party's first packets (on an SRTP leg only from one that authenticates),
@@ -26,9 +27,11 @@ from sipedge.media import (
     SrtpContext,
     SrtpKey,
     StreamOffer,
-    behind_nat,
+    nat_source,
 )
+from sipedge.message import NatVerdict
 from sipedge.testing import (
+    A_HOST,
     A_TAG,
     B_HOST,
     B_TAG,
@@ -56,19 +59,28 @@ PUBLIC = "203.0.113.77"
 OTHER_PUBLIC = "198.51.100.99"
 
 
-class DetectionTests(SynchronousTestCase):
-    """L{behind_nat}: a private SDP address with a public signalling source."""
+def verdict(source: str, behind: bool = True) -> NatVerdict:
+    """What the proxy's detection says of a message from C{source}."""
+    reasons = ("via-address", "sdp-private") if behind else ()
+    return NatVerdict(reasons, Flow("UDP", PROXY, 5060, source, 5060))
+
+
+class NatSourceTests(SynchronousTestCase):
+    """
+    L{nat_source}: the proxy's verdict decides, the SDP's address tells
+    whether the media can only come from the signalling's source.
+    """
 
     def test_cases(self) -> None:
-        """Each rule of the detection, with its reason."""
+        """Each rule, with its reason."""
         cases = [
             ("192.168.1.20", "203.0.113.77", True),  # home router
             ("10.1.2.3", "198.51.100.5", True),
             ("100.64.0.9", "198.51.100.5", True),  # carrier-grade NAT (RFC 6598)
             ("fd00::20", "2001:db8::7", True),
-            ("192.0.2.10", "203.0.113.77", False),  # public SDP: trust it
+            ("203.0.113.77", "203.0.113.77", True),  # its public address: the port may differ
+            ("192.0.2.10", "203.0.113.77", False),  # another public address: trust it
             ("10.0.0.5", "10.0.0.2", False),  # both private: an internal PBX
-            ("10.0.0.5", "10.0.0.5", False),
             ("10.0.0.5", "127.0.0.1", False),  # loopback source
             (None, "203.0.113.77", False),  # no connection address
             ("0.0.0.0", "203.0.113.77", False),  # hold
@@ -76,7 +88,29 @@ class DetectionTests(SynchronousTestCase):
             ("::ffff:192.168.1.20", "203.0.113.77", True),
         ]
         for sdp_host, source, expected in cases:
-            self.assertEqual(behind_nat(sdp_host, source), expected, (sdp_host, source))
+            self.assertEqual(
+                nat_source(verdict(source), sdp_host), source if expected else None,
+                (sdp_host, source),
+            )
+
+    def test_not_behind_nat(self) -> None:
+        """
+        Where the proxy's detection finds no NAT (a message through another
+        proxy, a phone at its own address), the SDP's address is kept, even
+        a private one.
+        """
+        self.assertIsNone(nat_source(verdict(PUBLIC, behind=False), PRIVATE))
+        self.assertIsNone(nat_source(None, PRIVATE))
+
+    @given(
+        st.sampled_from([PRIVATE, PUBLIC, OTHER_PUBLIC, "10.0.0.1", "127.0.0.1", "::1", "x"]),
+        st.sampled_from([PRIVATE, PUBLIC, OTHER_PUBLIC, "10.0.0.1", "0.0.0.0", None]),
+        st.booleans(),
+    )
+    def test_only_the_source(self, source: str, sdp_host: str | None, behind: bool) -> None:
+        """The answer is the verdict's source or nothing, and nothing without NAT."""
+        found = nat_source(verdict(source, behind), sdp_host)
+        self.assertIn(found, (None, source) if behind else (None,))
 
 
 class SourceLatchingTests(RelayTestCase):
@@ -319,6 +353,65 @@ class StageTests(AnchorTestCase):
         self.assertEqual([d for d, _ in phone.received], [rtp(2)])
         self.send(request("BYE", cseq=2, to_tag=B_TAG), natted)
 
+    def test_callee_behind_nat(self) -> None:
+        """
+        Bob answers from behind NAT: his 200 came from his router's public
+        address (the flow it carries) with his private address in SDP. The
+        relay takes his media from the public address (the port learned
+        from his first packet) and sends him nothing before.
+        """
+        natted = Flow("UDP", PROXY, 5060, PUBLIC, 41234)
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        ok = response(invite, 200, sdp_b(host=PRIVATE))
+        self.back(context, ok.with_headers(ok.headers, natted))
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.sources[session.offerer.other], PUBLIC)
+        leg = session.streams[0].b.rtp
+        self.assertIsNone(leg.remote)
+        self.assertEqual(leg.signalled, (PUBLIC, 5000))
+        alice = self.endpoint(A_HOST, 4000)
+        phone = self.endpoint(PUBLIC, 41000)
+        alice.socket.write(rtp(1), (RELAY, 20000))
+        self.network.flush()
+        self.assertEqual(phone.received, [])
+        phone.socket.write(rtp(2, ssrc=0xB0B), (RELAY, 20002))
+        self.network.flush()
+        alice.socket.write(rtp(3), (RELAY, 20000))
+        self.network.flush()
+        self.assertEqual([d for d, _ in alice.received], [rtp(2, ssrc=0xB0B)])
+        self.assertEqual([d for d, _ in phone.received], [rtp(3)])
+        self.send(request("BYE", cseq=2, to_tag=B_TAG))
+
+    def test_callee_early_answer(self) -> None:
+        """
+        Bob behind NAT answers in a 183 (early media), then sends a 200
+        without SDP: his media is taken from the address his 183 came from.
+        """
+        natted = Flow("UDP", PROXY, 5060, PUBLIC, 41234)
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        early = response(invite, 183, sdp_b(host=PRIVATE))
+        self.back(context, early.with_headers(early.headers, natted))
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.sources[session.offerer.other], PUBLIC)
+        self.back(context, response(invite, 200))
+        self.assertEqual(session.streams[0].b.rtp.signalled, (PUBLIC, 5000))
+        self.assertIsNone(session.streams[0].b.rtp.remote)
+        self.send(request("BYE", cseq=2, to_tag=B_TAG))
+
+    def test_callee_without_flow(self) -> None:
+        """
+        A response that carries no flow (made here, not received) gives
+        the relay no source: the SDP's address only.
+        """
+        invite = request("INVITE", sdp_a())
+        context = self.send(invite)
+        self.back(context, response(invite, 200, sdp_b(host=PRIVATE)))
+        session: Any = self.relay.session(f"{CALL_ID};{A_TAG}")
+        self.assertEqual(session.streams[0].b.rtp.remote, (PRIVATE, 5000))
+        self.send(request("BYE", cseq=2, to_tag=B_TAG))
+
     def test_off(self) -> None:
         """With C{nat = "off"} the same call is strict: the SDP's address only."""
         self.stage.config = attrs.evolve(self.stage.config, nat="off")
@@ -338,9 +431,7 @@ class ConfigTests(SynchronousTestCase):
 
         config = MediaConfig()
         self.assertEqual(config.nat, "auto")
-        self.assertEqual(config.nat_source(PRIVATE, PUBLIC), PUBLIC)
-        self.assertIsNone(config.nat_source("192.0.2.10", PUBLIC))
-        self.assertIsNone(MediaConfig(nat="off").nat_source(PRIVATE, PUBLIC))
-        self.assertEqual(MediaConfig(nat="all").nat_source(PRIVATE, PUBLIC), PUBLIC)
-
-
+        self.assertEqual(config.nat_source(verdict(PUBLIC), PRIVATE), PUBLIC)
+        self.assertIsNone(config.nat_source(verdict(PUBLIC), "192.0.2.10"))
+        self.assertIsNone(MediaConfig(nat="off").nat_source(verdict(PUBLIC), PRIVATE))
+        self.assertEqual(MediaConfig(nat="all").nat_source(verdict(PUBLIC), PRIVATE), PUBLIC)

@@ -47,6 +47,7 @@ class _Slow:
         self.sync = sync
         self.pending: list[tuple[Response, Deferred[Response | None]]] = []
         self.seen: list[int] = []
+        self.flows: list[Any] = []
         self.cancelled: list[int] = []
 
     def process_request(self, context: Any) -> Any:
@@ -54,6 +55,7 @@ class _Slow:
 
     def process_response(self, context: Any, response: Response) -> Any:
         self.seen.append(response.status)
+        self.flows.append(response.flow)
         marked = response.with_headers(response.headers.added("X-Slow", str(response.status)))
         if response.status in self.sync:
             return marked
@@ -389,6 +391,21 @@ class AsyncResponseChainTests(ProxyHarness, SynchronousTestCase):
         stage.fire()
         relayed = [m for m in self.sent_to(UPSTREAM, 200)]
         self.assertEqual([m.to_address.tag for m in relayed], ["carol", "bob-tag"])
+
+    def test_response_carries_its_flow(self) -> None:
+        """
+        Each response a stage sees carries the flow its branch was sent
+        over (where its sender is: a callee behind NAT answers from its
+        router's address), and still equals the response as received.
+        """
+        stage = self.slow(sync=(180, 200))
+        to_bob, to_carol = self.invite(BOB_UDP, CAROL_UDP)
+        self.receive(answer(to_carol, 180, to_tag="carol"), CAROL_UDP)
+        self.receive(answer(to_bob, 200), BOB_UDP)
+        self.assertEqual(stage.flows, [CAROL_UDP, BOB_UDP])
+        [relayed] = self.sent_to(UPSTREAM, 200)
+        self.assertEqual(relayed.flow, BOB_UDP)
+        self.assertEqual(relayed, relayed.with_headers(relayed.headers, CAROL_UDP))
 
     def test_retransmitted_2xx_waits(self) -> None:
         """

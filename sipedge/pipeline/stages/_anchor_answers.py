@@ -75,7 +75,7 @@ class RequestAnswers(AnchorCalls):
                 self.stamp(call, pending.offerer, reject(sdp))
             )
             return _CONTINUE
-        d = self.ask(self.relay.update, pending.key, sdp, None, context.flow.remote_host)
+        d = self.ask(self.relay.update, pending.key, sdp, None, context.original, context.flow)
         d.addCallbacks(
             self._answered_in_request,
             self._answer_in_request_failed,

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 
 from sipedge._log import NamedLogger
 from sipedge.error import MessageParseError
+from sipedge.flow import Flow
 from sipedge.media import (
     MediaConfig,
     MediaError,
@@ -34,7 +35,7 @@ from sipedge.media import (
     offers_srtp,
     reject,
 )
-from sipedge.message import Response, SessionDescription, parse_sdp
+from sipedge.message import Request, Response, SessionDescription, detect_nat, parse_sdp
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline.stages._anchor_calls import (
     Call,
@@ -223,21 +224,23 @@ class AnchorCalls:
         key: str,
         sdp: SessionDescription,
         policy: Any = None,
-        source: str | None = None,
+        sender: Request | Response | None = None,
+        flow: Flow | None = None,
     ) -> Deferred[RelayAllocation]:
         """
         C{relay.allocate}, C{reoffer} or C{update} with the streams of
-        C{sdp}. C{source} is where the message came from: the relay is
-        given it (L{MediaOffer.source}) when NAT is detected for that party
+        C{sdp}, carried by the message C{sender} received on C{flow}: the
+        relay is given the flow's address (L{MediaOffer.source}) when the
+        proxy's NAT detection (L{detect_nat}) finds the party behind NAT
         (C{[media] nat}, L{MediaConfig.nat_source}).
         """
         try:
             offer = offer_of(sdp, policy)
         except MediaError:
             return fail()
-        if source is not None:
+        if sender is not None and flow is not None:
             hosts = [s.host for s in offer.streams if s.port]
-            behind = self.config.nat_source(hosts[0] if hosts else None, source)
+            behind = self.config.nat_source(detect_nat(sender, flow), hosts[0] if hosts else None)
             if behind is not None:
                 offer = attrs.evolve(offer, source=behind)
         return operation(key, offer)

@@ -90,9 +90,10 @@ class Negotiation:
     @ivar offer_out: ...and as sent on (a 2xx may repeat a 18x's offer).
     @ivar answered_by: the dialog (the answerer's tag) whose answer the
         relay has now; forked early dialogs answer one after another.
-    @ivar early: each early dialog's answer in a 18x, as received, so that
-        a 2xx without SDP (RFC 3262: the answer came in a reliable 18x)
-        puts back the answer of the dialog it confirms.
+    @ivar early: each early dialog's 18x with its answer, as received (with
+        the flow it came on), so that a 2xx without SDP (RFC 3262: the
+        answer came in a reliable 18x) puts back the answer of the dialog
+        it confirms.
     @ivar waiting: while the relay takes an answer carried by a request
         (an ACK), the retransmissions of that request wait for it here.
     @ivar a_role: the role of the party on side A of its relay session
@@ -116,7 +117,7 @@ class Negotiation:
     offer_in: bytes | None = None
     offer_out: bytes | None = None
     answered_by: str | None = None
-    early: dict[str, bytes] = attrs.Factory(dict)
+    early: dict[str, Response] = attrs.Factory(dict)
     waiting: list[Deferred[None]] = attrs.Factory(list)
 
     @property

@@ -125,15 +125,16 @@ class ResponseAnchoring(AnchorCalls):
     ) -> Response | Deferred[Response]:
         assert pending.key is not None
         early = pending.early.get(dialog)
-        if early is None:
+        answer = sdp_body(early) if early is not None else None
+        if early is None or answer is None:
             d: Deferred[RelayAllocation] = fail(MediaError(f"dialog {dialog} sent no answer"))
         else:
             try:
-                sdp = parse_sdp(early)
+                sdp = parse_sdp(answer)
             except MessageParseError as e:
                 d = fail(e)
             else:
-                d = self.ask(self.relay.update, pending.key, sdp)
+                d = self.ask(self.relay.update, pending.key, sdp, None, early, early.flow)
         d.addCallbacks(
             self._early_answer_restored,
             self._early_answer_failed,
@@ -219,7 +220,7 @@ class ResponseAnchoring(AnchorCalls):
         pending.policy = policy
         # A.ALLOCATE or A.REOFFER: a new session either way (an offer in a
         # response is not re-offered in place yet: the call's ports move).
-        d = self.ask(self.relay.allocate, key, sdp, policy)
+        d = self.ask(self.relay.allocate, key, sdp, policy, response, response.flow)
         d.addCallbacks(
             self._allocated_in_response,
             self._allocation_in_response_failed,
@@ -314,7 +315,7 @@ class ResponseAnchoring(AnchorCalls):
         if A.UPDATE not in actions:
             return self.hidden(call, requester, response, body)
         assert pending.key is not None
-        d = self.ask(self.relay.update, pending.key, sdp)
+        d = self.ask(self.relay.update, pending.key, sdp, None, response, response.flow)
         d.addCallbacks(
             self._answered_in_response,
             self._answer_in_response_failed,
@@ -341,7 +342,7 @@ class ResponseAnchoring(AnchorCalls):
         pending.allocation = allocation
         pending.answered_by = dialog
         if response.status < 200 and dialog is not None and len(pending.early) < CACHE_SIZE:
-            pending.early[dialog] = body
+            pending.early[dialog] = response
         side = pending.side(requester)
         out = self.send(call, requester, rewrite(sdp, allocation, side), body)
         self.carry_out(call, pending, actions)

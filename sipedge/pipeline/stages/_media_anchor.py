@@ -316,14 +316,14 @@ class MediaAnchorStage(ResponseAnchoring, RequestAnswers):
         self.step(call, negotiation, I.OFFER if current is None else I.REOFFER)
         call.pending = negotiation
         note = context.annotations[self.name] = Note(call, negotiation, new_call)
-        source = context.flow.remote_host
+        sender, flow = context.original, context.flow
         if in_place:
             party = RelayParty.A if role == a_role else RelayParty.B
             d = self.ask(
-                lambda k, offer: self.relay.reoffer(k, offer, party), key, sdp, None, source
+                lambda k, offer: self.relay.reoffer(k, offer, party), key, sdp, None, sender, flow
             )
         else:
-            d = self.ask(self.relay.allocate, key, sdp, policy, source)
+            d = self.ask(self.relay.allocate, key, sdp, policy, sender, flow)
         d.addCallbacks(
             self._allocated,
             self._allocation_failed,

@@ -1,6 +1,6 @@
-# -*- test-case-name: sipedge.test.test_proxy_nat -*-
+# -*- test-case-name: sipedge.test.test_message_nat -*-
 """
-Tests for L{sipedge.proxy._nat}: NAT detection.
+Tests for L{sipedge.message._nat}: NAT detection.
 """
 
 from __future__ import annotations
@@ -9,8 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.message import Request, parse_datagram
-from sipedge.proxy import NatVerdict, detect_nat, is_private_address
+from sipedge.message import (
+    NatVerdict,
+    Request,
+    Response,
+    detect_nat,
+    is_private_address,
+    parse_datagram,
+)
+from sipedge.transaction import make_response
 from sipedge.transport import Flow, stamp_via
 
 PROXY = "192.0.2.1"
@@ -199,3 +206,37 @@ class DetectTests(SynchronousTestCase):
         self.assertEqual(
             verdict.behind_nat, bool(set(verdict.reasons) - {"via-port", "contact-port"})
         )
+
+
+class ResponseTests(SynchronousTestCase):
+    """L{detect_nat} on a callee's response, on the flow its request was sent over."""
+
+    def answer(self, contact: str | None, sdp_address: str | None) -> Response:
+        invite = request(Flow("UDP", PROXY, 5060, "198.51.100.7", 5060), via="198.51.100.7")
+        made = make_response(invite, 200, to_tag="t")
+        if contact is not None:
+            made = made.with_headers(made.headers.added("Contact", contact))
+        if sdp_address is not None:
+            made = made.with_body(SDP.format(addr=sdp_address).encode(), "application/sdp")
+        return made
+
+    def test_callee_behind_nat(self) -> None:
+        """
+        A callee behind a home router answers with its private Contact and
+        SDP from the router's address: behind NAT. The Vias (the caller's)
+        are not tested.
+        """
+        verdict = detect_nat(self.answer("<sip:bob@10.0.0.5:5060>", "10.0.0.5"), ROUTER)
+        self.assertTrue(verdict.behind_nat)
+        self.assertEqual(verdict.reasons, ("contact-private", "contact-address", "sdp-private"))
+        self.assertEqual(verdict.source, ROUTER)
+
+    def test_public_callee(self) -> None:
+        """A callee answering from the address it names is not behind NAT."""
+        verdict = detect_nat(self.answer("<sip:bob@203.0.113.9:41234>", "203.0.113.9"), ROUTER)
+        self.assertEqual(verdict.reasons, ())
+
+    def test_sdp_only(self) -> None:
+        """A response without a Contact (a 183 may have none) is judged by its SDP."""
+        self.assertEqual(detect_nat(self.answer(None, "10.0.0.5"), ROUTER).reasons,
+                         ("sdp-private",))

@@ -1,8 +1,13 @@
-# -*- test-case-name: sipedge.test.test_proxy_nat -*-
+# -*- test-case-name: sipedge.test.test_message_nat -*-
 """
 NAT detection (cf. Kamailio's C{nat_uac_test}), sans-IO: is the user agent
-that sent a request behind a NAT, so that it can only be reached over the
-flow the request came from?
+that sent a request (or a response) behind a NAT, so that it can only be
+reached over the flow the message came from?
+
+One detection for every layer that acts on it: the registrar (a short
+re-registration interval), the proxy (flows sealed in our Record-Route)
+and the media relay (latching on the party's public address: see
+L{sipedge.media.nat_source}).
 
 Each test compares what the message says about where its sender can be
 reached with the address it really came from (the flow), or looks for
@@ -24,7 +29,9 @@ NAT), link-local addresses and IPv6 unique local addresses (RFC 4193).
    not the source (Kamailio's flag 8).
 
 Only a request straight from a user agent (one Via) is tested: behind
-another proxy, the source says nothing of the user agent.
+another proxy, the source says nothing of the user agent. A response (a
+callee's 18x or 2xx, received on the flow its request was sent over) is
+tested on its Contact and SDP only: its Vias are ours and the caller's.
 
 A verdict is L{NatVerdict.behind_nat} when an I{address} differs: a port
 alone (C{via-port}, C{contact-port}) is also what a user agent that sends
@@ -41,8 +48,10 @@ import ipaddress
 import attrs
 
 from sipedge.error import MessageParseError
-from sipedge.message import Request, SipURI, parse_sdp
-from sipedge.transport import Flow
+from sipedge.flow import Flow
+from sipedge.message._message import Request, Response
+from sipedge.message._sdp import parse_sdp
+from sipedge.message._sip_uri import SipURI
 
 __all__ = ["NatVerdict", "detect_nat", "is_private_address"]
 
@@ -121,12 +130,12 @@ class NatVerdict:
         )
 
 
-def _sdp_private(request: Request, source: str) -> bool:
-    content_type = (request.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-    if not request.body or content_type != "application/sdp":
+def _sdp_private(message: Request | Response, source: str) -> bool:
+    content_type = (message.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    if not message.body or content_type != "application/sdp":
         return False
     try:
-        sdp = parse_sdp(request.body)
+        sdp = parse_sdp(message.body)
     except (MessageParseError, ValueError):
         return False
     connections = [sdp.connection, *(m.connection for m in sdp.media)]
@@ -136,29 +145,41 @@ def _sdp_private(request: Request, source: str) -> bool:
     )
 
 
-def detect_nat(request: Request, flow: Flow) -> NatVerdict:
-    """
-    Whether the sender of C{request}, received on C{flow}, is behind NAT.
-
-    Never raises: a part of the request that does not parse is not used.
-    """
-    source = flow.remote_host
-    reasons: list[str] = []
+def _via_reasons(request: Request, flow: Flow) -> list[str] | None:
+    """The Via findings of C{request}; C{None} if it did not come straight from its sender."""
     try:
         vias = request.vias
     except MessageParseError:
         vias = ()
     if len(vias) != 1:
-        return NatVerdict((), flow)
+        return None
     via = vias[0]
-    if _ip(via.host) is not None and not _same_host(via.host, source):
+    reasons = []
+    if _ip(via.host) is not None and not _same_host(via.host, flow.remote_host):
         reasons.append("via-address")
     if flow.transport == "UDP":
         port = via.port or _DEFAULT_PORTS["UDP"]
         if port != flow.remote_port:
             reasons.append("via-port")
+    return reasons
+
+
+def detect_nat(message: Request | Response, flow: Flow) -> NatVerdict:
+    """
+    Whether the sender of C{message}, received on C{flow}, is behind NAT.
+
+    Never raises: a part of the message that does not parse is not used.
+    """
+    source = flow.remote_host
+    if isinstance(message, Request):
+        found = _via_reasons(message, flow)
+        if found is None:
+            return NatVerdict((), flow)
+        reasons = found
+    else:
+        reasons = []
     try:
-        contacts = request.contacts
+        contacts = message.contacts
     except MessageParseError:
         contacts = ()
     private = False
@@ -184,6 +205,6 @@ def detect_nat(request: Request, flow: Flow) -> NatVerdict:
         reasons.append("contact-address")
     if port_differs:
         reasons.append("contact-port")
-    if _sdp_private(request, source):
+    if _sdp_private(message, source):
         reasons.append("sdp-private")
     return NatVerdict(tuple(reasons), flow)
