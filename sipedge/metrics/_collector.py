@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 from sipedge import __version__
 from sipedge.metrics._lag import LoopLag
 from sipedge.metrics._messages import MessageCounter
+from sipedge.security import METHOD_CLASSES, TIERS
 
 __all__ = ["MetricSources", "SipEdgeCollector"]
 
@@ -41,6 +42,11 @@ class MetricSources:
     @ivar connections: open TCP/TLS connections by transport.
     @ivar hep: the HEP sender (sent, dropped, errors).
     @ivar lag: the event-loop lag monitor.
+    @ivar registrations: C{(AORs registered, bindings)} now.
+    @ivar auth: digest authentication decisions by C{(outcome, algorithm)}.
+    @ivar tls: TLS connections made and handshakes failed, each by side
+        (C{"inbound"}, C{"outbound"}).
+    @ivar flood: requests over their rate budget by C{(budget, method class)}.
     """
 
     messages: MessageCounter | None = None
@@ -55,6 +61,10 @@ class MetricSources:
     connections: Callable[[], Mapping[str, int]] | None = None
     hep: Any = None
     lag: LoopLag | None = None
+    registrations: Callable[[], tuple[int, int]] | None = None
+    auth: Callable[[], Mapping[tuple[str, str], int]] | None = None
+    tls: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]] | None = None
+    flood: Callable[[], Mapping[tuple[str, str], int]] | None = None
 
 
 def _counter_family(
@@ -63,6 +73,13 @@ def _counter_family(
     family = CounterMetricFamily(name, documentation, labels=[label])
     for key in sorted(values):
         family.add_metric([key], values[key])
+    return family
+
+
+def _sided(name: str, documentation: str, values: Mapping[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=["side"])
+    for side in ("inbound", "outbound"):
+        family.add_metric([side], values.get(side, 0))
     return family
 
 
@@ -130,6 +147,42 @@ class SipEdgeCollector:
             )
         if s.bans is not None:
             yield GaugeMetricFamily("sipedge_bans", "Sources banned now", value=s.bans())
+        if s.registrations is not None:
+            aors, bindings = s.registrations()
+            yield GaugeMetricFamily(
+                "sipedge_registrations", "AORs with a live registration", value=aors
+            )
+            yield GaugeMetricFamily(
+                "sipedge_registration_bindings", "Live registered contacts (bindings)",
+                value=bindings,
+            )
+        if s.auth is not None:
+            auth = CounterMetricFamily(
+                "sipedge_auth",
+                "Digest authentication decisions, by outcome (ok, challenged, failed,"
+                " forbidden, refused) and the algorithm of the credentials (none without any)",
+                labels=["outcome", "algorithm"],
+            )
+            for (outcome, algorithm), count in sorted(s.auth().items()):
+                auth.add_metric([outcome, algorithm], count)
+            yield auth
+        if s.tls is not None:
+            made, failed = s.tls()
+            yield _sided("sipedge_tls_connections", "TLS connections made, by side", made)
+            yield _sided("sipedge_tls_handshake_failures",
+                         "TLS connections lost before their handshake completed, by side",
+                         failed)
+        if s.flood is not None:
+            refused = s.flood()
+            flood = CounterMetricFamily(
+                "sipedge_flood_refused",
+                "Requests dropped over their source's rate budget, by budget and method class",
+                labels=["budget", "class"],
+            )
+            for budget in TIERS:
+                for klass in METHOD_CLASSES:
+                    flood.add_metric([budget, klass], refused.get((budget, klass), 0))
+            yield flood
         if s.relay_stats is not None:
             yield from self._relay(s.relay_stats())
         if s.connections is not None:

@@ -6,6 +6,7 @@ service's parts at each scrape, and the process collector.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -33,6 +34,18 @@ def service_registry(service: Any) -> CollectorRegistry:
             counts[protocol.name] = counts.get(protocol.name, 0) + 1
         return counts
 
+    store = service.store
+    counts = getattr(store, "counts", None)
+    # The digest-auth stages of the chain (one, usually) keep their decisions.
+    auth_stages = [stage for stage in service.core.chain.stages
+                   if isinstance(getattr(stage, "outcomes", None), Counter)]
+
+    def auth() -> Counter[tuple[str, str]]:
+        total: Counter[tuple[str, str]] = Counter()
+        for stage in auth_stages:
+            total.update(stage.outcomes)
+        return total
+
     sources = MetricSources(
         messages=service.messages,
         proxy_stats=service.core.stats,
@@ -48,6 +61,10 @@ def service_registry(service: Any) -> CollectorRegistry:
         connections=connections,
         hep=service.hep_sender,
         lag=service.loop_lag,
+        registrations=(lambda: counts(security.clock.seconds())) if counts is not None else None,
+        auth=auth if auth_stages else None,
+        tls=lambda: (transports.tls_connections, transports.tls_handshake_failures),
+        flood=lambda: security.limiter.refused,
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SipEdgeCollector(sources))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, MutableMapping
 
 import attrs
@@ -124,6 +124,7 @@ class RateLimiter:
 
     @ivar stats: counters; C{limiter_evicted} counts buckets evicted to keep
         within C{max_keys}.
+    @ivar refused: requests over budget, by C{(tier, method class)}.
     """
 
     def __init__(
@@ -153,6 +154,7 @@ class RateLimiter:
         self.report_interval = report_interval
         self.stats = stats if stats is not None else {}
         self.stats.setdefault("limiter_evicted", 0)
+        self.refused: Counter[tuple[str, str]] = Counter()
         # A bucket idle this long is full, whatever its tier: forgetting it
         # changes nothing.
         self._idle = max(budget.refill_time for budget in self.budgets.values())
@@ -188,6 +190,7 @@ class RateLimiter:
         if bucket.tokens >= 1:
             bucket.tokens -= 1
             return Verdict.ADMIT
+        self.refused[(tier, klass)] += 1
         reported = bucket.reported
         if reported is None or now - reported >= self.report_interval:
             bucket.reported = now

@@ -77,6 +77,11 @@ class MemoryLocationStore:
             [b for aor in sorted(self._bindings) for b in _alive(self._bindings[aor], now)]
         )
 
+    def counts(self, now: float) -> tuple[int, int]:
+        """C{(AORs registered, bindings)} unexpired at C{now}, at once (for metrics)."""
+        alive = [len(_alive(bindings, now)) for bindings in self._bindings.values()]
+        return sum(1 for n in alive if n), sum(alive)
+
     def expire(self, now: float) -> Deferred[int]:
         """Remove every binding expired at C{now}; fire with how many."""
         removed = 0

@@ -23,6 +23,7 @@ from sipedge.interfaces import IMessageTap
 from sipedge.message import parse_datagram
 from sipedge.metrics import LoopLag, MessageCounter, MetricsListen, MetricsResource
 from sipedge.service import SipEdgeService, build_service
+from sipedge.store import Binding
 from sipedge.testing import FakeReactor
 from sipedge.transport import Flow
 
@@ -166,6 +167,45 @@ class ServiceMetricsTests(SynchronousTestCase):
         self.assertIn(("sipedge_event_loop_lag_seconds", ()), metrics)
         self.assertIn(("process_resident_memory_bytes", ()), metrics)
         self.assertIn(("process_cpu_seconds_total", ()), metrics)
+
+    def test_registrations_auth_flood_tls(self) -> None:
+        """
+        The registrations gauge counts AORs and bindings alive now; a
+        REGISTER without credentials counts as challenged with no
+        algorithm; OPTIONS past the unauthenticated budget count as refused
+        by that budget and class (every budget and class is there, from 0);
+        TLS connections and handshake failures are there for both sides.
+        """
+        now = self.reactor.seconds()
+        for contact in ("<sip:alice@192.0.2.5>", "<sip:alice@192.0.2.6>"):
+            binding = Binding(aor="sip:alice@sipedge.test", contact=contact,
+                              expires_at=now + 300, call_id="r1", cseq=1)
+            self.successResultOf(self.service.store.update(binding.aor, [binding], now))
+        peer = _Peer()
+        port = self.reactor.network.bind("127.0.0.1", 5080, peer)
+        register = _request("REGISTER").replace(b"Max-Forwards: 0", b"Max-Forwards: 70")
+        register = register.replace(b"sip:probe@other.test", b"sip:alice@sipedge.test")
+        register = register.replace(b"To: <sip:sipedge.test>", b"To: <sip:alice@sipedge.test>")
+        port.write(register, ("127.0.0.1", 5070))
+        for n in range(12):
+            port.write(_request("OPTIONS").replace(b"-1;rport", f"-{n};rport".encode()),
+                       ("127.0.0.1", 5070))
+        self.reactor.flush()
+        self.assertTrue(peer.received[0].startswith(b"SIP/2.0 401 "), peer.received[0])
+        metrics = self.scrape()
+        self.assertEqual(metrics[("sipedge_registrations", ())], 1.0)
+        self.assertEqual(metrics[("sipedge_registration_bindings", ())], 2.0)
+        self.assertEqual(metrics[("sipedge_auth_total",
+                                  (("algorithm", "none"), ("outcome", "challenged")))], 1.0)
+        self.assertEqual(metrics[("sipedge_flood_refused_total",
+                                  (("budget", "unauthenticated"), ("class", "other")))], 2.0)
+        flood = {labels for name, labels in metrics if name == "sipedge_flood_refused_total"}
+        self.assertEqual(len(flood), 9)
+        for name in ("sipedge_tls_connections_total", "sipedge_tls_handshake_failures_total"):
+            for side in ("inbound", "outbound"):
+                self.assertEqual(metrics[(name, (("side", side),))], 0.0)
+        self.reactor.advance(301)
+        self.assertEqual(self.scrape()[("sipedge_registrations", ())], 0.0)
 
     def test_no_listener_by_default(self) -> None:
         """Without C{[metrics] listen} nothing listens on TCP for metrics."""

@@ -158,6 +158,19 @@ class RateLimiterTests(SynchronousTestCase):
         self.assertEqual(verdicts[:10], [Verdict.ADMIT] * 10)
         self.assertEqual(verdicts[10:], [Verdict.OVER_REPORT, Verdict.OVER, Verdict.OVER])
 
+    def test_refused_by_budget(self) -> None:
+        """
+        L{RateLimiter.refused} counts the requests over budget by tier and
+        method class (a bounded key, whatever the source), admitted ones
+        not at all.
+        """
+        take_all(self.limiter, 13, 0.0)
+        take_all(self.limiter, 101, 0.0, source=PHONE, tier=AUTHENTICATED)
+        self.limiter.take(ATTACKER, "register", UNAUTHENTICATED, 0.0)
+        self.assertEqual(dict(self.limiter.refused), {
+            (UNAUTHENTICATED, "invite"): 3, (AUTHENTICATED, "invite"): 1,
+        })
+
     def test_report_interval(self) -> None:
         """
         If a key stays over budget, L{RateLimiter} reports it again only

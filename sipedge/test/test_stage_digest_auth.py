@@ -535,6 +535,29 @@ class DigestAuthStageTests(SynchronousTestCase):
         self.decide(request(fields=(f"Proxy-Authorization: {unknown}",)), stage)
         self.assertEqual(self.note["reason"], "unsupported algorithm 'SHA-1-ish'")
 
+    def test_outcomes_counted(self) -> None:
+        """
+        Every decision is counted by result and by the algorithm of the
+        credentials judged: C{none} without any, C{other} for an algorithm
+        we do not know (a bounded label whatever a client sends).
+        """
+        self.decide(request())
+        self.authenticated(request(), password="guess")
+        self.authenticated(request(sender="sip:bob@example.com"))
+        md5 = answer(self.decide(request()), request(), algorithm="MD5")
+        value = md5.headers.get("Proxy-Authorization")
+        assert value is not None
+        unknown = value.replace("algorithm=MD5", "algorithm=SHA-1-ish")
+        self.decide(request(fields=(f"Proxy-Authorization: {unknown}",)))
+        self.authenticated(request(), algorithm="SHA-256")
+        self.assertEqual(dict(self.stage.outcomes), {
+            ("challenged", "none"): 5,
+            ("ok", "SHA-256"): 1,
+            ("failed", "MD5"): 1,
+            ("forbidden", "MD5"): 1,
+            ("failed", "other"): 1,
+        })
+
     def test_malformed(self) -> None:
         """Credentials for our realm that do not parse fail."""
         bad = 'Digest username="alice", realm="example.com", nonce="n", uri="sip:x"'

@@ -325,6 +325,18 @@ class LocationStoreTestsMixin(_TestCase):
         self.assertEqual([b.contact for b in self.lookup()], ["sip:b@192.0.2.1"])
         self.assertEqual(self.lookup(OTHER_AOR), [])
 
+    def test_counts(self) -> None:
+        """
+        C{counts} says how many AORs have a live binding and how many
+        bindings live at C{now}, without what expired.
+        """
+        self.assertEqual(self.store.counts(0.0), (0, 0))
+        self.update(binding("sip:a@192.0.2.1", expires_at=60.0), binding("sip:b@192.0.2.1"))
+        self.update(binding(aor=OTHER_AOR, expires_at=30.0), aor=OTHER_AOR)
+        self.assertEqual(self.store.counts(0.0), (2, 3))
+        self.assertEqual(self.store.counts(30.0), (1, 2))
+        self.assertEqual(self.store.counts(60.0), (1, 1))
+
     def test_everything_remembered(self) -> None:
         """
         Every field comes back as stored: the flow the REGISTER arrived on

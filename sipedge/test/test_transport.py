@@ -881,6 +881,32 @@ class TLSManagerTests(ManagerTestMixin, SynchronousTestCase):
             peer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value, "sip.example.test"
         )
 
+    def test_tls_counted(self) -> None:
+        """
+        TLS connections are counted as they are made, by side; those lost
+        before their handshake completed (an untrusted certificate) count
+        as handshake failures too, and complete ones do not.
+        """
+        a, _ = self.client_manager()
+        b, _ = self.server_manager()
+        self.successResultOf(succeed_tls(self, a))
+        other = make_certificates("sip.example.test")
+        c, _ = self.client_manager()
+        d, _ = self.manager()
+        d.listen_tls("10.0.0.3", 5061, other.server_options())
+        failed = c.send(make_request(), c.flow_to("TLS", "10.0.0.3", 5061),
+                        server_name="sip.example.test")
+        self.reactor.flush()
+        self.failureResultOf(failed, TransportError)
+        self.assertEqual((dict(a.tls_connections), dict(a.tls_handshake_failures)),
+                         ({"outbound": 1}, {}))
+        self.assertEqual((dict(b.tls_connections), dict(b.tls_handshake_failures)),
+                         ({"inbound": 1}, {}))
+        self.assertEqual((dict(c.tls_connections), dict(c.tls_handshake_failures)),
+                         ({"outbound": 1}, {"outbound": 1}))
+        self.assertEqual((dict(d.tls_connections), dict(d.tls_handshake_failures)),
+                         ({"inbound": 1}, {"inbound": 1}))
+
     def test_verified_by_ip_address(self) -> None:
         """Without a server name the certificate must name the IP address."""
         a, _ = self.client_manager()

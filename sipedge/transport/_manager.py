@@ -172,6 +172,11 @@ class TransportManager:
         self._admission = admission
         #: Incoming connections refused by C{admission}.
         self.refused = 0
+        #: TLS connections made (before their handshake), and those lost
+        #: before their handshake completed, by side (C{"inbound"} or
+        #: C{"outbound"}).
+        self.tls_connections: Counter[str] = Counter()
+        self.tls_handshake_failures: Counter[str] = Counter()
         self._udp: list[SipDatagramProtocol] = []
         self._udp_ports: dict[SipDatagramProtocol, IListeningPort] = {}
         self._listeners: list[StreamListener] = []
@@ -496,6 +501,8 @@ class TransportManager:
         self._connections[flow] = protocol
         remote = (flow.transport, flow.remote_host, flow.remote_port)
         self._by_remote.setdefault(remote, []).append(protocol)
+        if protocol.secure:
+            self.tls_connections[_side(protocol)] += 1
         self._log.info(
             "Connection {flow} made{requested}",
             flow=flow,
@@ -517,6 +524,8 @@ class TransportManager:
                 same.remove(protocol)
             if not same:
                 self._by_remote.pop(remote, None)
+        if protocol.secure and flow is not None and not protocol.ready:
+            self.tls_handshake_failures[_side(protocol)] += 1
         source = self._sources.pop(protocol, None)
         if source is not None:
             self._per_source[source] -= 1
@@ -563,3 +572,8 @@ class TransportManager:
             else:
                 waits.append(protocol.close())
         return gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
+
+
+def _side(protocol: SipStreamProtocol) -> str:
+    """C{"outbound"} for a connection we opened, else C{"inbound"}."""
+    return "inbound" if protocol.requested_flow is None else "outbound"

@@ -59,6 +59,7 @@ services have one.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -186,6 +187,19 @@ class DigestAuthStage:
         self.require_for_our_domains = require_for_our_domains
         self.minimum = hash_algorithm(minimum)
         self.memory: IAlgorithmMemory = RememberedAlgorithms() if memory is None else memory
+        #: Decisions by C{(result, algorithm)}: the results of the module
+        #: docstring; the algorithm the credentials used (any of
+        #: L{sipedge.auth.ALGORITHMS}, C{"other"}), C{"none"} without any.
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+
+    def _algorithm_label(self, credentials: DigestCredentials | None) -> str:
+        """The algorithm C{credentials} used, as a bounded label: C{none}, C{other}, or ours."""
+        if credentials is None:
+            return "none"
+        try:
+            return canonical_algorithm(credentials.algorithm)  # one of ALGORITHMS
+        except UnsupportedAlgorithm:
+            return "other"
 
     def floor(self, user: str | None) -> str:
         """The weakest hash algorithm C{user} (C{None}: unknown) may use."""
@@ -214,6 +228,7 @@ class DigestAuthStage:
             kind = _PROXY
         else:
             return _CONTINUE
+        credentials: DigestCredentials | None = None
         try:
             credentials = self._credentials(request.headers.get_all(kind.credentials))
             if credentials is None:
@@ -227,10 +242,10 @@ class DigestAuthStage:
                 )
             digest = self._usable(context, credentials)
         except _Refused as e:
-            return self._challenge(context, kind, "failed", e.reason, e.user)
+            return self._challenge(context, kind, "failed", e.reason, e.user, used=credentials)
         status = self.nonces.validate(credentials.nonce, self.realm)
         if not _same_uri(credentials.uri, context.original.uri):
-            self._note(context, "failed", "uri mismatch", credentials.username)
+            self._note(context, "failed", "uri mismatch", credentials.username, used=credentials)
             return Respond(400, "Authorization URI Mismatch")
         security = _account_guard(context)
         if security is not None and not security.may_check_password(
@@ -238,7 +253,7 @@ class DigestAuthStage:
         ):
             # Past the account's failure budget, from a source it never
             # authenticated from: refused unchecked (right or wrong).
-            self._note(context, "refused", _LOCKED, credentials.username)
+            self._note(context, "refused", _LOCKED, credentials.username, used=credentials)
             return Respond(403, "Forbidden")
         d = self.portal.login(digest, None, ISipUser)
         d.addCallbacks(
@@ -313,23 +328,30 @@ class DigestAuthStage:
             # cannot accept (expired, or made with another secret: before
             # the state directory was replaced, or by a cluster peer).
             reason = "stale nonce" if status is NonceStatus.STALE else "unknown nonce"
-            return self._challenge(context, kind, "challenged", reason, user, stale=True)
+            return self._challenge(
+                context, kind, "challenged", reason, user, stale=True, used=credentials
+            )
         if not self.nonces.record_use(credentials.nonce, credentials.nonce_count):
             return self._challenge(
-                context, kind, "failed", "replayed nonce count", user, stale=True
+                context, kind, "failed", "replayed nonce count", user, stale=True,
+                used=credentials,
             )
         request = context.request
         local = context.services.local
         from_uri = request.from_address.uri
         if _user_of(from_uri) != user or not local.is_our_domain(from_uri):
-            return self._forbidden(context, user, "From is not the authenticated user")
+            return self._forbidden(
+                context, user, "From is not the authenticated user", credentials
+            )
         if kind is _REGISTRAR:
             try:
                 to_uri = request.to_address.uri
             except MessageParseError:
-                return self._forbidden(context, user, "To does not parse")
+                return self._forbidden(context, user, "To does not parse", credentials)
             if _user_of(to_uri) != user or not local.is_our_domain(to_uri):
-                return self._forbidden(context, user, "To is not the authenticated user's AOR")
+                return self._forbidden(
+                    context, user, "To is not the authenticated user's AOR", credentials
+                )
         context.identity = f"sip:{escape_user(user)}@{self.realm}"
         security = _account_guard(context)
         if security is not None:
@@ -338,7 +360,7 @@ class DigestAuthStage:
             context.request = request.with_headers(self._consumed(request.headers))
         algorithm = digest_algorithm(credentials)
         self.memory.record(user, self.realm, hash_algorithm(algorithm))
-        self._note(context, "ok", "authenticated", user, algorithm=algorithm)
+        self._note(context, "ok", "authenticated", user, used=credentials, algorithm=algorithm)
         return _CONTINUE
 
     def _login_failed(
@@ -348,7 +370,9 @@ class DigestAuthStage:
         security = _account_guard(context)
         if security is not None:
             security.password_failed(credentials.username, context.flow.remote_host)
-        return self._challenge(context, kind, "failed", "wrong credentials", credentials.username)
+        return self._challenge(
+            context, kind, "failed", "wrong credentials", credentials.username, used=credentials
+        )
 
     def _consumed(self, headers: Headers) -> Headers:
         """C{headers} without the Proxy-Authorization values for our realm."""
@@ -386,12 +410,13 @@ class DigestAuthStage:
         *,
         stale: bool = False,
         claimed: str | None = None,
+        used: DigestCredentials | None = None,
     ) -> Respond:
         """
         A 401 or 407 with one challenge per algorithm C{user} (or, without
         credentials, the C{claimed} user) may use, and a fresh nonce.
         """
-        self._note(context, result, reason, user)
+        self._note(context, result, reason, user, used=used)
         algorithms = challenge_algorithms(self.algorithms, self.floor(user or claimed))
         nonce = self.nonces.issue(self.realm)
         headers = tuple(
@@ -407,14 +432,24 @@ class DigestAuthStage:
         )
         return Respond(kind.status, None, headers)
 
-    def _forbidden(self, context: RequestContext, user: str, reason: str) -> Respond:
-        self._note(context, "forbidden", reason, user)
+    def _forbidden(
+        self, context: RequestContext, user: str, reason: str, used: DigestCredentials
+    ) -> Respond:
+        self._note(context, "forbidden", reason, user, used=used)
         return Respond(403, "Forbidden")
 
     def _note(
-        self, context: RequestContext, result: str, reason: str, user: str | None, **extra: str
+        self,
+        context: RequestContext,
+        result: str,
+        reason: str,
+        user: str | None,
+        *,
+        used: DigestCredentials | None = None,
+        **extra: str,
     ) -> None:
-        """Annotate and log one decision."""
+        """Annotate, count and log one decision (C{used}: the credentials it judged)."""
+        self.outcomes[(result, self._algorithm_label(used))] += 1
         source = context.flow.remote_host
         context.annotations[NAME] = {
             "result": result,
