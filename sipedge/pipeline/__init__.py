@@ -9,6 +9,7 @@ from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._local import LocalIdentity
 from sipedge.pipeline._registry import build_chain, stage_factories, unique_factories
 from sipedge.pipeline._services import StageServices
+from sipedge.pipeline._settled import settled
 from sipedge.results import Continue, Drop, Forward, Respond, StageResult, Target
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "StageServices",
     "Target",
     "build_chain",
+    "settled",
     "stage_factories",
     "unique_factories",
 ]

@@ -3,9 +3,11 @@
 Running the request chain: each stage in order until one decides.
 
 Stages may answer at once or with a Deferred (a store lookup); the runner
-stays synchronous until a stage returns a Deferred, so the common case
-costs no Deferred at all. The same holds for the response chain
-(L{RequestChain.run_responses}). The branch checks
+stays synchronous until a stage returns a Deferred that has not fired yet
+(one that has, such as C{maybeDeferred} of a synchronous lookup, is taken
+as its value: L{sipedge.pipeline.settled}), so the common case costs no
+Deferred at all. The same holds for the response chain
+(L{RequestChain.run_responses}) and the routed stages. The branch checks
 (L{RequestChain.run_branch}) are synchronous. A chain that ends with
 C{Forward} tells the stages that provide L{IRoutedStage} the chosen
 targets before the decision is returned.
@@ -23,6 +25,7 @@ from twisted.python.failure import Failure
 from sipedge.interfaces import IBranchStage, IResponseStage, IRoutedStage
 from sipedge.message import Request, Response
 from sipedge.pipeline._context import RequestContext
+from sipedge.pipeline._settled import settled
 from sipedge.results import Continue, Drop, Forward, Respond, StageResult
 
 __all__ = ["RequestChain"]
@@ -89,10 +92,15 @@ class RequestChain:
             if not isinstance(result, Forward):
                 return result
             stage = stages[i]
+            outcome: Any
             try:
                 outcome = stage.targets_chosen(context, result)
             except Exception:
                 return self._failed(Failure(), stage, context)
+            if isinstance(outcome, Deferred):
+                outcome = settled(outcome)
+                if isinstance(outcome, Failure):
+                    return self._failed(outcome, stage, context)
             if isinstance(outcome, Deferred):
                 d = outcome.addCallback(self._targets_taken, result, stage, context)
                 d.addCallback(self._routed, i + 1, context)
@@ -119,6 +127,10 @@ class RequestChain:
                 result = stage.process_request(context)
             except Exception:
                 return self._failed(Failure(), stage, context)
+            if isinstance(result, Deferred):
+                result = settled(result)
+                if isinstance(result, Failure):
+                    return self._failed(result, stage, context)
             if isinstance(result, Deferred):
                 d = result.addCallback(self._resume, i, context)
                 d.addErrback(self._failed, stage, context)
@@ -172,6 +184,8 @@ class RequestChain:
                 changed = stage.process_response(context, response)
             except Exception:
                 changed = Failure()
+            if isinstance(changed, Deferred):
+                changed = settled(changed)
             if isinstance(changed, Deferred):
                 changed.addCallback(self._check_response)
                 changed.addCallbacks(

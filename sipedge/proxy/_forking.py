@@ -31,13 +31,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sipedge.error import LocalProtocolError, MessageParseError, TransactionTimeout, TransportError
 from sipedge.message import Request, Response, branch_digest, make_branch
-from sipedge.pipeline import RequestContext, Respond, Target
+from sipedge.pipeline import RequestContext, Respond, Target, settled
 from sipedge.proxy._flowtoken import dialog_flows
 from sipedge.proxy._fork import Branch, Fork, best_response, group_by_q
 from sipedge.proxy._forwarding import (
@@ -157,9 +157,18 @@ class Forker:
         if core.locator is None:
             self.branch_failed(fork, branch, 503, "no locator")
             return
-        d = maybeDeferred(core.locator.locate, hop)
-        d.addCallback(self._located, fork, branch)
-        d.addErrback(self._locate_failed, fork, branch)
+        try:
+            located = settled(core.locator.locate(hop))
+        except Exception:
+            located = Failure()
+        if isinstance(located, Deferred):
+            located.addCallback(self._located, fork, branch)
+            located.addErrback(self._locate_failed, fork, branch)
+        elif isinstance(located, Failure):
+            self._locate_failed(located, fork, branch)
+        else:
+            # An IP address with a port, or a name already resolved.
+            self._located(located, fork, branch)
 
     def _located(self, destinations: list[Any], fork: Fork, branch: Branch) -> None:
         if branch.done:

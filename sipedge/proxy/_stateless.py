@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from sipedge.error import MessageParseError, TransportError
 from sipedge.flow import Flow
 from sipedge.message import Request, Response, branch_digest, digest_of_branch, make_branch
-from sipedge.pipeline import Forward, RequestContext
+from sipedge.pipeline import Forward, RequestContext, settled
 from sipedge.proxy._forwarding import forwarded_request, next_hop, via_value
 from sipedge.proxy._hiding import masked
 from sipedge.proxy._responses import ResponseQueue
@@ -49,9 +50,22 @@ class StatelessForwarder:
         """An ACK for a 2xx is end to end: route it statelessly (16.11)."""
         context = RequestContext(ack, flow, self._core.services)
         context.annotations["topology"] = mask_call_id
-        d = maybeDeferred(self._core.chain.run, context)
-        d.addCallback(self._ack_decided, context)
-        d.addErrback(lambda f: self._log.failure("Forwarding ACK failed", f))
+        try:
+            result = self._core.chain.run(context)
+            if not isinstance(result, Deferred):
+                # The common case: decided at once, forwarded at once.
+                located = self._ack_decided(result, context)
+                if located is not None:
+                    located.addErrback(self._ack_failed)
+                return
+        except Exception:
+            self._ack_failed(Failure())
+            return
+        result.addCallback(self._ack_decided, context)
+        result.addErrback(self._ack_failed)
+
+    def _ack_failed(self, failure: Failure) -> None:
+        self._log.failure("Forwarding ACK failed", failure)
 
     def _ack_decided(self, result: Any, context: RequestContext) -> Deferred[None] | None:
         core = self._core
@@ -74,9 +88,17 @@ class StatelessForwarder:
             return None
         if core.locator is None:
             return None
-        d = maybeDeferred(core.locator.locate, next_hop(request))
-        d.addCallback(self._ack_located, request, context)
-        return d
+        try:
+            located = settled(core.locator.locate(next_hop(request)))
+        except Exception:
+            located = Failure()
+        if isinstance(located, Deferred):
+            return located.addCallback(self._ack_located, request, context)
+        if isinstance(located, Failure):
+            self._ack_failed(located)
+            return None
+        self._ack_located(located, request, context)
+        return None
 
     def _ack_located(
         self, destinations: list[Any], request: Request, context: RequestContext

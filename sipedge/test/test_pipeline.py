@@ -10,8 +10,8 @@ import ipaddress
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.task import Clock
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel
 from twisted.plugin import IPlugin, getPlugins
 from twisted.trial.unittest import SynchronousTestCase
@@ -104,16 +104,37 @@ class RequestChainTests(SynchronousTestCase):
         self.calls: list[str] = []
         self.context = RequestContext(options_request(), FLOW)
         self.events = capture_log(self)
+        self.clock = Clock()
+        self.addCleanup(lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
 
     def chain(self, *results: Any) -> RequestChain:
         return RequestChain(
             [Stage(f"s{i}", result, self.calls) for i, result in enumerate(results)]
         )
 
+    def later(self, result: Any) -> Any:
+        """
+        A stage body that answers with a Deferred firing with C{result}
+        (raising it, if an exception) once the clock moves: the chain's
+        asynchronous path.
+        """
+
+        def answer() -> Any:
+            if isinstance(result, BaseException):
+                raise result
+            return result
+
+        return lambda context: deferLater(self.clock, 0, answer)
+
     def deferred(self, result: StageResult | Deferred[StageResult]) -> Deferred[StageResult]:
-        """C{result}, which must be a Deferred (the chain waited on a stage)."""
+        """
+        C{result}, which must be a Deferred (the chain waited on a stage),
+        once the clock has moved enough for every stage to answer.
+        """
         self.assertIsInstance(result, Deferred)
         assert isinstance(result, Deferred)
+        for _ in range(10):
+            self.clock.advance(0)
         return result
 
     def errors(self) -> list[dict[str, Any]]:
@@ -167,15 +188,13 @@ class RequestChainTests(SynchronousTestCase):
 
     def test_deferred_decides(self) -> None:
         """If a stage's Deferred fires with a decision, the chain ends there."""
-        d = self.chain(lambda c: succeed(Respond(486)), Respond(500)).run(self.context)
+        d = self.chain(self.later(Respond(486)), Respond(500)).run(self.context)
         self.assertEqual(self.successResultOf(self.deferred(d)), Respond(486))
         self.assertEqual(self.calls, ["s0"])
 
     def test_two_deferreds(self) -> None:
         """If two stages return Deferreds, L{RequestChain.run} waits for both."""
-        d = self.chain(lambda c: succeed(Continue()), lambda c: succeed(Continue()), Drop("x")).run(
-            self.context
-        )
+        d = self.chain(self.later(Continue()), self.later(Continue()), Drop("x")).run(self.context)
         self.assertEqual(self.successResultOf(self.deferred(d)), Drop("x"))
 
     def test_stages_share_context(self) -> None:
@@ -217,7 +236,7 @@ class RequestChainTests(SynchronousTestCase):
         If a stage's Deferred fails, L{RequestChain.run}'s Deferred fires
         with 500 and the failure is logged.
         """
-        d = self.chain(lambda c: fail(KeyError("store")), Respond(200)).run(self.context)
+        d = self.chain(self.later(KeyError("store")), Respond(200)).run(self.context)
         self.assertEqual(self.successResultOf(self.deferred(d)), Respond(500))
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
         self.assertEqual(self.calls, ["s0"])
@@ -227,7 +246,7 @@ class RequestChainTests(SynchronousTestCase):
         If a stage after a Deferred raises, the chain's Deferred fires with
         500, the failure is logged once, naming that stage.
         """
-        d = self.chain(lambda c: succeed(Continue()), ValueError("late")).run(self.context)
+        d = self.chain(self.later(Continue()), ValueError("late")).run(self.context)
         self.assertEqual(self.successResultOf(self.deferred(d)), Respond(500))
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
         self.assertEqual([e["stage"] for e in self.errors()], ["s1"])
@@ -244,7 +263,7 @@ class RequestChainTests(SynchronousTestCase):
 
     def test_bad_result_deferred(self) -> None:
         """If a stage's Deferred fires with a non-result, the chain answers 500."""
-        d = self.chain(lambda c: succeed(None), Respond(200)).run(self.context)
+        d = self.chain(self.later(None), Respond(200)).run(self.context)
         self.assertEqual(self.successResultOf(self.deferred(d)), Respond(500))
         self.assertEqual(self.calls, ["s0"])
         self.assertEqual(len(self.errors()), 1)
@@ -268,7 +287,7 @@ class RequestChainTests(SynchronousTestCase):
 
     def test_no_decision_after_deferred(self) -> None:
         """If no stage decides after a Deferred, the chain's Deferred fires with 500."""
-        d = self.chain(lambda c: succeed(Continue())).run(self.context)
+        d = self.chain(self.later(Continue())).run(self.context)
         result = self.successResultOf(self.deferred(d))
         assert isinstance(result, Respond)
         self.assertEqual(result.status, 500)

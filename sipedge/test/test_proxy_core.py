@@ -81,15 +81,27 @@ class ForwardingTests(ProxyHarness, SynchronousTestCase):
 
     def test_trying(self) -> None:
         """
-        If an INVITE arrives, L{ProxyCore} answers 100 Trying at once,
-        without a To tag, before the request chain has decided.
+        If an INVITE is forwarded, L{ProxyCore} answers 100 Trying at once,
+        without a To tag, before it forwards it.
         """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
         self.invite()
         trying = self.sent_to(UPSTREAM)[0]
         assert isinstance(trying, Response), trying
         self.assertEqual(trying.status, 100)
         self.assertIsNone(trying.to_address.tag)
-        self.assertEqual(self.statuses(UPSTREAM), [100, 404])
+        self.assertEqual(self.statuses(UPSTREAM), [100])
+        self.only(BOB, "INVITE")
+
+    def test_no_trying_when_answered_at_once(self) -> None:
+        """
+        If the chain answers an INVITE itself as it arrives (here 404 from
+        a location look-up that has its answer at once), the answer goes
+        alone: 100 Trying is for a caller who would otherwise wait
+        (RFC 3261 16.2).
+        """
+        self.invite()
+        self.assertEqual(self.statuses(UPSTREAM), [404])
 
     def test_no_trying_for_non_invite(self) -> None:
         """If a non-INVITE arrives, L{ProxyCore} sends no 100 Trying."""

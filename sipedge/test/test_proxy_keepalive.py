@@ -245,7 +245,7 @@ class KeepaliveThroughCoreTests(ProxyHarness, SynchronousTestCase):
         self.assertEqual(keepalive.stats["removed"], 1)
         self.take()
         self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
-        self.assertEqual(self.statuses(UPSTREAM), [100, 404])
+        self.assertEqual(self.statuses(UPSTREAM), [404])
         self.assertEqual(self.sent_to(NAT.remote), [])
         keepalive.stop()
         self.take()

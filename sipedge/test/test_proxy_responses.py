@@ -136,26 +136,58 @@ class RunResponsesTests(SynchronousTestCase):
         assert isinstance(out, Deferred)
         return self.successResultOf(out)
 
+    def later(self, chain: RequestChain, response: Response, outcome: Any) -> Any:
+        """
+        Run C{response} through C{chain}, whose first stage answers with a
+        Deferred that fires with C{outcome} (fails with it, if an
+        exception) once the chain has returned: the asynchronous path.
+        """
+        out = chain.run_responses(None, response)
+        assert isinstance(out, Deferred)
+        self.assertNoResult(out)
+        if isinstance(outcome, BaseException):
+            self.waiting.errback(outcome)
+        else:
+            self.waiting.callback(outcome)
+        return self.result(out)
+
     def test_absorbed_later(self) -> None:
         """A Deferred that fires with None absorbs the response."""
-        chain = RequestChain([_Mark(result=lambda r: succeed(None)), _Mark("2")])
-        self.assertIsNone(self.result(chain.run_responses(None, _response(180))))
+        self.waiting: Deferred[Any] = Deferred()
+        chain = RequestChain([_Mark(result=lambda r: self.waiting), _Mark("2")])
+        self.assertIsNone(self.later(chain, _response(180), None))
 
     def test_failure_final(self) -> None:
         """
         A stage whose Deferred fails is logged, and a final response goes
         on to the next stage as it was.
         """
-        chain = RequestChain([_Mark(result=lambda r: fail(RuntimeError("x"))), _Mark("2")])
-        out = self.result(chain.run_responses(None, _response(200)))
+        self.waiting = Deferred()
+        chain = RequestChain([_Mark(result=lambda r: self.waiting), _Mark("2")])
+        out = self.later(chain, _response(200), RuntimeError("x"))
         self.assertEqual(out.headers.get_all("X-Mark"), ("2",))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_failure_provisional(self) -> None:
         """A provisional response whose stage fails is dropped."""
-        chain = RequestChain([_Mark(result=lambda r: fail(RuntimeError("x"))), _Mark("2")])
-        self.assertIsNone(self.result(chain.run_responses(None, _response(183))))
+        self.waiting = Deferred()
+        chain = RequestChain([_Mark(result=lambda r: self.waiting), _Mark("2")])
+        self.assertIsNone(self.later(chain, _response(183), RuntimeError("x")))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_fired_taken_at_once(self) -> None:
+        """
+        A stage whose Deferred has already fired (or failed) is taken at
+        once: no Deferred, the same outcomes as the asynchronous path.
+        """
+        chain = RequestChain([_Mark(result=lambda r: succeed(None)), _Mark("2")])
+        self.assertIsNone(chain.run_responses(None, _response(180)))
+        chain = RequestChain([_Mark(result=lambda r: fail(RuntimeError("x"))), _Mark("2")])
+        out = chain.run_responses(None, _response(200))
+        assert isinstance(out, Response)
+        self.assertEqual(out.headers.get_all("X-Mark"), ("2",))
+        self.assertIsNone(chain.run_responses(None, _response(183)))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
     def test_raise(self) -> None:
         """
