@@ -259,7 +259,7 @@ class SipEdgeService(MultiService):
         self.call_recorder: CallRecorder | None = None
         if config.accounting.path is not None:
             self.call_writer = JsonLinesWriter(config.accounting.path, reactor)
-            self.call_recorder = CallRecorder(self.call_writer, reactor)
+            self.call_recorder = CallRecorder(self.call_writer, reactor, relay=self.media)
         self.dialogs = (
             DialogTracker(
                 reactor,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor as global_reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
@@ -21,6 +21,7 @@ from sipedge.accounting import CallRecorder, JsonLinesWriter
 from sipedge.config import load_config, parse_config
 from sipedge.error import ConfigError
 from sipedge.interfaces import IMessageTap, IProxyObserver
+from sipedge.media import DirectionStats, MediaMode, SessionEnd, SessionStats
 from sipedge.message import parse_datagram
 from sipedge.testing import free_port, sipp_counter, start_with_sipp
 from sipedge.transport import Flow
@@ -136,6 +137,25 @@ class RecorderTests(SynchronousTestCase):
         self.assertEqual(record["ended_by"], None)
         self.assertEqual(record["end"], "2027-01-15T08:00:04.000+00:00")
 
+    def test_challenged(self) -> None:
+        """
+        A 407 (or 401) to the INVITE writes nothing: the INVITE sent again
+        with credentials starts the call's record, timed from then.
+        """
+        self.invite(identity=None)
+        self.recorder.message_out(
+            _message("SIP/2.0 407 Proxy Authentication Required", to_tag="p1", vias=1),
+            CALLER_FLOW)
+        self.assertEqual((self.records, len(self.recorder)), ([], 0))
+        self.clock.advance(1)
+        self.invite()
+        self.recorder.message_out(_message("SIP/2.0 200 OK", to_tag="b1", vias=1), CALLER_FLOW)
+        self.recorder.message_in(
+            _message("BYE sip:bob@192.0.2.20 SIP/2.0", to_tag="b1", cseq="2 BYE"), CALLER_FLOW)
+        [record] = self.records
+        self.assertEqual((record["status"], record["user"]), (200, "alice@example.test"))
+        self.assertEqual(record["start"], "2027-01-15T08:00:01.000+00:00")
+
     def test_retransmitted_invite(self) -> None:
         """A retransmitted INVITE does not start the call again."""
         self.invite()
@@ -162,6 +182,149 @@ class RecorderTests(SynchronousTestCase):
         self.recorder.flush()
         [record] = self.records
         self.assertEqual(record["ended_by"], "shutdown")
+
+
+class _Relay:
+    """The observing and listing part of an L{sipedge.interfaces.IMediaRelay}."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, SessionStats] = {}
+        self.observers: list[Any] = []
+        self.pending: Deferred[Any] | None = None
+
+    def add_observer(self, observer: Any) -> None:
+        self.observers.append(observer)
+
+    def remove_observer(self, observer: Any) -> None:
+        self.observers.remove(observer)
+
+    def sessions(self) -> Deferred[Any]:
+        if self.pending is not None:
+            return self.pending
+        return succeed(dict(self.live))
+
+    def start(self, key: str) -> None:
+        self.live[key] = _stats(key, 0, 0)
+
+    def end(self, key: str, a: int, b: int, reason: str = "released") -> None:
+        self.live.pop(key, None)
+        for observer in list(self.observers):
+            observer(SessionEnd(key, reason, _stats(key, a, b)))
+
+
+def _stats(key: str, a: int, b: int) -> SessionStats:
+    return SessionStats(
+        session_key=key, state="answered", a_mode=MediaMode.PLAIN, b_mode=MediaMode.PLAIN,
+        created=0.0, answered=1.0, last_activity=2.0, ports=(20000, 20002),
+        a_to_b=DirectionStats(a, a * 172, {"foreign-source": 2} if a else {}),
+        b_to_a=DirectionStats(b, b * 172),
+    )
+
+
+class MediaRecordTests(SynchronousTestCase):
+    """L{CallRecorder} with the media relay: each call's relay counts in its record."""
+
+    KEY = "call-1@192.0.2.10;a1"
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.records: list[dict[str, Any]] = []
+        self.relay = _Relay()
+        relay: Any = self.relay
+        self.recorder = CallRecorder(self.records.append, self.clock, relay=relay,
+                                     media_grace=5)
+        self.addCleanup(lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
+
+    def answered(self) -> None:
+        invite = _message("INVITE sip:bob@example.test SIP/2.0")
+        self.recorder.message_in(invite, CALLER_FLOW)
+        self.recorder.message_out(_message("SIP/2.0 200 OK", to_tag="b1", vias=1), CALLER_FLOW)
+
+    def bye(self) -> None:
+        self.recorder.message_in(
+            _message("BYE sip:bob@192.0.2.20 SIP/2.0", to_tag="b1", cseq="2 BYE"), CALLER_FLOW)
+
+    def test_waits_for_session_end(self) -> None:
+        """
+        A call whose relay session is live when the BYE comes is written
+        when the session ends, with its packets, bytes and drops each way.
+        """
+        self.answered()
+        self.relay.start(self.KEY)
+        self.bye()
+        self.assertEqual(self.records, [])
+        self.relay.end(self.KEY, 250, 248)
+        [record] = self.records
+        self.assertEqual(record["media"], {
+            "sessions": 1,
+            "a_to_b": {"packets": 250, "bytes": 43000, "dropped": 2,
+                       "drops": {"foreign-source": 2}},
+            "b_to_a": {"packets": 248, "bytes": 42656, "dropped": 0, "drops": {}},
+        })
+        self.assertEqual(record["ended_by"], "caller")
+
+    def test_sessions_summed(self) -> None:
+        """
+        Every session of the call counts (a re-offer's new session, one
+        that ended before the call), another call's sessions do not; a call
+        with no live session left is written at once.
+        """
+        self.answered()
+        self.relay.end(self.KEY, 100, 90, reason="replaced")
+        self.relay.end("call-1@192.0.2.10;other-tag", 1000, 1000)
+        self.relay.end("call-2@192.0.2.10;a1", 1000, 1000)
+        self.relay.end(self.KEY + ";1", 50, 40)
+        self.bye()
+        [record] = self.records
+        self.assertEqual(record["media"]["sessions"], 2)
+        self.assertEqual(record["media"]["a_to_b"]["packets"], 150)
+        self.assertEqual(record["media"]["b_to_a"]["packets"], 130)
+
+    def test_not_anchored(self) -> None:
+        """A call the relay never carried is written at once, its media C{null}."""
+        self.answered()
+        self.bye()
+        [record] = self.records
+        self.assertIsNone(record["media"])
+
+    def test_grace(self) -> None:
+        """
+        A session that does not end within C{media_grace} seconds of the
+        call's end leaves the record written without it.
+        """
+        self.answered()
+        self.relay.start(self.KEY)
+        self.bye()
+        self.clock.advance(4.9)
+        self.assertEqual(self.records, [])
+        self.clock.advance(0.1)
+        [record] = self.records
+        self.assertIsNone(record["media"])
+        self.relay.end(self.KEY, 1, 1)  # too late: nothing more is written
+        self.assertEqual(len(self.records), 1)
+
+    def test_relay_cannot_say(self) -> None:
+        """A relay whose session list fails (a remote relay gone) leaves the record as it is."""
+        self.answered()
+        self.relay.pending = Deferred()
+        self.bye()
+        self.assertEqual(self.records, [])
+        self.relay.pending.errback(ConnectionError("relay gone"))
+        [record] = self.records
+        self.assertIsNone(record["media"])
+
+    def test_flush(self) -> None:
+        """
+        Stopping writes a call waiting for its media at once, and stops
+        observing the relay.
+        """
+        self.answered()
+        self.relay.start(self.KEY)
+        self.bye()
+        self.recorder.flush()
+        self.assertEqual(len(self.records), 1)
+        self.assertEqual(self.relay.observers, [])
 
 
 def _raw_invite(call_id: str) -> bytes:

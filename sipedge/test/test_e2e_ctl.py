@@ -22,6 +22,8 @@ from sipedge.testing import MEDIA_RELAY_HOST, MediaCallTestCase
 _ADMIN = """
 [admin]
 listen = "tcp:127.0.0.1:0"
+[accounting]
+path = "calls.jsonl"
 """
 _SERVING = re.compile(r"admin API on http://127\.0\.0\.1:(\d+)/")
 _ALLOCATED = re.compile(r"Media session (\S+) allocated: (\S+), ports \(([\d, ]+)\)")
@@ -53,10 +55,11 @@ class CtlPhonesTests(MediaCallTestCase):
         allocated; C{hangup} ends it: both phones get a BYE (baresip closes
         the call as reset by its peer), the relay session ends (the relay's
         counters show none live and no port open), its ports are free and
-        answer nothing; C{ban} of phone A's address makes its next INVITE go
-        unanswered (B never rings, A hears nothing, the admission refusals
-        counted), and C{unban} lets the INVITE's retransmission through (B
-        rings).
+        answer nothing, and the call record says the proxy ended it and has
+        the relay's packet and byte counts each way; C{ban} of phone A's
+        address makes its next INVITE go unanswered (B never rings, A hears
+        nothing, the admission refusals counted), and C{unban} lets the
+        INVITE's retransmission through (B rings).
         """
         a, b = self.start(None, "udp", "udp", a_srtp=False, b_srtp=False)
         found = _SERVING.search(self.proxy.log())
@@ -106,6 +109,15 @@ class CtlPhonesTests(MediaCallTestCase):
         self.assertEqual((counters["sessions"], counters["open_ports"]), (0, 0), counters)
         self.assertEqual(self.ctl_json("calls")["count"], 0)
         self.assert_unanswered(ports)
+        record = self.wait_record()
+        self.assertEqual((record["ended_by"], record["status"]), ("proxy", 200))
+        self.assertIn("ended by the operator", record["reason"])
+        media = record["media"]
+        self.assertEqual(media["sessions"], 1, record)
+        for direction in ("a_to_b", "b_to_a"):  # at least what the call listing showed
+            self.assertGreaterEqual(media[direction]["packets"],
+                                    call["media"][0][direction]["packets"], record)
+            self.assertGreater(media[direction]["bytes"], 100 * media[direction]["packets"])
 
         # Banned: phone A's next request goes unanswered.
         for phone in (a, b):
@@ -142,6 +154,16 @@ class CtlPhonesTests(MediaCallTestCase):
                     return call
             time.sleep(0.3)
         self.fail(f"no call forwarding media both ways in {calls}")
+
+    def wait_record(self, timeout: float = 10.0) -> Any:
+        """The first call record in C{calls.jsonl} (written off the reactor: waited for)."""
+        path = self.work / "calls.jsonl"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists() and path.read_text().strip():
+                return json.loads(path.read_text().splitlines()[0])
+            time.sleep(0.2)
+        self.fail(f"no call record in {path}:\n{self.proxy.log()[-3000:]}")
 
     def assert_unanswered(self, ports: list[int]) -> None:
         """Nothing answers on C{ports}: a datagram there gets ICMP port unreachable."""
