@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sipedge.media._anchor_sdp import (
     OriginVersions,
     has_keys,
+    media_family,
     offer_of,
     offers_srtp,
     reject,
@@ -226,6 +227,7 @@ __all__ = [
     "is_rtcp",
     "is_valid_rtcp",
     "is_valid_rtp",
+    "media_family",
     "nat_source",
     "offer_of",
     "offers_srtp",

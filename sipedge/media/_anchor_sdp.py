@@ -50,6 +50,7 @@ __all__ = [
     "OriginVersions",
     "has_keys",
     "is_relayed",
+    "media_family",
     "offer_of",
     "offers_srtp",
     "reject",
@@ -142,6 +143,26 @@ def offer_of(sdp: SessionDescription, policy: RelayPolicy | None = None) -> Medi
     return MediaOffer(streams, policy)
 
 
+def media_family(sdp: SessionDescription) -> int | None:
+    """
+    The IP family (4 or 6) of the address of the first relayed stream
+    (the unspecified address of a hold counts), or C{None} when there is
+    no such stream or its c= is not an IP address: which of the relay's
+    interfaces faces this party (dual stack).
+    """
+    for media in sdp.media:
+        if not is_relayed(media):
+            continue
+        connection = sdp.media_connection(media)
+        if connection is None:
+            return None
+        try:
+            return ipaddress.ip_address(connection.address).version
+        except ValueError:
+            return None
+    return None
+
+
 def has_keys(sdp: SessionDescription) -> bool:
     """True if a relayed stream carries a=crypto (SDES keys)."""
     return any(is_relayed(m) and m.has_attribute("crypto") for m in sdp.media)
@@ -174,6 +195,20 @@ def _connection(connection: Connection, host: str | None) -> Connection:
     return Connection.for_address(host)
 
 
+def _origin_family(sdp: SessionDescription, host: str | None) -> SessionDescription:
+    """C{sdp} with its o= address the relay's C{host} if o= is of the other IP family."""
+    try:
+        origin = sdp.origin
+    except MessageParseError:
+        return sdp
+    if host is None or origin is None or origin.nettype.upper() != "IN":
+        return sdp
+    family = ipaddress.ip_address(host).version
+    if origin.addrtype.upper() == f"IP{family}" or origin.addrtype.upper() not in ("IP4", "IP6"):
+        return sdp
+    return sdp.with_origin(attrs.evolve(origin, addrtype=f"IP{family}", address=host))
+
+
 def _profile(proto: str, srtp: bool) -> str:
     feedback = proto.upper().endswith("F")
     return ("RTP/SAVP" if srtp else "RTP/AVP") + ("F" if feedback else "")
@@ -200,7 +235,11 @@ def rewrite(sdp: SessionDescription, allocation: RelayAllocation, side: str) -> 
     the leg is L{MediaMode.PASSTHROUGH} the profile (C{RTP/SAVP} on an SRTP
     leg, C{RTP/AVP} on a plain one; the C{F} of C{AVPF} kept) and the
     a=crypto lines. Streams the relay does not carry get port 0. Every
-    other line (direction, codecs, o= but for its version) is kept.
+    other line (direction, codecs, o= but for its version) is kept, but
+    for an o= address of the other IP family than the relay's address
+    (a call bridged between IPv4 and IPv6): the relay's, so the receiver
+    sees one family (baresip 1.0 takes the family of the call from the
+    first C{IN IP4}/C{IN IP6} in the body, the o= line's).
 
     @raise MediaOfferError: if C{sdp} has another number of streams than
         C{allocation}.
@@ -214,7 +253,7 @@ def rewrite(sdp: SessionDescription, allocation: RelayAllocation, side: str) -> 
     ends: list[RelayEndpoint] = [getattr(s, side) for s in allocation.streams]
     modes: list[MediaMode] = [getattr(s, side + "_mode") for s in allocation.streams]
     host = next((end.host for end in ends if end.port and end.host), None)
-    out = _without_ice(sdp)
+    out = _origin_family(_without_ice(sdp), host)
     if out.connection is not None:
         out = out.with_connection(_connection(out.connection, host))
     for index, (media, end, mode) in enumerate(zip(out.media, ends, modes, strict=True)):

@@ -9,6 +9,7 @@ C{media-anchor} stage) and the in-process relay it drives.
    address = "127.0.0.1"              # the relay's address (both sides)
    # internal_address = "10.0.0.1"    # per side, on an edge with two networks
    # external_address = "203.0.113.1"
+   # address6 = "2001:db8::1"         # IPv6 parties (default ::1 on loopback)
    internal = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", ...]
    srtp = "auto"                      # or "passthrough", "terminate", "rekey"
    sdes_over_plain = false            # SDES keys only over TLS signalling
@@ -51,6 +52,12 @@ from sipedge.media._config_addresses import (
     _check_advertise,
     _check_ports,
     _convert_ports,
+)
+from sipedge.media._config_interfaces import (
+    check_ipv6_keys,
+    interface_for,
+    interfaces,
+    sided,
 )
 from sipedge.media._control_config import (
     ControlAddress,
@@ -184,6 +191,15 @@ class MediaConfig:
     @ivar external_address: the relay's address facing external parties,
         or C{None} for C{address}.
     @ivar external_advertise: likewise.
+    @ivar address6: the relay's IPv6 address for parties whose media is
+        IPv6, when C{address} is IPv4 (dual stack,
+        L{sipedge.media._config_interfaces}); C{None}: C{::1} on a relay
+        on the IPv4 loopback, else none.
+    @ivar advertise6: likewise, the address written in SDP.
+    @ivar internal_address6: per side, as C{internal_address}.
+    @ivar internal_advertise6:
+    @ivar external_address6:
+    @ivar external_advertise6:
     @ivar internal: the networks whose parties are internal; every other
         address is external.
     @ivar default_side: the side of a callee the stage cannot place (a
@@ -247,6 +263,24 @@ class MediaConfig:
     external_advertise: str | None = attrs.field(
         default=None, converter=_canonical, validator=_check_advertise
     )
+    address6: str | None = attrs.field(
+        default=None, converter=_canonical, validator=_check_address
+    )
+    advertise6: str | None = attrs.field(
+        default=None, converter=_canonical, validator=_check_advertise
+    )
+    internal_address6: str | None = attrs.field(
+        default=None, converter=_canonical, validator=_check_address
+    )
+    internal_advertise6: str | None = attrs.field(
+        default=None, converter=_canonical, validator=_check_advertise
+    )
+    external_address6: str | None = attrs.field(
+        default=None, converter=_canonical, validator=_check_address
+    )
+    external_advertise6: str | None = attrs.field(
+        default=None, converter=_canonical, validator=_check_advertise
+    )
     internal: tuple[IPNetwork, ...] = attrs.field(
         default=DEFAULT_INTERNAL_NETWORKS, converter=_convert_internal
     )
@@ -299,6 +333,7 @@ class MediaConfig:
                     side + "advertise",
                     f"{shown} and the bound {bound} are not of the same IP version",
                 )
+        check_ipv6_keys(self)
         try:
             self.limits  # noqa: B018 -- checks the combination
         except ValueError as e:
@@ -329,7 +364,8 @@ class MediaConfig:
         """L{suites} as L{CryptoSuite}s."""
         return tuple(_suite(name) for name in self.suites)
 
-    def _side(self, side: str) -> tuple[str, str]:
+    def primary_side(self, side: str) -> tuple[str, str]:
+        """(bound, advertised) of C{side}'s primary interface."""
         bound = getattr(self, side + "_address")
         advertised = getattr(self, side + "_advertise")
         if bound is None:
@@ -342,25 +378,24 @@ class MediaConfig:
     def interfaces(self) -> dict[str, tuple[str, str]]:
         """
         The relay's interfaces: name -> (address bound, address advertised).
-        One, C{"default"}, when both sides use the same addresses; else
-        C{"internal"} and C{"external"}.
+        C{"default"}, or C{"internal"} and C{"external"}, from the
+        C{address} keys; their IPv6 twins (C{"default6"}, ...) from the
+        C{address6} keys (L{sipedge.media._config_interfaces}).
         """
-        internal, external = self._side("internal"), self._side("external")
-        if internal == external:
-            return {"default": internal}
-        return {"internal": internal, "external": external}
+        return interfaces(self)
 
-    def interface_for(self, external: bool) -> str:
-        """The relay interface that faces a party on that side."""
-        if len(self.interfaces) == 1:
-            return "default"
-        return "external" if external else "internal"
+    def interface_for(self, external: bool, family: int | None = None) -> str:
+        """
+        The relay interface that faces a party on that side whose media
+        is IPv4 or IPv6 (C{family} 4 or 6; C{None}: the primary one).
+        """
+        return interface_for(self.interfaces, external, family)
 
     @property
     def sided(self) -> bool:
         """Whether which side a party is on changes anything."""
         return (
-            len(self.interfaces) > 1
+            sided(self.interfaces)
             or self.srtp in ("terminate", "auto")
             or self.nat == "external"
         )
@@ -441,29 +476,38 @@ class MediaConfig:
             return None
         return nat_source(verdict, sdp_host)
 
-    def leg_policy(self, mode: MediaMode, external: bool) -> LegPolicy:
-        """The policy of a leg in C{mode} facing a party on that side."""
+    def leg_policy(
+        self, mode: MediaMode, external: bool, family: int | None = None
+    ) -> LegPolicy:
+        """
+        The policy of a leg in C{mode} facing a party on that side whose
+        media is of C{family} (4, 6, or C{None}).
+        """
         nat = self.nat == "all" or (self.nat == "external" and external)
-        return LegPolicy(mode, self.interface_for(external), nat)
+        return LegPolicy(mode, self.interface_for(external, family), nat)
 
     def policy(
         self,
         offerer_external: bool,
         answerer_external: bool,
         offer_srtp: bool,
+        offerer_family: int | None = None,
+        answerer_family: int | None = None,
         **facts: Any,
     ) -> RelayPolicy | None:
         """
-        The L{RelayPolicy} of a session (limits: the relay's); C{facts}
-        as L{leg_modes} takes them; C{None} if the offer cannot be carried.
+        The L{RelayPolicy} of a session (limits: the relay's); each leg on
+        the interface of its party's side and IP family (C{None}: the
+        primary one); C{facts} as L{leg_modes} takes them; C{None} if the
+        offer cannot be carried.
         """
         modes = self.leg_modes(offerer_external, answerer_external, offer_srtp, **facts)
         if modes is None:
             return None
         a_mode, b_mode = modes
         return RelayPolicy(
-            self.leg_policy(a_mode, offerer_external),
-            self.leg_policy(b_mode, answerer_external),
+            self.leg_policy(a_mode, offerer_external, offerer_family),
+            self.leg_policy(b_mode, answerer_external, answerer_family),
         )
 
     def build_relay(

@@ -7,6 +7,8 @@ a request for one of our users.
 
 from __future__ import annotations
 
+import ipaddress
+
 import attrs
 
 from sipedge.message import SipURI
@@ -17,7 +19,19 @@ DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
 
 
 def _bare(host: str) -> str:
-    return host.strip("[]").lower()
+    """
+    C{host} without brackets, lower-cased; an IPv6 literal in its
+    canonical form, so that every spelling of one address compares equal
+    (RFC 5118 4.1, RFC 3261 19.1.4: C{[2001:DB8::1]} and
+    C{[2001:db8:0:0:0:0:0:1]} are the same host).
+    """
+    bare = host.strip("[]").lower()
+    if ":" in bare:
+        try:
+            return str(ipaddress.IPv6Address(bare))
+        except ValueError:
+            return bare
+    return bare
 
 
 @attrs.frozen

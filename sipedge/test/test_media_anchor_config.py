@@ -48,7 +48,11 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(
             config.internal, tuple(ipaddress.ip_network(n) for n in DEFAULT_INTERNAL_NETWORKS)
         )
-        self.assertEqual(config.interfaces, {"default": ("127.0.0.1", "127.0.0.1")})
+        self.assertEqual(
+            config.interfaces,
+            {"default": ("127.0.0.1", "127.0.0.1"), "default6": ("::1", "::1")},
+        )
+        self.assertIsNone(config.address6)
         self.assertEqual(config.limits.idle_timeout, 60.0)
         self.assertEqual(config.limits.max_duration, 14400.0)
 

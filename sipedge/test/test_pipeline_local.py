@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.message import parse_uri
@@ -34,6 +38,27 @@ class LocalIdentityTests(SynchronousTestCase):
         self.assertFalse(self.local.is_local_uri(parse_uri("sip:192.0.2.5:5080;lr")))
         self.assertTrue(self.local.is_local_uri(parse_uri("sip:[2001:db8::5]:5070;lr")))
         self.assertFalse(self.local.is_our_domain(parse_uri("sip:bob@192.0.2.5:5099")))
+
+    @given(
+        address=st.ip_addresses(v=6),
+        exploded=st.booleans(),
+        upper=st.booleans(),
+        ours=st.booleans(),
+    )
+    def test_ipv6_spellings(
+        self, address: ipaddress.IPv6Address, exploded: bool, upper: bool, ours: bool
+    ) -> None:
+        """
+        An IPv6 address is ours however either side spells it (RFC 5118
+        4.1: compressed or not, any case): C{[2001:DB8:0::5]} is
+        C{[2001:db8::5]}; another address is not ours.
+        """
+        listener = str(address) if ours else "2001:db8::dead"
+        local = LocalIdentity(["example.com"], [("UDP", f"[{listener}]", 5060)])
+        text = address.exploded if exploded else address.compressed
+        text = text.upper() if upper else text
+        self.assertEqual(local.is_local_uri(parse_uri(f"sip:[{text}]:5060;lr")),
+                         ours or address == ipaddress.IPv6Address("2001:db8::dead"))
 
     def test_wildcard_matches_nothing(self) -> None:
         """

@@ -19,6 +19,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import TransportError
+from sipedge.flow import format_hostport
 from sipedge.message import Message, Request, Response, serialize
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
@@ -39,6 +40,7 @@ __all__ = [
     "CAROL_UDP",
     "DAVE",
     "PROXY",
+    "PROXY6",
     "SECRET",
     "STAGES",
     "TRUSTED",
@@ -50,6 +52,8 @@ __all__ = [
 ]
 
 PROXY = "192.0.2.1"
+#: Our IPv6 address, when a harness listens on both families (L{ProxyHarness.ipv6}).
+PROXY6 = "2001:db8::1"
 SECRET = b"0123456789abcdef0123456789abcdef"
 STAGES = (
     "sanity",
@@ -83,10 +87,12 @@ BOB_CONTACT = "<sip:bob@203.0.113.5:5060>"
 class FakeTransports:
     """
     An L{ITransportManager} that records every C{send(message, flow)}; we
-    listen on UDP, TCP and TLS at L{PROXY}, IPv4 only.
+    listen on UDP, TCP and TLS at L{PROXY}, IPv4 only, or also at L{PROXY6}
+    with C{ipv6}.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ipv6: bool = False) -> None:
+        self.ipv6 = ipv6
         self.sent: list[tuple[Message, Flow]] = []
         self.unreachable: set[tuple[str, str]] = set()
         self.fail_send: set[tuple[str, int]] = set()
@@ -113,14 +119,17 @@ class FakeTransports:
     def flow_to(self, transport: str, host: str, port: int) -> Flow:
         if (transport, host) in self.unreachable:
             raise TransportError(f"no {transport} route to {host}")
-        ipaddress.ip_address(host)
-        local_port = 5061 if transport == "TLS" else 5060
-        return Flow(transport, PROXY, local_port, host, port)
+        v6 = ipaddress.ip_address(host).version == 6
+        local_host, local_port = self.local_hostport(
+            transport, socket.AF_INET6 if v6 else socket.AF_INET
+        )
+        return Flow(transport, local_host, local_port, host, port)
 
     def local_hostport(self, transport: str, family: int) -> tuple[str, int]:
-        if family != socket.AF_INET:
+        if family != socket.AF_INET and not (self.ipv6 and family == socket.AF_INET6):
             raise TransportError(f"no {transport} transport for family {family}")
-        return (PROXY, 5061 if transport == "TLS" else 5060)
+        host = PROXY if family == socket.AF_INET else PROXY6
+        return (host, 5061 if transport == "TLS" else 5060)
 
 
 class FakeLocator:
@@ -159,6 +168,8 @@ class ProxyHarness(_HarnessBase):
     """What every proxy core test sets up; mixed into SynchronousTestCase."""
 
     timer_c = 180.0
+    #: Whether we also listen on IPv6, at L{PROXY6} (dual stack).
+    ipv6 = False
     #: The networks trusted to relay to foreign destinations.
     trusted: tuple[str, ...] = ("10.0.0.0/8",)
 
@@ -170,7 +181,7 @@ class ProxyHarness(_HarnessBase):
         """A new proxy with its fakes (called again for each hypothesis example)."""
         self.clock = Clock()
         self.clock.advance(1000)
-        self.transports = FakeTransports()
+        self.transports = FakeTransports(self.ipv6)
         self.locator = FakeLocator()
         self.store = MemoryLocationStore()
         self.registrar = Registrar(self.store, self.clock)
@@ -179,7 +190,11 @@ class ProxyHarness(_HarnessBase):
             clock=self.clock,
             local=LocalIdentity(
                 ["example.com"],
-                [("UDP", PROXY, 5060), ("TCP", PROXY, 5060), ("TLS", PROXY, 5061)],
+                [
+                    (transport, host, 5061 if transport == "TLS" else 5060)
+                    for host in ((PROXY, PROXY6) if self.ipv6 else (PROXY,))
+                    for transport in ("UDP", "TCP", "TLS")
+                ],
             ),
             trusted=tuple(ipaddress.ip_network(n) for n in self.trusted),
             location=self.store,
@@ -282,7 +297,7 @@ class ProxyHarness(_HarnessBase):
                 f"Contact: {value}",
                 call_id=call_id or f"reg-{aor}-{flow.remote_host}",
                 branch=f"z9hG4bK-reg-{abs(hash(contact))}",
-                via=f"{flow.remote_host}:{flow.remote_port}",
+                via=format_hostport(flow.remote_host, flow.remote_port),
                 transport=flow.transport,
                 from_=f"<sip:{aor}@example.com>;tag=reg",
                 to=f"<sip:{aor}@example.com>",

@@ -31,6 +31,7 @@ from sipedge.media import (
     RelayPolicy,
     SessionEnd,
     has_keys,
+    media_family,
     offer_of,
     offers_srtp,
     reject,
@@ -155,10 +156,17 @@ class AnchorCalls:
         (C{None}: it cannot be carried, see L{MediaConfig.leg_modes}).
         """
         a, b = call.parties[offerer], call.parties[other(offerer)]
+        # The offerer's leg faces it in the family of its SDP (dual stack);
+        # remembered, so the call's later offers keep the same interfaces.
+        family = media_family(sdp)
+        if family is not None:
+            a.family = family
         return self.config.policy(
             a.external,
             b.external,
             offers_srtp(sdp),
+            a.family,
+            b.family,
             offer_keys=has_keys(sdp),
             offerer_secure=a.secure,
             answerer_secure=b.secure,

@@ -64,12 +64,15 @@ class MediaEnded:
 class Party:
     """
     One party of a call: its side of the edge, whether its signalling may
-    carry SDES keys (TLS), and the o= it received.
+    carry SDES keys (TLS), the o= it received, and the IP family (4, 6)
+    of its media: its signalling's until its SDP tells (C{None}: unknown,
+    the relay's primary interface).
     """
 
     external: bool
     versions: OriginVersions = attrs.Factory(OriginVersions)
     secure: bool = False
+    family: int | None = None
 
 
 @attrs.define(eq=False)

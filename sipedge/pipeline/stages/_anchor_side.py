@@ -17,7 +17,7 @@ from sipedge.message import parse_name_addr, parse_uri
 from sipedge.pipeline._context import RequestContext
 from sipedge.results import Forward
 
-__all__ = ["callee_external", "callee_secure"]
+__all__ = ["callee_external", "callee_family", "callee_secure", "ip_family"]
 
 
 def _ip(host: str | None) -> str | None:
@@ -39,6 +39,25 @@ def _host_of(uri: Any) -> str | None:
     return host.strip("[]") if isinstance(host, str) else None
 
 
+def _callee_host(context: RequestContext, forward: Forward) -> str | None:
+    """
+    The IP address the first target's request goes to next: its flow's
+    remote address, else its next hop's host (the first Route the request
+    will carry, else the target URI); C{None} for a host name.
+    """
+    target = forward.targets[0]
+    if target.flow is not None:
+        return _ip(target.flow.remote_host)
+    hop: Any = target.route[0] if target.route else None
+    if hop is None:
+        try:
+            routes = context.request.routes
+        except MessageParseError:
+            routes = ()
+        hop = routes[0].uri if routes else target.uri
+    return _ip(_host_of(hop))
+
+
 def callee_external(config: MediaConfig, context: RequestContext, forward: Forward) -> bool:
     """
     Whether the first target the chain chose is external, by where the
@@ -51,19 +70,27 @@ def callee_external(config: MediaConfig, context: RequestContext, forward: Forwa
     Where a request forks to several targets, the first one's side counts
     for the call (the relay session is allocated once, before forking).
     """
-    default = config.default_side == "external"
     target = forward.targets[0]
     if target.flow is not None:
         return config.is_external(target.flow.remote_host)
-    hop: Any = target.route[0] if target.route else None
-    if hop is None:
-        try:
-            routes = context.request.routes
-        except MessageParseError:
-            routes = ()
-        hop = routes[0].uri if routes else target.uri
-    host = _ip(_host_of(hop))
-    return config.is_external(host) if host is not None else default
+    host = _callee_host(context, forward)
+    return config.is_external(host) if host is not None else config.default_side == "external"
+
+
+def ip_family(host: str | None) -> int | None:
+    """4 or 6 for an IP address (brackets allowed), else C{None}."""
+    address = _ip(host)
+    return None if address is None else ipaddress.ip_address(address).version
+
+
+def callee_family(context: RequestContext, forward: Forward) -> int | None:
+    """
+    The IP family (4 or 6) of the first target's next hop, as
+    L{callee_external} finds it: the family its leg of the relay faces
+    before its SDP tells (dual stack). C{None} for a host name: the
+    caller's family is taken then.
+    """
+    return ip_family(_callee_host(context, forward))
 
 
 def callee_secure(context: RequestContext, forward: Forward) -> bool:

@@ -101,7 +101,12 @@ from sipedge.pipeline.stages._anchor_calls import (
     without_body,
 )
 from sipedge.pipeline.stages._anchor_responses import ResponseAnchoring
-from sipedge.pipeline.stages._anchor_side import callee_external, callee_secure
+from sipedge.pipeline.stages._anchor_side import (
+    callee_external,
+    callee_family,
+    callee_secure,
+    ip_family,
+)
 from sipedge.pipeline.stages._sdes_policy import SdesPolicy
 from sipedge.results import Continue, Drop, Forward, Respond, StageResult
 
@@ -469,14 +474,21 @@ class MediaAnchorStage(ResponseAnchoring, RequestAnswers):
         del context.annotations[self.name]
         config = self.config
         callee = callee_external(config, context, forward) if config.sided else True
+        caller_family = ip_family(context.flow.remote_host)
         call = Call(
             new.call_id,
             new.from_tag,
             {
                 CALLER: Party(
-                    config.is_external(context.flow.remote_host), secure=context.flow.secure
+                    config.is_external(context.flow.remote_host),
+                    secure=context.flow.secure,
+                    family=caller_family,
                 ),
-                CALLEE: Party(callee, secure=callee_secure(context, forward)),
+                CALLEE: Party(
+                    callee,
+                    secure=callee_secure(context, forward),
+                    family=callee_family(context, forward) or caller_family,
+                ),
             },
             invite_cseq=(
                 new.cseq if context.request.method == "INVITE" and new.to_tag is None else None
