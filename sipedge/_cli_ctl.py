@@ -154,6 +154,11 @@ def run_ctl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _table(out, rows, ["call_id", "caller_tag", "callee_tag", "media"])
     elif command == "bans":
         _table(out, answer["bans"], ["address", "expires_in", "count", "reason"])
+    elif command == "reload":
+        for line in answer.get("reloaded", []) or ["nothing changed"]:
+            print(f"reloaded: {line}", file=out)
+        for line in answer.get("needs_restart", []):
+            print(f"not applied: {line}", file=out)
     elif command == "counters":
         for group, counters in answer.items():
             for name, value in counters.items():

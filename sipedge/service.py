@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import ILogObserver, Logger
 
+from sipedge._reload import ConfigSource, ReloadReport, log_reload, reload_service, tls_settings
 from sipedge.accounting import CallRecorder, JsonLinesWriter
 from sipedge.admin import TOKEN_FILE, AdminResource, admin_site, read_or_make_token
 from sipedge.auth import NonceSource, SQLiteCredentialStore
@@ -47,14 +48,12 @@ from sipedge.transport import (
     ClientTLSContexts,
     ReloadableServerContext,
     ServerLocator,
-    TLSSettings,
     TransportManager,
 )
 
 __all__ = ["SECRET_FILE", "SipEdgeService", "build_service"]
 
 SECRET_FILE = "record-route.key"
-_CLIENT_CERTIFICATES = {"none": "none", "optional": "request", "required": "require"}
 
 
 def _state_secret(state_dir: Path) -> bytes:
@@ -191,6 +190,9 @@ class SipEdgeService(MultiService):
         #: C{twistd sipedge}; never in a test process).
         self.reload_on_sighup = False
         self._previous_sighup: Any = None
+        #: Where L{config} came from, read again by L{reload} (C{None}: the
+        #: embedded defaults, or a test's configuration, which stays).
+        self.config_source: ConfigSource | None = None
         #: The TLS listeners' certificate, once they listen.
         self.server_tls: ReloadableServerContext | None = None
         state_dir = Path(config.state.path)
@@ -320,20 +322,7 @@ class SipEdgeService(MultiService):
                 if isinstance(stage, MediaAnchorStage):
                     stage.on_media_ended = self.dialogs.media_ended
                     self.dialogs.add_listener(stage)
-        tls = config.tls
-        self._tls_settings = TLSSettings(
-            certificate=str(tls.certificate) if tls.certificate else None,
-            private_key=str(tls.private_key) if tls.certificate else None,
-            state_dir=str(state_dir),
-            domains=tuple(config.sip.domains),
-            addresses=tuple(listener.host for listener in config.listeners),
-            client_certificates=_CLIENT_CERTIFICATES[tls.verify_client],
-            client_ca=str(tls.ca_certificates) if tls.ca_certificates else None,
-            trust_roots=str(tls.ca_certificates) if tls.ca_certificates else None,
-            insecure_client=not tls.verify_server,
-            profile=tls.profile,
-            ciphers=tls.ciphers,
-        )
+        self._tls_settings = tls_settings(config, str(state_dir))
         self.hep_sender: HepSender | None = None
         self.messages = MessageCounter()
         taps: list[IMessageTap] = [self.messages]
@@ -498,36 +487,23 @@ class SipEdgeService(MultiService):
         self.call_recorder.flush()
         return self.call_writer.stop()
 
-    def reload(self) -> list[str]:
+    def reload(self) -> ReloadReport:
         """
-        Apply, without a restart, what can change: the TLS listeners'
-        certificate and key are read again from their files (new handshakes
-        present them; connections already up keep theirs).
+        Read the configuration file again and apply what can change without
+        a restart (see L{sipedge._reload}): users, bans, filter rules,
+        routes, the pipeline, security limits and thresholds, domains, the
+        TLS certificate and key (new handshakes present them; connections
+        already up keep theirs).
 
-        @return: what changed, one line each (empty if nothing did).
-        @raise ConfigError: naming the key and the file at fault; then
+        @return: what changed, and what needs a restart.
+        @raise ConfigError: naming the file, the key and the problem; then
             nothing has changed.
         """
-        changed = []
-        if self.server_tls is not None and self.server_tls.reload():
-            changed.append(
-                f"tls.certificate: new TLS connections get {self.server_tls.fingerprint}"
-                " (SHA-256)"
-            )
-        return changed
+        return reload_service(self)
 
-    def reload_and_log(self) -> None:
+    def reload_and_log(self, why: str = "SIGHUP") -> ReloadReport | None:
         """L{reload}, its outcome logged (what SIGHUP does)."""
-        self._log.info("Reloading (SIGHUP)")
-        try:
-            changed = self.reload()
-        except ConfigError as e:
-            self._log.error("Reload refused, still running as before: {error}", error=str(e))
-            return
-        if not changed:
-            self._log.info("Reload done: nothing changed")
-        for line in changed:
-            self._log.info("Reload done: {change}", change=line)
+        return log_reload(self.reload, why)
 
     def _sighup(self, signum: int, frame: Any) -> None:
         # A signal handler: do the work in the reactor's turn.

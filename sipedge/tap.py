@@ -7,12 +7,14 @@ The only module, with L{sipedge.service}, that touches the global reactor.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import attrs
 from twisted.python import usage
 
+from sipedge._reload import ConfigSource
 from sipedge.config import DEFAULT_CONFIG, Config, Listener, load_config
 from sipedge.error import ConfigError
 
@@ -53,21 +55,28 @@ class Options(usage.Options):
         self["domain"].append(name)
 
     def postOptions(self) -> None:
+        if self["state"]:
+            self["state"] = str(Path(self["state"]).absolute())
         try:
-            config = load_config(self["config"]) if self["config"] else DEFAULT_CONFIG
-            sip = config.sip
-            if self["listen"]:
-                sip = attrs.evolve(sip, listen=tuple(self["listen"]))
-            if self["domain"]:
-                sip = attrs.evolve(sip, domains=tuple(self["domain"]))
-            config = attrs.evolve(config, sip=sip)
-            if self["state"]:
-                config = attrs.evolve(
-                    config, state=attrs.evolve(config.state, path=Path(self["state"]).absolute())
-                )
+            config = self.overrides(
+                load_config(self["config"]) if self["config"] else DEFAULT_CONFIG
+            )
         except (ConfigError, ValueError, TypeError) as e:
             raise usage.UsageError(str(e)) from None
         self.config = config
+
+    def overrides(self, config: Config) -> Config:
+        """C{config} with the command line's C{--listen}, C{--domain} and C{--state}."""
+        sip = config.sip
+        if self["listen"]:
+            sip = attrs.evolve(sip, listen=tuple(self["listen"]))
+        if self["domain"]:
+            sip = attrs.evolve(sip, domains=tuple(self["domain"]))
+        config = attrs.evolve(config, sip=sip)
+        if self["state"]:
+            state = attrs.evolve(config.state, path=Path(self["state"]))
+            config = attrs.evolve(config, state=state)
+        return config
 
 
 def makeService(options: Options) -> Any:
@@ -83,6 +92,9 @@ def makeService(options: Options) -> Any:
         source = options["config"] or "the embedded defaults"
         raise SystemExit(f"sipedge: {source}: {e}") from None
     service.reload_on_sighup = True
+    # Read again on reload (absolute: twistd may change directory).
+    path = os.path.abspath(options["config"]) if options["config"] else None
+    service.config_source = ConfigSource(path, options.overrides)
     # [log] level and format, written where twistd would have logged.
     output = twistd_log_output(getattr(options, "parent", None))
     if output is not None:

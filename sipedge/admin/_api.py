@@ -334,8 +334,16 @@ class AdminResource(Resource):
             return failure
 
         d = maybeDeferred(reload)
-        d.addCallbacks(lambda changed: {"reloaded": changed}, refused)
+        d.addCallbacks(_reload_answer, refused)
         return d
+
+
+def _reload_answer(report: Any) -> Any:
+    """C{{"reloaded": [...], "needs_restart": [...]}} from the service's reload report."""
+    as_json = getattr(report, "as_json", None)
+    if as_json is not None:
+        return as_json()
+    return {"reloaded": list(report), "needs_restart": []}
 
 
 def admin_site(resource: AdminResource) -> Site:

@@ -47,6 +47,12 @@ from sipedge.security._filter import (
     parse_filter_config,
 )
 from sipedge.security._monitor import MONITOR_STAT_KEYS, Monitor
+from sipedge.security._reconfigure import (
+    RESTART_KEYS,
+    SecurityUpdate,
+    prepare_security,
+    reread_bans,
+)
 from sipedge.security._security import STAT_KEYS, Security
 from sipedge.security._tollfraud import (
     TOLL_FRAUD_RULES,
@@ -72,6 +78,7 @@ __all__ = [
     "MONITOR_RULES",
     "MONITOR_STAT_KEYS",
     "OFFENCE_KINDS",
+    "RESTART_KEYS",
     "STAT_KEYS",
     "TIERS",
     "TOLL_FRAUD_RULES",
@@ -95,6 +102,7 @@ __all__ = [
     "Refusal",
     "Security",
     "SecurityConfig",
+    "SecurityUpdate",
     "TollFraudConfig",
     "TollFraudGuard",
     "TrustedNetworks",
@@ -107,4 +115,6 @@ __all__ = [
     "method_class",
     "parse_filter_config",
     "parse_security_config",
+    "prepare_security",
+    "reread_bans",
 ]

@@ -24,6 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
+from sipedge._reload import ReloadReport
 from sipedge.admin import AdminResource, read_or_make_token
 from sipedge.config import parse_config
 from sipedge.error import ConfigError
@@ -258,13 +259,15 @@ class ApiTests(SynchronousTestCase):
 
     def test_reload(self) -> None:
         """
-        Reload answers what the service reloaded; a reload the service
+        Reload answers what changed and what needs a restart; a reload the service
         refuses (a bad file) is 400 with its reason, the service unchanged.
         """
         service: Any = self.service
-        service.reload = lambda: ["tls certificate"]
-        self.assertEqual(self.call("POST", "/api/v1/reload"),
-                         (200, {"reloaded": ["tls certificate"]}))
+        service.reload = lambda: ReloadReport(("routes: 1",), ("state.path: needs a restart",))
+        self.assertEqual(
+            self.call("POST", "/api/v1/reload"),
+            (200, {"reloaded": ["routes: 1"], "needs_restart": ["state.path: needs a restart"]}),
+        )
 
         def broken() -> list[str]:
             raise ConfigError("tls.certificate: cannot read cert.pem")

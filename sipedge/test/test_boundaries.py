@@ -101,6 +101,8 @@ COMPOSITION_ROOT = frozenset(
         "sipedge._cli_ban",
         "sipedge._cli_ctl",
         "sipedge._logging",
+        "sipedge._reload",
+        "sipedge._reload_keys",
     }
 )
 

@@ -226,6 +226,31 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(calls, [(options.config, reactor)])
         self.assertTrue(built.reload_on_sighup)
 
+    def test_config_source(self) -> None:
+        """
+        The service reads its file again on reload: by its absolute path,
+        with the command line's overrides applied again.
+        """
+        from types import SimpleNamespace
+
+        import sipedge.service
+
+        built = SimpleNamespace(reload_on_sighup=False)
+        self.patch(sipedge.service, "build_service", lambda config, reactor: built)
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "sipedge.toml"
+        path.write_text('[sip]\ndomains = ["file.test"]\n')
+        options = Options()
+        options.parseOptions(["--config", str(path), "--listen", "udp:127.0.0.1:0"])
+        makeService(options)
+        source = built.config_source
+        self.assertEqual(source.path, str(path.absolute()))
+        path.write_text('[sip]\ndomains = ["other.test"]\n')
+        config = source.load()
+        self.assertEqual(config.sip.domains, ("other.test",))
+        self.assertEqual([str(listener) for listener in config.listeners], ["udp:127.0.0.1:0"])
+
     def test_exports(self) -> None:
         """L{sipedge.tap} exports what C{ServiceMaker} looks up: C{Options}, C{makeService}."""
         self.assertEqual(sorted(tap.__all__), ["Options", "makeService"])

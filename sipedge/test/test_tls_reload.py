@@ -200,7 +200,7 @@ class ServiceReloadTests(SynchronousTestCase):
 
     def test_reload_before_listening(self) -> None:
         """Before the TLS listeners exist, a reload has nothing to change."""
-        self.assertEqual(self.service.reload(), [])
+        self.assertEqual(self.service.reload().changed, ())
 
     def test_reload_new_certificate(self) -> None:
         """
@@ -210,13 +210,13 @@ class ServiceReloadTests(SynchronousTestCase):
         self.service.privilegedStartService()
         second = make_certificates("sipedge.test")
         second.write(str(self.directory))
-        [line] = self.service.reload()
+        [line] = self.service.reload().changed
         self.assertIn("tls.certificate", line)
         self.assertIn(_fingerprint(second.cert_pem), line)
         server_tls = self.service.server_tls
         assert server_tls is not None
         self.assertEqual(_Pair(server_tls).handshake(), _fingerprint(second.cert_pem))
-        self.assertEqual(self.service.reload(), [])
+        self.assertEqual(self.service.reload().changed, ())
 
     def test_reload_refused_logged(self) -> None:
         """
