@@ -182,9 +182,11 @@ def _observers(current: Sequence[Any], old: RequestChain, new: RequestChain) -> 
     ]
 
 
-def _named(source: str, error: ConfigError) -> ConfigError:
+def _named(source: str | None, error: ConfigError) -> ConfigError:
     text = str(error)
-    return error if text.startswith(source) else ConfigError(f"{source}: {text}")
+    if source is None or text.startswith(source):
+        return error
+    return ConfigError(f"{source}: {text}")
 
 
 def reload_service(
@@ -202,8 +204,9 @@ def reload_service(
         nothing has changed.
     """
     source: ConfigSource | None = service.config_source
+    name: str | None
     if source is None:  # no file to read again: the certificate and the bans only
-        name, loaded = "the running configuration", service.config
+        name, loaded = None, service.config
     else:
         name, loaded = source.name, source.load()
     split = split_config(service.config, loaded)
@@ -254,17 +257,19 @@ def reload_service(
     return ReloadReport(tuple(changed), split.needs_restart)
 
 
-def log_reload(reload: Callable[[], ReloadReport], why: str) -> ReloadReport | None:
+def log_reload(reload: Callable[[], ReloadReport], why: str) -> ReloadReport:
     """
     Call C{reload} and log its outcome: each change, each key that needs a
     restart, or why it was refused (the running state kept).
+
+    @raise ConfigError: as C{reload} does, once logged.
     """
     _log.info("Reloading ({why})", why=why)
     try:
         report = reload()
     except ConfigError as e:
         _log.error("Reload refused, still running as before: {error}", error=str(e))
-        return None
+        raise
     if not report.changed:
         _log.info("Reload done: nothing changed")
     for line in report.changed:

@@ -487,7 +487,7 @@ class SipEdgeService(MultiService):
         self.call_recorder.flush()
         return self.call_writer.stop()
 
-    def reload(self) -> ReloadReport:
+    def reload(self, why: str = "asked") -> ReloadReport:
         """
         Read the configuration file again and apply what can change without
         a restart (see L{sipedge._reload}): users, bans, filter rules,
@@ -495,15 +495,21 @@ class SipEdgeService(MultiService):
         TLS certificate and key (new handshakes present them; connections
         already up keep theirs).
 
+        The outcome is logged, a refusal as an error with its reason.
+
+        @param why: what asked for it, for the log (C{"SIGHUP"}).
         @return: what changed, and what needs a restart.
         @raise ConfigError: naming the file, the key and the problem; then
             nothing has changed.
         """
-        return reload_service(self)
+        return log_reload(lambda: reload_service(self), why)
 
-    def reload_and_log(self, why: str = "SIGHUP") -> ReloadReport | None:
-        """L{reload}, its outcome logged (what SIGHUP does)."""
-        return log_reload(self.reload, why)
+    def reload_and_log(self) -> ReloadReport | None:
+        """L{reload}, refused or not (what SIGHUP does); C{None} if refused."""
+        try:
+            return self.reload("SIGHUP")
+        except ConfigError:
+            return None
 
     def _sighup(self, signum: int, frame: Any) -> None:
         # A signal handler: do the work in the reactor's turn.

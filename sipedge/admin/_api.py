@@ -333,7 +333,7 @@ class AdminResource(Resource):
                 raise _Error(400, f"not reloaded, still running as before: {failure.value}")
             return failure
 
-        d = maybeDeferred(reload)
+        d = maybeDeferred(reload, "admin API")
         d.addCallbacks(_reload_answer, refused)
         return d
 

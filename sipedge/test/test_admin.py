@@ -263,13 +263,13 @@ class ApiTests(SynchronousTestCase):
         refuses (a bad file) is 400 with its reason, the service unchanged.
         """
         service: Any = self.service
-        service.reload = lambda: ReloadReport(("routes: 1",), ("state.path: needs a restart",))
+        service.reload = lambda why: ReloadReport(("routes: 1",), ("state.path: needs a restart",))
         self.assertEqual(
             self.call("POST", "/api/v1/reload"),
             (200, {"reloaded": ["routes: 1"], "needs_restart": ["state.path: needs a restart"]}),
         )
 
-        def broken() -> list[str]:
+        def broken(why: str) -> list[str]:
             raise ConfigError("tls.certificate: cannot read cert.pem")
 
         service.reload = broken

@@ -29,7 +29,8 @@ With real tools on loopback (a missing tool skips the test, or fails it
 under C{SIPEDGE_REQUIRE_TOOLS=1}):
 
  - L{SipEdgeProcess} and L{RelayProcess}: C{twistd sipedge} and
-   C{twistd sipedge-relay} in child processes.
+   C{twistd sipedge-relay} in child processes; L{TlsCaller}: whole calls
+   over one TLS connection to it (Debian's SIPp has no TLS).
  - L{Sipp}, L{BaresipPhone}, L{LinphonePhone}, L{run_sipvicious}: real
    SIP peers.
  - L{NatLab} and L{NamespacePhone}: a home router doing NAT in network
@@ -143,6 +144,7 @@ from sipedge.testing._relays import LaterRelay, LaterRelayMixin, RemoteRelayMixi
 from sipedge.testing._sipp import SIPP_SCENARIOS, Sipp, sipp_counter, start_with_sipp
 from sipedge.testing._sipvicious import run_sipvicious, sipvicious_table, sipvicious_tool
 from sipedge.testing._streams import StreamConnection, StreamFaults
+from sipedge.testing._tls_caller import TlsCaller
 from sipedge.testing._tools import ROOT, free_port, free_port_range, require_tool
 
 __all__ = [
@@ -228,6 +230,7 @@ __all__ = [
     "Sipp",
     "StreamConnection",
     "StreamFaults",
+    "TlsCaller",
     "a_crypto",
     "add_user",
     "anchor_request",
