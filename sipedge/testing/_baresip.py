@@ -41,7 +41,8 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest
 
-from sipedge.testing._tools import free_port, require_tool
+from sipedge.flow import format_hostport
+from sipedge.testing._tools import family_of_host, free_port, require_tool
 
 __all__ = ["BaresipPhone", "free_rtp_ports", "module_path"]
 
@@ -66,14 +67,16 @@ def module_path() -> str:
         raise AssertionError(f"SIPEDGE_REQUIRE_TOOLS=1 but {reason}")
     raise SkipTest(reason)
 _STATUS = re.compile(r"\[\d+:\d\d:\d\d\] audio=\d+/\d+ \(bit/s\)\s*")
-_REGISTERED = re.compile(r"\{0/(UDP|TCP|TLS)/v4\} 200 OK")
+_REGISTERED = re.compile(r"\{0/(UDP|TCP|TLS)/v[46]\} 200 OK")
 
 
 def free_rtp_ports(size: int = 20, host: str = "127.0.0.1", low: int = 20000,
-                    high: int = 32000, avoid: tuple[range, ...] = ()) -> range:
+                    high: int = 32000, avoid: tuple[range, ...] = (),
+                    also: tuple[str, ...] = ()) -> range:
     """
     C{size} consecutive UDP ports, from an even one, that are free on
-    C{host} now and overlap none of C{avoid}; below the usual ephemeral
+    C{host} now (and on C{also}, e.g. C{::1} for a relay on both loopback
+    addresses) and overlap none of C{avoid}; below the usual ephemeral
     range (32768 up), so that the OS does not hand them out meanwhile.
     """
     rng = random.Random()
@@ -82,13 +85,13 @@ def free_rtp_ports(size: int = 20, host: str = "127.0.0.1", low: int = 20000,
         ports = range(start, start + size)
         if any(set(ports) & set(r) for r in avoid):
             continue
-        if all(_udp_free(host, p) for p in ports):
+        if all(_udp_free(h, p) for h in (host, *also) for p in ports):
             return ports
     raise RuntimeError(f"no {size} free UDP ports in a row on {host}")
 
 
 def _udp_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(family_of_host(host), socket.SOCK_DGRAM) as s:
         try:
             s.bind((host, port))
         except OSError:
@@ -144,7 +147,7 @@ class BaresipPhone:
     def _config(self, sip_port: int) -> str:
         lines = [
             ("poll_method", "epoll"),
-            ("sip_listen", f"{self.sip_address}:{sip_port}"),
+            ("sip_listen", format_hostport(self.sip_address, sip_port)),
             *([("sip_cafile", str(self.ca_file))] if self.ca_file else []),
             ("net_interface", self.media_address),
             ("call_local_timeout", "30"),
@@ -164,7 +167,7 @@ class BaresipPhone:
             ("module_tmp", "account.so"),
             ("module_app", "menu.so"),
             ("module_app", "ctrl_tcp.so"),
-            ("ctrl_tcp_listen", f"{self.sip_address}:{self.control_port}"),
+            ("ctrl_tcp_listen", format_hostport(self.sip_address, self.control_port)),
             # Relative to the working directory: sndfile cuts long paths.
             ("snd_path", "."),
         ]

@@ -8,6 +8,7 @@ library only.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import signal
@@ -54,7 +55,7 @@ _LINK_LINUX_SLL2 = 276
 
 def read_pcap(path: Path) -> list[CapturedDatagram]:
     """
-    The IPv4 UDP datagrams of the pcap file at C{path} (libpcap format,
+    The UDP datagrams (IPv4 and IPv6) of the pcap file at C{path} (libpcap format,
     micro- or nanosecond, either byte order; Ethernet, raw IP or Linux
     cooked link types). Fragments and everything else are skipped.
     """
@@ -88,17 +89,36 @@ def _ip_of(frame: bytes, link: int) -> bytes:
         kind, start = frame[12:14], 14
         if kind == b"\x81\x00":  # 802.1Q
             kind, start = frame[16:18], 18
-        return frame[start:] if kind == b"\x08\x00" else b""
+        return frame[start:] if kind in _IP_TYPES else b""
     if link == _LINK_LINUX_SLL:
-        return frame[16:] if frame[14:16] == b"\x08\x00" else b""
+        return frame[16:] if frame[14:16] in _IP_TYPES else b""
     if link == _LINK_LINUX_SLL2:
-        return frame[20:] if frame[0:2] == b"\x08\x00" else b""
+        return frame[20:] if frame[0:2] in _IP_TYPES else b""
     if link == _LINK_RAW:
         return frame
     return b""
 
 
+#: The EtherTypes of IPv4 and IPv6.
+_IP_TYPES = (b"\x08\x00", b"\x86\xdd")
+
+
+def _udp6_of(ip: bytes) -> tuple[tuple[str, int], tuple[str, int], bytes] | None:
+    """A UDP datagram in an IPv6 packet with no extension header (loopback's)."""
+    if len(ip) < 48 or ip[6] != 17:
+        return None
+    udp = ip[40:40 + struct.unpack("!H", ip[4:6])[0]]
+    if len(udp) < 8:
+        return None
+    sport, dport, length = struct.unpack("!HHH", udp[:6])
+    src = str(ipaddress.IPv6Address(ip[8:24]))
+    dst = str(ipaddress.IPv6Address(ip[24:40]))
+    return (src, sport), (dst, dport), udp[8:length]
+
+
 def _udp_of(ip: bytes) -> tuple[tuple[str, int], tuple[str, int], bytes] | None:
+    if ip[:1] and ip[0] >> 4 == 6:
+        return _udp6_of(ip)
     if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 17:
         return None
     header = (ip[0] & 0x0F) * 4

@@ -23,6 +23,7 @@ from pathlib import Path
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
+from sipedge.flow import format_hostport
 from sipedge.testing._baresip import BaresipPhone, free_rtp_ports
 from sipedge.testing._capture import (
     Capture,
@@ -33,7 +34,7 @@ from sipedge.testing._capture import (
     ulaw_decode,
 )
 from sipedge.testing._processes import SipEdgeProcess, add_user
-from sipedge.testing._tools import require_tool
+from sipedge.testing._tools import family_of_host, require_tool
 
 __all__ = ["MEDIA_RELAY_HOST", "TONE_A", "TONE_B", "MediaCall", "MediaCallTestCase"]
 
@@ -90,9 +91,12 @@ class MediaCallTestCase(SynchronousTestCase):
     Starts sipedge, the phones and the capture, all stopped in cleanups.
 
     @cvar extra_config: TOML sections added to sipedge's configuration.
+    @cvar relay_hosts: the relay's addresses, whose ports must all be
+        closed after a call (C{::1} too, on a dual-stack relay).
     """
 
     extra_config = ""
+    relay_hosts: tuple[str, ...] = (RELAY,)
 
     def setUp(self) -> None:
         require_tool("baresip")
@@ -122,17 +126,25 @@ class MediaCallTestCase(SynchronousTestCase):
         return a, b
 
     def phone(self, user: str, address: str, transport: str, tone: int, srtp: bool,
-              rtp_ports: range) -> BaresipPhone:
-        port = self.proxy.ports[transport.upper()]
+              rtp_ports: range, proxy_host: str = "127.0.0.1",
+              media_address: str = "127.0.0.1") -> BaresipPhone:
+        """
+        A phone for C{user}, its SIP on C{address}, registered over
+        C{transport} to sipedge's listener on C{proxy_host} (C{::1} for
+        an IPv6 phone, whose C{media_address} is C{::1} too).
+        """
+        name = transport.upper()
+        port = self.proxy.listeners.get((name, proxy_host), self.proxy.ports.get(name))
         account = (
             f"<sip:{user}@sipedge.test;transport={transport}>;auth_pass={user}-secret"
-            f";outbound=\"sip:127.0.0.1:{port};transport={transport}\""
+            f";outbound=\"sip:{format_hostport(proxy_host, port or 0)};transport={transport}\""
             f";regint=600;audio_codecs=pcmu"
             + (";mediaenc=srtp-mand" if srtp else "")
         )
         phone = BaresipPhone(
             self.work, user, sip_address=address, account=account, tone=tone,
             rtp_ports=rtp_ports, ca_file=self.proxy.workdir / "state" / "sipedge-cert.pem",
+            media_address=media_address,
         )
         self.addCleanup(phone.stop)
         phone.start()
@@ -191,7 +203,7 @@ class MediaCallTestCase(SynchronousTestCase):
         """Wait until nothing is bound on C{ports} (each can be bound again)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            bound = [p for p in ports if not _bindable(RELAY, p)]
+            bound = [p for p in ports for h in self.relay_hosts if not _bindable(h, p)]
             if not bound:
                 return
             time.sleep(0.1)
@@ -200,7 +212,7 @@ class MediaCallTestCase(SynchronousTestCase):
     # -- checks --------------------------------------------------------------
 
     def legs(self, datagrams: list[CapturedDatagram], phone: BaresipPhone,
-             relay_ports: list[int]) -> tuple[list[bytes], list[bytes]]:
+             relay_ports: list[int], relay: str = RELAY) -> tuple[list[bytes], list[bytes]]:
         """
         The RTP packets of C{phone}'s leg: (phone to relay, relay to
         phone), each from and to one port; the relay's port is one of
@@ -209,9 +221,9 @@ class MediaCallTestCase(SynchronousTestCase):
         def rtp(d: CapturedDatagram) -> bool:
             return _rtp_payload(d.payload) is not None
 
-        up = [d for d in datagrams if d.src[1] in phone.rtp_ports and d.dst[0] == RELAY
+        up = [d for d in datagrams if d.src[1] in phone.rtp_ports and d.dst[0] == relay
               and d.dst[1] in relay_ports and rtp(d)]
-        down = [d for d in datagrams if d.dst[1] in phone.rtp_ports and d.src[0] == RELAY
+        down = [d for d in datagrams if d.dst[1] in phone.rtp_ports and d.src[0] == relay
                 and d.src[1] in relay_ports and rtp(d)]
         self.assertGreater(len(up), 50, f"{phone.name} to relay: {len(up)} RTP packets")
         self.assertGreater(len(down), 50, f"relay to {phone.name}: {len(down)} RTP packets")
@@ -264,7 +276,7 @@ class MediaCallTestCase(SynchronousTestCase):
 
 
 def _bindable(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(family_of_host(host), socket.SOCK_DGRAM) as s:
         try:
             s.bind((host, port))
         except OSError:

@@ -103,7 +103,10 @@ class SipEdgeProcess(_TwistdProcess):
     """
     C{twistd -n sipedge --config FILE} in a child process.
 
-    @ivar ports: C{{"UDP": port, ...}} as sipedge logged them.
+    @ivar ports: C{{"UDP": port, ...}} as sipedge logged them (the last
+        listener of each transport).
+    @ivar listeners: C{{("UDP", "127.0.0.1"): port, ("UDP", "::1"): port,
+        ...}}: every listener, by transport and address (dual stack).
     """
 
     plugin = "sipedge"
@@ -113,11 +116,14 @@ class SipEdgeProcess(_TwistdProcess):
     def __init__(self, workdir: Path, config_text: str) -> None:
         super().__init__(workdir, config_text)
         self.ports: dict[str, int] = {}
+        self.listeners: dict[tuple[str, str], int] = {}
 
     def _ready(self, text: str) -> bool:
         if "sipedge started" not in text:
             return False
-        self.ports = {t: int(p) for t, _, p in _LISTENING.findall(text)}
+        found = _LISTENING.findall(text)
+        self.ports = {t: int(p) for t, _, p in found}
+        self.listeners = {(t, h): int(p) for t, h, p in found}
         return True
 
 

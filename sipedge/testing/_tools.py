@@ -16,7 +16,7 @@ from twisted.trial.unittest import SkipTest
 
 import sipedge
 
-__all__ = ["ROOT", "free_port", "free_port_range", "require_tool"]
+__all__ = ["ROOT", "family_of_host", "free_port", "free_port_range", "require_tool"]
 
 #: The directory that holds the C{sipedge} package (the checkout, in development).
 ROOT = Path(sipedge.__file__).resolve().parent.parent
@@ -44,15 +44,21 @@ _PACKAGES = {
 }
 
 
+def family_of_host(host: str) -> int:
+    """C{AF_INET6} for an IPv6 literal (C{::1}), else C{AF_INET}."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
-    """A port the OS says is free now on C{host} for both UDP and TCP."""
+    """A port the OS says is free now on C{host} (IPv4 or IPv6) for both UDP and TCP."""
+    family = family_of_host(host)
     for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
+        with socket.socket(family, kind) as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
         other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
         try:
-            with socket.socket(socket.AF_INET, other) as s:
+            with socket.socket(family, other) as s:
                 s.bind((host, port))
         except OSError:
             continue
