@@ -43,7 +43,7 @@ from sipedge.proxy import (
 )
 from sipedge.security import Monitor, Security, TollFraudGuard
 from sipedge.store import SQLiteLocationStore
-from sipedge.transaction import TimerSettings, set_tracing
+from sipedge.transaction import TimerSettings, TimerWheel, set_tracing
 from sipedge.transport import (
     ClientTLSContexts,
     ReloadableServerContext,
@@ -262,9 +262,11 @@ class SipEdgeService(MultiService):
         if config.accounting.path is not None:
             self.call_writer = JsonLinesWriter(config.accounting.path, reactor)
             self.call_recorder = CallRecorder(self.call_writer, reactor, relay=self.media)
+        # Every per-call timer (transactions, Timer C, dialogs) in one wheel.
+        self.timer_wheel = TimerWheel(reactor)
         self.dialogs = (
             DialogTracker(
-                reactor,
+                self.timer_wheel,
                 max_lifetime=dialogs.max_lifetime,
                 max_dialogs=dialogs.max_dialogs,
                 session_timers=dialogs.session_timers,
@@ -279,7 +281,7 @@ class SipEdgeService(MultiService):
         self.core = ProxyCore(
             chain=chain,
             services=services,
-            clock=reactor,
+            clock=self.timer_wheel,
             signer=self.signer,
             locator=ServerLocator(resolver, clock=reactor, timeout=(1, 3)),
             timers=TimerSettings(T1=timers.t1, T2=timers.t2, T4=timers.t4, timer_c=timers.timer_c),

@@ -47,6 +47,7 @@ from sipedge.transaction import (
     ServerNonInviteTransaction,
     State,
     TimerSettings,
+    TimerWheel,
     TransactionKey,
     TransactionLayer,
     client_key,
@@ -1203,7 +1204,10 @@ class TimerScheduleTests(SynchronousTestCase):
     Retransmissions happen at exactly T1, 2*T1, 4*T1, ... after the last
     (Timer A without limit, E and G up to T2, E at T2 after a 1xx), the
     timeouts at exactly 64*T1, and nothing is retransmitted on a reliable
-    flow (cf. C{_AggregateSmallWritesTests}).
+    flow (cf. C{_AggregateSmallWritesTests}). The same, to the same
+    instants, with the timers in a L{TimerWheel} of 1/64 s (C{wheel}):
+    every time here is a multiple of 1/16 s, on a tick, where the wheel
+    adds no delay.
     """
 
     @given(
@@ -1212,12 +1216,19 @@ class TimerScheduleTests(SynchronousTestCase):
         at=st.one_of(st.none(), st.integers(0, 40)),
         status=st.sampled_from([180, 200, 486]),
         reliable=st.booleans(),
+        wheel=st.booleans(),
     )
     def test_timer_a_b(
-        self, t1: float, steps: list[float], at: int | None, status: int, reliable: bool
+        self,
+        t1: float,
+        steps: list[float],
+        at: int | None,
+        status: int,
+        reliable: bool,
+        wheel: bool,
     ) -> None:
         """If nothing stops it, L{ClientInviteTransaction} doubles Timer A without limit until B."""
-        clock = Clock()
+        clock: Any = WheelClock() if wheel else Clock()
         wire, user = Wire(clock), RecordingUser(clock)
         tx = ClientInviteTransaction(
             INVITE, TCP if reliable else UDP, send=wire, user=user, clock=clock,
@@ -1247,6 +1258,7 @@ class TimerScheduleTests(SynchronousTestCase):
         provisional_at=st.one_of(st.none(), st.integers(0, 40)),
         final_at=st.one_of(st.none(), st.integers(0, 40)),
         reliable=st.booleans(),
+        wheel=st.booleans(),
     )
     def test_timer_e_f(
         self,
@@ -1256,6 +1268,7 @@ class TimerScheduleTests(SynchronousTestCase):
         provisional_at: int | None,
         final_at: int | None,
         reliable: bool,
+        wheel: bool,
     ) -> None:
         """
         If responses arrive at random times, L{ClientNonInviteTransaction}
@@ -1263,7 +1276,7 @@ class TimerScheduleTests(SynchronousTestCase):
         Timer F at 64*T1 unless a final arrives.
         """
         t2 = t1 * 2**doublings
-        clock = Clock()
+        clock: Any = WheelClock() if wheel else Clock()
         wire, user = Wire(clock), RecordingUser(clock)
         tx = ClientNonInviteTransaction(
             OPTIONS, TCP if reliable else UDP, send=wire, user=user, clock=clock,
@@ -1303,6 +1316,7 @@ class TimerScheduleTests(SynchronousTestCase):
         final_at=st.integers(0, 10),
         ack_at=st.one_of(st.none(), st.integers(0, 40)),
         reliable=st.booleans(),
+        wheel=st.booleans(),
     )
     def test_timer_g_h(
         self,
@@ -1312,6 +1326,7 @@ class TimerScheduleTests(SynchronousTestCase):
         final_at: int,
         ack_at: int | None,
         reliable: bool,
+        wheel: bool,
     ) -> None:
         """
         If the TU answers 486, L{ServerInviteTransaction} doubles Timer G up
@@ -1319,7 +1334,7 @@ class TimerScheduleTests(SynchronousTestCase):
         it sends 100 Trying at the trying delay if the TU has not answered.
         """
         t2 = t1 * 2**doublings
-        clock = Clock()
+        clock: Any = WheelClock() if wheel else Clock()
         wire, user = Wire(clock), RecordingUser(clock)
         tx = ServerInviteTransaction(
             INVITE, TCP if reliable else UDP, send=wire, user=user, clock=clock,
@@ -1854,8 +1869,8 @@ class TransactionPair:
     arrives (13.3.1.4).
     """
 
-    def __init__(self, final: int, drop: frozenset[int] = frozenset()) -> None:
-        self.clock = Clock()
+    def __init__(self, final: int, drop: frozenset[int] = frozenset(), clock: Any = None) -> None:
+        self.clock = clock if clock is not None else Clock()
         self.timers = TimerSettings()
         self.link = LossyLink(drop)
         self.uac = RecordingUser(self.clock)
@@ -1911,6 +1926,8 @@ class TransactionPair:
 class TransactionPairTests(SynchronousTestCase):
     """A client and a server transaction recover from the loss of any one packet."""
 
+    make_clock: Callable[[], Any] = Clock
+
     def check_common(self, pair: TransactionPair, drop: frozenset[int]) -> None:
         why = f"drop {sorted(drop)}: {pair.link.log}"
         self.assertEqual(pair.link.mismatches, [], why)
@@ -1923,7 +1940,7 @@ class TransactionPairTests(SynchronousTestCase):
 
     def drops(self, final: int, request: Request) -> list[frozenset[int]]:
         """No loss, each packet of a lossless run lost, and two losses in a row."""
-        lossless = TransactionPair(final)
+        lossless = TransactionPair(final, clock=self.make_clock())
         lossless.run(request)
         n = lossless.link.count
         return [
@@ -1937,7 +1954,7 @@ class TransactionPairTests(SynchronousTestCase):
         """If any packet of INVITE/180/200/ACK is lost, the call is still set up and ACKed."""
         invite = make_request()
         for drop in self.drops(200, invite):
-            pair = TransactionPair(200, drop)
+            pair = TransactionPair(200, drop, self.make_clock())
             pair.run(invite)
             self.check_common(pair, drop)
             statuses = [r.status for _, r, _ in pair.uac.responses]
@@ -1948,7 +1965,7 @@ class TransactionPairTests(SynchronousTestCase):
         """If any packet of INVITE/180/486/ACK is lost, the UAC gets the 486 once and ACKs it."""
         invite = make_request()
         for drop in self.drops(486, invite):
-            pair = TransactionPair(486, drop)
+            pair = TransactionPair(486, drop, self.make_clock())
             pair.run(invite)
             self.check_common(pair, drop)
             finals = [r.status for _, r, _ in pair.uac.responses if r.status >= 200]
@@ -1960,7 +1977,43 @@ class TransactionPairTests(SynchronousTestCase):
         """If the OPTIONS or its 200 is lost, the retransmission gets the 200 once."""
         options = make_request("OPTIONS", branch="z9hG4bK-opt")
         for drop in self.drops(200, options):
-            pair = TransactionPair(200, drop)
+            pair = TransactionPair(200, drop, self.make_clock())
             pair.run(options)
             self.check_common(pair, drop)
             self.assertEqual([r.status for _, r, _ in pair.uac.responses], [200], drop)
+
+
+# -- the same, on a timer wheel ------------------------------------------------------
+
+
+class WheelClock:
+    """
+    A L{Clock} as the transactions see it through a L{TimerWheel}: timers
+    in the wheel, the wheel's tick on the clock beneath; C{advance} moves
+    that clock.
+    """
+
+    def __init__(self) -> None:
+        self.base = Clock()
+        self.wheel = TimerWheel(self.base)
+
+    def seconds(self) -> float:
+        return self.base.seconds()
+
+    def callLater(self, delay: float, f: Callable[..., object], *a: Any, **kw: Any) -> Any:
+        return self.wheel.callLater(delay, f, *a, **kw)
+
+    def getDelayedCalls(self) -> list[Any]:
+        """The wheel's timers, once the clock beneath agrees whether there are any."""
+        pending = self.wheel.getDelayedCalls()
+        assert bool(pending) == bool(self.base.getDelayedCalls())
+        return pending
+
+    def advance(self, amount: float) -> None:
+        self.base.advance(amount)
+
+
+class TransactionPairOnWheelTests(TransactionPairTests):
+    """Recovery from the loss of any one packet, with both layers' timers in a wheel."""
+
+    make_clock = WheelClock

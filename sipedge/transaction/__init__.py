@@ -1,7 +1,8 @@
 # -*- test-case-name: sipedge.test.test_transaction -*-
 """
 The transaction layer: RFC 3261 section 17 state machines, with RFC 6026,
-driven by an injected clock (sans-IO apart from C{clock.callLater}).
+driven by an injected clock (sans-IO apart from C{clock.callLater}), and the
+L{TimerWheel} that coalesces their timers.
 """
 
 from sipedge.transaction._base import set_tracing
@@ -12,6 +13,7 @@ from sipedge.transaction._response import REASON_PHRASES, make_response, reason_
 from sipedge.transaction._server import ServerInviteTransaction, ServerNonInviteTransaction
 from sipedge.transaction._states import ClientInput, ServerInput, State
 from sipedge.transaction._timers import TimerSettings
+from sipedge.transaction._wheel import TimerWheel
 
 __all__ = [
     "REASON_PHRASES",
@@ -24,6 +26,7 @@ __all__ = [
     "ServerNonInviteTransaction",
     "State",
     "TimerSettings",
+    "TimerWheel",
     "TransactionKey",
     "TransactionLayer",
     "client_key",
