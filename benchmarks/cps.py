@@ -123,8 +123,10 @@ class Row:
         uas_cpu: float,
         gc: dict[str, float] | None,
         drops: int | None,
+        idle: float = 0.0,
     ) -> None:
         self.step = step
+        self.idle = idle
         self.cpu = cpu
         self.hwm_kb = hwm_kb
         self.uas_cpu = uas_cpu
@@ -144,12 +146,12 @@ class Row:
 HEADER = (
     f"{'rate':>5} {'calls':>6} {'ok':>6} {'fail%':>6} {'retr':>5} {'done/s':>6}"
     f" {'p50':>6} {'p99':>6} {'proxy':>5} {'worker':>6} {'RSS':>6} {'gcmax':>6} {'drops':>5}"
-    f" {'uac':>4} {'uas':>4} {'box':>4}  verdict"
+    f" {'us/call':>7} {'uac':>4} {'uas':>4} {'box':>4}  verdict"
 )
 UNITS = (
     f"{'cps':>5} {'':>6} {'':>6} {'':>6} {'':>5} {'cps':>6}"
     f" {'ms':>6} {'ms':>6} {'%core':>5} {'%core':>6} {'MB':>6} {'ms':>6} {'':>5}"
-    f" {'%':>4} {'%':>4} {'%':>4}"
+    f" {'us':>7} {'%':>4} {'%':>4} {'%':>4}"
 )
 LEGEND = """\
 columns: retr = retransmissions SIPp saw or sent; done/s = successful calls a second (first
@@ -158,7 +160,9 @@ columns: retr = retransmissions SIPp saw or sent; done/s = successful calls a se
   busiest one (sipedge has one), in % of one core; RSS = peak (VmHWM) of the biggest process;
   gcmax = longest garbage collection in sipedge during the step (--gc-stats); drops =
   datagrams the kernel dropped at the proxy's full UDP receive buffer (/proc/net/udp);
-  uac, uas = SIPp's CPU; box = the whole machine busy (all cores; other jobs included)"""
+  us/call = the proxy's CPU time per successful call, its idle CPU (measured before the
+  first step) subtracted; uac, uas = SIPp's CPU; box = the whole machine busy (all cores;
+  other jobs included)"""
 
 
 def _ms(value: float | None) -> str:
@@ -180,7 +184,8 @@ def format_row(row: Row) -> str:
         f"{s.rate:>5} {s.calls:>6} {s.ok:>6} {s.fail_pct:>6.2f} {s.retrans:>5} {s.achieved:>6.0f}"
         f" {_ms(s.setup_p50):>6} {_ms(s.setup_p99):>6} {row.cpu['total']:>5.0f}"
         f" {row.cpu['busiest']:>6.0f} {row.hwm_kb / 1024:>6.0f} {gcmax:>6} {drops:>5}"
-        f" {s.uac_cpu:>4.0f} {row.uas_cpu:>4.0f} {row.cpu['machine']:>4.0f}  {verdict}"
+        f" {cpu_per_call(row):>7} {s.uac_cpu:>4.0f} {row.uas_cpu:>4.0f}"
+        f" {row.cpu['machine']:>4.0f}  {verdict}"
     )
 
 
@@ -193,6 +198,7 @@ def run_step(
     domain: str,
     rate: int,
     seconds: float,
+    idle: float = 0.0,
 ) -> Row:
     meter = CpuMeter(proxy.pids())
     drops0 = udp_drops(proxy.host, proxy.port)
@@ -217,7 +223,14 @@ def run_step(
     gc = proxy.gc_between(t0, t1) if hasattr(proxy, "gc_between") else None
     drops1 = udp_drops(proxy.host, proxy.port)
     drops = drops1 - drops0 if drops0 is not None and drops1 is not None else None
-    return Row(step, cpu, hwm, uas_cpu, gc, drops)
+    return Row(step, cpu, hwm, uas_cpu, gc, drops, idle)
+
+
+def idle_cpu(proxy: Any, seconds: float) -> float:
+    """The proxy's CPU, % of one core, over C{seconds} with no calls."""
+    meter = CpuMeter(proxy.pids())
+    time.sleep(seconds)
+    return meter.stop()["total"]
 
 
 def ladder(
@@ -276,6 +289,8 @@ def ladder(
             f"  proxy {proxy.host}:{proxy.port}, UAS {UAS_IP}:{uas.port}, "
             f"Request-URI sip:service@{domain}; {who}"
         )
+        idle = idle_cpu(proxy, max(args.settle, 2.0))
+        print(f"  the proxy idle, before the first step: {idle:.1f}% of one core")
         print("  " + HEADER)
         print("  " + UNITS, flush=True)
         for rate in rates:
@@ -283,7 +298,7 @@ def ladder(
                 print(f"  (time budget of {args.max_minutes:g} min spent: stop before {rate} cps)")
                 break
             time.sleep(args.settle)
-            row = run_step(proxy, uas, caller, sipp, workdir, domain, rate, args.seconds)
+            row = run_step(proxy, uas, caller, sipp, workdir, domain, rate, args.seconds, idle)
             rows.append(row)
             print("  " + format_row(row), flush=True)
             if proxy.process is None or proxy.process.poll() is not None:
@@ -318,10 +333,14 @@ def summary(name: str, rows: list[Row]) -> tuple[int, bool]:
 
 
 def cpu_per_call(row: Row | None) -> str:
-    """The proxy's CPU time per successful call at a step, microseconds."""
+    """
+    The proxy's CPU time per successful call at a step, microseconds, with
+    its idle CPU (measured before the ladder's first step) subtracted.
+    """
     if row is None or not row.step.achieved:
         return "-"
-    return f"{row.cpu['total'] / 100 / row.step.achieved * 1e6:.0f}"
+    busy = max(row.cpu["total"] - row.idle, 0.0)
+    return f"{busy / 100 / row.step.achieved * 1e6:.0f}"
 
 
 def compare_auth(
