@@ -1010,6 +1010,24 @@ class ServerInviteTransactionTests(_Base):
         self.assertEqual(tx.last_provisional, ringing)
         tx.cancel_timers()
 
+    def test_final_lets_provisional_go(self) -> None:
+        """
+        Once a final response is sent, the last provisional one is let go
+        (no state sends it again); the final one is kept for Timer G.
+        """
+        for status, state in ((200, State.ACCEPTED), (486, State.COMPLETED)):
+            tx = self.started()
+            tx.respond(make_response(INVITE, 180, to_tag="uas"))
+            final = make_response(INVITE, status, to_tag="uas")
+            tx.respond(final)
+            self.assertIs(tx.state, state)
+            self.assertIsNone(tx.last_provisional)
+            self.assertIs(tx.final_response, final)
+            tx.request_received(INVITE)  # a retransmission: absorbed, or the final again
+            self.assertNotIn(180, [m.status for m in self.wire.messages[2:]])
+            tx.cancel_timers()
+            self.wire.sent.clear()
+
     def test_retransmission_before_response(self) -> None:
         """If the INVITE is retransmitted before any response, it is absorbed silently."""
         tx = self.started()

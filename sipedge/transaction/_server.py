@@ -46,7 +46,8 @@ class _ServerTransaction(Transaction):
     """
     What both server machines do.
 
-    @ivar last_provisional: the last provisional response sent, if any.
+    @ivar last_provisional: the last provisional response sent, until a
+        final response is sent.
     @ivar final_response: the final response sent (the last 2xx in
         ACCEPTED), if any.
     """
@@ -88,6 +89,9 @@ class _ServerTransaction(Transaction):
         if response.status < 200:
             self.last_provisional = response
         else:
+            # No state after a final response sends a provisional again:
+            # let it go, rather than hold it while Timer J or L runs (32 s).
+            self.last_provisional = None
             self.final_response = response
         self._transmit(response)
 
