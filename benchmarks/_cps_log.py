@@ -31,7 +31,7 @@ from twisted.logger import (
     textFileLogObserver,
 )
 
-_state = {"start": 0.0, "total": 0.0, "count": 0, "written": 0.0}
+_state = {"start": 0.0, "total": 0.0, "count": 0, "written": 0.0, "collected": 0}
 
 
 def _gc_callback(phase: str, info: dict[str, Any]) -> None:
@@ -42,6 +42,7 @@ def _gc_callback(phase: str, info: dict[str, Any]) -> None:
     took = now - _state["start"]
     _state["total"] += took
     _state["count"] += 1
+    _state["collected"] += info["collected"]
     out = sys.__stdout__
     if out is None:
         return
@@ -54,7 +55,8 @@ def _gc_callback(phase: str, info: dict[str, Any]) -> None:
     if wall - _state["written"] >= 0.5:
         _state["written"] = wall
         out.write(
-            f"cps-gc-total t={wall:.3f} ms={_state['total'] * 1000:.1f} n={_state['count']}\n"
+            f"cps-gc-total t={wall:.3f} ms={_state['total'] * 1000:.1f} n={_state['count']}"
+            f" collected={_state['collected']}\n"
         )
     out.flush()
 
