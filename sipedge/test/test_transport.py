@@ -197,6 +197,39 @@ class DatagramProtocolTests(SynchronousTestCase):
         self.assertEqual(message.top_via.received, "192.0.2.5")
         self.assertEqual(self.proxy.received, 1)
 
+    def test_one_flow_per_source(self) -> None:
+        """
+        Datagrams from one source share one L{Flow} value; past
+        C{flow_cache_size} sources the socket starts its cache again, and
+        every flow is still the right one.
+        """
+        for _ in range(2):
+            self.phone.write(request_bytes(), ("198.51.100.1", 5060))
+        self.network.flush()
+        [(_, first), (_, second)] = self.received.messages
+        self.assertIs(first, second)
+        self.proxy.flow_cache_size = 3
+        for port in range(42000, 42005):
+            self.network.bind("192.0.2.5", port, DatagramProtocol()).write(
+                request_bytes(), ("198.51.100.1", 5060)
+            )
+        self.network.flush()
+        flows = [flow for _, flow in self.received.messages[2:]]
+        self.assertEqual([f.remote_port for f in flows], list(range(42000, 42005)))
+        self.assertLessEqual(len(self.proxy._flows), 3)
+
+    def test_keepalive_and_stun_told_apart_from_sip(self) -> None:
+        """
+        Only a datagram that does not start like SIP (A-Z) is taken for a
+        keep-alive or STUN: an empty one counts as a keep-alive, a lower-case
+        method is malformed SIP.
+        """
+        self.phone.write(b"", ("198.51.100.1", 5060))
+        self.phone.write(b"options sip:x SIP/2.0\r\n\r\n", ("198.51.100.1", 5060))
+        self.network.flush()
+        self.assertEqual(self.proxy.keepalives, 1)
+        self.assertEqual(self.proxy.malformed, 1)
+
     def test_response_delivered_as_is(self) -> None:
         """A response is delivered unchanged."""
         response = make_response(make_request())

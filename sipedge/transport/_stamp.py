@@ -28,6 +28,8 @@ def _bare_ip(host: str) -> str:
 
 def _same_ip(sent_by_host: str, source: str) -> bool:
     """True if the Via sent-by host is the source address (as an address)."""
+    if sent_by_host == source:
+        return True  # as written: most clients put their address there
     try:
         return ipaddress.ip_address(_bare_ip(sent_by_host)) == ipaddress.ip_address(source)
     except ValueError:

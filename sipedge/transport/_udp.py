@@ -58,6 +58,9 @@ class SipDatagramProtocol(DatagramProtocol):
     name = "UDP"
     reliable = False
     max_datagram_size = MAX_DATAGRAM_SIZE
+    #: How many sources' flows it keeps to reuse (L{Flow} values are
+    #: frozen: one per source serves all its datagrams).
+    flow_cache_size = 4096
     transport: Any = None
     _log = Logger()
 
@@ -89,12 +92,14 @@ class SipDatagramProtocol(DatagramProtocol):
         self.keepalives = 0
         self.malformed = 0
         self.refused = 0
+        self._flows: dict[tuple[str, int], Flow] = {}
 
     def startProtocol(self) -> None:
         address = self.transport.getHost()
         if not self.local_host:
             self.local_host = address.host
         self.local_port = address.port
+        self._flows.clear()
 
     def stopProtocol(self) -> None:
         self._log.debug(
@@ -106,30 +111,30 @@ class SipDatagramProtocol(DatagramProtocol):
         assert self.local_host is not None and self.local_port is not None
         return Flow("UDP", self.local_host, self.local_port, host, port)
 
+    def _flow_from(self, addr: tuple[str, int]) -> Flow:
+        """
+        The flow of a datagram from C{addr}: the same (frozen) value for
+        every datagram of a source while it is among the last
+        L{flow_cache_size} sources, instead of a new one per datagram.
+        """
+        flows = self._flows
+        flow = flows.get(addr)
+        if flow is None:
+            if len(flows) >= self.flow_cache_size:
+                flows.clear()  # many sources (a flood): start again
+            flow = flows[addr] = self.flow_to(addr[0], addr[1])
+        return flow
+
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
         admission = self._admission
         if admission is not None and not admission(addr[0]):
             self.refused += 1
             return
-        flow = self.flow_to(addr[0], addr[1])
-        if is_keepalive(data):
-            self.keepalives += 1
-            if _debug.enabled():
-                self._log.debug(
-                    "Dropping {size}-byte keep-alive from {source}", size=len(data), source=flow
-                )
-            return
-        if looks_like_stun(data):
-            # RFC 5626 8: a STUN keepalive on the SIP port gets its answer.
-            self.keepalives += 1
-            response = binding_response(data, addr[0], addr[1])
-            if response is not None and self.transport is not None:
-                try:
-                    self.transport.write(response, addr)
-                except (OSError, InvalidAddressError, MessageLengthError) as e:
-                    self._log.info("Cannot answer STUN from {source}: {error}",
-                                   source=flow, error=str(e))
-            return
+        flow = self._flow_from(addr)
+        if not data or not 65 <= data[0] <= 90:
+            # Not a request method nor "SIP/2.0" (A-Z): a keep-alive or STUN?
+            if self._keepalive_or_stun(data, addr, flow):
+                return
         try:
             message = parse_datagram(data, self._limits)
             if isinstance(message, Request):
@@ -170,6 +175,29 @@ class SipDatagramProtocol(DatagramProtocol):
             self._receiver.message_received(message, flow)
         except Exception:
             self._log.failure("Receiver failed on a message from {source}", source=flow)
+
+    def _keepalive_or_stun(self, data: bytes, addr: tuple[str, int], flow: Flow) -> bool:
+        """Count and drop a keep-alive, count and answer STUN; False for anything else."""
+        if is_keepalive(data):
+            self.keepalives += 1
+            if _debug.enabled():
+                self._log.debug(
+                    "Dropping {size}-byte keep-alive from {source}", size=len(data), source=flow
+                )
+            return True
+        if looks_like_stun(data):
+            # RFC 5626 8: a STUN keepalive on the SIP port gets its answer.
+            self.keepalives += 1
+            response = binding_response(data, addr[0], addr[1])
+            if response is not None and self.transport is not None:
+                try:
+                    self.transport.write(response, addr)
+                except (OSError, InvalidAddressError, MessageLengthError) as e:
+                    self._log.info(
+                        "Cannot answer STUN from {source}: {error}", source=flow, error=str(e)
+                    )
+            return True
+        return False
 
     def send_message(self, message: Message, flow: Flow) -> None:
         """
