@@ -284,7 +284,9 @@ def main(argv: list[str]) -> int:
         try:
             bench.calls(args.warmup, args.rate)
             done0 = bench.uac.done
-            profiler = cProfile.Profile() if args.profile else None
+            # CPU time, not wall time: on a loaded machine the wall clock
+            # charges other processes' time to whatever function was running.
+            profiler = cProfile.Profile(time.process_time) if args.profile else None
             start = time.process_time()
             if profiler is not None:
                 profiler.enable()

@@ -35,6 +35,7 @@ __all__ = [
     "IBranchStage",
     "IClientTransaction",
     "IDialogListener",
+    "IDialogNeutralStage",
     "ILocationStore",
     "IMessageReceiver",
     "IMessageTap",
@@ -241,6 +242,25 @@ class IResponseStage(Interface):
         response goes on as if the stage had failed. While every stage
         answers at once, no Deferred is made.
         """
+
+
+class IDialogNeutralStage(Interface):
+    """
+    A marker a request stage declares when it cannot change the fate of a
+    request within a dialog set up through us: one that carried our own
+    signed Record-Route back (the C{route} stage noted
+    C{annotations["route"] == "dialog"}), other than a REGISTER (which
+    never belongs to a dialog). The chain does not run such a stage on
+    such a request; it runs every other stage as usual.
+
+    Declare it only for a stage whose C{process_request} returns
+    C{Continue()} on every such request, changing nothing (the request,
+    the annotations, the identity) and counting nothing: skipping it must
+    change nothing but the time it takes. Stages that must see every
+    request, such as bans, flood budgets, the behaviour monitor, the
+    toll-fraud guard (it watches BYE) or media anchoring, never declare
+    it.
+    """
 
 
 class IBranchStage(Interface):

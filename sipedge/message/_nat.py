@@ -44,6 +44,7 @@ over the flow it used, which reaches it all the same.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 import attrs
 
@@ -74,6 +75,9 @@ _ADDRESS_REASONS = frozenset(("via-address", "contact-private", "contact-address
 _DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061, "SCTP": 5060, "WS": 80, "WSS": 443}
 
 
+# Memoized: the same few hosts (the phones', ours) come in every request,
+# and ipaddress parses slowly. Errors are not cached; values are immutable.
+@lru_cache(maxsize=4096)
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
@@ -84,6 +88,7 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
+@lru_cache(maxsize=4096)
 def is_private_address(host: str) -> bool:
     """
     Whether C{host} is an IP address that is not reachable from outside its

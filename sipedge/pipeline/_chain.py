@@ -10,7 +10,9 @@ Deferred at all. The same holds for the response chain
 (L{RequestChain.run_responses}) and the routed stages. The branch checks
 (L{RequestChain.run_branch}) are synchronous. A chain that ends with
 C{Forward} tells the stages that provide L{IRoutedStage} the chosen
-targets before the decision is returned.
+targets before the decision is returned. A request within a dialog set up
+through us (our signed Record-Route came back) skips the stages that
+declare L{IDialogNeutralStage}: they cannot change its fate.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sipedge.interfaces import IBranchStage, IResponseStage, IRoutedStage
+from sipedge.interfaces import IBranchStage, IDialogNeutralStage, IResponseStage, IRoutedStage
 from sipedge.message import Request, Response
 from sipedge.pipeline._context import RequestContext
 from sipedge.pipeline._settled import settled
@@ -39,6 +41,17 @@ def _bad_response(result: object) -> Failure:
     except TypeError:
         return Failure()
     raise AssertionError("a response")  # pragma: no cover
+
+
+def _in_dialog(context: RequestContext) -> bool:
+    """
+    Whether the request of C{context} belongs to a dialog set up through
+    us: the C{route} stage found our signed Record-Route on it (a REGISTER
+    never belongs to a dialog).
+    """
+    return (
+        context.annotations.get("route") == "dialog" and context.request.method != "REGISTER"
+    )
 
 
 class RequestChain:
@@ -58,6 +71,9 @@ class RequestChain:
         #: The stages that also provide L{IRoutedStage}, in the same order:
         #: told the targets when the chain ends with Forward.
         self.routed_stages = tuple(s for s in self.stages if IRoutedStage.providedBy(s))
+        #: For each stage, whether it provides L{IDialogNeutralStage}: not
+        #: run on requests within a dialog set up through us.
+        self.dialog_neutral = tuple(IDialogNeutralStage.providedBy(s) for s in self.stages)
         # Each stage logs under its own namespace (sipedge.stage.<name>), so
         # every event says which stage wrote it.
         self._loggers = tuple(
@@ -120,13 +136,21 @@ class RequestChain:
 
     def _run_from(self, index: int, context: RequestContext) -> StageResult | Deferred[StageResult]:
         stages = self.stages
+        loggers = self._loggers
+        neutral = self.dialog_neutral
         for i in range(index, len(stages)):
             stage = stages[i]
-            context.log = self._loggers[i]
+            if neutral[i] and _in_dialog(context):
+                continue
+            context.log = loggers[i]
             try:
                 result = stage.process_request(context)
             except Exception:
                 return self._failed(Failure(), stage, context)
+            if type(result) is Continue:
+                # Most stages, most of the time: checked first, by type (an
+                # isinstance check against Deferred, an ABC, costs more).
+                continue
             if isinstance(result, Deferred):
                 result = settled(result)
                 if isinstance(result, Failure):
@@ -184,6 +208,9 @@ class RequestChain:
                 changed = stage.process_response(context, response)
             except Exception:
                 changed = Failure()
+            if type(changed) is Response:
+                response = changed  # the common case, checked first
+                continue
             if isinstance(changed, Deferred):
                 changed = settled(changed)
             if isinstance(changed, Deferred):

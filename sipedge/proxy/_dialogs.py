@@ -34,6 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from sipedge import _debug
 from sipedge.error import MessageParseError
 from sipedge.flow import Flow
 from sipedge.interfaces import CALLEE, CALLER, IDialogListener, IProxyObserver
@@ -242,7 +243,8 @@ class DialogTracker:
         if cseq > dialog.cseq[role]:
             dialog.cseq[role] = cseq
         if request.method == "BYE":
-            self._log.debug("Dialog {call_id} ended by BYE", call_id=call_id)
+            if _debug.enabled():  # every call ends here
+                self._log.debug("Dialog {call_id} ended by BYE", call_id=call_id)
             self._forget(dialog)
             self._tell(dialog, "bye")
 

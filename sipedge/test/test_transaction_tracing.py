@@ -66,3 +66,22 @@ class TracingTests(SynchronousTestCase):
     def test_on(self) -> None:
         """If tracing is on, every transition is logged at debug level."""
         self.assertGreater(self.transitions(True), 0)
+
+    def strays(self, enabled: bool) -> int:
+        set_tracing(enabled)
+        self.addCleanup(set_tracing, False)
+        events = capture_log(self)
+        layer = TransactionLayer(_User(), lambda message, flow: None, Clock())
+        flow = Flow("UDP", "192.0.2.9", 5060, "192.0.2.1", 5060)
+        ack = OPTIONS.replace(b"OPTIONS", b"ACK").replace(b"z9hG4bKtrace", b"z9hG4bKack")
+        layer.message_received(parse_datagram(ack), flow)
+        self.assertEqual(layer.stats["stray"], 1)
+        return sum(1 for e in events if "No transaction" in e.get("log_format", ""))
+
+    def test_stray_logged_only_when_tracing(self) -> None:
+        """
+        A request with no transaction (an ACK for a 2xx, one a call) is
+        logged at debug level only while tracing is on.
+        """
+        self.assertEqual(self.strays(False), 0)
+        self.assertEqual(self.strays(True), 1)

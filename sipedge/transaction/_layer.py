@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from sipedge import _debug
 from sipedge.error import (
     LocalProtocolError,
     MessageParseError,
@@ -345,11 +346,12 @@ class TransactionLayer:
 
     def _stray(self, message: Message, flow: Flow) -> None:
         _bump(self.stats, "stray")
-        self._log.debug(
-            "No transaction for {what} from {flow}",
-            what=message.method if isinstance(message, Request) else message.status,
-            flow=str(flow),
-        )
+        if _debug.enabled():  # every ACK for a 2xx comes here
+            self._log.debug(
+                "No transaction for {what} from {flow}",
+                what=message.method if isinstance(message, Request) else message.status,
+                flow=str(flow),
+            )
         self._call_user(self._user.stray_message, message, flow)
 
     def _deliver(self, method: Callable[..., None], *args: Any) -> None:

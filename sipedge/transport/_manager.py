@@ -10,6 +10,7 @@ import ipaddress
 import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -59,6 +60,7 @@ def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+@lru_cache(maxsize=4096)  # every flow_to; errors are not cached
 def _ip_literal(host: str) -> str:
     """
     C{host} as an IP literal the way sockets report it (no brackets,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -45,6 +46,7 @@ __all__ = ["MessageSender", "is_broadcast", "response_flow"]
 _DEFAULT_PORTS = {"TLS": 5061}
 
 
+@lru_cache(maxsize=4096)  # a few hosts, every response: ipaddress is slow
 def is_broadcast(host: str) -> bool:
     """
     True for an address a response must never be sent to (RFC 4475

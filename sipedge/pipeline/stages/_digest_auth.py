@@ -84,7 +84,7 @@ from sipedge.auth import (
     strength,
 )
 from sipedge.error import ConfigError, MessageParseError
-from sipedge.interfaces import IRequestStage
+from sipedge.interfaces import IDialogNeutralStage, IRequestStage
 from sipedge.message import (
     DigestChallenge,
     DigestCredentials,
@@ -149,7 +149,9 @@ def _user_of(uri: object) -> str | None:
     return uri.unescaped_user if isinstance(uri, SipURI) else None
 
 
-@implementer(IRequestStage)
+# In a dialog set up through us (not a REGISTER) it always continues: the
+# dialog's first request was authenticated already.
+@implementer(IRequestStage, IDialogNeutralStage)
 class DigestAuthStage:
     """
     @param portal: a C{twisted.cred} portal whose checkers take

@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from sipedge.error import MessageParseError
-from sipedge.interfaces import IRequestStage
+from sipedge.interfaces import IDialogNeutralStage, IRequestStage
 from sipedge.message import Response
 from sipedge.pipeline._context import RequestContext
 from sipedge.results import Continue, Respond, StageResult
@@ -29,7 +29,8 @@ def respond_with(response: Response) -> Respond:
     return Respond(response.status, response.reason or None, headers, response.body)
 
 
-@implementer(IRequestStage)
+# Acts on REGISTER only, which never belongs to a dialog.
+@implementer(IRequestStage, IDialogNeutralStage)
 class RegistrarStage:
     name = "registrar"
 
