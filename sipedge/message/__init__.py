@@ -27,7 +27,7 @@ from sipedge.message._fields import CSeq, parse_cseq, parse_option_tags, parse_u
 from sipedge.message._headers import COMPACT_FORMS, Headers, canonical_name, header_key
 from sipedge.message._lex import TOKEN_CHARS, split_comma_list, unquote
 from sipedge.message._limits import DEFAULT_LIMITS, Limits
-from sipedge.message._message import SIP_VERSION, Message, Request, Response
+from sipedge.message._message import SIP_VERSION, Message, Request, Response, carry_views
 from sipedge.message._nat import NatVerdict, detect_nat, is_private_address
 from sipedge.message._parser import (
     KeepAlivePing,
@@ -103,6 +103,7 @@ __all__ = [
     "Via",
     "branch_digest",
     "canonical_name",
+    "carry_views",
     "check_request",
     "check_response",
     "detect_nat",

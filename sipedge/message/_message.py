@@ -23,7 +23,7 @@ from sipedge.error import MessageParseError
 from sipedge.flow import Flow
 from sipedge.message._address import STAR, parse_contact, parse_name_addr, parse_name_addr_list
 from sipedge.message._fields import parse_cseq, parse_option_tags, parse_uint
-from sipedge.message._headers import Headers
+from sipedge.message._headers import Headers, header_key
 from sipedge.message._uri import parse_uri
 from sipedge.message._via import parse_via_list
 
@@ -76,9 +76,48 @@ if TYPE_CHECKING:
     from sipedge.message._uri import URI
     from sipedge.message._via import Via
 
-__all__ = ["SIP_VERSION", "Message", "Request", "Response"]
+__all__ = ["SIP_VERSION", "Message", "Request", "Response", "carry_views"]
 
 SIP_VERSION = "SIP/2.0"
+
+
+#: Each cached header view and the header field (its key) it is read from.
+_VIEW_FIELDS = (
+    ("call_id", "call-id"),
+    ("cseq", "cseq"),
+    ("vias", "via"),
+    ("from_address", "from"),
+    ("to_address", "to"),
+    ("routes", "route"),
+    ("record_routes", "record-route"),
+    ("contacts", "contact"),
+    ("max_forwards", "max-forwards"),
+    ("expires", "expires"),
+)
+
+
+def carry_views(source: _Views, copy: _T, changed: str | tuple[str, ...] = ()) -> _T:
+    """
+    Parse once: give C{copy}, a message derived from C{source}, the typed
+    views C{source} has already parsed from header fields that did not
+    change, and its parsed Request-URI if the URI is the same. C{changed}
+    names every header field whose values differ between the two (any
+    spelling); a view of one of those is parsed again on use.
+
+    The caller vouches for C{changed}: a field that changed but is not
+    named would leave a stale view. Returns C{copy}.
+    """
+    cached = source.__dict__
+    target = copy.__dict__
+    if isinstance(changed, str):
+        changed = (changed,)
+    keys = {header_key(name) for name in changed}
+    for view, key in _VIEW_FIELDS:
+        if key not in keys and view in cached:
+            target[view] = cached[view]
+    if "request_uri" in cached and getattr(copy, "uri", None) == getattr(source, "uri", None):
+        target["request_uri"] = cached["request_uri"]
+    return copy
 
 
 class _Views:
@@ -225,20 +264,33 @@ class Request(_Views):
         """The parsed Request-URI."""
         return parse_uri(self.uri)
 
+    # Copies are made directly, not with attrs.evolve, which introspects the
+    # class on every call: a proxy derives several messages from each one.
+
     def with_uri(self, uri: object) -> Request:
         """A copy with another Request-URI (a URI value or its text)."""
-        return attrs.evolve(self, uri=str(uri))
+        copy = type(self)(self.method, str(uri), self.headers, self.body, self.version)
+        return carry_views(self, copy)
 
-    def with_headers(self, headers: Headers) -> Request:
-        """A copy with other headers."""
-        return attrs.evolve(self, headers=headers)
+    def with_headers(
+        self, headers: Headers, changed: str | tuple[str, ...] | None = None
+    ) -> Request:
+        """
+        A copy with other headers. With C{changed}, the names of the only
+        fields that differ, the copy keeps the typed views already parsed
+        from the others (L{carry_views}).
+        """
+        copy = type(self)(self.method, self.uri, headers, self.body, self.version)
+        if changed is not None:
+            carry_views(self, copy, changed)
+        return copy
 
     def with_body(self, body: bytes, content_type: str | None = None) -> Request:
         """A copy with another body (and Content-Type, if given)."""
         headers = self.headers
         if content_type is not None:
             headers = headers.replaced("Content-Type", content_type)
-        return attrs.evolve(self, body=body, headers=headers)
+        return type(self)(self.method, self.uri, headers, body, self.version)
 
 
 @attrs.frozen(eq=True, slots=False)
@@ -264,18 +316,38 @@ class Response(_Views):
         """True for 1xx."""
         return self.status < 200
 
-    def with_headers(self, headers: Headers, flow: Flow | None = None) -> Response:
-        """A copy with other headers (and the flow it was received on, if given)."""
-        if flow is None:
-            return attrs.evolve(self, headers=headers)
-        return attrs.evolve(self, headers=headers, flow=flow)
+    def with_headers(
+        self,
+        headers: Headers,
+        flow: Flow | None = None,
+        changed: str | tuple[str, ...] | None = None,
+    ) -> Response:
+        """
+        A copy with other headers (and the flow it was received on, if
+        given). With C{changed}, the names of the only fields that differ,
+        the copy keeps the typed views already parsed from the others
+        (L{carry_views}).
+        """
+        copy = type(self)(
+            self.status,
+            self.reason,
+            headers,
+            self.body,
+            self.version,
+            flow=self.flow if flow is None else flow,
+        )
+        if changed is not None:
+            carry_views(self, copy, changed)
+        return copy
 
     def with_body(self, body: bytes, content_type: str | None = None) -> Response:
         """A copy with another body (and Content-Type, if given)."""
         headers = self.headers
         if content_type is not None:
             headers = headers.replaced("Content-Type", content_type)
-        return attrs.evolve(self, body=body, headers=headers)
+        return type(self)(
+            self.status, self.reason, headers, body, self.version, flow=self.flow
+        )
 
 
 Message = Request | Response

@@ -252,7 +252,7 @@ def parse_datagram(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Message:
     if length > limits.max_body_size:
         raise _error("body too large", 413, message)
     if length:
-        return attrs.evolve(message, body=data[body_start : body_start + length])
+        return message.with_body(data[body_start : body_start + length])
     return message
 
 
@@ -368,7 +368,7 @@ class StreamParser:
         if len(buf) < total:
             return False
         if total > body_start:
-            message = attrs.evolve(message, body=bytes(buf[body_start:total]))
+            message = message.with_body(bytes(buf[body_start:total]))
         del buf[:total]
         self._pending = None
         self._scanned = 0

@@ -344,12 +344,22 @@ class Via:
                 out.append((pname, pvalue))
         if not done:
             out.append((name, value))
-        return attrs.evolve(self, params=tuple(out))
+        return self._with_params(tuple(out))
+
+    def _with_params(self, params: Params) -> Via:
+        """A copy with C{params} (already checked), made directly: no attrs.evolve."""
+        return type(self)(
+            protocol=self.protocol,
+            transport=self.transport,
+            host=self.host,
+            port=self.port,
+            params=params,
+        )
 
     def without_param(self, name: str) -> Via:
         """A copy without any parameter C{name} (case-insensitive)."""
         lname = name.lower()
-        return attrs.evolve(self, params=tuple(p for p in self.params if p[0].lower() != lname))
+        return self._with_params(tuple(p for p in self.params if p[0].lower() != lname))
 
     def with_branch(self, branch: str) -> Via:
         """A copy with another branch (RFC 3261 8.1.1.7)."""

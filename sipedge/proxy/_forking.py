@@ -260,7 +260,7 @@ class Forker:
             return
         branch_id = make_branch(fork.digest, index)
         via = via_value(flow.transport, local_host, local_port, branch_id)
-        request = request.with_headers(request.headers.prepended("Via", via))
+        request = request.with_headers(request.headers.prepended("Via", via), changed="Via")
         chain = core.chain
         if chain.branch_stages:
             checked = chain.run_branch(fork.context, request, flow)
@@ -381,7 +381,9 @@ class Forker:
                 self._log.failure("Dialog tracking failed")
         branch.udp_fallback = None  # the connection works
         # the flow it came on: the response stages learn where its sender is
-        upstream = response.with_headers(response.headers.first_removed("Via"), transaction.flow)
+        upstream = response.with_headers(
+            response.headers.first_removed("Via"), transaction.flow, changed="Via"
+        )
         status = response.status
         cancelling = core.cancelling
         if status < 200:

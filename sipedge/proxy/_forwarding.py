@@ -7,7 +7,15 @@ functions over immutable messages.
 from __future__ import annotations
 
 from sipedge.flow import format_hostport
-from sipedge.message import URI, Request, SipURI, parse_name_addr, parse_uri, split_comma_list
+from sipedge.message import (
+    URI,
+    Request,
+    SipURI,
+    carry_views,
+    parse_name_addr,
+    parse_uri,
+    split_comma_list,
+)
 from sipedge.pipeline import Target
 
 __all__ = [
@@ -37,6 +45,7 @@ def forwarded_request(request: Request, target: Target, default_max_forwards: in
     for value in reversed(target.route):
         headers = headers.prepended("Route", value)
     forwarded = Request(request.method, target.uri, headers, request.body, request.version)
+    carry_views(request, forwarded, ("Max-Forwards", "Route"))
     return _strict_route_fixup(forwarded)
 
 
@@ -111,4 +120,4 @@ def with_record_route(request: Request, values: list[str]) -> Request:
     headers = request.headers
     for value in values:
         headers = headers.prepended("Record-Route", value)
-    return request.with_headers(headers)
+    return request.with_headers(headers, changed="Record-Route")

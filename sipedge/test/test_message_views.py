@@ -1,0 +1,161 @@
+# -*- test-case-name: sipedge.test.test_message_views -*-
+"""
+Parse once: L{sipedge.message.carry_views} and the C{changed} argument of
+C{with_headers} give a derived message the typed views already parsed
+from the fields that did not change, and those views are exactly what
+parsing the derived message would give.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge.error import MessageParseError
+from sipedge.message import Request, Response, carry_views, parse_datagram
+
+VIEWS = (
+    "call_id",
+    "cseq",
+    "vias",
+    "from_address",
+    "to_address",
+    "routes",
+    "record_routes",
+    "contacts",
+    "max_forwards",
+    "expires",
+)
+
+INVITE = (
+    "INVITE sip:bob@example.com SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-v1;rport\r\n"
+    "Route: <sip:192.0.2.1;lr>, <sip:192.0.2.2;lr>\r\n"
+    "Record-Route: <sip:192.0.2.9;lr>\r\n"
+    "Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a\r\n"
+    "To: <sip:bob@example.com>\r\nCall-ID: views-1\r\nCSeq: 1 INVITE\r\n"
+    "Contact: <sip:alice@198.51.100.7:5060>\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def _views(message: Any) -> dict[str, Any]:
+    """Every view of C{message}, or the error it raises."""
+    out: dict[str, Any] = {}
+    for name in (*VIEWS, "request_uri"):
+        if name == "request_uri" and not isinstance(message, Request):
+            continue
+        try:
+            out[name] = getattr(message, name)
+        except MessageParseError as e:
+            out[name] = ("error", e.reason)
+    return out
+
+
+def _fresh(message: Request) -> Request:
+    """The same message with nothing parsed yet."""
+    return Request(message.method, message.uri, message.headers, message.body, message.version)
+
+
+VIA = "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-x"
+RR = "<sip:192.0.2.1;lr>"
+
+#: Edits a proxy makes, and the fields each changes.
+EDITS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "via on top": (lambda h: h.prepended("Via", VIA), ("Via",)),
+    "via popped": (lambda h: h.first_removed("Via"), ("v",)),
+    "route popped": (lambda h: h.first_removed("Route"), ("Route",)),
+    "record-route": (lambda h: h.prepended("Record-Route", RR), ("Record-Route",)),
+    "max-forwards": (lambda h: h.replaced("Max-Forwards", "69"), ("max-forwards",)),
+    "to tag": (lambda h: h.replaced("To", "<sip:bob@example.com>;tag=b"), ("To",)),
+    "bad cseq": (lambda h: h.replaced("CSeq", "x INVITE"), ("CSeq",)),
+    "two contacts": (lambda h: h.added("Contact", "<sip:a@192.0.2.3>"), ("m",)),
+    "no expires": (lambda h: h.removed("Expires"), ("Expires",)),
+}
+
+
+class CarryViewsTests(SynchronousTestCase):
+    """Derived messages keep the views of unchanged fields, and only those."""
+
+    def invite(self) -> Request:
+        message = parse_datagram(INVITE.encode())
+        assert isinstance(message, Request)
+        return message
+
+    @given(
+        edits=st.lists(st.sampled_from(sorted(EDITS)), max_size=4),
+        parsed=st.sets(st.sampled_from(VIEWS)),
+        new_uri=st.booleans(),
+    )
+    def test_same_as_parsing_again(self, edits: list[str], parsed: set[str], new_uri: bool) -> None:
+        """
+        Whatever views were parsed before and whatever fields changed
+        (named as C{changed}, in any spelling), every view of the derived
+        message equals the view of the same message parsed afresh.
+        """
+        source = self.invite()
+        for name in parsed:
+            try:
+                getattr(source, name)
+            except MessageParseError:
+                pass
+        message = source
+        for edit in edits:
+            change, names = EDITS[edit]
+            message = message.with_headers(change(message.headers), changed=names)
+        if new_uri:
+            message = message.with_uri("sip:bob@203.0.113.5")
+        self.assertEqual(_views(message), _views(_fresh(message)))
+
+    def test_kept_not_parsed_again(self) -> None:
+        """The views of unchanged fields are kept; the changed one is parsed on use."""
+        source = self.invite()
+        source.vias  # noqa: B018
+        to = source.to_address
+        copy = source.with_headers(source.headers.prepended("Via", VIA), changed="Via")
+        self.assertEqual(set(VIEWS) & set(copy.__dict__), {"to_address"})
+        self.assertIs(copy.to_address, to)
+        self.assertEqual(len(copy.vias), 2)
+
+    def test_without_changed_nothing_kept(self) -> None:
+        """Without C{changed}, nothing is carried over: every view is parsed again."""
+        source = self.invite()
+        to = source.to_address
+        copy = source.with_headers(source.headers)
+        self.assertNotIn("to_address", copy.__dict__)
+        self.assertEqual(copy.to_address, to)
+
+    def test_request_uri(self) -> None:
+        """The parsed Request-URI is kept while the URI is the same, parsed again if not."""
+        source = self.invite()
+        uri = source.request_uri
+        self.assertIs(source.with_headers(source.headers, changed=()).request_uri, uri)
+        moved = source.with_uri("sip:carol@example.com")
+        self.assertEqual(str(moved.request_uri), "sip:carol@example.com")
+        self.assertIs(moved.to_address, source.to_address)
+
+    def test_response(self) -> None:
+        """A response popped of its Via keeps its other views and its flow."""
+        message = parse_datagram(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-a\r\n"
+            b"Via: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-b\r\n"
+            b"From: <sip:a@example.com>;tag=a\r\nTo: <sip:b@example.com>;tag=b\r\n"
+            b"Call-ID: r\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+        assert isinstance(message, Response)
+        cseq = message.cseq
+        message.vias  # noqa: B018
+        upstream = message.with_headers(message.headers.first_removed("Via"), changed="Via")
+        self.assertIs(upstream.cseq, cseq)
+        self.assertEqual([v.branch for v in upstream.vias], ["z9hG4bK-b"])
+
+    def test_carry_views_direct(self) -> None:
+        """L{carry_views} works on a copy built directly, and returns it."""
+        source = self.invite()
+        call_id = source.call_id
+        copy = Request("INVITE", source.uri, source.headers.replaced("Max-Forwards", "3"))
+        self.assertIs(carry_views(source, copy, "Max-Forwards"), copy)
+        self.assertIs(copy.call_id, call_id)
+        self.assertEqual(copy.max_forwards, 3)
