@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from sipedge.config import Config, PipelineConfig
-from sipedge.security import RESTART_KEYS as _SECURITY_RESTART_KEYS
+from sipedge.security import LIVE_KEYS as _SECURITY_LIVE_KEYS
 
 __all__ = ["LIVE", "PINNED_STAGE", "ConfigSplit", "split_config"]
 
@@ -72,7 +72,7 @@ def _is_live(key: str) -> bool:
     if key in LIVE:
         return True
     if key.startswith("security."):
-        return key.removeprefix("security.") not in _SECURITY_RESTART_KEYS
+        return key.removeprefix("security.") in _SECURITY_LIVE_KEYS
     return False
 
 
@@ -103,7 +103,7 @@ class _Splitter:
             return old
         if key == "pipeline":
             return self._pipeline(old, new)
-        if key in LIVE or (_is_live(key) and not attrs.has(type(old))):
+        if (_is_live(key) and not attrs.has(type(old))) or key in LIVE:
             self.applied.append(key)
             if key == "routes":
                 self.changes.append(f"routes: {len(new)} static routes (were {len(old)})")

@@ -48,7 +48,7 @@ from sipedge.security._filter import (
 )
 from sipedge.security._monitor import MONITOR_STAT_KEYS, Monitor
 from sipedge.security._reconfigure import (
-    RESTART_KEYS,
+    LIVE_KEYS,
     SecurityUpdate,
     prepare_security,
     reread_bans,
@@ -73,12 +73,12 @@ __all__ = [
     "DEFAULT_SCANNER_USER_AGENTS",
     "DEFAULT_THRESHOLDS",
     "FILTER_ACTIONS",
+    "LIVE_KEYS",
     "METHOD_CLASSES",
     "MONITOR_ACTIONS",
     "MONITOR_RULES",
     "MONITOR_STAT_KEYS",
     "OFFENCE_KINDS",
-    "RESTART_KEYS",
     "STAT_KEYS",
     "TIERS",
     "TOLL_FRAUD_RULES",

@@ -8,10 +8,11 @@ calls. Only the settings change.
 
 Two steps, so a reload is all or nothing: L{prepare_security} builds what
 can fail (a scanner pattern that does not compile) and touches nothing;
-L{SecurityUpdate.apply} then only assigns. The settings the services fixed
-their structure with (the monitor's window and slots, call trackers' sizes
-and timeouts) cannot change in place: L{RESTART_KEYS} lists them, and the
-caller keeps their running values (see C{sipedge._reload_keys}).
+L{SecurityUpdate.apply} then only assigns. L{LIVE_KEYS} lists the keys
+applied so; any other (the monitor's window and slots, call trackers' sizes
+and timeouts, and any key added later that nobody wired here) needs a
+restart, and the caller keeps its running value (see
+C{sipedge._reload_keys}).
 """
 
 from __future__ import annotations
@@ -26,21 +27,60 @@ from twisted.logger import Logger
 
 from sipedge.security._bans import Bans
 from sipedge.security._bucket import TIERS, Budget
-from sipedge.security._config import MonitorConfig, SecurityConfig, TollFraudConfig
+from sipedge.security._config import (
+    MONITOR_RULES,
+    MonitorConfig,
+    SecurityConfig,
+    TollFraudConfig,
+)
 from sipedge.security._useragent import UserAgentMatcher
 
-__all__ = ["RESTART_KEYS", "SecurityUpdate", "prepare_security", "reread_bans"]
+__all__ = ["LIVE_KEYS", "SecurityUpdate", "prepare_security", "reread_bans"]
 
-#: Keys of C{[security]} (dotted below it) that need a restart to change.
-RESTART_KEYS = frozenset({
-    "monitor.window",
-    "monitor.slots",
-    "monitor.max_calls",
-    "monitor.max_call_duration",
-    "monitor.call_setup_timeout",
-    "toll_fraud.max_calls",
-    "toll_fraud.max_call_duration",
-    "toll_fraud.call_setup_timeout",
+#: Keys of C{[security]} (dotted below it) that L{prepare_security} applies
+#: in place; the others need a restart.
+LIVE_KEYS = frozenset({
+    "unauthenticated_rate",
+    "unauthenticated_burst",
+    "authenticated_rate",
+    "authenticated_burst",
+    "trusted_rate",
+    "trusted_burst",
+    "max_rate_keys",
+    "flood_offence_interval",
+    "max_authenticated_sources",
+    "ban_base",
+    "ban_max",
+    "ban_memory",
+    "offence_window",
+    "flood_threshold",
+    "scanner_threshold",
+    "auth_failure_threshold",
+    "monitor_threshold",
+    "filter_threshold",
+    "max_offence_keys",
+    "purge_interval",
+    "account_failures",
+    "account_window",
+    "account_known_sources",
+    "account_memory",
+    "max_account_keys",
+    "scanner_user_agents",
+    "scanner_user_agent_patterns",
+    "monitor.min_samples",
+    "monitor.max_sources",
+    "monitor.max_users",
+    "monitor.restrict_duration",
+    "monitor.restricted_rate",
+    "monitor.restricted_burst",
+    "monitor.premium_prefixes",
+    *(f"monitor.{key}{suffix}" for key in MONITOR_RULES.values() for suffix in ("", "_action")),
+    "toll_fraud.max_concurrent_calls",
+    "toll_fraud.calls_per_minute",
+    "toll_fraud.deny_prefixes",
+    "toll_fraud.allow_prefixes",
+    "toll_fraud.trusted_prefix_checks",
+    "toll_fraud.max_users",
 })
 
 _log = Logger()
@@ -82,16 +122,17 @@ def prepare_security(
     @param security: the L{Security} (its C{config} is the running section).
     @param monitor: the L{Monitor} of C{[security.monitor]}, or C{None}.
     @param toll_fraud: the L{TollFraudGuard}, or C{None}.
-    @param config: the new section, whose L{RESTART_KEYS} must equal the
-        running ones (the caller keeps them).
-    @raise ValueError: if a key of L{RESTART_KEYS} differs.
+    @param config: the new section, which may differ from the running one
+        in L{LIVE_KEYS} only (the caller keeps the others).
+    @raise ValueError: if a key not in L{LIVE_KEYS} differs.
     """
     old: SecurityConfig = security.config
     changed = _changed_fields(old, config)
     changed += _changed_fields(old.monitor, config.monitor, "monitor.")
     changed += _changed_fields(old.toll_fraud, config.toll_fraud, "toll_fraud.")
-    if RESTART_KEYS.intersection(changed):
-        raise ValueError(f"cannot change in place: {sorted(RESTART_KEYS.intersection(changed))}")
+    fixed = sorted(set(changed) - LIVE_KEYS)
+    if fixed:
+        raise ValueError(f"cannot change in place: {', '.join(fixed)}")
     steps: list[Callable[[], None]] = []
     if any(not key.startswith(("monitor.", "toll_fraud.")) for key in changed):
         steps.append(_security_step(security, config))

@@ -70,6 +70,16 @@ class _EdgeCase(SynchronousTestCase):
         text = (self.base if base is None else base) + extra
         self.path.write_text(text + f'\n[state]\npath = "{self.state}"\n')
 
+    def restart_with(self, text: str) -> None:
+        """Run a new sipedge on C{text} (in the file too) instead."""
+        self.write("", text)
+        self.edge.stop()
+        self.edge = edge_in_memory(text, self.state)
+        self.addCleanup(self.edge.stop)
+        self.service = self.edge.service
+        self.service.config_source = ConfigSource(str(self.path))
+        self.reactor = self.edge.reactor
+
     def agent(self, cls: type = UAC, host: str = PHONE, port: int = 5060, **kw: Any) -> Any:
         agent = cls("alice" if cls is UAC else "trunk", "lab.test", self.reactor, host=host,
                     outbound=self.edge.udp if cls is UAC else None, **kw)
@@ -115,13 +125,7 @@ class ApplyTests(_EdgeCase):
         domain does not resolve).
         """
         base = BASE + f'trusted = ["{PHONE}"]\n'
-        self.write("", base)
-        self.edge.stop()
-        self.edge = edge_in_memory(base, self.state)
-        self.addCleanup(self.edge.stop)
-        self.service = self.edge.service
-        self.service.config_source = ConfigSource(str(self.path))
-        self.reactor = self.edge.reactor
+        self.restart_with(base)
         self.edge.add_user("alice", "alice-secret")
         pbx = self.agent(password="alice-secret")
         trunk = self.agent(UAS, host=TRUNK, port=5070)
@@ -138,6 +142,33 @@ class ApplyTests(_EdgeCase):
         self.assertIn(call.call_id, trunk.calls)
         pbx.bye(call)
         self.reactor.flush()
+
+    def test_in_flight(self) -> None:
+        """
+        A call whose INVITE is still ringing when the file is reloaded is
+        answered and confirmed through the new chain; its BYE after a
+        second reload ends it at both ends: transactions and dialogs live
+        through reloads.
+        """
+        base = BASE + f'trusted = ["{PHONE}"]\n'
+        self.restart_with(base + ROUTE)
+        self.edge.add_user("alice", "alice-secret")
+        pbx = self.agent(password="alice-secret")
+        trunk = self.agent(UAS, host=TRUNK, port=5070)
+        trunk.answer_after = 2.0
+        call = pbx.invite("sip:+442071234567@carrier.test")
+        self.reactor.flush()
+        self.assertEqual(call.statuses[-1], 180)
+        self.write(ROUTE + FILTER + "[security]\nflood_threshold = 9\n", base)
+        self.assertIn("pipeline: stages and options as in the file", self.service.reload().changed)
+        self.reactor.advance_and_flush(2.5)
+        self.assertEqual(call.state, "confirmed", call.statuses)
+        self.assertEqual(trunk.calls[call.call_id].state, "confirmed")
+        self.write(ROUTE, base)
+        self.service.reload()
+        pbx.bye(call)
+        self.reactor.flush()
+        self.assertEqual(trunk.calls[call.call_id].state, "ended")
 
     def test_domains(self) -> None:
         """A domain added to the file is ours after the reload (its REGISTER answered)."""

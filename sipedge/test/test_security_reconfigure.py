@@ -1,8 +1,8 @@
 # -*- test-case-name: sipedge.test.test_security_reconfigure -*-
 """
-Tests for L{sipedge.security.prepare_security} and
-L{sipedge.security.reread_bans}: new settings for the running security
-services, their state kept.
+Tests for L{sipedge.security.prepare_security},
+L{sipedge.security.reread_bans} and L{sipedge.security.LIVE_KEYS}: new
+settings for the running security services, their state kept.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.security import (
+    LIVE_KEYS,
     Bans,
     Monitor,
     MonitorConfig,
@@ -125,3 +126,21 @@ class RereadTests(SynchronousTestCase):
         self.assertFalse(security.is_banned("198.51.100.7"))
         self.assertEqual(reread_bans(security), 1)
         self.assertTrue(security.is_banned("198.51.100.7"))
+
+
+class LiveKeysTests(SynchronousTestCase):
+    """L{LIVE_KEYS}."""
+
+    def test_keys_exist(self) -> None:
+        """Every key it names is a key of C{[security]} or of its sub-tables."""
+        sections = {"monitor": MonitorConfig, "toll_fraud": TollFraudConfig}
+        for key in LIVE_KEYS:
+            section, _, name = key.rpartition(".")
+            fields = attrs.fields_dict(sections[section] if section else SecurityConfig)
+            self.assertIn(name, fields, key)
+
+    def test_structure_not_live(self) -> None:
+        """What the monitor and the call trackers are built with is not in it."""
+        for key in ("monitor.window", "monitor.slots", "monitor.max_calls",
+                    "toll_fraud.max_calls", "toll_fraud.call_setup_timeout"):
+            self.assertNotIn(key, LIVE_KEYS)
