@@ -35,6 +35,7 @@ from sipedge.transport._listeners import (
 )
 from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
 from sipedge.transport._udp import MAX_DATAGRAM_SIZE, SipDatagramProtocol
+from sipedge.transport._v6only import listen_tcp, listen_udp
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
@@ -204,9 +205,7 @@ class TransportManager:
             self._receiver, limits=self._limits, local_host=host or None,
             admission=self._admission,
         )
-        listening = self._reactor.listenUDP(
-            port, protocol, interface=host, maxPacketSize=MAX_DATAGRAM_SIZE
-        )
+        listening = listen_udp(self._reactor, port, protocol, host, MAX_DATAGRAM_SIZE)
         _enlarge_receive_buffer(listening)
         self._udp.append(protocol)
         self._udp_ports[protocol] = listening
@@ -239,7 +238,7 @@ class TransportManager:
         return self._listen_stream("TLS", host, port, factory)
 
     def _listen_stream(self, name: str, host: str, port: int, factory: Any) -> StreamListener:
-        listening = self._reactor.listenTCP(port, factory, interface=host)
+        listening: Any = listen_tcp(self._reactor, port, factory, host)
         address = listening.getHost()
         listener = StreamListener(self, name, host or address.host, address.port, listening)
         self._listeners.append(listener)
