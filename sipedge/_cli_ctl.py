@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,6 +29,12 @@ def configure_ctl_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="sipedge's configuration file")
     parser.add_argument("--url", help="the API's base, e.g. http://127.0.0.1:8080")
     parser.add_argument("--token-file", metavar="FILE", help="the bearer token's file")
+    parser.add_argument(
+        "--cafile", metavar="FILE",
+        help="for an https URL: the CA certificates to verify the API's certificate with"
+        " (default: with --config, the certificate the API presents, pinned; else the"
+        " system's CAs)",
+    )
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
     commands = parser.add_subparsers(dest="ctl", metavar="COMMAND", required=True)
     registrations = commands.add_parser("registrations", help="list registrations")
@@ -48,10 +55,35 @@ def configure_ctl_parser(parser: argparse.ArgumentParser) -> None:
     commands.add_parser("reload", help="reload what can change without a restart")
 
 
-def _endpoint(args: argparse.Namespace) -> tuple[str, str]:
-    """The API's base URL and the token, from the options or the configuration."""
+def _pinned(path: Path) -> ssl.SSLContext:
+    """
+    Trust exactly the certificate in C{path} (the one the API presents):
+    a self-signed certificate, or one whose name is not the address we
+    connect to (the token is safe if the certificate is the right one).
+    """
+    context = ssl.create_default_context(cafile=str(path))
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = False
+    return context
+
+
+def _served_certificate(config: Any) -> Path:
+    """The certificate file the admin API of C{config} presents."""
+    from sipedge.transport import CERTIFICATE_FILE
+
+    admin, tls = config.admin, config.tls
+    return Path(admin.certificate or tls.certificate
+                or Path(config.state.path) / CERTIFICATE_FILE)
+
+
+def _endpoint(args: argparse.Namespace) -> tuple[str, str, ssl.SSLContext | None]:
+    """
+    The API's base URL, the token and the TLS context for an https URL,
+    from the options or the configuration.
+    """
     url, token_file = args.url, args.token_file
-    if args.config is not None and (url is None or token_file is None):
+    context = ssl.create_default_context(cafile=args.cafile) if args.cafile else None
+    if args.config is not None and (url is None or token_file is None or context is None):
         from sipedge.admin import TOKEN_FILE
         from sipedge.config import load_config
 
@@ -62,9 +94,15 @@ def _endpoint(args: argparse.Namespace) -> tuple[str, str]:
                 raise SystemExit("sipedge ctl: no [admin] listen address in the"
                                  " configuration: give --url")
             host = f"[{listen.host}]" if ":" in listen.host else listen.host
-            url = f"http://{host}:{listen.port}"
+            scheme = "https" if config.admin.secure else "http"
+            url = f"{scheme}://{host}:{listen.port}"
         if token_file is None:
             token_file = str(config.admin.token_file or Path(config.state.path) / TOKEN_FILE)
+        if context is None and config.admin.secure:
+            try:
+                context = _pinned(_served_certificate(config))
+            except (OSError, ssl.SSLError) as e:
+                raise SystemExit(f"sipedge ctl: cannot read the API's certificate: {e}") from None
     if url is None or token_file is None:
         raise SystemExit("sipedge ctl: give --config, or --url and --token-file")
     try:
@@ -73,17 +111,23 @@ def _endpoint(args: argparse.Namespace) -> tuple[str, str]:
         raise SystemExit(
             f"sipedge ctl: cannot read the token file {token_file}: {e.strerror}"
         ) from None
-    return url.rstrip("/"), token
+    return url.rstrip("/"), token, context
 
 
-def _call(url: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+def _call(url: str, token: str, context: ssl.SSLContext | None, method: str, path: str,
+          body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(f"{url}/api/v1/{path}", data=data, method=method)
     request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    opener = _OPENER
+    if context is not None:
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
     try:
-        with _OPENER.open(request, timeout=15) as response:
+        with opener.open(request, timeout=15) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as e:
         try:
@@ -117,7 +161,7 @@ def _media_cell(sessions: list[dict[str, Any]] | None) -> str | None:
 
 def run_ctl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run one C{sipedge ctl} command; the exit status (1 on an API error)."""
-    url, token = _endpoint(args)
+    url, token, context = _endpoint(args)
     quote = urllib.parse.quote
     command = args.ctl
     request: tuple[str, str, Any] = {
@@ -137,7 +181,7 @@ def run_ctl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "reload": ("POST", "reload", {}),
     }[command]
     try:
-        status, answer = _call(url, token, *request)
+        status, answer = _call(url, token, context, *request)
     except (urllib.error.URLError, OSError) as e:
         print(f"sipedge ctl: cannot reach {url}: {getattr(e, 'reason', e)}", file=err)
         return 1

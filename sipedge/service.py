@@ -21,7 +21,14 @@ from twisted.logger import ILogObserver, Logger
 
 from sipedge._reload import ConfigSource, ReloadReport, log_reload, reload_service, tls_settings
 from sipedge.accounting import CallRecorder, JsonLinesWriter
-from sipedge.admin import TOKEN_FILE, AdminResource, admin_site, read_or_make_token
+from sipedge.admin import (
+    TOKEN_FILE,
+    AdminResource,
+    admin_site,
+    admin_tls_context,
+    listen_admin,
+    read_or_make_token,
+)
 from sipedge.auth import NonceSource, SQLiteCredentialStore
 from sipedge.capture import HepCapture, HepSender
 from sipedge.config import Config
@@ -416,16 +423,17 @@ class SipEdgeService(MultiService):
         if admin is not None and self.admin_token is not None:
             resource = AdminResource(self, self.admin_token, self._reactor)
             try:
-                self._admin_port = self._reactor.listenTCP(
-                    admin.port, admin_site(resource), interface=admin.host
-                )
-            except CannotListenError as e:
+                tls = admin_tls_context(self.config.admin, self._tls_settings, self._reactor,
+                                        self.server_tls)
+                self._admin_port = listen_admin(self._reactor, admin, admin_site(resource), tls)
+            except (CannotListenError, ConfigError) as e:
                 self.transports.close()
                 raise SystemExit(f"sipedge: cannot serve the admin API on {admin}: "
-                                 f"{e.socketError}") from None
+                                 f"{getattr(e, 'socketError', e)}") from None
             address = self._admin_port.getHost()
             self._log.info(
-                "Serving the admin API on http://{host}:{port}/api/v1/",
+                "Serving the admin API on {scheme}://{host}:{port}/api/v1/",
+                scheme="http" if tls is None else "https",
                 host=f"[{address.host}]" if ":" in address.host else address.host,
                 port=address.port,
             )

@@ -30,12 +30,30 @@ def _listen(value: object) -> TcpListen | None:
         raise InvalidValue("listen", str(e)) from None
 
 
-def _path(value: object) -> Path | None:
+def _path(key: str, value: object) -> Path | None:
     if value is None or isinstance(value, Path):
         return value
     if not isinstance(value, str) or not value.strip():
-        raise InvalidValue("token_file", f"expected a file name, got {_describe(value)}")
+        raise InvalidValue(key, f"expected a file name, got {_describe(value)}")
     return Path(value)
+
+
+def _token_file(value: object) -> Path | None:
+    return _path("token_file", value)
+
+
+def _certificate(value: object) -> Path | None:
+    return _path("certificate", value)
+
+
+def _private_key(value: object) -> Path | None:
+    return _path("private_key", value)
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidValue("tls", f"expected true or false, got {_describe(value)}")
+    return value
 
 
 @attrs.frozen
@@ -47,7 +65,25 @@ class AdminConfig:
         default) for no admin API.
     @ivar token_file: the file holding the bearer token, or C{None} for
         L{TOKEN_FILE} in the state directory, made on first start.
+    @ivar tls: serve the API over TLS (HTTPS) with sipedge's own
+        certificate (C{[tls]}'s, or the self-signed one).
+    @ivar certificate: a certificate (PEM, then any intermediates) of the
+        API's own, for HTTPS; with C{private_key}. Implies TLS.
+    @ivar private_key: its private key (PEM).
     """
 
     listen: TcpListen | None = attrs.field(default=None, converter=_listen)
-    token_file: Path | None = attrs.field(default=None, converter=_path)
+    token_file: Path | None = attrs.field(default=None, converter=_token_file)
+    tls: bool = attrs.field(default=False, converter=_flag)
+    certificate: Path | None = attrs.field(default=None, converter=_certificate)
+    private_key: Path | None = attrs.field(default=None, converter=_private_key)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.certificate is None) != (self.private_key is None):
+            missing = "private_key" if self.private_key is None else "certificate"
+            raise InvalidValue(missing, "certificate and private_key go together")
+
+    @property
+    def secure(self) -> bool:
+        """Whether the API is served over TLS."""
+        return self.tls or self.certificate is not None

@@ -171,7 +171,7 @@ _PATH_KEYS = {
     "media": ("relay_secret_file", "relay_ca"),
     "relay": ("secret_file", "certificate", "private_key"),
     "accounting": ("path",),
-    "admin": ("token_file",),
+    "admin": ("token_file", "certificate", "private_key"),
 }
 
 
