@@ -56,6 +56,7 @@ from sipedge.transport import (
     ReloadableServerContext,
     ServerLocator,
     TransportManager,
+    http_fetch,
 )
 
 __all__ = ["SECRET_FILE", "SipEdgeService", "build_service"]
@@ -391,7 +392,8 @@ class SipEdgeService(MultiService):
                 else:
                     if self.server_tls is None:
                         self.server_tls = ReloadableServerContext(
-                            self._tls_settings, clock=self._reactor
+                            self._tls_settings, clock=self._reactor,
+                            ocsp_fetch=http_fetch(self._reactor),
                         )
                     t = self.transports.listen_tls(listener.host, listener.port, self.server_tls)
             except CannotListenError as e:
@@ -530,6 +532,8 @@ class SipEdgeService(MultiService):
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
         self.loop_lag.stop()
+        if self.server_tls is not None:
+            self.server_tls.close()  # OCSP stapling's fetches
         metrics_port, self._metrics_port = self._metrics_port, None
         admin_port, self._admin_port = self._admin_port, None
         self.registrar.stop_expiry()

@@ -25,11 +25,13 @@ class CertificateSet:
     @ivar ca_pem: the CA certificate (the trust root to verify with).
     @ivar cert_pem: the issued certificate.
     @ivar key_pem: its private key.
+    @ivar ca_key_pem: the CA's private key (to sign OCSP responses, say).
     """
 
     ca_pem: bytes
     cert_pem: bytes
     key_pem: bytes
+    ca_key_pem: bytes = b""
 
     def server_options(self, **options: Any) -> CertificateOptions:
         """C{CertificateOptions} for a server that presents this certificate."""
@@ -77,6 +79,7 @@ def make_certificates(
     common_name: str | None = None,
     ca_name: str = "sipedge test CA",
     key_type: str = "ec",
+    ocsp_url: str | None = None,
 ) -> CertificateSet:
     """
     A new CA and a certificate for C{dns_names} and C{ip_addresses}
@@ -84,11 +87,17 @@ def make_certificates(
     valid from 2000 to 2100 and usable by servers and clients.
 
     @param key_type: C{"ec"} (P-256, fast) or C{"rsa"} (2048 bits).
+    @param ocsp_url: the CA's OCSP responder, named in the certificate's
+        Authority Information Access extension.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import (
+        AuthorityInformationAccessOID,
+        ExtendedKeyUsageOID,
+        NameOID,
+    )
 
     def new_key() -> Any:
         if key_type == "rsa":
@@ -148,12 +157,20 @@ def make_certificates(
     )
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    if ocsp_url is not None:
+        builder = builder.add_extension(x509.AuthorityInformationAccess([
+            x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                   x509.UniformResourceIdentifier(ocsp_url)),
+        ]), critical=False)
     certificate = builder.sign(ca_key, hashes.SHA256())
     pem = serialization.Encoding.PEM
     return CertificateSet(
         ca_pem=ca.public_bytes(pem),
         cert_pem=certificate.public_bytes(pem),
         key_pem=key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        ca_key_pem=ca_key.private_bytes(
             pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ),
     )

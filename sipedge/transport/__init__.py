@@ -12,6 +12,13 @@ from sipedge.transport._manager import (
     StreamListener,
     TransportManager,
 )
+from sipedge.transport._ocsp import (
+    OcspError,
+    OcspStapler,
+    check_ocsp_response,
+    http_fetch,
+    ocsp_url,
+)
 from sipedge.transport._reply import MessageSender, is_broadcast, response_flow
 from sipedge.transport._size import UDP_REQUEST_LIMIT, too_large_for_udp, wire_size
 from sipedge.transport._stamp import stamp_via
@@ -42,6 +49,8 @@ __all__ = [
     "Destination",
     "Flow",
     "MessageSender",
+    "OcspError",
+    "OcspStapler",
     "ReloadableServerContext",
     "ServerLocator",
     "SipDatagramProtocol",
@@ -50,10 +59,13 @@ __all__ = [
     "TLSSettings",
     "TransportManager",
     "certificate_fingerprint",
+    "check_ocsp_response",
     "ensure_self_signed",
     "format_hostport",
     "generate_self_signed",
+    "http_fetch",
     "is_broadcast",
+    "ocsp_url",
     "response_flow",
     "server_context_factory",
     "stamp_via",

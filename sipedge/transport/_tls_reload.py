@@ -20,6 +20,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.ssl import CertificateOptions
 from zope.interface import implementer
 
+from sipedge.transport._ocsp import Fetch, OcspStapler
 from sipedge.transport._tls import TLSSettings, server_context_factory
 
 __all__ = ["ReloadableServerContext", "certificate_fingerprint"]
@@ -44,19 +45,48 @@ class ReloadableServerContext:
 
     @ivar fingerprint: the SHA-256 fingerprint of the certificate new
         handshakes present.
+    @ivar stapler: the L{OcspStapler} of that certificate, or C{None}
+        (no C{ocsp_fetch}, or a certificate that names no OCSP responder or
+        comes without its issuer).
     """
 
     def __init__(
-        self, settings: TLSSettings, *, clock: IReactorTime, hostname: str | None = None
+        self,
+        settings: TLSSettings,
+        *,
+        clock: IReactorTime,
+        hostname: str | None = None,
+        ocsp_fetch: Fetch | None = None,
     ) -> None:
         """
+        @param ocsp_fetch: with it, OCSP responses are stapled where the
+            certificate allows (L{OcspStapler}); stop them with L{close}.
         @raise ConfigError: as L{server_context_factory} does.
         """
         self._clock = clock
         self._hostname = hostname
+        self._ocsp_fetch = ocsp_fetch
         self.settings = settings
         self._current = server_context_factory(settings, clock=clock, hostname=hostname)
         self.fingerprint = certificate_fingerprint(self._current)
+        self.stapler = self._staple(self._current)
+
+    def _staple(self, options: CertificateOptions) -> OcspStapler | None:
+        """A started stapler for C{options}' certificate, its callback set, or C{None}."""
+        if self._ocsp_fetch is None:
+            return None
+        chain = [c if isinstance(c, x509.Certificate) else c.to_cryptography()
+                 for c in [options.certificate, *(options.extraCertChain or ())]]
+        stapler = OcspStapler.for_chain(chain, self._clock, self._ocsp_fetch)
+        if stapler is not None:
+            options.getContext().set_ocsp_server_callback(stapler.staple)
+            stapler.start()
+        return stapler
+
+    def close(self) -> None:
+        """Stop stapling (the stapler's timer and fetches)."""
+        if self.stapler is not None:
+            self.stapler.stop()
 
     def getContext(self) -> SSL.Context:
         """The OpenSSL context for a new connection."""
@@ -80,5 +110,7 @@ class ReloadableServerContext:
         options = server_context_factory(settings, clock=self._clock, hostname=self._hostname)
         fingerprint = certificate_fingerprint(options)
         changed = fingerprint != self.fingerprint
+        self.close()
+        self.stapler = self._staple(options)
         self._current, self.fingerprint, self.settings = options, fingerprint, settings
         return changed
