@@ -41,6 +41,19 @@ __all__: list[str] = []
 Send = Callable[[Message, Flow], object]
 
 
+_TIMER_INPUTS: dict[int, frozenset[Input]] = {}
+
+
+def _timer_inputs(spec: MachineSpec) -> frozenset[Input]:
+    """Every timer input of C{spec}'s states (worked out once per machine)."""
+    found = _TIMER_INPUTS.get(id(spec))
+    if found is None:
+        found = _TIMER_INPUTS[id(spec)] = frozenset(
+            i for timers in spec.timers.values() for i in timers
+        )
+    return found
+
+
 def _bump(stats: dict[str, int], name: str) -> None:
     stats[name] = stats.get(name, 0) + 1
 
@@ -234,12 +247,14 @@ class Transaction:
 
     def _keep_timers(self, owned: frozenset[Input]) -> None:
         """Cancel every running or queued timer the current state does not own."""
-        for input in [i for i in self._running if i not in owned]:
-            self._running.pop(input).cancel()
-        timer_inputs = {i for timers in self.spec.timers.values() for i in timers}
-        self._queue[:] = [
-            item for item in self._queue if item[0] not in timer_inputs or item[0] in owned
-        ]
+        if self._running:
+            for input in [i for i in self._running if i not in owned]:
+                self._running.pop(input).cancel()
+        if self._queue:
+            timer_inputs = _timer_inputs(self.spec)
+            self._queue[:] = [
+                item for item in self._queue if item[0] not in timer_inputs or item[0] in owned
+            ]
 
     def _start_timer(self, input: Input, delay: float) -> None:
         """Start (or restart) a timer; a zero delay fires after this transition."""
