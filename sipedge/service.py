@@ -186,6 +186,8 @@ class SipEdgeService(MultiService):
     """
 
     _log = Logger()
+    #: What is logged once the service serves.
+    started_format = "sipedge started: domains {domains}, state in {state}"
 
     def __init__(self, config: Config, reactor: Any) -> None:
         super().__init__()
@@ -380,7 +382,8 @@ class SipEdgeService(MultiService):
             if parent.getComponent(ILogObserver, None) is None:
                 parent.setComponent(ILogObserver, self.log_observer)
 
-    def privilegedStartService(self) -> None:
+    def _listen(self) -> list[tuple[str, str, int]]:
+        """Listen as C{sip.listen} says: C{(transport, host, port)} of each listener."""
         bound = []
         for listener in self.config.listeners:
             t: Any
@@ -409,6 +412,10 @@ class SipEdgeService(MultiService):
                 host=t.local_host,
                 port=t.local_port,
             )
+        return bound
+
+    def privilegedStartService(self) -> None:
+        bound = self._listen()
         addresses = [
             (transport, address, port)
             for transport, host, port in bound
@@ -488,7 +495,7 @@ class SipEdgeService(MultiService):
         if self.reload_on_sighup:
             self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
         self._log.info(
-            "sipedge started: domains {domains}, state in {state}",
+            self.started_format,
             domains=", ".join(self.config.sip.domains) or "(none)",
             state=str(self.state_dir),
         )

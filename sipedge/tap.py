@@ -8,6 +8,7 @@ The only module, with L{sipedge.service}, that touches the global reactor.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", None, "TOML configuration file (see doc/configuration.md)."],
         ["state", "s", None, "State directory (overrides state.path)."],
+        ["worker", None, None, "(Internal) run as one worker of a supervisor."],
     ]
     longdesc = (
         "Run the sipedge SIP edge proxy. Listen specs are transport:host:port, "
@@ -79,18 +81,52 @@ class Options(usage.Options):
         return config
 
 
+def _twistd_command() -> list[str]:
+    """How to run twistd with this Python."""
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def _worker_command(options: Options, spec: Any) -> list[str]:
+    """
+    The command line of the worker C{spec} describes: C{twistd -n sipedge}
+    with the options this process was given, in the foreground, logging
+    to its standard output (which the supervisor reads).
+    """
+    argv = [*_twistd_command(), "--nodaemon", "--pidfile=", "--logfile=-", "sipedge"]
+    if options["config"]:
+        argv += ["--config", os.path.abspath(options["config"])]
+    for listener in options["listen"]:
+        argv += ["--listen", str(listener)]
+    for domain in options["domain"]:
+        argv += ["--domain", domain]
+    argv += ["--state", str(Path(options.config.state.path).absolute())]
+    return [*argv, "--worker", spec.encode()]
+
+
 def makeService(options: Options) -> Any:
     """Build the sipedge service on the global reactor."""
     from twisted.internet import reactor
 
     from sipedge._logging import log_observer, twistd_log_output
+    from sipedge.process import WorkerSpec
     from sipedge.service import build_service
+    from sipedge.worker_service import SupervisorService, WorkerService
 
+    service: Any
     try:
-        service = build_service(options.config, reactor)
+        if options["worker"]:
+            service = WorkerService(options.config, reactor, WorkerSpec.decode(options["worker"]))
+        elif (count := options.config.process.worker_count()) > 1:
+            service = SupervisorService(
+                options.config, reactor, count, lambda spec: _worker_command(options, spec)
+            )
+        else:
+            service = build_service(options.config, reactor)
     except ConfigError as e:
         source = options["config"] or "the embedded defaults"
         raise SystemExit(f"sipedge: {source}: {e}") from None
+    except ValueError as e:  # a --worker spec that is not one
+        raise SystemExit(f"sipedge: --worker: {e}") from None
     service.reload_on_sighup = True
     # Read again on reload (absolute: twistd may change directory).
     path = os.path.abspath(options["config"]) if options["config"] else None

@@ -59,6 +59,7 @@ from sipedge._config_values import (
 from sipedge.config._hosts import DEFAULT_LISTEN, TRANSPORTS, HostPort, Listener, default_domains
 from sipedge.config._loader import DEFAULT_CONFIG, SECTIONS, Config, load_config, parse_config
 from sipedge.config._pipeline import DEFAULT_STAGES, PipelineConfig, Route
+from sipedge.config._process import MAX_WORKERS, ProcessConfig
 from sipedge.config._sections import (
     DEFAULT_INTERNAL_NETWORKS,
     DialogsConfig,
@@ -78,6 +79,7 @@ __all__ = [
     "DEFAULT_INTERNAL_NETWORKS",
     "DEFAULT_LISTEN",
     "DEFAULT_STAGES",
+    "MAX_WORKERS",
     "SECTIONS",
     "TRANSPORTS",
     "Config",
@@ -90,6 +92,7 @@ __all__ = [
     "Listener",
     "LogConfig",
     "PipelineConfig",
+    "ProcessConfig",
     "RegistrarConfig",
     "Route",
     "SipConfig",

@@ -33,6 +33,7 @@ from sipedge.auth import AuthConfig
 from sipedge.capture import HepConfig
 from sipedge.config._hosts import Listener
 from sipedge.config._pipeline import PipelineConfig, Route
+from sipedge.config._process import ProcessConfig
 from sipedge.config._sections import (
     DialogsConfig,
     LimitsConfig,
@@ -111,6 +112,9 @@ class Config:
         factory=AccountingConfig, validator=_section(AccountingConfig)
     )
     admin: AdminConfig = attrs.field(factory=AdminConfig, validator=_section(AdminConfig))
+    process: ProcessConfig = attrs.field(
+        factory=ProcessConfig, validator=_section(ProcessConfig)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.topology_hiding.enabled and not self.sip.record_route:
@@ -158,6 +162,7 @@ SECTIONS: Mapping[str, type] = MappingProxyType({
     "metrics": MetricsConfig,
     "accounting": AccountingConfig,
     "admin": AdminConfig,
+    "process": ProcessConfig,
 })
 """Each C{[section]} of the file and the frozen value it becomes (C{[[routes]]}
 becomes a tuple of L{Route})."""

@@ -58,6 +58,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"message"}),
     frozenset({"transport"}),
     frozenset({"transaction"}),
+    frozenset({"process"}),
     frozenset({"store"}),
     frozenset({"media"}),
     frozenset({"security"}),
@@ -94,6 +95,7 @@ COMPOSITION_ROOT = frozenset(
     {
         "sipedge.tap",
         "sipedge.service",
+        "sipedge.worker_service",
         "sipedge.relay_tap",
         "sipedge.relay_service",
         "sipedge.cli",

@@ -1220,3 +1220,35 @@ class ValueTests(SynchronousTestCase):
         sip = attrs.evolve(DEFAULT_CONFIG.sip, listen=["udp:127.0.0.1:0"])
         self.assertEqual(sip.listen, (Listener("udp", "127.0.0.1", 0),))
         self.assertRaises(ConfigError, attrs.evolve, DEFAULT_CONFIG.sip, max_forwards=0)
+
+
+class ProcessTests(ConfigErrorAssertions, SynchronousTestCase):
+    """C{[process]}: the number of worker processes."""
+
+    def test_default_one_process(self) -> None:
+        """By default sipedge runs one process."""
+        self.assertEqual(DEFAULT_CONFIG.process.workers, 1)
+        self.assertEqual(DEFAULT_CONFIG.process.worker_count(cores=16), 1)
+
+    def test_number(self) -> None:
+        """An integer is that many workers, whatever the cores."""
+        config = parse_config({"process": {"workers": 3}})
+        self.assertEqual(config.process.worker_count(cores=1), 3)
+
+    def test_auto(self) -> None:
+        """C{"auto"} is one worker per core (the cores this process may use by default)."""
+        config = parse_config({"process": {"workers": "auto"}})
+        self.assertEqual(config.process.worker_count(cores=4), 4)
+        self.assertEqual(config.process.worker_count(cores=0), 1)
+        self.assertGreaterEqual(config.process.worker_count(), 1)
+
+    def test_bad(self) -> None:
+        """Anything else is refused, naming the key and what it takes."""
+        for bad in (0, -1, 1025, "many", True, 2.0):
+            self.assertConfigError(
+                {"process": {"workers": bad}}, "process.workers", '"auto" or an integer'
+            )
+
+    def test_unknown_key(self) -> None:
+        """An unknown key in C{[process]} is refused."""
+        self.assertConfigError({"process": {"worker": 2}}, "process.worker", "unknown key")

@@ -112,6 +112,7 @@ class ConfigurationDocTests(SynchronousTestCase):
             "metrics",
             "accounting",
             "admin",
+            "process",
         ):
             self.assertDocumented(
                 fields(config.SECTIONS[name]),

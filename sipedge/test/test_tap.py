@@ -254,3 +254,66 @@ class MakeServiceTests(SynchronousTestCase):
     def test_exports(self) -> None:
         """L{sipedge.tap} exports what C{ServiceMaker} looks up: C{Options}, C{makeService}."""
         self.assertEqual(sorted(tap.__all__), ["Options", "makeService"])
+
+
+class WorkerOptionsTests(SynchronousTestCase):
+    """C{[process] workers}: the supervisor, and a worker's own command line."""
+
+    def options(self, *argv: str, workers: int = 2) -> Options:
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "sipedge.toml"
+        path.write_text(CONFIG + f"[process]\nworkers = {workers}\n")
+        options = Options()
+        options.parseOptions(["--config", str(path), *argv])
+        return options
+
+    def test_supervisor(self) -> None:
+        """
+        With C{workers} above 1, L{makeService} builds a supervisor of that
+        many workers (nothing bound yet), which reloads on SIGHUP.
+        """
+        from sipedge.worker_service import SupervisorService
+
+        service = makeService(self.options())
+        self.assertIsInstance(service, SupervisorService)
+        self.assertEqual(service.count, 2)
+        self.assertTrue(service.reload_on_sighup)
+
+    def test_worker_command(self) -> None:
+        """
+        A worker runs C{twistd sipedge} in the foreground, logging to its
+        output, with the supervisor's options (paths made absolute) and
+        its spec.
+        """
+        from sipedge.process import WorkerSpec
+
+        options = self.options("--domain", "other.test", "--listen", "udp:127.0.0.1:5090")
+        spec = WorkerSpec(1, 2, (), ((), ()))
+        argv = tap._worker_command(options, spec)
+        self.assertIn("--nodaemon", argv)
+        self.assertIn("--logfile=-", argv)
+        self.assertEqual(argv[argv.index("--config") + 1], os.path.abspath(options["config"]))
+        self.assertEqual(argv[argv.index("--domain") + 1], "other.test")
+        self.assertEqual(argv[argv.index("--listen") + 1], "udp:127.0.0.1:5090")
+        self.assertTrue(Path(argv[argv.index("--state") + 1]).is_absolute())
+        self.assertEqual(WorkerSpec.decode(argv[argv.index("--worker") + 1]), spec)
+        reparsed = Options()
+        reparsed.parseOptions(argv[argv.index("sipedge") + 1:])
+        self.assertEqual(reparsed.config, options.config)
+
+    def test_bad_worker_spec(self) -> None:
+        """A C{--worker} value that is not a spec stops start-up saying so."""
+        options = self.options("--worker", "nonsense")
+        error = self.assertRaises(SystemExit, makeService, options)
+        self.assertIn("--worker: not a worker spec", str(error))
+
+    def test_one_worker_is_one_process(self) -> None:
+        """C{workers = 1} builds the plain service, as before."""
+        from types import SimpleNamespace
+
+        import sipedge.service
+
+        built = SimpleNamespace(reload_on_sighup=False)
+        self.patch(sipedge.service, "build_service", lambda config, reactor: built)
+        self.assertIs(makeService(self.options(workers=1)), built)

@@ -19,6 +19,8 @@ from pathlib import Path
 __all__ = ["RelayProcess", "SipEdgeProcess", "add_user"]
 
 _LISTENING = re.compile(r"Listening for SIP on (UDP|TCP|TLS) (\S+) port (\d+)")
+_OWN_SOCKET = re.compile(r"Worker (\d+)'s own (UDP|TCP|TLS) socket: (\S+) (\d+)")
+_STARTED_WORKER = re.compile(r"Started worker (\d+) \(pid (\d+)\)")
 
 
 def _twistd() -> list[str]:
@@ -59,6 +61,7 @@ class _TwistdProcess:
         env = dict(os.environ)  # sipedge is installed (also editable): no PYTHONPATH needed
         self._log = self.log_path.open("ab")
         offset = self._log.tell()  # this run's lines only (the log is kept across restarts)
+        self._offset = offset
         self.process = subprocess.Popen(
             [*self.command_prefix, *_twistd(), "-n", "--pidfile=", "--logfile=-",
              self.plugin, "--config", str(self.config_path)],
@@ -83,6 +86,10 @@ class _TwistdProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def run_log(self) -> str:
+        """The log of this run (since the last L{start})."""
+        return self.log_path.read_bytes()[getattr(self, "_offset", 0):].decode(errors="replace")
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the process (SIGTERM, then SIGKILL after C{timeout} s)."""
@@ -125,6 +132,20 @@ class SipEdgeProcess(_TwistdProcess):
         self.ports = {t: int(p) for t, _, p in found}
         self.listeners = {(t, h): int(p) for t, h, p in found}
         return True
+
+    def worker_ports(self) -> dict[int, dict[str, int]]:
+        """
+        With C{[process] workers} above 1: each worker's own port per
+        transport (named in its Via and Record-Route), as this run logged them.
+        """
+        found: dict[int, dict[str, int]] = {}
+        for index, transport, _, port in _OWN_SOCKET.findall(self.run_log()):
+            found.setdefault(int(index), {})[transport] = int(port)
+        return found
+
+    def worker_pids(self) -> dict[int, int]:
+        """With workers: the process id of each worker's latest start in this run."""
+        return {int(i): int(pid) for i, pid in _STARTED_WORKER.findall(self.run_log())}
 
 
 _RELAY_STARTED = re.compile(r"sipedge-relay started: control on (tcp|tls):(\S+):(\d+)")

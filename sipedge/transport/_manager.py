@@ -194,10 +194,11 @@ class TransportManager:
 
     # Listening
 
-    def listen_udp(self, host: str, port: int) -> SipDatagramProtocol:
+    def listen_udp(self, host: str, port: int, *, fd: int | None = None) -> SipDatagramProtocol:
         """
         Listen for SIP over UDP on C{host:port} (port 0 picks one), reading
-        datagrams of up to 65,535 bytes.
+        datagrams of up to 65,535 bytes; or, given C{fd}, on that socket,
+        already bound to C{host} (a worker's inherited socket).
 
         @raise twisted.internet.error.CannotListenError: if it cannot bind.
         """
@@ -205,7 +206,12 @@ class TransportManager:
             self._receiver, limits=self._limits, local_host=host or None,
             admission=self._admission,
         )
-        listening = listen_udp(self._reactor, port, protocol, host, MAX_DATAGRAM_SIZE)
+        if fd is not None:
+            listening = self._reactor.adoptDatagramPort(
+                fd, _family(host), protocol, maxPacketSize=MAX_DATAGRAM_SIZE
+            )
+        else:
+            listening = listen_udp(self._reactor, port, protocol, host, MAX_DATAGRAM_SIZE)
         _enlarge_receive_buffer(listening)
         self._udp.append(protocol)
         self._udp_ports[protocol] = listening
@@ -216,17 +222,21 @@ class TransportManager:
         )
         return protocol
 
-    def listen_tcp(self, host: str, port: int) -> StreamListener:
+    def listen_tcp(self, host: str, port: int, *, fd: int | None = None) -> StreamListener:
         """
-        Listen for SIP over TCP on C{host:port} (port 0 picks one).
+        Listen for SIP over TCP on C{host:port} (port 0 picks one), or on
+        the listening socket C{fd} bound to C{host}.
 
         @raise twisted.internet.error.CannotListenError: if it cannot bind.
         """
-        return self._listen_stream("TCP", host, port, _ServerFactory(self, "TCP"))
+        return self._listen_stream("TCP", host, port, _ServerFactory(self, "TCP"), fd)
 
-    def listen_tls(self, host: str, port: int, context_factory: Any) -> StreamListener:
+    def listen_tls(
+        self, host: str, port: int, context_factory: Any, *, fd: int | None = None
+    ) -> StreamListener:
         """
-        Listen for SIP over TLS on C{host:port} (port 0 picks one).
+        Listen for SIP over TLS on C{host:port} (port 0 picks one), or on
+        the listening socket C{fd} bound to C{host}.
 
         @param context_factory: the server's TLS settings, e.g. from
             L{sipedge.transport.server_context_factory}.
@@ -235,10 +245,15 @@ class TransportManager:
         factory = _TLSServerFactory(
             context_factory, False, _ServerFactory(self, "TLS"), clock=self._reactor
         )
-        return self._listen_stream("TLS", host, port, factory)
+        return self._listen_stream("TLS", host, port, factory, fd)
 
-    def _listen_stream(self, name: str, host: str, port: int, factory: Any) -> StreamListener:
-        listening: Any = listen_tcp(self._reactor, port, factory, host)
+    def _listen_stream(
+        self, name: str, host: str, port: int, factory: Any, fd: int | None
+    ) -> StreamListener:
+        if fd is not None:
+            listening = self._reactor.adoptStreamPort(fd, _family(host), factory)
+        else:
+            listening = listen_tcp(self._reactor, port, factory, host)
         address = listening.getHost()
         listener = StreamListener(self, name, host or address.host, address.port, listening)
         self._listeners.append(listener)

@@ -1,0 +1,240 @@
+# -*- test-case-name: sipedge.test.test_process_supervisor -*-
+"""
+The supervisor of worker processes: starts them, starts again one that
+ends (after a back-off that grows while it keeps failing), passes signals
+on to all of them, and stops them all when it stops.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+__all__ = ["READY_MARK", "WorkerSupervisor"]
+
+#: What a worker writes to its output once it serves (followed by its index).
+READY_MARK = "sipedge worker ready:"
+
+#: Bytes of a worker's output line kept; longer lines are cut.
+_MAX_LINE = 64 * 1024
+
+#: The time twistd's text log starts a line with (ours says it again).
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT[0-9:.+-]+ ")
+
+
+class _WorkerProtocol(ProcessProtocol):
+    """One worker process: its output is logged line by line."""
+
+    def __init__(self, supervisor: WorkerSupervisor, index: int) -> None:
+        self._supervisor = supervisor
+        self.index = index
+        self._buffers = {1: b"", 2: b""}
+        self.ended = False
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        buffer = self._buffers.get(childFD, b"") + data
+        *lines, rest = buffer.split(b"\n")
+        if len(rest) > _MAX_LINE:
+            lines.append(rest[:_MAX_LINE])
+            rest = b""
+        self._buffers[childFD] = rest
+        for line in lines:
+            self._supervisor.worker_said(self.index, line.decode("utf-8", "replace").rstrip())
+
+    def processEnded(self, reason: Failure) -> None:
+        for fd, rest in self._buffers.items():
+            if rest:
+                self.childDataReceived(fd, b"\n")
+        self.ended = True
+        self._supervisor.worker_ended(self, reason)
+
+
+class WorkerSupervisor(Service):
+    """
+    Runs C{count} worker processes and keeps them running.
+
+    A worker that ends while the supervisor runs is started again after
+    C{min_backoff} seconds; each time it ends again within C{stable_after}
+    seconds of its start the wait doubles, up to C{max_backoff}.
+
+    @ivar started: per worker index, how many times it was started.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        count: int,
+        command: Callable[[int], Sequence[str]],
+        *,
+        child_fds: Callable[[int], Mapping[int, int | str]] = lambda index: {},
+        env: Mapping[str, str] | None = None,
+        on_ready: Callable[[], None] | None = None,
+        min_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        stable_after: float = 10.0,
+        stop_timeout: float = 10.0,
+        first_alone: bool = True,
+    ) -> None:
+        """
+        @param reactor: provides C{IReactorProcess} and C{IReactorTime}.
+        @param count: the number of workers.
+        @param command: the command line of worker C{index} (the program
+            first).
+        @param child_fds: the file descriptors worker C{index} inherits
+            (child fd -> parent fd), beyond its standard input (a pipe it
+            may watch: it closes when the supervisor ends) and outputs
+            (read and logged by the supervisor).
+        @param env: the workers' environment (by default none).
+        @param on_ready: called once, when every worker has said it serves
+            (L{READY_MARK}).
+        @param first_alone: start worker 0 alone, and the others once it
+            serves (so that it alone makes the state shared by all: keys,
+            databases, a generated certificate).
+        """
+        self._reactor = reactor
+        self.count = count
+        self._command = command
+        self._child_fds = child_fds
+        self._env = dict(env or {})
+        self._on_ready = on_ready
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+        self._stable_after = stable_after
+        self._stop_timeout = stop_timeout
+        self._waiting = list(range(1, count)) if first_alone else []
+        self._workers: dict[int, _WorkerProtocol] = {}
+        self._started_at: dict[int, float] = {}
+        self._backoff: dict[int, float] = {}
+        self._restarts: dict[int, Any] = {}
+        self._ready: set[int] = set()
+        self._stopping: Deferred[None] | None = None
+        self._kill_call: Any = None
+        self.started = [0] * count
+
+    @property
+    def pids(self) -> dict[int, int]:
+        """The process id of each running worker, by index."""
+        found = {}
+        for index, worker in self._workers.items():
+            pid = getattr(worker.transport, "pid", None)
+            if pid is not None:
+                found[index] = pid
+        return found
+
+    def startService(self) -> None:
+        super().startService()
+        for index in range(self.count):
+            if index not in self._waiting:
+                self._spawn(index)
+
+    def _spawn(self, index: int) -> None:
+        self._restarts.pop(index, None)
+        argv = list(self._command(index))
+        protocol = _WorkerProtocol(self, index)
+        child_fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
+        child_fds.update(self._child_fds(index))
+        self._workers[index] = protocol
+        self._started_at[index] = self._reactor.seconds()
+        self.started[index] += 1
+        try:
+            self._reactor.spawnProcess(
+                protocol, argv[0], argv, env=self._env, childFDs=child_fds
+            )
+        except Exception as e:
+            self._log.error("Cannot start worker {index}: {error}", index=index, error=str(e))
+            del self._workers[index]
+            self._schedule(index)
+            return
+        self._log.info(
+            "Started worker {index} (pid {pid})",
+            index=index,
+            pid=getattr(protocol.transport, "pid", "?"),
+        )
+
+    def worker_said(self, index: int, line: str) -> None:
+        """A line of worker C{index}'s output: logged; notes when it serves."""
+        if READY_MARK in line:
+            if index not in self._ready:
+                self._ready.add(index)
+                waiting, self._waiting = self._waiting, []
+                for other in waiting if self.running else ():
+                    self._spawn(other)
+                if len(self._ready) == self.count and self._on_ready is not None:
+                    on_ready, self._on_ready = self._on_ready, None
+                    on_ready()
+        if line:
+            line = _TIMESTAMP.sub("", line, count=1)
+            self._log.info("worker {index}: {line}", index=index, line=line)
+
+    def worker_ended(self, protocol: _WorkerProtocol, reason: Failure) -> None:
+        """Worker C{protocol} ended: start it again, unless we are stopping."""
+        index = protocol.index
+        if self._workers.get(index) is protocol:
+            del self._workers[index]
+        if self._stopping is not None:
+            self._log.info("Worker {index} stopped", index=index)
+            if not self._workers:
+                self._stopped()
+            return
+        self._log.warn(
+            "Worker {index} ended ({reason}); starting it again",
+            index=index,
+            reason=reason.getErrorMessage(),
+        )
+        ran = self._reactor.seconds() - self._started_at.get(index, 0.0)
+        if ran >= self._stable_after:
+            self._backoff.pop(index, None)
+        self._schedule(index)
+
+    def _schedule(self, index: int) -> None:
+        delay = self._backoff.get(index)
+        delay = self._min_backoff if delay is None else min(delay * 2, self._max_backoff)
+        self._backoff[index] = delay
+        self._restarts[index] = self._reactor.callLater(delay, self._spawn, index)
+
+    def signal_all(self, name: str) -> None:
+        """Send signal C{name} (C{"HUP"}, C{"TERM"}, ...) to every running worker."""
+        for worker in list(self._workers.values()):
+            if worker.transport is None:
+                continue
+            try:
+                worker.transport.signalProcess(name)
+            except (ProcessExitedAlready, OSError):
+                pass
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        for call in self._restarts.values():
+            if call.active():
+                call.cancel()
+        self._restarts.clear()
+        if not self._workers:
+            return succeed(None)
+        self._stopping = Deferred()
+        self.signal_all("TERM")
+        self._kill_call = self._reactor.callLater(self._stop_timeout, self._kill)
+        return self._stopping
+
+    def _kill(self) -> None:
+        self._kill_call = None
+        self._log.warn("Workers {indexes} did not stop in time: killing them",
+                       indexes=sorted(self._workers))
+        self.signal_all("KILL")
+
+    def _stopped(self) -> None:
+        if self._kill_call is not None and self._kill_call.active():
+            self._kill_call.cancel()
+        self._kill_call = None
+        stopping, self._stopping = self._stopping, None
+        assert stopping is not None
+        stopping.callback(None)

@@ -1,0 +1,256 @@
+# -*- test-case-name: sipedge.test.test_e2e_workers -*-
+"""
+End-to-end tests of C{[process] workers = 2}: the real C{twistd sipedge}
+supervising two worker processes on loopback, driven by SIPp and by
+sockets of our own.
+
+Each worker listens on the shared public ports (C{SO_REUSEPORT}) and on
+ports of its own, named in its Via and Record-Route; the tests reach a
+given worker through its own port to show which one does what.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge.message import Request, Response, parse_datagram
+from sipedge.testing import add_user, free_port, sipp_counter, start_with_sipp
+
+_CONFIG = """
+[sip]
+domains = ["sipedge.test"]
+listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
+trusted = ["127.0.0.10/32"]
+[state]
+path = "state"
+[process]
+workers = 2
+"""
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    """Poll C{predicate} every 0.1 s until true; fail after C{timeout} s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class _Socket:
+    """A UDP socket on loopback that sends and receives SIP text."""
+
+    def __init__(self, test: SynchronousTestCase, host: str = "127.0.0.1") -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        test.addCleanup(self.sock.close)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(10)
+        self.host, self.port = self.sock.getsockname()
+
+    def send(self, text: str, address: tuple[str, int]) -> None:
+        self.sock.sendto(text.replace("\n", "\r\n").encode(), address)
+
+    def receive(self, want: str) -> tuple[Request | Response, tuple[str, int]]:
+        """The next message whose first line contains C{want} (others are skipped)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            data, source = self.sock.recvfrom(65535)
+            message = parse_datagram(data)
+            first = data.split(b"\r\n", 1)[0].decode()
+            if want in first:
+                return message, source
+        raise AssertionError(f"no {want!r} within 10 s")
+
+
+class WorkerTests(SynchronousTestCase):
+    """Two workers behind one public address."""
+
+    def setUp(self) -> None:
+        self.work, self.proxy, self.sipp = start_with_sipp(self, _CONFIG)
+        self.own = self.proxy.worker_ports()
+        self.assertEqual(sorted(self.own), [0, 1], self.proxy.log()[-3000:])
+
+    def why(self, result: object = None) -> str:
+        errors = "\n".join(
+            p.read_text(errors="replace")[-1500:] for p in self.work.glob("*errors.log")
+        )
+        stdout = getattr(result, "stdout", "")[-1500:]
+        return f"{stdout}\n{errors}\n--- sipedge log:\n{self.proxy.log()[-5000:]}"
+
+    def register(self, user: str, contact_port: int, port: int) -> None:
+        """REGISTER C{user} with a contact at C{contact_port}, sent to C{port}."""
+        password = f"{user}-secret"
+        add_user(self.proxy.config_path, user, password)
+        result = self.sipp.run(
+            "register.xml", f"127.0.0.1:{port}", "-s", user,
+            "-au", user, "-ap", password, "-auth_uri", "sipedge.test",
+            "-key", "domain", "sipedge.test", "-key", "contact_port", contact_port,
+            "-key", "expires", 600, "-m", 1, transport="u1", timeout=20,
+        )
+        self.assertEqual(result.returncode, 0, self.why(result))
+
+    def calls(self, count: int, port: int, target: str = "bob") -> None:
+        """C{count} calls to C{target} sent to C{port}; all must succeed."""
+        result = self.sipp.run(
+            "uac.xml", f"127.0.0.1:{port}", "-s", target, "-key", "domain", "sipedge.test",
+            "-d", 50, "-m", count, "-r", 10, transport="u1", timeout=40,
+        )
+        self.assertEqual(result.returncode, 0, self.why(result))
+        self.assertEqual(sipp_counter(result.stdout, "Successful call"), count, self.why(result))
+
+    def test_registration_through_one_used_by_other(self) -> None:
+        """
+        A registration made through worker 0 routes calls that reach worker
+        1 (the bindings are in the shared SQLite store); each call's
+        responses, ACK and BYE find their way (SIPp fails a call otherwise).
+        """
+        uas_port = free_port()
+        self.register("bob", uas_port, self.own[0]["UDP"])
+        self.sipp.start("uas.xml", "-m", 15, port=uas_port, timeout=60)
+        self.calls(10, self.own[1]["UDP"])
+        self.calls(5, self.proxy.ports["UDP"])
+
+    def invite(self, caller: _Socket, callee: _Socket, port: int) -> tuple[str, str]:
+        """An INVITE from C{caller} (trusted) to C{callee}'s address, sent to C{port}."""
+        call_id = uuid.uuid4().hex
+        branch = "z9hG4bK" + uuid.uuid4().hex[:12]
+        caller.send(
+            f"INVITE sip:service@127.0.0.1:{callee.port} SIP/2.0\n"
+            f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch={branch};rport\n"
+            "Max-Forwards: 70\n"
+            f"From: <sip:alice@{caller.host}>;tag=a1\n"
+            f"To: <sip:service@127.0.0.1:{callee.port}>\n"
+            f"Call-ID: {call_id}\n"
+            "CSeq: 1 INVITE\n"
+            f"Contact: <sip:alice@{caller.host}:{caller.port}>\n"
+            "Content-Length: 0\n\n",
+            ("127.0.0.1", port),
+        )
+        return call_id, branch
+
+    def answer(self, callee: _Socket, request: Request, status: str, tag: str = "b1") -> None:
+        """Answer C{request} from C{callee} to its top Via (as a phone does)."""
+        via = request.top_via
+        headers = "".join(f"Via: {v}\n" for v in request.headers.get_all("Via"))
+        rr = "".join(f"Record-Route: {v}\n" for v in request.headers.get_all("Record-Route"))
+        callee.send(
+            f"SIP/2.0 {status}\n{headers}{rr}"
+            f"From: {request.header('From')}\n"
+            f"To: {request.header('To')};tag={tag}\n"
+            f"Call-ID: {request.header('Call-ID')}\n"
+            f"CSeq: {request.header('CSeq')}\n"
+            f"Contact: <sip:service@127.0.0.1:{callee.port}>\n"
+            "Content-Length: 0\n\n",
+            (via.host, via.port or 5060),
+        )
+
+    def test_via_and_record_route_name_the_worker(self) -> None:
+        """
+        What a worker forwards names its own port in Via and Record-Route,
+        so the callee's responses and in-dialog requests reach that worker:
+        the 200 reaches the caller, and the callee's BYE along the
+        Record-Route reaches the caller too.
+        """
+        for worker in (0, 1):
+            caller, callee = _Socket(self, "127.0.0.10"), _Socket(self)
+            self.invite(caller, callee, self.own[worker]["UDP"])
+            request, _ = callee.receive("INVITE")
+            assert isinstance(request, Request)
+            self.assertEqual(request.top_via.port, self.own[worker]["UDP"], self.why())
+            (rr,) = request.record_routes
+            self.assertEqual(getattr(rr.uri, "port", None), self.own[worker]["UDP"])
+            self.answer(callee, request, "200 OK")
+            response, _ = caller.receive("200")
+            assert isinstance(response, Response)
+            callee.send(
+                f"BYE sip:alice@127.0.0.10:{caller.port} SIP/2.0\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{callee.port};branch=z9hG4bKbye{worker};rport\n"
+                "Max-Forwards: 70\n"
+                f"Route: {rr}\n"
+                f"From: {request.header('To')};tag=b1\n"
+                f"To: {request.header('From')}\n"
+                f"Call-ID: {request.header('Call-ID')}\n"
+                "CSeq: 1 BYE\nContent-Length: 0\n\n",
+                ("127.0.0.1", self.own[worker]["UDP"]),
+            )
+            bye, _ = caller.receive("BYE")
+            self.assertEqual(bye.header("Call-ID"), request.header("Call-ID"))
+
+    def test_cancel_through_public_port(self) -> None:
+        """
+        INVITEs from several sources through the public port, each then
+        cancelled from the same source: the CANCEL reaches the worker that
+        holds the INVITE (the kernel sends all of a source's datagrams to
+        one worker), which answers it and cancels the branch; the caller
+        gets the 487 and its ACK is absorbed.
+        """
+        public = self.proxy.ports["UDP"]
+        for _ in range(4):
+            caller, callee = _Socket(self, "127.0.0.10"), _Socket(self)
+            call_id, branch = self.invite(caller, callee, public)
+            request, _ = callee.receive("INVITE")
+            assert isinstance(request, Request)
+            self.answer(callee, request, "180 Ringing")
+            caller.receive("180")
+            caller.send(
+                f"CANCEL sip:service@127.0.0.1:{callee.port} SIP/2.0\n"
+                f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch={branch};rport\n"
+                "Max-Forwards: 70\n"
+                f"From: <sip:alice@{caller.host}>;tag=a1\n"
+                f"To: <sip:service@127.0.0.1:{callee.port}>\n"
+                f"Call-ID: {call_id}\nCSeq: 1 CANCEL\nContent-Length: 0\n\n",
+                ("127.0.0.1", public),
+            )
+            ok, _ = caller.receive("200")
+            self.assertEqual(ok.header("CSeq"), "1 CANCEL")
+            cancel, _ = callee.receive("CANCEL")
+            assert isinstance(cancel, Request)
+            self.answer(callee, cancel, "200 OK")
+            self.answer(callee, request, "487 Request Terminated")
+            final, _ = caller.receive("487")
+            self.assertEqual(final.header("Call-ID"), call_id)
+
+    def test_killed_worker_replaced(self) -> None:
+        """
+        A killed worker is started again on the same sockets, while the
+        other keeps serving; then it serves again on its own port.
+        """
+        uas_port = free_port()
+        self.register("bob", uas_port, self.proxy.ports["UDP"])
+        self.sipp.start("uas.xml", "-m", 9, port=uas_port, timeout=90)
+        pids = self.proxy.worker_pids()
+        os.kill(pids[1], signal.SIGKILL)
+        self.calls(3, self.own[0]["UDP"])
+        _wait(lambda: self.proxy.worker_pids()[1] != pids[1], 20, "worker 1 started again")
+        _wait(lambda: self.proxy.run_log().count("sipedge worker ready: 1") >= 2, 30,
+              "the new worker 1 serving")
+        self.assertEqual(self.proxy.worker_pids()[0], pids[0])
+        self.calls(3, self.own[1]["UDP"])
+        self.calls(3, self.proxy.ports["UDP"])
+
+    def test_stop_ends_every_worker(self) -> None:
+        """Stopping C{twistd sipedge} stops its workers (no process is left)."""
+        pids = self.proxy.worker_pids()
+        self.proxy.stop()
+        for pid in pids.values():
+            _wait(lambda pid=pid: not _alive(pid), 15, f"worker pid {pid} to end")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie of ours is not serving: look at its state.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False

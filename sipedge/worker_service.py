@@ -1,0 +1,231 @@
+# -*- test-case-name: sipedge.test.test_worker_service -*-
+"""
+C{twistd sipedge} with C{[process] workers} above 1: the supervisor's
+service (it binds every worker's sockets, then runs the workers) and a
+worker's (it serves on the sockets it inherited). See C{doc/workers.md}.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.logger import ILogObserver, Logger
+
+from sipedge.config import Config
+from sipedge.error import ConfigError
+from sipedge.process import (
+    OWN,
+    READY_MARK,
+    WorkerSocket,
+    WorkerSpec,
+    WorkerSupervisor,
+    bind_group,
+    own_addresses,
+)
+from sipedge.service import SipEdgeService
+from sipedge.transport import ReloadableServerContext
+
+__all__ = ["SupervisorService", "WorkerService", "worker_config"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def worker_config(config: Config, index: int) -> Config:
+    """
+    The configuration worker C{index} runs: the admin API and the metrics
+    endpoint are served by worker 0 alone, and an advertised address keeps
+    its host but not its port (each worker names its own port).
+    """
+    if index != 0:
+        config = attrs.evolve(
+            config,
+            admin=attrs.evolve(config.admin, listen=None),
+            metrics=attrs.evolve(config.metrics, listen=None),
+        )
+    advertise = config.sip.advertise
+    if advertise is not None and advertise.port is not None:
+        config = attrs.evolve(
+            config, sip=attrs.evolve(config.sip, advertise=attrs.evolve(advertise, port=None))
+        )
+    return config
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send us SIGTERM when the supervisor ends (best effort)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+class WorkerService(SipEdgeService):
+    """
+    One worker: the whole proxy, listening on the sockets its supervisor
+    bound (L{WorkerSpec}); its own sockets come first, so that its Via and
+    Record-Route name them.
+    """
+
+    _log = Logger()
+
+    def __init__(self, config: Config, reactor: Any, spec: WorkerSpec) -> None:
+        super().__init__(worker_config(config, spec.index), reactor)
+        self.spec = spec
+        self.started_format = (
+            f"{READY_MARK} {spec.index} of {spec.count}"
+            " (domains {domains}, state in {state})"
+        )
+
+    def _listen_one(self, s: WorkerSocket) -> Any:
+        if s.transport == "UDP":
+            return self.transports.listen_udp(s.host, s.port, fd=s.fd)
+        if s.transport == "TCP":
+            return self.transports.listen_tcp(s.host, s.port, fd=s.fd)
+        if self.server_tls is None:
+            self.server_tls = ReloadableServerContext(self._tls_settings, clock=self._reactor)
+        return self.transports.listen_tls(s.host, s.port, self.server_tls, fd=s.fd)
+
+    def _listen(self) -> list[tuple[str, str, int]]:
+        _die_with_parent()
+        bound = []
+        for s in sorted(self.spec.sockets, key=lambda s: s.role != OWN):
+            try:
+                t = self._listen_one(s)
+            except (CannotListenError, OSError) as e:
+                self.transports.close()
+                raise SystemExit(f"sipedge: worker {self.spec.index}: cannot listen on"
+                                 f" {s.transport} fd {s.fd}: {e}") from None
+            except ConfigError as e:
+                self.transports.close()
+                raise SystemExit(f"sipedge: {e}") from None
+            bound.append((s.transport, t.local_host, t.local_port))
+            if s.role == OWN:
+                self._log.info(
+                    "Worker {index}'s own {transport} socket: {host} {port}"
+                    " (in its Via and Record-Route)",
+                    index=self.spec.index, transport=s.transport, host=t.local_host,
+                    port=t.local_port,
+                )
+            else:
+                self._log.info(
+                    "Listening for SIP on {transport} {host} port {port} (worker {index})",
+                    transport=s.transport, host=t.local_host, port=t.local_port,
+                    index=self.spec.index,
+                )
+        return bound
+
+
+class SupervisorService(Service):
+    """
+    C{twistd sipedge} running C{count} workers: binds their sockets in
+    L{privilegedStartService} (so ports below 1024 work before twistd drops
+    privileges), starts them, starts again any that ends, passes SIGHUP on
+    to them (each reloads), and stops them when it stops.
+
+    @ivar supervisor: the L{WorkerSupervisor}, once listening.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        count: int,
+        command: Callable[[WorkerSpec], Sequence[str]],
+    ) -> None:
+        """
+        @param command: the command line of the worker a spec describes.
+        """
+        self.config = config
+        self._reactor = reactor
+        self.count = count
+        self._command = command
+        self.log_observer: ILogObserver | None = None
+        self.reload_on_sighup = False
+        self._previous_sighup: Any = None
+        self._sockets: list[Any] = []
+        self.specs: tuple[WorkerSpec, ...] = ()
+        self.supervisor: WorkerSupervisor | None = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        """As L{SipEdgeService.setServiceParent}: hand twistd our log observer."""
+        super().setServiceParent(parent)
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            if parent.getComponent(ILogObserver, None) is None:
+                parent.setComponent(ILogObserver, self.log_observer)
+
+    def privilegedStartService(self) -> None:
+        listeners = [(lst.transport.upper(), lst.host, lst.port) for lst in self.config.listeners]
+        try:
+            per_worker, self._sockets = bind_group(listeners, self.count)
+        except OSError as e:
+            raise SystemExit(f"sipedge: cannot listen on {e.strerror}") from None
+        own = own_addresses(per_worker)
+        channel = str(self.config.state.path / "workers")
+        self.specs = tuple(
+            WorkerSpec(index, self.count, tuple(sockets), own, channel)
+            for index, sockets in enumerate(per_worker)
+        )
+        for s in per_worker[0]:
+            if s.role != OWN:
+                self._log.info(
+                    "Listening for SIP on {transport} {host} port {port} ({count} workers)",
+                    transport=s.transport, host=s.host, port=s.port, count=self.count,
+                )
+        self.supervisor = WorkerSupervisor(
+            self._reactor,
+            self.count,
+            lambda index: self._command(self.specs[index]),
+            child_fds=lambda index: {s.fd: s.fd for s in self.specs[index].sockets},
+            env=os.environ,
+            on_ready=self._ready,
+        )
+        super().privilegedStartService()
+
+    def _ready(self) -> None:
+        self._log.info(
+            "sipedge started: {count} workers, domains {domains}, state in {state}",
+            count=self.count,
+            domains=", ".join(self.config.sip.domains) or "(none)",
+            state=str(self.config.state.path),
+        )
+
+    def startService(self) -> None:
+        super().startService()
+        assert self.supervisor is not None
+        self.supervisor.startService()
+        if self.reload_on_sighup:
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
+
+    def _sighup(self, signum: int, frame: Any) -> None:
+        self._reactor.callFromThread(self._reload)
+
+    def _reload(self) -> None:
+        self._log.info("Reloading (SIGHUP): passing it on to every worker")
+        if self.supervisor is not None:
+            self.supervisor.signal_all("HUP")
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+        assert self.supervisor is not None
+        d = self.supervisor.stopService()
+
+        def close(result: object) -> object:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets = []
+            return result
+
+        return d.addBoth(close)
