@@ -132,17 +132,18 @@ def udp_bound(host: str, port: int) -> bool:
 
 
 def udp_drops(host: str, port: int) -> int | None:
-    """Datagrams the kernel dropped at the UDP socket bound to C{host:port} (full buffer)."""
+    """Datagrams the kernel dropped at the UDP sockets bound to C{host:port} (full buffer)."""
     want = f"{socket.htonl(int.from_bytes(socket.inet_aton(host), 'big')):08X}:{port:04X}"
     try:
         lines = Path("/proc/net/udp").read_text().splitlines()[1:]
     except OSError:
         return None
-    for line in lines:
+    found = None
+    for line in lines:  # with worker processes, one socket per worker (SO_REUSEPORT)
         fields = line.split()
         if len(fields) >= 13 and fields[1] == want:
-            return int(fields[12])
-    return None
+            found = (found or 0) + int(fields[12])
+    return found
 
 
 def checkout_version() -> str:
@@ -206,8 +207,12 @@ class SipEdge:
         gc_stats: bool = False,
         stages: list[str] | None = None,
         extra_config: str = "",
+        workers: int = 1,
     ) -> None:
         self.workdir = workdir
+        self.workers = workers
+        if workers > 1:
+            extra_config += f"[process]\nworkers = {workers}\n"
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "sipedge.toml"
         text = (
@@ -253,7 +258,9 @@ class SipEdge:
         log += "\n   chain: " + ", ".join(self.stages)
         return (
             f"twistd -n sipedge, Python {sys.version.split()[0]}, Twisted {twisted.__version__}, "
-            f"one process, one thread; {log}"
+            + (f"a supervisor and {self.workers} worker processes ([process] workers); "
+               if self.workers > 1 else "one process, one thread; ")
+            + log
         )
 
     def command(self) -> list[str]:
@@ -299,7 +306,16 @@ class SipEdge:
         raise RuntimeError(f"sipedge did not start within {timeout} s:\n{tail}")
 
     def pids(self) -> list[int]:
-        return [self.process.pid] if self.process is not None else []
+        """The process, and with workers its children (the workers) too."""
+        if self.process is None:
+            return []
+        pids = [self.process.pid]
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            pids += [int(p) for p in children.read_text().split()]
+        except OSError:
+            pass
+        return pids
 
     def add_user(self, user: str, password: str) -> None:
         """C{sipedge user add} (the password on standard input), as the e2e harness does."""

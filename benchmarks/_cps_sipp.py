@@ -116,7 +116,9 @@ def free_media_port(host: str) -> int:
     raise RuntimeError(f"no four free UDP ports in a row on {host}")
 
 
-def _base(sipp: str, scenario: Path, host: str, port: int, errors: Path) -> list[str]:
+def _base(
+    sipp: str, scenario: Path, host: str, port: int, errors: Path, transport: str = "u1"
+) -> list[str]:
     return [
         sipp,
         "-sf",
@@ -126,7 +128,7 @@ def _base(sipp: str, scenario: Path, host: str, port: int, errors: Path) -> list
         "-p",
         str(port),
         "-t",
-        "u1",
+        transport,
         "-mp",
         str(free_media_port(host)),
         "-nostdin",
@@ -292,6 +294,7 @@ def run_uac(
     recv_timeout_ms: int = 5000,
     scenario: str = "uac.xml",
     extra: Sequence[str] = (),
+    transport: str = "u1",
 ) -> Step:
     """
     One step: C{rate} calls a second for C{seconds} (C{-m rate*seconds},
@@ -300,7 +303,8 @@ def run_uac(
     A call that waits more than C{recv_timeout_ms} for a message fails.
     C{scenario} is one of the end-to-end tier's (C{uac_auth.xml}: the
     caller answers 407 challenges), C{extra} more SIPp arguments (its keys
-    and credentials).
+    and credentials); C{transport} SIPp's C{-t} (C{un}: a socket, so a
+    source port, per call).
     """
     calls = max(1, int(rate * seconds))
     port = free_port(host)
@@ -310,7 +314,8 @@ def run_uac(
     limit = min(15000, max(1000, rate * (recv_timeout_ms // 1000 + 5)))
     budget = int(seconds + recv_timeout_ms / 1000 + 20)
     cmd = [
-        *_base(sipp, SIPP_SCENARIOS / scenario, host, port, stepdir / "errors.log"),
+        *_base(sipp, SIPP_SCENARIOS / scenario, host, port, stepdir / "errors.log", transport),
+        *(["-max_socket", "10000"] if transport == "un" else []),  # under the fd limit
         proxy,
         "-s",
         "service",

@@ -6,7 +6,7 @@ rate held with under 1% failed calls.
 
 Run: python benchmarks/cps.py [--mode registered|relay|auth] [--auth]
          [--seconds N] [--rates 100,200,...] [--no-kamailio] [--no-profile]
-         [--gc-stats]
+         [--gc-stats] [--workers 1,2]
 
 Call flow: INVITE, 100, 180, 200, ACK, BYE, 200 over UDP, stateful,
 record-routing, no call hold (SIPp -d 0). UAC on 127.0.0.10, proxy on
@@ -42,6 +42,13 @@ When Kamailio is installed, the same ladder runs through it (a generated
 minimal tm/rr/registrar config, children=1) and the ratio is printed.
 Last, sipedge runs once more under cProfile at its top rate, and the
 functions that take the time are printed.
+
+With --workers 1,2 (counts of [process] workers, doc/workers.md), the
+ladder runs once per count, unpinned, SIPp beside the proxy on the same
+cores, and the top rates are compared with the first count's (target: two
+workers hold 1.5 times one worker's calls a second). The UAC then opens a
+socket per call (SIPp -t un), for every count alike: the kernel spreads
+sources, not calls, across workers. Kamailio and the profile are skipped.
 
 This is a benchmark, not a test: numbers from a shared or small machine
 (the load generator runs on the same cores) are indications only.
@@ -108,10 +115,14 @@ SATURATED_PCT = 95.0
 class Caller:
     """The SIPp UAC of a ladder: its address, scenario and extra arguments."""
 
-    def __init__(self, ip: str, scenario: str = "uac.xml", extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, ip: str, scenario: str = "uac.xml", extra: tuple[str, ...] = (),
+        transport: str = "u1",
+    ) -> None:
         self.ip = ip
         self.scenario = scenario
         self.extra = extra
+        self.transport = transport
 
 
 class Row:
@@ -215,6 +226,7 @@ def run_step(
         seconds,
         scenario=caller.scenario,
         extra=caller.extra,
+        transport=caller.transport,
     )
     t1 = time.time()
     cpu = meter.stop()
@@ -250,7 +262,8 @@ def ladder(
     rows: list[Row] = []
     rates = rates or args.rates
     mode = mode or args.mode
-    caller = Caller(UAC_IP)
+    transport = "un" if args.workers else "u1"
+    caller = Caller(UAC_IP, transport=transport)
     with contextlib.ExitStack() as stack:
         stack.callback(proxy.stop)
         proxy.start()
@@ -280,6 +293,7 @@ def ladder(
                 "uac_auth.xml",
                 ("-key", "caller", user, "-key", "caller_domain", DOMAIN,
                  "-au", user, "-ap", password, "-auth_uri", f"service@{domain}"),
+                transport=transport,
             )  # fmt: skip
             who = (
                 f"caller sip:{user}@{DOMAIN} from {CALLER_IP} (registered, not trusted;"
@@ -527,7 +541,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="sipedge's request chain, comma-separated (default: sipedge's default chain)",
     )
     add("--keep", action="store_true", help="keep the work directory (logs, SIPp files)")
+    add(
+        "--workers",
+        default=None,
+        help="compare counts of [process] workers, e.g. 1,2 (a ladder each, UAC socket per"
+        " call; Kamailio and the profile skipped)",
+    )
     args = parser.parse_args(argv)
+    if args.workers is not None:
+        try:
+            args.workers = [int(w) for w in args.workers.split(",") if w.strip()]
+        except ValueError:
+            parser.error("--workers: comma-separated integers")
+        if not args.workers or any(not 1 <= w <= 64 for w in args.workers):
+            parser.error("--workers: counts from 1 to 64")
+        if args.mode == "auth":
+            parser.error("--workers: registered or relay mode")
     if args.auth:
         if args.mode not in ("registered", "auth"):
             parser.error(f"--auth is --mode auth, not --mode {args.mode}")
@@ -547,6 +576,44 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not 1 <= args.max_minutes <= 120:
         parser.error("--max-minutes: 1 to 120")
     return args
+
+
+def compare_workers(sipp: str, workdir: Path, args: argparse.Namespace) -> int:
+    """A ladder per count of workers; the top rates against the first count's."""
+    print(f"\nworker counts {args.workers}: UAC with a socket per call (SIPp -t un), unpinned")
+    tops: list[tuple[int, int, bool]] = []
+    for count in args.workers:
+        proxy = SipEdge(
+            workdir / f"sipedge-{count}w",
+            domain=DOMAIN,
+            trusted=f"{UAC_IP}/32",
+            log_level=args.sipedge_log,
+            gc_stats=args.gc_stats,
+            stages=args.stages,
+            extra_config=SECURITY_CONFIG,
+            workers=count,
+        )
+        print(f"\n== sipedge, {count} worker(s), {args.mode} mode ({proxy.describe()}) ==")
+        rows = ladder(
+            proxy, sipp, proxy.workdir, args, time.monotonic() + 60 * args.max_minutes
+        )
+        top, open_ended = summary(f"sipedge with {count} worker(s)", rows)
+        tops.append((count, top, open_ended))
+    base_count, base, base_open = tops[0]
+    for count, top, open_ended in tops[1:]:
+        if not base:
+            print(f"\n{base_count} worker(s) held no rate: no ratio")
+            continue
+        ratio = top / base
+        qual = " (or more: the ladder ended first)" if open_ended else ""
+        if base_open:
+            qual += f" ({base_count} worker(s) held every rate: ratio uncertain)"
+        print(
+            f"\n{count} workers / {base_count} = {top} / {base} cps = {ratio:.2f}{qual};"
+            f" target 1.5 for 2 against 1: {'met' if ratio >= 1.5 else 'not met'}"
+        )
+    print(f"\nload average at end: {loadavg()}")
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -592,6 +659,14 @@ def main(argv: list[str]) -> int:
         )
     results: dict[str, tuple[int, bool]] = {}
     ladders: dict[str, list[Row]] = {}
+    if args.workers:
+        try:
+            return compare_workers(sipp, workdir, args)
+        finally:
+            if args.keep:
+                print(f"work directory kept: {workdir}")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
     try:
         for mode in ("registered", "auth") if auth_mode else (args.mode,):
             name = "sipedge, digest on every INVITE" if mode == "auth" else "sipedge"

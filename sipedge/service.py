@@ -188,6 +188,10 @@ class SipEdgeService(MultiService):
     _log = Logger()
     #: What is logged once the service serves.
     started_format = "sipedge started: domains {domains}, state in {state}"
+    #: The transports' class, and what stands between them and the
+    #: transaction layer (a worker's hand messages to other workers).
+    transport_class: Any = TransportManager
+    _route: Any = staticmethod(lambda receiver: receiver)
 
     def __init__(self, config: Config, reactor: Any) -> None:
         super().__init__()
@@ -349,8 +353,8 @@ class SipEdgeService(MultiService):
                 HepCapture(self.hep_sender, reactor, node_id=hep.node_id, password=hep.password)
             )
         limits = config.limits
-        self.transports = TransportManager(
-            self.core.transactions,
+        self.transports = self.transport_class(
+            self._route(self.core.transactions),
             reactor,
             limits=limits.message_limits,
             idle_timeout=limits.idle_timeout,

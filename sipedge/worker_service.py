@@ -10,24 +10,30 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import ILogObserver, Logger
 
 from sipedge.config import Config
 from sipedge.error import ConfigError
 from sipedge.process import (
+    CHANNEL,
     OWN,
     READY_MARK,
+    WorkerChannel,
+    WorkerRouter,
     WorkerSocket,
     WorkerSpec,
     WorkerSupervisor,
+    WorkerTransportManager,
     bind_group,
+    channel_ports,
     own_addresses,
 )
 from sipedge.service import SipEdgeService
@@ -71,18 +77,52 @@ class WorkerService(SipEdgeService):
     """
     One worker: the whole proxy, listening on the sockets its supervisor
     bound (L{WorkerSpec}); its own sockets come first, so that its Via and
-    Record-Route name them.
+    Record-Route name them. Between its transports and its transaction
+    layer stands a L{WorkerRouter}, which hands other workers what is
+    theirs over the channel socket the supervisor gave it.
     """
 
     _log = Logger()
+    transport_class = WorkerTransportManager
 
     def __init__(self, config: Config, reactor: Any, spec: WorkerSpec) -> None:
-        super().__init__(worker_config(config, spec.index), reactor)
         self.spec = spec
+        self.router: WorkerRouter | None = None
+        self._channel_port: Any = None
+        super().__init__(worker_config(config, spec.index), reactor)
+        assert self.router is not None
+        self.router.transports = self.transports
+        self.transports.router = self.router
         self.started_format = (
             f"{READY_MARK} {spec.index} of {spec.count}"
             " (domains {domains}, state in {state})"
         )
+
+    def _route(self, receiver: Any) -> WorkerRouter:
+        self.router = WorkerRouter(
+            receiver,
+            self.spec,
+            self.config.message_limits,
+            clock=self._reactor,
+            matches=lambda request: receiver.server_transaction_for(request) is not None,
+        )
+        return self.router
+
+    def _listen_channel(self, s: WorkerSocket) -> None:
+        assert self.router is not None
+        channel = WorkerChannel(self.spec.index, self.spec.channels, self.router.deliver)
+        self._channel_port = self._reactor.adoptDatagramPort(s.fd, socket.AF_INET, channel)
+        self.router.channel = channel
+        self.router.hello()
+
+    def stopService(self) -> Deferred[Any]:
+        port, self._channel_port = self._channel_port, None
+        if self.router is not None:
+            self.router.stop()
+        d = super().stopService()
+        if port is not None:
+            d.addBoth(lambda result: maybeDeferred(port.stopListening).addBoth(lambda _: result))
+        return d
 
     def _listen_one(self, s: WorkerSocket) -> Any:
         if s.transport == "UDP":
@@ -98,6 +138,9 @@ class WorkerService(SipEdgeService):
         bound = []
         for s in sorted(self.spec.sockets, key=lambda s: s.role != OWN):
             try:
+                if s.role == CHANNEL:
+                    self._listen_channel(s)
+                    continue
                 t = self._listen_one(s)
             except (CannotListenError, OSError) as e:
                 self.transports.close()
@@ -170,13 +213,13 @@ class SupervisorService(Service):
         except OSError as e:
             raise SystemExit(f"sipedge: cannot listen on {e.strerror}") from None
         own = own_addresses(per_worker)
-        channel = str(self.config.state.path / "workers")
+        channels = channel_ports(per_worker)
         self.specs = tuple(
-            WorkerSpec(index, self.count, tuple(sockets), own, channel)
+            WorkerSpec(index, self.count, tuple(sockets), own, channels)
             for index, sockets in enumerate(per_worker)
         )
         for s in per_worker[0]:
-            if s.role != OWN:
+            if s.role not in (OWN, CHANNEL):
                 self._log.info(
                     "Listening for SIP on {transport} {host} port {port} ({count} workers)",
                     transport=s.transport, host=s.host, port=s.port, count=self.count,

@@ -1,29 +1,52 @@
 """
 Several processes serving one configuration: the listening sockets of a
 group of workers (L{bind_group}), the supervisor that runs them
-(L{WorkerSupervisor}), and what a worker is told (L{WorkerSpec}). See
-C{doc/workers.md}.
+(L{WorkerSupervisor}), what a worker is told (L{WorkerSpec}), and what
+workers hand each other (L{WorkerRouter}, L{WorkerTransportManager}, over a
+L{WorkerChannel}). See C{doc/workers.md}.
 """
 
+from sipedge.process._handoff import (
+    HANDOFF_MAGIC,
+    STRAY_WAIT,
+    WorkerChannel,
+    WorkerRouter,
+    WorkerTransportManager,
+    decode_handoff,
+    encode_handoff,
+)
 from sipedge.process._sockets import (
+    CHANNEL,
+    CHANNEL_HOST,
     OWN,
     SHARED,
     WorkerSocket,
     WorkerSpec,
     bind_group,
     bind_socket,
+    channel_ports,
     own_addresses,
 )
 from sipedge.process._supervisor import READY_MARK, WorkerSupervisor
 
 __all__ = [
+    "CHANNEL",
+    "CHANNEL_HOST",
+    "HANDOFF_MAGIC",
     "OWN",
     "READY_MARK",
     "SHARED",
+    "STRAY_WAIT",
+    "WorkerChannel",
+    "WorkerRouter",
     "WorkerSocket",
     "WorkerSpec",
     "WorkerSupervisor",
+    "WorkerTransportManager",
     "bind_group",
     "bind_socket",
+    "channel_ports",
+    "decode_handoff",
+    "encode_handoff",
     "own_addresses",
 ]

@@ -25,12 +25,15 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 __all__ = [
+    "CHANNEL",
+    "CHANNEL_HOST",
     "OWN",
     "SHARED",
     "WorkerSocket",
     "WorkerSpec",
     "bind_group",
     "bind_socket",
+    "channel_ports",
     "own_addresses",
 ]
 
@@ -38,6 +41,11 @@ __all__ = [
 SHARED = "shared"
 #: The role of a worker's own socket, named in its Via and Record-Route.
 OWN = "own"
+#: The role of a worker's end of the channel between workers (UDP, loopback).
+CHANNEL = "channel"
+
+#: Where the workers' channel sockets listen.
+CHANNEL_HOST = "127.0.0.1"
 
 _TRANSPORTS = ("UDP", "TCP", "TLS")
 
@@ -52,7 +60,7 @@ class WorkerSocket:
     One listening socket of a worker.
 
     @ivar transport: C{"UDP"}, C{"TCP"} or C{"TLS"}.
-    @ivar role: L{SHARED} (the public address) or L{OWN}.
+    @ivar role: L{SHARED} (the public address), L{OWN} or L{CHANNEL}.
     @ivar host: the address it is bound to, as configured.
     @ivar port: the port it is bound to.
     @ivar fd: its file descriptor (the same number in the supervisor and
@@ -60,7 +68,7 @@ class WorkerSocket:
     """
 
     transport: str = attrs.field(validator=attrs.validators.in_(_TRANSPORTS))
-    role: str = attrs.field(validator=attrs.validators.in_((SHARED, OWN)))
+    role: str = attrs.field(validator=attrs.validators.in_((SHARED, OWN, CHANNEL)))
     host: str
     port: int
     fd: int
@@ -81,14 +89,15 @@ class WorkerSpec:
     @ivar count: the number of workers.
     @ivar sockets: this worker's listening sockets.
     @ivar own: per worker index, its own sockets (C{(transport, host, port)}).
-    @ivar channel: the directory of the workers' local channel sockets.
+    @ivar channels: per worker index, the port of its channel socket on
+        L{CHANNEL_HOST}.
     """
 
     index: int
     count: int
     sockets: tuple[WorkerSocket, ...]
     own: tuple[tuple[tuple[str, str, int], ...], ...]
-    channel: str = ""
+    channels: tuple[int, ...] = ()
 
     def encode(self) -> str:
         """This spec as one command-line argument (L{decode} reads it)."""
@@ -98,7 +107,7 @@ class WorkerSpec:
                 "count": self.count,
                 "sockets": [attrs.astuple(s) for s in self.sockets],
                 "own": [[list(a) for a in addresses] for addresses in self.own],
-                "channel": self.channel,
+                "channels": list(self.channels),
             },
             separators=(",", ":"),
         )
@@ -120,7 +129,7 @@ class WorkerSpec:
                     tuple((str(t), str(h), int(p)) for t, h, p in addresses)
                     for addresses in data["own"]
                 ),
-                channel=str(data.get("channel", "")),
+                channels=tuple(int(p) for p in data.get("channels", ())),
             )
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"not a worker spec: {e}") from None
@@ -173,7 +182,8 @@ def bind_group(
     The sockets of C{count} workers for C{listeners} (C{(transport, host,
     port)}; port 0 picks one port that all workers share): per worker, per
     listener, one L{SHARED} socket on the public address and one L{OWN} on
-    a port the system picks.
+    a port the system picks; and one L{CHANNEL} socket (UDP on
+    L{CHANNEL_HOST}) for what workers hand each other.
 
     @return: per worker its sockets, and every socket object (keep them
         open while the workers run; close them to stop listening).
@@ -202,11 +212,25 @@ def bind_group(
                 per_worker[index].append(
                     WorkerSocket(transport, OWN, host, own.getsockname()[1], own.fileno())
                 )
+        for index in range(count):
+            channel = bind_socket("UDP", CHANNEL_HOST, 0, reuse_port=False)
+            opened.append(channel)
+            per_worker[index].append(
+                WorkerSocket("UDP", CHANNEL, CHANNEL_HOST, channel.getsockname()[1],
+                             channel.fileno())
+            )
     except BaseException:
         for sock in opened:
             sock.close()
         raise
     return per_worker, opened
+
+
+def channel_ports(per_worker: Sequence[Sequence[WorkerSocket]]) -> tuple[int, ...]:
+    """Per worker, the port of its channel socket."""
+    return tuple(
+        next((s.port for s in sockets if s.role == CHANNEL), 0) for sockets in per_worker
+    )
 
 
 def own_addresses(

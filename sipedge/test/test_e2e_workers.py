@@ -11,7 +11,9 @@ given worker through its own port to show which one does what.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import signal
 import socket
 import time
@@ -19,7 +21,7 @@ import uuid
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.message import Request, Response, parse_datagram
+from sipedge.message import Request, Response, StreamParser, parse_datagram
 from sipedge.testing import add_user, free_port, sipp_counter, start_with_sipp
 
 _CONFIG = """
@@ -67,6 +69,88 @@ class _Socket:
             if want in first:
                 return message, source
         raise AssertionError(f"no {want!r} within 10 s")
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+class _TcpPhone:
+    """A phone over one TCP connection to sipedge's public TCP port."""
+
+    def __init__(self, test: SynchronousTestCase, port: int, user: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        test.addCleanup(self.sock.close)
+        self.host, self.port = self.sock.getsockname()
+        self.user = user
+        self.parser = StreamParser()
+        self.pending: list[Request | Response] = []
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(text.replace("\n", "\r\n").encode())
+
+    def receive(self, want: str) -> Request | Response:
+        """The next message whose method or status is C{want} (others skipped)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            while self.pending:
+                message = self.pending.pop(0)
+                key = message.method if isinstance(message, Request) else str(message.status)
+                if key == want:
+                    return message
+            data = self.sock.recv(65536)
+            if not data:
+                raise AssertionError("sipedge closed the phone's connection")
+            self.pending.extend(
+                m for m in self.parser.feed(data) if isinstance(m, (Request, Response))
+            )
+        raise AssertionError(f"no {want} over TCP within 10 s")
+
+    def register(self, password: str) -> None:
+        """REGISTER over the connection, answering the digest challenge."""
+        call_id = uuid.uuid4().hex
+        authorization = ""
+        for cseq in (1, 2):
+            self.send(
+                "REGISTER sip:sipedge.test SIP/2.0\n"
+                f"Via: SIP/2.0/TCP {self.host}:{self.port};branch=z9hG4bKr{cseq}{call_id[:8]}"
+                ";rport\n"
+                "Max-Forwards: 70\n"
+                f"From: <sip:{self.user}@sipedge.test>;tag=r{call_id[:6]}\n"
+                f"To: <sip:{self.user}@sipedge.test>\n"
+                f"Call-ID: {call_id}\nCSeq: {cseq} REGISTER\n"
+                f"Contact: <sip:{self.user}@{self.host}:{self.port};transport=tcp>\n"
+                f"{authorization}Expires: 600\nContent-Length: 0\n\n"
+            )
+            response = self.receive("401" if cseq == 1 else "200")
+            if cseq == 2:
+                return
+            challenge = response.header("WWW-Authenticate") or ""
+            realm = re.search(r'realm="([^"]*)"', challenge)
+            nonce = re.search(r'nonce="([^"]*)"', challenge)
+            assert realm is not None and nonce is not None, challenge
+            ha1 = _md5(f"{self.user}:{realm.group(1)}:{password}")
+            ha2 = _md5("REGISTER:sip:sipedge.test")
+            cnonce = "0a4f113b"
+            digest = _md5(f"{ha1}:{nonce.group(1)}:00000001:{cnonce}:auth:{ha2}")
+            authorization = (
+                f'Authorization: Digest username="{self.user}", realm="{realm.group(1)}",'
+                f' nonce="{nonce.group(1)}", uri="sip:sipedge.test", response="{digest}",'
+                f' algorithm=MD5, qop=auth, nc=00000001, cnonce="{cnonce}"\n'
+            )
+
+    def answer(self, request: Request, status: str) -> None:
+        """Answer C{request} over the connection."""
+        vias = "".join(f"Via: {v}\n" for v in request.headers.get_all("Via"))
+        rr = "".join(f"Record-Route: {v}\n" for v in request.headers.get_all("Record-Route"))
+        to = request.header("To") or ""
+        self.send(
+            f"SIP/2.0 {status}\n{vias}{rr}From: {request.header('From')}\n"
+            f"To: {to}{'' if 'tag=' in to else ';tag=p1'}\n"
+            f"Call-ID: {request.header('Call-ID')}\nCSeq: {request.header('CSeq')}\n"
+            f"Contact: <sip:{self.user}@{self.host}:{self.port};transport=tcp>\n"
+            "Content-Length: 0\n\n"
+        )
 
 
 class WorkerTests(SynchronousTestCase):
@@ -210,6 +294,96 @@ class WorkerTests(SynchronousTestCase):
             )
             ok, _ = caller.receive("200")
             self.assertEqual(ok.header("CSeq"), "1 CANCEL")
+            cancel, _ = callee.receive("CANCEL")
+            assert isinstance(cancel, Request)
+            self.answer(callee, cancel, "200 OK")
+            self.answer(callee, request, "487 Request Terminated")
+            final, _ = caller.receive("487")
+            self.assertEqual(final.header("Call-ID"), call_id)
+
+    def test_tcp_phone_reached_from_either_worker(self) -> None:
+        """
+        A phone registered over TCP is reached through both workers,
+        whichever accepted its connection: the other hands the INVITE and
+        ACK to the connection's owner, which hands back the phone's
+        answers (their Via names the other) and its BYE (its Route does).
+        """
+        add_user(self.proxy.config_path, "bob", "bob-secret")
+        phone = _TcpPhone(self, self.proxy.ports["TCP"], "bob")
+        phone.register("bob-secret")
+        for worker in (0, 1):
+            caller = _Socket(self, "127.0.0.10")
+            call_id = uuid.uuid4().hex
+            caller.send(
+                "INVITE sip:bob@sipedge.test SIP/2.0\n"
+                f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch=z9hG4bKi{call_id[:10]}"
+                ";rport\n"
+                "Max-Forwards: 70\n"
+                f"From: <sip:alice@{caller.host}>;tag=a{worker}\n"
+                "To: <sip:bob@sipedge.test>\n"
+                f"Call-ID: {call_id}\nCSeq: 1 INVITE\n"
+                f"Contact: <sip:alice@{caller.host}:{caller.port}>\n"
+                "Content-Length: 0\n\n",
+                ("127.0.0.1", self.own[worker]["UDP"]),
+            )
+            invite = phone.receive("INVITE")
+            assert isinstance(invite, Request)
+            self.assertEqual(invite.header("Call-ID"), call_id, self.why())
+            phone.answer(invite, "200 OK")
+            ok, _ = caller.receive("200")
+            routes = [str(rr) for rr in ok.record_routes]
+            route = "".join(f"Route: {r}\n" for r in routes)
+            caller.send(
+                f"ACK sip:bob@{phone.host}:{phone.port};transport=tcp SIP/2.0\n"
+                f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch=z9hG4bKa{call_id[:10]}"
+                ";rport\n"
+                f"Max-Forwards: 70\n{route}From: {ok.header('From')}\nTo: {ok.header('To')}\n"
+                f"Call-ID: {call_id}\nCSeq: 1 ACK\nContent-Length: 0\n\n",
+                ("127.0.0.1", self.own[worker]["UDP"]),
+            )
+            phone.receive("ACK")
+            back = "".join(f"Route: {r}\n" for r in reversed(routes))
+            phone.send(
+                f"BYE sip:alice@{caller.host}:{caller.port} SIP/2.0\n"
+                f"Via: SIP/2.0/TCP {phone.host}:{phone.port};branch=z9hG4bKb{call_id[:10]}"
+                ";rport\n"
+                f"Max-Forwards: 70\n{back}From: {ok.header('To')}\nTo: {ok.header('From')}\n"
+                f"Call-ID: {call_id}\nCSeq: 2 BYE\nContent-Length: 0\n\n"
+            )
+            bye, _ = caller.receive("BYE")
+            assert isinstance(bye, Request)
+            self.answer(caller, bye, "200 OK", tag=f"a{worker}")
+            done = phone.receive("200")
+            self.assertEqual(done.header("CSeq"), "2 BYE")
+
+    def test_cancel_from_another_source_port(self) -> None:
+        """
+        A CANCEL sent from another source port than its INVITE may reach
+        the other worker: that one asks, the worker holding the INVITE
+        claims it, answers 200 and cancels the branch; the caller gets its
+        487 each time.
+        """
+        public = self.proxy.ports["UDP"]
+        for _ in range(6):
+            caller, canceller, callee = (
+                _Socket(self, "127.0.0.10"), _Socket(self, "127.0.0.10"), _Socket(self)
+            )
+            call_id, branch = self.invite(caller, callee, public)
+            request, _ = callee.receive("INVITE")
+            assert isinstance(request, Request)
+            self.answer(callee, request, "180 Ringing")
+            caller.receive("180")
+            canceller.send(
+                f"CANCEL sip:service@127.0.0.1:{callee.port} SIP/2.0\n"
+                f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch={branch};rport\n"
+                "Max-Forwards: 70\n"
+                f"From: <sip:alice@{caller.host}>;tag=a1\n"
+                f"To: <sip:service@127.0.0.1:{callee.port}>\n"
+                f"Call-ID: {call_id}\nCSeq: 1 CANCEL\nContent-Length: 0\n\n",
+                ("127.0.0.1", public),
+            )
+            ok, _ = canceller.receive("200")
+            self.assertEqual(ok.header("CSeq"), "1 CANCEL", self.why())
             cancel, _ = callee.receive("CANCEL")
             assert isinstance(cancel, Request)
             self.answer(callee, cancel, "200 OK")

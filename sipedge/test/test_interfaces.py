@@ -242,6 +242,12 @@ def _manager(world: _World, cls: type) -> object:
     return cls(RecordingReceiver(), FakeReactor())
 
 
+def _worker_router(world: _World, cls: type) -> object:
+    from sipedge.process import WorkerSpec
+
+    return cls(RecordingReceiver(), WorkerSpec(0, 1, (), ((),)))
+
+
 def _stream_listener(world: _World, cls: type) -> object:
     from sipedge.transport import TransportManager
 
@@ -344,6 +350,8 @@ BUILDERS: dict[str, Callable[[_World, type], object]] = {
     "sipedge.transaction._server.ServerNonInviteTransaction": _transaction,
     "sipedge.transport._listeners.StreamListener": _stream_listener,
     "sipedge.transport._manager.TransportManager": _manager,
+    "sipedge.process._handoff.WorkerTransportManager": _manager,
+    "sipedge.process._handoff.WorkerRouter": _worker_router,
     "sipedge.transport._stream.SipStreamProtocol": _stream,
     "sipedge.transport._udp.SipDatagramProtocol": _datagram,
     "sipedge.testing._proxy.PendingLookupStore": _memory_store,

@@ -12,7 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.process import OWN, SHARED, WorkerSocket, WorkerSpec, bind_group, own_addresses
+from sipedge.process import (
+    CHANNEL,
+    OWN,
+    SHARED,
+    WorkerSocket,
+    WorkerSpec,
+    bind_group,
+    channel_ports,
+    own_addresses,
+)
 
 
 class BindGroupTests(SynchronousTestCase):
@@ -81,6 +90,16 @@ class BindGroupTests(SynchronousTestCase):
         error = self.assertRaises(OSError, bind_group, [("TCP", "127.0.0.1", port)], 2)
         self.assertIn(f"tcp:127.0.0.1:{port}", str(error))
 
+    def test_channels(self) -> None:
+        """Each worker gets a channel socket of its own on loopback UDP."""
+        per_worker = self.bind([("TCP", "127.0.0.1", 0)], 2)
+        ports = channel_ports(per_worker)
+        self.assertEqual(len(set(ports)), 2)
+        for index, sockets in enumerate(per_worker):
+            (channel,) = [s for s in sockets if s.role == CHANNEL]
+            self.assertEqual((channel.transport, channel.host, channel.port),
+                             ("UDP", "127.0.0.1", ports[index]))
+
     def test_own_addresses(self) -> None:
         """L{own_addresses}: per worker, its own sockets' transport, host and port."""
         per_worker = self.bind([("UDP", "127.0.0.1", 0)], 2)
@@ -95,7 +114,7 @@ class BindGroupTests(SynchronousTestCase):
 _sockets = st.builds(
     WorkerSocket,
     transport=st.sampled_from(["UDP", "TCP", "TLS"]),
-    role=st.sampled_from([SHARED, OWN]),
+    role=st.sampled_from([SHARED, OWN, CHANNEL]),
     host=st.sampled_from(["127.0.0.1", "::1", "0.0.0.0"]),
     port=st.integers(1, 65535),
     fd=st.integers(3, 1000),
@@ -108,12 +127,12 @@ class WorkerSpecTests(SynchronousTestCase):
     @given(
         index=st.integers(0, 7),
         sockets=st.lists(_sockets, max_size=6),
-        channel=st.text(max_size=20),
+        channels=st.lists(st.integers(1, 65535), max_size=8),
     )
-    def test_round_trip(self, index: int, sockets: list[WorkerSocket], channel: str) -> None:
+    def test_round_trip(self, index: int, sockets: list[WorkerSocket], channels: list[int]) -> None:
         """What L{WorkerSpec.encode} writes, L{WorkerSpec.decode} reads back."""
         own = tuple(((s.transport, s.host, s.port),) for s in sockets)
-        spec = WorkerSpec(index, 8, tuple(sockets), own, channel)
+        spec = WorkerSpec(index, 8, tuple(sockets), own, tuple(channels))
         self.assertEqual(WorkerSpec.decode(spec.encode()), spec)
 
     def test_decode_garbage(self) -> None:
