@@ -9,6 +9,7 @@ L{WorkerChannel}). See C{doc/workers.md}.
 from sipedge.process._handoff import (
     HANDOFF_MAGIC,
     STRAY_WAIT,
+    RemoteConnection,
     WorkerChannel,
     WorkerRouter,
     WorkerTransportManager,
@@ -37,6 +38,7 @@ __all__ = [
     "READY_MARK",
     "SHARED",
     "STRAY_WAIT",
+    "RemoteConnection",
     "WorkerChannel",
     "WorkerRouter",
     "WorkerSocket",

@@ -40,7 +40,7 @@ from zope.interface import implementer
 
 from sipedge.error import MessageParseError, TransportError
 from sipedge.flow import Flow
-from sipedge.interfaces import IMessageReceiver
+from sipedge.interfaces import IMessageReceiver, ISipTransport
 from sipedge.message import (
     DEFAULT_LIMITS,
     Limits,
@@ -57,6 +57,7 @@ from sipedge.transport import TransportManager
 __all__ = [
     "HANDOFF_MAGIC",
     "STRAY_WAIT",
+    "RemoteConnection",
     "WorkerChannel",
     "WorkerRouter",
     "WorkerTransportManager",
@@ -279,6 +280,10 @@ class WorkerRouter:
                 return -1
         return None
 
+    def holder_of(self, flow: Flow) -> int | None:
+        """The other worker known to hold C{flow}'s connection (it said so), or C{None}."""
+        return self._owners.get(flow)
+
     def flow_to(self, transport: str, host: str, port: int) -> Flow | None:
         """The flow of another worker's connection to C{host:port}, if one is known."""
         return self._by_remote.get(_remote_key(transport, host, port))
@@ -437,7 +442,7 @@ class WorkerRouter:
                                   sender=sender)
             return
         transports = self.transports
-        if transports is None or transports.connection_for(flow) is None:
+        if transports is None or transports.own_connection(flow) is None:
             return  # not ours: the worker that holds it sends it
         try:
             transports.send(message, flow)
@@ -447,6 +452,27 @@ class WorkerRouter:
             return
         if self.channel is not None:
             self.channel.send(sender, "owner", flow)
+
+
+@implementer(ISipTransport)
+class RemoteConnection:
+    """
+    A TCP/TLS connection another worker holds, as this worker sees it:
+    what is sent on it is handed to that worker.
+    """
+
+    reliable = True
+
+    def __init__(self, router: WorkerRouter, flow: Flow) -> None:
+        self._router = router
+        self.flow = flow
+        self.name = flow.transport
+        self.local_host = flow.local_host
+        self.local_port = flow.local_port
+
+    def send_message(self, message: Message, flow: Flow) -> None:
+        if not self._router.send_elsewhere(message, flow):
+            raise TransportError(f"cannot hand {flow} to the worker holding it")
 
 
 class WorkerTransportManager(TransportManager):
@@ -459,6 +485,23 @@ class WorkerTransportManager(TransportManager):
     """
 
     router: WorkerRouter | None = None
+
+    def own_connection(self, flow: Flow) -> Any:
+        """C{flow}'s connection if this worker holds it (L{TransportManager.connection_for})."""
+        return super().connection_for(flow)
+
+    def connection_for(self, flow: Flow) -> Any:
+        """
+        As L{TransportManager.connection_for}, and for a connection another
+        worker said it holds, a L{RemoteConnection} (so the proxy core sends
+        on it rather than giving up on a phone connected to another worker).
+        """
+        own = super().connection_for(flow)
+        if own is not None or self.router is None:
+            return own
+        if self.router.holder_of(flow) is None:
+            return None
+        return RemoteConnection(self.router, flow)
 
     def accepted_flows(self) -> list[Flow]:
         """The flows of the connections phones made to us (up)."""
@@ -486,7 +529,7 @@ class WorkerTransportManager(TransportManager):
         flow = super().flow_to(transport, host, port)
         if self.router is None or flow.transport not in _STREAMS:
             return flow
-        if self.connection_for(flow) is not None:
+        if self.own_connection(flow) is not None:
             return flow
         return self.router.flow_to(flow.transport, host, port) or flow
 
@@ -497,7 +540,7 @@ class WorkerTransportManager(TransportManager):
         if (
             router is not None
             and flow.transport in _STREAMS
-            and self.connection_for(flow) is None
+            and self.own_connection(flow) is None
             and router.send_elsewhere(message, flow)
         ):
             return succeed(flow)

@@ -27,7 +27,7 @@ from sipedge.testing import add_user, free_port, sipp_counter, start_with_sipp
 _CONFIG = """
 [sip]
 domains = ["sipedge.test"]
-listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
+listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0", "tls:127.0.0.1:0"]
 trusted = ["127.0.0.10/32"]
 [state]
 path = "state"
@@ -78,11 +78,15 @@ def _md5(text: str) -> str:
 class _TcpPhone:
     """A phone over one TCP connection to sipedge's public TCP port."""
 
-    def __init__(self, test: SynchronousTestCase, port: int, user: str) -> None:
+    def __init__(
+        self, test: SynchronousTestCase, port: int, user: str, contact: str | None = None
+    ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         test.addCleanup(self.sock.close)
         self.host, self.port = self.sock.getsockname()
         self.user = user
+        #: The host:port its Contact names (another than its own: behind NAT).
+        self.contact = contact or f"{self.host}:{self.port}"
         self.parser = StreamParser()
         self.pending: list[Request | Response] = []
 
@@ -119,7 +123,7 @@ class _TcpPhone:
                 f"From: <sip:{self.user}@sipedge.test>;tag=r{call_id[:6]}\n"
                 f"To: <sip:{self.user}@sipedge.test>\n"
                 f"Call-ID: {call_id}\nCSeq: {cseq} REGISTER\n"
-                f"Contact: <sip:{self.user}@{self.host}:{self.port};transport=tcp>\n"
+                f"Contact: <sip:{self.user}@{self.contact};transport=tcp>\n"
                 f"{authorization}Expires: 600\nContent-Length: 0\n\n"
             )
             response = self.receive("401" if cseq == 1 else "200")
@@ -148,7 +152,7 @@ class _TcpPhone:
             f"SIP/2.0 {status}\n{vias}{rr}From: {request.header('From')}\n"
             f"To: {to}{'' if 'tag=' in to else ';tag=p1'}\n"
             f"Call-ID: {request.header('Call-ID')}\nCSeq: {request.header('CSeq')}\n"
-            f"Contact: <sip:{self.user}@{self.host}:{self.port};transport=tcp>\n"
+            f"Contact: <sip:{self.user}@{self.contact};transport=tcp>\n"
             "Content-Length: 0\n\n"
         )
 
@@ -311,16 +315,32 @@ class WorkerTests(SynchronousTestCase):
         add_user(self.proxy.config_path, "bob", "bob-secret")
         phone = _TcpPhone(self, self.proxy.ports["TCP"], "bob")
         phone.register("bob-secret")
+        self.call_tcp_phone(phone)
+
+    def test_tcp_phone_behind_nat_reached_from_either_worker(self) -> None:
+        """
+        The same for a phone behind NAT (its Contact names a private
+        address): it is reached only over its connection, which the other
+        worker sees as the owner's (not as a dead flow).
+        """
+        add_user(self.proxy.config_path, "carol", "carol-secret")
+        phone = _TcpPhone(self, self.proxy.ports["TCP"], "carol", contact="10.99.0.7:5060")
+        phone.register("carol-secret")
+        self.call_tcp_phone(phone)
+
+    def call_tcp_phone(self, phone: _TcpPhone) -> None:
+        """A call to C{phone} through each worker's own UDP port, BYE from the phone."""
+        user = phone.user
         for worker in (0, 1):
             caller = _Socket(self, "127.0.0.10")
             call_id = uuid.uuid4().hex
             caller.send(
-                "INVITE sip:bob@sipedge.test SIP/2.0\n"
+                f"INVITE sip:{user}@sipedge.test SIP/2.0\n"
                 f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch=z9hG4bKi{call_id[:10]}"
                 ";rport\n"
                 "Max-Forwards: 70\n"
                 f"From: <sip:alice@{caller.host}>;tag=a{worker}\n"
-                "To: <sip:bob@sipedge.test>\n"
+                f"To: <sip:{user}@sipedge.test>\n"
                 f"Call-ID: {call_id}\nCSeq: 1 INVITE\n"
                 f"Contact: <sip:alice@{caller.host}:{caller.port}>\n"
                 "Content-Length: 0\n\n",
@@ -334,7 +354,7 @@ class WorkerTests(SynchronousTestCase):
             routes = [str(rr) for rr in ok.record_routes]
             route = "".join(f"Route: {r}\n" for r in routes)
             caller.send(
-                f"ACK sip:bob@{phone.host}:{phone.port};transport=tcp SIP/2.0\n"
+                f"ACK sip:{user}@{phone.contact};transport=tcp SIP/2.0\n"
                 f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch=z9hG4bKa{call_id[:10]}"
                 ";rport\n"
                 f"Max-Forwards: 70\n{route}From: {ok.header('From')}\nTo: {ok.header('To')}\n"
@@ -408,6 +428,41 @@ class WorkerTests(SynchronousTestCase):
         self.assertEqual(self.proxy.worker_pids()[0], pids[0])
         self.calls(3, self.own[1]["UDP"])
         self.calls(3, self.proxy.ports["UDP"])
+
+    def test_tls_served_by_every_worker(self) -> None:
+        """
+        TLS listeners work on inherited sockets too: an OPTIONS over TLS to
+        the public port, and to each worker's own TLS port, gets its 200
+        (one certificate, made by worker 0 before the others start).
+        """
+        import ssl
+
+        ports = [self.proxy.ports["TLS"], *(self.own[i]["TLS"] for i in (0, 1))]
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        certificates = set()
+        for port in ports:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                    context.wrap_socket(raw) as tls:
+                host, local = tls.getsockname()[:2]
+                tls.sendall(
+                    ("OPTIONS sip:sipedge.test SIP/2.0\r\n"
+                     f"Via: SIP/2.0/TLS {host}:{local};branch=z9hG4bKt{port}\r\n"
+                     "Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=t\r\n"
+                     "To: <sip:sipedge.test>\r\nCall-ID: tls-{port}\r\n"
+                     "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+                )
+                parser = StreamParser()
+                messages: list[object] = []
+                deadline = time.monotonic() + 10
+                while not messages and time.monotonic() < deadline:
+                    messages.extend(parser.feed(tls.recv(65536)))
+                (response,) = messages
+                assert isinstance(response, Response)
+                self.assertEqual(response.status, 200, self.why())
+                certificates.add(tls.getpeercert(binary_form=True))
+        self.assertEqual(len(certificates), 1)
 
     def test_stop_ends_every_worker(self) -> None:
         """Stopping C{twistd sipedge} stops its workers (no process is left)."""

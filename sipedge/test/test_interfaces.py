@@ -248,6 +248,14 @@ def _worker_router(world: _World, cls: type) -> object:
     return cls(RecordingReceiver(), WorkerSpec(0, 1, (), ((),)))
 
 
+def _remote_connection(world: _World, cls: type) -> object:
+    from sipedge.flow import Flow
+    from sipedge.process import WorkerRouter
+
+    router = _worker_router(world, WorkerRouter)
+    return cls(router, Flow("TCP", "127.0.0.1", 5060, "127.0.0.1", 40000))
+
+
 def _stream_listener(world: _World, cls: type) -> object:
     from sipedge.transport import TransportManager
 
@@ -352,6 +360,7 @@ BUILDERS: dict[str, Callable[[_World, type], object]] = {
     "sipedge.transport._manager.TransportManager": _manager,
     "sipedge.process._handoff.WorkerTransportManager": _manager,
     "sipedge.process._handoff.WorkerRouter": _worker_router,
+    "sipedge.process._handoff.RemoteConnection": _remote_connection,
     "sipedge.transport._stream.SipStreamProtocol": _stream,
     "sipedge.transport._udp.SipDatagramProtocol": _datagram,
     "sipedge.testing._proxy.PendingLookupStore": _memory_store,

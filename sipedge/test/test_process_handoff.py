@@ -15,14 +15,16 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from sipedge.error import TransportError
 from sipedge.flow import Flow
-from sipedge.interfaces import IMessageReceiver, ITransportManager
+from sipedge.interfaces import IMessageReceiver, ISipTransport, ITransportManager
 from sipedge.message import parse_datagram, serialize
 from sipedge.process import (
     HANDOFF_MAGIC,
     OWN,
     SHARED,
     STRAY_WAIT,
+    RemoteConnection,
     WorkerChannel,
     WorkerRouter,
     WorkerSocket,
@@ -398,6 +400,25 @@ class WorkerTransportsTests(SynchronousTestCase):
         self.assertEqual(self.channel.sent, [])
         self.manager.close()
         self.failureResultOf(d)
+
+    def test_connection_for_known_holder(self) -> None:
+        """
+        For a flow another worker said it holds, L{connection_for} gives a
+        L{RemoteConnection} (the proxy then sends on it: handed over); for
+        one nobody claimed, C{None} (the proxy's fallback applies).
+        """
+        self.assertIsNone(self.manager.connection_for(PHONE))
+        self.router.deliver(1, "owner", PHONE, b"")
+        remote = self.manager.connection_for(PHONE)
+        self.assertIsInstance(remote, RemoteConnection)
+        self.assertTrue(verifyObject(ISipTransport, remote))
+        self.assertIsNone(self.manager.own_connection(PHONE))
+        remote.send_message(_request(), PHONE)
+        self.assertEqual([(i, k) for i, k, _, _ in self.channel.sent], [(1, "send")])
+        self.channel.up = False
+        self.assertRaises(TransportError, remote.send_message, _request(), PHONE)
+        self.router.deliver(1, "gone", PHONE, b"")
+        self.assertIsNone(self.manager.connection_for(PHONE))
 
     def test_flow_to_uses_others_connection(self) -> None:
         """L{WorkerTransportManager.flow_to} prefers another worker's connection to the phone."""
