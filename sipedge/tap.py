@@ -110,7 +110,7 @@ def makeService(options: Options) -> Any:
     from sipedge._logging import log_observer, twistd_log_output
     from sipedge.process import WorkerSpec
     from sipedge.service import build_service
-    from sipedge.worker_service import SupervisorService, WorkerService
+    from sipedge.worker_service import SupervisorService, WorkerService, worker_config
 
     service: Any
     try:
@@ -130,7 +130,11 @@ def makeService(options: Options) -> Any:
     service.reload_on_sighup = True
     # Read again on reload (absolute: twistd may change directory).
     path = os.path.abspath(options["config"]) if options["config"] else None
-    service.config_source = ConfigSource(path, options.overrides)
+    overrides = options.overrides
+    if isinstance(service, WorkerService):  # as it runs: admin and metrics on worker 0 only
+        index = service.spec.index
+        overrides = lambda config: worker_config(options.overrides(config), index)  # noqa: E731
+    service.config_source = ConfigSource(path, overrides)
     # [log] level and format, written where twistd would have logged.
     output = twistd_log_output(getattr(options, "parent", None))
     if output is not None:
