@@ -36,7 +36,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 import attrs
-from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime, IResolver
 from twisted.logger import Logger
 from twisted.names import dns
@@ -251,8 +251,12 @@ class ServerLocator:
         """
         try:
             sip_uri = self._check_uri(uri)
+            found = self._without_dns(sip_uri)
         except TransportError as error:
             return fail(error)
+        if found is not None:
+            # A numeric address (or nothing usable): no DNS, no coroutine.
+            return succeed(found)
         return Deferred.fromCoroutine(self._locate(sip_uri))
 
     # -- RFC 3263 section 4.1: the transport, then section 4.2: the address --
@@ -267,7 +271,14 @@ class ServerLocator:
             raise _bad_uri(f"{uri.scheme!r} is not a SIP or SIPS URI")
         return uri
 
-    async def _locate(self, uri: SipURI) -> list[Destination]:
+    def _without_dns(self, uri: SipURI) -> list[Destination] | None:
+        """
+        The destinations of C{uri} when no DNS is needed (its target is an
+        IP address, or nothing can be used: an empty list, logged); C{None}
+        when the target is a name to look up (L{_locate}).
+
+        @raise TransportError: if C{uri} cannot be located at all.
+        """
         secure = uri.scheme == "sips"
         # RFC 3263 section 4: "If the URI contains an maddr parameter,
         # TARGET is the maddr value, else the host."
@@ -298,7 +309,13 @@ class ServerLocator:
                 return self._nothing(uri, "address family not enabled")
             port = DEFAULT_PORTS[transport] if uri.port is None else uri.port
             return [Destination(transport, address, port, address, address)]
+        return None
 
+    async def _locate(self, uri: SipURI) -> list[Destination]:
+        """The destinations of C{uri}, whose target is a name (after L{_without_dns})."""
+        secure = uri.scheme == "sips"
+        target = uri.maddr or uri.host
+        transport = self._transport_param(uri, secure)
         name = _domain(target)
         found: list[Destination] | None
         if uri.port is not None:
