@@ -16,6 +16,10 @@ from sipedge.message import Request
 
 __all__ = ["RequestContext"]
 
+#: The log of a context no chain has given a stage's logger yet: one for
+#: all (a Logger per request would look up its caller's module each time).
+_DEFAULT_LOG = Logger(namespace="sipedge.pipeline")
+
 
 @attrs.define
 class RequestContext:
@@ -38,7 +42,7 @@ class RequestContext:
     original: Request = attrs.field()
     identity: str | None = None
     annotations: dict[str, Any] = attrs.Factory(dict)
-    log: Logger = attrs.Factory(Logger)
+    log: Logger = _DEFAULT_LOG
 
     @original.default
     def _original(self) -> Request:
