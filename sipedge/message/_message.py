@@ -94,6 +94,7 @@ _VIEW_FIELDS = (
     ("max_forwards", "max-forwards"),
     ("expires", "expires"),
 )
+_VIEW_KEYS = dict(_VIEW_FIELDS)
 
 
 def carry_views(source: _Views, copy: _T, changed: str | tuple[str, ...] = ()) -> _T:
@@ -107,16 +108,16 @@ def carry_views(source: _Views, copy: _T, changed: str | tuple[str, ...] = ()) -
     The caller vouches for C{changed}: a field that changed but is not
     named would leave a stale view. Returns C{copy}.
     """
-    cached = source.__dict__
+    keys = (header_key(changed),) if isinstance(changed, str) else tuple(map(header_key, changed))
     target = copy.__dict__
-    if isinstance(changed, str):
-        changed = (changed,)
-    keys = {header_key(name) for name in changed}
-    for view, key in _VIEW_FIELDS:
-        if key not in keys and view in cached:
-            target[view] = cached[view]
-    if "request_uri" in cached and getattr(copy, "uri", None) == getattr(source, "uri", None):
-        target["request_uri"] = cached["request_uri"]
+    for name, value in source.__dict__.items():
+        key = _VIEW_KEYS.get(name)
+        if key is None:
+            # an attrs field, or the parsed Request-URI
+            if name == "request_uri" and getattr(copy, "uri", None) == getattr(source, "uri", None):
+                target[name] = value
+        elif key not in keys:
+            target[name] = value
     return copy
 
 
