@@ -246,9 +246,10 @@ class DashboardTests(SynchronousTestCase):
 
     def test_metrics_exist(self) -> None:
         """
-        Every metric name in the dashboard's queries is one a service's
+        Every metric name in the dashboard's queries, and in the alert
+        expressions C{doc/operations.md} suggests, is one a service's
         C{/metrics} exports (with the relay in process and HEP on), so a
-        renamed metric cannot leave a blank panel.
+        renamed metric cannot leave a blank panel or a silent alert.
         """
         import json
         import re
@@ -258,8 +259,13 @@ class DashboardTests(SynchronousTestCase):
         dashboard = json.loads((ROOT / "examples" / "grafana" /
                                 "sipedge-dashboard.json").read_text())
         expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-        used = {name for e in expressions
-                for name in re.findall(r"\b((?:sipedge|process)_[a-z_]+)\b", e)}
+        names = r"\b((?:sipedge|process)_[a-z_]+)\b"
+        used = {name for e in expressions for name in re.findall(names, e)}
+        doc = (ROOT / "doc" / "operations.md").read_text()
+        alerts = doc[doc.index("What is worth an alert"):doc.index("## Capture")]
+        in_doc = set(re.findall(names, alerts))
+        self.assertGreaterEqual(len(in_doc), 8)
+        used |= in_doc
         state = Path(self.mktemp()).absolute()
         config = parse_config({
             "sip": {"domains": ["sipedge.test"], "listen": ["udp:127.0.0.1:5070"]},
