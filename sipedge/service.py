@@ -49,7 +49,7 @@ from sipedge.proxy import (
     TopologyHider,
 )
 from sipedge.security import Monitor, Security, TollFraudGuard
-from sipedge.store import SQLiteLocationStore
+from sipedge.store import LostBindings, SQLiteLocationStore
 from sipedge.transaction import TimerSettings, TimerWheel, set_tracing
 from sipedge.transport import (
     ClientTLSContexts,
@@ -246,6 +246,8 @@ class SipEdgeService(MultiService):
         self.monitor = Monitor.from_config(config, reactor, self.security)
         self.toll_fraud = TollFraudGuard.from_config(config, reactor, self.security.stats)
         self.media = _media_relay(config, reactor)
+        #: Users whose phones' flows died: answered 480, not 404.
+        self.lost = LostBindings()
         services = StageServices(
             clock=reactor,
             local=LocalIdentity(config.sip.domains, ()),
@@ -263,6 +265,7 @@ class SipEdgeService(MultiService):
             toll_fraud=self.toll_fraud,
             media=self.media,
             flow_tokens=self.flow_tokens,
+            lost=self.lost,
         )
         chain = build_chain(
             config.pipeline.stages,
@@ -326,6 +329,7 @@ class SipEdgeService(MultiService):
                 reactor,
                 self.core.originate,
                 interval=config.registrar.keepalive_interval,
+                lost=self.lost,
             )
             self.registrar.on_registered.append(self.keepalive.registered)
         if self.dialogs is not None:
@@ -365,6 +369,8 @@ class SipEdgeService(MultiService):
             taps=taps,
         )
         self.core.transports = self.transports
+        if self.keepalive is not None:
+            self.transports.on_stream_lost.append(self.keepalive.flow_lost)
         self.admin_token: str | None = None
         self._admin_port: Any = None
         admin = config.admin

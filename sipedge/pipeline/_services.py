@@ -42,6 +42,9 @@ class StageServices:
     @ivar media: the media relay (L{sipedge.media.MediaRelay}), or C{None}.
     @ivar flow_tokens: the L{sipedge.proxy.FlowTokens} that open the flow
         tokens of our Record-Route (parties behind NAT), or C{None}.
+    @ivar lost: the L{sipedge.store.LostBindings}: users whose bindings
+        were dropped because their flow died (answered 480, not 404), or
+        C{None}.
     """
 
     clock: Any
@@ -58,6 +61,7 @@ class StageServices:
     toll_fraud: Any = None
     media: Any = None
     flow_tokens: Any = None
+    lost: Any = None
 
     @property
     def settings(self) -> Config:

@@ -4,6 +4,7 @@ Stores of state that must survive a restart: the location service
 """
 
 from sipedge.store._binding import Binding, aor_of, binding_order, same_binding
+from sipedge.store._lost import LostBindings
 from sipedge.store._memory import MemoryLocationStore
 from sipedge.store._sqlite import DATABASE_NAME, SCHEMA_VERSION, SQLiteLocationStore
 from sipedge.store._sqlite_base import (
@@ -17,6 +18,7 @@ __all__ = [
     "DATABASE_NAME",
     "SCHEMA_VERSION",
     "Binding",
+    "LostBindings",
     "MemoryLocationStore",
     "SQLiteLocationStore",
     "aor_of",

@@ -140,8 +140,9 @@ class _BehindNat(SynchronousTestCase):
 
     def connection_gone(self) -> None:
         """
-        Bob dies without unregistering: his connection is gone; a call to
-        him is answered 480 at once, with no connect to his private address.
+        Bob dies without unregistering: his connection is gone, and his
+        registration with it; a call to him is answered 480 at once, with
+        no connect to his private address.
         """
         assert self.bob.process is not None
         self.bob.process.kill()
@@ -151,6 +152,11 @@ class _BehindNat(SynchronousTestCase):
             lambda: re.search(rf"Connection {transport} \S+ <-> 198\.18\.0\.1:\d+ closed",
                               self.proxy.log()) is not None,
             10, "sipedge did not see the connection end",
+        )
+        self.assertRegex(
+            self.proxy.log(),
+            r"Flow \S+ \S+ <-> 198\.18\.0\.1:\d+ of \S+ of sip:bob@sipedge\.test is dead: "
+            r"removing the binding, its connection is gone",
         )
         started = time.monotonic()
         self.alice.command("dial", "sip:bob@sipedge.test")

@@ -210,6 +210,19 @@ class BuildServiceTests(_ServiceTestCase):
         self.assertEqual(tracker.listeners, [service.toll_fraud, stage])
         self.assertEqual(tracker.max_lifetime, 43200.0)
 
+    def test_dead_flows_wired(self) -> None:
+        """
+        The keepalives hear of every connection that is gone, and share with
+        the location stage the users whose bindings they removed (answered
+        480).
+        """
+        service = self.build(self.config())
+        keepalive = service.keepalive
+        assert keepalive is not None
+        self.assertIs(keepalive.lost, service.lost)
+        self.assertIs(service.core.services.lost, service.lost)
+        self.assertEqual(service.transports.on_stream_lost, [keepalive.flow_lost])
+
     def test_dialogs_off(self) -> None:
         """With C{dialogs.track = false} (or no Record-Route) there is no tracker."""
         config = self.config()

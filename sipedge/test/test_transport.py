@@ -824,6 +824,30 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         self.reactor.flush()
         self.assertIsNone(again.lost)
 
+    def test_stream_lost_observers(self) -> None:
+        """
+        When a connection is gone, each C{on_stream_lost} observer is told
+        its flow (the NAT keepalives drop the bindings reached over it); one
+        that raises is logged and the next still told.
+        """
+        b, _ = self.manager()
+        b.listen_tcp("10.0.0.2", 5060)
+        told: list[Flow] = []
+
+        def broken(flow: Flow) -> None:
+            raise ZeroDivisionError()
+
+        b.on_stream_lost += [broken, told.append]
+        client = self.raw_client("10.0.0.2", 5060)
+        self.reactor.flush()
+        [connection] = b.connections
+        flow = connection.flow
+        self.assertEqual(told, [])
+        client.transport.loseConnection()
+        self.reactor.flush()
+        self.assertEqual(told, [flow])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_total_limit(self) -> None:
         """Beyond max_connections, incoming ones are refused and outgoing ones raise."""
         b, _ = self.manager(max_connections=1)

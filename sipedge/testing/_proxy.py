@@ -23,7 +23,7 @@ from sipedge.flow import format_hostport
 from sipedge.message import Message, Request, Response, serialize
 from sipedge.pipeline import StageServices, build_chain
 from sipedge.proxy import LocalIdentity, ProxyCore, RecordRouteSigner, Registrar
-from sipedge.store import MemoryLocationStore
+from sipedge.store import LostBindings, MemoryLocationStore
 from sipedge.testing._messages import sip_request
 from sipedge.transaction import TimerSettings
 from sipedge.transport import Destination, Flow, stamp_via
@@ -186,6 +186,7 @@ class ProxyHarness(_HarnessBase):
         self.store = MemoryLocationStore()
         self.registrar = Registrar(self.store, self.clock)
         self.signer = RecordRouteSigner(SECRET)
+        self.lost = LostBindings()
         self.services = StageServices(
             clock=self.clock,
             local=LocalIdentity(
@@ -200,6 +201,7 @@ class ProxyHarness(_HarnessBase):
             location=self.store,
             registrar=self.registrar,
             signer=self.signer,
+            lost=self.lost,
         )
         self.core = self.make_core()
 

@@ -191,6 +191,9 @@ class TransportManager:
         self._sources: dict[SipStreamProtocol, str] = {}
         self._connectors: dict[SipStreamProtocol, IConnector] = {}
         self._closing = False
+        #: Called with the flow of each connection that is gone (the NAT
+        #: keepalives drop the bindings reached only over it).
+        self.on_stream_lost: list[Callable[[Flow], object]] = []
 
     # Listening
 
@@ -555,6 +558,12 @@ class TransportManager:
             flow=flow or protocol.requested_flow,
             reason=reason.getErrorMessage(),
         )
+        if flow is not None:
+            for observer in self.on_stream_lost:
+                try:
+                    observer(flow)
+                except Exception:
+                    self._log.failure("Connection observer {observer!r} failed", observer=observer)
 
     # Stopping
 

@@ -3,7 +3,9 @@
 The location stage: a request for a user of one of our domains goes to the
 contacts registered for that AOR (RFC 3261 16.5), over the connection or
 NAT binding each registered from where that is needed; an AOR with no
-binding gets 404 (480 would leak which users exist).
+binding gets 404 (480 would leak which users exist), unless its bindings
+were dropped because their flow died (L{sipedge.store.LostBindings}): 480
+then, until they would have expired.
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ class LocationStage:
         if not getattr(uri, "user", None):
             return _CONTINUE
         services = context.services
-        d = services.location.lookup(aor_of(uri), services.clock.seconds())
-        return d.addCallback(self._targets)
+        aor, now = aor_of(uri), services.clock.seconds()
+        d = services.location.lookup(aor, now)
+        return d.addCallback(self._targets, services.lost, aor, now)
 
-    def _targets(self, bindings: list[Any]) -> StageResult:
+    def _targets(self, bindings: list[Any], lost: Any, aor: str, now: float) -> StageResult:
         if not bindings:
-            return Respond(404)
+            return Respond(480 if lost is not None and lost.is_lost(aor, now) else 404)
         return Forward(tuple(_target(b) for b in bindings))
 
 
