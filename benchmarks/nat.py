@@ -1,6 +1,7 @@
 """
-What NAT traversal costs a call, in process: NAT detection on an INVITE,
-sealing the flows into the Record-Route (once per dialog-creating request)
+What NAT traversal costs a call, in process: NAT detection on an INVITE
+and on a callee's 200 with SDP (done for each SDP-carrying message when
+media is anchored), sealing the flows into the Record-Route (once per dialog-creating request)
 and opening them (once per in-dialog request), and the bytes the token adds
 to each Record-Route value.
 
@@ -13,7 +14,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from sipedge.message import Request, detect_nat, parse_datagram
+from sipedge.message import Request, Response, detect_nat, parse_datagram
 from sipedge.proxy import DialogFlows, FlowTokens, PartyFlow, Sealer
 from sipedge.transport import Flow
 
@@ -31,6 +32,15 @@ INVITE = (
     "Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1b2c3\r\n"
     "To: <sip:bob@example.com>\r\nCall-ID: 4f9d3a8c-bench@10.0.0.5\r\nCSeq: 1 INVITE\r\n"
     "Contact: <sip:alice@10.0.0.5:5060>\r\nContent-Type: application/sdp\r\n"
+    f"Content-Length: {len(SDP)}\r\n\r\n{SDP}"
+)
+
+OK = (
+    "SIP/2.0 200 OK\r\n"
+    "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-1;received=198.51.100.7\r\n"
+    "From: <sip:alice@example.com>;tag=a1b2c3\r\nTo: <sip:bob@example.com>;tag=b9\r\n"
+    "Call-ID: 4f9d3a8c-bench@10.0.0.5\r\nCSeq: 1 INVITE\r\n"
+    "Contact: <sip:bob@10.0.0.5:5060>\r\nContent-Type: application/sdp\r\n"
     f"Content-Length: {len(SDP)}\r\n\r\n{SDP}"
 )
 
@@ -61,7 +71,10 @@ def main() -> None:
     print(f"NAT verdict: {detect_nat(invite, CALLER)}")
     print(f"flow token for two parties: {len(token)} bytes in each Record-Route value "
           f"(';ft=' adds {len(token) + 4})")
+    ok = parse_datagram(OK.encode())
+    assert isinstance(ok, Response)
     rate("detect_nat (INVITE with SDP)", lambda: detect_nat(invite, CALLER), seconds)
+    rate("detect_nat (200 with SDP)", lambda: detect_nat(ok, CALLER), seconds)
     rate("seal both flows", lambda: tokens.seal(flows, call_id), seconds)
     rate("open and pick the flow", lambda: tokens.open(token, call_id).toward("x", "a1b2c3"),
          seconds)
