@@ -14,7 +14,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from sipedge.message import Request, Response, detect_nat, parse_datagram
+from sipedge.message import Request, Response, detect_nat, parse_datagram, parse_sdp
 from sipedge.proxy import DialogFlows, FlowTokens, PartyFlow, Sealer
 from sipedge.transport import Flow
 
@@ -75,6 +75,8 @@ def main() -> None:
     assert isinstance(ok, Response)
     rate("detect_nat (INVITE with SDP)", lambda: detect_nat(invite, CALLER), seconds)
     rate("detect_nat (200 with SDP)", lambda: detect_nat(ok, CALLER), seconds)
+    sdp = parse_sdp(ok.body)
+    rate("detect_nat (200, SDP parsed already)", lambda: detect_nat(ok, CALLER, sdp), seconds)
     rate("seal both flows", lambda: tokens.seal(flows, call_id), seconds)
     rate("open and pick the flow", lambda: tokens.open(token, call_id).toward("x", "a1b2c3"),
          seconds)

@@ -51,7 +51,7 @@ import attrs
 from sipedge.error import MessageParseError
 from sipedge.flow import Flow
 from sipedge.message._message import Request, Response
-from sipedge.message._sdp import parse_sdp
+from sipedge.message._sdp import SessionDescription, parse_sdp
 from sipedge.message._sip_uri import SipURI
 
 __all__ = ["NatVerdict", "detect_nat", "is_private_address"]
@@ -135,13 +135,18 @@ class NatVerdict:
         )
 
 
-def _sdp_private(message: Request | Response, source: str) -> bool:
+def _parsed_sdp(message: Request | Response) -> SessionDescription | None:
     content_type = (message.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
     if not message.body or content_type != "application/sdp":
-        return False
+        return None
     try:
-        sdp = parse_sdp(message.body)
+        return parse_sdp(message.body)
     except (MessageParseError, ValueError):
+        return None
+
+
+def _sdp_private(sdp: SessionDescription | None, source: str) -> bool:
+    if sdp is None:
         return False
     connections = [sdp.connection, *(m.connection for m in sdp.media)]
     return any(
@@ -169,9 +174,14 @@ def _via_reasons(request: Request, flow: Flow) -> list[str] | None:
     return reasons
 
 
-def detect_nat(message: Request | Response, flow: Flow) -> NatVerdict:
+def detect_nat(
+    message: Request | Response, flow: Flow, sdp: SessionDescription | None = None
+) -> NatVerdict:
     """
     Whether the sender of C{message}, received on C{flow}, is behind NAT.
+    C{sdp} is its session description where the caller has parsed it
+    already (the media stage; a part of a multipart body): it is used
+    instead of the body.
 
     Never raises: a part of the message that does not parse is not used.
     """
@@ -210,6 +220,6 @@ def detect_nat(message: Request | Response, flow: Flow) -> NatVerdict:
         reasons.append("contact-address")
     if port_differs:
         reasons.append("contact-port")
-    if _sdp_private(message, source):
+    if _sdp_private(sdp if sdp is not None else _parsed_sdp(message), source):
         reasons.append("sdp-private")
     return NatVerdict(tuple(reasons), flow)

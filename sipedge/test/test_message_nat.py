@@ -16,6 +16,7 @@ from sipedge.message import (
     detect_nat,
     is_private_address,
     parse_datagram,
+    parse_sdp,
 )
 from sipedge.transaction import make_response
 from sipedge.transport import Flow, stamp_via
@@ -240,3 +241,13 @@ class ResponseTests(SynchronousTestCase):
         """A response without a Contact (a 183 may have none) is judged by its SDP."""
         self.assertEqual(detect_nat(self.answer(None, "10.0.0.5"), ROUTER).reasons,
                          ("sdp-private",))
+
+    def test_sdp_given(self) -> None:
+        """
+        A session description the caller parsed already (a part of a
+        multipart body) is judged instead of the body, and saves parsing.
+        """
+        answer = self.answer(None, None).with_body(b"--b\r\n...", "multipart/mixed;boundary=b")
+        self.assertEqual(detect_nat(answer, ROUTER).reasons, ())
+        sdp = parse_sdp(SDP.format(addr="10.0.0.5").encode())
+        self.assertEqual(detect_nat(answer, ROUTER, sdp).reasons, ("sdp-private",))

@@ -248,7 +248,8 @@ class AnchorCalls:
             return fail()
         if sender is not None and flow is not None:
             hosts = [s.host for s in offer.streams if s.port]
-            behind = self.config.nat_source(detect_nat(sender, flow), hosts[0] if hosts else None)
+            verdict = detect_nat(sender, flow, sdp)
+            behind = self.config.nat_source(verdict, hosts[0] if hosts else None)
             if behind is not None:
                 offer = attrs.evolve(offer, source=behind)
         return operation(key, offer)
