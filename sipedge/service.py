@@ -366,6 +366,7 @@ class SipEdgeService(MultiService):
             max_connections=limits.max_connections,
             tls_client_context_factory=ClientTLSContexts(self._tls_settings),
             admission=self.security.admit,
+            screen=self.security.screen,
             taps=taps,
         )
         self.core.transports = self.transports

@@ -26,6 +26,7 @@ from sipedge.security._bucket import (
     UNAUTHENTICATED,
     Budget,
     RateLimiter,
+    SharedBucket,
     Verdict,
     method_class,
 )
@@ -53,6 +54,7 @@ from sipedge.security._reconfigure import (
     prepare_security,
     reread_bans,
 )
+from sipedge.security._screen import SCREEN_STAT_KEYS, Screen
 from sipedge.security._security import STAT_KEYS, Security
 from sipedge.security._tollfraud import (
     TOLL_FRAUD_RULES,
@@ -79,6 +81,7 @@ __all__ = [
     "MONITOR_RULES",
     "MONITOR_STAT_KEYS",
     "OFFENCE_KINDS",
+    "SCREEN_STAT_KEYS",
     "STAT_KEYS",
     "TIERS",
     "TOLL_FRAUD_RULES",
@@ -100,9 +103,11 @@ __all__ = [
     "MonitorConfig",
     "RateLimiter",
     "Refusal",
+    "Screen",
     "Security",
     "SecurityConfig",
     "SecurityUpdate",
+    "SharedBucket",
     "TollFraudConfig",
     "TollFraudGuard",
     "TrustedNetworks",

@@ -31,6 +31,7 @@ __all__ = [
     "UNAUTHENTICATED",
     "Budget",
     "RateLimiter",
+    "SharedBucket",
     "Verdict",
     "method_class",
 ]
@@ -230,3 +231,40 @@ class RateLimiter:
             return budget.burst
         elapsed = max(0.0, now - bucket.stamp)
         return min(budget.burst, bucket.tokens + elapsed * budget.rate)
+
+
+class SharedBucket:
+    """
+    One token bucket for many sources together: the global budget of
+    unauthenticated work (L{sipedge.security.Screen}). Time is passed in.
+
+    @ivar budget: its L{Budget}.
+    """
+
+    __slots__ = ("_stamp", "_tokens", "budget")
+
+    def __init__(self, budget: Budget, now: float) -> None:
+        self.budget = budget
+        self._tokens = budget.burst
+        self._stamp = now
+
+    def take(self, now: float) -> bool:
+        """Take a token if there is one; C{False} if the budget is spent."""
+        elapsed = now - self._stamp
+        tokens = self._tokens
+        if elapsed > 0:
+            tokens += elapsed * self.budget.rate
+            burst = self.budget.burst
+            if tokens > burst:
+                tokens = burst
+            self._stamp = now
+        if tokens >= 1:
+            self._tokens = tokens - 1
+            return True
+        self._tokens = tokens
+        return False
+
+    def tokens(self, now: float) -> float:
+        """The tokens there would be at C{now} (for tests and tools)."""
+        elapsed = max(0.0, now - self._stamp)
+        return min(self.budget.burst, self._tokens + elapsed * self.budget.rate)

@@ -75,6 +75,13 @@ def _burst(instance: object, attribute: attrs.Attribute, value: object) -> None:
         raise InvalidValue(attribute.name, f"must be at least 1, not {value!r}")
 
 
+def _non_negative_rate(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, float):
+        raise InvalidValue(attribute.name, f"expected a number per second, got {_describe(value)}")
+    if not (math.isfinite(value) and value >= 0):
+        raise InvalidValue(attribute.name, f"must be 0 (off) or a positive number, not {value!r}")
+
+
 _count = integer(1)
 
 
@@ -349,6 +356,11 @@ class SecurityConfig:
     @ivar flood_offence_interval: an over-budget source counts one flood
         offence at most this often, in seconds.
     @ivar max_authenticated_sources: the most allow-list addresses kept.
+    @ivar unauthenticated_global_rate: requests a second that all
+        unauthenticated sources together get parsed and processed (UDP),
+        before the rest is shed unparsed (L{sipedge.security.Screen}); 0
+        turns the global budget off.
+    @ivar unauthenticated_global_burst: requests at once in that budget.
 
     Bans:
 
@@ -402,6 +414,8 @@ class SecurityConfig:
     max_rate_keys: int = attrs.field(default=100_000, validator=_count)
     flood_offence_interval: float = _f(1.0, seconds())
     max_authenticated_sources: int = attrs.field(default=100_000, validator=_count)
+    unauthenticated_global_rate: float = _f(500.0, _non_negative_rate)
+    unauthenticated_global_burst: float = _f(1000.0, _burst)
     ban_base: float = _f(60.0, seconds())
     ban_max: float = _f(86400.0, seconds())
     ban_memory: float = _f(86400.0, seconds(minimum_exclusive=False))
@@ -443,6 +457,13 @@ class SecurityConfig:
             AUTHENTICATED: Budget(self.authenticated_rate, self.authenticated_burst),
             TRUSTED: Budget(self.trusted_rate, self.trusted_burst),
         }
+
+    @property
+    def global_budget(self) -> Budget | None:
+        """The global budget of unauthenticated work, or C{None} when off."""
+        if self.unauthenticated_global_rate == 0:
+            return None
+        return Budget(self.unauthenticated_global_rate, self.unauthenticated_global_burst)
 
     @property
     def thresholds(self) -> dict[str, int]:

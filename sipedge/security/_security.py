@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from sipedge import _debug
 from sipedge.interfaces import IBanStore
+from sipedge.message import DEFAULT_LIMITS, Limits
 from sipedge.security._accounts import ACCOUNT_STAT_KEYS, AccountGuard
 from sipedge.security._address import Network, TrustedNetworks
 from sipedge.security._allow import AllowList
@@ -28,6 +29,7 @@ from sipedge.security._bucket import (
     RateLimiter,
 )
 from sipedge.security._config import SecurityConfig
+from sipedge.security._screen import SCREEN_STAT_KEYS, Screen
 from sipedge.security._useragent import UserAgentMatcher
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ STAT_KEYS = (
     "offences_monitor",
     "offences_filter",
     *ACCOUNT_STAT_KEYS,
+    *SCREEN_STAT_KEYS,
 )
 
 
@@ -65,7 +68,9 @@ class Security:
     Everything the flood, scanner and ban defences share.
 
     Give L{admit} to the L{sipedge.transport.TransportManager} (C{admission=})
-    so that banned sources are dropped before parsing, and this object to
+    so that banned sources are dropped before parsing, L{screen}
+    (C{screen=}) so that the global budget of unauthenticated work is
+    applied before parsing, and this object to
     the stages as C{StageServices.security}. L{start} runs the periodic
     purge; L{stop} stops it; L{close} closes the ban database.
 
@@ -80,6 +85,7 @@ class Security:
     @ivar scanners: the L{UserAgentMatcher} of the scanner stage.
     @ivar accounts: the L{AccountGuard}: failures per account, and where
         each account authenticated from.
+    @ivar screener: the L{Screen} of L{screen}.
     """
 
     _log = Logger()
@@ -92,6 +98,7 @@ class Security:
         state_dir: str | os.PathLike[str] | None = None,
         trusted: Iterable[Network | str] = (),
         bans: IBanStore | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """
         @param config: the C{[security]} section; the defaults if C{None}.
@@ -104,6 +111,8 @@ class Security:
             C{config} and C{state_dir} (one shared by several instances, or
             kept elsewhere); it keeps its own counters and trust, and is
             closed with this service.
+        @param limits: the parser's limits (the screen parses a datagram
+            it takes for a scanner's, to be sure).
         @raise sipedge.error.ConfigError: if the ban database cannot be used.
         """
         config = config if config is not None else SecurityConfig()
@@ -132,6 +141,12 @@ class Security:
             known_sources=config.account_known_sources,
             max_accounts=config.max_account_keys,
             stats=self.stats,
+        )
+        self.screener = Screen(
+            self,
+            config.global_budget,
+            limits=limits,
+            report_interval=config.flood_offence_interval,
         )
         self._purger: LoopingCall | None = None
 
@@ -163,6 +178,7 @@ class Security:
             clock=clock,
             state_dir=config.state.path,
             trusted=config.sip.trusted,
+            limits=config.limits.message_limits,
         )
 
     # -- the hot path ---------------------------------------------------------
@@ -182,6 +198,14 @@ class Security:
                 self._log.debug("Dropping packet from banned {source}", source=host, rule="ban")
             return False
         return True
+
+    def screen(self, data: bytes, host: str) -> bool:
+        """
+        The transports' pre-parse hook for UDP: C{False} (drop, unparsed)
+        for a scanner's request and for unauthenticated work over the
+        global budget; see L{Screen}.
+        """
+        return self.screener.screen(data, host)
 
     def is_banned(self, host: str) -> bool:
         """True if C{host} is banned now."""

@@ -5,6 +5,7 @@ nothing of transactions, pipeline or proxy.
 """
 
 from sipedge.flow import RELIABLE_TRANSPORTS, Flow, format_hostport
+from sipedge.transport._glance import Glance, glance
 from sipedge.transport._locate import DEFAULT_PORTS, Destination, ServerLocator
 from sipedge.transport._manager import (
     DEFAULT_MAX_CONNECTIONS,
@@ -48,6 +49,7 @@ __all__ = [
     "ClientTLSContexts",
     "Destination",
     "Flow",
+    "Glance",
     "MessageSender",
     "OcspError",
     "OcspStapler",
@@ -63,6 +65,7 @@ __all__ = [
     "ensure_self_signed",
     "format_hostport",
     "generate_self_signed",
+    "glance",
     "http_fetch",
     "is_broadcast",
     "ocsp_url",

@@ -134,6 +134,7 @@ class TransportManager:
         connect_timeout: float = 30.0,
         tls_client_context_factory: Callable[[str], Any] | None = None,
         admission: Callable[[str], bool] | None = None,
+        screen: Callable[[bytes, str], bool] | None = None,
         taps: Sequence[IMessageTap] = (),
     ) -> None:
         """
@@ -158,6 +159,9 @@ class TransportManager:
             one is refused as it is accepted (before any TLS handshake),
             and an open connection whose peer it refuses later is closed.
             C{None} admits every source.
+        @param screen: called with each UDP datagram and its source
+            address before the parse (C{sipedge.security.Security.screen});
+            one it refuses is dropped unparsed. C{None} parses everything.
         @param taps: see every message received (after admission) and
             every message sent, in order: counters, a HEP capture.
         """
@@ -173,6 +177,7 @@ class TransportManager:
         self._connect_timeout = connect_timeout
         self._tls_client = tls_client_context_factory
         self._admission = admission
+        self._screen = screen
         #: Incoming connections refused by C{admission}.
         self.refused = 0
         #: TLS connections made (before their handshake), and those lost
@@ -207,7 +212,7 @@ class TransportManager:
         """
         protocol = SipDatagramProtocol(
             self._receiver, limits=self._limits, local_host=host or None,
-            admission=self._admission,
+            admission=self._admission, screen=self._screen,
         )
         if fd is not None:
             listening = self._reactor.adoptDatagramPort(

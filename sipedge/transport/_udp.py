@@ -53,6 +53,8 @@ class SipDatagramProtocol(DatagramProtocol):
     @ivar malformed: datagrams that did not parse.
     @ivar refused: datagrams dropped unparsed because C{admission} refused
         their source.
+    @ivar screened: datagrams dropped unparsed because C{screen} refused
+        them.
     """
 
     name = "UDP"
@@ -71,6 +73,7 @@ class SipDatagramProtocol(DatagramProtocol):
         limits: Limits = DEFAULT_LIMITS,
         local_host: str | None = None,
         admission: Callable[[str], bool] | None = None,
+        screen: Callable[[bytes, str], bool] | None = None,
     ) -> None:
         """
         @param receiver: where messages go.
@@ -82,10 +85,16 @@ class SipDatagramProtocol(DatagramProtocol):
             before anything else; a datagram it refuses (C{False}) is
             dropped without a word, unparsed, and counted in L{refused}
             (the hook logs why). C{None} admits everything.
+        @param screen: called with each SIP datagram (not a keep-alive or
+            STUN) and its source address after admission, before the
+            parse (C{sipedge.security.Security.screen}); a datagram it
+            refuses (C{False}) is dropped unparsed and counted in
+            L{screened}. C{None} parses everything.
         """
         self._receiver = receiver
         self._limits = limits
         self._admission = admission
+        self._screen = screen
         self.local_host: str | None = local_host
         self.local_port: int | None = None
         self.received = 0
@@ -93,6 +102,7 @@ class SipDatagramProtocol(DatagramProtocol):
         self.malformed = 0
         self.refused = 0
         self._flows: dict[tuple[str, int], Flow] = {}
+        self.screened = 0
 
     def startProtocol(self) -> None:
         address = self.transport.getHost()
@@ -135,6 +145,10 @@ class SipDatagramProtocol(DatagramProtocol):
             # Not a request method nor "SIP/2.0" (A-Z): a keep-alive or STUN?
             if self._keepalive_or_stun(data, addr, flow):
                 return
+        screen = self._screen
+        if screen is not None and not screen(data, addr[0]):
+            self.screened += 1
+            return
         try:
             message = parse_datagram(data, self._limits)
             if isinstance(message, Request):

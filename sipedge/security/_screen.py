@@ -1,0 +1,168 @@
+# -*- test-case-name: sipedge.test.test_screen -*-
+"""
+The screen: cheap decisions on a raw UDP datagram before it is parsed, so
+that a flood of junk from many sources is shed before it costs a parse, a
+transaction, a challenge and a place in the chain ahead of the calls.
+
+The transports call L{Screen.screen} with each datagram whose source the
+ban check admitted. From a L{sipedge.transport.glance} at the bytes:
+
+ 1. a response goes on (it is matched to a transaction or dropped there);
+ 2. a request whose User-Agent names a scanner is dropped and counts a
+    C{scanner} offence, as the C{scanner} stage would (the glance is
+    confirmed by the full parser first: this is one datagram per scanner,
+    which is banned by it);
+ 3. an ACK, and a request that claims a dialog (To tag and Route), go on:
+    they end transactions and calls that exist;
+ 4. a source in C{sip.trusted}, or one a user authenticated from, goes on;
+ 5. a source already over its own budget goes on to the C{flood} stage,
+    which drops it and counts the offence that bans it;
+ 6. everything else (new requests, and datagrams the glance cannot read,
+    from sources nobody authenticated from) takes a token from one bucket
+    shared by all such sources, C{unauthenticated_global_rate} a second;
+    with none left it is dropped without an answer.
+
+So under a flood from many sources, each within its own budget, the
+unauthenticated work the proxy does is bounded, and the calls of users and
+trunks do not queue behind it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+
+from sipedge.error import MessageParseError
+from sipedge.message import DEFAULT_LIMITS, Limits, Request, parse_datagram
+from sipedge.security._bucket import UNAUTHENTICATED, Budget, SharedBucket, method_class
+from sipedge.transport import glance
+
+__all__ = ["SCREEN_STAT_KEYS", "Screen"]
+
+#: The counters the screen adds to C{Security.stats}.
+SCREEN_STAT_KEYS = ("flood_shed", "screen_scanner_dropped")
+
+#: The most of a User-Agent put in a log event or a ban's reason.
+_SHOWN = 120
+
+
+class Screen:
+    """
+    The pre-parse decisions of L{sipedge.security.Security}.
+
+    @ivar bucket: the shared L{SharedBucket} of unauthenticated work, or
+        C{None} when the global budget is off.
+    @ivar limits: the parser's limits, for confirming a scanner.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        security: Any,
+        budget: Budget | None,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        report_interval: float = 1.0,
+    ) -> None:
+        """
+        @param security: the L{sipedge.security.Security} whose clock,
+            trusted networks, allow-list, limiter, scanner list and counters
+            are used.
+        @param budget: the global budget of unauthenticated work; C{None}
+            for none.
+        @param report_interval: the shedding is logged at most this often.
+        """
+        self._security = security
+        self.bucket = None if budget is None else SharedBucket(budget, security.clock.seconds())
+        self.limits = limits
+        self._report_interval = report_interval
+        self._reported: float | None = None
+        self._unreported = 0
+
+    def screen(self, data: bytes, host: str) -> bool:
+        """
+        C{True} if the datagram C{data} from C{host} goes on to the full
+        parse; C{False} if it is dropped here (unanswered).
+        """
+        security = self._security
+        seen = glance(data)
+        if seen is not None:
+            method = seen.method
+            if method is None:
+                return True
+            user_agent = seen.user_agent
+            if (
+                user_agent is not None
+                and security.scanners.match(user_agent) is not None
+                and self._scanner(data, host)
+            ):
+                return False
+            if method == "ACK" or seen.in_dialog:
+                return True
+        bucket = self.bucket
+        if bucket is None:
+            return True
+        now = security.clock.seconds()
+        if host in security.trusted or security.allow.is_authenticated(host, now):
+            return True
+        if seen is not None and seen.method is not None:
+            klass = method_class(seen.method)
+            if security.limiter.tokens(host, klass, UNAUTHENTICATED, now) < 1:
+                return True  # the flood stage drops it, and counts the offence
+        if bucket.take(now):
+            return True
+        security.stats["flood_shed"] += 1
+        self._unreported += 1
+        reported = self._reported
+        if reported is None or now - reported >= self._report_interval:
+            self._report(now, host)
+        return False
+
+    def _report(self, now: float, host: str) -> None:
+        budget = self.bucket.budget if self.bucket is not None else None
+        self._log.warn(
+            "Shedding unauthenticated requests: over the global budget of {rate}/s"
+            " (burst {burst}); {count} dropped unparsed since the last report, the last"
+            " from {source}",
+            rate=budget.rate if budget else None,
+            burst=budget.burst if budget else None,
+            count=self._unreported,
+            source=host,
+            rule="flood-global",
+        )
+        self._reported = now
+        self._unreported = 0
+
+    def _scanner(self, data: bytes, host: str) -> bool:
+        """
+        Confirm with the full parser that C{data} is a request from a
+        scanner; if so count it, log it and count the offence.
+        """
+        security = self._security
+        try:
+            request = parse_datagram(data, self.limits)
+        except MessageParseError:
+            return False  # the full path answers it as malformed
+        if not isinstance(request, Request):
+            return False
+        user_agent = request.headers.get("User-Agent")
+        if user_agent is None:
+            return False
+        matched = security.scanners.match(user_agent)
+        if matched is None:
+            return False
+        security.stats["screen_scanner_dropped"] += 1
+        security.stats["scanner_dropped"] += 1
+        shown = user_agent[:_SHOWN]
+        self._log.info(
+            "Dropping {method} from scanner {source}: User-Agent {user_agent!r}",
+            method=request.method,
+            source=host,
+            user_agent=shown,
+            matched=matched,
+            rule="scanner",
+        )
+        security.offence(host, "scanner", f"User-Agent {shown!r}")
+        return True

@@ -1,0 +1,259 @@
+# -*- test-case-name: sipedge.test.test_screen -*-
+"""
+Tests for L{sipedge.security.Screen} (the pre-parse decisions on a UDP
+datagram: the global budget of unauthenticated work, scanners) and the
+transports' C{screen} hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from sipedge.error import ConfigError
+from sipedge.message import Limits
+from sipedge.security import (
+    Budget,
+    Screen,
+    Security,
+    SecurityConfig,
+    SharedBucket,
+    parse_security_config,
+)
+from sipedge.testing import RecordingReceiver, capture_log
+from sipedge.transport import SipDatagramProtocol
+
+STRANGER = "203.0.113.7"
+OTHER = "203.0.113.8"
+PHONE = "198.51.100.20"
+TRUNK = "192.0.2.10"
+
+
+def request(
+    method: str = "INVITE",
+    *,
+    user_agent: str | None = None,
+    to_tag: bool = False,
+    route: bool = False,
+    call_id: str = "c1",
+) -> bytes:
+    """A request datagram."""
+    lines = [
+        f"{method} sip:bob@example.com SIP/2.0",
+        "Via: SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK-1",
+        "From: <sip:alice@example.com>;tag=a1",
+        "To: <sip:bob@example.com>" + (";tag=b1" if to_tag else ""),
+        f"Call-ID: {call_id}",
+        f"CSeq: 1 {method}",
+        "Max-Forwards: 70",
+    ]
+    if route:
+        lines.append("Route: <sip:edge.example.com;lr>")
+    if user_agent is not None:
+        lines.append(f"User-Agent: {user_agent}")
+    lines.append("Content-Length: 0")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+RESPONSE = (
+    b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-x\r\n"
+    b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>;tag=2\r\n"
+    b"Call-ID: r\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+class ScreenTests(SynchronousTestCase):
+    """L{Security.screen}: what is shed before the parse, and what never is."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.security = Security(
+            SecurityConfig(unauthenticated_global_rate=10.0, unauthenticated_global_burst=4.0),
+            clock=self.clock,
+            trusted=[TRUSTED_NET],
+        )
+        self.events = capture_log(self)
+
+    def test_sheds_over_global_budget(self) -> None:
+        """
+        New requests from unauthenticated sources, all together, get the
+        global burst; the rest are dropped and counted, and the budget
+        refills at its rate.
+        """
+        screen = self.security.screen
+        admitted = [screen(request(call_id=str(i)), f"203.0.113.{i}") for i in range(6)]
+        self.assertEqual(admitted, [True] * 4 + [False] * 2)
+        self.assertEqual(self.security.stats["flood_shed"], 2)
+        self.clock.advance(0.1)
+        self.assertEqual([screen(request(), OTHER) for _ in range(2)], [True, False])
+
+    def test_shed_logged_once_per_interval(self) -> None:
+        """Shedding is a warning at most once per report interval, with the count."""
+        for i in range(10):
+            self.security.screen(request(), f"203.0.113.{i}")
+        shed = [e for e in self.events if e.get("rule") == "flood-global"]
+        self.assertEqual([e["count"] for e in shed], [1])
+        self.clock.advance(1.0)
+        for _ in range(30):
+            self.security.screen(request(), STRANGER)
+        shed = [e for e in self.events if e.get("rule") == "flood-global"]
+        self.assertEqual(len(shed), 2)
+        self.assertEqual(shed[1]["source"], STRANGER)
+
+    def spend(self) -> None:
+        """Use up the global budget."""
+        while self.security.screen(request(), "203.0.113.99"):
+            pass
+
+    def test_trusted_bypass(self) -> None:
+        """Trusted sources are never shed by the global budget."""
+        self.spend()
+        self.assertTrue(self.security.screen(request(), TRUNK))
+
+    def test_authenticated_bypass(self) -> None:
+        """A source a user authenticated from is never shed by the global budget."""
+        self.spend()
+        self.assertFalse(self.security.screen(request(), PHONE))
+        self.security.note_authenticated(PHONE, "alice", self.clock.seconds() + 60)
+        self.assertTrue(self.security.screen(request(), PHONE))
+
+    def test_in_dialog_ack_response_bypass(self) -> None:
+        """ACKs, requests that claim a dialog, and responses are never shed."""
+        self.spend()
+        screen = self.security.screen
+        self.assertTrue(screen(request("ACK", to_tag=True), STRANGER))
+        self.assertTrue(screen(request("BYE", to_tag=True, route=True), STRANGER))
+        self.assertTrue(screen(RESPONSE, STRANGER))
+        # A To tag alone is no claim of a dialog we record-routed.
+        self.assertFalse(screen(request("BYE", to_tag=True), STRANGER))
+
+    def test_garbage_takes_budget(self) -> None:
+        """A datagram the glance cannot read is unauthenticated work too."""
+        self.spend()
+        self.assertFalse(self.security.screen(b"hello there", STRANGER))
+
+    def test_over_own_budget_goes_on(self) -> None:
+        """
+        A source already over its own budget is left to the flood stage
+        (which drops it and counts the offence that bans it), without taking
+        from the global budget.
+        """
+        limiter = self.security.limiter
+        while limiter.take(STRANGER, "invite", "unauthenticated", 0.0).name == "ADMIT":
+            pass
+        bucket = self.security.screener.bucket
+        assert bucket is not None
+        before = bucket.tokens(0.0)
+        self.assertTrue(self.security.screen(request(), STRANGER))
+        self.assertEqual(bucket.tokens(0.0), before)
+
+    def test_scanner_dropped_and_banned(self) -> None:
+        """A scanner's request is dropped before the chain and bans its source."""
+        self.assertFalse(self.security.screen(request(user_agent="friendly-scanner"), STRANGER))
+        self.assertTrue(self.security.is_banned(STRANGER))
+        self.assertEqual(self.security.stats["screen_scanner_dropped"], 1)
+        self.assertEqual(self.security.stats["scanner_dropped"], 1)
+        [event] = [
+            e for e in self.events
+            if e.get("rule") == "scanner" and e["log_format"].startswith("Dropping")
+        ]
+        self.assertEqual(event["source"], STRANGER)
+
+    def test_malformed_scanner_goes_on(self) -> None:
+        """
+        A scanner's datagram the full parser refuses goes on to the full
+        path (which answers it as malformed): the screen agrees with the parser.
+        """
+        data = request(user_agent="sipvicious").replace(b"Content-Length: 0", b"Content-Length: 9")
+        self.assertTrue(self.security.screen(data, STRANGER))
+        self.assertFalse(self.security.is_banned(STRANGER))
+
+    def test_off(self) -> None:
+        """With C{unauthenticated_global_rate = 0} nothing is shed."""
+        security = Security(
+            SecurityConfig(unauthenticated_global_rate=0.0), clock=self.clock
+        )
+        self.assertIsNone(security.screener.bucket)
+        self.assertTrue(all(security.screen(request(), STRANGER) for _ in range(5000)))
+
+    def test_default_budget(self) -> None:
+        """By default unauthenticated work gets 500 a second, 1000 at once."""
+        config = SecurityConfig()
+        self.assertEqual(config.global_budget, Budget(500.0, 1000.0))
+
+    def test_screen_limits(self) -> None:
+        """The screen confirms scanners with the parser's configured limits."""
+        limits = Limits(max_message_size=100)
+        security = Security(clock=self.clock, limits=limits)
+        self.assertIs(security.screener.limits, limits)
+        self.assertIsInstance(security.screener, Screen)
+
+
+TRUSTED_NET = "192.0.2.0/24"
+
+
+class SharedBucketTests(SynchronousTestCase):
+    """L{SharedBucket}: one token bucket for many sources."""
+
+    def test_rate_and_burst(self) -> None:
+        """In C{t} seconds at most C{rate * t + burst} tokens are taken."""
+        bucket = SharedBucket(Budget(2.0, 3.0), 0.0)
+        taken = sum(bucket.take(t / 10) for t in range(100))
+        self.assertEqual(taken, 3 + 2 * 9 + 1)
+
+    def test_never_above_burst(self) -> None:
+        """A long quiet spell refills to the burst, no more."""
+        bucket = SharedBucket(Budget(100.0, 5.0), 0.0)
+        self.assertEqual(bucket.tokens(1000.0), 5.0)
+        self.assertEqual(sum(bucket.take(1000.0) for _ in range(10)), 5)
+
+
+class ConfigTests(SynchronousTestCase):
+    """The C{[security]} keys of the global budget."""
+
+    def test_parse(self) -> None:
+        """The keys parse, integers as numbers."""
+        config = parse_security_config(
+            {"unauthenticated_global_rate": 200, "unauthenticated_global_burst": 50}
+        )
+        self.assertEqual(config.global_budget, Budget(200.0, 50.0))
+
+    def test_errors(self) -> None:
+        """Bad values name the key."""
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"unauthenticated_global_rate": -1}, "security.unauthenticated_global_rate"),
+            ({"unauthenticated_global_burst": 0.5}, "security.unauthenticated_global_burst"),
+        ]
+        for table, problem in cases:
+            with self.assertRaises(ConfigError) as raised:
+                parse_security_config(table, "sipedge.toml")
+            self.assertIn(problem, str(raised.exception))
+
+
+class DatagramScreenHookTests(SynchronousTestCase):
+    """L{SipDatagramProtocol}'s C{screen} hook."""
+
+    def protocol(self, screen: object) -> tuple[SipDatagramProtocol, RecordingReceiver]:
+        receiver = RecordingReceiver()
+        protocol = SipDatagramProtocol(receiver, screen=screen)  # type: ignore[arg-type]
+        protocol.local_host, protocol.local_port = "198.51.100.1", 5060
+        return protocol, receiver
+
+    def test_refused_never_parsed(self) -> None:
+        """A datagram the screen refuses is counted and never reaches the receiver."""
+        seen: list[tuple[bytes, str]] = []
+
+        def screen(data: bytes, host: str) -> bool:
+            seen.append((data, host))
+            return host != STRANGER
+
+        protocol, receiver = self.protocol(screen)
+        protocol.datagramReceived(request(), (STRANGER, 5060))
+        protocol.datagramReceived(request(), (PHONE, 5060))
+        protocol.datagramReceived(b"\r\n\r\n", (STRANGER, 5060))
+        self.assertEqual([f.remote_host for _, f in receiver.messages], [PHONE])
+        self.assertEqual((protocol.screened, protocol.received, protocol.keepalives), (1, 1, 1))
+        # Keep-alives are not screened.
+        self.assertEqual([h for _, h in seen], [STRANGER, PHONE])
