@@ -494,7 +494,7 @@ class SipEdgeService(MultiService):
         self.registrar.start_expiry(60.0)
         if self.keepalive is not None:
             self.keepalive.start()
-        self.security.start()
+        self.security.start(ports=[port for _, _, port in getattr(self, "bound", ())])
         self.loop_lag.start()
         if self.call_writer is not None:
             self.call_writer.start()

@@ -47,6 +47,7 @@ from sipedge.security._filter import (
     FilterRule,
     parse_filter_config,
 )
+from sipedge.security._kernel import KernelBans, run_nft
 from sipedge.security._monitor import MONITOR_STAT_KEYS, Monitor
 from sipedge.security._reconfigure import (
     LIVE_KEYS,
@@ -99,6 +100,7 @@ __all__ = [
     "FilterConfig",
     "FilterMatch",
     "FilterRule",
+    "KernelBans",
     "Monitor",
     "MonitorConfig",
     "RateLimiter",
@@ -122,4 +124,5 @@ __all__ = [
     "parse_security_config",
     "prepare_security",
     "reread_bans",
+    "run_nft",
 ]

@@ -8,7 +8,7 @@ use them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
@@ -29,6 +29,7 @@ from sipedge.security._bucket import (
     RateLimiter,
 )
 from sipedge.security._config import SecurityConfig
+from sipedge.security._kernel import KernelBans, run_nft
 from sipedge.security._screen import SCREEN_STAT_KEYS, Screen
 from sipedge.security._useragent import UserAgentMatcher
 
@@ -86,6 +87,7 @@ class Security:
     @ivar accounts: the L{AccountGuard}: failures per account, and where
         each account authenticated from.
     @ivar screener: the L{Screen} of L{screen}.
+    @ivar kernel: the L{KernelBans} (C{kernel_bans = true}), or C{None}.
     """
 
     _log = Logger()
@@ -99,6 +101,7 @@ class Security:
         trusted: Iterable[Network | str] = (),
         bans: IBanStore | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        nft: Callable[[str], None] | None = None,
     ) -> None:
         """
         @param config: the C{[security]} section; the defaults if C{None}.
@@ -113,6 +116,8 @@ class Security:
             closed with this service.
         @param limits: the parser's limits (the screen parses a datagram
             it takes for a scanner's, to be sure).
+        @param nft: runs an nftables script for L{kernel} (by default
+            C{nft -f -}).
         @raise sipedge.error.ConfigError: if the ban database cannot be used.
         """
         config = config if config is not None else SecurityConfig()
@@ -148,6 +153,9 @@ class Security:
             limits=limits,
             report_interval=config.flood_offence_interval,
         )
+        self.kernel: KernelBans | None = None
+        if config.kernel_bans:
+            self.kernel = KernelBans(clock, self.bans.list, run=nft or run_nft)
         self._purger: LoopingCall | None = None
 
     def _own_bans(self, config: SecurityConfig, state_dir: str | os.PathLike[str] | None) -> Bans:
@@ -254,15 +262,24 @@ class Security:
         C{"auth-failure"}, C{"monitor"}, C{"filter"}) by C{source} now; see
         L{Bans.offence}.
         """
-        return self.bans.offence(source, kind, self.clock.seconds(), detail)
+        ban = self.bans.offence(source, kind, self.clock.seconds(), detail)
+        if ban is not None and self.kernel is not None:
+            self.kernel.changed()
+        return ban
 
     def ban(self, source: str, reason: str, duration: float | None = None) -> Ban | None:
         """Ban C{source} now; see L{Bans.ban}."""
-        return self.bans.ban(source, reason, self.clock.seconds(), duration=duration)
+        ban = self.bans.ban(source, reason, self.clock.seconds(), duration=duration)
+        if ban is not None and self.kernel is not None:
+            self.kernel.changed()
+        return ban
 
     def unban(self, source: str) -> bool:
         """Lift the ban of C{source}; see L{Bans.unban}."""
-        return self.bans.unban(source)
+        lifted = self.bans.unban(source)
+        if lifted and self.kernel is not None:
+            self.kernel.changed()
+        return lifted
 
     # -- upkeep -------------------------------------------------------------
 
@@ -273,11 +290,22 @@ class Security:
         self.limiter.purge(now)
         self.allow.purge(now)
         self.accounts.purge(now)
+        if self.kernel is not None:
+            self.kernel.sync()  # bans made or lifted elsewhere (sipedge ban, the API)
 
-    def start(self) -> None:
-        """Run L{purge} every C{purge_interval} seconds until L{stop}."""
+    def start(self, ports: Iterable[int] = ()) -> None:
+        """
+        Run L{purge} every C{purge_interval} seconds until L{stop}; with
+        kernel bans, create the nftables table for our SIP C{ports}.
+        """
         if self._purger is not None:
             return
+        if self.kernel is not None:
+            if self.kernel.start(ports):
+                self._log.info(
+                    "Kernel bans: nftables table inet {table} drops banned sources to ports"
+                    " {ports}", table=self.kernel.table, ports=sorted(set(ports)),
+                )
         purger = LoopingCall(self._purge_logged)
         purger.clock = self.clock
         self._purger = purger
@@ -295,6 +323,8 @@ class Security:
         purger, self._purger = self._purger, None
         if purger is not None and purger.running:
             purger.stop()
+        if self.kernel is not None:
+            self.kernel.stop()
 
     def close(self) -> None:
         """Stop, and close the ban database."""
