@@ -7,14 +7,15 @@ transaction, a challenge and a place in the chain ahead of the calls.
 The transports call L{Screen.screen} with each datagram whose source the
 ban check admitted. From a L{sipedge.transport.glance} at the bytes:
 
- 1. a response goes on (it is matched to a transaction or dropped there);
- 2. a request whose User-Agent names a scanner is dropped and counts a
+ 1. a source in C{sip.trusted}, or one a user authenticated from, goes on
+    unread (the chain's stages, C{scanner} and C{flood}, judge it);
+ 2. a response goes on (it is matched to a transaction or dropped there);
+ 3. a request whose User-Agent names a scanner is dropped and counts a
     C{scanner} offence, as the C{scanner} stage would (the glance is
     confirmed by the full parser first: this is one datagram per scanner,
     which is banned by it);
- 3. an ACK, and a request that claims a dialog (To tag and Route), go on:
+ 4. an ACK, and a request that claims a dialog (To tag and Route), go on:
     they end transactions and calls that exist;
- 4. a source in C{sip.trusted}, or one a user authenticated from, goes on;
  5. a source already over its own budget goes on to the C{flood} stage,
     which drops it and counts the offence that bans it;
  6. everything else (new requests, and datagrams the glance cannot read,
@@ -87,6 +88,9 @@ class Screen:
         parse; C{False} if it is dropped here (unanswered).
         """
         security = self._security
+        now = security.clock.seconds()
+        if host in security.trusted or security.allow.is_authenticated(host, now):
+            return True  # not even a glance: the chain's own stages judge them
         seen = glance(data)
         if seen is not None:
             method = seen.method
@@ -101,17 +105,11 @@ class Screen:
                 return False
             if method == "ACK" or seen.in_dialog:
                 return True
-        bucket = self.bucket
-        if bucket is None:
-            return True
-        now = security.clock.seconds()
-        if host in security.trusted or security.allow.is_authenticated(host, now):
-            return True
-        if seen is not None and seen.method is not None:
-            klass = method_class(seen.method)
+            klass = method_class(method)
             if security.limiter.tokens(host, klass, UNAUTHENTICATED, now) < 1:
                 return True  # the flood stage drops it, and counts the offence
-        if bucket.take(now):
+        bucket = self.bucket
+        if bucket is None or bucket.take(now):
             return True
         security.stats["flood_shed"] += 1
         self._unreported += 1

@@ -171,12 +171,14 @@ class ScreenTests(SynchronousTestCase):
         self.assertFalse(self.security.is_banned(STRANGER))
 
     def test_off(self) -> None:
-        """With C{unauthenticated_global_rate = 0} nothing is shed."""
+        """With C{unauthenticated_global_rate = 0} nothing is shed (but scanners)."""
         security = Security(
             SecurityConfig(unauthenticated_global_rate=0.0), clock=self.clock
         )
         self.assertIsNone(security.screener.bucket)
         self.assertTrue(all(security.screen(request(), STRANGER) for _ in range(5000)))
+        # Scanners are still dropped.
+        self.assertFalse(security.screen(request(user_agent="sipvicious"), OTHER))
 
     def test_default_budget(self) -> None:
         """By default unauthenticated work gets 500 a second, 1000 at once."""
