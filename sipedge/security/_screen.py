@@ -47,6 +47,9 @@ SCREEN_STAT_KEYS = ("flood_shed", "screen_scanner_dropped")
 #: The most of a User-Agent put in a log event or a ban's reason.
 _SHOWN = 120
 
+#: User-Agent values whose verdict is remembered (then forgotten at once).
+_USER_AGENTS_KEPT = 4096
+
 
 class Screen:
     """
@@ -81,6 +84,8 @@ class Screen:
         self._report_interval = report_interval
         self._reported: float | None = None
         self._unreported = 0
+        # User-Agent -> whether it is a scanner's: a flood repeats one.
+        self._user_agents: dict[str, bool] = {}
 
     def screen(self, data: bytes, host: str) -> bool:
         """
@@ -97,12 +102,15 @@ class Screen:
             if method is None:
                 return True
             user_agent = seen.user_agent
-            if (
-                user_agent is not None
-                and security.scanners.match(user_agent) is not None
-                and self._scanner(data, host)
-            ):
-                return False
+            if user_agent is not None:
+                scanner = self._user_agents.get(user_agent)
+                if scanner is None:
+                    if len(self._user_agents) >= _USER_AGENTS_KEPT:
+                        self._user_agents.clear()
+                    scanner = security.scanners.match(user_agent) is not None
+                    self._user_agents[user_agent] = scanner
+                if scanner and self._scanner(data, host):
+                    return False
             if method == "ACK" or seen.in_dialog:
                 return True
             klass = method_class(method)

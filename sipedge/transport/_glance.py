@@ -33,8 +33,6 @@ __all__ = ["Glance", "glance"]
 
 # Method = token (RFC 3261 25.1), as the full parser reads it.
 _TOKEN = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
-# The header fields a glance reads: To (compact t), Route, User-Agent.
-_FIELDS = re.compile(rb"\r\n(to|t|route|user-agent)[ \t]*:([^\r\n]*)", re.IGNORECASE)
 # Folded lines (LWS): the full parser joins them with one space.
 _FOLD = re.compile(rb"[ \t]*\r\n[ \t]+")
 
@@ -80,15 +78,39 @@ def glance(data: bytes) -> Glance | None:
         return Glance(method)
     if b"\r\n " in head or b"\r\n\t" in head:
         head = _FOLD.sub(b" ", head)
-    tagged = routed = False
-    user_agent: str | None = None
-    for match in _FIELDS.finditer(head, line_end):
-        name = match.group(1).lower()
-        if name == b"user-agent":
-            if user_agent is None:
-                user_agent = match.group(2).strip(b" \t").decode("utf-8", "surrogateescape")
-        elif name == b"route":
-            routed = True
-        elif b"tag" in match.group(2).lower():
-            tagged = True
-    return Glance(method, tagged and routed, user_agent)
+    # Byte searches in the lower-cased header section: a few passes in C.
+    lower = head.lower()
+    value = _value(lower, b"\r\nuser-agent", line_end)
+    user_agent = None
+    if value is not None:
+        # The original case, at the same place.
+        user_agent = head[value[0] : value[1]].strip(b" \t").decode("utf-8", "surrogateescape")
+    in_dialog = False
+    if _value(lower, b"\r\nroute", line_end) is not None:
+        for name in (b"\r\nto", b"\r\nt"):
+            at = line_end
+            while (found := _value(lower, name, at)) is not None:
+                if b"tag" in lower[found[0] : found[1]]:
+                    in_dialog = True
+                    break
+                at = found[1]
+            if in_dialog:
+                break
+    return Glance(method, in_dialog, user_agent)
+
+
+def _value(lower: bytes, name: bytes, start: int) -> tuple[int, int] | None:
+    """
+    Where the value of the first field called C{name} (with its leading
+    CRLF, lower case) at or after C{start} lies, or C{None}.
+    """
+    at = lower.find(name, start)
+    while at >= 0:
+        colon = at + len(name)
+        while lower[colon : colon + 1] in (b" ", b"\t"):
+            colon += 1
+        if lower[colon : colon + 1] == b":":
+            end = lower.find(b"\r\n", colon)
+            return colon + 1, len(lower) if end < 0 else end
+        at = lower.find(name, at + 2)
+    return None
