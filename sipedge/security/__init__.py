@@ -49,13 +49,14 @@ from sipedge.security._filter import (
 )
 from sipedge.security._kernel import KernelBans, run_nft
 from sipedge.security._monitor import MONITOR_STAT_KEYS, Monitor
+from sipedge.security._overload import LoadWatch
 from sipedge.security._reconfigure import (
     LIVE_KEYS,
     SecurityUpdate,
     prepare_security,
     reread_bans,
 )
-from sipedge.security._screen import SCREEN_STAT_KEYS, Screen
+from sipedge.security._screen import SCREEN_STAT_KEYS, SURGE, Screen
 from sipedge.security._security import STAT_KEYS, Security
 from sipedge.security._tollfraud import (
     TOLL_FRAUD_RULES,
@@ -84,6 +85,7 @@ __all__ = [
     "OFFENCE_KINDS",
     "SCREEN_STAT_KEYS",
     "STAT_KEYS",
+    "SURGE",
     "TIERS",
     "TOLL_FRAUD_RULES",
     "TOLL_FRAUD_STAT_KEYS",
@@ -101,6 +103,7 @@ __all__ = [
     "FilterMatch",
     "FilterRule",
     "KernelBans",
+    "LoadWatch",
     "Monitor",
     "MonitorConfig",
     "RateLimiter",

@@ -361,6 +361,9 @@ class SecurityConfig:
         before the rest is shed unparsed (L{sipedge.security.Screen}); 0
         turns the global budget off.
     @ivar unauthenticated_global_burst: requests at once in that budget.
+    @ivar overload_lag: seconds late a 20 ms timer must fire for the
+        event loop to count as overloaded, when all unauthenticated work is
+        shed for 2 s (L{sipedge.security.LoadWatch}); 0 turns it off.
     @ivar kernel_bans: also drop banned sources in the kernel, with an
         nftables set fed by the ban list (L{sipedge.security.KernelBans}).
 
@@ -418,6 +421,7 @@ class SecurityConfig:
     max_authenticated_sources: int = attrs.field(default=100_000, validator=_count)
     unauthenticated_global_rate: float = _f(500.0, _non_negative_rate)
     unauthenticated_global_burst: float = _f(1000.0, _burst)
+    overload_lag: float = _f(0.05, seconds(minimum_exclusive=False))
     kernel_bans: bool = attrs.field(default=False, validator=_boolean)
     ban_base: float = _f(60.0, seconds())
     ban_max: float = _f(86400.0, seconds())

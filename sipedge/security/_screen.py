@@ -21,7 +21,9 @@ ban check admitted. From a L{sipedge.transport.glance} at the bytes:
  6. everything else (new requests, and datagrams the glance cannot read,
     from sources nobody authenticated from) takes a token from one bucket
     shared by all such sources, C{unauthenticated_global_rate} a second;
-    with none left it is dropped without an answer.
+    with none left it is dropped without an answer. While the event loop
+    is overloaded (L{LoadWatch}) and such requests arrive at L{SURGE} a
+    second or more, all of them are dropped.
 
 So under a flood from many sources, each within its own budget, the
 unauthenticated work the proxy does is bounded, and the calls of users and
@@ -37,12 +39,17 @@ from twisted.logger import Logger
 from sipedge.error import MessageParseError
 from sipedge.message import DEFAULT_LIMITS, Limits, Request, parse_datagram
 from sipedge.security._bucket import UNAUTHENTICATED, Budget, SharedBucket, method_class
+from sipedge.security._overload import LoadWatch
 from sipedge.transport import glance
 
 __all__ = ["SCREEN_STAT_KEYS", "Screen"]
 
 #: The counters the screen adds to C{Security.stats}.
-SCREEN_STAT_KEYS = ("flood_shed", "screen_scanner_dropped")
+SCREEN_STAT_KEYS = ("flood_shed", "flood_shed_overload", "screen_scanner_dropped")
+
+#: Unauthenticated requests a second from which an overloaded loop sheds
+#: them all (below it, what is overloading the proxy is not them).
+SURGE = 100
 
 #: The most of a User-Agent put in a log event or a ban's reason.
 _SHOWN = 120
@@ -69,6 +76,7 @@ class Screen:
         *,
         limits: Limits = DEFAULT_LIMITS,
         report_interval: float = 1.0,
+        watch: LoadWatch | None = None,
     ) -> None:
         """
         @param security: the L{sipedge.security.Security} whose clock,
@@ -77,6 +85,9 @@ class Screen:
         @param budget: the global budget of unauthenticated work; C{None}
             for none.
         @param report_interval: the shedding is logged at most this often.
+        @param watch: a L{LoadWatch}: while it says the loop is
+            overloaded, and unauthenticated requests arrive at L{SURGE} a
+            second or more, they are all shed; C{None} for the budget alone.
         """
         self._security = security
         self.bucket = None if budget is None else SharedBucket(budget, security.clock.seconds())
@@ -86,6 +97,9 @@ class Screen:
         self._unreported = 0
         # User-Agent -> whether it is a scanner's: a flood repeats one.
         self._user_agents: dict[str, bool] = {}
+        self.watch = watch
+        self._second = security.clock.seconds()
+        self._arrivals = self._last_arrivals = 0
 
     def screen(self, data: bytes, host: str) -> bool:
         """
@@ -116,24 +130,42 @@ class Screen:
             klass = method_class(method)
             if security.limiter.tokens(host, klass, UNAUTHENTICATED, now) < 1:
                 return True  # the flood stage drops it, and counts the offence
-        bucket = self.bucket
-        if bucket is None or bucket.take(now):
-            return True
+        # Unauthenticated arrivals a second (the last whole second and this one).
+        if now - self._second >= 1.0:
+            self._last_arrivals = self._arrivals if now - self._second < 2.0 else 0
+            self._arrivals = 0
+            self._second = now
+        self._arrivals += 1
+        watch = self.watch
+        if (
+            watch is not None
+            and watch.overloaded(now)
+            and max(self._arrivals, self._last_arrivals) >= SURGE
+        ):
+            security.stats["flood_shed_overload"] += 1
+        else:
+            bucket = self.bucket
+            if bucket is None or bucket.take(now):
+                return True
         security.stats["flood_shed"] += 1
         self._unreported += 1
         reported = self._reported
         if reported is None or now - reported >= self._report_interval:
-            self._report(now, host)
+            self._report(now, host, watch is not None and watch.overloaded(now))
         return False
 
-    def _report(self, now: float, host: str) -> None:
+    def _report(self, now: float, host: str, overloaded: bool) -> None:
         budget = self.bucket.budget if self.bucket is not None else None
         self._log.warn(
-            "Shedding unauthenticated requests: over the global budget of {rate}/s"
-            " (burst {burst}); {count} dropped unparsed since the last report, the last"
-            " from {source}",
+            "Shedding unauthenticated requests: {why}; {count} dropped unparsed since the"
+            " last report, the last from {source}",
+            why="the event loop is overloaded" if overloaded else (
+                f"over the global budget of {budget.rate:g}/s (burst {budget.burst:g})"
+                if budget else "over the global budget"
+            ),
             rate=budget.rate if budget else None,
             burst=budget.burst if budget else None,
+            overloaded=overloaded,
             count=self._unreported,
             source=host,
             rule="flood-global",

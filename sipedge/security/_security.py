@@ -30,6 +30,7 @@ from sipedge.security._bucket import (
 )
 from sipedge.security._config import SecurityConfig
 from sipedge.security._kernel import KernelBans, run_nft
+from sipedge.security._overload import LoadWatch
 from sipedge.security._screen import SCREEN_STAT_KEYS, Screen
 from sipedge.security._useragent import UserAgentMatcher
 
@@ -88,6 +89,7 @@ class Security:
         each account authenticated from.
     @ivar screener: the L{Screen} of L{screen}.
     @ivar kernel: the L{KernelBans} (C{kernel_bans = true}), or C{None}.
+    @ivar watch: the L{LoadWatch} of the screen (C{overload_lag}), or C{None}.
     """
 
     _log = Logger()
@@ -147,11 +149,15 @@ class Security:
             max_accounts=config.max_account_keys,
             stats=self.stats,
         )
+        self.watch = (
+            LoadWatch(clock, threshold=config.overload_lag) if config.overload_lag else None
+        )
         self.screener = Screen(
             self,
             config.global_budget,
             limits=limits,
             report_interval=config.flood_offence_interval,
+            watch=self.watch,
         )
         self.kernel: KernelBans | None = None
         if config.kernel_bans:
@@ -300,6 +306,8 @@ class Security:
         """
         if self._purger is not None:
             return
+        if self.watch is not None:
+            self.watch.start()
         if self.kernel is not None:
             if self.kernel.start(ports):
                 self._log.info(
@@ -323,6 +331,8 @@ class Security:
         purger, self._purger = self._purger, None
         if purger is not None and purger.running:
             purger.stop()
+        if self.watch is not None:
+            self.watch.stop()
         if self.kernel is not None:
             self.kernel.stop()
 

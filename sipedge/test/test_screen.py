@@ -15,7 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from sipedge.error import ConfigError
 from sipedge.message import Limits
 from sipedge.security import (
+    SURGE,
     Budget,
+    LoadWatch,
     Screen,
     Security,
     SecurityConfig,
@@ -194,6 +196,74 @@ class ScreenTests(SynchronousTestCase):
 
 
 TRUSTED_NET = "192.0.2.0/24"
+
+
+class OverloadTests(SynchronousTestCase):
+    """While the loop is overloaded, a surge of unauthenticated work is shed whole."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.security = Security(clock=self.clock)
+        self.security.start()
+        self.addCleanup(self.security.stop)
+        self.events = capture_log(self)
+
+    def lag(self, seconds: float) -> None:
+        """The reactor reaches the watch's timer C{seconds} late."""
+        watch = self.security.watch
+        assert watch is not None
+        self.clock.advance(watch.interval + seconds)
+
+    def test_watch(self) -> None:
+        """A timer late by more than the threshold starts an overload that lasts C{hold}."""
+        clock = Clock()
+        watch = LoadWatch(clock, threshold=0.05, interval=0.02, hold=2.0)
+        watch.start()
+        clock.advance(0.02 + 0.04)
+        self.assertFalse(watch.overloaded(clock.seconds()))
+        clock.advance(0.02 + 0.06)
+        self.assertTrue(watch.overloaded(clock.seconds()))
+        self.assertEqual(watch.episodes, 1)
+        self.assertEqual(watch.overloaded_until, clock.seconds() + 2.0)
+        watch.stop()
+        self.assertFalse(watch.overloaded(clock.seconds() + 2.0))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_surge_shed_when_overloaded(self) -> None:
+        """
+        With the loop overloaded, once unauthenticated requests arrive at
+        L{SURGE} a second, the rest are shed although the budget has tokens;
+        authenticated ones still go on.
+        """
+        self.lag(0.2)
+        screen = self.security.screen
+        admitted = [screen(request(), f"203.0.113.{i % 200}") for i in range(SURGE + 10)]
+        self.assertEqual(admitted, [True] * (SURGE - 1) + [False] * 11)
+        self.assertEqual(self.security.stats["flood_shed_overload"], 11)
+        [event] = [e for e in self.events if e.get("rule") == "flood-global"]
+        self.assertTrue(event["overloaded"])
+        self.assertEqual(event["why"], "the event loop is overloaded")
+        self.security.note_authenticated(PHONE, "alice", self.clock.seconds() + 60)
+        self.assertTrue(screen(request(), PHONE))
+
+    def test_few_not_shed(self) -> None:
+        """Overloaded by something else, a trickle of unauthenticated work is still served."""
+        self.lag(0.2)
+        self.assertTrue(all(self.security.screen(request(), STRANGER) for _ in range(20)))
+
+    def test_over(self) -> None:
+        """When the overload has passed, the budget alone decides again."""
+        self.lag(0.2)
+        for _ in range(SURGE + 5):
+            self.security.screen(request(), STRANGER)
+        self.clock.advance(2.5)
+        self.assertTrue(self.security.screen(request(), STRANGER))
+
+    def test_off(self) -> None:
+        """C{overload_lag = 0}: no watch."""
+        security = Security(SecurityConfig(overload_lag=0.0), clock=self.clock)
+        self.assertIsNone(security.watch)
+        self.assertIsNone(security.screener.watch)
 
 
 class SharedBucketTests(SynchronousTestCase):
