@@ -26,7 +26,7 @@ import attrs
 from twisted.logger import Logger
 
 from sipedge.security._bans import Bans
-from sipedge.security._bucket import TIERS, Budget
+from sipedge.security._bucket import TIERS, Budget, SharedBucket
 from sipedge.security._config import (
     MONITOR_RULES,
     MonitorConfig,
@@ -49,6 +49,8 @@ LIVE_KEYS = frozenset({
     "max_rate_keys",
     "flood_offence_interval",
     "max_authenticated_sources",
+    "unauthenticated_global_rate",
+    "unauthenticated_global_burst",
     "ban_base",
     "ban_max",
     "ban_memory",
@@ -155,6 +157,14 @@ def _security_step(security: Any, config: SecurityConfig) -> Callable[[], None]:
         limiter.report_interval = config.flood_offence_interval
         limiter._idle = max(budget.refill_time for budget in limiter.budgets.values())
         security.allow.max_sources = config.max_authenticated_sources
+        screener = security.screener
+        budget = config.global_budget
+        if budget is None:
+            screener.bucket = None
+        elif screener.bucket is None:
+            screener.bucket = SharedBucket(budget, security.clock.seconds())
+        else:
+            screener.bucket.budget = budget
         bans = security.bans
         if isinstance(bans, Bans):  # a shared store keeps its own settings
             bans.base = config.ban_base
@@ -172,8 +182,7 @@ def _security_step(security: Any, config: SecurityConfig) -> Callable[[], None]:
         accounts.max_accounts = config.max_account_keys
         purger = security._purger
         if config.purge_interval != old.purge_interval and purger is not None:
-            security.stop()
-            security.start()
+            security.restart_purge()
 
     return apply
 

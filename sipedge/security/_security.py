@@ -319,6 +319,13 @@ class Security:
         self._purger = purger
         purger.start(self.config.purge_interval, now=False)
 
+    def restart_purge(self) -> None:
+        """Run the periodic purge at the (new) C{purge_interval}, if it runs."""
+        purger = self._purger
+        if purger is not None and purger.running:
+            purger.stop()
+            purger.start(self.config.purge_interval, now=False)
+
     def _purge_logged(self) -> None:
         try:
             self.purge()

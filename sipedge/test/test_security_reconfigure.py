@@ -50,6 +50,30 @@ class PrepareTests(SynchronousTestCase):
         assert isinstance(bans, Bans)
         self.assertEqual(bans.thresholds["flood"], 3)
 
+    def test_global_budget(self) -> None:
+        """
+        The global budget of unauthenticated work changes in place (its
+        tokens kept), turns off with 0 and on again.
+        """
+        screener = self.security.screener
+        bucket = screener.bucket
+        assert bucket is not None
+        bucket.take(0.0)
+        self.prepare(SecurityConfig(unauthenticated_global_rate=50.0)).apply()
+        self.assertIs(screener.bucket, bucket)
+        self.assertEqual((bucket.budget.rate, bucket.tokens(0.0)), (50.0, 999.0))
+        self.prepare(SecurityConfig(unauthenticated_global_rate=0.0)).apply()
+        self.assertIsNone(screener.bucket)
+        self.prepare(SecurityConfig(unauthenticated_global_burst=30.0)).apply()
+        assert screener.bucket is not None
+        self.assertEqual(screener.bucket.tokens(0.0), 30.0)
+
+    def test_overload_and_kernel_need_restart(self) -> None:
+        """The overload watch and kernel bans are set up at start: a restart changes them."""
+        for config in (SecurityConfig(overload_lag=0.5), SecurityConfig(kernel_bans=True)):
+            with self.assertRaises(ValueError):
+                self.prepare(config)
+
     def test_budgets_and_bans(self) -> None:
         """
         The limiter and the ban list take the new budget and thresholds in
@@ -103,11 +127,19 @@ class PrepareTests(SynchronousTestCase):
         self.assertRaises(ValueError, self.prepare, config)
 
     def test_purge_interval(self) -> None:
-        """A new purge interval restarts the running purge with it."""
+        """
+        A new purge interval restarts the running purge with it, and
+        nothing else (the overload watch keeps running).
+        """
         self.security.start()
         self.addCleanup(self.security.stop)
+        watch = self.security.watch
+        assert watch is not None
         self.prepare(attrs.evolve(SecurityConfig(), purge_interval=2.0)).apply()
-        self.assertEqual([call.getTime() for call in self.clock.getDelayedCalls()], [2.0])
+        self.assertEqual(
+            sorted(call.getTime() for call in self.clock.getDelayedCalls()),
+            [watch.interval, 2.0],
+        )
 
 
 class RereadTests(SynchronousTestCase):
