@@ -44,6 +44,7 @@ from sipedge.proxy._forwarding import (
     RECORD_ROUTED_METHODS,
     forwarded_request,
     is_secure,
+    is_transport_open,
     next_hop,
     record_route_value,
     via_value,
@@ -62,14 +63,6 @@ from sipedge.transaction import State, make_response
 from sipedge.transport import too_large_for_udp
 
 __all__ = ["Forker"]
-
-
-def _transport_open(hop: Any) -> bool:
-    """
-    True if the next hop's URI leaves the transport to us (RFC 3263: a
-    C{sip:} URI without C{transport}), so a large request may use TCP.
-    """
-    return getattr(hop, "scheme", None) == "sip" and hop.param("transport") is None
 
 
 class Forker:
@@ -153,7 +146,7 @@ class Forker:
             return
         # No flow, or the connection a phone registered over is gone: send
         # to what its Contact resolves to.
-        branch.may_use_tcp = _transport_open(hop)
+        branch.may_use_tcp = is_transport_open(hop)
         if core.locator is None:
             self.branch_failed(fork, branch, 503, "no locator")
             return

@@ -6,6 +6,8 @@ functions over immutable messages.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sipedge.flow import format_hostport
 from sipedge.message import (
     URI,
@@ -22,6 +24,7 @@ __all__ = [
     "RECORD_ROUTED_METHODS",
     "forwarded_request",
     "is_secure",
+    "is_transport_open",
     "next_hop",
     "record_route_value",
     "via_value",
@@ -121,3 +124,11 @@ def with_record_route(request: Request, values: list[str]) -> Request:
     for value in values:
         headers = headers.prepended("Record-Route", value)
     return request.with_headers(headers, changed="Record-Route")
+
+
+def is_transport_open(hop: Any) -> bool:
+    """
+    True if the next hop's URI leaves the transport to us (RFC 3263: a
+    C{sip:} URI without C{transport}), so a large request may use TCP.
+    """
+    return getattr(hop, "scheme", None) == "sip" and hop.param("transport") is None

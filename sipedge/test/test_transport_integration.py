@@ -166,7 +166,7 @@ class ReceiveBufferTests(SynchronousTestCase):
         import os
         import socket
 
-        from sipedge.transport._manager import UDP_RECEIVE_BUFFER, _enlarge_receive_buffer
+        from sipedge.transport._sockets import UDP_RECEIVE_BUFFER, _enlarge_receive_buffer
 
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)

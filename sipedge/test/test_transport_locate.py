@@ -20,7 +20,8 @@ from zope.interface.verify import verifyObject
 from sipedge.error import TransportError
 from sipedge.message import parse_uri
 from sipedge.testing import FakeResolver, naptr, rr, srv
-from sipedge.transport._locate import Destination, ServerLocator, _order_srv
+from sipedge.transport._destination import Destination, _order_srv
+from sipedge.transport._locate import ServerLocator
 
 
 def randoms(*values: float):

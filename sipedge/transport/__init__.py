@@ -5,8 +5,9 @@ nothing of transactions, pipeline or proxy.
 """
 
 from sipedge.flow import RELIABLE_TRANSPORTS, Flow, format_hostport
+from sipedge.transport._destination import DEFAULT_PORTS, Destination
 from sipedge.transport._glance import Glance, glance
-from sipedge.transport._locate import DEFAULT_PORTS, Destination, ServerLocator
+from sipedge.transport._locate import ServerLocator
 from sipedge.transport._manager import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_SOURCE,

@@ -6,11 +6,9 @@ flow (reusing a connection or opening one).
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -33,6 +31,7 @@ from sipedge.transport._listeners import (
     _TLSServerFactory,
     show_taps,
 )
+from sipedge.transport._sockets import _enlarge_receive_buffer, _family, _ip_literal
 from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
 from sipedge.transport._udp import MAX_DATAGRAM_SIZE, SipDatagramProtocol
 from sipedge.transport._v6only import listen_tcp, listen_udp
@@ -55,47 +54,6 @@ DEFAULT_MAX_CONNECTIONS = 10000
 DEFAULT_MAX_CONNECTIONS_PER_SOURCE = 128
 
 _WILDCARDS = frozenset(("", "0.0.0.0", "::"))
-
-
-def _family(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-@lru_cache(maxsize=4096)  # every flow_to; errors are not cached
-def _ip_literal(host: str) -> str:
-    """
-    C{host} as an IP literal the way sockets report it (no brackets,
-    compressed IPv6).
-
-    @raise TransportError: if C{host} is not an IP literal.
-    """
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        return ipaddress.ip_address(bare).compressed
-    except ValueError:
-        raise TransportError(f"not an IP address: {host!r} (resolve it first)") from None
-
-
-#: Bytes of kernel receive buffer we ask for on UDP sockets: enough to ride
-#: out a pause of a few hundred milliseconds at a few thousand packets a
-#: second (the kernel caps it at net.core.rmem_max unless we may force it).
-UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
-
-
-def _enlarge_receive_buffer(port: Any) -> None:
-    """Ask for a large receive buffer on a listening UDP port's socket."""
-    handle = getattr(port, "getHandle", None)
-    sock = handle() if handle is not None else None
-    if not isinstance(sock, socket.socket):
-        return  # a fake port in tests
-    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
-        if option is None:
-            continue
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, UDP_RECEIVE_BUFFER)
-            return
-        except OSError:
-            continue
 
 
 @implementer(ITransportManager)
@@ -211,8 +169,11 @@ class TransportManager:
         @raise twisted.internet.error.CannotListenError: if it cannot bind.
         """
         protocol = SipDatagramProtocol(
-            self._receiver, limits=self._limits, local_host=host or None,
-            admission=self._admission, screen=self._screen,
+            self._receiver,
+            limits=self._limits,
+            local_host=host or None,
+            admission=self._admission,
+            screen=self._screen,
         )
         if fd is not None:
             listening = self._reactor.adoptDatagramPort(
@@ -454,9 +415,9 @@ class TransportManager:
         """
         name = transport.upper()
         candidates: tuple[Any, ...] = (
-            tuple(self._udp) if name == "UDP" else tuple(
-                listener for listener in self._listeners if listener.name == name
-            )
+            tuple(self._udp)
+            if name == "UDP"
+            else tuple(listener for listener in self._listeners if listener.name == name)
         )
         for candidate in candidates:
             host = candidate.local_host or ""
@@ -469,8 +430,11 @@ class TransportManager:
     def _accept(self, name: str, addr: IAddress | None) -> SipStreamProtocol | None:
         source = getattr(addr, "host", "?")
         if self._closing:
-            self._log.info("Refusing {transport} connection from {source}: closing",
-                           transport=name, source=source)
+            self._log.info(
+                "Refusing {transport} connection from {source}: closing",
+                transport=name,
+                source=source,
+            )
             return None
         if self._admission is not None and not self._admission(source):
             self.refused += 1
@@ -530,8 +494,9 @@ class TransportManager:
         self._log.info(
             "Connection {flow} made{requested}",
             flow=flow,
-            requested="" if protocol.requested_flow is None else
-            f" (for {protocol.requested_flow})",
+            requested=""
+            if protocol.requested_flow is None
+            else f" (for {protocol.requested_flow})",
         )
 
     def stream_lost(self, protocol: SipStreamProtocol, reason: Failure) -> None:
