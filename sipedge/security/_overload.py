@@ -6,10 +6,15 @@ all unauthenticated work while it is.
 The global budget (L{sipedge.security.Screen}) is a fixed rate; what the
 proxy can afford depends on the core it gets (a busy machine gives it
 less). So the screen also watches the loop: a timer every C{interval}
-seconds that fires more than C{threshold} seconds late means the proxy is
-behind (its socket queue grows, the calls' packets wait behind the
-flood's), and for C{hold} seconds from then no unauthenticated work is
-admitted at all. Kamailio's C{ratelimit} module has the same idea (its
+seconds that fires more than C{threshold} seconds late, C{sustain} ticks
+in a row, means the proxy is behind (its socket queue grows, the calls'
+packets wait behind the flood's), and for C{hold} seconds from then no
+unauthenticated work is admitted at all. One late tick alone is not
+overload: a collection, a disk write or the scheduler lending the core
+to another process for a moment makes one tick late, and shedding every
+unauthenticated request for C{hold} seconds on that would refuse a
+phone's registration for nothing. A loop that is really behind is late
+on every tick. Kamailio's C{ratelimit} module has the same idea (its
 FEEDBACK algorithm drops by the CPU load).
 """
 
@@ -26,6 +31,7 @@ class LoadWatch:
         overloaded (0 when it never was).
     @ivar episodes: how many times it became overloaded.
     @ivar worst: the largest lateness seen, seconds.
+    @ivar sustain: how many ticks in a row must be late for an overload.
     """
 
     def __init__(
@@ -35,11 +41,14 @@ class LoadWatch:
         threshold: float = 0.05,
         interval: float = 0.02,
         hold: float = 2.0,
+        sustain: int = 3,
     ) -> None:
         self._clock = clock
         self.threshold = threshold
         self.interval = interval
         self.hold = hold
+        self.sustain = sustain
+        self._late_ticks = 0
         self.overloaded_until = 0.0
         self.episodes = 0
         self.worst = 0.0
@@ -68,7 +77,11 @@ class LoadWatch:
         late = now - self._due
         if late > self.worst:
             self.worst = late
-        if late > self.threshold:
+        if late <= self.threshold:
+            self._late_ticks = 0
+        else:
+            self._late_ticks += 1
+        if self._late_ticks >= self.sustain:
             if now >= self.overloaded_until:
                 self.episodes += 1
             self.overloaded_until = now + self.hold

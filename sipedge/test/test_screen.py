@@ -209,17 +209,24 @@ class OverloadTests(SynchronousTestCase):
         self.events = capture_log(self)
 
     def lag(self, seconds: float) -> None:
-        """The reactor reaches the watch's timer C{seconds} late."""
+        """The reactor reaches the watch's timer C{seconds} late, tick after tick."""
         watch = self.security.watch
         assert watch is not None
-        self.clock.advance(watch.interval + seconds)
+        for _ in range(watch.sustain):
+            self.clock.advance(watch.interval + seconds)
 
     def test_watch(self) -> None:
-        """A timer late by more than the threshold starts an overload that lasts C{hold}."""
+        """
+        A timer late by more than the threshold C{sustain} ticks in a row
+        starts an overload that lasts C{hold}.
+        """
         clock = Clock()
-        watch = LoadWatch(clock, threshold=0.05, interval=0.02, hold=2.0)
+        watch = LoadWatch(clock, threshold=0.05, interval=0.02, hold=2.0, sustain=3)
         watch.start()
         clock.advance(0.02 + 0.04)
+        self.assertFalse(watch.overloaded(clock.seconds()))
+        clock.advance(0.02 + 0.06)
+        clock.advance(0.02 + 0.06)
         self.assertFalse(watch.overloaded(clock.seconds()))
         clock.advance(0.02 + 0.06)
         self.assertTrue(watch.overloaded(clock.seconds()))
@@ -228,6 +235,24 @@ class OverloadTests(SynchronousTestCase):
         watch.stop()
         self.assertFalse(watch.overloaded(clock.seconds() + 2.0))
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_one_hiccup_is_not_overload(self) -> None:
+        """
+        One late tick between timely ones (a collection, a disk write, the
+        core lent to another process) never starts an overload, however
+        late it is, and a streak broken by a timely tick starts again.
+        """
+        clock = Clock()
+        watch = LoadWatch(clock, threshold=0.05, interval=0.02, hold=2.0, sustain=3)
+        watch.start()
+        for _ in range(10):
+            clock.advance(0.02 + 0.5)
+            clock.advance(0.02 + 0.5)
+            clock.advance(0.02)
+        self.assertFalse(watch.overloaded(clock.seconds()))
+        self.assertEqual(watch.episodes, 0)
+        self.assertAlmostEqual(watch.worst, 0.5)
+        watch.stop()
 
     def test_surge_shed_when_overloaded(self) -> None:
         """
