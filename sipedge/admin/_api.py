@@ -289,17 +289,18 @@ class AdminResource(Resource):
         reason = body.get("reason", "banned by the operator")
         if not isinstance(reason, str) or len(reason) > 200:
             raise _Error(400, "reason: expected a string of at most 200 characters")
-        now = self._clock.seconds()
-        ban = self._service.security.bans.ban(
-            address, reason, now, duration=float(duration) if duration else math.inf,
-            rule="admin",
+        # Through the security service, not its ban list alone: with kernel
+        # bans the nftables set has it at once, not at the next purge.
+        ban = self._service.security.ban(
+            address, reason, float(duration) if duration else math.inf, rule="admin"
         )
+        now = self._clock.seconds()
         if ban is None:
             raise _Error(409, f"{address} is trusted and cannot be banned")
         return {"banned": _ban(ban, now)}
 
     def _delete_bans(self, address: str) -> dict[str, Any]:
-        if not self._service.security.bans.unban(address):
+        if not self._service.security.unban(address):
             raise _Error(404, f"{address} is not banned")
         return {"unbanned": address}
 

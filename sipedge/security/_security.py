@@ -273,15 +273,20 @@ class Security:
             self.kernel.changed()
         return ban
 
-    def ban(self, source: str, reason: str, duration: float | None = None) -> Ban | None:
-        """Ban C{source} now; see L{Bans.ban}."""
-        ban = self.bans.ban(source, reason, self.clock.seconds(), duration=duration)
+    def ban(
+        self, source: str, reason: str, duration: float | None = None, *, rule: str = "ban"
+    ) -> Ban | None:
+        """
+        Ban C{source} now (see L{Bans.ban}; C{rule} names who, in the log);
+        with kernel bans, the nftables set has it within the batching delay.
+        """
+        ban = self.bans.ban(source, reason, self.clock.seconds(), duration=duration, rule=rule)
         if ban is not None and self.kernel is not None:
             self.kernel.changed()
         return ban
 
     def unban(self, source: str) -> bool:
-        """Lift the ban of C{source}; see L{Bans.unban}."""
+        """Lift the ban of C{source} (see L{Bans.unban}), in the kernel's set too."""
         lifted = self.bans.unban(source)
         if lifted and self.kernel is not None:
             self.kernel.changed()
@@ -297,7 +302,7 @@ class Security:
         self.allow.purge(now)
         self.accounts.purge(now)
         if self.kernel is not None:
-            self.kernel.sync()  # bans made or lifted elsewhere (sipedge ban, the API)
+            self.kernel.sync()  # bans made or lifted by another process (sipedge ban)
 
     def start(self, ports: Iterable[int] = ()) -> None:
         """

@@ -29,6 +29,7 @@ from sipedge.admin import AdminResource, read_or_make_token
 from sipedge.config import parse_config
 from sipedge.error import ConfigError
 from sipedge.media import DirectionStats, MediaMode, RelayStats, SessionStats
+from sipedge.security import KernelBans
 from sipedge.service import build_service
 from sipedge.store import Binding
 from sipedge.testing import FakeReactor, SipEdgeProcess
@@ -187,6 +188,27 @@ class ApiTests(SynchronousTestCase):
                     {"address": "192.0.2.1", "duration": -1},
                     {"address": "192.0.2.1", "duration": "long"}):
             self.assertEqual(self.call("POST", "/api/v1/bans", body=bad)[0], 400, bad)
+
+    def test_bans_reach_kernel(self) -> None:
+        """
+        With kernel bans, a ban added or lifted through the API reaches the
+        nftables set within the batching delay, not at the next purge.
+        """
+        security = self.service.security
+        scripts: list[str] = []
+        security.kernel = KernelBans(self.reactor, security.bans.list, run=scripts.append)
+        security.kernel.start([5070])
+        self.addCleanup(security.kernel.stop)
+        self.assertEqual(self.call("POST", "/api/v1/bans",
+                                   body={"address": "192.0.2.98", "duration": 600})[0], 200)
+        self.reactor.advance(0.2)
+        self.assertLess(0.2, security.config.purge_interval)
+        self.assertIn("add element inet sipedge banned4 { 192.0.2.98 timeout 600s }",
+                      scripts[-1])
+        self.assertEqual(self.call("DELETE", "/api/v1/bans/192.0.2.98")[0], 200)
+        self.reactor.advance(0.2)
+        self.assertIn("delete element inet sipedge banned4 { 192.0.2.98 }", scripts[-1])
+        self.assertTrue(any(e.get("rule") == "admin" for e in self.events))
 
     def test_calls(self) -> None:
         """Calls are listed and ended through the dialog table; unknown ones are 404."""

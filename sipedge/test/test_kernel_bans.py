@@ -142,7 +142,7 @@ class SecurityKernelTests(SynchronousTestCase):
         security.unban("203.0.113.5")
         clock.advance(0.2)
         self.assertIn("delete element inet sipedge banned4 { 203.0.113.5 }", run.scripts[-1])
-        # A ban made behind its back (sipedge ban, the admin API) at the next purge.
+        # A ban made behind its back (another process: sipedge ban) at the next purge.
         security.bans.ban("203.0.113.7", "operator", clock.seconds())
         clock.advance(security.config.purge_interval)
         self.assertIn("203.0.113.7", run.scripts[-1])
