@@ -19,6 +19,7 @@ from sipedge import _debug
 from sipedge.interfaces import IBanStore
 from sipedge.message import DEFAULT_LIMITS, Limits
 from sipedge.security._accounts import ACCOUNT_STAT_KEYS, AccountGuard
+from sipedge.security._accounts import DATABASE_NAME as ACCOUNTS_DATABASE
 from sipedge.security._address import Network, TrustedNetworks
 from sipedge.security._allow import AllowList
 from sipedge.security._bans import DATABASE_NAME, Ban, Bans
@@ -86,7 +87,8 @@ class Security:
     @ivar bans: the ban list, an L{IBanStore} (L{Bans} unless one is given).
     @ivar scanners: the L{UserAgentMatcher} of the scanner stage.
     @ivar accounts: the L{AccountGuard}: failures per account, and where
-        each account authenticated from.
+        each account authenticated from (in C{accounts.sqlite3}, shared by
+        the workers).
     @ivar screener: the L{Screen} of L{screen}.
     @ivar kernel: the L{KernelBans} (C{kernel_bans = true}), or C{None}.
     @ivar watch: the L{LoadWatch} of the screen (C{overload_lag}), or C{None}.
@@ -108,8 +110,10 @@ class Security:
         """
         @param config: the C{[security]} section; the defaults if C{None}.
         @param clock: for every time-dependent decision and the purge timer.
-        @param state_dir: the directory of C{bans.sqlite3}, which must
-            exist; C{None} keeps bans in memory only.
+        @param state_dir: the directory of C{bans.sqlite3} and
+            C{accounts.sqlite3} (shared by the worker processes), which
+            must exist; C{None} keeps bans and account failures in memory
+            only.
         @param trusted: the trusted networks (C{sip.trusted}): the largest
             budget, and never banned.
         @param bans: a ban list to use instead of the L{Bans} made from
@@ -142,6 +146,7 @@ class Security:
             config.scanner_user_agents, config.scanner_user_agent_patterns
         )
         self.accounts = AccountGuard(
+            ":memory:" if state_dir is None else os.path.join(state_dir, ACCOUNTS_DATABASE),
             failures=config.account_failures,
             window=config.account_window,
             memory=config.account_memory,
@@ -349,6 +354,7 @@ class Security:
             self.kernel.stop()
 
     def close(self) -> None:
-        """Stop, and close the ban database."""
+        """Stop, and close the ban and account databases."""
         self.stop()
         self.bans.close()
+        self.accounts.close()

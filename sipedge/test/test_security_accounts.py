@@ -7,6 +7,9 @@ L{sipedge.test.test_stage_digest_auth}.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
@@ -259,3 +262,119 @@ class SecurityAccountsTests(SynchronousTestCase):
         self.assertTrue(security.may_check_password(USER, bot(3)))
         security.purge()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class SharedAccountGuardTests(SynchronousTestCase):
+    """
+    L{AccountGuard} on a file: every process that opens it (each worker of
+    one proxy) counts against one budget per account, and a restart
+    forgets nothing.
+    """
+
+    def setUp(self) -> None:
+        self.path = os.path.join(os.path.abspath(self.mktemp()), "accounts.sqlite3")
+        os.makedirs(os.path.dirname(self.path))
+        self.one = self.open()
+        self.two = self.open()
+
+    def open(self, **kwargs: Any) -> AccountGuard:
+        guard = AccountGuard(self.path, failures=3, window=60.0, **kwargs)
+        self.addCleanup(guard.close)
+        return guard
+
+    def test_budget_shared(self) -> None:
+        """
+        Failures noted by two guards on one file add up: the one that
+        reaches the budget locks the account for both, and only that one
+        reports (and logs) the lock.
+        """
+        events = capture_log(self)
+        self.assertEqual(self.one.note_failure(USER, bot(1), 1000), False)
+        self.assertEqual(self.two.note_failure(USER, bot(2), 1001), False)
+        self.assertEqual(self.one.note_failure(USER, bot(3), 1002), True)
+        self.assertFalse(self.two.may_check(USER, bot(4), 1003))
+        self.assertTrue(self.two.is_locked(USER, 1003))
+        self.assertEqual(self.two.note_failure(USER, bot(5), 1003), False)
+        locks = [e for e in events if e.get("rule") == "account-guard"]
+        self.assertEqual([e["source"] for e in locks], [bot(3)])
+        self.assertEqual((self.one.stats["account_locks"], self.two.stats["account_locks"]),
+                         (1, 0))
+        self.assertEqual(self.two.stats["account_refused"], 1)
+        self.assertTrue(self.one.may_check(USER, bot(4), 1061.5))
+
+    def test_known_shared(self) -> None:
+        """A source the account authenticated from through one guard is known to the other."""
+        self.one.note_success(USER, HOME, 1000)
+        for n in range(3):
+            self.two.note_failure(USER, bot(n), 1010)
+        self.assertTrue(self.two.may_check(USER, HOME, 1011))
+        self.assertEqual(self.two.state(USER, 1011),
+                         AccountState(user=USER, failures=3, locked=True, until=1070,
+                                      known_sources=(HOME,)))
+        self.assertEqual([s.user for s in self.one.locked_accounts(1011)], [USER])
+
+    def test_restart(self) -> None:
+        """A guard opened again on the file has the failures and the known sources."""
+        self.one.note_success(USER, HOME, 1000)
+        for n in range(3):
+            self.one.note_failure(USER, bot(n), 1010)
+        self.one.close()
+        again = self.open()
+        self.assertFalse(again.may_check(USER, bot(9), 1020))
+        self.assertTrue(again.may_check(USER, HOME, 1020))
+        self.assertEqual(len(again), 1)
+
+    def test_success_written_sparingly(self) -> None:
+        """
+        Repeated successes from one source are written at most every
+        C{memory / 100} seconds (here 10), so a user's every call is not a
+        write; a new source always is.
+        """
+        guard, reader = self.open(memory=1000), self.open(memory=1000)
+        guard.note_success(USER, HOME, 0)
+        guard.note_success(USER, HOME, 5)  # not written: the file says 0
+        self.assertFalse(reader.is_known(USER, HOME, 1002))
+        guard.note_success(USER, HOME, 20)
+        self.assertTrue(reader.is_known(USER, HOME, 1002))
+        guard.note_success(USER, bot(1), 21)
+        self.assertTrue(reader.is_known(USER, bot(1), 22))
+
+    def test_store_error(self) -> None:
+        """
+        A database that fails is logged and counted, and the credentials
+        are checked (the per-source defences still apply): never a crash.
+        """
+        events = capture_log(self)
+        for n in range(3):
+            self.one.note_failure(USER, bot(n), 1000)
+        self.one.close()
+        self.assertTrue(self.one.may_check(USER, bot(9), 1001))
+        self.assertFalse(self.one.note_failure(USER, bot(9), 1001))
+        self.one.note_success(USER, HOME, 1001)
+        self.assertIsNone(self.one.state(USER, 1001))
+        self.assertEqual(self.one.purge(1001), 0)
+        self.assertEqual(self.one.stats["account_store_errors"], 5)
+        errors = [e for e in events if e.get("rule") == "account-guard"
+                  and e["log_level"] == LogLevel.error]
+        self.assertEqual(len(errors), 5)
+        self.assertIn(self.path, errors[0]["path"])
+
+    def test_security_state_directory(self) -> None:
+        """
+        Two L{Security} services on one state directory (two workers) share
+        the guard: failures through one lock the account in the other.
+        """
+        state = os.path.abspath(self.mktemp())
+        os.makedirs(state)
+        clock = Clock()
+        clock.advance(1000)
+        config = SecurityConfig(account_failures=2)
+        workers = [Security(config, clock=clock, state_dir=state) for _ in range(2)]
+        for worker in workers:
+            self.addCleanup(worker.close)
+        workers[0].password_ok(USER, HOME)
+        workers[0].password_failed(USER, bot(1))
+        workers[1].password_failed(USER, bot(2))
+        self.assertFalse(workers[0].may_check_password(USER, bot(3)))
+        self.assertTrue(workers[1].may_check_password(USER, HOME))
+        self.assertTrue(os.path.exists(os.path.join(state, "accounts.sqlite3")))
