@@ -6,6 +6,7 @@ plug into C{twisted.cred}. The C{digest-auth} pipeline stage
 C{sipedge user} manages the users (L{user_command}).
 """
 
+from sipedge.auth._challenge import ChallengeCache
 from sipedge.auth._config import AuthConfig, parse_auth_config
 from sipedge.auth._credentials import (
     DATABASE_NAME,
@@ -51,6 +52,7 @@ __all__ = [
     "HASH_ALGORITHMS",
     "SECRET_NAME",
     "AuthConfig",
+    "ChallengeCache",
     "DigestCredentialsChecker",
     "IAlgorithmMemory",
     "ICredentialStore",

@@ -209,6 +209,28 @@ class DigestAuthStageTests(SynchronousTestCase):
             {"result": "challenged", "reason": "no credentials", "source": SOURCE, "user": None},
         )
 
+    def test_challenge_logged_at_debug(self) -> None:
+        """
+        A challenge is logged at debug level (every phone's first step, and
+        most of a flood from strangers), a success at info.
+        """
+        events = capture_log(self)
+        self.decide(request())
+        self.authenticated(request())
+        levels = {e["result"]: e["log_level"] for e in events if e.get("rule") == "digest-auth"}
+        self.assertEqual(levels, {"challenged": LogLevel.debug, "ok": LogLevel.info})
+
+    def test_challenges_cached(self) -> None:
+        """
+        The challenge values come from templates: a second challenge with
+        the same algorithms reuses them, with its own fresh nonce.
+        """
+        first = challenges(self.decide(request()))
+        second = challenges(self.decide(request()))
+        self.assertEqual(len(self.stage.challenges._templates), 1)
+        self.assertNotEqual(first[0].nonce, second[0].nonce)
+        self.assertEqual(self.nonces.validate(second[0].nonce, REALM).name, "VALID")
+
     def test_strong_challenge(self) -> None:
         """
         A user whose floor is SHA-256 gets one challenge per strong

@@ -71,6 +71,7 @@ from zope.interface import implementer
 
 from sipedge.auth import (
     DEFAULT_ALGORITHMS,
+    ChallengeCache,
     IAlgorithmMemory,
     ISipUser,
     NonceStatus,
@@ -86,7 +87,6 @@ from sipedge.auth import (
 from sipedge.error import ConfigError, MessageParseError
 from sipedge.interfaces import IDialogNeutralStage, IRequestStage
 from sipedge.message import (
-    DigestChallenge,
     DigestCredentials,
     Headers,
     SipURI,
@@ -193,6 +193,8 @@ class DigestAuthStage:
         #: docstring; the algorithm the credentials used (any of
         #: L{sipedge.auth.ALGORITHMS}, C{"other"}), C{"none"} without any.
         self.outcomes: Counter[tuple[str, str]] = Counter()
+        #: The challenges' header values by template (a fresh nonce each).
+        self.challenges = ChallengeCache(_QOP)
 
     def _algorithm_label(self, credentials: DigestCredentials | None) -> str:
         """The algorithm C{credentials} used, as a bounded label: C{none}, C{other}, or ours."""
@@ -421,17 +423,8 @@ class DigestAuthStage:
         self._note(context, result, reason, user, used=used)
         algorithms = challenge_algorithms(self.algorithms, self.floor(user or claimed))
         nonce = self.nonces.issue(self.realm)
-        headers = tuple(
-            (
-                kind.challenge,
-                str(
-                    DigestChallenge(
-                        realm=self.realm, nonce=nonce, algorithm=algorithm, qop=_QOP, stale=stale
-                    )
-                ),
-            )
-            for algorithm in algorithms
-        )
+        values = self.challenges.values(self.realm, algorithms, nonce, stale=stale)
+        headers = tuple((kind.challenge, value) for value in values)
         return Respond(kind.status, None, headers)
 
     def _forbidden(
@@ -464,7 +457,12 @@ class DigestAuthStage:
             security = getattr(context.services, "security", None)
             if security is not None:
                 security.offence(source, "auth-failure", f"{NAME}: {reason} ({user})")
-        log = context.log.info if result in ("ok", "challenged") else context.log.warn
+        # A challenge is every phone's first step (and most of a flood of
+        # REGISTERs and INVITEs from strangers): debug, not a line each.
+        if result == "challenged":
+            log = context.log.debug
+        else:
+            log = context.log.info if result == "ok" else context.log.warn
         log(
             "Digest authentication {result} for {user} from {source}: {reason}",
             rule=NAME,
