@@ -367,6 +367,7 @@ class SipEdgeService(MultiService):
             tls_client_context_factory=ClientTLSContexts(self._tls_settings),
             admission=self.security.admit,
             screen=self.security.screen,
+            stream_screen=self.security.screen_stream,
             taps=taps,
         )
         self.core.transports = self.transports

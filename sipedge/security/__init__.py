@@ -57,7 +57,7 @@ from sipedge.security._reconfigure import (
     reread_bans,
 )
 from sipedge.security._screen import SCREEN_STAT_KEYS, SURGE, Screen
-from sipedge.security._security import STAT_KEYS, Security
+from sipedge.security._security import RETRY_AFTER, STAT_KEYS, Security
 from sipedge.security._tollfraud import (
     TOLL_FRAUD_RULES,
     TOLL_FRAUD_STAT_KEYS,
@@ -83,6 +83,7 @@ __all__ = [
     "MONITOR_RULES",
     "MONITOR_STAT_KEYS",
     "OFFENCE_KINDS",
+    "RETRY_AFTER",
     "SCREEN_STAT_KEYS",
     "STAT_KEYS",
     "SURGE",

@@ -28,6 +28,15 @@ ban check admitted. From a L{sipedge.transport.glance} at the bytes:
 So under a flood from many sources, each within its own budget, the
 unauthenticated work the proxy does is bounded, and the calls of users and
 trunks do not queue behind it.
+
+Over TCP and TLS a message cannot be read without framing it, so the
+stream transports call L{Screen.screen_request} with each request once it
+is parsed, before its transaction, the chain and a challenge: the same
+decisions, from the parsed fields, and the same global budget. A shed
+request there is answered (503 with Retry-After, by
+L{sipedge.security.Security.screen_stream}): a connection's peer cannot be
+spoofed, so the answer amplifies nothing, and a phone over TCP would not
+retransmit a request nobody answered.
 """
 
 from __future__ import annotations
@@ -43,6 +52,16 @@ from sipedge.security._overload import LoadWatch
 from sipedge.transport import glance
 
 __all__ = ["SCREEN_STAT_KEYS", "Screen"]
+
+
+def _claims_dialog(request: Request) -> bool:
+    """A To tag and a Route: the parsed form of the glance's C{in_dialog}."""
+    if "Route" not in request.headers:
+        return False
+    try:
+        return request.to_address.tag is not None
+    except MessageParseError:
+        return False  # the full path answers it as malformed
 
 #: The counters the screen adds to C{Security.stats}.
 SCREEN_STAT_KEYS = ("flood_shed", "flood_shed_overload", "screen_scanner_dropped")
@@ -116,20 +135,60 @@ class Screen:
             if method is None:
                 return True
             user_agent = seen.user_agent
-            if user_agent is not None:
-                scanner = self._user_agents.get(user_agent)
-                if scanner is None:
-                    if len(self._user_agents) >= _USER_AGENTS_KEPT:
-                        self._user_agents.clear()
-                    scanner = security.scanners.match(user_agent) is not None
-                    self._user_agents[user_agent] = scanner
-                if scanner and self._scanner(data, host):
+            if user_agent is not None and self._is_scanners(user_agent):
+                request = self._parsed(data)
+                if request is not None and self._scanner(request, host):
                     return False
             if method == "ACK" or seen.in_dialog:
                 return True
-            klass = method_class(method)
-            if security.limiter.tokens(host, klass, UNAUTHENTICATED, now) < 1:
+            if self._over_own_budget(host, method, now):
                 return True  # the flood stage drops it, and counts the offence
+        return self._take(host, now)
+
+    def screen_request(self, request: Request, host: str) -> str:
+        """
+        The screen for a request already framed and parsed (TCP, TLS): the
+        same decisions as L{screen}, made on the parsed fields. C{"pass"}
+        (on to the chain), C{"drop"} (a scanner's: no answer) or
+        C{"shed"} (unauthenticated work over the global budget, or an
+        overloaded loop: the caller answers it cheaply, or not at all).
+        """
+        security = self._security
+        now = security.clock.seconds()
+        if host in security.trusted or security.allow.is_authenticated(host, now):
+            return "pass"
+        user_agent = request.headers.get("User-Agent")
+        if user_agent is not None and self._is_scanners(user_agent.strip()):
+            if self._scanner(request, host):
+                return "drop"
+        method = request.method
+        if method == "ACK" or _claims_dialog(request):
+            return "pass"
+        if self._over_own_budget(host, method, now):
+            return "pass"
+        return "pass" if self._take(host, now) else "shed"
+
+    def _is_scanners(self, user_agent: str) -> bool:
+        """Whether C{user_agent} matches the scanner list (remembered: a flood repeats one)."""
+        scanner = self._user_agents.get(user_agent)
+        if scanner is None:
+            if len(self._user_agents) >= _USER_AGENTS_KEPT:
+                self._user_agents.clear()
+            scanner = self._security.scanners.match(user_agent) is not None
+            self._user_agents[user_agent] = scanner
+        return scanner
+
+    def _over_own_budget(self, host: str, method: str, now: float) -> bool:
+        limiter = self._security.limiter
+        return bool(limiter.tokens(host, method_class(method), UNAUTHENTICATED, now) < 1)
+
+    def _take(self, host: str, now: float) -> bool:
+        """
+        Count one unauthenticated arrival and take a token of the global
+        budget: C{False} (shed, counted, logged now and then) if there is
+        none or the loop is overloaded under a surge.
+        """
+        security = self._security
         # Unauthenticated arrivals a second (the last whole second and this one).
         if now - self._second >= 1.0:
             self._last_arrivals = self._arrivals if now - self._second < 2.0 else 0
@@ -173,18 +232,20 @@ class Screen:
         self._reported = now
         self._unreported = 0
 
-    def _scanner(self, data: bytes, host: str) -> bool:
-        """
-        Confirm with the full parser that C{data} is a request from a
-        scanner; if so count it, log it and count the offence.
-        """
-        security = self._security
+    def _parsed(self, data: bytes) -> Request | None:
+        """C{data} parsed as a request, or C{None} (the full path answers it as malformed)."""
         try:
             request = parse_datagram(data, self.limits)
         except MessageParseError:
-            return False  # the full path answers it as malformed
-        if not isinstance(request, Request):
-            return False
+            return None
+        return request if isinstance(request, Request) else None
+
+    def _scanner(self, request: Request, host: str) -> bool:
+        """
+        Confirm on the parsed C{request} that it is a scanner's; if so count
+        it, log it and count the offence.
+        """
+        security = self._security
         user_agent = request.headers.get("User-Agent")
         if user_agent is None:
             return False

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 from sipedge import _debug
 from sipedge.interfaces import IBanStore
-from sipedge.message import DEFAULT_LIMITS, Limits
+from sipedge.message import DEFAULT_LIMITS, Limits, Request, Response
 from sipedge.security._accounts import ACCOUNT_STAT_KEYS, AccountGuard
 from sipedge.security._accounts import DATABASE_NAME as ACCOUNTS_DATABASE
 from sipedge.security._address import Network, TrustedNetworks
@@ -34,11 +34,15 @@ from sipedge.security._kernel import KernelBans, run_nft
 from sipedge.security._overload import LoadWatch
 from sipedge.security._screen import SCREEN_STAT_KEYS, Screen
 from sipedge.security._useragent import UserAgentMatcher
+from sipedge.transaction import make_response
 
 if TYPE_CHECKING:
     from sipedge.config import Config
 
-__all__ = ["STAT_KEYS", "Security"]
+__all__ = ["RETRY_AFTER", "STAT_KEYS", "Security"]
+
+#: Seconds a TCP/TLS client whose request was shed is asked to wait.
+RETRY_AFTER = "5"
 
 #: Every counter in L{Security.stats}, each from 0.
 STAT_KEYS = (
@@ -225,6 +229,21 @@ class Security:
         global budget; see L{Screen}.
         """
         return self.screener.screen(data, host)
+
+    def screen_stream(self, request: Request, host: str) -> tuple[Response, ...] | None:
+        """
+        The stream transports' hook for each request parsed from a TCP or
+        TLS connection, before its transaction: C{None} (on to the chain),
+        C{()} (a scanner's: dropped unanswered), or the answer to send
+        instead (unauthenticated work over the global budget: 503 with
+        C{Retry-After}, see L{Screen.screen_request}).
+        """
+        verdict = self.screener.screen_request(request, host)
+        if verdict == "pass":
+            return None
+        if verdict == "drop":
+            return ()
+        return (make_response(request, 503, "Service Unavailable", [("Retry-After", RETRY_AFTER)]),)
 
     def is_banned(self, host: str) -> bool:
         """True if C{host} is banned now."""

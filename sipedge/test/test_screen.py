@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import ConfigError
-from sipedge.message import Limits
+from sipedge.message import Limits, Request, Response, parse_datagram
 from sipedge.security import (
+    RETRY_AFTER,
     SURGE,
     Budget,
     LoadWatch,
@@ -24,8 +29,9 @@ from sipedge.security import (
     SharedBucket,
     parse_security_config,
 )
-from sipedge.testing import RecordingReceiver, capture_log
-from sipedge.transport import SipDatagramProtocol
+from sipedge.testing import FakeReactor, RecordingReceiver, capture_log
+from sipedge.transaction import make_response
+from sipedge.transport import SipDatagramProtocol, SipStreamProtocol, TransportManager
 
 STRANGER = "203.0.113.7"
 OTHER = "203.0.113.8"
@@ -354,3 +360,131 @@ class DatagramScreenHookTests(SynchronousTestCase):
         self.assertEqual((protocol.screened, protocol.received, protocol.keepalives), (1, 1, 1))
         # Keep-alives are not screened.
         self.assertEqual([h for _, h in seen], [STRANGER, PHONE])
+
+
+class StreamScreenTests(SynchronousTestCase):
+    """
+    L{Security.screen_stream}: the screen for requests parsed from TCP/TLS
+    connections, with the same global budget as UDP's.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.security = Security(
+            SecurityConfig(unauthenticated_global_rate=10.0, unauthenticated_global_burst=4.0),
+            clock=self.clock,
+            trusted=[TRUSTED_NET],
+        )
+        self.events = capture_log(self)
+
+    def parsed(self, data: bytes) -> Request:
+        message = parse_datagram(data)
+        assert isinstance(message, Request)
+        return message
+
+    def test_shed_answered_503(self) -> None:
+        """
+        Over the global budget (shared with UDP), a request on a connection
+        is answered 503 with Retry-After, not delivered: the peer of a
+        connection cannot be spoofed, and it would not retransmit.
+        """
+        for i in range(3):
+            self.assertTrue(self.security.screen(request(call_id=str(i)), f"203.0.113.{i}"))
+        self.assertIsNone(self.security.screen_stream(self.parsed(request()), STRANGER))
+        answers = self.security.screen_stream(self.parsed(request(call_id="x")), STRANGER)
+        assert answers is not None
+        [answer] = answers
+        self.assertIsInstance(answer, Response)
+        self.assertEqual((answer.status, answer.headers.get("Retry-After")), (503, RETRY_AFTER))
+        self.assertEqual(answer.headers.get("Call-ID"), "x")
+        self.assertEqual(self.security.stats["flood_shed"], 1)
+
+    def test_never_shed(self) -> None:
+        """Trusted and authenticated peers, ACKs and dialog claims pass a spent budget."""
+        while self.security.screen(request(), "203.0.113.99"):
+            pass
+        screen = self.security.screen_stream
+        self.assertIsNone(screen(self.parsed(request()), TRUNK))
+        self.security.note_authenticated(PHONE, "alice", self.clock.seconds() + 60)
+        self.assertIsNone(screen(self.parsed(request()), PHONE))
+        self.assertIsNone(screen(self.parsed(request("ACK", to_tag=True)), STRANGER))
+        self.assertIsNone(screen(self.parsed(request("BYE", to_tag=True, route=True)), STRANGER))
+        self.assertIsNotNone(screen(self.parsed(request("BYE", to_tag=True)), STRANGER))
+
+    def test_over_own_budget_goes_on(self) -> None:
+        """A peer over its own budget goes on to the flood stage, which counts the offence."""
+        while self.security.screen(request(), "203.0.113.99"):
+            pass
+        limiter = self.security.limiter
+        while limiter.take(STRANGER, "invite", "unauthenticated", 0.0).name == "ADMIT":
+            pass
+        self.assertIsNone(self.security.screen_stream(self.parsed(request()), STRANGER))
+
+    def test_scanner_dropped_unanswered(self) -> None:
+        """A scanner's request on a connection is dropped without an answer and bans it."""
+        answers = self.security.screen_stream(
+            self.parsed(request(user_agent="friendly-scanner")), STRANGER
+        )
+        self.assertEqual(answers, ())
+        self.assertTrue(self.security.is_banned(STRANGER))
+        self.assertEqual(self.security.stats["screen_scanner_dropped"], 1)
+
+    def test_off(self) -> None:
+        """With the global budget off, only scanners are stopped."""
+        security = Security(SecurityConfig(unauthenticated_global_rate=0), clock=self.clock)
+        for i in range(50):
+            self.assertIsNone(security.screen_stream(self.parsed(request(call_id=str(i))), OTHER))
+
+
+class StreamScreenHookTests(SynchronousTestCase):
+    """L{SipStreamProtocol}'s C{screen} hook, and the manager passing it on."""
+
+    def connect(self, screen: Any) -> tuple[SipStreamProtocol, StringTransport, RecordingReceiver]:
+        receiver = RecordingReceiver()
+        protocol = SipStreamProtocol(receiver, clock=Clock(), idle_timeout=None, screen=screen)
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "198.51.100.1", 5060),
+            peerAddress=IPv4Address("TCP", STRANGER, 40000),
+        )
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost, Failure(ConnectionDone()))
+        return protocol, transport, receiver
+
+    def test_answered_not_delivered(self) -> None:
+        """
+        A request the screen answers is not delivered; its answers are
+        written on the connection; responses are never screened; a request
+        it passes is delivered.
+        """
+        seen: list[tuple[str | None, str]] = []
+        busy = self.parsed_response()
+
+        def screen(message: Request, host: str) -> tuple[Response, ...] | None:
+            seen.append((message.headers.get("Call-ID"), host))
+            return (busy,) if message.headers.get("Call-ID") == "shed" else None
+
+        protocol, transport, receiver = self.connect(screen)
+        protocol.dataReceived(request(call_id="shed") + request(call_id="ok") + RESPONSE)
+        self.assertEqual([m.headers.get("Call-ID") for m, _ in receiver.messages], ["ok", "r"])
+        self.assertEqual(seen, [("shed", STRANGER), ("ok", STRANGER)])
+        self.assertTrue(transport.value().startswith(b"SIP/2.0 503 "))
+        self.assertEqual((protocol.screened, protocol.received), (1, 2))
+
+    def test_dropped(self) -> None:
+        """An empty answer drops the request silently."""
+        protocol, transport, receiver = self.connect(lambda message, host: ())
+        protocol.dataReceived(request())
+        self.assertEqual((receiver.messages, transport.value(), protocol.screened), ([], b"", 1))
+
+    def parsed_response(self) -> Response:
+        message = parse_datagram(request())
+        assert isinstance(message, Request)
+        return make_response(message, 503, headers=[("Retry-After", "5")])
+
+    def test_manager_passes_it(self) -> None:
+        """L{TransportManager} gives C{stream_screen} to the connections it accepts."""
+        screen: Any = object()
+        manager = TransportManager(RecordingReceiver(), FakeReactor(), stream_screen=screen)
+        protocol = manager._accept("TCP", IPv4Address("TCP", STRANGER, 40000))
+        assert protocol is not None
+        self.assertIs(protocol._screen, screen)

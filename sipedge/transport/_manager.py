@@ -39,7 +39,7 @@ from sipedge.transport._v6only import listen_tcp, listen_udp
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
 
-    from sipedge.message import Message
+    from sipedge.message import Message, Request
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -93,6 +93,7 @@ class TransportManager:
         tls_client_context_factory: Callable[[str], Any] | None = None,
         admission: Callable[[str], bool] | None = None,
         screen: Callable[[bytes, str], bool] | None = None,
+        stream_screen: Callable[[Request, str], Sequence[Message] | None] | None = None,
         taps: Sequence[IMessageTap] = (),
     ) -> None:
         """
@@ -120,6 +121,9 @@ class TransportManager:
         @param screen: called with each UDP datagram and its source
             address before the parse (C{sipedge.security.Security.screen});
             one it refuses is dropped unparsed. C{None} parses everything.
+        @param stream_screen: called with each request parsed from a
+            TCP/TLS connection and its source before its delivery
+            (C{Security.screen_stream}); see L{SipStreamProtocol}.
         @param taps: see every message received (after admission) and
             every message sent, in order: counters, a HEP capture.
         """
@@ -136,6 +140,7 @@ class TransportManager:
         self._tls_client = tls_client_context_factory
         self._admission = admission
         self._screen = screen
+        self._stream_screen = stream_screen
         #: Incoming connections refused by C{admission}.
         self.refused = 0
         #: TLS connections made (before their handshake), and those lost
@@ -473,6 +478,7 @@ class TransportManager:
             idle_timeout=self._idle_timeout,
             controller=self,
             admission=self._admission,
+            screen=self._stream_screen,
         )
         self._keys[protocol] = set()
         self._per_source[source] += 1

@@ -6,7 +6,7 @@ protocol for both; TLS is the TLS wrapper under it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
@@ -101,6 +101,7 @@ class SipStreamProtocol(Protocol):
         controller: _Controller | None = None,
         requested_flow: Flow | None = None,
         admission: Callable[[str], bool] | None = None,
+        screen: Callable[[Request, str], Sequence[Message] | None] | None = None,
     ) -> None:
         """
         @param receiver: where messages go.
@@ -116,6 +117,11 @@ class SipStreamProtocol(Protocol):
         @param admission: called with the peer's address on each read; if
             it returns C{False} the bytes are dropped unparsed, counted in
             C{refused}, and the connection is closed. C{None} admits all.
+        @param screen: called with each request parsed (its Via stamped)
+            and the peer's address before it is delivered
+            (C{sipedge.security.Security.screen_stream}): C{None} delivers
+            it; otherwise it is not delivered, counted in C{screened}, and
+            the messages returned (an answer, or none) are written instead.
         """
         self.name = transport_name.upper()
         self._receiver = receiver
@@ -125,6 +131,7 @@ class SipStreamProtocol(Protocol):
         self._controller = controller
         self.requested_flow = requested_flow
         self._admission = admission
+        self._screen = screen
         self.flow: Flow | None = None
         self.local_host: str | None = None
         self.local_port: int | None = None
@@ -139,6 +146,7 @@ class SipStreamProtocol(Protocol):
         self.pings = 0
         self.pongs = 0
         self.refused = 0
+        self.screened = 0
 
     def __repr__(self) -> str:
         return f"<SipStreamProtocol {self.flow or self.requested_flow}>"
@@ -339,6 +347,14 @@ class SipStreamProtocol(Protocol):
                     data = b""
                 self._tell_malformed(data, error)
                 return
+            screen = self._screen
+            if screen is not None:
+                answers = screen(message, flow.remote_host)
+                if answers is not None:
+                    self.screened += 1
+                    for answer in answers:
+                        self.send_message(answer)
+                    return
         self.received += 1
         try:
             self._receiver.message_received(message, flow)
