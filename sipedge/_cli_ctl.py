@@ -188,6 +188,10 @@ def run_ctl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if status >= 400:
         print(f"sipedge ctl: {status}: {answer.get('error', answer)}", file=err)
         return 1
+    missing = answer.get("workers", {}).get("missing") if isinstance(answer, dict) else None
+    if missing:
+        print(f"sipedge ctl: {missing} worker(s) did not answer: what follows lacks theirs",
+              file=err)
     if args.json:
         print(json.dumps(answer, indent=2), file=out)
         return 0
@@ -195,7 +199,8 @@ def run_ctl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _table(out, answer["registrations"], ["aor", "contact", "expires_in", "flow"])
     elif command == "calls":
         rows = [{**call, "media": _media_cell(call.get("media"))} for call in answer["calls"]]
-        _table(out, rows, ["call_id", "caller_tag", "callee_tag", "media"])
+        worker = ["worker"] if any("worker" in row for row in rows) else []
+        _table(out, rows, ["call_id", "caller_tag", "callee_tag", *worker, "media"])
     elif command == "bans":
         _table(out, answer["bans"], ["address", "expires_in", "count", "reason"])
     elif command == "reload":

@@ -446,7 +446,7 @@ class SipEdgeService(MultiService):
             try:
                 tls = admin_tls_context(self.config.admin, self._tls_settings, self._reactor,
                                         self.server_tls)
-                self._admin_port = listen_admin(self._reactor, admin, admin_site(resource), tls)
+                self._admin_port = self._listen_http(admin, admin_site(resource), tls)
             except (CannotListenError, ConfigError) as e:
                 self.transports.close()
                 raise SystemExit(f"sipedge: cannot serve the admin API on {admin}: "
@@ -461,9 +461,7 @@ class SipEdgeService(MultiService):
         metrics = self.config.metrics.listen
         if metrics is not None:
             try:
-                self._metrics_port = self._reactor.listenTCP(
-                    metrics.port, metrics_site(self.metrics_registry), interface=metrics.host
-                )
+                self._metrics_port = self._listen_http(metrics, metrics_site(self.metrics_registry))
             except CannotListenError as e:
                 self.transports.close()
                 raise SystemExit(
@@ -476,6 +474,10 @@ class SipEdgeService(MultiService):
                 port=address.port,
             )
         super().privilegedStartService()
+
+    def _listen_http(self, listen: Any, site: Any, tls: Any = None) -> Any:
+        """Serve C{site} on C{listen} (a worker: on a socket its supervisor bound)."""
+        return listen_admin(self._reactor, listen, site, tls)
 
     def startService(self) -> None:
         # Everything built so far lives as long as the process: keep it out

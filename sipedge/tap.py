@@ -131,9 +131,9 @@ def makeService(options: Options) -> Any:
     # Read again on reload (absolute: twistd may change directory).
     path = os.path.abspath(options["config"]) if options["config"] else None
     overrides = options.overrides
-    if isinstance(service, WorkerService):  # as it runs: admin and metrics on worker 0 only
-        index = service.spec.index
-        overrides = lambda config: worker_config(options.overrides(config), index)  # noqa: E731
+    if isinstance(service, WorkerService):  # as it runs: admin and metrics on private ports
+        spec = service.spec
+        overrides = lambda config: worker_config(options.overrides(config), spec)  # noqa: E731
     service.config_source = ConfigSource(path, overrides)
     # [log] level and format, written where twistd would have logged.
     output = twistd_log_output(getattr(options, "parent", None))

@@ -12,29 +12,46 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import ILogObserver, Logger
 
+from sipedge._reload import tls_settings
+from sipedge.admin import (
+    TOKEN_FILE,
+    WorkersAdminResource,
+    admin_site,
+    admin_tls_context,
+    listen_admin,
+    read_or_make_token,
+)
 from sipedge.config import Config
 from sipedge.error import ConfigError
+from sipedge.metrics import TcpListen, WorkersMetricsResource, workers_metrics_site
 from sipedge.process import (
+    ADMIN,
     CHANNEL,
+    CHANNEL_HOST,
+    METRICS,
     OWN,
     READY_MARK,
     WorkerChannel,
+    WorkerHTTP,
     WorkerRouter,
     WorkerSocket,
     WorkerSpec,
     WorkerSupervisor,
     WorkerTransportManager,
     bind_group,
+    bind_private,
     channel_ports,
     own_addresses,
+    private_port,
 )
 from sipedge.service import SipEdgeService
 from sipedge.transport import ReloadableServerContext
@@ -44,18 +61,28 @@ __all__ = ["SupervisorService", "WorkerService", "worker_config"]
 _PR_SET_PDEATHSIG = 1
 
 
-def worker_config(config: Config, index: int) -> Config:
+def worker_config(config: Config, spec: WorkerSpec) -> Config:
     """
-    The configuration worker C{index} runs: the admin API and the metrics
-    endpoint are served by worker 0 alone, and an advertised address keeps
-    its host but not its port (each worker names its own port).
+    The configuration the worker C{spec} describes runs: the admin API and
+    the metrics on the private ports its supervisor bound for it (plain
+    HTTP on loopback; the supervisor serves the public ones and asks the
+    workers), and an advertised address keeps its host but not its port
+    (each worker names its own port).
     """
-    if index != 0:
-        config = attrs.evolve(
-            config,
-            admin=attrs.evolve(config.admin, listen=None),
-            metrics=attrs.evolve(config.metrics, listen=None),
-        )
+    admin_port = private_port(spec.sockets, ADMIN)
+    metrics_port = private_port(spec.sockets, METRICS)
+    config = attrs.evolve(
+        config,
+        admin=attrs.evolve(
+            config.admin,
+            listen=None if admin_port is None else TcpListen(CHANNEL_HOST, admin_port),
+            tls=False, certificate=None, private_key=None,
+        ),
+        metrics=attrs.evolve(
+            config.metrics,
+            listen=None if metrics_port is None else TcpListen(CHANNEL_HOST, metrics_port),
+        ),
+    )
     advertise = config.sip.advertise
     if advertise is not None and advertise.port is not None:
         config = attrs.evolve(
@@ -89,7 +116,7 @@ class WorkerService(SipEdgeService):
         self.spec = spec
         self.router: WorkerRouter | None = None
         self._channel_port: Any = None
-        super().__init__(worker_config(config, spec.index), reactor)
+        super().__init__(worker_config(config, spec), reactor)
         assert self.router is not None
         self.router.transports = self.transports
         self.transports.router = self.router
@@ -124,6 +151,13 @@ class WorkerService(SipEdgeService):
             d.addBoth(lambda result: maybeDeferred(port.stopListening).addBoth(lambda _: result))
         return d
 
+    def _listen_http(self, listen: Any, site: Any, tls: Any = None) -> Any:
+        """The admin API or the metrics, on the private socket the supervisor bound."""
+        for s in self.spec.sockets:
+            if s.role in (ADMIN, METRICS) and (s.host, s.port) == (listen.host, listen.port):
+                return self._reactor.adoptStreamPort(s.fd, socket.AF_INET, site)
+        return super()._listen_http(listen, site, tls)
+
     def _listen_one(self, s: WorkerSocket) -> Any:
         if s.transport == "UDP":
             return self.transports.listen_udp(s.host, s.port, fd=s.fd)
@@ -141,6 +175,8 @@ class WorkerService(SipEdgeService):
                 if s.role == CHANNEL:
                     self._listen_channel(s)
                     continue
+                if s.role in (ADMIN, METRICS):
+                    continue  # served as HTTP (_listen_http)
                 t = self._listen_one(s)
             except (CannotListenError, OSError) as e:
                 self.transports.close()
@@ -198,6 +234,19 @@ class SupervisorService(Service):
         self._sockets: list[Any] = []
         self.specs: tuple[WorkerSpec, ...] = ()
         self.supervisor: WorkerSupervisor | None = None
+        self._http_ports: list[Any] = []
+        self._admin_tls: ReloadableServerContext | None = None
+        #: The admin API's bearer token (the workers read the same file).
+        self.admin_token: str | None = None
+        admin = config.admin
+        if admin.listen is not None:
+            state_dir = Path(config.state.path)
+            try:
+                state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as e:
+                raise ConfigError(f"state.path: cannot create {state_dir}: {e.strerror}") from None
+            self.admin_token = read_or_make_token(admin.token_file or state_dir / TOKEN_FILE,
+                                                  make=admin.token_file is None)
 
     def setServiceParent(self, parent: Any) -> None:
         """As L{SipEdgeService.setServiceParent}: hand twistd our log observer."""
@@ -214,8 +263,20 @@ class SupervisorService(Service):
             raise SystemExit(f"sipedge: cannot listen on {e.strerror}") from None
         own = own_addresses(per_worker)
         channels = channel_ports(per_worker)
+        private: dict[str, list[WorkerSocket]] = {}
+        for role, listen in ((ADMIN, self.config.admin.listen),
+                             (METRICS, self.config.metrics.listen)):
+            if listen is not None:
+                try:
+                    private[role], opened = bind_private(role, self.count)
+                except OSError as e:
+                    self._close_sockets()
+                    raise SystemExit(f"sipedge: cannot listen on {CHANNEL_HOST} for the"
+                                     f" workers' {role}: {e.strerror}") from None
+                self._sockets += opened
         self.specs = tuple(
-            WorkerSpec(index, self.count, tuple(sockets), own, channels)
+            WorkerSpec(index, self.count,
+                       (*sockets, *(mine[index] for mine in private.values())), own, channels)
             for index, sockets in enumerate(per_worker)
         )
         for s in per_worker[0]:
@@ -232,7 +293,80 @@ class SupervisorService(Service):
             env=os.environ,
             on_ready=self._ready,
         )
+        self._serve_admin(private.get(ADMIN, []))
+        self._serve_metrics(private.get(METRICS, []))
         super().privilegedStartService()
+
+    def _serving(self) -> list[int]:
+        return [] if self.supervisor is None else self.supervisor.serving
+
+    def _serve_admin(self, private: list[WorkerSocket]) -> None:
+        """The public admin API, asking the workers on their C{private} sockets."""
+        listen = self.config.admin.listen
+        if listen is None or self.admin_token is None:
+            return
+        http = WorkerHTTP(self._reactor, {index: s.port for index, s in enumerate(private)})
+        resource = WorkersAdminResource(
+            self.admin_token, self._reactor, http.request, self._serving, self.count,
+            shared_relay=self.config.media.relay is not None,
+        )
+        try:
+            settings = tls_settings(self.config, str(Path(self.config.state.path)))
+            self._admin_tls = admin_tls_context(self.config.admin, settings, self._reactor)
+            port = listen_admin(self._reactor, listen, admin_site(resource), self._admin_tls)
+        except (CannotListenError, ConfigError) as e:
+            self._close_sockets()
+            raise SystemExit(f"sipedge: cannot serve the admin API on {listen}: "
+                             f"{getattr(e, 'socketError', e)}") from None
+        self._http_ports.append(port)
+        address: Any = port.getHost()
+        self._log.info(
+            "Serving the admin API on {scheme}://{host}:{port}/api/v1/ ({count} workers)",
+            scheme="http" if self._admin_tls is None else "https",
+            host=f"[{address.host}]" if ":" in address.host else address.host,
+            port=address.port, count=self.count,
+        )
+
+    def _serve_metrics(self, private: list[WorkerSocket]) -> None:
+        """The public C{/metrics}, scraping the workers on their C{private} sockets."""
+        listen = self.config.metrics.listen
+        if listen is None:
+            return
+        http = WorkerHTTP(self._reactor, {index: s.port for index, s in enumerate(private)})
+
+        def scrape(index: int) -> Deferred[str]:
+            def text(answer: Any) -> str:
+                if answer.status != 200:
+                    raise ValueError(f"HTTP status {answer.status}")
+                return str(answer.body.decode("utf-8"))
+
+            return http.request(index, "GET", "/metrics").addCallback(text)
+
+        resource = WorkersMetricsResource(
+            scrape, self._serving,
+            lambda: [] if self.supervisor is None else self.supervisor.started,
+        )
+        try:
+            port = listen_admin(self._reactor, listen, workers_metrics_site(resource))
+        except CannotListenError as e:
+            self._close_sockets()
+            raise SystemExit(f"sipedge: cannot serve metrics on {listen}: {e.socketError}"
+                             ) from None
+        self._http_ports.append(port)
+        address: Any = port.getHost()
+        self._log.info(
+            "Serving Prometheus metrics on http://{host}:{port}/metrics ({count} workers)",
+            host=f"[{address.host}]" if ":" in address.host else address.host,
+            port=address.port, count=self.count,
+        )
+
+    def _close_sockets(self) -> None:
+        for port in self._http_ports:
+            port.stopListening()
+        self._http_ports = []
+        for sock in self._sockets:
+            sock.close()
+        self._sockets = []
 
     def _ready(self) -> None:
         self._log.info(
@@ -256,6 +390,11 @@ class SupervisorService(Service):
         self._log.info("Reloading (SIGHUP): passing it on to every worker")
         if self.supervisor is not None:
             self.supervisor.signal_all("HUP")
+        if self._admin_tls is not None:
+            try:
+                self._admin_tls.reload()
+            except ConfigError as e:
+                self._log.error("The admin API keeps its certificate: {error}", error=str(e))
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -263,12 +402,13 @@ class SupervisorService(Service):
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
         assert self.supervisor is not None
-        d = self.supervisor.stopService()
+        ports, self._http_ports = self._http_ports, []
+        d = DeferredList(
+            [self.supervisor.stopService(), *(maybeDeferred(p.stopListening) for p in ports)],
+            consumeErrors=True,
+        )
 
-        def close(result: object) -> object:
-            for sock in self._sockets:
-                sock.close()
-            self._sockets = []
-            return result
+        def close(result: object) -> None:
+            self._close_sockets()
 
         return d.addBoth(close)

@@ -5,6 +5,7 @@ C{sipedge ctl} and an operator's scripts. See C{doc/admin-api.md}.
 
 from sipedge.admin._api import API_PREFIX, AdminResource, admin_site
 from sipedge.admin._config import TOKEN_FILE, AdminConfig
+from sipedge.admin._fanout import WorkersAdminResource, sum_counters
 from sipedge.admin._tls import admin_tls_context, listen_admin
 from sipedge.admin._token import read_or_make_token
 
@@ -13,8 +14,10 @@ __all__ = [
     "TOKEN_FILE",
     "AdminConfig",
     "AdminResource",
+    "WorkersAdminResource",
     "admin_site",
     "admin_tls_context",
     "listen_admin",
     "read_or_make_token",
+    "sum_counters",
 ]

@@ -267,6 +267,9 @@ class AdminResource(Resource):
         return {"ended": call_id, "dialogs": ended}
 
     def _get_bans(self, query: dict[str, str]) -> dict[str, Any]:
+        # Bring this process's view up to date first (what the periodic
+        # purge does): a ban made by another worker is in force here now.
+        self._service.security.purge()
         now = self._clock.seconds()
         bans = self._service.security.bans
         rows = [_ban(b, now) for b in bans.list(now) if query.get("address", "") in b.source]

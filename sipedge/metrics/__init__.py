@@ -9,6 +9,11 @@ and media relay keep anyway, when Prometheus scrapes C{/metrics}
 from sipedge.metrics._collector import MetricSources, SipEdgeCollector
 from sipedge.metrics._config import MetricsConfig, MetricsListen, TcpListen
 from sipedge.metrics._lag import LoopLag
+from sipedge.metrics._merge import (
+    WorkersMetricsResource,
+    merge_expositions,
+    workers_metrics_site,
+)
 from sipedge.metrics._messages import KNOWN_METHODS, MessageCounter
 from sipedge.metrics._registry import service_registry
 from sipedge.metrics._web import MetricsResource, metrics_site
@@ -23,6 +28,9 @@ __all__ = [
     "MetricsResource",
     "SipEdgeCollector",
     "TcpListen",
+    "WorkersMetricsResource",
+    "merge_expositions",
     "metrics_site",
     "service_registry",
+    "workers_metrics_site",
 ]

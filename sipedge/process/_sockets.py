@@ -25,16 +25,20 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 __all__ = [
+    "ADMIN",
     "CHANNEL",
     "CHANNEL_HOST",
+    "METRICS",
     "OWN",
     "SHARED",
     "WorkerSocket",
     "WorkerSpec",
     "bind_group",
+    "bind_private",
     "bind_socket",
     "channel_ports",
     "own_addresses",
+    "private_port",
 ]
 
 #: The role of a socket bound on the public address, shared by all workers.
@@ -43,6 +47,12 @@ SHARED = "shared"
 OWN = "own"
 #: The role of a worker's end of the channel between workers (UDP, loopback).
 CHANNEL = "channel"
+
+#: The role of a worker's private admin API socket (TCP, loopback): the
+#: supervisor serves the public one and asks each worker on its own.
+ADMIN = "admin"
+#: The role of a worker's private metrics socket (TCP, loopback).
+METRICS = "metrics"
 
 #: Where the workers' channel sockets listen.
 CHANNEL_HOST = "127.0.0.1"
@@ -60,7 +70,8 @@ class WorkerSocket:
     One listening socket of a worker.
 
     @ivar transport: C{"UDP"}, C{"TCP"} or C{"TLS"}.
-    @ivar role: L{SHARED} (the public address), L{OWN} or L{CHANNEL}.
+    @ivar role: L{SHARED} (the public address), L{OWN}, L{CHANNEL}, or
+        L{ADMIN} or L{METRICS} (HTTP on loopback, for the supervisor).
     @ivar host: the address it is bound to, as configured.
     @ivar port: the port it is bound to.
     @ivar fd: its file descriptor (the same number in the supervisor and
@@ -68,7 +79,7 @@ class WorkerSocket:
     """
 
     transport: str = attrs.field(validator=attrs.validators.in_(_TRANSPORTS))
-    role: str = attrs.field(validator=attrs.validators.in_((SHARED, OWN, CHANNEL)))
+    role: str = attrs.field(validator=attrs.validators.in_((SHARED, OWN, CHANNEL, ADMIN, METRICS)))
     host: str
     port: int
     fd: int
@@ -224,6 +235,36 @@ def bind_group(
             sock.close()
         raise
     return per_worker, opened
+
+
+def bind_private(role: str, count: int) -> tuple[list[WorkerSocket], list[socket.socket]]:
+    """
+    One listening TCP socket on L{CHANNEL_HOST} per worker, on a port the
+    system picks, in C{role} (L{ADMIN} or L{METRICS}): the supervisor asks
+    worker C{index} there, and the port stays the same when it restarts.
+
+    @return: per worker its socket, and the socket objects (keep them
+        open while the workers run).
+    @raise OSError: if one cannot be bound (those bound are closed).
+    """
+    found: list[WorkerSocket] = []
+    opened: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = bind_socket("TCP", CHANNEL_HOST, 0, reuse_port=False)
+            opened.append(sock)
+            found.append(WorkerSocket("TCP", role, CHANNEL_HOST, sock.getsockname()[1],
+                                      sock.fileno()))
+    except BaseException:
+        for sock in opened:
+            sock.close()
+        raise
+    return found, opened
+
+
+def private_port(sockets: Sequence[WorkerSocket], role: str) -> int | None:
+    """The port of the socket in C{role} among C{sockets}, or C{None}."""
+    return next((s.port for s in sockets if s.role == role), None)
 
 
 def channel_ports(per_worker: Sequence[Sequence[WorkerSocket]]) -> tuple[int, ...]:

@@ -131,6 +131,11 @@ class WorkerSupervisor(Service):
                 found[index] = pid
         return found
 
+    @property
+    def serving(self) -> list[int]:
+        """The indexes of the workers running and serving (said L{READY_MARK})."""
+        return sorted(index for index in self._ready if index in self._workers)
+
     def startService(self) -> None:
         super().startService()
         for index in range(self.count):
@@ -181,6 +186,7 @@ class WorkerSupervisor(Service):
         index = protocol.index
         if self._workers.get(index) is protocol:
             del self._workers[index]
+            self._ready.discard(index)
         if self._stopping is not None:
             self._log.info("Worker {index} stopped", index=index)
             if not self._workers:

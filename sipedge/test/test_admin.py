@@ -210,6 +210,21 @@ class ApiTests(SynchronousTestCase):
         self.assertIn("delete element inet sipedge banned4 { 192.0.2.98 }", scripts[-1])
         self.assertTrue(any(e.get("rule") == "admin" for e in self.events))
 
+    def test_listing_bans_loads_others(self) -> None:
+        """
+        Listing the bans brings this process's view up to date: a ban
+        another process (another worker) made in the shared file stops the
+        address here at once, not at the next purge.
+        """
+        other = build_service(self.service.config, self.reactor)
+        self.addCleanup(other.stopService)
+        self.assertIsNotNone(other.security.bans.ban("192.0.2.98", "other", 1_800_000_000.0,
+                                                     duration=600))
+        self.assertTrue(self.service.security.admit("192.0.2.98"))
+        listed = self.call("GET", "/api/v1/bans")[1]
+        self.assertEqual([b["address"] for b in listed["bans"]], ["192.0.2.98"])
+        self.assertFalse(self.service.security.admit("192.0.2.98"))
+
     def test_calls(self) -> None:
         """Calls are listed and ended through the dialog table; unknown ones are 404."""
         fake = _FakeDialogs()

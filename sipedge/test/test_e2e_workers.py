@@ -12,12 +12,17 @@ given worker through its own port to show which one does what.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -157,6 +162,42 @@ class _TcpPhone:
         )
 
 
+def _invite(caller: _Socket, callee: _Socket, port: int) -> tuple[str, str]:
+    """An INVITE from C{caller} (trusted) to C{callee}'s address, sent to C{port}."""
+    call_id = uuid.uuid4().hex
+    branch = "z9hG4bK" + uuid.uuid4().hex[:12]
+    caller.send(
+        f"INVITE sip:service@127.0.0.1:{callee.port} SIP/2.0\n"
+        f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch={branch};rport\n"
+        "Max-Forwards: 70\n"
+        f"From: <sip:alice@{caller.host}>;tag=a1\n"
+        f"To: <sip:service@127.0.0.1:{callee.port}>\n"
+        f"Call-ID: {call_id}\n"
+        "CSeq: 1 INVITE\n"
+        f"Contact: <sip:alice@{caller.host}:{caller.port}>\n"
+        "Content-Length: 0\n\n",
+        ("127.0.0.1", port),
+    )
+    return call_id, branch
+
+
+def _answer(callee: _Socket, request: Request, status: str, tag: str = "b1") -> None:
+    """Answer C{request} from C{callee} to its top Via (as a phone does)."""
+    via = request.top_via
+    headers = "".join(f"Via: {v}\n" for v in request.headers.get_all("Via"))
+    rr = "".join(f"Record-Route: {v}\n" for v in request.headers.get_all("Record-Route"))
+    callee.send(
+        f"SIP/2.0 {status}\n{headers}{rr}"
+        f"From: {request.header('From')}\n"
+        f"To: {request.header('To')};tag={tag}\n"
+        f"Call-ID: {request.header('Call-ID')}\n"
+        f"CSeq: {request.header('CSeq')}\n"
+        f"Contact: <sip:service@127.0.0.1:{callee.port}>\n"
+        "Content-Length: 0\n\n",
+        (via.host, via.port or 5060),
+    )
+
+
 class WorkerTests(SynchronousTestCase):
     """Two workers behind one public address."""
 
@@ -205,40 +246,6 @@ class WorkerTests(SynchronousTestCase):
         self.calls(10, self.own[1]["UDP"])
         self.calls(5, self.proxy.ports["UDP"])
 
-    def invite(self, caller: _Socket, callee: _Socket, port: int) -> tuple[str, str]:
-        """An INVITE from C{caller} (trusted) to C{callee}'s address, sent to C{port}."""
-        call_id = uuid.uuid4().hex
-        branch = "z9hG4bK" + uuid.uuid4().hex[:12]
-        caller.send(
-            f"INVITE sip:service@127.0.0.1:{callee.port} SIP/2.0\n"
-            f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch={branch};rport\n"
-            "Max-Forwards: 70\n"
-            f"From: <sip:alice@{caller.host}>;tag=a1\n"
-            f"To: <sip:service@127.0.0.1:{callee.port}>\n"
-            f"Call-ID: {call_id}\n"
-            "CSeq: 1 INVITE\n"
-            f"Contact: <sip:alice@{caller.host}:{caller.port}>\n"
-            "Content-Length: 0\n\n",
-            ("127.0.0.1", port),
-        )
-        return call_id, branch
-
-    def answer(self, callee: _Socket, request: Request, status: str, tag: str = "b1") -> None:
-        """Answer C{request} from C{callee} to its top Via (as a phone does)."""
-        via = request.top_via
-        headers = "".join(f"Via: {v}\n" for v in request.headers.get_all("Via"))
-        rr = "".join(f"Record-Route: {v}\n" for v in request.headers.get_all("Record-Route"))
-        callee.send(
-            f"SIP/2.0 {status}\n{headers}{rr}"
-            f"From: {request.header('From')}\n"
-            f"To: {request.header('To')};tag={tag}\n"
-            f"Call-ID: {request.header('Call-ID')}\n"
-            f"CSeq: {request.header('CSeq')}\n"
-            f"Contact: <sip:service@127.0.0.1:{callee.port}>\n"
-            "Content-Length: 0\n\n",
-            (via.host, via.port or 5060),
-        )
-
     def test_via_and_record_route_name_the_worker(self) -> None:
         """
         What a worker forwards names its own port in Via and Record-Route,
@@ -248,13 +255,13 @@ class WorkerTests(SynchronousTestCase):
         """
         for worker in (0, 1):
             caller, callee = _Socket(self, "127.0.0.10"), _Socket(self)
-            self.invite(caller, callee, self.own[worker]["UDP"])
+            _invite(caller, callee, self.own[worker]["UDP"])
             request, _ = callee.receive("INVITE")
             assert isinstance(request, Request)
             self.assertEqual(request.top_via.port, self.own[worker]["UDP"], self.why())
             (rr,) = request.record_routes
             self.assertEqual(getattr(rr.uri, "port", None), self.own[worker]["UDP"])
-            self.answer(callee, request, "200 OK")
+            _answer(callee, request, "200 OK")
             response, _ = caller.receive("200")
             assert isinstance(response, Response)
             callee.send(
@@ -282,10 +289,10 @@ class WorkerTests(SynchronousTestCase):
         public = self.proxy.ports["UDP"]
         for _ in range(4):
             caller, callee = _Socket(self, "127.0.0.10"), _Socket(self)
-            call_id, branch = self.invite(caller, callee, public)
+            call_id, branch = _invite(caller, callee, public)
             request, _ = callee.receive("INVITE")
             assert isinstance(request, Request)
-            self.answer(callee, request, "180 Ringing")
+            _answer(callee, request, "180 Ringing")
             caller.receive("180")
             caller.send(
                 f"CANCEL sip:service@127.0.0.1:{callee.port} SIP/2.0\n"
@@ -300,8 +307,8 @@ class WorkerTests(SynchronousTestCase):
             self.assertEqual(ok.header("CSeq"), "1 CANCEL")
             cancel, _ = callee.receive("CANCEL")
             assert isinstance(cancel, Request)
-            self.answer(callee, cancel, "200 OK")
-            self.answer(callee, request, "487 Request Terminated")
+            _answer(callee, cancel, "200 OK")
+            _answer(callee, request, "487 Request Terminated")
             final, _ = caller.receive("487")
             self.assertEqual(final.header("Call-ID"), call_id)
 
@@ -372,7 +379,7 @@ class WorkerTests(SynchronousTestCase):
             )
             bye, _ = caller.receive("BYE")
             assert isinstance(bye, Request)
-            self.answer(caller, bye, "200 OK", tag=f"a{worker}")
+            _answer(caller, bye, "200 OK", tag=f"a{worker}")
             done = phone.receive("200")
             self.assertEqual(done.header("CSeq"), "2 BYE")
 
@@ -388,10 +395,10 @@ class WorkerTests(SynchronousTestCase):
             caller, canceller, callee = (
                 _Socket(self, "127.0.0.10"), _Socket(self, "127.0.0.10"), _Socket(self)
             )
-            call_id, branch = self.invite(caller, callee, public)
+            call_id, branch = _invite(caller, callee, public)
             request, _ = callee.receive("INVITE")
             assert isinstance(request, Request)
-            self.answer(callee, request, "180 Ringing")
+            _answer(callee, request, "180 Ringing")
             caller.receive("180")
             canceller.send(
                 f"CANCEL sip:service@127.0.0.1:{callee.port} SIP/2.0\n"
@@ -406,8 +413,8 @@ class WorkerTests(SynchronousTestCase):
             self.assertEqual(ok.header("CSeq"), "1 CANCEL", self.why())
             cancel, _ = callee.receive("CANCEL")
             assert isinstance(cancel, Request)
-            self.answer(callee, cancel, "200 OK")
-            self.answer(callee, request, "487 Request Terminated")
+            _answer(callee, cancel, "200 OK")
+            _answer(callee, request, "487 Request Terminated")
             final, _ = caller.receive("487")
             self.assertEqual(final.header("Call-ID"), call_id)
 
@@ -470,6 +477,138 @@ class WorkerTests(SynchronousTestCase):
         self.proxy.stop()
         for pid in pids.values():
             _wait(lambda pid=pid: not _alive(pid), 15, f"worker pid {pid} to end")
+
+
+_ADMIN = """
+[admin]
+listen = "tcp:127.0.0.1:0"
+[metrics]
+listen = "tcp:127.0.0.1:0"
+"""
+#: What the supervisor logs of the public admin API and metrics endpoint.
+_ADMIN_SERVED = re.compile(r"admin API on http://127\.0\.0\.1:(\d+)/api/v1/ \(2 workers")
+_METRICS_SERVED = re.compile(r"Prometheus metrics on http://127\.0\.0\.1:(\d+)/metrics \(2 workers")
+
+
+def _reply(sock: _Socket, request: Request, status: str) -> None:
+    """Answer an in-dialog C{request} (its To has a tag already)."""
+    via = request.top_via
+    headers = "".join(f"Via: {v}\n" for v in request.headers.get_all("Via"))
+    sock.send(
+        f"SIP/2.0 {status}\n{headers}"
+        f"From: {request.header('From')}\nTo: {request.header('To')}\n"
+        f"Call-ID: {request.header('Call-ID')}\nCSeq: {request.header('CSeq')}\n"
+        "Content-Length: 0\n\n",
+        (via.host, via.port or 5060),
+    )
+
+
+class AdminWorkerTests(SynchronousTestCase):
+    """
+    The admin API and the metrics of two workers, served by the
+    supervisor on the configured ports.
+    """
+
+    def setUp(self) -> None:
+        self.work, self.proxy, self.sipp = start_with_sipp(self, _CONFIG + _ADMIN)
+        self.own = self.proxy.worker_ports()
+        self.assertEqual(sorted(self.own), [0, 1], self.proxy.log()[-3000:])
+        log = self.proxy.run_log()
+        admin, metrics = _ADMIN_SERVED.search(log), _METRICS_SERVED.search(log)
+        assert admin is not None and metrics is not None, log[-3000:]
+        self.url = f"http://127.0.0.1:{admin.group(1)}"
+        self.metrics_url = f"http://127.0.0.1:{metrics.group(1)}/metrics"
+
+    def ctl(self, *args: str) -> Any:
+        """C{sipedge ctl --json} against the supervisor; its JSON answer."""
+        result = subprocess.run(
+            [sys.executable, "-m", "sipedge.cli", "ctl", "--url", self.url,
+             "--token-file", str(self.work / "state" / "admin.token"), "--json", *args],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )
+        self.assertEqual(result.returncode, 0, f"{result.stderr}\n{self.proxy.log()[-3000:]}")
+        return json.loads(result.stdout)
+
+    def call(self, worker: int) -> tuple[str, _Socket, _Socket]:
+        """A call answered through worker C{worker}'s own port, ACKed."""
+        caller, callee = _Socket(self, "127.0.0.10"), _Socket(self)
+        call_id, _ = _invite(caller, callee, self.own[worker]["UDP"])
+        request, _ = callee.receive("INVITE")
+        assert isinstance(request, Request)
+        _answer(callee, request, "200 OK")
+        ok, _ = caller.receive("200")
+        (route,) = ok.headers.get_all("Record-Route")
+        caller.send(
+            f"ACK sip:service@127.0.0.1:{callee.port} SIP/2.0\n"
+            f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch=z9hG4bKack{call_id[:8]}\n"
+            f"Route: {route}\nMax-Forwards: 70\n"
+            f"From: {ok.header('From')}\nTo: {ok.header('To')}\n"
+            f"Call-ID: {call_id}\nCSeq: 1 ACK\nContent-Length: 0\n\n",
+            ("127.0.0.1", self.own[worker]["UDP"]),
+        )
+        callee.receive("ACK")
+        return call_id, caller, callee
+
+    def test_calls_counters_metrics_of_every_worker(self) -> None:
+        """
+        C{sipedge ctl calls} lists the calls of both workers, each with the
+        worker holding it; C{hangup} of worker 1's call reaches worker 1
+        (both parties get its BYE); the counters are both workers' summed;
+        C{/metrics} has both workers' samples, labelled.
+        """
+        first, _, _ = self.call(0)
+        second, caller, callee = self.call(1)
+        calls = self.ctl("calls")
+        self.assertEqual(sorted((c["call_id"], c["worker"]) for c in calls["calls"]),
+                         sorted([(first, 0), (second, 1)]))
+        self.assertEqual(calls["workers"], {"answered": 2, "missing": 0})
+        ended = self.ctl("hangup", second)
+        self.assertEqual((ended["ended"], ended["dialogs"]), (second, 1))
+        for party in (caller, callee):
+            bye, _ = party.receive("BYE")
+            assert isinstance(bye, Request)
+            self.assertEqual(bye.header("Call-ID"), second)
+            _reply(party, bye, "200 OK")
+        self.assertEqual([c["call_id"] for c in self.ctl("calls")["calls"]], [first])
+        counters = self.ctl("counters")
+        self.assertEqual(counters["sip_requests"]["in:INVITE"], 2)
+        self.assertEqual(counters["workers"], {"answered": 2, "missing": 0})
+        with urllib.request.urlopen(self.metrics_url, timeout=30) as response:
+            text = response.read().decode()
+        for worker in (0, 1):
+            self.assertIn(
+                f'sipedge_sip_requests_total{{direction="in",method="INVITE",worker="{worker}"}}'
+                " 1.0", text)
+            self.assertIn(f'sipedge_worker_up{{worker="{worker}"}} 1.0', text)
+
+    def test_ban_reaches_every_worker_at_once(self) -> None:
+        """
+        A ban made with C{sipedge ctl ban} is in force in both workers at
+        once (not at their next purge): neither answers the banned
+        address; after C{unban} both do.
+        """
+        banned = _Socket(self, "127.0.0.11")
+        self.assertEqual(self.ctl("ban", "127.0.0.11")["banned"]["count"], 1)
+
+        def options(worker: int, n: int) -> None:
+            banned.send(
+                "OPTIONS sip:sipedge.test SIP/2.0\n"
+                f"Via: SIP/2.0/UDP {banned.host}:{banned.port};branch=z9hG4bKo{n}w{worker}\n"
+                "Max-Forwards: 70\nFrom: <sip:a@example.com>;tag=o\nTo: <sip:sipedge.test>\n"
+                f"Call-ID: ban-{n}-{worker}\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n",
+                ("127.0.0.1", self.own[worker]["UDP"]),
+            )
+
+        for worker in (0, 1):
+            options(worker, 1)
+        banned.sock.settimeout(3)
+        self.assertRaises(socket.timeout, banned.sock.recvfrom, 65535)
+        self.assertEqual(self.ctl("unban", "127.0.0.11"), {"unbanned": "127.0.0.11"})
+        banned.sock.settimeout(10)
+        for worker in (0, 1):
+            options(worker, 2)
+            response, _ = banned.receive("200")
+            self.assertEqual(response.header("Call-ID"), f"ban-2-{worker}")
 
 
 def _alive(pid: int) -> bool:

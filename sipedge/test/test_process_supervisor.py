@@ -150,6 +150,27 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual([p.signals for p in others], [[], []])
         self.stop()
 
+    def test_serving(self) -> None:
+        """
+        C{serving} lists the workers that said they serve: a worker that
+        ends leaves it, and comes back once its successor says it serves.
+        """
+        self.supervisor.startService()
+        self.assertEqual(self.supervisor.serving, [])
+        self.reactor.spawned[0].say(f"{READY_MARK} 0\n")
+        self.assertEqual(self.supervisor.serving, [0])
+        for process in self.reactor.spawned[1:]:
+            process.say(f"{READY_MARK} {process.argv[1]}\n")
+        self.assertEqual(self.supervisor.serving, [0, 1, 2])
+        self.running()[1].end(1)
+        self.assertEqual(self.supervisor.serving, [0, 2])
+        self.reactor.advance(0.5)
+        self.assertEqual(self.supervisor.serving, [0, 2])
+        self.running()[1].say(f"{READY_MARK} 1\n")
+        self.assertEqual(self.supervisor.serving, [0, 1, 2])
+        self.assertEqual(self.ready, [True])
+        self.stop()
+
     def test_backoff_capped_and_reset(self) -> None:
         """The wait stops growing at C{max_backoff}; a worker that ran long starts afresh."""
         running = self.start_all()
