@@ -6,15 +6,18 @@ workers hand each other (L{WorkerRouter}, L{WorkerTransportManager}, over a
 L{WorkerChannel}). See C{doc/workers.md}.
 """
 
-from sipedge.process._handoff import (
+from sipedge.process._channel import (
     HANDOFF_MAGIC,
-    STRAY_WAIT,
-    RemoteConnection,
     WorkerChannel,
-    WorkerRouter,
-    WorkerTransportManager,
     decode_handoff,
     encode_handoff,
+)
+from sipedge.process._handoff import (
+    MAX_AWAITING,
+    STRAY_WAIT,
+    RemoteConnection,
+    WorkerRouter,
+    WorkerTransportManager,
 )
 from sipedge.process._http import WorkerAnswer, WorkerHTTP
 from sipedge.process._sockets import (
@@ -40,6 +43,7 @@ __all__ = [
     "CHANNEL",
     "CHANNEL_HOST",
     "HANDOFF_MAGIC",
+    "MAX_AWAITING",
     "METRICS",
     "OWN",
     "READY_MARK",

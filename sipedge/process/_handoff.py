@@ -12,30 +12,34 @@ goes over the workers' channel (L{WorkerChannel}, datagrams on loopback):
    response, over the TCP connection that belongs to the worker that
    accepted it, to a request another worker sent. It is handed to the
    worker it names, with the flow it came on (L{WorkerRouter});
- - a CANCEL that matches no transaction of the worker it reached (its
-   phone sent it from another source port than its INVITE): the other
-   workers are asked, and the one holding the INVITE claims and answers
-   it; unclaimed after L{STRAY_WAIT} seconds, it is answered here (481);
+ - a CANCEL, or an ACK for a 3xx-6xx response (no Route: hop by hop),
+   that matches no transaction of the worker it reached (its phone sent it
+   from another source port than its INVITE): the other workers are asked,
+   and the one holding the INVITE claims it (answers the CANCEL, absorbs
+   the ACK); unclaimed after L{STRAY_WAIT} seconds, it is handled here (a
+   CANCEL gets 481);
  - a message a worker must send over a TCP/TLS connection another worker
    holds (a phone connected to it): it is handed to the owner, which writes
    it on the connection (L{WorkerTransportManager}). The owner of a flow is
    learnt from what the other workers hand over; until it is known, the
    message goes to every other worker and the one holding the connection
-   sends it and says so.
+   sends it and says so. The others say they did not; when every worker it
+   went to said so (the connection closed meanwhile), the transaction that
+   sent it gets a transport error at once (a request for a phone's flow is
+   then answered 430 or 480), instead of timing out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipedge.error import MessageParseError, TransportError
@@ -51,29 +55,18 @@ from sipedge.message import (
     parse_datagram,
     serialize,
 )
-from sipedge.process._sockets import CHANNEL_HOST, SHARED, WorkerSpec
+from sipedge.process._channel import KINDS, WorkerChannel
+from sipedge.process._sockets import SHARED, WorkerSpec
 from sipedge.transport import TransportManager
 
 __all__ = [
-    "HANDOFF_MAGIC",
+    "MAX_AWAITING",
+    "MAX_OWNERS",
     "STRAY_WAIT",
     "RemoteConnection",
-    "WorkerChannel",
     "WorkerRouter",
     "WorkerTransportManager",
-    "decode_handoff",
-    "encode_handoff",
 ]
-
-#: What every channel datagram starts with.
-HANDOFF_MAGIC = b"SIPEDGE-HANDOFF/1 "
-
-#: What a worker says to another: deliver a message as received on a flow;
-#: send one on a flow; I hold this flow's connection (said when a phone
-#: connects, and as the answer to a send); this flow's connection is gone;
-#: I have (re)started (forget what I held, tell me what you hold); a CANCEL
-#: that matches nothing here, is it yours?; it is mine (its digest).
-KINDS = ("receive", "send", "owner", "gone", "hello", "stray", "claimed")
 
 #: Seconds a worker waits for another to claim a CANCEL that matches none of
 #: its transactions, before answering it itself (481).
@@ -85,37 +78,16 @@ _NO_FLOW = Flow("UDP", "0.0.0.0", 0, "0.0.0.0", 0)
 #: Flows whose owner is remembered (the least recently used forgotten first).
 MAX_OWNERS = 100_000
 
+#: Messages handed to another worker to send, awaiting its word (the
+#: oldest forgotten first: a word lost on the channel).
+MAX_AWAITING = 10_000
+
 _STREAMS = ("TCP", "TLS")
 
 
-def encode_handoff(kind: str, flow: Flow, payload: bytes = b"") -> bytes:
-    """One channel datagram: C{kind}, C{flow} and the message bytes."""
-    header = json.dumps(
-        [kind, flow.transport, flow.local_host, flow.local_port, flow.remote_host,
-         flow.remote_port],
-        separators=(",", ":"),
-    )
-    return HANDOFF_MAGIC + header.encode() + b"\n" + payload
-
-
-def decode_handoff(data: bytes) -> tuple[str, Flow, bytes]:
-    """
-    What L{encode_handoff} wrote.
-
-    @raise ValueError: if C{data} is not a channel datagram.
-    """
-    if not data.startswith(HANDOFF_MAGIC):
-        raise ValueError("not a hand-off datagram")
-    header, _, payload = data[len(HANDOFF_MAGIC):].partition(b"\n")
-    try:
-        kind, transport, local_host, local_port, remote_host, remote_port = json.loads(header)
-        if kind not in KINDS:
-            raise ValueError(f"unknown kind {kind!r}")
-        flow = Flow(str(transport), str(local_host), int(local_port), str(remote_host),
-                    int(remote_port))
-    except (TypeError, ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"bad hand-off header: {e}") from None
-    return kind, flow, payload
+def _digest(payload: bytes) -> str:
+    """What names a handed-over message in the answers about it."""
+    return hashlib.sha256(payload).hexdigest()[:32]
 
 
 def _bare(host: str) -> str:
@@ -129,65 +101,6 @@ def _remote_key(transport: str, host: str, port: int) -> tuple[str, str, int]:
     except ValueError:
         pass
     return (transport.upper(), host, port)
-
-
-class WorkerChannel(DatagramProtocol):
-    """
-    One worker's end of the channel: a UDP socket on loopback that takes
-    datagrams only from the other workers' channel sockets (a local process
-    cannot send from a port another socket holds), and hands what they say
-    to C{deliver(sender_index, kind, flow, payload)}.
-
-    @ivar refused: datagrams dropped (not from a worker, or not understood).
-    """
-
-    _log = Logger()
-    transport: Any = None
-
-    def __init__(
-        self,
-        index: int,
-        ports: tuple[int, ...],
-        deliver: Callable[[int, str, Flow, bytes], None],
-    ) -> None:
-        self.index = index
-        self.ports = ports
-        self._deliver = deliver
-        self._senders = {port: i for i, port in enumerate(ports) if i != index}
-        self.refused = 0
-
-    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
-        sender = self._senders.get(addr[1]) if addr[0] == CHANNEL_HOST else None
-        if sender is None:
-            self.refused += 1
-            self._log.warn("Worker channel: dropped a datagram from {source}, not a worker",
-                           source=f"{addr[0]}:{addr[1]}")
-            return
-        try:
-            kind, flow, payload = decode_handoff(data)
-        except ValueError as e:
-            self.refused += 1
-            self._log.warn("Worker channel: dropped a datagram from worker {index}: {error}",
-                           index=sender, error=str(e))
-            return
-        self._deliver(sender, kind, flow, payload)
-
-    def send(self, index: int, kind: str, flow: Flow, payload: bytes = b"") -> bool:
-        """Send to worker C{index}; C{False} if it could not be written."""
-        if self.transport is None or index == self.index or not 0 <= index < len(self.ports):
-            return False
-        try:
-            self.transport.write(encode_handoff(kind, flow, payload),
-                                 (CHANNEL_HOST, self.ports[index]))
-        except OSError as e:
-            self._log.warn("Worker channel: cannot hand {kind} on {flow} to worker {index}:"
-                           " {error}", kind=kind, flow=flow, index=index, error=str(e))
-            return False
-        return True
-
-    def send_to_others(self, kind: str, flow: Flow, payload: bytes = b"") -> int:
-        """Send to every other worker; how many it was written to."""
-        return sum(self.send(i, kind, flow, payload) for i in range(len(self.ports)))
 
 
 @implementer(IMessageReceiver)
@@ -221,7 +134,7 @@ class WorkerRouter:
         @param clock: an C{IReactorTime}, to wait for the claim of a stray
             CANCEL; with C{matches}, enables asking the others.
         @param matches: whether a request matches a transaction of ours
-            (for a CANCEL: the INVITE it cancels).
+            (for a CANCEL or an ACK: the INVITE it cancels or acknowledges).
         """
         self._receiver = receiver
         self.spec = spec
@@ -233,6 +146,9 @@ class WorkerRouter:
         self.transports: WorkerTransportManager | None = None
         self._owners: OrderedDict[Flow, int] = OrderedDict()
         self._by_remote: dict[tuple[str, str, int], Flow] = {}
+        #: Digest -> [message, workers yet to answer], for what we handed
+        #: to others to send.
+        self._awaiting: OrderedDict[str, list[Any]] = OrderedDict()
         self.handed = {kind: 0 for kind in KINDS}
 
     # Deciding
@@ -327,7 +243,7 @@ class WorkerRouter:
         channel = self.channel
         owner = self.owner_of(message) if channel is not None else None
         if owner is None or channel is None:
-            if channel is not None and self._stray_cancel(message):
+            if channel is not None and self._stray(message):
                 self._ask_others(channel, message, flow)
                 return
             self._receiver.message_received(message, flow)
@@ -340,20 +256,27 @@ class WorkerRouter:
     def malformed_message(self, data: bytes, flow: Flow, error: MessageParseError) -> None:
         self._receiver.malformed_message(data, flow, error)
 
-    # A CANCEL that matches nothing here
+    # A CANCEL or an ACK that matches nothing here
 
-    def _stray_cancel(self, message: Message) -> bool:
-        return (
-            self._clock is not None
-            and self._matches is not None
-            and isinstance(message, Request)
-            and message.method == "CANCEL"
-            and not self._matches(message)
-        )
+    def _stray(self, message: Message) -> bool:
+        """
+        A CANCEL, or an ACK without Route (the ACK of a 3xx-6xx goes hop by
+        hop; an ACK for a 2xx follows the Record-Route), that matches no
+        transaction here: another worker may hold its INVITE.
+        """
+        if self._clock is None or self._matches is None or not isinstance(message, Request):
+            return False
+        method = message.method
+        if method == "ACK":
+            if message.headers.get("Route") is not None:
+                return False
+        elif method != "CANCEL":
+            return False
+        return not self._matches(message)
 
     def _ask_others(self, channel: WorkerChannel, message: Message, flow: Flow) -> None:
         payload = serialize(message)
-        key = hashlib.sha256(payload).hexdigest()[:32]
+        key = _digest(payload)
         if key in self._strays:
             return  # a retransmission: the question is out
         if not channel.send_to_others("stray", flow, payload):
@@ -388,12 +311,38 @@ class WorkerRouter:
             return False
         data = serialize(message)
         if owner >= 0:
-            sent = channel.send(owner, "send", flow, data)
+            count = int(channel.send(owner, "send", flow, data))
         else:
-            sent = channel.send_to_others("send", flow, data) > 0
-        if sent:
-            self.handed["send"] += 1
-        return sent
+            count = channel.send_to_others("send", flow, data)
+        if not count:
+            return False
+        self.handed["send"] += 1
+        awaiting = self._awaiting
+        awaiting[_digest(data)] = [message, count]
+        while len(awaiting) > MAX_AWAITING:
+            awaiting.popitem(last=False)
+        return True
+
+    def _unsent(self, sender: int, flow: Flow, key: str) -> None:
+        """Worker C{sender} could not send what we handed it for C{flow}."""
+        if self._owners.get(flow) == sender:
+            self.forget(flow)  # it no longer holds that connection
+        entry = self._awaiting.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return  # others may hold it yet
+        del self._awaiting[key]
+        message = entry[0]
+        self._log.info("No worker holds the connection {flow} any more: not sent", flow=flow)
+        failed = getattr(self._receiver, "transport_failed", None)
+        if failed is not None:
+            failed(message, Failure(TransportError(f"the connection {flow} is gone")))
+
+    def _answer_send(self, sender: int, kind: str, flow: Flow, payload: bytes) -> None:
+        if self.channel is not None:
+            self.channel.send(sender, kind, flow, _digest(payload).encode())
 
     # What the other workers hand over
 
@@ -401,6 +350,11 @@ class WorkerRouter:
         """Act on what worker C{sender} handed over (L{WorkerChannel}'s C{deliver})."""
         if kind == "owner":
             self._learn(flow, sender)
+            if payload:  # the answer to a send: it went out
+                self._awaiting.pop(payload.decode("ascii", "replace"), None)
+            return
+        if kind == "unsent":
+            self._unsent(sender, flow, payload.decode("ascii", "replace"))
             return
         if kind == "gone":
             if self._owners.get(flow) == sender:
@@ -429,8 +383,7 @@ class WorkerRouter:
             if not (isinstance(message, Request) and self._matches and self._matches(message)):
                 return
             if self.channel is not None:
-                key = hashlib.sha256(payload).hexdigest()[:32]
-                self.channel.send(sender, "claimed", flow, key.encode())
+                self.channel.send(sender, "claimed", flow, _digest(payload).encode())
             kind = "receive"
         if kind == "receive":
             # It came over a connection of the sender's: answers go back there.
@@ -443,15 +396,17 @@ class WorkerRouter:
             return
         transports = self.transports
         if transports is None or transports.own_connection(flow) is None:
-            return  # not ours: the worker that holds it sends it
+            # Not ours (the worker that holds it sends it), or closed.
+            self._answer_send(sender, "unsent", flow, payload)
+            return
         try:
             transports.send(message, flow)
         except TransportError as e:
             self._log.info("Cannot send what worker {sender} handed over on {flow}: {error}",
                            sender=sender, flow=flow, error=str(e))
+            self._answer_send(sender, "unsent", flow, payload)
             return
-        if self.channel is not None:
-            self.channel.send(sender, "owner", flow)
+        self._answer_send(sender, "owner", flow, payload)
 
 
 @implementer(ISipTransport)

@@ -7,13 +7,15 @@ C{twistd sipedge}.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
@@ -355,6 +357,35 @@ class WriterTests(TestCase):
             self.assertEqual(writer.written, 2)
 
         return writer.stop().addCallback(check)
+
+    def test_locked_while_appending(self) -> Deferred[None]:
+        """
+        A batch is appended under an exclusive lock on the file (the
+        workers of one sipedge append to the same file): while another
+        writer holds it, the batch waits, and lands after that writer's
+        lines, never inside them.
+        """
+        path = Path(self.mktemp())
+        path.write_text("")
+        fds = [os.open(path, os.O_WRONLY | os.O_APPEND)]
+        self.addCleanup(lambda: [os.close(fd) for fd in fds])  # the lock, whatever happens
+        fcntl.flock(fds[0], fcntl.LOCK_EX)
+        writer = JsonLinesWriter(path, global_reactor)
+        writer.start()
+        writer({"call_id": "a"})
+
+        def other_writer_ends(_: object) -> Deferred[None]:
+            os.write(fds[0], b'{"other": 1}\n')
+            os.write(fds[0], b'{"other": 2}\n')
+            os.close(fds.pop())
+            return writer.stop()
+
+        def check(_: object) -> None:
+            lines = [json.loads(line) for line in path.read_text().splitlines()]
+            self.assertEqual(lines, [{"other": 1}, {"other": 2}, {"call_id": "a"}])
+
+        d = deferLater(global_reactor, 0.3, lambda: None)
+        return d.addCallback(other_writer_ends).addCallback(check)
 
     def test_unwritable(self) -> Deferred[None]:
         """A file that cannot be written is logged and counted, never raised."""

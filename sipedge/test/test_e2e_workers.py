@@ -418,6 +418,39 @@ class WorkerTests(SynchronousTestCase):
             final, _ = caller.receive("487")
             self.assertEqual(final.header("Call-ID"), call_id)
 
+    def test_ack_from_another_source_port(self) -> None:
+        """
+        The ACK of a 486 sent from another source port than its INVITE, to
+        the other worker, is handed to the worker holding the INVITE, which
+        stops resending the 486 (without it: at 0.5, 1.5, 3.5 and 7.5 s).
+        """
+        caller, acker, callee = (
+            _Socket(self, "127.0.0.10"), _Socket(self, "127.0.0.10"), _Socket(self)
+        )
+        call_id, branch = _invite(caller, callee, self.own[0]["UDP"])
+        request, _ = callee.receive("INVITE")
+        assert isinstance(request, Request)
+        _answer(callee, request, "486 Busy Here")
+        busy, _ = caller.receive("486")
+        acker.send(
+            f"ACK sip:service@127.0.0.1:{callee.port} SIP/2.0\n"
+            f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch={branch};rport\n"
+            "Max-Forwards: 70\n"
+            f"From: {busy.header('From')}\nTo: {busy.header('To')}\n"
+            f"Call-ID: {call_id}\nCSeq: 1 ACK\nContent-Length: 0\n\n",
+            ("127.0.0.1", self.own[1]["UDP"]),
+        )
+        resent = 0
+        deadline = time.monotonic() + 8
+        while (left := deadline - time.monotonic()) > 0:
+            caller.sock.settimeout(left)
+            try:
+                data, _ = caller.sock.recvfrom(65535)
+            except TimeoutError:
+                break
+            resent += data.startswith(b"SIP/2.0 486")
+        self.assertLessEqual(resent, 2, self.why())
+
     def test_killed_worker_replaced(self) -> None:
         """
         A killed worker is started again on the same sockets, while the

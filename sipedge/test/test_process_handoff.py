@@ -21,6 +21,7 @@ from sipedge.interfaces import IMessageReceiver, ISipTransport, ITransportManage
 from sipedge.message import parse_datagram, serialize
 from sipedge.process import (
     HANDOFF_MAGIC,
+    MAX_AWAITING,
     OWN,
     SHARED,
     STRAY_WAIT,
@@ -84,6 +85,17 @@ def _cancel(branch: str = "z9hG4bKinv") -> Any:
         "Max-Forwards: 70\r\n"
         "From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\n"
         "Call-ID: c\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+
+
+def _ack(branch: str = "z9hG4bKinv", route: str | None = None) -> Any:
+    routes = f"Route: {route}\r\n" if route else ""
+    return parse_datagram(
+        "ACK sip:b@example.com SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.9:5062;branch={branch}\r\n"
+        f"Max-Forwards: 70\r\n{routes}"
+        "From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>;tag=9\r\n"
+        "Call-ID: c\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n".encode()
     )
 
 
@@ -359,9 +371,132 @@ class StrayCancelTests(SynchronousTestCase):
         self.assertEqual(self.receiver.messages, [])
 
     def test_other_requests_not_asked(self) -> None:
-        """Only a CANCEL is put to the others; any other request that matches nothing is ours."""
+        """
+        Only a CANCEL, or an ACK without Route, is put to the others; any
+        other request that matches nothing is ours, and so is an ACK for a
+        2xx (it has a Route: the Record-Route).
+        """
         self.router.message_received(_request(), UDP_IN)
+        self.router.message_received(_ack(route="<sip:127.0.0.1:4000;lr>"), UDP_IN)
+        self.assertEqual((len(self.receiver.messages), self.channel.sent), (2, []))
+
+    def test_stray_ack_claimed_elsewhere(self) -> None:
+        """
+        An ACK for a 3xx-6xx that matches nothing here (sent from another
+        source port than its INVITE) is put to the others; the worker
+        holding the INVITE claims it and absorbs it; it is not handled
+        here.
+        """
+        ack = _ack()
+        self.router.message_received(ack, UDP_IN)
+        ((index, kind, flow, payload),) = self.channel.sent
+        self.assertEqual((index, kind, flow, payload), (1, "stray", UDP_IN, serialize(ack)))
+        holder, holder_channel = RecordingReceiver(), _Channel()
+        other = WorkerRouter(holder, SPEC, clock=self.clock, matches=lambda request: True)
+        other.channel = holder_channel  # type: ignore[assignment]
+        other.deliver(0, "stray", UDP_IN, payload)
+        ((message, _),) = holder.messages
+        self.assertEqual(message.method, "ACK")
+        ((_, claimed, _, key),) = holder_channel.sent
+        self.assertEqual(claimed, "claimed")
+        self.router.deliver(1, "claimed", UDP_IN, key)
+        self.clock.advance(STRAY_WAIT)
+        self.assertEqual(self.receiver.messages, [])
+
+    def test_stray_ack_unclaimed(self) -> None:
+        """An ACK nobody claims is handled here after L{STRAY_WAIT} seconds."""
+        self.router.message_received(_ack(), UDP_IN)
+        self.clock.advance(STRAY_WAIT)
+        self.assertEqual([m.method for m, _ in self.receiver.messages], ["ACK"])
+
+    def test_matching_ack_delivered(self) -> None:
+        """An ACK of one of our INVITEs is delivered at once."""
+        self.ours.add("z9hG4bKinv")
+        self.router.message_received(_ack(), UDP_IN)
         self.assertEqual((len(self.receiver.messages), self.channel.sent), (1, []))
+
+
+class _FailingReceiver(RecordingReceiver):
+    """A receiver that records the transport failures it is told of."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: list[tuple[Any, Any]] = []
+
+    def transport_failed(self, message: Any, reason: Any) -> None:
+        self.failed.append((message, reason))
+
+
+class UnsentTests(SynchronousTestCase):
+    """What another worker could not send for us: the connection closed meanwhile."""
+
+    def setUp(self) -> None:
+        self.receiver = _FailingReceiver()
+        self.router = WorkerRouter(self.receiver, SPEC)
+        self.channel = _Channel()
+        self.router.channel = self.channel  # type: ignore[assignment]
+
+    def key(self) -> bytes:
+        import hashlib
+
+        return hashlib.sha256(self.channel.sent[-1][3]).hexdigest()[:32].encode()
+
+    def test_unsent_fails_the_transaction(self) -> None:
+        """
+        When the worker holding the connection says it could not send, the
+        transaction that sent the request gets a transport error at once
+        (not a timeout), and the flow is no longer taken for that worker's.
+        """
+        self.router.deliver(1, "owner", PHONE, b"")
+        request = _request()
+        self.assertTrue(self.router.send_elsewhere(request, PHONE))
+        self.router.deliver(1, "unsent", PHONE, self.key())
+        ((message, reason),) = self.receiver.failed
+        self.assertIs(message, request)
+        self.assertTrue(reason.check(TransportError))
+        self.assertIsNone(self.router.holder_of(PHONE))
+        self.router.deliver(1, "unsent", PHONE, self.key())  # said twice: once is enough
+        self.assertEqual(len(self.receiver.failed), 1)
+
+    def test_sent(self) -> None:
+        """When the holder says it sent it, a later word about it changes nothing."""
+        self.assertTrue(self.router.send_elsewhere(_request(), PHONE))
+        key = self.key()
+        self.router.deliver(1, "owner", PHONE, key)
+        self.router.deliver(1, "unsent", PHONE, key)
+        self.assertEqual(self.receiver.failed, [])
+
+    def test_every_worker_must_say_so(self) -> None:
+        """
+        Handed to every other worker (the holder unknown), it fails only
+        once all of them said they could not send it.
+        """
+        spec = WorkerSpec(0, 3, SPEC.sockets, (*SPEC.own, (("UDP", "127.0.0.1", 6000),)),
+                          (7000, 7001, 7002))
+        router = WorkerRouter(self.receiver, spec)
+        channel = WorkerChannel(0, spec.channels, router.deliver)
+        transport = _Transport()
+        channel.transport = transport
+        written = transport.written
+        router.channel = channel
+        self.assertTrue(router.send_elsewhere(_request(), PHONE))
+        self.assertEqual(len(written), 2)
+        key = decode_handoff(written[0][0])[2]
+        import hashlib
+
+        digest = hashlib.sha256(key).hexdigest()[:32].encode()
+        router.deliver(1, "unsent", PHONE, digest)
+        self.assertEqual(self.receiver.failed, [])
+        router.deliver(2, "unsent", PHONE, digest)
+        self.assertEqual(len(self.receiver.failed), 1)
+
+    def test_awaiting_bounded(self) -> None:
+        """At most L{MAX_AWAITING} messages await a word; the oldest are forgotten."""
+        for n in range(MAX_AWAITING + 5):
+            request = _request().with_headers(
+                _request().headers.replaced("Call-ID", f"c{n}"), changed="Call-ID")
+            self.router.send_elsewhere(request, PHONE)
+        self.assertEqual(len(self.router._awaiting), MAX_AWAITING)
 
 
 class WorkerTransportsTests(SynchronousTestCase):
@@ -449,4 +584,4 @@ class WorkerTransportsTests(SynchronousTestCase):
         self.reactor.flush()
         self.assertEqual(self.channel.sent[-1][1:3], ("gone", flow))
         self.router.deliver(1, "send", flow, serialize(_request()))
-        self.assertEqual(len(self.channel.sent), 4)
+        self.assertEqual(self.channel.sent[-1][:3], (1, "unsent", flow))
