@@ -7,7 +7,9 @@ one batch in flight at a time.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -94,5 +96,14 @@ class JsonLinesWriter:
         return d
 
     def _append(self, lines: list[str]) -> None:
-        with self._path.open("a", encoding="utf-8") as f:
-            f.writelines(lines)
+        # Whole batches under an exclusive lock: the workers of one sipedge
+        # ([process] workers) append to the same file, and a batch written
+        # in several pieces must not have another's records inside it.
+        data = memoryview("".join(lines).encode("utf-8"))
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)  # and the lock with it

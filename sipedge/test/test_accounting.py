@@ -368,7 +368,7 @@ class WriterTests(TestCase):
         path = Path(self.mktemp())
         path.write_text("")
         fds = [os.open(path, os.O_WRONLY | os.O_APPEND)]
-        self.addCleanup(lambda: [os.close(fd) for fd in fds])  # the lock, whatever happens
+        self.addCleanup(lambda: list(map(os.close, fds)))  # the lock, whatever happens
         fcntl.flock(fds[0], fcntl.LOCK_EX)
         writer = JsonLinesWriter(path, global_reactor)
         writer.start()
