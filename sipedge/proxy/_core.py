@@ -7,6 +7,8 @@ decision: answer, drop, or forward. The rest is one idea a module:
 
  - L{sipedge.proxy._forking}: forwarding to the targets (16.6), the
    response context and best response (16.7), Timer C (16.8);
+ - L{sipedge.proxy._branching}: sending one branch (our Via and
+   Record-Route, its destinations, UDP or TCP);
  - L{sipedge.proxy._cancel}: CANCEL (16.10);
  - L{sipedge.proxy._stateless}: ACK for a 2xx and stray 2xx (16.11);
  - L{sipedge.proxy._addresses}: our address for Via and Record-Route;

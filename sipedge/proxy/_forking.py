@@ -8,12 +8,10 @@ responses are collected, provisional ones relayed, every 2xx of an
 INVITE relayed, and the best final response chosen
 (L{sipedge.proxy._fork.best_response}) once every branch has ended. Timer
 C (16.8) guards a forked INVITE: its duration is C{TimerSettings.timer_c},
-the one setting for it.
-
-A request over 1300 bytes for a next hop found by DNS whose URI leaves
-the transport open goes over TCP to the same address instead of UDP, and
-over UDP after all if no connection can be made (RFC 3261 18.1.1); a
-phone registered over UDP keeps its flow (its NAT binding is UDP).
+the one setting for it. Each branch is sent by the L{BranchSender}
+(L{sipedge.proxy._branching}): the request, its destinations, UDP or TCP
+(RFC 3261 18.1.1); a phone registered over UDP keeps its flow (its NAT
+binding is UDP).
 
 A non-INVITE follows RFC 4320: no provisional response is relayed to it
 (4.1), and it never gets a 408 (4.2): when no branch answered, nothing is
@@ -35,22 +33,11 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sipedge.error import LocalProtocolError, MessageParseError, TransactionTimeout, TransportError
-from sipedge.message import Request, Response, branch_digest, make_branch
-from sipedge.pipeline import RequestContext, Respond, Target, settled
-from sipedge.proxy._flowtoken import dialog_flows
+from sipedge.error import TransactionTimeout
+from sipedge.message import Response, branch_digest
+from sipedge.pipeline import RequestContext, Respond, Target
+from sipedge.proxy._branching import BranchSender
 from sipedge.proxy._fork import Branch, Fork, best_response, group_by_q
-from sipedge.proxy._forwarding import (
-    RECORD_ROUTED_METHODS,
-    forwarded_request,
-    is_secure,
-    is_transport_open,
-    next_hop,
-    record_route_value,
-    via_value,
-    with_record_route,
-)
-from sipedge.proxy._hiding import masked
 from sipedge.proxy._responses import ResponseQueue
 from sipedge.proxy._upstream import (
     deliver_final,
@@ -60,7 +47,6 @@ from sipedge.proxy._upstream import (
     server_open,
 )
 from sipedge.transaction import State, make_response
-from sipedge.transport import too_large_for_udp
 
 __all__ = ["Forker"]
 
@@ -82,6 +68,8 @@ class Forker:
         self._core = core
         self.forks: dict[Any, Fork] = {}
         self.branches: dict[Any, tuple[Fork, Branch]] = {}
+        #: Sends the branches (L{sipedge.proxy._branching}).
+        self.sending = BranchSender(core, self)
 
     def stop(self) -> None:
         """Stop Timer C of every fork and forget them (the service stops)."""
@@ -121,212 +109,10 @@ class Forker:
             fork.next_index += 1
             fork.branches.append(branch)
         for branch in fork.branches[-len(group) :]:
-            self._start_branch(fork, branch)
+            self.sending.start(fork, branch)
         return True
 
-    def _start_branch(self, fork: Fork, branch: Branch) -> None:
-        core = self._core
-        try:
-            request = forwarded_request(fork.request, branch.target, core.max_forwards)
-            hop = next_hop(request)
-        except MessageParseError as e:
-            self.branch_failed(fork, branch, 400, f"bad target: {e.reason}")
-            return
-        branch.request = request
-        flow = branch.target.flow
-        if flow is not None and (
-            not flow.reliable or core.transports.connection_for(flow) is not None
-        ):
-            self._send_branch(fork, branch, flow)
-            return
-        if flow is not None and branch.target.flow_failed is not None:
-            # Reached only over its own connection, which is gone: never a
-            # connect to the (private) address of its Contact.
-            self.branch_failed(fork, branch, branch.target.flow_failed, "flow failed")
-            return
-        # No flow, or the connection a phone registered over is gone: send
-        # to what its Contact resolves to.
-        branch.may_use_tcp = is_transport_open(hop)
-        if core.locator is None:
-            self.branch_failed(fork, branch, 503, "no locator")
-            return
-        try:
-            located = settled(core.locator.locate(hop))
-        except Exception:
-            located = Failure()
-        if isinstance(located, Deferred):
-            located.addCallback(self._located, fork, branch)
-            located.addErrback(self._locate_failed, fork, branch)
-        elif isinstance(located, Failure):
-            self._locate_failed(located, fork, branch)
-        else:
-            # An IP address with a port, or a name already resolved.
-            self._located(located, fork, branch)
-
-    def _located(self, destinations: list[Any], fork: Fork, branch: Branch) -> None:
-        if branch.done:
-            return
-        if not destinations:
-            self.branch_failed(fork, branch, 404, "next hop not found")
-            return
-        branch.destinations = list(destinations)
-        if not self._try_next_destination(fork, branch):
-            self.branch_failed(fork, branch, 503, "next hop not reachable")
-
-    def _locate_failed(self, failure: Failure, fork: Fork, branch: Branch) -> None:
-        if branch.done:
-            return
-        self._log.info("Cannot locate next hop: {error}", error=failure.getErrorMessage())
-        self.branch_failed(fork, branch, 503, "next hop not reachable")
-
-    def _try_next_destination(self, fork: Fork, branch: Branch) -> bool:
-        core = self._core
-        while branch.destinations:
-            dest = branch.destinations.pop(0)
-            try:
-                flow = core.transports.flow_to(dest.transport, dest.host, dest.port)
-            except TransportError:
-                continue
-            if flow.secure:
-                # RFC 5922: the certificate must name the domain we resolved.
-                core.sender.expect_server_name(flow, dest.server_name)
-            self._send_branch(fork, branch, flow)
-            return True
-        return False
-
-    def _flow_token(self, fork: Fork, branch: Branch, flow: Any) -> str | None:
-        """
-        The flow token for our Record-Route of a dialog-creating request:
-        how to reach a party behind NAT in the dialog's later requests.
-        """
-        tokens = self._core.flow_tokens
-        if tokens is None:
-            return None
-        target = branch.target
-        callee = flow if target.flow == flow else None
-        flows = dialog_flows(fork.original, fork.incoming, callee, target.flow_failed)
-        if flows is None:
-            return None
-        return str(tokens.seal(flows, fork.request.call_id))
-
-    def _send_branch(self, fork: Fork, branch: Branch, flow: Any) -> None:
-        assert branch.request is not None
-        core = self._core
-        request = branch.request
-        if fork.cancelled:
-            self.branch_failed(fork, branch, 487, "cancelled")
-            return
-        addresses = core.addresses
-        try:
-            local_host, local_port = addresses.hostport_toward(flow.transport, flow.remote_host)
-            index = branch.index * 100 + len(branch.destinations)
-            if branch.udp_fallback is not None:
-                index += 50  # the TCP attempt of a large request: its own branch
-            if (
-                core.record_route
-                and request.method in RECORD_ROUTED_METHODS
-                and request.to_address.tag is None
-            ):
-                mac = core.signer.mac(request.call_id)
-                token = self._flow_token(fork, branch, flow)
-                secure = is_secure(request)
-                values = []
-                incoming = fork.incoming
-                in_host, in_port = addresses.hostport_toward(
-                    incoming.transport, incoming.remote_host
-                )
-                if (incoming.transport, in_host, in_port) != (
-                    flow.transport,
-                    local_host,
-                    local_port,
-                ):
-                    values.append(
-                        record_route_value(incoming.transport, in_host, in_port, mac, secure, token)
-                    )
-                values.append(
-                    record_route_value(flow.transport, local_host, local_port, mac, secure, token)
-                )
-                request = with_record_route(request, values)
-        except TransportError as e:
-            # No address of ours for that transport and family (no Via).
-            self._destination_failed(fork, branch, str(e))
-            return
-        branch_id = make_branch(fork.digest, index)
-        via = via_value(flow.transport, local_host, local_port, branch_id)
-        request = request.with_headers(request.headers.prepended("Via", via), changed="Via")
-        chain = core.chain
-        if chain.branch_stages:
-            checked = chain.run_branch(fork.context, request, flow)
-            if not isinstance(checked, Request):
-                self._branch_refused(fork, branch, checked)
-                return
-            request = checked
-        branch.sent = request
-        if core.hiding is not None:
-            hidden = core.hiding.hide_request(
-                request, masked(fork.context), flow, (local_host, local_port)
-            )
-            if hidden is None:
-                self.branch_failed(fork, branch, 500, "cannot hide topology")
-                return
-            request = hidden
-        if flow.transport == "UDP" and branch.may_use_tcp and too_large_for_udp(request):
-            if self._send_over_tcp(fork, branch, flow):
-                return
-        try:
-            transaction = core.transactions.client_transaction(request, flow)
-        except LocalProtocolError:
-            # The same request is being forwarded already (the same branch):
-            # it came back to us, or reached us twice (RFC 3261 8.2.2.2).
-            self.branch_failed(fork, branch, 482, "merged or looped request")
-            return
-        branch.transaction = transaction
-        if transaction.state is State.TERMINATED:
-            # The first send failed: the layer reported it (to
-            # transaction_failed) before we knew the transaction.
-            self._destination_failed(fork, branch, "cannot send")
-            return
-        self.branches[transaction] = (fork, branch)
-
-    def _send_over_tcp(self, fork: Fork, branch: Branch, udp: Any) -> bool:
-        """
-        RFC 3261 18.1.1: a request over 1300 bytes goes over TCP to the
-        same address (with a TCP Via); False if we have no TCP to offer.
-        """
-        try:
-            tcp = self._core.transports.flow_to("TCP", udp.remote_host, udp.remote_port)
-        except TransportError:
-            return False
-        self._log.info(
-            "Sending {method} to {host}:{port} over TCP: too large for UDP (RFC 3261 18.1.1)",
-            method=fork.request.method,
-            host=udp.remote_host,
-            port=udp.remote_port,
-        )
-        branch.may_use_tcp = False
-        branch.udp_fallback = udp
-        self._send_branch(fork, branch, tcp)
-        return True
-
-    def _fall_back_to_udp(self, fork: Fork, branch: Branch) -> bool:
-        """
-        The TCP connection for a large request could not be made: send it
-        over UDP after all (RFC 3261 18.1.1), unless the branch has ended.
-        """
-        udp, branch.udp_fallback = branch.udp_fallback, None
-        if udp is None or branch.cancelled or fork.cancelled or fork.final_sent:
-            return False
-        self._log.info(
-            "No TCP to {host}:{port}: sending {method} over UDP",
-            host=udp.remote_host,
-            port=udp.remote_port,
-            method=fork.request.method,
-        )
-        self.branches.pop(branch.transaction, None)
-        self._send_branch(fork, branch, udp)
-        return True
-
-    def _branch_refused(self, fork: Fork, branch: Branch, refusal: Respond) -> None:
+    def branch_refused(self, fork: Fork, branch: Branch, refusal: Respond) -> None:
         """
         A branch stage (L{IBranchStage}) refused the branch's current
         destination: try the next one, else the branch fails with the
@@ -336,9 +122,9 @@ class Forker:
             return
         self._final(fork, branch, local_response(fork.request, refusal))
 
-    def _destination_failed(self, fork: Fork, branch: Branch, reason: str) -> None:
+    def destination_failed(self, fork: Fork, branch: Branch, reason: str) -> None:
         """Sending to the branch's current destination failed: try the next."""
-        if self._fall_back_to_udp(fork, branch):
+        if self.sending.fall_back_to_udp(fork, branch):
             return
         if not (branch.destinations and self._retry(fork, branch)):
             self.branch_failed(fork, branch, 503, reason)
@@ -493,7 +279,7 @@ class Forker:
         old = branch.transaction
         self.branches.pop(old, None)
         branch.provisional = False
-        return self._try_next_destination(fork, branch)
+        return self.sending.try_next_destination(fork, branch)
 
     def _final(self, fork: Fork, branch: Branch, response: Response) -> None:
         """A non-2xx final response (received, or made up locally) for a branch."""
@@ -558,7 +344,7 @@ class Forker:
         fork, branch = entry
         if branch.done:
             return True
-        if not reason.check(TransactionTimeout) and self._fall_back_to_udp(fork, branch):
+        if not reason.check(TransactionTimeout) and self.sending.fall_back_to_udp(fork, branch):
             return True
         if branch.destinations and self._retry(fork, branch):
             return True
