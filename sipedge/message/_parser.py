@@ -22,7 +22,7 @@ import re
 import attrs
 
 from sipedge.error import MessageParseError
-from sipedge.message._headers import Field, Headers, header_key
+from sipedge.message._headers import COMPACT_FORMS, Field, Headers, canonical_name, header_key
 from sipedge.message._limits import DEFAULT_LIMITS, Limits
 from sipedge.message._message import SIP_VERSION, Message, Request, Response
 
@@ -44,8 +44,11 @@ _VERSION_RE = re.compile(r"[Ss][Ii][Pp]/[0-9]+\.[0-9]+\Z")
 _FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
 _DIGITS_RE = re.compile(r"[0-9]{1,10}\Z")
 
-_KNOWN_KEYS = frozenset(
-    (
+# The keys of the fields a proxy meets most, each mapped to itself: a
+# parsed field shares these strings instead of holding two new ones.
+_KNOWN_KEYS: dict[str, str] = {
+    key: key
+    for key in (
         "via",
         "from",
         "to",
@@ -72,7 +75,24 @@ _KNOWN_KEYS = frozenset(
         "event",
         "date",
     )
+}
+_COMPACT = {short: long.lower() for short, long in COMPACT_FORMS.items()}
+# Their compact forms, lower-cased, to the same strings.
+_KNOWN_KEYS.update(
+    {short: _KNOWN_KEYS[key] for short, key in _COMPACT.items() if key in _KNOWN_KEYS}
 )
+# Their usual spellings (lower-case, canonical, compact), likewise: a
+# lingering call holds a dozen parsed messages of fifteen fields each.
+_SPELLINGS: dict[str, str] = {
+    spelling: spelling
+    for key in set(_KNOWN_KEYS.values())
+    for spelling in (
+        key,
+        canonical_name(key),
+        *(short for short, long in _COMPACT.items() if long == key),
+        *(short.upper() for short, long in _COMPACT.items() if long == key),
+    )
+}
 
 
 def _error(
@@ -157,8 +177,11 @@ def _parse_lines(text: str, lines: list[str], limits: Limits) -> tuple[Message, 
         if not sep:
             raise _error(f"header field line without a colon: {line[:40]!r}")
         name = name.rstrip(" \t")
-        key = name.lower()
-        if key not in _KNOWN_KEYS:
+        known = _KNOWN_KEYS.get(name.lower())
+        if known is not None:
+            key = known
+            name = _SPELLINGS.get(name, name)
+        else:
             if _TOKEN_RE.match(name) is None:
                 raise _error(f"bad header field name {name[:40]!r}")
             key = header_key(name)

@@ -86,6 +86,26 @@ class DatagramTests(SynchronousTestCase):
         self.assertEqual(m.headers.get_all("Via"), ("x", "y"))
         self.assertEqual(m.headers.get("call-ID"), "z")
 
+    def test_common_names_shared(self) -> None:
+        """
+        The keys and usual spellings of the fields a proxy meets most are
+        one string for every message parsed (a lingering call holds many
+        messages); other spellings and unknown fields are kept as written.
+        """
+        first = parse_datagram(OPTIONS)
+        second = parse_datagram(OPTIONS.replace(b"63104", b"63105"))
+        for a, b in zip(first.headers.fields, second.headers.fields, strict=True):
+            self.assertIs(a[0], b[0])
+            self.assertIs(a[1], b[1])
+        data = _message_with([b"OPTIONS sip:a@b SIP/2.0", b"vIA: x", b"v: y", b"X-Odd: z"])
+        odd, again = parse_datagram(data), parse_datagram(data)
+        self.assertEqual(
+            [(key, name) for key, name, _ in odd.headers.fields],
+            [("via", "vIA"), ("via", "v"), ("x-odd", "X-Odd")],
+        )
+        self.assertIs(odd.headers.fields[0][0], again.headers.fields[1][0])
+        self.assertIs(odd.headers.fields[1][1], again.headers.fields[1][1])
+
     def test_space_before_colon(self) -> None:
         """Spaces and tabs between a field name and its colon are allowed."""
         m = parse_datagram(_message_with([b"OPTIONS sip:a@b SIP/2.0", b"Via \t : x"]))
