@@ -145,7 +145,11 @@ class IServerTransaction(Interface):
     """An RFC 3261 17.2 server transaction, as the transaction user sees it."""
 
     key = Attribute("The TransactionKey that matches requests to it.")
-    request = Attribute("The Request that created the transaction.")
+    request = Attribute(
+        "The Request that created the transaction; None once the final"
+        " response is sent (a lingering transaction keeps only what answering"
+        " retransmissions needs)."
+    )
     flow = Attribute("The Flow the request arrived on (responses go back there).")
     state = Attribute("The current State.")
 
@@ -163,7 +167,10 @@ class IClientTransaction(Interface):
     """An RFC 3261 17.1 client transaction, as the transaction user sees it."""
 
     key = Attribute("The TransactionKey that matches responses to it.")
-    request = Attribute("The Request being sent.")
+    request = Attribute(
+        "The Request being sent; None once a final response has arrived (it"
+        " is never sent again)."
+    )
     flow = Attribute("The Flow it is sent on.")
     state = Attribute("The current State.")
 

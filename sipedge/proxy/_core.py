@@ -263,7 +263,7 @@ class ProxyCore:
     def response_received(self, response: Response, transaction: Any) -> None:
         if transaction in self.cancelling.cancels:
             return  # the answer to our own CANCEL
-        ours = transaction in self.forking.branches
+        ours = self.forking.owns(transaction)
         if not ours and not self.originator.handles(transaction):
             return
         if self.hiding is not None:
@@ -285,7 +285,6 @@ class ProxyCore:
 
     def transaction_terminated(self, transaction: Any) -> None:
         self.cancelling.cancels.discard(transaction)
-        self.forking.branches.pop(transaction, None)
         self.originator.transaction_terminated(transaction)
         self.forking.transaction_terminated(transaction)
 

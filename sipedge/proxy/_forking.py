@@ -45,6 +45,7 @@ from sipedge.proxy._upstream import (
     deliver_provisional,
     local_response,
     server_open,
+    takes_2xx,
 )
 from sipedge.transaction import State, make_response
 
@@ -68,6 +69,10 @@ class Forker:
         self._core = core
         self.forks: dict[Any, Fork] = {}
         self.branches: dict[Any, tuple[Fork, Branch]] = {}
+        #: The client transactions a 2xx moved to ACCEPTED (Timer M) whose
+        #: fork has let go of everything else -> the fork's server
+        #: transaction (see L{_release}).
+        self.accepted: dict[Any, Any] = {}
         #: Sends the branches (L{sipedge.proxy._branching}).
         self.sending = BranchSender(core, self)
 
@@ -79,6 +84,11 @@ class Forker:
             fork.timer_c = None
         self.forks.clear()
         self.branches.clear()
+        self.accepted.clear()
+
+    def owns(self, transaction: Any) -> bool:
+        """True for the client transaction of one of our branches."""
+        return transaction in self.branches or transaction in self.accepted
 
     # -- forwarding (16.6) ----------------------------------------------------
 
@@ -148,6 +158,13 @@ class Forker:
         """A response (topology revealed) to the client transaction of a branch."""
         entry = self.branches.get(transaction)
         if entry is None:
+            server = self.accepted.get(transaction)
+            if server is not None and 200 <= response.status < 300:
+                # A 2xx again, or another dialog's (a fork downstream).
+                upstream = response.with_headers(
+                    response.headers.first_removed("Via"), transaction.flow, changed="Via"
+                )
+                self._core.stateless.relay_2xx(upstream, server)
             return
         core = self._core
         fork, branch = entry
@@ -263,7 +280,7 @@ class Forker:
         10: a 2xx after we sent a non-2xx final).
         """
         response = relayed if relayed is not None else response
-        if fork.server.state in (State.PROCEEDING, State.TRYING, State.ACCEPTED):
+        if takes_2xx(fork.server):
             fork.server.respond(response)
         else:
             self._core.stateless.send_upstream(response)
@@ -335,6 +352,27 @@ class Forker:
     def _forget(self, fork: Fork) -> None:
         if self.forks.get(fork.server) is fork:
             del self.forks[fork.server]
+        if not fork.pending():
+            self._release(fork)
+
+    def _release(self, fork: Fork) -> None:
+        """
+        The fork and every branch of it have their final response: let go
+        of it (its request context, the request as received, routed and
+        sent, the responses), though its branches' client transactions
+        linger (Timers D, K, M: up to 32 s). Those in COMPLETED absorb
+        retransmissions alone; one a 2xx moved to ACCEPTED keeps only the
+        server transaction, for a 2xx that may still come on it (relayed
+        as a stray 2xx is, with no request context: L{response_received}).
+        """
+        for branch in fork.branches:
+            tx = branch.transaction
+            entry = self.branches.get(tx) if tx is not None else None
+            if entry is None or entry[0] is not fork:
+                continue
+            del self.branches[tx]
+            if tx.state is State.ACCEPTED:
+                self.accepted[tx] = fork.server
 
     def transaction_failed(self, transaction: Any, reason: Failure) -> bool:
         """The client transaction of a branch failed; False if it is none of ours."""
@@ -357,6 +395,7 @@ class Forker:
     def transaction_terminated(self, transaction: Any) -> None:
         """A transaction ended: a branch's, or the server transaction of a fork."""
         self.branches.pop(transaction, None)
+        self.accepted.pop(transaction, None)
         fork = self.forks.get(transaction)
         if fork is not None and fork.final_sent:
             self.finish(fork)

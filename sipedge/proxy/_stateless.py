@@ -4,12 +4,15 @@ Stateless forwarding (RFC 3261 16.11): an ACK for a 2xx is end to end and
 is routed through the request chain with no transaction; a 2xx to an
 INVITE with no client transaction (a retransmission, or one from a branch
 we gave up on) must still reach the caller (16.7 step 5) and goes up
-along the Vias through the response chain, in order per Call-ID. Any
-other stray response is dropped.
+along the Vias through the response chain, in order per Call-ID. So does
+a 2xx on the client transaction of a fork that has let go of its request
+context (L{sipedge.proxy._forking}), through the fork's server
+transaction while it can send it. Any other stray response is dropped.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -22,7 +25,8 @@ from sipedge.message import Request, Response, branch_digest, digest_of_branch, 
 from sipedge.pipeline import Forward, RequestContext, settled
 from sipedge.proxy._forwarding import forwarded_request, next_hop, via_value
 from sipedge.proxy._hiding import masked
-from sipedge.proxy._responses import ResponseQueue
+from sipedge.proxy._responses import Deliver, ResponseQueue
+from sipedge.proxy._upstream import takes_2xx
 
 __all__ = ["StatelessForwarder"]
 
@@ -162,12 +166,23 @@ class StatelessForwarder:
         upstream = response.with_headers(response.headers.first_removed("Via"), changed="Via")
         if core.forking.late_2xx(digest_of_branch(vias[0].branch), upstream):
             return
-        self._relay_stray(upstream)
+        self._relay_stray(upstream, self._deliver_stray)
 
-    def _relay_stray(self, response: Response) -> None:
+    def relay_2xx(self, response: Response, server: Any) -> None:
+        """
+        A 2xx (our Via removed) on the client transaction of a fork that
+        has let go of its request context: a retransmission, or the 2xx of
+        another dialog (a fork downstream). Through the response chain as
+        a stray 2xx (no context), then through the fork's server
+        transaction while it takes a 2xx (RFC 6026 ACCEPTED), else
+        statelessly upstream.
+        """
+        self._relay_stray(response, partial(self._deliver_through, server))
+
+    def _relay_stray(self, response: Response, deliver: Deliver) -> None:
         """
         A stray 2xx through the response chain (with no context), then
-        statelessly upstream; the strays of one call wait in order.
+        C{deliver}; the strays of one call wait in order.
         """
         core = self._core
         call_id = response.headers.get("Call-ID") or ""
@@ -175,7 +190,7 @@ class StatelessForwarder:
         if queue is None:
             relayed = core.chain.run_responses(None, response)
             if not isinstance(relayed, Deferred):
-                self._deliver_stray(None, response, relayed)
+                deliver(None, response, relayed)
                 return
             queue = ResponseQueue(
                 core.chain.run_responses,
@@ -186,9 +201,9 @@ class StatelessForwarder:
             )
             self.stray_queues[call_id] = queue
             core.busy_queues.add(queue)
-            queue.wait(relayed, response, self._deliver_stray)
+            queue.wait(relayed, response, deliver)
             return
-        queue.submit(None, response, self._deliver_stray)
+        queue.submit(None, response, deliver)
 
     def _stray_queue_idle(self, call_id: str, queue: ResponseQueue) -> None:
         self._core.busy_queues.discard(queue)
@@ -197,6 +212,15 @@ class StatelessForwarder:
 
     def _deliver_stray(self, _: None, response: Response, relayed: Response | None) -> None:
         self.send_upstream(relayed if relayed is not None else response)
+
+    def _deliver_through(
+        self, server: Any, _: None, response: Response, relayed: Response | None
+    ) -> None:
+        response = relayed if relayed is not None else response
+        if takes_2xx(server):
+            server.respond(response)
+        else:
+            self.send_upstream(response)
 
     def send_upstream(self, upstream: Response) -> None:
         """Send a response statelessly to its top Via (RFC 3261 18.2.2)."""

@@ -26,6 +26,7 @@ __all__ = [
     "deliver_provisional",
     "local_response",
     "server_open",
+    "takes_2xx",
 ]
 
 _log = Logger()
@@ -34,6 +35,14 @@ _log = Logger()
 def server_open(transaction: Any) -> bool:
     """True while a server transaction can still send a final response."""
     return transaction.state in (State.TRYING, State.PROCEEDING)
+
+
+def takes_2xx(transaction: Any) -> bool:
+    """
+    True while a server INVITE transaction can send a 2xx: before its
+    final response, and in ACCEPTED after a 2xx (RFC 6026 8.6).
+    """
+    return transaction.state in (State.TRYING, State.PROCEEDING, State.ACCEPTED)
 
 
 def local_response(request: Request, result: Respond) -> Response:

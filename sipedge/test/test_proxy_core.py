@@ -7,6 +7,7 @@ transport manager that records what is sent and a fake locator.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from hypothesis import given
@@ -1496,6 +1497,43 @@ class FinishedForkTests(ProxyHarness, SynchronousTestCase):
         self.clock.pump([1.0] * 40)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_lingering_call_keeps_no_message(self) -> None:
+        """
+        Once a request and every branch of it have their final response,
+        L{ProxyCore} lets go of the fork (its request context, the request
+        as received and as sent, the responses) while the transactions
+        linger for their retransmissions (Timers J, K, L, M): nothing but
+        an INVITE's server transaction is kept for the client transaction
+        a 2xx answered, and the transactions let go of their requests.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.clock.advance(32)  # the REGISTER's transaction ends
+        for method, status in (("INVITE", 200), ("MESSAGE", 200), ("INVITE", 486)):
+            received = request(
+                method,
+                "sip:bob@example.com",
+                call_id=f"{method}-{status}",
+                branch=f"z9hG4bK{method}{status}",
+            )
+            self.receive(received, ALICE)
+            forwarded = self.only(BOB, method)
+            response = answer(forwarded, status)
+            self.receive(response, BOB_UDP)
+            self.take()
+            gone = [weakref.ref(m) for m in (received, forwarded, response)]
+            del received, forwarded, response
+            self.assertEqual([ref() for ref in gone], [None, None, None], (method, status))
+        self.assertEqual(self.core.forking.forks, {})
+        self.assertEqual(self.core.forking.branches, {})
+        self.assertEqual(len(self.core.forking.accepted), 1)
+        transactions: list[Any] = [
+            *self.core.transactions.server_transactions.values(),
+            *self.core.transactions.client_transactions.values(),
+        ]
+        self.assertEqual(len(transactions), 6)
+        self.assertEqual([tx.request for tx in transactions], [None] * 6)
+        self.assert_clean()
+
 
 @implementer(IRequestStage, IResponseStage)
 class _Watcher:
@@ -1542,6 +1580,33 @@ class ResponseChainTests(ProxyHarness, SynchronousTestCase):
         self.assertEqual(watcher.seen, [("INVITE", 180), ("INVITE", 200)])
         relayed = [m for m in self.sent_to(UPSTREAM) if isinstance(m, Response) and m.status > 100]
         self.assertEqual([m.headers.get("X-Watched") for m in relayed], ["yes", "yes"])
+
+    def test_2xx_after_fork_let_go(self) -> None:
+        """
+        A 2xx that comes again once the fork has let go of its request
+        context (every branch and the fork have their final response)
+        passes the response chain as a stray 2xx does, with no context,
+        and goes upstream through the server transaction while it is in
+        ACCEPTED (RFC 6026), statelessly once it has ended.
+        """
+        watcher = self.watch()
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP)
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        ok = answer(self.only(BOB, "INVITE"), 200)
+        self.receive(ok, BOB_UDP)
+        servers = self.core.transactions.server_transactions.values()
+        [server] = [tx for tx in servers if tx.key.method == "INVITE"]
+        self.assertEqual(list(self.core.forking.accepted.values()), [server])
+        self.receive(ok, BOB_UDP)
+        self.assertEqual(watcher.seen, [("INVITE", 200), (None, 200)])
+        self.assertEqual(self.statuses(UPSTREAM), [100, 200, 200])
+        self.assertEqual(self.core.stats["stateless"], 0)
+        self.clock.advance(32)  # Timer L ends the server transaction; M lingers on
+        self.assertEqual(dict(self.core.transactions.server_transactions), {})
+        self.receive(ok, BOB_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 200, 200, 200])
+        self.assertEqual(self.core.stats["stateless"], 1)
+        self.assert_clean()
 
     def test_absorb_provisional(self) -> None:
         """If a response stage absorbs a 180, it does not go upstream."""

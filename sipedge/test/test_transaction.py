@@ -571,7 +571,9 @@ OPTIONS = make_request("OPTIONS", branch="z9hG4bK-2")
 
 def _payload(tx: Any, input: Any) -> Any:
     """A payload for C{input}, as the machine's named methods would pass."""
-    request = tx.request
+    # A lingering transaction has let go of its request (and a TU keeps
+    # its own): the one the machine was made with.
+    request = tx.request if tx.request is not None else _CLASSES[tx.spec.name][1]
     statuses = {
         ClientInput.RECV_1XX: 180,
         ClientInput.RECV_2XX: 200,
@@ -784,6 +786,32 @@ class ClientInviteTransactionTests(_Base):
         tx.response_received(ringing)
         self.assertEqual(len(self.user.responses), 2)
         tx.cancel_timers()
+
+    def test_final_lets_request_go(self) -> None:
+        """
+        Once a final response arrives, the request is let go (no state
+        sends it again, and Timer M or D keeps the transaction 32 s): a
+        3xx-6xx leaves the ACK built from it, which COMPLETED sends again;
+        a non-INVITE in COMPLETED keeps nothing either.
+        """
+        for request, status, state in (
+            (INVITE, 200, State.ACCEPTED),
+            (INVITE, 486, State.COMPLETED),
+            (OPTIONS, 200, State.COMPLETED),
+        ):
+            tx = self.client(request)
+            tx.start()
+            tx.response_received(make_response(request, 180, to_tag="u"))
+            self.assertIs(tx.request, request)
+            final = make_response(request, status, to_tag="u")
+            tx.response_received(final)
+            self.assertIs(tx.state, state)
+            self.assertIsNone(tx.request)
+            if request is INVITE and status >= 300:
+                self.assertEqual(tx.ack, make_ack(INVITE, final))
+                tx.response_received(final)  # again: the ACK again
+                self.assertEqual(self.wire.messages[-2:], [tx.ack, tx.ack])
+            tx.cancel_timers()
 
     def test_success(self) -> None:
         """
@@ -1012,17 +1040,21 @@ class ServerInviteTransactionTests(_Base):
 
     def test_final_lets_provisional_go(self) -> None:
         """
-        Once a final response is sent, the last provisional one is let go
-        (no state sends it again); the final one is kept for Timer G.
+        Once a final response is sent, the last provisional one and the
+        request are let go (no state sends them again); a 3xx-6xx is kept
+        for Timer G, a 2xx is not (the transaction never sends it again,
+        RFC 6026).
         """
         for status, state in ((200, State.ACCEPTED), (486, State.COMPLETED)):
             tx = self.started()
+            self.assertIs(tx.request, INVITE)
             tx.respond(make_response(INVITE, 180, to_tag="uas"))
             final = make_response(INVITE, status, to_tag="uas")
             tx.respond(final)
             self.assertIs(tx.state, state)
             self.assertIsNone(tx.last_provisional)
-            self.assertIs(tx.final_response, final)
+            self.assertIsNone(tx.request)
+            self.assertIs(tx.final_response, final if status >= 300 else None)
             tx.request_received(INVITE)  # a retransmission: absorbed, or the final again
             self.assertNotIn(180, [m.status for m in self.wire.messages[2:]])
             tx.cancel_timers()
@@ -1782,7 +1814,10 @@ class TransactionLayerTotalityTests(SynchronousTestCase):
         wire, user = Wire(clock), RecordingUser(clock)
         layer = TransactionLayer(user, wire, clock)
         branches = iter(range(1000))
+        # What the TU keeps: a lingering transaction lets go of its request.
+        requests: dict[Any, Request] = {}
         for op, a, b in ops:
+            requests.update((tx, r) for r, tx in user.requests)
             if op == "request":
                 layer.message_received(_POOL[a], TCP if b else UDP)
             elif op == "respond":
@@ -1790,7 +1825,7 @@ class TransactionLayerTotalityTests(SynchronousTestCase):
                 if servers:
                     tx = servers[a % len(servers)]
                     try:
-                        tx.respond(make_response(tx.request, b, to_tag="uas"))
+                        tx.respond(make_response(requests[tx], b, to_tag="uas"))
                     except LocalProtocolError:
                         self.assertIs(tx.state, State.TERMINATED)
             elif op == "send":
@@ -1799,10 +1834,10 @@ class TransactionLayerTotalityTests(SynchronousTestCase):
                     request = cancel_for(make_request(branch=branch))
                 else:
                     request = make_request(a, branch=branch)
-                layer.client_transaction(request, TCP if b else UDP)
+                requests[layer.client_transaction(request, TCP if b else UDP)] = request
             elif op == "response":
                 clients = list(layer.client_transactions.values())
-                target = clients[a % len(clients)].request if clients else INVITE
+                target = requests[clients[a % len(clients)]] if clients else INVITE
                 layer.message_received(make_response(target, b, to_tag="peer"), UDP)
             elif op == "advance":
                 clock.advance(a)
@@ -1904,8 +1939,9 @@ class TransactionPair:
         self.uas.on_stray = self.uas_stray
 
     def uac_response(self, response: Response, tx: Any) -> None:
-        if tx.request.method == "INVITE" and 200 <= response.status < 300:
-            self.link.sender("uas")(ack_for_2xx(tx.request, response), UAC_FLOW)
+        # The UAC core keeps its INVITE (the transaction lets go of it).
+        if self.invite.method == "INVITE" and 200 <= response.status < 300:
+            self.link.sender("uas")(ack_for_2xx(self.invite, response), UAC_FLOW)
 
     def uas_request(self, request: Request, tx: Any) -> None:
         if request.method != "INVITE":
@@ -1933,6 +1969,7 @@ class TransactionPair:
 
     def run(self, request: Request) -> Any:
         """Send C{request}, then let 64*T1 + 40 s pass in small steps."""
+        self.invite = request
         tx = self.client.client_transaction(request, UAC_FLOW)
         self.link.flush()
         for _ in range(int((64 * self.timers.T1 + 40) / 0.125)):

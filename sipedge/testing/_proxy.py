@@ -322,6 +322,7 @@ class ProxyHarness(_HarnessBase):
         tc.assertEqual(self.core.forking.forks, {})
         tc.assertEqual(self.core.cancelling.cancels, set())
         tc.assertEqual(self.core.forking.branches, {})
+        tc.assertEqual(self.core.forking.accepted, {})
         tc.assertEqual(self.clock.getDelayedCalls(), [])
 
 

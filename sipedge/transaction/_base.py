@@ -63,7 +63,8 @@ class Transaction:
     """
     Base of the four transaction classes.
 
-    @ivar request: the request that created the transaction.
+    @ivar request: the request that created the transaction, while its
+        state may still need it (see L{_let_go}); C{None} after.
     @ivar flow: where it is sent (client) or where it came from (server).
     @ivar key: the L{TransactionKey} that matches messages to it.
     @ivar state: the current L{State}.
@@ -74,8 +75,12 @@ class Transaction:
     spec: ClassVar[MachineSpec]
     #: The name used for counters, e.g. C{"client_invite"}.
     kind: ClassVar[str]
+    #: The states that may still send the request or a message built from
+    #: it (set by each subclass); in the others the transaction lets go of
+    #: it (L{_let_go}).
+    _request_states: ClassVar[frozenset[State]]
 
-    request: Request
+    request: Request | None
     flow: Flow
     _send: Send = attrs.field(kw_only=True)
     _user: ITransactionUser = attrs.field(kw_only=True)
@@ -195,7 +200,17 @@ class Transaction:
             getattr(self, "_do_" + action.name.lower())(payload)
         if self.state is State.TERMINATED:
             self._finish()
+        if self.state not in self._request_states:
+            self._let_go()
         self._drain()
+
+    def _let_go(self) -> None:
+        """
+        Drop what the state reached no longer needs: a transaction that
+        lingers (Timers J, K, L, M: up to 32 s) keeps only what absorbing
+        and answering retransmissions takes, not the whole parsed request.
+        """
+        self.request = None
 
     def _drain(self) -> None:
         """Run the inputs that actions queued (zero timers, send failures)."""

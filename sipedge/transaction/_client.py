@@ -23,6 +23,7 @@ from sipedge.transaction._states import (
     ClientInput,
     Input,
     MachineSpec,
+    State,
 )
 
 __all__ = ["ClientInviteTransaction", "ClientNonInviteTransaction", "make_ack"]
@@ -68,6 +69,7 @@ class _ClientTransaction(Transaction):
     _transport_error_input: ClassVar[Input] = ClientInput.TRANSPORT_ERROR
 
     def _make_key(self) -> TransactionKey:
+        assert self.request is not None
         if self.request.method == "ACK":
             raise LocalProtocolError("an ACK is not sent in a client transaction")
         if not self.request.top_via.is_rfc3261_branch:
@@ -90,9 +92,11 @@ class _ClientTransaction(Transaction):
     # -- actions -----------------------------------------------------------
 
     def _do_send_request(self, payload: object) -> None:
+        assert self.request is not None
         self._transmit(self.request)
 
     def _do_retransmit_request(self, payload: object) -> None:
+        assert self.request is not None
         self._transmit(self.request, retransmission=True)
 
     def _do_pass_response_up(self, response: Response) -> None:
@@ -103,13 +107,13 @@ class _ClientTransaction(Transaction):
         self._log.info(
             "Transaction {key} timed out ({method} to {flow})",
             key=self.key,
-            method=self.request.method,
+            method=self.key.method,
             flow=str(self.flow),
         )
         self._call_user(
             self._user.transaction_failed,
             self,
-            Failure(TransactionTimeout(f"no final response to {self.request.method}")),
+            Failure(TransactionTimeout(f"no final response to {self.key.method}")),
         )
 
     def _do_report_transport_error(self, failure: Failure) -> None:
@@ -135,9 +139,11 @@ class ClientInviteTransaction(_ClientTransaction):
 
     ack: Request | None = attrs.field(init=False, default=None)
     _interval_a: float = attrs.field(init=False, default=0.0)
+    _request_states: ClassVar[frozenset[State]] = frozenset({State.CALLING, State.PROCEEDING})
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        assert self.request is not None
         if self.request.method != "INVITE":
             raise LocalProtocolError(f"{self.request.method} is not an INVITE")
 
@@ -162,6 +168,7 @@ class ClientInviteTransaction(_ClientTransaction):
         self._start_timer(ClientInput.TIMER_M, self._timers.timer_m)
 
     def _do_send_ack(self, response: Response) -> None:
+        assert self.request is not None
         self.ack = make_ack(self.request, response)
         self._transmit(self.ack)
 
@@ -185,9 +192,11 @@ class ClientNonInviteTransaction(_ClientTransaction):
     kind: ClassVar[str] = "client_non_invite"
 
     _interval_e: float = attrs.field(init=False, default=0.0)
+    _request_states: ClassVar[frozenset[State]] = frozenset({State.TRYING, State.PROCEEDING})
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        assert self.request is not None
         if self.request.method == "INVITE":
             raise LocalProtocolError("an INVITE needs a ClientInviteTransaction")
 

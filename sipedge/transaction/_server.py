@@ -25,9 +25,15 @@ from sipedge.transaction._states import (
     Input,
     MachineSpec,
     ServerInput,
+    State,
 )
 
 __all__ = ["ServerInviteTransaction", "ServerNonInviteTransaction"]
+
+
+# Where the final response sent is no longer needed (an RFC 2543 ACK in
+# COMPLETED and CONFIRMED is matched by its To tag).
+_NO_FINAL_STATES = frozenset({State.ACCEPTED, State.TERMINATED})
 
 
 def _response_input(response: Response) -> ServerInput:
@@ -48,17 +54,25 @@ class _ServerTransaction(Transaction):
 
     @ivar last_provisional: the last provisional response sent, until a
         final response is sent.
-    @ivar final_response: the final response sent (the last 2xx in
-        ACCEPTED), if any.
+    @ivar final_response: the final response sent; C{None} again in
+        ACCEPTED (a 2xx is never sent again by the transaction, RFC 6026)
+        and TERMINATED.
     """
 
     _transport_error_input: ClassVar[Input] = ServerInput.TRANSPORT_ERROR
+    _request_states: ClassVar[frozenset[State]] = frozenset({State.TRYING, State.PROCEEDING})
 
     last_provisional: Response | None = attrs.field(init=False, default=None)
     final_response: Response | None = attrs.field(init=False, default=None)
 
     def _make_key(self) -> TransactionKey:
+        assert self.request is not None
         return server_key(self.request)
+
+    def _let_go(self) -> None:
+        super()._let_go()
+        if self.state in _NO_FINAL_STATES:
+            self.final_response = None
 
     # -- inputs ------------------------------------------------------------
 
@@ -142,6 +156,7 @@ class ServerInviteTransaction(_ServerTransaction):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        assert self.request is not None
         if self.request.method != "INVITE":
             raise LocalProtocolError(f"{self.request.method} is not an INVITE")
 
@@ -152,6 +167,7 @@ class ServerInviteTransaction(_ServerTransaction):
         self._cancel_timer(ServerInput.TIMER_TRYING)
 
     def _do_send_trying(self, payload: object) -> None:
+        assert self.request is not None
         self.last_provisional = make_response(self.request, 100)
         self._transmit(self.last_provisional)
 
@@ -196,6 +212,7 @@ class ServerNonInviteTransaction(_ServerTransaction):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        assert self.request is not None
         if self.request.method in ("INVITE", "ACK"):
             raise LocalProtocolError(
                 f"{self.request.method} does not create a non-INVITE server transaction"
