@@ -1042,8 +1042,8 @@ class ServerInviteTransactionTests(_Base):
         """
         Once a final response is sent, the last provisional one and the
         request are let go (no state sends them again); a 3xx-6xx is kept
-        for Timer G, a 2xx is not (the transaction never sends it again,
-        RFC 6026).
+        for Timer G (a copy without the views parsed on it), a 2xx is not
+        (the transaction never sends it again, RFC 6026).
         """
         for status, state in ((200, State.ACCEPTED), (486, State.COMPLETED)):
             tx = self.started()
@@ -1054,7 +1054,7 @@ class ServerInviteTransactionTests(_Base):
             self.assertIs(tx.state, state)
             self.assertIsNone(tx.last_provisional)
             self.assertIsNone(tx.request)
-            self.assertIs(tx.final_response, final if status >= 300 else None)
+            self.assertEqual(tx.final_response, final if status >= 300 else None)
             tx.request_received(INVITE)  # a retransmission: absorbed, or the final again
             self.assertNotIn(180, [m.status for m in self.wire.messages[2:]])
             tx.cancel_timers()

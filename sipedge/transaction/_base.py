@@ -91,8 +91,12 @@ class Transaction:
     _stats: dict[str, int] = attrs.field(kw_only=True, factory=dict)
 
     state: State = attrs.field(init=False)
-    _running: dict[Input, IDelayedCall] = attrs.field(init=False, factory=dict)
-    _queue: list[tuple[Input, Any]] = attrs.field(init=False, factory=list)
+    # The timers running, as (input, call) pairs: a state has one to three,
+    # and a lingering transaction one (a list of one pair is half a dict).
+    _running: list[tuple[Input, IDelayedCall]] = attrs.field(init=False, factory=list)
+    # Inputs queued by actions (zero timers, send failures); None while
+    # empty, which it nearly always is.
+    _queue: list[tuple[Input, Any]] | None = attrs.field(init=False, default=None)
     _draining: bool = attrs.field(init=False, default=False)
     _started: bool = attrs.field(init=False, default=False)
     _finished: bool = attrs.field(init=False, default=False)
@@ -214,18 +218,26 @@ class Transaction:
 
     def _drain(self) -> None:
         """Run the inputs that actions queued (zero timers, send failures)."""
-        if self._draining:
+        if self._draining or not self._queue:
             return
         self._draining = True
         try:
             while self._queue:
                 if self.state is State.TERMINATED:
-                    self._queue.clear()
+                    self._queue = None
                     break
                 input, payload = self._queue.pop(0)
                 self.process_input(input, payload)
         finally:
             self._draining = False
+        if not self._queue:
+            self._queue = None
+
+    def _enqueue(self, input: Input, payload: Any = None) -> None:
+        if self._queue is None:
+            self._queue = [(input, payload)]
+        else:
+            self._queue.append((input, payload))
 
     def _protocol_error(self, input: Input) -> Exception:
         """A pair missing from the table: terminate, return what to raise."""
@@ -253,7 +265,7 @@ class Transaction:
             return
         self._finished = True
         self._keep_timers(frozenset())
-        self._queue.clear()
+        self._queue = None
         if self._on_terminated is not None:
             self._on_terminated(self)
         self._call_user(self._user.transaction_terminated, self)
@@ -262,9 +274,12 @@ class Transaction:
 
     def _keep_timers(self, owned: frozenset[Input]) -> None:
         """Cancel every running or queued timer the current state does not own."""
-        if self._running:
-            for input in [i for i in self._running if i not in owned]:
-                self._running.pop(input).cancel()
+        running = self._running
+        if running:
+            for input, call in running:
+                if input not in owned:
+                    call.cancel()
+            self._running = [pair for pair in running if pair[0] in owned]
         if self._queue:
             timer_inputs = _timer_inputs(self.spec)
             self._queue[:] = [
@@ -275,23 +290,31 @@ class Transaction:
         """Start (or restart) a timer; a zero delay fires after this transition."""
         self._cancel_timer(input)
         if delay <= 0:
-            self._queue.append((input, None))
+            self._enqueue(input)
             return
-        self._running[input] = self._clock.callLater(delay, self._timer_fired, input)
+        self._running.append((input, self._clock.callLater(delay, self._timer_fired, input)))
 
     def _cancel_timer(self, input: Input) -> None:
-        call = self._running.pop(input, None)
+        call = self._forget_timer(input)
         if call is not None:
             call.cancel()
 
+    def _forget_timer(self, input: Input) -> IDelayedCall | None:
+        running = self._running
+        for i, (each, call) in enumerate(running):
+            if each is input:
+                del running[i]
+                return call
+        return None
+
     def _timer_fired(self, input: Input) -> None:
-        del self._running[input]
+        self._forget_timer(input)
         self.process_input(input)
 
     @property
     def running_timers(self) -> frozenset[Input]:
         """The timer inputs scheduled now (for tests and introspection)."""
-        return frozenset(self._running)
+        return frozenset(input for input, _ in self._running)
 
     # -- I/O ---------------------------------------------------------------
 
@@ -308,7 +331,7 @@ class Transaction:
                 flow=str(self.flow),
                 error=failure.getErrorMessage(),
             )
-            self._queue.append((self._transport_error_input, failure))
+            self._enqueue(self._transport_error_input, failure)
             return
         if retransmission:
             _bump(self._stats, "retransmissions")

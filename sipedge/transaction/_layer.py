@@ -102,6 +102,13 @@ class TransactionLayer:
     stats: dict[str, int] = attrs.field(init=False, factory=lambda: dict.fromkeys(STAT_NAMES, 0))
     _servers: dict[TransactionKey, _ServerTransaction] = attrs.field(init=False, factory=dict)
     _clients: dict[TransactionKey, _ClientTransaction] = attrs.field(init=False, factory=dict)
+    # One bound method each for every transaction, not one per transaction.
+    _on_server_end: Callable[[Any], object] = attrs.field(init=False)
+    _on_client_end: Callable[[Any], object] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._on_server_end = self._server_terminated
+        self._on_client_end = self._client_terminated
 
     def __repr__(self) -> str:
         return f"<TransactionLayer {len(self._servers)} server, {len(self._clients)} client>"
@@ -204,7 +211,7 @@ class TransactionLayer:
             user=self._user,
             clock=self._clock,
             timers=self._timers,
-            on_terminated=self._client_terminated,
+            on_terminated=self._on_client_end,
             stats=self.stats,
         )
         if tx.key in self._clients:
@@ -288,7 +295,7 @@ class TransactionLayer:
             clock=self._clock,
             timers=self._timers,
             key=key,
-            on_terminated=self._server_terminated,
+            on_terminated=self._on_server_end,
             stats=self.stats,
         )
         self._servers[key] = tx

@@ -106,6 +106,14 @@ class _ServerTransaction(Transaction):
             # No state after a final response sends a provisional again:
             # let it go, rather than hold it while Timer J or L runs (32 s).
             self.last_provisional = None
+            if self.state is State.COMPLETED:
+                # Kept to be sent again (Timer G, or J: 32 s), so without
+                # the typed views the stages parsed on it: the same
+                # response, sent and sent again.
+                response = Response(
+                    response.status, response.reason, response.headers, response.body,
+                    response.version, flow=response.flow,
+                )  # fmt: skip
             self.final_response = response
         self._transmit(response)
 

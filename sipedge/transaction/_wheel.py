@@ -53,13 +53,15 @@ class _Timer:
         time: float,
         func: Callable[..., object],
         args: tuple[Any, ...],
-        kw: dict[str, Any],
+        kw: dict[str, Any] | None,
     ) -> None:
         self._wheel = wheel
         self.time = time
         self.tick = 0
         self.func: Callable[..., object] | None = func
         self.args = args
+        #: None rather than an empty dict: a lingering transaction's timer
+        #: waits 32 s, and there are tens of thousands of them.
         self.kw = kw
         self.cancelled = False
         self.called = False
@@ -93,7 +95,7 @@ class _Timer:
         self._check_active()
         self.cancelled = True
         self._wheel._remove(self)
-        self.func, self.args, self.kw = None, (), {}
+        self.func, self.args, self.kw = None, (), None
 
     def delay(self, secondsLater: float) -> None:
         """Move the timer C{secondsLater} later (earlier if negative)."""
@@ -157,7 +159,7 @@ class TimerWheel:
         self, delay: float, callable: Callable[..., object], *args: object, **kw: object
     ) -> IDelayedCall:
         """Call C{callable(*args, **kw)} at the first tick C{delay} seconds from now or later."""
-        timer = _Timer(self, self._clock.seconds() + delay, callable, args, kw)
+        timer = _Timer(self, self._clock.seconds() + delay, callable, args, kw or None)
         self._add(timer)
         return timer
 
@@ -240,9 +242,12 @@ class TimerWheel:
             return
         timer.called = True
         func, args, kw = timer.func, timer.args, timer.kw
-        timer.func, timer.args, timer.kw = None, (), {}
+        timer.func, timer.args, timer.kw = None, (), None
         assert func is not None
         try:
-            func(*args, **kw)
+            if kw:
+                func(*args, **kw)
+            else:
+                func(*args)
         except Exception:
             self._log.failure("A timer's callable {func!r} raised", func=func)
