@@ -4,7 +4,7 @@ holds per call while its transactions linger (Timers J, L, M: 64*T1 =
 32 s), and the garbage cycles a call makes. (CPU per call in process:
 callpath.py.)
 
-Run: python benchmarks/calls_memory.py [--calls N] [--top N]
+Run: python benchmarks/calls_memory.py [--calls N] [--top N] [--fill N]
 
 The whole service of C{twistd sipedge} is built in memory
 (L{sipedge.testing.edge_in_memory}) with the configuration cps.py gives
@@ -15,7 +15,8 @@ the figures do not depend on how busy the machine is (CPU time aside).
 The calls are placed 2 ms apart on the fake clock: all of them are still
 lingering when the memory is measured, as at 500 calls a second. The test
 agents' own records are cleared after each call so that only the proxy's
-memory is counted.
+memory is counted. The bounded parse caches are filled first, while
+tracing (C{--fill} calls), as in a proxy that has run a while.
 
 It prints:
 - bytes held per lingering call (tracemalloc: Python allocations; RSS adds
@@ -127,8 +128,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--fill",
         type=int,
-        default=1500,
-        help="calls that fill the bounded parse caches first (default 1500)",
+        default=2500,
+        help="calls that fill the bounded parse caches first (default 2500)",
     )
     args = parser.parse_args(argv)
     if not 10 <= args.calls <= 10_000 or not 0 <= args.top <= 100 or not 0 <= args.fill <= 10_000:
