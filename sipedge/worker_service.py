@@ -54,7 +54,7 @@ from sipedge.process import (
     private_port,
 )
 from sipedge.service import SipEdgeService
-from sipedge.transport import ReloadableServerContext
+from sipedge.transport import ReloadableServerContext, http_fetch
 
 __all__ = ["SupervisorService", "WorkerService", "worker_config"]
 
@@ -164,7 +164,9 @@ class WorkerService(SipEdgeService):
         if s.transport == "TCP":
             return self.transports.listen_tcp(s.host, s.port, fd=s.fd)
         if self.server_tls is None:
-            self.server_tls = ReloadableServerContext(self._tls_settings, clock=self._reactor)
+            self.server_tls = ReloadableServerContext(
+                self._tls_settings, clock=self._reactor, ocsp_fetch=http_fetch(self._reactor)
+            )
         return self.transports.listen_tls(s.host, s.port, self.server_tls, fd=s.fd)
 
     def _listen(self) -> list[tuple[str, str, int]]:

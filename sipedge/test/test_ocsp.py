@@ -349,6 +349,14 @@ class OpensslTests(SynchronousTestCase):
         asking for the status gets it stapled: successful, good, for the
         certificate's serial number.
         """
+        self.stapled()
+
+    def test_stapled_by_workers(self) -> None:
+        """With C{[process] workers = 2}, every worker staples its response."""
+        self.stapled("[process]\nworkers = 2\n", workers=2)
+
+    def stapled(self, extra: str = "", workers: int = 1) -> None:
+        """The TLS listeners staple a good OCSP response (C{workers} of them fetch it)."""
         responder = _OpensslResponder(self.work, self.openssl)
         thread = threading.Thread(target=responder.serve_forever, kwargs={"poll_interval": 0.1})
         thread.start()
@@ -372,11 +380,11 @@ class OpensslTests(SynchronousTestCase):
         (self.work / "chain.pem").write_bytes(certs.cert_pem + certs.ca_pem)
         (self.work / "key.pem").write_bytes(certs.key_pem)
         proxy = self.start(f'[tls]\ncertificate = "{self.work / "chain.pem"}"\n'
-                           f'private_key = "{self.work / "key.pem"}"\n')
+                           f'private_key = "{self.work / "key.pem"}"\n' + extra)
         deadline = time.monotonic() + 20
-        while "good, stapled" not in proxy.log() and time.monotonic() < deadline:
+        while proxy.log().count("good, stapled") < workers and time.monotonic() < deadline:
             time.sleep(0.2)
-        self.assertIn("good, stapled", proxy.log())
+        self.assertGreaterEqual(proxy.log().count("good, stapled"), workers, proxy.log()[-3000:])
         status = self.status(proxy.ports["TLS"])
         self.assertIn("OCSP Response Status: successful", status)
         self.assertIn("Cert Status: good", status)

@@ -21,6 +21,7 @@ __all__ = ["RelayProcess", "SipEdgeProcess", "add_user"]
 _LISTENING = re.compile(r"Listening for SIP on (UDP|TCP|TLS) (\S+) port (\d+)")
 _OWN_SOCKET = re.compile(r"Worker (\d+)'s own (UDP|TCP|TLS) socket: (\S+) (\d+)")
 _STARTED_WORKER = re.compile(r"Started worker (\d+) \(pid (\d+)\)")
+_STARTED_COUNT = re.compile(r"sipedge started: (\d+) workers")
 
 
 def _twistd() -> list[str]:
@@ -142,6 +143,12 @@ class SipEdgeProcess(_TwistdProcess):
         for index, transport, _, port in _OWN_SOCKET.findall(self.run_log()):
             found.setdefault(int(index), {})[transport] = int(port)
         return found
+
+    @property
+    def worker_count(self) -> int:
+        """How many processes serve SIP: the workers this run started, or 1 (no supervisor)."""
+        found = _STARTED_COUNT.search(self.run_log())
+        return int(found.group(1)) if found else 1
 
     def worker_pids(self) -> dict[int, int]:
         """With workers: the process id of each worker's latest start in this run."""
