@@ -22,6 +22,7 @@ from sipedge.message._auth import (
     parse_authentication_info,
 )
 from sipedge.message._branch import BRANCH_PREFIX, branch_digest, digest_of_branch, make_branch
+from sipedge.message._build import COMPILED, compiled_modules
 from sipedge.message._check import KNOWN_METHODS, check_request, check_response
 from sipedge.message._fields import CSeq, parse_cseq, parse_option_tags, parse_uint
 from sipedge.message._headers import COMPACT_FORMS, Headers, canonical_name, header_key
@@ -61,6 +62,7 @@ __all__ = [
     "BRANCH_MAGIC_COOKIE",
     "BRANCH_PREFIX",
     "COMPACT_FORMS",
+    "COMPILED",
     "DEFAULT_LIMITS",
     "KNOWN_METHODS",
     "SIP_VERSION",
@@ -106,6 +108,7 @@ __all__ = [
     "carry_views",
     "check_request",
     "check_response",
+    "compiled_modules",
     "detect_nat",
     "digest_of_branch",
     "escape_user",

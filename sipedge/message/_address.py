@@ -22,13 +22,20 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from sipedge.error import MessageParseError
 from sipedge.message._lex import format_params, parse_params, split_comma_list, unquote
 from sipedge.message._uri import parse_uri
+
+# Field defaults typed Any: a compiled build (mypyc) checks the value of
+# "x: T = attrs.field(default=...)" against T when the class body runs, and
+# attrs.field returns its marker there; typed Any, the call is not checked
+# (attrs and mypy see the same field).
+_NO_PARAMS: Any = ()
+_BRACKETED: Any = True
 
 if TYPE_CHECKING:
     from sipedge.message._uri import URI
@@ -186,8 +193,8 @@ class NameAddress:
 
     display_name: str | None = None
     uri: URI
-    params: Params = attrs.field(default=(), converter=_to_params)
-    bracketed: bool = attrs.field(default=True, eq=False)
+    params: Params = attrs.field(default=_NO_PARAMS, converter=_to_params)
+    bracketed: bool = attrs.field(default=_BRACKETED, eq=False)
 
     def __str__(self) -> str:
         uri = str(self.uri)
@@ -334,6 +341,10 @@ def parse_name_addr(text: str) -> NameAddress:
     m = _NAME_ADDR_RE.match(text)
     if m is None:
         return _addr_spec(text.strip(_WS_CHARS))
+    # Optional groups are None: typed so, a compiled build (mypyc) checks it.
+    quoted: str | None
+    tokens: str | None
+    params: str | None
     quoted, tokens, uri_text, params = m.groups()
     if not uri_text or uri_text[0] in _WS_CHARS or uri_text[-1] in _WS_CHARS:
         # RFC 4475 badaspec: no LWS inside the angle brackets

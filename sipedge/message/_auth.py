@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import attrs
@@ -48,6 +49,11 @@ __all__ = [
 ]
 
 AuthParams = tuple[tuple[str, str], ...]
+
+# Field defaults typed Any: a compiled build (mypyc) checks the value of
+# "x: T = attrs.field(default=...)" against T when the class body runs, and
+# attrs.field returns its marker there; typed Any, the call is not checked.
+_NONE_YET: Any = ()
 
 _WS = "[ \\t\\r\\n]"
 _WS_CHARS = " \t\r\n"
@@ -235,7 +241,7 @@ class AuthHeader:
     """
 
     scheme: str
-    params: AuthParams = attrs.field(default=(), converter=_to_params)
+    params: AuthParams = attrs.field(default=_NONE_YET, converter=_to_params)
     token68: str | None = None
 
     def __str__(self) -> str:
@@ -361,13 +367,13 @@ class DigestChallenge:
     nonce: str
     opaque: str | None = None
     algorithm: str | None = None
-    qop: tuple[str, ...] = attrs.field(default=(), converter=_to_strs)
+    qop: tuple[str, ...] = attrs.field(default=_NONE_YET, converter=_to_strs)
     stale: bool = False
-    domain: tuple[str, ...] = attrs.field(default=(), converter=_to_strs)
+    domain: tuple[str, ...] = attrs.field(default=_NONE_YET, converter=_to_strs)
     userhash: bool = False
     charset: str | None = None
     params: AuthParams = attrs.field(
-        default=(), converter=_to_params, eq=_extensions_key(_CHALLENGE_FIELDS)
+        default=_NONE_YET, converter=_to_params, eq=_extensions_key(_CHALLENGE_FIELDS)
     )
 
     @property
@@ -430,7 +436,7 @@ class DigestCredentials:
     nc: str | None = None
     userhash: bool = False
     params: AuthParams = attrs.field(
-        default=(), converter=_to_params, eq=_extensions_key(_CREDENTIALS_FIELDS)
+        default=_NONE_YET, converter=_to_params, eq=_extensions_key(_CREDENTIALS_FIELDS)
     )
 
     @property
@@ -494,7 +500,7 @@ class AuthenticationInfo:
     cnonce: str | None = None
     nc: str | None = None
     params: AuthParams = attrs.field(
-        default=(), converter=_to_params, eq=_extensions_key(_INFO_FIELDS)
+        default=_NONE_YET, converter=_to_params, eq=_extensions_key(_INFO_FIELDS)
     )
 
     @property
@@ -530,6 +536,7 @@ def parse_auth_header(text: str) -> AuthHeader:
     m = _HEAD_RE.match(text.strip(_WS_CHARS))
     if m is None:
         raise MessageParseError(f"malformed authentication value {_show(text)}")
+    rest: str | None  # None without LWS after the scheme
     scheme, rest = m.groups()
     if not rest:
         return AuthHeader(scheme)

@@ -41,8 +41,10 @@ class cached_property(Generic[_T]):
 
     def __init__(self, func: Callable[[Any], _T]) -> None:
         self.func = func
-        self.name = func.__name__
-        self.__doc__ = func.__doc__
+        # A compiled build (mypyc) passes a native callable without
+        # __name__; __set_name__ names the view in either build.
+        self.name = getattr(func, "__name__", "")
+        self.__doc__ = getattr(func, "__doc__", None)
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -121,6 +123,20 @@ def carry_views(source: _Views, copy: _T, changed: str | tuple[str, ...] = ()) -
     return copy
 
 
+_C = TypeVar("_C", bound=type)
+
+
+def _interpreted(cls: _C) -> _C:
+    """
+    Keep a class an ordinary Python class in a compiled build: mypyc
+    compiles an undecorated class to a native one, which the attrs
+    classes below (with their C{__dict__} of cached views) cannot
+    subclass. A no-op in the pure-Python build.
+    """
+    return cls
+
+
+@_interpreted
 class _Views:
     """Typed views shared by requests and responses (parsed on demand)."""
 

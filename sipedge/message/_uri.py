@@ -216,6 +216,12 @@ def parse_sip_uri(text: str) -> SipURI:
 
 
 def _sip_uri_from_match(text: str, match: re.Match[str]) -> SipURI:
+    # Optional groups are None: typed so, a compiled build (mypyc) checks it.
+    user: str | None
+    password: str | None
+    port: str | None
+    params: str | None
+    headers: str | None
     scheme, user, password, host, port, params, headers = match.groups()
     if "%" in text and _BAD_ESCAPE_RE.search(text):
         raise MessageParseError(f"bad escape ('%' without two hex digits) in URI {_show(text)}")

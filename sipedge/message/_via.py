@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -40,6 +41,13 @@ from sipedge.message._lex import format_params, split_comma_list
 # The IPv6address check of the URI parser, so that Via and URIs agree
 # (RFC 5118 4.10 three-colon form included).
 from sipedge.message._uri_grammar import _is_ipv6_address as _is_ipv6
+
+# Field arguments typed Any: a compiled build (mypyc) checks the value of
+# "x: T = attrs.field(...)" against T when the class body runs, and
+# attrs.field returns its marker there. Typed Any (a default, or no
+# validator), the call is not checked; attrs and mypy see the same field.
+_NO_PARAMS: Any = ()
+_NO_VALIDATOR: Any = None
 
 __all__ = [
     "BRANCH_MAGIC_COOKIE",
@@ -194,10 +202,13 @@ def _parse_params(text: str) -> Params:
         m = match(text, pos)
         if m is None:
             raise MessageParseError(f"malformed Via parameters: {text[pos : pos + 40]!r}")
-        name, eq, raw = m.groups()
+        # Optional groups are None: typed so, a compiled build (mypyc) checks it.
+        equals: str | None
+        raw: str | None
+        name, equals, raw = m.groups()
         if not name:
             raise MessageParseError("empty Via parameter")
-        checked = None if eq is None else raw
+        checked = None if equals is None else raw
         _check_param(name, checked)
         out.append((name, checked))
         pos = m.end()
@@ -227,10 +238,10 @@ class Via:
     """
 
     protocol: str = "SIP/2.0"
-    transport: str = attrs.field(converter=_upper)
+    transport: str = attrs.field(converter=_upper, validator=_NO_VALIDATOR)
     host: str
     port: int | None = None
-    params: Params = attrs.field(default=(), converter=_to_params)
+    params: Params = attrs.field(default=_NO_PARAMS, converter=_to_params)
 
     def __str__(self) -> str:
         port = "" if self.port is None else f":{self.port}"
@@ -389,6 +400,9 @@ def parse_via(text: str) -> Via:
     m = _VIA_RE.match(text)
     if m is None:
         raise MessageParseError(f"malformed Via: {text[:80]!r}")
+    # Optional groups are None: typed so, a compiled build (mypyc) checks it.
+    port_text: str | None
+    params: str | None
     name, version, transport, host, port_text, params = m.groups()
     if host[0] == "[":
         if not _valid_host(host):
