@@ -71,6 +71,10 @@ class cached_property(Generic[_T]):
 _parse_via_list = lru_cache(maxsize=4096)(parse_via_list)
 _parse_name_addr = lru_cache(maxsize=4096)(parse_name_addr)
 _parse_cseq = lru_cache(maxsize=1024)(parse_cseq)
+# A phone's Contact is the same in every request it sends, and the Route
+# set of a dialog the same in each of its requests.
+_parse_name_addr_list = lru_cache(maxsize=4096)(parse_name_addr_list)
+_parse_contact = lru_cache(maxsize=4096)(parse_contact)
 
 if TYPE_CHECKING:
     from sipedge.message._address import NameAddress
@@ -99,7 +103,13 @@ _VIEW_FIELDS = (
 _VIEW_KEYS = dict(_VIEW_FIELDS)
 
 
-def carry_views(source: _Views, copy: _T, changed: str | tuple[str, ...] = ()) -> _T:
+def carry_views(
+    source: _Views,
+    copy: _T,
+    changed: str | tuple[str, ...] = (),
+    *,
+    vias: tuple[Via, ...] | None = None,
+) -> _T:
     """
     Parse once: give C{copy}, a message derived from C{source}, the typed
     views C{source} has already parsed from header fields that did not
@@ -107,8 +117,12 @@ def carry_views(source: _Views, copy: _T, changed: str | tuple[str, ...] = ()) -
     names every header field whose values differ between the two (any
     spelling); a view of one of those is parsed again on use.
 
-    The caller vouches for C{changed}: a field that changed but is not
-    named would leave a stale view. Returns C{copy}.
+    C{vias}, when the caller knows them, are the copy's Via values (what
+    parsing its Via fields gives): a proxy that stamps, pushes or pops one
+    Via knows the others already.
+
+    The caller vouches for C{changed} and C{vias}: a field that changed
+    but is not named would leave a stale view. Returns C{copy}.
     """
     keys = (header_key(changed),) if isinstance(changed, str) else tuple(map(header_key, changed))
     target = copy.__dict__
@@ -120,7 +134,26 @@ def carry_views(source: _Views, copy: _T, changed: str | tuple[str, ...] = ()) -
                 target[name] = value
         elif key not in keys:
             target[name] = value
+    if vias is not None:
+        target["vias"] = vias
     return copy
+
+
+def _pushed_vias(source: _Views, value: str) -> tuple[Via, ...] | None:
+    """The Via values after pushing C{value}, if C{source}'s are parsed and it parses."""
+    vias: tuple[Via, ...] | None = source.__dict__.get("vias")
+    if vias is None:
+        return None
+    try:
+        return (*_parse_via_list(value), *vias)
+    except MessageParseError:
+        return None  # parsed (and refused) on use, as without this
+
+
+def _popped_vias(source: _Views) -> tuple[Via, ...] | None:
+    """The Via values after popping the top one, if C{source}'s are parsed."""
+    vias: tuple[Via, ...] | None = source.__dict__.get("vias")
+    return vias[1:] if vias else None
 
 
 _C = TypeVar("_C", bound=type)
@@ -197,7 +230,7 @@ class _Views:
     def _address_list(self, name: str) -> tuple[NameAddress, ...]:
         out: list[NameAddress] = []
         for value in self.headers.get_all(name):
-            out.extend(parse_name_addr_list(value))
+            out.extend(_parse_name_addr_list(value))
         return tuple(out)
 
     @cached_property
@@ -219,7 +252,7 @@ class _Views:
         out: list[NameAddress] = []
         values = self.headers.get_all("Contact")
         for value in values:
-            parsed = parse_contact(value)
+            parsed = _parse_contact(value)
             if parsed is STAR:
                 if len(values) > 1:
                     raise MessageParseError("wildcard Contact must stand alone")
@@ -302,6 +335,30 @@ class Request(_Views):
             carry_views(self, copy, changed)
         return copy
 
+    def with_via_pushed(self, value: str) -> Request:
+        """
+        A copy with the Via C{value} on top (RFC 3261 16.6 item 8), keeping
+        every view already parsed: the Via values are C{value}'s and ours.
+        """
+        copy = type(self)(
+            self.method, self.uri, self.headers.prepended("Via", value), self.body, self.version
+        )
+        return carry_views(self, copy, "Via", vias=_pushed_vias(self, value))
+
+    def with_route_popped(self) -> Request:
+        """
+        A copy without the top Route value (RFC 3261 16.4), keeping every
+        view already parsed: the Route values are ours less the first.
+        """
+        copy = type(self)(
+            self.method, self.uri, self.headers.first_removed("Route"), self.body, self.version
+        )
+        carry_views(self, copy, "Route")
+        routes: tuple[NameAddress, ...] | None = self.__dict__.get("routes")
+        if routes:
+            copy.__dict__["routes"] = routes[1:]
+        return copy
+
     def with_body(self, body: bytes, content_type: str | None = None) -> Request:
         """A copy with another body (and Content-Type, if given)."""
         headers = self.headers
@@ -356,6 +413,21 @@ class Response(_Views):
         if changed is not None:
             carry_views(self, copy, changed)
         return copy
+
+    def with_via_popped(self, flow: Flow | None = None) -> Response:
+        """
+        A copy without the top Via value (RFC 3261 16.7 item 3), and the flow
+        it was received on, if given, keeping every view already parsed.
+        """
+        copy = type(self)(
+            self.status,
+            self.reason,
+            self.headers.first_removed("Via"),
+            self.body,
+            self.version,
+            flow=self.flow if flow is None else flow,
+        )
+        return carry_views(self, copy, "Via", vias=_popped_vias(self))
 
     def with_body(self, body: bytes, content_type: str | None = None) -> Response:
         """A copy with another body (and Content-Type, if given)."""

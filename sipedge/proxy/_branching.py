@@ -188,7 +188,7 @@ class BranchSender:
             return
         branch_id = make_branch(fork.digest, index)
         via = via_value(flow.transport, local_host, local_port, branch_id)
-        request = request.with_headers(request.headers.prepended("Via", via), changed="Via")
+        request = request.with_via_pushed(via)
         chain = core.chain
         if chain.branch_stages:
             checked = chain.run_branch(fork.context, request, flow)

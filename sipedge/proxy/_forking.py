@@ -161,9 +161,7 @@ class Forker:
             server = self.accepted.get(transaction)
             if server is not None and 200 <= response.status < 300:
                 # A 2xx again, or another dialog's (a fork downstream).
-                upstream = response.with_headers(
-                    response.headers.first_removed("Via"), transaction.flow, changed="Via"
-                )
+                upstream = response.with_via_popped(transaction.flow)
                 self._core.stateless.relay_2xx(upstream, server)
             return
         core = self._core
@@ -177,9 +175,7 @@ class Forker:
                 self._log.failure("Dialog tracking failed")
         branch.udp_fallback = None  # the connection works
         # the flow it came on: the response stages learn where its sender is
-        upstream = response.with_headers(
-            response.headers.first_removed("Via"), transaction.flow, changed="Via"
-        )
+        upstream = response.with_via_popped(transaction.flow)
         status = response.status
         cancelling = core.cancelling
         if status < 200:

@@ -125,10 +125,7 @@ class StatelessForwarder:
         # The same branch for a retransmitted ACK (16.11): derived from its own.
         incoming = context.original.top_via.branch or ""
         branch = make_branch(branch_digest(context.original), abs(hash(incoming)) % 10_000)
-        request = request.with_headers(
-            request.headers.prepended("Via", via_value(flow.transport, host, port, branch)),
-            changed="Via",
-        )
+        request = request.with_via_pushed(via_value(flow.transport, host, port, branch))
         if core.chain.branch_stages:
             checked = core.chain.run_branch(context, request, flow)
             if not isinstance(checked, Request):
@@ -163,7 +160,7 @@ class StatelessForwarder:
         core = self._core
         if len(vias) < 2 or not core.services.local.is_local_host(vias[0].host, vias[0].port):
             return
-        upstream = response.with_headers(response.headers.first_removed("Via"), changed="Via")
+        upstream = response.with_via_popped()
         if core.forking.late_2xx(digest_of_branch(vias[0].branch), upstream):
             return
         self._relay_stray(upstream, self._deliver_stray)

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import MessageParseError
+from sipedge.flow import Flow
 from sipedge.message import Request, Response, carry_views, parse_datagram
+from sipedge.transport import stamp_via
 
 VIEWS = (
     "call_id",
@@ -75,6 +77,27 @@ EDITS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "no expires": (lambda h: h.removed("Expires"), ("Expires",)),
 }
 
+#: Edits made by the message's own methods, which carry the Via values too.
+METHOD_EDITS: dict[str, Any] = {
+    "via pushed": lambda m: m.with_via_pushed(VIA),
+    "bad via pushed": lambda m: m.with_via_pushed("SIP/2.0/UDP bad host"),
+    "list via pushed": lambda m: m.with_via_pushed(VIA + ", " + VIA + "-2"),
+    "route popped by the method": lambda m: m.with_route_popped(),
+}
+
+RESPONSE = (
+    "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-a, "
+    "SIP/2.0/UDP 192.0.2.5;branch=z9hG4bK-c\r\n"
+    "Via: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-b\r\n"
+    "From: <sip:a@example.com>;tag=a\r\nTo: <sip:b@example.com>;tag=b\r\n"
+    "Call-ID: r\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def _fresh_response(message: Response) -> Response:
+    """The same response with nothing parsed yet."""
+    return Response(message.status, message.reason, message.headers, message.body, message.version)
+
 
 class CarryViewsTests(SynchronousTestCase):
     """Derived messages keep the views of unchanged fields, and only those."""
@@ -85,7 +108,7 @@ class CarryViewsTests(SynchronousTestCase):
         return message
 
     @given(
-        edits=st.lists(st.sampled_from(sorted(EDITS)), max_size=4),
+        edits=st.lists(st.sampled_from(sorted((*EDITS, *METHOD_EDITS))), max_size=4),
         parsed=st.sets(st.sampled_from(VIEWS)),
         new_uri=st.booleans(),
     )
@@ -103,6 +126,9 @@ class CarryViewsTests(SynchronousTestCase):
                 pass
         message = source
         for edit in edits:
+            if edit in METHOD_EDITS:
+                message = METHOD_EDITS[edit](message)
+                continue
             change, names = EDITS[edit]
             message = message.with_headers(change(message.headers), changed=names)
         if new_uri:
@@ -159,3 +185,70 @@ class CarryViewsTests(SynchronousTestCase):
         self.assertIs(carry_views(source, copy, "Max-Forwards"), copy)
         self.assertIs(copy.call_id, call_id)
         self.assertEqual(copy.max_forwards, 3)
+
+
+class ViaEditsTests(SynchronousTestCase):
+    """
+    The Via edits of a proxy (push, pop, stamp) carry the Via values they
+    know: the same as parsing the derived message again.
+    """
+
+    @given(pops=st.integers(min_value=0, max_value=4), parsed=st.booleans())
+    def test_popped(self, pops: int, parsed: bool) -> None:
+        """
+        A response popped of its top Via any number of times has the
+        views a fresh parse gives, whether its Vias were parsed before.
+        """
+        message = parse_datagram(RESPONSE.encode())
+        assert isinstance(message, Response)
+        if parsed:
+            message.vias  # noqa: B018
+        for _ in range(pops):
+            message = message.with_via_popped()
+        self.assertEqual(_views(message), _views(_fresh_response(message)))
+
+    def test_popped_keeps_flow(self) -> None:
+        """The flow given to L{Response.with_via_popped} is the copy's, else its own."""
+        message = parse_datagram(RESPONSE.encode())
+        assert isinstance(message, Response)
+        flow = Flow("UDP", "127.0.0.1", 5060, "192.0.2.1", 5060)
+        popped = message.with_via_popped(flow)
+        self.assertIs(popped.flow, flow)
+        self.assertIs(popped.with_via_popped().flow, flow)
+
+    def test_pushed_carries(self) -> None:
+        """A pushed Via on parsed Vias is carried, not parsed again from the headers."""
+        message = parse_datagram(INVITE.encode())
+        assert isinstance(message, Request)
+        below = message.vias
+        pushed = message.with_via_pushed(VIA)
+        self.assertIn("vias", pushed.__dict__)
+        self.assertEqual(pushed.vias[1:], below)
+        self.assertEqual(pushed.vias[0].branch, "z9hG4bK-x")
+
+    @given(
+        rport=st.sampled_from(["", ";rport", ";rport=9", ";RPort"]),
+        received=st.sampled_from(["", ";received=10.0.0.1", ";Received=192.0.2.9"]),
+        host=st.sampled_from(["198.51.100.7", "192.0.2.5", "Phone.example.com", "[2001:db8::1]"]),
+        port=st.sampled_from(["", ":5060", ":05062"]),
+        extra=st.sampled_from(["", ";x", ";ttl=3;maddr=192.0.2.4", ' ;  name = "q;v" ']),
+        more=st.sampled_from(["", ", SIP/2.0/TCP 192.0.2.2;branch=z9hG4bK-z"]),
+        parsed=st.booleans(),
+    )
+    def test_stamped(
+        self, rport: str, received: str, host: str, port: str, extra: str, more: str, parsed: bool
+    ) -> None:
+        """
+        A request stamped with where it came from (C{received}, C{rport})
+        has the views a fresh parse of the stamped request gives.
+        """
+        text = INVITE.replace(
+            "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-v1;rport",
+            f"SIP/2.0/UDP {host}{port};branch=z9hG4bK-v1{rport}{received}{extra}{more}",
+        )
+        message = parse_datagram(text.encode())
+        assert isinstance(message, Request)
+        if parsed:
+            message.to_address  # noqa: B018
+        stamped = stamp_via(message, Flow("UDP", "127.0.0.1", 5060, "198.51.100.7", 5070))
+        self.assertEqual(_views(stamped), _views(_fresh(stamped)))

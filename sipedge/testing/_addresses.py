@@ -5,6 +5,7 @@ Addresses shared by the fake datagram network and the fake reactor.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Literal
 
@@ -17,8 +18,12 @@ _WILDCARD = {4: "0.0.0.0", 6: "::"}
 _MAX_PAYLOAD = {4: 65507, 6: 65527}
 
 
+@functools.lru_cache(maxsize=1024)
 def _version(host: str) -> int | None:
-    """4 or 6 for an IP literal, else None."""
+    """
+    4 or 6 for an IP literal, else None (memoized: the fake network asks
+    for every datagram, and benchmarks should time sipedge, not this).
+    """
     try:
         return ipaddress.ip_address(host).version
     except ValueError:

@@ -24,7 +24,7 @@ from sipedge.flow import Flow
 from sipedge.interfaces import ITransactionUser
 from sipedge.message import Message, Request
 from sipedge.transaction._key import TransactionKey
-from sipedge.transaction._states import REMOTE_INPUTS, Input, MachineSpec, State
+from sipedge.transaction._states import REMOTE_INPUTS, Action, Input, MachineSpec, State
 from sipedge.transaction._timers import TimerSettings
 
 
@@ -42,6 +42,10 @@ Send = Callable[[Message, Flow], object]
 
 
 _TIMER_INPUTS: dict[int, frozenset[Input]] = {}
+
+#: The machine's method for each action, named once (an enum's C{name} is a
+#: Python-level descriptor in 3.11: not something to read per transition).
+_HANDLERS: dict[Action, str] = {action: "_do_" + action.name.lower() for action in Action}
 
 
 def _timer_inputs(spec: MachineSpec) -> frozenset[Input]:
@@ -201,7 +205,7 @@ class Transaction:
             if self._generation != generation:
                 # The TU moved the machine on from inside a callback.
                 break
-            getattr(self, "_do_" + action.name.lower())(payload)
+            getattr(self, _HANDLERS[action])(payload)
         if self.state is State.TERMINATED:
             self._finish()
         if self.state not in self._request_states:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 
 from sipedge.flow import Flow
-from sipedge.message import Request
+from sipedge.message import Request, carry_views
 
 __all__ = ["stamp_via"]
 
@@ -95,4 +95,8 @@ def stamp_via(request: Request, flow: Flow, *, answer_to_source: bool = False) -
             end = len(head.rstrip())
             fields[i] = (key, name, value[:start] + str(stamped) + value[end:])
             break
-    return request.with_headers(type(request.headers)(tuple(fields)))
+    # The stamped Via reparses to an equal value (sipedge.message._via), so
+    # the copy keeps every view already parsed, its Vias included.
+    copy = Request(request.method, request.uri, type(request.headers)(tuple(fields)),
+                   request.body, request.version)
+    return carry_views(request, copy, "Via", vias=(stamped, *request.vias[1:]))

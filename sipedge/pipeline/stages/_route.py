@@ -67,7 +67,7 @@ class RouteStage:
             if signer is not None and signer.verify(uri, call_id):
                 context.annotations["route"] = "dialog"
                 _note_flow(context, uri, call_id)
-            request = request.with_headers(request.headers.first_removed("Route"), changed="Route")
+            request = request.with_route_popped()
         context.request = request
         return _CONTINUE
 
