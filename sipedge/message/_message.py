@@ -100,7 +100,13 @@ _VIEW_FIELDS = (
     ("max_forwards", "max-forwards"),
     ("expires", "expires"),
 )
-_VIEW_KEYS = dict(_VIEW_FIELDS)
+
+
+@lru_cache(maxsize=256)
+def _carried(changed: str | tuple[str, ...]) -> frozenset[str]:
+    """The views a copy keeps when the fields C{changed} differ (named once per spelling)."""
+    keys = (header_key(changed),) if isinstance(changed, str) else tuple(map(header_key, changed))
+    return frozenset(name for name, key in _VIEW_FIELDS if key not in keys)
 
 
 def carry_views(
@@ -124,16 +130,12 @@ def carry_views(
     The caller vouches for C{changed} and C{vias}: a field that changed
     but is not named would leave a stale view. Returns C{copy}.
     """
-    keys = (header_key(changed),) if isinstance(changed, str) else tuple(map(header_key, changed))
+    parsed = source.__dict__
     target = copy.__dict__
-    for name, value in source.__dict__.items():
-        key = _VIEW_KEYS.get(name)
-        if key is None:
-            # an attrs field, or the parsed Request-URI
-            if name == "request_uri" and getattr(copy, "uri", None) == getattr(source, "uri", None):
-                target[name] = value
-        elif key not in keys:
-            target[name] = value
+    for name in _carried(changed) & parsed.keys():
+        target[name] = parsed[name]
+    if "request_uri" in parsed and getattr(copy, "uri", None) == getattr(source, "uri", None):
+        target["request_uri"] = parsed["request_uri"]
     if vias is not None:
         target["vias"] = vias
     return copy

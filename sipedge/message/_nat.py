@@ -145,6 +145,27 @@ def _parsed_sdp(message: Request | Response) -> SessionDescription | None:
         return None
 
 
+def _sdp_may_be_private(body: bytes, source: str) -> bool:
+    """
+    Whether a C{c=} line of C{body} may name a private or shared address
+    that is not C{source}. C{False} proves that L{_sdp_private} of its
+    parsed SDP is false, without parsing it (most calls: the address is
+    public or the source); C{True} only means that the parse must decide.
+    Every address a connection can hold is tested: the third field of each
+    C{c=} line, with and without a C{/ttl} part.
+    """
+    for piece in body.decode("utf-8", "surrogateescape").split("\n"):
+        if piece[:2] != "c=":
+            continue
+        fields = piece[2:].split()
+        if len(fields) != 3:
+            return True
+        for address in (fields[2], fields[2].partition("/")[0]):
+            if is_private_address(address) and not _same_host(address, source):
+                return True
+    return False
+
+
 def _sdp_private(sdp: SessionDescription | None, source: str) -> bool:
     if sdp is None:
         return False
@@ -220,6 +241,12 @@ def detect_nat(
         reasons.append("contact-address")
     if port_differs:
         reasons.append("contact-port")
-    if _sdp_private(sdp if sdp is not None else _parsed_sdp(message), source):
+    if sdp is not None:
+        sdp_private = _sdp_private(sdp, source)
+    else:
+        sdp_private = _sdp_may_be_private(message.body, source) and _sdp_private(
+            _parsed_sdp(message), source
+        )
+    if sdp_private:
         reasons.append("sdp-private")
     return NatVerdict(tuple(reasons), flow)

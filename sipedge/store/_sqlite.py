@@ -22,6 +22,7 @@ comes back unchanged.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -161,6 +162,13 @@ def _binding(row: tuple[Any, ...]) -> Binding:
     )
 
 
+# Bindings are frozen values and a row is its binding: a look-up (an INVITE
+# to a registered user) reuses the binding of a row it has read before
+# instead of decoding it again. Only look-ups: an update tells rows apart
+# by the identity of their bindings.
+_cached_binding = functools.lru_cache(maxsize=4096)(_binding)
+
+
 @implementer(ILocationStore)
 class SQLiteLocationStore:
     """
@@ -243,7 +251,8 @@ class SQLiteLocationStore:
         return defer.maybeDeferred(self._remove_all, aor)
 
     def _lookup(self, aor: str, now: float) -> list[Binding]:
-        bindings = (b for _, b in self._select(aor))
+        rows = self._db.execute(_SELECT, (_blob(aor),)).fetchall()
+        bindings = (_cached_binding(row[1:]) for row in rows)
         return sorted((b for b in bindings if not b.is_expired(now)), key=binding_order)
 
     def lookup(self, aor: str, now: float) -> Deferred[list[Binding]]:

@@ -209,6 +209,71 @@ class DetectTests(SynchronousTestCase):
         )
 
 
+_C_ADDRESSES = st.sampled_from(
+    [
+        "203.0.113.9", "10.0.0.5", "10.0.0.5/127", "192.168.1.2/3/2", "100.64.0.1",
+        "198.51.100.4", "fd00::1", "[fd00::1]", "fe80::1%eth0", "x.invalid", "::ffff:10.0.0.5",
+        "bad..", "",
+    ]
+)
+_C_LINES = st.builds(
+    lambda net, kind, address, ws: f"c={net}{ws}{kind}{ws}{address}",
+    st.sampled_from(["IN", "in", "ATM", "X-Y"]),
+    st.sampled_from(["IP4", "ip6", "IP6", "NSAP"]),
+    _C_ADDRESSES,
+    st.sampled_from([" ", "  ", "\t"]),
+)
+_JUNK = st.sampled_from(["a=rtcp:4001 IN IP4 10.0.0.6", " c=IN IP4 10.0.0.6", "c=IN IP4", "x", ""])
+# A well-formed skeleton (so that most bodies parse), its c= lines drawn,
+# now and then a line that breaks it.
+_SDP_LINES = st.builds(
+    lambda session, media, junk: [
+        "o=- 1 1 IN IP4 10.0.0.5", "s=-", *session, "t=0 0",
+        *[line for m in media for line in ("m=audio 4000 RTP/AVP 0", *m)], *junk,
+    ],
+    st.lists(_C_LINES, max_size=2),
+    st.lists(st.lists(_C_LINES, max_size=2), max_size=3),
+    st.lists(_JUNK, max_size=1),
+)
+
+
+def _sdp_verdict(body: bytes, source: str) -> bool:
+    """What C{sdp-private} means: a parsed connection at a private address not the source."""
+    try:
+        sdp = parse_sdp(body)
+    except Exception:
+        return False
+    sources = {source, "::ffff:" + source}
+    return any(
+        c is not None and is_private_address(c.address) and c.address not in sources
+        for c in (sdp.connection, *(m.connection for m in sdp.media))
+    )
+
+
+class SdpPrivateTests(SynchronousTestCase):
+    """C{sdp-private} is found (or not) exactly as in the parsed SDP."""
+
+    @given(
+        lines=_SDP_LINES,
+        eol=st.sampled_from(["\r\n", "\n"]),
+        source=st.sampled_from(["203.0.113.9", "10.0.0.5"]),
+    )
+    def test_same_as_parsed(self, lines: list[str], eol: str, source: str) -> None:
+        """
+        Whatever the C{c=} lines (private, shared, public, the source's,
+        with a TTL, of other network types, malformed), the request is
+        found C{sdp-private} exactly when its parsed SDP has a connection
+        at a private address that is not the source.
+        """
+        flow = Flow("UDP", PROXY, 5060, source, 5060)
+        body = eol.join(["v=0", *lines]).encode() + eol.encode()
+        message = request(flow, via=f"{source}:5060", contact=None)
+        headers = message.headers.added("Content-Type", "application/sdp")
+        message = Request(message.method, message.uri, headers, body)
+        reasons = detect_nat(message, flow).reasons
+        self.assertEqual("sdp-private" in reasons, _sdp_verdict(body, source))
+
+
 class ResponseTests(SynchronousTestCase):
     """L{detect_nat} on a callee's response, on the flow its request was sent over."""
 

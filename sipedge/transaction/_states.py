@@ -53,7 +53,17 @@ __all__ = [
 ]
 
 
-class State(enum.Enum):
+class _Enum(enum.Enum):
+    """
+    An enum hashed by identity, as it compares: Python 3.11's C{Enum}
+    hashes its name in Python code, on every dict look-up of a state or an
+    input (the transition table, the running timers).
+    """
+
+    __hash__ = object.__hash__
+
+
+class State(_Enum):
     """The transaction states (RFC 3261 17, RFC 6026 ACCEPTED)."""
 
     CALLING = "Calling"
@@ -65,7 +75,7 @@ class State(enum.Enum):
     TERMINATED = "Terminated"
 
 
-class ClientInput(enum.Enum):
+class ClientInput(_Enum):
     """What can happen to a client transaction."""
 
     START = "start"  # the TU hands over the request
@@ -83,7 +93,7 @@ class ClientInput(enum.Enum):
     ABANDON = "abandoned by the TU"
 
 
-class ServerInput(enum.Enum):
+class ServerInput(_Enum):
     """What can happen to a server transaction."""
 
     START = "start"  # the request that created it has arrived
@@ -119,7 +129,7 @@ REMOTE_INPUTS: frozenset[Input] = frozenset(
 )
 
 
-class Action(enum.Enum):
+class Action(_Enum):
     """What a transition does; each is a C{_do_<name>} method of the machine."""
 
     # client

@@ -7,6 +7,7 @@ The host part of a SIP URI for L{ServerLocator
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -29,10 +30,12 @@ def _bad_uri(reason: str) -> TransportError:
     return TransportError(f"cannot locate a server for this URI: {reason}")
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip_literal(host: str) -> str | None:
     """
     The normalised IP address C{host} is a literal of, without brackets, or
-    C{None} for a host name.
+    C{None} for a host name. Memoized: a proxy's next hops repeat (errors
+    are not kept: they raise again).
 
     @raise TransportError: if C{host} looks like an IP literal but is not one.
     """
