@@ -132,7 +132,7 @@ def carry_views(
     """
     parsed = source.__dict__
     target = copy.__dict__
-    for name in _carried(changed) & parsed.keys():
+    for name in _carried(changed).intersection(parsed):
         target[name] = parsed[name]
     if "request_uri" in parsed and getattr(copy, "uri", None) == getattr(source, "uri", None):
         target["request_uri"] = parsed["request_uri"]
