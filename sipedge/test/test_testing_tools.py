@@ -7,11 +7,20 @@ skips a test, or fails it under C{SIPEDGE_REQUIRE_TOOLS=1}; free ports.
 from __future__ import annotations
 
 import os
+import random
 import socket
+from pathlib import Path
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from sipedge.testing import SIPP_SCENARIOS, free_port, free_port_range, require_tool
+from sipedge.testing import (
+    SIPP_SCENARIOS,
+    Sipp,
+    free_port,
+    free_port_range,
+    media_port,
+    require_tool,
+)
 
 MISSING = "sipedge-no-such-tool"
 
@@ -56,6 +65,53 @@ class PortTests(SynchronousTestCase):
         """C{count} consecutive free UDP ports from an even one."""
         low, high = free_port_range(4)
         self.assertEqual((high - low, low % 2), (3, 0))
+
+
+class MediaPortTests(SynchronousTestCase):
+    """L{media_port}: SIPp's C{-mp}, out of the way of ephemeral ports."""
+
+    def test_range(self) -> None:
+        """
+        An even port below the kernel's ephemeral range and outside the
+        relay's default 30000-30999, with the three above it free for UDP.
+        """
+        for _ in range(20):
+            port = media_port()
+            self.assertEqual(port % 2, 0)
+            self.assertTrue(20000 <= port < 29990, port)
+            for offset in range(4):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind(("127.0.0.1", port + offset))
+
+    def test_taken_skipped(self) -> None:
+        """A choice one of whose four ports is taken is passed over."""
+        first = media_port(rng=random.Random(7))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", first + 2))
+            again = media_port(rng=random.Random(7))
+        self.assertNotEqual(again, first)
+
+    def test_sipp_run_again_when_its_port_is_taken(self) -> None:
+        """
+        SIPp started on a media port another process took in between ("Unable
+        to bind audio RTP socket", errno 98) is run again on new ports: what
+        comes back is the scenario's own outcome (here a timeout against a
+        loopback port nobody answers on), not the failed bind.
+        """
+        work = Path(self.mktemp())
+        work.mkdir()
+        sipp = Sipp(work, rng=random.Random(11))
+        first = media_port(rng=random.Random(11))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", first))
+            nobody = free_port()
+            result = sipp.run(
+                "uac.xml", f"127.0.0.1:{nobody}", "-s", "nobody", "-key", "domain",
+                "sipedge.test", "-m", 1, timeout=2,
+            )
+        output = result.stdout + result.stderr
+        self.assertNotIn("Unable to bind", output)
+        self.assertIn("timed out", output)
 
 
 class ScenarioTests(SynchronousTestCase):

@@ -141,7 +141,13 @@ from sipedge.testing._relay_cases import (
     context_from,
 )
 from sipedge.testing._relays import LaterRelay, LaterRelayMixin, RemoteRelayMixin
-from sipedge.testing._sipp import SIPP_SCENARIOS, Sipp, sipp_counter, start_with_sipp
+from sipedge.testing._sipp import (
+    SIPP_SCENARIOS,
+    Sipp,
+    media_port,
+    sipp_counter,
+    start_with_sipp,
+)
 from sipedge.testing._sipvicious import run_sipvicious, sipvicious_table, sipvicious_tool
 from sipedge.testing._streams import StreamConnection, StreamFaults
 from sipedge.testing._tls_caller import TlsCaller
@@ -246,6 +252,7 @@ __all__ = [
     "free_port_range",
     "free_rtp_ports",
     "make_certificates",
+    "media_port",
     "module_path",
     "naptr",
     "options_bytes",

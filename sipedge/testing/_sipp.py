@@ -6,15 +6,18 @@ C{sipedge/testing/sipp/}, run with bounded time, their counters read back.
 
 from __future__ import annotations
 
+import random
 import re
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from sipedge.testing._processes import SipEdgeProcess
-from sipedge.testing._tools import free_port, require_tool
+from sipedge.testing._tools import family_of_host, free_port, require_tool
 
-__all__ = ["SIPP_SCENARIOS", "Sipp", "sipp_counter", "start_with_sipp"]
+__all__ = ["SIPP_SCENARIOS", "Sipp", "media_port", "sipp_counter", "start_with_sipp"]
 
 #: The SIPp scenarios that come with sipedge (C{uac.xml}, C{uas.xml}, ...).
 SIPP_SCENARIOS = Path(__file__).parent / "sipp"
@@ -28,12 +31,55 @@ def sipp_counter(output: str, name: str) -> int:
     return int(found[-1])
 
 
+#: Where SIPp's RTP echo ports (C{-mp}) are chosen: below the kernel's
+#: ephemeral range (32768 on), which other tests' C{bind(("", 0))} and
+#: L{free_port} draw from, and outside the relay's default 30000-30999.
+#: A port from the ephemeral range was free when chosen but could be taken
+#: by another test before SIPp bound it ("Unable to bind audio RTP socket",
+#: errno 98), which failed a test now and then when suites ran side by side.
+_MEDIA_PORTS = (20000, 29990)
+
+
+def media_port(host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
+    """
+    An even port for SIPp's C{-mp} on C{host}: it and the three above it
+    (SIPp binds audio on it and video two above, RTCP beside each) free now
+    for UDP.
+    """
+    choose = rng or random.SystemRandom()
+    family = family_of_host(host)
+    for _ in range(100):
+        start = choose.randrange(_MEDIA_PORTS[0], _MEDIA_PORTS[1], 2)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(start, start + 4):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return start
+    raise RuntimeError(f"no four free UDP ports for SIPp's media on {host}")
+
+
+#: What SIPp prints when a port it was given is taken.
+_PORT_TAKEN = re.compile(r"Unable to bind .*errno = 98")
+
+
 class Sipp:
     """Runs SIPp with bounded time and collects its output."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, rng: random.Random | None = None) -> None:
+        """
+        @param rng: chooses the media ports (L{media_port}); a seeded one
+            makes the choice known to a test.
+        """
         self.path = require_tool("sipp")
         self.workdir = workdir.absolute()
+        self._rng = rng
         self._background: list[subprocess.Popen[bytes]] = []
 
     def command(self, scenario: str, *args: Any, local_ip: str = "127.0.0.1",
@@ -41,7 +87,7 @@ class Sipp:
         port = port or free_port(local_ip)
         return [
             self.path, "-sf", str(SIPP_SCENARIOS / scenario), "-i", local_ip, "-p", str(port),
-            "-t", transport, "-mp", str(free_port(local_ip)), "-nostdin",
+            "-t", transport, "-mp", str(media_port(local_ip, self._rng)), "-nostdin",
             "-timeout", f"{int(timeout)}s", "-timeout_error", "-trace_err",
             "-error_file", str(self.workdir / f"{scenario}-{port}-errors.log"),
             *map(str, args),
@@ -50,12 +96,23 @@ class Sipp:
     def run(
         self, scenario: str, *args: Any, timeout: float = 60.0, **kw: Any
     ) -> subprocess.CompletedProcess[str]:
-        """Run a scenario to the end (C{-m} must be among C{args})."""
-        return subprocess.run(
-            self.command(scenario, *args, timeout=timeout, **kw),
-            cwd=self.workdir, capture_output=True, text=True, timeout=timeout + 30,
-            stdin=subprocess.DEVNULL,
-        )
+        """
+        Run a scenario to the end (C{-m} must be among C{args}). If SIPp
+        could not bind a port it was given (taken in between by another
+        process), it is run again on new ports, at most twice more: SIPp
+        did not start, so nothing of the scenario was sent. (A port the
+        caller chose, C{port=}, is tried again as it is.)
+        """
+        for _ in range(3):
+            result = subprocess.run(
+                self.command(scenario, *args, timeout=timeout, **kw),
+                cwd=self.workdir, capture_output=True, text=True, timeout=timeout + 30,
+                stdin=subprocess.DEVNULL,
+            )
+            if result.returncode == 0 or not _PORT_TAKEN.search(result.stdout + result.stderr):
+                break
+            time.sleep(0.5)  # a port the caller chose may be free again in a moment
+        return result
 
     def start(
         self, scenario: str, *args: Any, timeout: float = 60.0, **kw: Any
