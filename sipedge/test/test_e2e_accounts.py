@@ -10,6 +10,7 @@ trying 3 wrong passwords.
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
 import time
@@ -179,3 +180,47 @@ class DistributedGuessingTests(SynchronousTestCase):
         newcomer = ScriptedRegistrar(self, NEW_PLACE, self.port)
         self.assertEqual(self.status(newcomer.register(PASSWORD)), 403)
         self.assertEqual(self.status(phone.register(PASSWORD)), 200, self.proxy.log()[-3000:])
+
+
+class WorkersGuessingTests(SynchronousTestCase):
+    """
+    The same attack on C{[process] workers = 2}: the kernel spreads the
+    100 sources over both workers, which count against one budget for the
+    account (C{accounts.sqlite3} in the state directory). Per-worker
+    budgets would check up to 20 guesses.
+    """
+
+    def setUp(self) -> None:
+        self.work = Path(self.mktemp()).absolute()
+        self.proxy = SipEdgeProcess(self.work, _CONFIG + "[process]\nworkers = 2\n")
+        self.addCleanup(self.proxy.stop)
+        add_user(self.proxy.config_path, USER, PASSWORD)
+        self.proxy.start(timeout=60.0)
+        self.port = self.proxy.ports["UDP"]
+
+    def test_one_budget_across_workers(self) -> None:
+        """
+        At most 10 of the 300 guesses are checked (the default budget: the
+        guesses come one at a time, so none is in flight on another worker
+        when one is checked); both workers refuse guesses unchecked; the
+        phone still registers from the address it used before.
+        """
+        phone = ScriptedRegistrar(self, PHONE, self.port)
+        first = phone.register(PASSWORD)
+        self.assertEqual(None if first is None else first.status, 200, self.proxy.log()[-3000:])
+        outcomes: dict[int | None, int] = {}
+        for source in BOTS:
+            bot = ScriptedRegistrar(self, source, self.port, patience=1.0)
+            for attempt in range(3):
+                reply = bot.register(f"guess-{source}-{attempt}")
+                status = None if reply is None else reply.status
+                outcomes[status] = outcomes.get(status, 0) + 1
+                if status is None:
+                    break
+        self.assertLessEqual(outcomes.get(401, 0), 10, outcomes)
+        log = self.proxy.log()
+        refused = rf"worker (\d+): .*Digest authentication refused for {USER}"
+        refusing = set(re.findall(refused, log))
+        self.assertEqual(refusing, {"0", "1"}, outcomes)
+        reply = phone.register(PASSWORD)
+        self.assertEqual(None if reply is None else reply.status, 200, log[-3000:])
