@@ -341,6 +341,14 @@ def in_process(repeat: int = 15, number: int = 2000) -> None:
         f" {shed_us:.1f} us (admission, keep-alive/STUN checks, the screen); the full parse of"
         f" it alone {parse_us:.1f} us"
     )
+    from _flood_admitted import admitted_costs
+
+    costs = admitted_costs(DOMAIN)
+    print(
+        "in process (best of 7): an admitted flood request costs, parse to answer,"
+        + "; ".join(f" {kind} {us:.0f} us" for kind, us in costs.items())
+        + " (REGISTER: a 401 challenge; INVITE: a 404 for an unknown user)"
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
