@@ -7,10 +7,12 @@ transports' C{screen} hook.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -29,7 +31,7 @@ from sipedge.security import (
     SharedBucket,
     parse_security_config,
 )
-from sipedge.testing import FakeReactor, RecordingReceiver, capture_log
+from sipedge.testing import FakeReactor, RecordingReceiver, capture_log, edge_in_memory
 from sipedge.transaction import make_response
 from sipedge.transport import SipDatagramProtocol, SipStreamProtocol, TransportManager
 
@@ -488,3 +490,69 @@ class StreamScreenHookTests(SynchronousTestCase):
         protocol = manager._accept("TCP", IPv4Address("TCP", STRANGER, 40000))
         assert protocol is not None
         self.assertIs(protocol._screen, screen)
+
+
+class _Collector(Protocol):
+    """A TCP client that writes C{data} once connected and keeps what it reads."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.read = b""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.data)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.read += data
+
+
+class StreamScreenLabTests(SynchronousTestCase):
+    """The whole service on its defaults: TCP requests meet the global budget."""
+
+    def test_tcp_flood_answered_503(self) -> None:
+        """
+        101 sources on TCP, each within its own budget (10 REGISTERs for
+        unknown users), share the default global burst of 1,000 with
+        everyone unauthenticated: 1,000 are challenged (401), the other 10
+        are answered 503 with Retry-After before their transaction, and
+        counted as shed.
+        """
+        edge = edge_in_memory(
+            '[sip]\ndomains = ["example.test"]\nlisten = ["tcp:127.0.0.1:5060"]\n',
+            Path(self.mktemp()).absolute(),
+        )
+        self.addCleanup(edge.stop)
+        clients = []
+        for n in range(101):
+            source = f"127.3.0.{n + 1}"
+            data = b"".join(
+                REGISTER_TCP.format(ip=source, n=k, u=f"{n}x{k}").encode() for k in range(10)
+            )
+            client = _Collector(data)
+            factory = ClientFactory()
+            factory.buildProtocol = lambda addr, c=client: c  # type: ignore[method-assign,misc]
+            edge.reactor.connectTCP("127.0.0.1", 5060, factory, bindAddress=(source, 0))
+            clients.append(client)
+        edge.reactor.flush()
+        statuses: dict[bytes, int] = {}
+        for client in clients:
+            for line in client.read.split(b"\r\n"):
+                if line.startswith(b"SIP/2.0 "):
+                    statuses[line[8:11]] = statuses.get(line[8:11], 0) + 1
+        self.assertEqual(statuses, {b"401": 1000, b"503": 10})
+        self.assertIn(b"Retry-After: 5\r\n", b"".join(c.read for c in clients))
+        self.assertEqual(edge.service.security.stats["flood_shed"], 10)
+
+
+REGISTER_TCP = (
+    "REGISTER sip:example.test SIP/2.0\r\n"
+    "Via: SIP/2.0/TCP {ip}:5070;branch=z9hG4bK{u}r\r\n"
+    "Max-Forwards: 70\r\n"
+    "From: <sip:u{u}@example.test>;tag={n}\r\n"
+    "To: <sip:u{u}@example.test>\r\n"
+    "Call-ID: {u}-r-{ip}\r\n"
+    "CSeq: 1 REGISTER\r\n"
+    "Contact: <sip:u{u}@{ip}:5070;transport=tcp>\r\n"
+    "Content-Length: 0\r\n\r\n"
+)
