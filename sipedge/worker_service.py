@@ -8,6 +8,7 @@ worker's (it serves on the sockets it inherited). See C{doc/workers.md}.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -53,10 +54,13 @@ from sipedge.process import (
     own_addresses,
     private_port,
 )
+from sipedge.security import Ban, reread_bans
 from sipedge.service import SipEdgeService
 from sipedge.transport import ReloadableServerContext, http_fetch
 
-__all__ = ["SupervisorService", "WorkerService", "worker_config"]
+__all__ = ["SupervisorService", "WorkerService", "share_security", "worker_config"]
+
+_log = Logger()
 
 _PR_SET_PDEATHSIG = 1
 
@@ -91,6 +95,38 @@ def worker_config(config: Config, spec: WorkerSpec) -> Config:
     return config
 
 
+def share_security(security: Any, router: WorkerRouter) -> None:
+    """
+    What the L{sipedge.security.Security} of one worker learns, the others
+    learn at once over the channel: a source that authenticated here joins
+    their allow-lists (its other source ports reach other workers), and a
+    ban made here makes them read the shared ban file again now, not at
+    their next purge (the banned source's other ports reach them too).
+    """
+
+    def authenticated(source: str, user: str, expires_at: float) -> None:
+        router.tell_others("authenticated", json.dumps([source, user, expires_at]).encode())
+
+    def banned(ban: Ban) -> None:
+        router.tell_others("banned", ban.source.encode())
+
+    def heard_authenticated(sender: int, payload: bytes) -> None:
+        try:
+            source, user, expires_at = json.loads(payload)
+            security.allow.note_authenticated(str(source), str(user), float(expires_at))
+        except (TypeError, ValueError) as e:
+            _log.warn("Worker {sender} said a source authenticated, not understood: {error}",
+                      sender=sender, error=str(e))
+
+    def heard_banned(sender: int, payload: bytes) -> None:
+        reread_bans(security)
+
+    security.on_authenticated = authenticated
+    security.on_ban = banned
+    router.listeners["authenticated"] = heard_authenticated
+    router.listeners["banned"] = heard_banned
+
+
 def _die_with_parent() -> None:
     """Ask Linux to send us SIGTERM when the supervisor ends (best effort)."""
     try:
@@ -120,6 +156,7 @@ class WorkerService(SipEdgeService):
         assert self.router is not None
         self.router.transports = self.transports
         self.transports.router = self.router
+        share_security(self.security, self.router)
         self.started_format = (
             f"{READY_MARK} {spec.index} of {spec.count}"
             " (domains {domains}, state in {state})"

@@ -8,6 +8,8 @@ L{WorkerChannel}). See C{doc/workers.md}.
 
 from sipedge.process._channel import (
     HANDOFF_MAGIC,
+    NEWS,
+    NO_FLOW,
     WorkerChannel,
     decode_handoff,
     encode_handoff,
@@ -45,6 +47,8 @@ __all__ = [
     "HANDOFF_MAGIC",
     "MAX_AWAITING",
     "METRICS",
+    "NEWS",
+    "NO_FLOW",
     "OWN",
     "READY_MARK",
     "SHARED",

@@ -18,7 +18,10 @@ from twisted.logger import Logger
 from sipedge.flow import Flow
 from sipedge.process._sockets import CHANNEL_HOST
 
-__all__ = ["HANDOFF_MAGIC", "KINDS", "WorkerChannel", "decode_handoff", "encode_handoff"]
+__all__ = [
+    "HANDOFF_MAGIC", "KINDS", "NEWS", "NO_FLOW", "WorkerChannel", "decode_handoff",
+    "encode_handoff",
+]
 
 #: What every channel datagram starts with.
 HANDOFF_MAGIC = b"SIPEDGE-HANDOFF/1 "
@@ -28,8 +31,17 @@ HANDOFF_MAGIC = b"SIPEDGE-HANDOFF/1 "
 #: connects, and as the answer to a send); this flow's connection is gone;
 #: I have (re)started (forget what I held, tell me what you hold); a CANCEL
 #: (or ACK) that matches nothing here, is it yours?; it is mine (its
-#: digest); I could not send what you handed me (its digest).
-KINDS = ("receive", "send", "owner", "gone", "hello", "stray", "claimed", "unsent")
+#: digest); I could not send what you handed me (its digest); news for
+#: the others' state, with no flow (L{NO_FLOW}): a source authenticated
+#: here, a ban was made here.
+KINDS = ("receive", "send", "owner", "gone", "hello", "stray", "claimed", "unsent",
+         "authenticated", "banned")
+
+#: The kinds that are news (acted on by a worker's listeners, if any).
+NEWS = ("authenticated", "banned")
+
+#: The flow of what concerns no flow (news, L{KINDS}).
+NO_FLOW = Flow("UDP", CHANNEL_HOST, 0, CHANNEL_HOST, 0)
 
 def encode_handoff(kind: str, flow: Flow, payload: bytes = b"") -> bytes:
     """One channel datagram: C{kind}, C{flow} and the message bytes."""

@@ -55,7 +55,7 @@ from sipedge.message import (
     parse_datagram,
     serialize,
 )
-from sipedge.process._channel import KINDS, WorkerChannel
+from sipedge.process._channel import KINDS, NEWS, NO_FLOW, WorkerChannel
 from sipedge.process._sockets import SHARED, WorkerSpec
 from sipedge.transport import TransportManager
 
@@ -150,6 +150,9 @@ class WorkerRouter:
         #: to others to send.
         self._awaiting: OrderedDict[str, list[Any]] = OrderedDict()
         self.handed = {kind: 0 for kind in KINDS}
+        #: What to do with news from another worker, by kind: called with
+        #: the sender's index and the payload (L{tell_others}).
+        self.listeners: dict[str, Callable[[int, bytes], None]] = {}
 
     # Deciding
 
@@ -346,8 +349,28 @@ class WorkerRouter:
 
     # What the other workers hand over
 
+    def tell_others(self, kind: str, payload: bytes) -> int:
+        """
+        News for every other worker (a kind its L{listeners} act on);
+        how many it was written to (none before the channel listens).
+        """
+        if self.channel is None:
+            return 0
+        self.handed[kind] = self.handed.get(kind, 0) + 1
+        return self.channel.send_to_others(kind, NO_FLOW, payload)
+
     def deliver(self, sender: int, kind: str, flow: Flow, payload: bytes) -> None:
         """Act on what worker C{sender} handed over (L{WorkerChannel}'s C{deliver})."""
+        if kind in NEWS:
+            listener = self.listeners.get(kind)
+            if listener is None:
+                return  # nothing here cares
+            try:
+                listener(sender, payload)
+            except Exception:
+                self._log.failure("Cannot act on the {kind} news of worker {sender}",
+                                  kind=kind, sender=sender)
+            return
         if kind == "owner":
             self._learn(flow, sender)
             if payload:  # the answer to a send: it went out

@@ -172,6 +172,11 @@ class Security:
         if config.kernel_bans:
             self.kernel = KernelBans(clock, self.bans.list, run=nft or run_nft)
         self._purger: LoopingCall | None = None
+        #: Told of each source that authenticated here and of each ban made
+        #: here (the workers of one service tell each other at once:
+        #: L{sipedge.worker_service}); C{None}: nobody is.
+        self.on_authenticated: Callable[[str, str, float], None] | None = None
+        self.on_ban: Callable[[Ban], None] | None = None
 
     def _own_bans(self, config: SecurityConfig, state_dir: str | os.PathLike[str] | None) -> Bans:
         """The L{Bans} of C{config}, in C{state_dir} (or in memory)."""
@@ -262,6 +267,8 @@ class Security:
     def note_authenticated(self, source_ip: str, user: str, expires_at: float) -> None:
         """C{user} authenticated from C{source_ip} until C{expires_at} (see L{AllowList})."""
         self.allow.note_authenticated(source_ip, user, expires_at)
+        if self.on_authenticated is not None:
+            self.on_authenticated(source_ip, user, expires_at)
 
     def is_authenticated(self, source_ip: str) -> bool:
         """True if some user is authenticated from C{source_ip} now."""
@@ -293,8 +300,8 @@ class Security:
         L{Bans.offence}.
         """
         ban = self.bans.offence(source, kind, self.clock.seconds(), detail)
-        if ban is not None and self.kernel is not None:
-            self.kernel.changed()
+        if ban is not None:
+            self._banned(ban)
         return ban
 
     def ban(
@@ -305,9 +312,16 @@ class Security:
         with kernel bans, the nftables set has it within the batching delay.
         """
         ban = self.bans.ban(source, reason, self.clock.seconds(), duration=duration, rule=rule)
-        if ban is not None and self.kernel is not None:
-            self.kernel.changed()
+        if ban is not None:
+            self._banned(ban)
         return ban
+
+    def _banned(self, ban: Ban) -> None:
+        """A ban was made here: the kernel's set and L{on_ban} hear of it."""
+        if self.kernel is not None:
+            self.kernel.changed()
+        if self.on_ban is not None:
+            self.on_ban(ban)
 
     def unban(self, source: str) -> bool:
         """Lift the ban of C{source} (see L{Bans.unban}), in the kernel's set too."""

@@ -22,6 +22,8 @@ from sipedge.message import parse_datagram, serialize
 from sipedge.process import (
     HANDOFF_MAGIC,
     MAX_AWAITING,
+    NEWS,
+    NO_FLOW,
     OWN,
     SHARED,
     STRAY_WAIT,
@@ -299,6 +301,60 @@ class RouterTests(SynchronousTestCase):
         self.router.deliver(1, "hello", Flow("UDP", "0.0.0.0", 0, "0.0.0.0", 0), b"")
         self.assertIsNone(self.router.flow_to("TCP", "127.0.0.1", 40001))
         self.assertEqual(self.router.flow_owner(other), -1)
+
+
+class NewsTests(SynchronousTestCase):
+    """L{WorkerRouter.tell_others} and its C{listeners}: news between workers, no flow."""
+
+    def setUp(self) -> None:
+        self.receiver = RecordingReceiver()
+        self.router = WorkerRouter(self.receiver, SPEC)
+        self.channel = _Channel()
+        self.router.channel = self.channel  # type: ignore[assignment]
+        self.heard: list[tuple[int, bytes]] = []
+
+    def test_tell_others(self) -> None:
+        """News goes to every other worker with no flow, and is counted."""
+        self.assertEqual(self.router.tell_others("banned", b"192.0.2.7"), 1)
+        self.assertEqual(self.channel.sent, [(1, "banned", NO_FLOW, b"192.0.2.7")])
+        self.assertEqual(self.router.handed["banned"], 1)
+
+    def test_tell_before_channel(self) -> None:
+        """Before the channel listens, news goes nowhere."""
+        self.router.channel = None
+        self.assertEqual(self.router.tell_others("banned", b"192.0.2.7"), 0)
+
+    def test_listener(self) -> None:
+        """News is given to the listener of its kind, never to the receiver."""
+        self.router.listeners["authenticated"] = lambda *a: self.heard.append(a)
+        self.router.deliver(1, "authenticated", NO_FLOW, b"[1]")
+        self.assertEqual((self.heard, self.receiver.messages), ([(1, b"[1]")], []))
+
+    def test_no_listener(self) -> None:
+        """News nobody listens for is ignored: not parsed as a message, not answered."""
+        for kind in NEWS:
+            self.router.deliver(1, kind, NO_FLOW, b"not SIP")
+        self.assertEqual((self.receiver.messages, self.channel.sent), ([], []))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_failing_listener(self) -> None:
+        """A listener that raises is logged; the router goes on."""
+
+        def fail(sender: int, payload: bytes) -> None:
+            raise RuntimeError("boom")
+
+        self.router.listeners["banned"] = fail
+        self.router.deliver(1, "banned", NO_FLOW, b"x")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.router.listeners["banned"] = lambda *a: self.heard.append(a)
+        self.router.deliver(1, "banned", NO_FLOW, b"y")
+        self.assertEqual(self.heard, [(1, b"y")])
+
+    def test_encoded(self) -> None:
+        """News crosses the channel's encoding."""
+        for kind in NEWS:
+            self.assertEqual(decode_handoff(encode_handoff(kind, NO_FLOW, b"p")),
+                             (kind, NO_FLOW, b"p"))
 
 
 class StrayCancelTests(SynchronousTestCase):

@@ -14,9 +14,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.config import parse_config
+from sipedge.flow import Flow
 from sipedge.metrics import TcpListen
-from sipedge.process import ADMIN, METRICS, WorkerSocket, WorkerSpec
-from sipedge.worker_service import SupervisorService, worker_config
+from sipedge.process import ADMIN, METRICS, NO_FLOW, WorkerRouter, WorkerSocket, WorkerSpec
+from sipedge.security import Security
+from sipedge.testing import RecordingReceiver
+from sipedge.worker_service import SupervisorService, share_security, worker_config
 
 
 def _spec(index: int, *private: tuple[str, int]) -> WorkerSpec:
@@ -85,3 +88,86 @@ class SupervisorServiceTests(SynchronousTestCase):
         error = self.assertRaises(SystemExit, service.privilegedStartService)
         self.assertEqual(str(error), f"sipedge: cannot listen on tcp:127.0.0.1:{port}:"
                                      " Address already in use")
+
+
+class _Wire:
+    """A channel that delivers each datagram at once to the other worker's router."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.peer: WorkerRouter | None = None
+
+    def send_to_others(self, kind: str, flow: Flow, payload: bytes = b"") -> int:
+        assert self.peer is not None
+        self.peer.deliver(self.index, kind, flow, payload)
+        return 1
+
+
+class ShareSecurityTests(SynchronousTestCase):
+    """
+    L{share_security}: two workers' security services, sharing a state
+    directory, told of each other's authentications and bans at once.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        self.security: list[Security] = []
+        routers = []
+        for index in (0, 1):
+            security = Security(clock=self.clock, state_dir=directory)
+            self.addCleanup(security.close)
+            router = WorkerRouter(RecordingReceiver(), _spec(index))
+            router.channel = _Wire(index)  # type: ignore[assignment]
+            share_security(security, router)
+            self.security.append(security)
+            routers.append(router)
+        routers[0].channel.peer = routers[1]  # type: ignore[union-attr]
+        routers[1].channel.peer = routers[0]  # type: ignore[union-attr]
+        self.routers = routers
+        self.addCleanup(lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
+
+    def test_authenticated(self) -> None:
+        """
+        A source that authenticated through one worker is authenticated on
+        the other at once, until the same expiry.
+        """
+        first, second = self.security
+        self.assertFalse(second.is_authenticated("192.0.2.5"))
+        first.note_authenticated("192.0.2.5", "alice", self.clock.seconds() + 60)
+        self.assertTrue(second.is_authenticated("192.0.2.5"))
+        self.assertEqual(second.allow.users("192.0.2.5", 0), {"alice": 60.0})
+        self.clock.advance(61)
+        self.assertFalse(second.is_authenticated("192.0.2.5"))
+
+    def test_heard_is_not_told_again(self) -> None:
+        """What a worker heard from another it does not tell again (no echo)."""
+        self.security[0].note_authenticated("192.0.2.5", "alice", 60)
+        self.security[0].ban("192.0.2.6", "testing")
+        self.assertEqual(self.routers[0].handed["authenticated"], 1)
+        self.assertEqual(self.routers[1].handed.get("authenticated", 0), 0)
+        self.assertEqual(self.routers[1].handed.get("banned", 0), 0)
+
+    def test_ban(self) -> None:
+        """A ban made by one worker drops the source at the other at once, not at its purge."""
+        first, second = self.security
+        self.assertTrue(second.admit("192.0.2.6"))
+        first.ban("192.0.2.6", "testing")
+        self.assertFalse(second.admit("192.0.2.6"))
+
+    def test_offence_ban(self) -> None:
+        """An automatic ban (offences past the threshold) reaches the other worker at once."""
+        first, second = self.security
+        for _ in range(50):
+            if first.offence("192.0.2.8", "scanner") is not None:
+                break
+        self.assertFalse(first.admit("192.0.2.8"))
+        self.assertFalse(second.admit("192.0.2.8"))
+
+    def test_not_understood(self) -> None:
+        """News that does not decode is logged, and changes nothing."""
+        self.routers[1].deliver(0, "authenticated", NO_FLOW, b"[1, 2]")
+        self.routers[1].deliver(0, "authenticated", NO_FLOW, b"\xff")
+        self.assertEqual(len(self.security[1].allow), 0)
+        self.assertEqual(self.flushLoggedErrors(), [])
