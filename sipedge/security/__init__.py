@@ -8,7 +8,12 @@ C{IProxyObserver}) and L{TollFraudGuard} the toll-fraud limits. See
 C{doc/security.md}.
 """
 
-from sipedge.security._accounts import ACCOUNT_STAT_KEYS, AccountGuard, AccountState
+from sipedge.security._accounts import (
+    ACCOUNT_STAT_KEYS,
+    AccountCheck,
+    AccountGuard,
+    AccountState,
+)
 from sipedge.security._address import TrustedNetworks, canonical_ip
 from sipedge.security._allow import AllowList
 from sipedge.security._bans import (
@@ -92,6 +97,7 @@ __all__ = [
     "TOLL_FRAUD_STAT_KEYS",
     "TRUSTED",
     "UNAUTHENTICATED",
+    "AccountCheck",
     "AccountGuard",
     "AccountState",
     "AllowList",

@@ -18,21 +18,33 @@ Refusals are not failures: they check nothing, so they do not extend the
 window; a botnet that keeps guessing gets at most C{failures} checked
 guesses per C{window}.
 
+The check and the count are one step: before credentials from a source
+that is neither trusted nor known are checked, L{AccountGuard.begin_check}
+counts a failure for them in advance, in one write transaction that
+first makes sure the budget has room (so two guesses checked at the same
+instant, in one process or in two workers, cannot both take the last
+place). A right password takes that failure back
+(L{AccountGuard.end_check}); a wrong one confirms it
+(L{AccountGuard.note_failure}). A check that never ends (its process died
+while checking) stays counted as a failure until it leaves the window.
+
 The failures and the known sources live in an SQLite file in the state
 directory (C{accounts.sqlite3}, WAL mode), so every worker process of one
 proxy counts against one budget per account (a botnet spread over the
 workers gets no more guesses than one process would let through), and a
 restart forgets neither the failures nor where each user authenticated
-from. Each failure is one short write transaction (which also decides,
-for all processes at once, which failure reached the budget); a check is
-one indexed read; a success is written when its source is new to the
-account, or at most every C{_REFRESH} seconds for one source, so the
-calls of registered users do not each cost a write.
+from. A check from a known source is one indexed read; a check from
+another source is one short write transaction to count it in advance,
+and one more to confirm it or take it back; a success is written when its
+source is new to the account, or at most every C{_REFRESH} seconds for
+one source, so the calls of registered users do not each cost a write.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import secrets
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
@@ -45,13 +57,19 @@ from sipedge._log import NamedLogger
 from sipedge.security._address import canonical_ip
 from sipedge.store import closing_on_failure, open_database, transaction
 
-__all__ = ["ACCOUNT_STAT_KEYS", "DATABASE_NAME", "AccountGuard", "AccountState"]
+__all__ = [
+    "ACCOUNT_STAT_KEYS",
+    "DATABASE_NAME",
+    "AccountCheck",
+    "AccountGuard",
+    "AccountState",
+]
 
 #: The file name of the guard's database in the state directory.
 DATABASE_NAME = "accounts.sqlite3"
 
 #: The schema version this code writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = (
     "CREATE TABLE accounts (user TEXT PRIMARY KEY, used REAL NOT NULL)",
@@ -68,6 +86,11 @@ _SCHEMA_V1 = (
     """,
 )
 
+#: Statements that take the schema from version N (the key) to N + 1:
+#: version 2 marks the failures counted in advance for a check under way
+#: (C{pending}: the check's token; C{NULL} once it is a confirmed failure).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: ("ALTER TABLE failures ADD COLUMN pending TEXT",)}
+
 #: Seconds between two writes of one known source's time (at most).
 _REFRESH = 300.0
 
@@ -81,6 +104,25 @@ ACCOUNT_STAT_KEYS = (
 )
 
 _T = TypeVar("_T")
+
+
+@attrs.frozen
+class AccountCheck:
+    """
+    A password check the guard let happen (L{AccountGuard.begin_check}):
+    hand it back with the outcome, to L{AccountGuard.note_failure} (wrong)
+    or L{AccountGuard.end_check} (right).
+
+    @ivar user: the user name the credentials gave.
+    @ivar source: the address they came from.
+    @ivar pending: the token of the failure counted in advance for this
+        check, or C{None} if it took no place in the budget (a trusted or
+        known source, or the store failed).
+    """
+
+    user: str
+    source: str
+    pending: str | None = None
 
 
 @attrs.frozen
@@ -159,8 +201,14 @@ class AccountGuard:
         # (user, source) -> when this process last wrote it as known.
         self._written: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._db = open_database(
-            self.path, "account", schema=_SCHEMA_V1, version=SCHEMA_VERSION, migrations={}
+            self.path,
+            "account",
+            schema=_SCHEMA_V1,
+            version=SCHEMA_VERSION,
+            migrations=_MIGRATIONS,
         )
+        # Tokens of the checks under way: unique across the processes of a file.
+        self._tokens = (f"{os.getpid()}.{secrets.token_hex(4)}.{n}" for n in itertools.count())
         with closing_on_failure(self._db, "account", self.path):
             self._count = self._db.execute("SELECT count(*) FROM accounts").fetchone()[0]
 
@@ -216,24 +264,79 @@ class AccountGuard:
         """True if C{user} authenticated from C{source} within C{memory} seconds."""
         return self._safely("read", lambda: self._is_known(user, source, now), False)
 
-    def may_check(self, user: str, source: str, now: float, *, trusted: bool = False) -> bool:
+    def begin_check(
+        self, user: str, source: str, now: float, *, trusted: bool = False
+    ) -> AccountCheck | None:
         """
         Whether the credentials C{user} sent from C{source} may be checked
-        at C{now}: C{False} (refuse them unchecked) if the account is over
+        at C{now}: C{None} (refuse them unchecked) if the account is over
         its budget and C{source} is neither trusted nor known. A refusal is
         counted (C{account_refused}); the caller logs it, naming the user
         and the source.
+
+        From a source neither trusted nor known, the check is counted as a
+        failure in advance, in the same write transaction that found the
+        budget had room: hand the L{AccountCheck} back to L{note_failure}
+        or L{end_check}.
         """
         if trusted:
-            return True
+            return AccountCheck(user, source)
 
-        def ask() -> bool:
-            return not self._locked(user, now) or self._is_known(user, source, now)
+        def ask() -> bool | None:
+            # Known: checked. Locked (a read: a refusal writes nothing): refused.
+            if self._is_known(user, source, now):
+                return True
+            return None if not self._locked(user, now) else False
 
-        if self._safely("read", ask, True):
-            return True
+        verdict: bool | None = True  # if the store fails: let the check happen
+        verdict = self._safely("read", ask, verdict)
+        if verdict:
+            return AccountCheck(user, source)
+        if verdict is False:
+            self.stats["account_refused"] += 1
+            return None
+        token = next(self._tokens)
+
+        def reserve() -> bool:
+            with self._transaction() as db:
+                return bool(
+                    db.execute(
+                        "INSERT INTO failures (user, at, source, pending) SELECT ?, ?, ?, ?"
+                        " WHERE NOT EXISTS (SELECT 1 FROM failures WHERE user = ? AND at > ?"
+                        " LIMIT 1 OFFSET ?)",
+                        (
+                            user, now, canonical_ip(source) or source, token,
+                            user, now - self.window, self.budget - 1,
+                        ),
+                    ).rowcount
+                )
+
+        reserved = self._safely("write", reserve, None)
+        if reserved is None:  # the store failed: let the check happen
+            return AccountCheck(user, source)
+        if reserved:
+            return AccountCheck(user, source, token)
         self.stats["account_refused"] += 1
-        return False
+        return None
+
+    def end_check(self, check: AccountCheck) -> None:
+        """
+        The credentials of C{check} were right: take back the failure
+        counted for it in advance. (Whether the user is then authenticated,
+        a known source from now on, is L{note_success}'s business: a right
+        digest on a stale nonce is not.)
+        """
+        token = check.pending
+        if token is None:
+            return
+
+        def write() -> None:
+            with self._transaction() as db:
+                db.execute(
+                    "DELETE FROM failures WHERE user = ? AND pending = ?", (check.user, token)
+                )
+
+        self._safely("write", write, None)
 
     def _state(self, user: str, now: float) -> AccountState | None:
         db = self._db
@@ -307,29 +410,47 @@ class AccountGuard:
         self._count -= len(gone)
         self.stats["account_evicted"] += len(gone)
 
-    def note_failure(self, user: str, source: str, now: float) -> bool:
+    def note_failure(
+        self, user: str, source: str, now: float, check: AccountCheck | None = None
+    ) -> bool:
         """
         C{user}'s credentials from C{source} were checked and wrong at
-        C{now}. Return C{True} if this failure took the account over its
+        C{now} (C{check}: the L{AccountCheck} that let them be checked, if
+        one did). Return C{True} if this failure took the account over its
         budget (that is logged, once per lock, by the process whose
         failure it was).
         """
         self.stats["account_failures"] += 1
+        token = None if check is None else check.pending
+
+        def confirmed(db: sqlite3.Connection) -> int:
+            return int(
+                db.execute(
+                    "SELECT count(*) FROM failures WHERE user = ? AND at > ? AND pending IS NULL",
+                    (user, now - self.window),
+                ).fetchone()[0]
+            )
 
         def write() -> bool:
             with self._transaction() as db:
-                was_locked = self._locked(user, now)
                 self._touch(db, user, now)
-                db.execute(
-                    "INSERT INTO failures (user, at, source) VALUES (?, ?, ?)",
-                    (user, now, canonical_ip(source) or source),
-                )
+                if token is None or not db.execute(
+                    "UPDATE failures SET pending = NULL WHERE user = ? AND pending = ?",
+                    (user, token),
+                ).rowcount:
+                    db.execute(
+                        "INSERT INTO failures (user, at, source) VALUES (?, ?, ?)",
+                        (user, now, canonical_ip(source) or source),
+                    )
+                # The failure whose confirmation makes the budget-th confirmed
+                # one in the window reports the lock.
+                reached = confirmed(db) == self.budget
                 db.execute(
                     "DELETE FROM failures WHERE user = ? AND rowid NOT IN"
                     " (SELECT rowid FROM failures WHERE user = ? ORDER BY at DESC LIMIT ?)",
                     (user, user, self.budget),
                 )
-                return not was_locked and self._locked(user, now)
+                return reached
 
         if not self._safely("write", write, False):
             return False

@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from sipedge import _debug
 from sipedge.interfaces import IBanStore
 from sipedge.message import DEFAULT_LIMITS, Limits, Request, Response
-from sipedge.security._accounts import ACCOUNT_STAT_KEYS, AccountGuard
+from sipedge.security._accounts import ACCOUNT_STAT_KEYS, AccountCheck, AccountGuard
 from sipedge.security._accounts import DATABASE_NAME as ACCOUNTS_DATABASE
 from sipedge.security._address import Network, TrustedNetworks
 from sipedge.security._allow import AllowList
@@ -274,20 +274,25 @@ class Security:
         """True if some user is authenticated from C{source_ip} now."""
         return self.allow.is_authenticated(source_ip, self.clock.seconds())
 
-    def may_check_password(self, user: str, source: str) -> bool:
+    def may_check_password(self, user: str, source: str) -> AccountCheck | None:
         """
         Whether the credentials of C{user} from C{source} may be checked
-        now (see L{AccountGuard.may_check}): not if the account is over its
-        failure budget and C{source} is neither trusted nor one it
-        authenticated from before.
+        now (see L{AccountGuard.begin_check}): C{None} if the account is
+        over its failure budget and C{source} is neither trusted nor one it
+        authenticated from before. Else the check, counted in advance: hand
+        it back to L{password_failed} or L{password_right}.
         """
-        return self.accounts.may_check(
+        return self.accounts.begin_check(
             user, source, self.clock.seconds(), trusted=source in self.trusted
         )
 
-    def password_failed(self, user: str, source: str) -> None:
-        """The credentials of C{user} from C{source} were checked, and wrong."""
-        self.accounts.note_failure(user, source, self.clock.seconds())
+    def password_failed(self, user: str, source: str, check: AccountCheck | None = None) -> None:
+        """The credentials of C{user} from C{source} were checked (C{check}), and wrong."""
+        self.accounts.note_failure(user, source, self.clock.seconds(), check)
+
+    def password_right(self, check: AccountCheck) -> None:
+        """The credentials of C{check} were right: not a failure (see L{AccountGuard.end_check})."""
+        self.accounts.end_check(check)
 
     def password_ok(self, user: str, source: str) -> None:
         """C{user} authenticated from C{source}: a known source of the account."""

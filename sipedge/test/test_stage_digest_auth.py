@@ -1002,6 +1002,60 @@ class StageAccountTests(SynchronousTestCase):
         result, note = self.attempt(HOME_IP, "secret")
         self.assertEqual(note["result"], "ok")
 
+    def test_right_password_takes_no_place(self) -> None:
+        """
+        Each check from an unknown source is counted against the account in
+        advance; a right password takes its place back, even when the
+        request is then challenged again for a stale nonce (no failure,
+        but no known source either).
+        """
+        for n in range(2):
+            self.attempt(bot(n), "guess")
+        flow = Flow("UDP", "192.0.2.1", 5060, bot(5), 5060)
+        req: Request = request()
+        challenge = self.stage.process_request(RequestContext(req, flow, self.services))
+        self.clock.advance(300)  # the nonce's lifetime
+        context = RequestContext(answer(challenge, req), flow, self.services)
+        result: Any = self.successResultOf(self.stage.process_request(context))  # type: ignore[arg-type]
+        self.assertEqual((result.status, context.annotations["digest-auth"]["reason"]),
+                         (407, "stale nonce"))
+        self.assertFalse(self.security.accounts.is_locked(ACCOUNT, self.clock.seconds()))
+        checked = self.checked
+        result, note = self.attempt(bot(6), "guess")
+        self.assertEqual((note["result"], self.checked), ("failed", checked + 1))
+
+    def test_checks_under_way(self) -> None:
+        """
+        With the credential store answering later, a guess arriving while
+        another one is being checked does not get the budget's last place
+        too: it is refused unchecked.
+        """
+        later: list[tuple[Deferred[Any], tuple[Any, ...]]] = []
+        login = self.stage.portal.login
+
+        def slow_login(*args: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            later.append((d, args))
+            return d
+
+        self.stage.portal.login = slow_login
+        results: list[Any] = []
+        for n in (1, 2, 3, 4):
+            flow = Flow("UDP", "192.0.2.1", 5060, bot(n), 5060)
+            req: Request = request()
+            challenge = self.stage.process_request(RequestContext(req, flow, self.services))
+            context = RequestContext(answer(challenge, req, password="guess"), flow, self.services)
+            results.append(self.stage.process_request(context))
+        self.assertEqual(len(later), 3)
+        self.assertEqual(results[3].status, 403)
+        for d, args in later:
+            login(*args).chainDeferred(d)
+        self.assertEqual(
+            [self.successResultOf(r).status for r in results[:3]],
+            [407, 407, 407],
+        )
+        self.assertEqual(self.security.stats["account_locks"], 1)
+
     def test_refusal_is_an_offence(self) -> None:
         """
         A refusal counts as an auth-failure offence of its source: the

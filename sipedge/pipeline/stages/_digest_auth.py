@@ -252,19 +252,21 @@ class DigestAuthStage:
             self._note(context, "failed", "uri mismatch", credentials.username, used=credentials)
             return Respond(400, "Authorization URI Mismatch")
         security = _account_guard(context)
-        if security is not None and not security.may_check_password(
-            credentials.username, context.flow.remote_host
-        ):
-            # Past the account's failure budget, from a source it never
-            # authenticated from: refused unchecked (right or wrong).
-            self._note(context, "refused", _LOCKED, credentials.username, used=credentials)
-            return Respond(403, "Forbidden")
+        check = None
+        if security is not None:
+            # Counted in advance against the account's failure budget.
+            check = security.may_check_password(credentials.username, context.flow.remote_host)
+            if check is None:
+                # Past the account's failure budget, from a source it never
+                # authenticated from: refused unchecked (right or wrong).
+                self._note(context, "refused", _LOCKED, credentials.username, used=credentials)
+                return Respond(403, "Forbidden")
         d = self.portal.login(digest, None, ISipUser)
         d.addCallbacks(
             self._logged_in,
             self._login_failed,
-            callbackArgs=(context, kind, credentials, status),
-            errbackArgs=(context, kind, credentials),
+            callbackArgs=(context, kind, credentials, status, check),
+            errbackArgs=(context, kind, credentials, check),
         )
         return d
 
@@ -323,10 +325,13 @@ class DigestAuthStage:
         kind: _Kind,
         credentials: DigestCredentials,
         status: NonceStatus,
+        check: Any = None,
     ) -> StageResult:
         _, avatar, logout = login
         logout()
         user = avatar.username
+        if check is not None:  # the password was right: not a failure
+            _account_guard(context).password_right(check)
         if status is not NonceStatus.VALID:
             # RFC 7616 3.3: stale=true for a right digest with a nonce we
             # cannot accept (expired, or made with another secret: before
@@ -368,12 +373,17 @@ class DigestAuthStage:
         return _CONTINUE
 
     def _login_failed(
-        self, failure: Failure, context: RequestContext, kind: _Kind, credentials: DigestCredentials
+        self,
+        failure: Failure,
+        context: RequestContext,
+        kind: _Kind,
+        credentials: DigestCredentials,
+        check: Any = None,
     ) -> StageResult:
         failure.trap(UnauthorizedLogin)
         security = _account_guard(context)
         if security is not None:
-            security.password_failed(credentials.username, context.flow.remote_host)
+            security.password_failed(credentials.username, context.flow.remote_host, check)
         return self._challenge(
             context, kind, "failed", "wrong credentials", credentials.username, used=credentials
         )
