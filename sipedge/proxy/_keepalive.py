@@ -28,7 +28,6 @@ L{sipedge.proxy.Registrar}).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -43,8 +42,8 @@ from twisted.python.failure import Failure
 from sipedge.error import LocalProtocolError, MessageParseError
 from sipedge.flow import Flow
 from sipedge.interfaces import ILocationStore
-from sipedge.message import Headers, Request, Response, SipURI, parse_uri
-from sipedge.store import Binding, LostBindings
+from sipedge.message import Headers, Request, Response
+from sipedge.store import Binding, LostBindings, binding_flow
 
 __all__ = [
     "DEFAULT_KEEPALIVE_INTERVAL",
@@ -69,18 +68,11 @@ def needs_keepalive(binding: Binding) -> bool:
     """
     Whether C{binding} is a UDP phone reached over its NAT binding: it
     registered directly (no Path) over UDP, and its Contact names another
-    address than the source, or it asked for RFC 5626 outbound.
+    address than the source, or it asked for RFC 5626 outbound (see
+    L{sipedge.store.binding_flow}).
     """
     flow = binding.flow
-    if flow is None or binding.path or flow.transport != "UDP":
-        return False
-    if binding.reg_id is not None:
-        return True
-    try:
-        uri = parse_uri(binding.contact)
-    except MessageParseError:
-        return True
-    return not isinstance(uri, SipURI) or uri.bare_host != flow.remote_host
+    return flow is not None and flow.transport == "UDP" and binding_flow(binding)[1] is not None
 
 
 def bound_to_connection(binding: Binding) -> bool:
@@ -89,29 +81,10 @@ def bound_to_connection(binding: Binding) -> bool:
     connection it registered on (no Path): it asked for RFC 5626 outbound,
     or its Contact is an IP address other than the connection's source (a
     phone behind NAT), or not a SIP URI. Without that connection it cannot
-    be reached at all.
+    be reached at all (see L{sipedge.store.binding_flow}).
     """
     flow = binding.flow
-    if flow is None or binding.path or not flow.reliable:
-        return False
-    if binding.reg_id is not None:
-        return True
-    try:
-        uri = parse_uri(binding.contact)
-    except MessageParseError:
-        return True
-    if not isinstance(uri, SipURI):
-        return True
-    host = uri.bare_host
-    return _is_ip(host) and host != flow.remote_host
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    return flow is not None and flow.reliable and binding_flow(binding)[1] is not None
 
 
 @attrs.frozen

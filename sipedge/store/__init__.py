@@ -6,6 +6,7 @@ Stores of state that must survive a restart: the location service
 from sipedge.store._binding import Binding, aor_of, binding_order, same_binding
 from sipedge.store._lost import LostBindings
 from sipedge.store._memory import MemoryLocationStore
+from sipedge.store._reach import binding_flow
 from sipedge.store._sqlite import DATABASE_NAME, SCHEMA_VERSION, SQLiteLocationStore
 from sipedge.store._sqlite_base import (
     closing_on_failure,
@@ -22,6 +23,7 @@ __all__ = [
     "MemoryLocationStore",
     "SQLiteLocationStore",
     "aor_of",
+    "binding_flow",
     "binding_order",
     "closing_on_failure",
     "open_database",

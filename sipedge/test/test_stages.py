@@ -31,7 +31,7 @@ from sipedge.pipeline.stages import (
     RouteStage,
     StaticRouteStage,
 )
-from sipedge.pipeline.stages._location import LocationStage, _flow_for
+from sipedge.pipeline.stages._location import LocationStage
 from sipedge.pipeline.stages._max_forwards import ALLOW, CAPABILITIES, MaxForwardsStage
 from sipedge.pipeline.stages._registrar import RegistrarStage, respond_with
 from sipedge.pipeline.stages._sanity import SanityStage, warning_text
@@ -643,57 +643,6 @@ class LocationStageTests(StageTestCase):
             self.decide(LocationStage(), request(uri="sip:example.com"), responsibility="local"),
             Continue(),
         )
-
-    def binding(
-        self,
-        contact: str,
-        flow: Flow | None,
-        path: tuple[str, ...] = (),
-        reg_id: int | None = None,
-    ) -> Binding:
-        return Binding(
-            aor="sip:bob@example.com",
-            contact=contact,
-            expires_at=1e9,
-            call_id="c",
-            cseq=1,
-            flow=flow,
-            path=path,
-            instance="<urn:uuid:00000000-0000-0000-0000-000000000001>" if reg_id else None,
-            reg_id=reg_id,
-        )
-
-    def test_flow_for(self) -> None:
-        """
-        L{_flow_for} gives the flow to reach a binding over and the status
-        when it is gone: over UDP only when the Contact names another host
-        than the source (NAT, 480); over TCP or TLS always, bound
-        to it (480) when the Contact names another IP address; an outbound
-        binding (reg-id) always and bound to it (430); never with a Path
-        or without a flow.
-        """
-        udp = Flow("UDP", PROXY, 5060, "203.0.113.5", 5060)
-        tcp = Flow("TCP", PROXY, 5060, "203.0.113.5", 40000)
-        tls = Flow("TLS", PROXY, 5061, "203.0.113.5", 40001)
-        v6 = Flow("UDP", "2001:db8::1", 5060, "2001:db8::5", 5060)
-        cases = [
-            (self.binding("sip:bob@203.0.113.5:5060", udp), (None, None)),
-            (self.binding("sip:bob@203.0.113.5", udp), (None, None)),
-            (self.binding("sip:bob@203.0.113.5:5062", udp), (None, None)),
-            (self.binding("sip:bob@10.0.0.5:5060", udp), (udp, 480)),
-            (self.binding("sip:bob@phone.invalid", udp), (udp, 480)),
-            (self.binding("sip:bob@203.0.113.5;transport=tcp", tcp), (tcp, None)),
-            (self.binding("sip:bob@10.0.0.5;transport=tcp", tcp), (tcp, 480)),
-            (self.binding("sip:bob@phone.example.net;transport=tcp", tcp), (tcp, None)),
-            (self.binding("sips:bob@203.0.113.5", tls), (tls, None)),
-            (self.binding("sip:bob@203.0.113.5:5060", udp, reg_id=1), (udp, 430)),
-            (self.binding("sip:bob@10.0.0.5:5060", udp, ("<sip:edge;lr>",)), (None, None)),
-            (self.binding("sip:bob@10.0.0.5:5060", None), (None, None)),
-            (self.binding("sip:bob@[2001:db8::5]:5060", v6), (None, None)),
-            (self.binding("tel:+4930123", udp), (udp, 480)),
-        ]
-        for binding, expected in cases:
-            self.assertEqual(_flow_for(binding), expected, binding.contact)
 
 
 class StaticRouteStageTests(StageTestCase):
