@@ -29,7 +29,7 @@ from sipedge.message._headers import COMPACT_FORMS, Headers, canonical_name, hea
 from sipedge.message._lex import TOKEN_CHARS, split_comma_list, unquote
 from sipedge.message._limits import DEFAULT_LIMITS, Limits
 from sipedge.message._message import SIP_VERSION, Message, Request, Response, carry_views
-from sipedge.message._nat import NatVerdict, detect_nat, is_private_address
+from sipedge.message._nat import NatVerdict, detect_nat, is_private_address, parse_ip_address
 from sipedge.message._parser import (
     KeepAlivePing,
     KeepAlivePong,
@@ -121,6 +121,7 @@ __all__ = [
     "parse_contact",
     "parse_cseq",
     "parse_datagram",
+    "parse_ip_address",
     "parse_name_addr",
     "parse_name_addr_list",
     "parse_option_tags",

@@ -54,7 +54,7 @@ from sipedge.message._message import Request, Response
 from sipedge.message._sdp import SessionDescription, parse_sdp
 from sipedge.message._sip_uri import SipURI
 
-__all__ = ["NatVerdict", "detect_nat", "is_private_address"]
+__all__ = ["NatVerdict", "detect_nat", "is_private_address", "parse_ip_address"]
 
 _PRIVATE_NETWORKS = tuple(
     ipaddress.ip_network(n)
@@ -78,7 +78,12 @@ _DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061, "SCTP": 5060, "WS": 80,
 # Memoized: the same few hosts (the phones', ours) come in every request,
 # and ipaddress parses slowly. Errors are not cached; values are immutable.
 @lru_cache(maxsize=4096)
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def parse_ip_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """
+    The IP address C{host} names (brackets and an IPv6 zone allowed; an
+    IPv4-mapped IPv6 address as its IPv4 address), or C{None} for a host
+    name or anything else.
+    """
     try:
         address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
@@ -95,14 +100,14 @@ def is_private_address(host: str) -> bool:
     own network: RFC 1918, RFC 6598 shared, link-local, unique local.
     A host name is not.
     """
-    address = _ip(host)
+    address = parse_ip_address(host)
     return address is not None and any(
         address.version == n.version and address in n for n in _PRIVATE_NETWORKS
     )
 
 
 def _same_host(host: str, source: str) -> bool:
-    a, b = _ip(host), _ip(source)
+    a, b = parse_ip_address(host), parse_ip_address(source)
     return a is not None and a == b
 
 
@@ -186,7 +191,7 @@ def _via_reasons(request: Request, flow: Flow) -> list[str] | None:
         return None
     via = vias[0]
     reasons = []
-    if _ip(via.host) is not None and not _same_host(via.host, flow.remote_host):
+    if parse_ip_address(via.host) is not None and not _same_host(via.host, flow.remote_host):
         reasons.append("via-address")
     if flow.transport == "UDP":
         port = via.port or _DEFAULT_PORTS["UDP"]

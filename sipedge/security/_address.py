@@ -11,30 +11,21 @@ import ipaddress
 from collections.abc import Iterable
 from functools import lru_cache
 
+from sipedge.message import parse_ip_address
+
 __all__ = ["Network", "TrustedNetworks", "canonical_ip"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _parse(host: str) -> _Address | None:
-    text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 @lru_cache(maxsize=16384)
 def canonical_ip(host: str) -> str | None:
     """
-    The canonical text of the IP address C{host} (brackets allowed), or
+    The canonical text of the IP address C{host} (brackets allowed, an
+    IPv6 zone dropped: see L{sipedge.message.parse_ip_address}), or
     C{None} if it is not an IP address. Cached: this runs for every packet.
     """
-    address = _parse(host)
+    address = parse_ip_address(host)
     return None if address is None else address.compressed
 
 
@@ -61,7 +52,7 @@ class TrustedNetworks:
         known = self._cache.get(host)
         if known is not None:
             return known
-        address = _parse(host)
+        address = parse_ip_address(host)
         found = address is not None and any(address in n for n in self.networks)
         if len(self._cache) >= self._CACHE_SIZE:
             self._cache.clear()

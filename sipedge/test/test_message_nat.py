@@ -16,6 +16,7 @@ from sipedge.message import (
     detect_nat,
     is_private_address,
     parse_datagram,
+    parse_ip_address,
     parse_sdp,
 )
 from sipedge.transaction import make_response
@@ -73,6 +74,40 @@ class PrivateAddressTests(SynchronousTestCase):
         for host in ("203.0.113.9", "172.32.0.1", "100.128.0.1", "127.0.0.1", "::1",
                      "2001:db8::1", "phone.example.com", ""):
             self.assertFalse(is_private_address(host), host)
+
+
+class ParseAddressTests(SynchronousTestCase):
+    """Tests for L{parse_ip_address}, which the security layer keys sources with too."""
+
+    def test_addresses(self) -> None:
+        """
+        IPv4 and IPv6 addresses parse, with brackets or an IPv6 zone; an
+        IPv4-mapped IPv6 address is its IPv4 address; a host name, or
+        nothing, is C{None}.
+        """
+        cases = {
+            "192.0.2.1": "192.0.2.1",
+            "[2001:db8:0::1]": "2001:db8::1",
+            "2001:DB8::1": "2001:db8::1",
+            "fe80::1%eth0": "fe80::1",
+            "::ffff:192.0.2.1": "192.0.2.1",
+        }
+        for host, expected in cases.items():
+            address = parse_ip_address(host)
+            self.assertEqual(None if address is None else address.compressed, expected, host)
+        for host in ("phone.example.com", "", "192.0.2.256", "[]"):
+            self.assertIsNone(parse_ip_address(host), host)
+
+    @given(st.ip_addresses())
+    def test_any_address(self, address: object) -> None:
+        """Every address parses back to itself, also in brackets (IPv6 as in a URI)."""
+        text = str(address)
+        parsed = parse_ip_address(text)
+        if parsed is not None and parsed.version == 4 and ":" in text:
+            return  # IPv4-mapped: its IPv4 address, as test_addresses shows
+        self.assertEqual(parsed, address)
+        if ":" in text:
+            self.assertEqual(parse_ip_address(f"[{text}]"), address)
 
 
 class DetectTests(SynchronousTestCase):

@@ -101,6 +101,7 @@ class AddressTests(SynchronousTestCase):
         self.assertEqual(canonical_ip("[2001:db8:0:0::1]"), "2001:db8::1")
         self.assertEqual(canonical_ip("::ffff:192.0.2.1"), "192.0.2.1")
         self.assertIsNone(canonical_ip("example.com"))
+        self.assertEqual(canonical_ip("fe80::1%eth0"), "fe80::1")  # one key, whatever the zone
 
     def test_trusted(self) -> None:
         """
