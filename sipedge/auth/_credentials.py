@@ -399,7 +399,15 @@ class SQLiteCredentialStore:
         return None if row is None else str(row[0])
 
     def record(self, username: str, realm: str, algorithm: str) -> None:
-        """Note that C{username} authenticated with C{algorithm}."""
+        """
+        Note that C{username} authenticated with C{algorithm}. A success
+        that proves nothing new (every call of a user who proved this
+        algorithm before) is one read, not a write: it takes no write lock
+        that the other workers' registrations would wait for.
+        """
+        known = self.strongest(username, realm)
+        if known is not None and floor_of(known, algorithm) == known:
+            return
         with self._transaction() as db:
             row = db.execute(
                 "SELECT algorithm FROM proven_algorithms WHERE username = ? AND realm = ?",

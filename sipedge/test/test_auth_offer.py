@@ -140,6 +140,31 @@ class MemoryTests(SynchronousTestCase):
         self.addCleanup(reopened.close)
         self.assertEqual(reopened.strongest("alice", REALM), "SHA-256")
 
+    def test_sqlite_no_write_for_nothing_new(self) -> None:
+        """
+        A success with an algorithm no stronger than the one the user
+        proved before is not written (no write transaction); a stronger
+        one is, and another process sees it.
+        """
+        path = self.mktemp()
+        store, other = SQLiteCredentialStore(path), SQLiteCredentialStore(path)
+        self.addCleanup(store.close)
+        self.addCleanup(other.close)
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        store.record("alice", REALM, "MD5")
+        self.assertIn("BEGIN IMMEDIATE", statements)
+        del statements[:]
+        store.record("alice", REALM, "MD5")
+        self.assertNotIn("BEGIN IMMEDIATE", statements)
+        other.record("alice", REALM, "SHA-256")
+        store.record("alice", REALM, "MD5")
+        self.assertNotIn("BEGIN IMMEDIATE", statements)
+        self.assertEqual(store.strongest("alice", REALM), "SHA-256")
+        store.record("alice", REALM, "SHA-512-256")
+        self.assertIn("BEGIN IMMEDIATE", statements)
+        self.assertEqual(other.strongest("alice", REALM), "SHA-512-256")
+
     def test_sqlite_migrates(self) -> None:
         """A schema 1 file (before the memory) is migrated and keeps its users."""
         path = self.mktemp()
