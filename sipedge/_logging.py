@@ -48,8 +48,14 @@ def _json_line(event: LogEvent) -> str:
     The event as one JSON object on one line: C{time} (ISO 8601, UTC),
     C{level}, C{namespace}, the rendered C{text}, then every field the event
     was logged with (C{source}, C{user}, C{rule}, C{call_id}, ...) as JSON
-    values or their text, and C{traceback} for a failure.
+    values or their text, and C{traceback} for a failure. A worker's record
+    relayed by its supervisor is written as the worker wrote it, with its
+    C{worker} index.
     """
+    relayed = event.get("worker_record")
+    if isinstance(relayed, dict):
+        # A worker's record, relayed by the supervisor: passed on whole.
+        return json.dumps({**relayed, "worker": event.get("worker")}, ensure_ascii=False) + "\n"
     try:
         text = formatEvent(event)
     except Exception:  # a broken format string must not lose the event

@@ -38,7 +38,7 @@ from sipedge.process._sockets import (
     own_addresses,
     private_port,
 )
-from sipedge.process._supervisor import READY_MARK, WorkerSupervisor
+from sipedge.process._supervisor import READY_MARK, WorkerSupervisor, worker_record
 
 __all__ = [
     "ADMIN",
@@ -70,4 +70,5 @@ __all__ = [
     "encode_handoff",
     "own_addresses",
     "private_port",
+    "worker_record",
 ]

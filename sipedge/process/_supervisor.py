@@ -7,6 +7,7 @@ on to all of them, and stops them all when it stops.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -15,10 +16,10 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-__all__ = ["READY_MARK", "WorkerSupervisor"]
+__all__ = ["READY_MARK", "WorkerSupervisor", "worker_record"]
 
 #: What a worker writes to its output once it serves (followed by its index).
 READY_MARK = "sipedge worker ready:"
@@ -28,6 +29,29 @@ _MAX_LINE = 64 * 1024
 
 #: The time twistd's text log starts a line with (ours says it again).
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT[0-9:.+-]+ ")
+
+
+def worker_record(line: str) -> dict[str, Any] | None:
+    """
+    The JSON object a worker's line is (C{[log] format = "json"}), if it
+    is one with a C{text}; else C{None} (a text line).
+    """
+    if not (line.startswith("{") and line.endswith("}")):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        return None
+    return record
+
+
+def _level(record: dict[str, Any]) -> LogLevel:
+    try:
+        return LogLevel.levelWithName(str(record.get("level")))
+    except Exception:  # InvalidLogLevelError (a NamedConstant lookup)
+        return LogLevel.info
 
 
 class _WorkerProtocol(ProcessProtocol):
@@ -177,9 +201,17 @@ class WorkerSupervisor(Service):
                 if len(self._ready) == self.count and self._on_ready is not None:
                     on_ready, self._on_ready = self._on_ready, None
                     on_ready()
-        if line:
-            line = _TIMESTAMP.sub("", line, count=1)
-            self._log.info("worker {index}: {line}", index=index, line=line)
+        if not line:
+            return
+        record = worker_record(line)
+        if record is not None:
+            # Passed on whole (with the worker's index): the JSON observer
+            # writes C{worker_record} as it is (L{sipedge._logging}).
+            self._log.emit(_level(record), "worker {worker}: {text}", worker=index,
+                           text=record["text"], worker_record=record)
+            return
+        line = _TIMESTAMP.sub("", line, count=1)
+        self._log.info("worker {index}: {line}", index=index, line=line)
 
     def worker_ended(self, protocol: _WorkerProtocol, reason: Failure) -> None:
         """Worker C{protocol} ended: start it again, unless we are stopping."""

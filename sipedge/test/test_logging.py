@@ -51,6 +51,23 @@ class ObserverTests(SynchronousTestCase):
         )
         self.assertRegex(record["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
 
+    def test_json_worker_record(self) -> None:
+        """
+        In JSON, a worker's record relayed by the supervisor is written as
+        the worker wrote it, with the worker's index; in text, as a line.
+        """
+        record = {"time": "2026-12-07T10:00:00.000+00:00", "level": "warn",
+                  "namespace": "sipedge.transport", "text": "Malformed", "source": "x:1"}
+        out = io.StringIO()
+        log = Logger(namespace="sipedge.process", observer=log_observer(LogLevel.info, "json", out))
+        log.warn("worker {worker}: {text}", worker=1, text="Malformed", worker_record=record)
+        self.assertEqual(json.loads(out.getvalue()), {**record, "worker": 1})
+        text = io.StringIO()
+        log = Logger(namespace="sipedge.process",
+                     observer=log_observer(LogLevel.info, "text", text))
+        log.warn("worker {worker}: {text}", worker=1, text="Malformed", worker_record=record)
+        self.assertIn("worker 1: Malformed", text.getvalue())
+
     def test_json_failure_and_objects(self) -> None:
         """A failure carries its traceback; a field that is no JSON value is its text."""
         out = io.StringIO()

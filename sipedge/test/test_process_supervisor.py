@@ -6,15 +6,16 @@ and stopping workers, on a clock and a fake process reactor.
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
-from twisted.logger import ILogObserver, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.process import READY_MARK, WorkerSupervisor
+from sipedge.process import READY_MARK, WorkerSupervisor, worker_record
 
 
 class _Process:
@@ -128,6 +129,46 @@ class SupervisorTests(SynchronousTestCase):
         self.reactor.spawned[0].say("ial\n")
         lines = [(e.get("index"), e.get("line")) for e in events if "line" in e]
         self.assertEqual(lines, [(0, "[sipedge#info] hello"), (0, "partial")])
+        self.stop()
+
+    def test_json_record_passed_whole(self) -> None:
+        """
+        A worker's JSON record (C{[log] format = "json"}) is logged at its
+        own level with the record itself (C{worker_record}), not as a line.
+        """
+        self.supervisor.startService()
+        events: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        record = {"time": "t", "level": "warn", "namespace": "n", "text": "Malformed x",
+                  "source": "192.0.2.1:5060"}
+        self.reactor.spawned[0].say(json.dumps(record) + "\n")
+        [event] = [e for e in events if "worker_record" in e]
+        self.assertEqual(event["worker_record"], record)
+        self.assertEqual((event["worker"], event["log_level"]), (0, LogLevel.warn))
+        self.assertEqual(formatEvent(event), "worker 0: Malformed x")
+        self.assertEqual([e for e in events if "line" in e], [])
+        self.stop()
+
+    def test_worker_record(self) -> None:
+        """Only a JSON object with a text is a worker's record; anything else is a line."""
+        self.assertEqual(worker_record('{"text": "x", "level": "bogus"}'),
+                         {"text": "x", "level": "bogus"})
+        for line in ("hello", "{not json}", '{"level": "info"}', '{"text": 1}', "[1]",
+                     '{"text": "x"', "{}"):
+            self.assertIsNone(worker_record(line), line)
+
+    def test_record_unknown_level(self) -> None:
+        """A record with a level that is not one is logged at info, not dropped."""
+        self.supervisor.startService()
+        events: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.reactor.spawned[0].say('{"text": "x", "level": "bogus"}\n')
+        [event] = [e for e in events if "worker_record" in e]
+        self.assertEqual(event["log_level"], LogLevel.info)
         self.stop()
 
     def test_restart_with_backoff(self) -> None:
