@@ -33,7 +33,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sipedge.error import TransactionTimeout
+from sipedge.error import TransactionTimeout, TransportError
 from sipedge.message import Response, branch_digest
 from sipedge.pipeline import RequestContext, Respond, Target
 from sipedge.proxy._branching import BranchSender
@@ -137,7 +137,8 @@ class Forker:
         if self.sending.fall_back_to_udp(fork, branch):
             return
         if not (branch.destinations and self._retry(fork, branch)):
-            self.branch_failed(fork, branch, 503, reason)
+            # A target reached only over its own flow: that flow failed.
+            self.branch_failed(fork, branch, branch.target.flow_failed or 503, reason)
 
     def branch_failed(self, fork: Fork, branch: Branch, status: int, reason: str) -> None:
         """A branch ends without a response from the far side."""
@@ -384,6 +385,12 @@ class Forker:
             return True
         if reason.check(TransactionTimeout):
             self.branch_failed(fork, branch, 408, "no answer")
+        elif branch.target.flow_failed is not None and reason.check(TransportError):
+            # Reached only over its own flow, which failed as we sent (e.g.
+            # the worker holding the connection saw it close meanwhile): as
+            # if it were gone before (RFC 5626 430, else 480), not 503.
+            self.branch_failed(fork, branch, branch.target.flow_failed,
+                               f"flow failed: {reason.getErrorMessage()}")
         else:
             self.branch_failed(fork, branch, 503, reason.getErrorMessage())
         return True

@@ -11,9 +11,10 @@ from typing import Any
 import attrs
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.error import TokenError
+from sipedge.error import TokenError, TransportError
 from sipedge.message import Request, SipURI, parse_name_addr
 from sipedge.proxy import (
     FLOW_PARAM,
@@ -218,6 +219,39 @@ class NatDialogTests(ProxyHarness, SynchronousTestCase):
         self.assertEqual(self.statuses(UPSTREAM), [100, 480])
         self.assertEqual(self.locator.located, [])
         self.assertEqual([f for _, f in self.transports.sent if f.remote_host == "10.0.0.5"], [])
+        self.take()
+
+    def test_tcp_connection_fails_as_sent(self) -> None:
+        """
+        If a TCP phone behind NAT registered and its connection fails as
+        a call is sent on it (another worker held it and it closed
+        meanwhile), the call fails with 480, not 503, and nothing connects
+        to its private Contact.
+        """
+        self.register("sip:bob@10.0.0.5;transport=tcp", BOB_NAT_TCP)
+        self.transports.connections.add(BOB_NAT_TCP)
+        self.transports.fail_send.add(BOB_NAT_TCP.remote)
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        self.assertEqual(len(self.sent_to(BOB_NAT_TCP.remote, "INVITE")), 1)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 480])
+        self.assertEqual(self.locator.located, [])
+        self.assertEqual([f for _, f in self.transports.sent if f.remote_host == "10.0.0.5"], [])
+        self.take()
+
+    def test_tcp_connection_fails_later(self) -> None:
+        """
+        If the connection of a TCP phone behind NAT is reported failed
+        after the INVITE was written to it (another worker held it and saw
+        it close), the call fails with 480, not 503.
+        """
+        self.register("sip:bob@10.0.0.5;transport=tcp", BOB_NAT_TCP)
+        self.transports.connections.add(BOB_NAT_TCP)
+        self.receive(request("INVITE", "sip:bob@example.com"), ALICE)
+        [invite] = self.sent_to(BOB_NAT_TCP.remote, "INVITE")
+        self.core.transactions.transport_failed(
+            invite, Failure(TransportError(f"the connection {BOB_NAT_TCP} is gone")))
+        self.assertEqual(self.statuses(UPSTREAM), [100, 480])
+        self.assertEqual(self.locator.located, [])
         self.take()
 
     def test_tcp_in_dialog_connection_gone(self) -> None:
