@@ -479,6 +479,10 @@ class SipEdgeService(MultiService):
         """Serve C{site} on C{listen} (a worker: on a socket its supervisor bound)."""
         return listen_admin(self._reactor, listen, site, tls)
 
+    def kernel_ban_ports(self) -> list[int]:
+        """The ports kernel bans cover (C{[security] kernel_bans}): our SIP ports."""
+        return [port for _, _, port in getattr(self, "bound", ())]
+
     def startService(self) -> None:
         # Everything built so far lives as long as the process: keep it out
         # of the collector's way, and collect the young generation less
@@ -497,7 +501,7 @@ class SipEdgeService(MultiService):
         self.registrar.start_expiry(60.0)
         if self.keepalive is not None:
             self.keepalive.start()
-        self.security.start(ports=[port for _, _, port in getattr(self, "bound", ())])
+        self.security.start(ports=self.kernel_ban_ports())
         self.loop_lag.start()
         if self.call_writer is not None:
             self.call_writer.start()

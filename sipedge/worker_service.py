@@ -58,7 +58,9 @@ from sipedge.security import Ban, reread_bans
 from sipedge.service import SipEdgeService
 from sipedge.transport import ReloadableServerContext, http_fetch
 
-__all__ = ["SupervisorService", "WorkerService", "share_security", "worker_config"]
+__all__ = [
+    "SupervisorService", "WorkerService", "own_ports", "share_security", "worker_config",
+]
 
 _log = Logger()
 
@@ -127,6 +129,11 @@ def share_security(security: Any, router: WorkerRouter) -> None:
     router.listeners["banned"] = heard_banned
 
 
+def own_ports(spec: WorkerSpec) -> list[int]:
+    """Every worker's own SIP ports (each worker makes the kernel's one table for them all)."""
+    return sorted({port for sockets in spec.own for _, _, port in sockets})
+
+
 def _die_with_parent() -> None:
     """Ask Linux to send us SIGTERM when the supervisor ends (best effort)."""
     try:
@@ -178,6 +185,14 @@ class WorkerService(SipEdgeService):
         self._channel_port = self._reactor.adoptDatagramPort(s.fd, socket.AF_INET, channel)
         self.router.channel = channel
         self.router.hello()
+
+    def kernel_ban_ports(self) -> list[int]:
+        """
+        Our SIP ports and every other worker's own ports: the kernel's
+        table is one for the host, and each worker makes it again as it
+        starts (the last one's ports would be all it covered).
+        """
+        return sorted({*super().kernel_ban_ports(), *own_ports(self.spec)})
 
     def stopService(self) -> Deferred[Any]:
         port, self._channel_port = self._channel_port, None

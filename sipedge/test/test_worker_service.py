@@ -19,7 +19,12 @@ from sipedge.metrics import TcpListen
 from sipedge.process import ADMIN, METRICS, NO_FLOW, WorkerRouter, WorkerSocket, WorkerSpec
 from sipedge.security import Security
 from sipedge.testing import RecordingReceiver
-from sipedge.worker_service import SupervisorService, share_security, worker_config
+from sipedge.worker_service import (
+    SupervisorService,
+    own_ports,
+    share_security,
+    worker_config,
+)
 
 
 def _spec(index: int, *private: tuple[str, int]) -> WorkerSpec:
@@ -171,3 +176,19 @@ class ShareSecurityTests(SynchronousTestCase):
         self.routers[1].deliver(0, "authenticated", NO_FLOW, b"\xff")
         self.assertEqual(len(self.security[1].allow), 0)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class OwnPortsTests(SynchronousTestCase):
+    """L{own_ports}: what kernel bans cover besides a worker's own sockets."""
+
+    def test_every_worker(self) -> None:
+        """Every worker's own ports, each once, whatever the transport."""
+        spec = WorkerSpec(
+            1, 3, (),
+            (
+                (("UDP", "127.0.0.1", 4000), ("TCP", "127.0.0.1", 4000)),
+                (("UDP", "127.0.0.1", 5000), ("TLS", "127.0.0.1", 5001)),
+                (("UDP", "::1", 6000),),
+            ),
+        )
+        self.assertEqual(own_ports(spec), [4000, 5000, 5001, 6000])
