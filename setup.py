@@ -18,9 +18,9 @@ import sys
 from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
-# The message core's modules on the request path. Left out: the SDP modules
-# (no call of the default chain parses SDP, and mypyc cannot compile a lambda
-# in a method of a non-native class) and _limits (read once at start-up).
+# The message core's modules: those on the request path and the SDP ones
+# (the media relay parses and rewrites every offer and answer). Left out:
+# _limits (read once at start-up) and _build (which says what is compiled).
 MYPYC_MODULES = [
     f"sipedge/message/{name}.py"
     for name in (
@@ -34,6 +34,11 @@ MYPYC_MODULES = [
         "_message",
         "_nat",
         "_parser",
+        "_sdp",
+        "_sdp_crypto",
+        "_sdp_grammar",
+        "_sdp_lines",
+        "_sdp_section",
         "_serializer",
         "_sip_uri",
         "_uri",

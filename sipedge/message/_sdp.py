@@ -29,6 +29,8 @@ import attrs
 
 from sipedge.error import MessageParseError
 from sipedge.message._sdp_grammar import (
+    _NO_ITEMS,
+    _NO_VALIDATOR,
     _TYPE_LETTERS,
     _WS,
     _checked,
@@ -76,8 +78,8 @@ class SessionDescription(_Section):
     trip).
     """
 
-    lines: tuple[Line, ...] = attrs.field(converter=_line_tuple)
-    media: tuple[MediaDescription, ...] = attrs.field(default=(), converter=_media_tuple)
+    lines: tuple[Line, ...] = attrs.field(converter=_line_tuple, validator=_NO_VALIDATOR)
+    media: tuple[MediaDescription, ...] = attrs.field(default=_NO_ITEMS, converter=_media_tuple)
     trailer: str = ""
 
     def __attrs_post_init__(self) -> None:

@@ -15,6 +15,7 @@ from sipedge.message._sdp_grammar import (
     _KEY_SALT_RE,
     _LIFETIME_RE,
     _MKI_RE,
+    _NO_VALIDATOR,
     _TAG_RE,
     _error,
     _is_token,
@@ -114,7 +115,9 @@ class Crypto:
 
     tag: int
     suite: str
-    key_params: tuple[KeyParam, ...] = attrs.field(converter=_key_param_tuple)
+    key_params: tuple[KeyParam, ...] = attrs.field(
+        converter=_key_param_tuple, validator=_NO_VALIDATOR
+    )
     session_params: str | None = None
 
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sipedge.error import MessageParseError
 
@@ -33,6 +33,14 @@ _KEY_SALT_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _LIFETIME_RE = re.compile(r"(?:2\^)?[0-9]+")
 _MKI_RE = re.compile(r"([0-9]{1,128}):([0-9]{1,3})")
 _WS = " \t"
+
+# attrs.field arguments typed Any, for the SDP classes' converted fields: a
+# compiled build (mypyc) checks the value of "x: T = attrs.field(...)"
+# against T when the class body runs, and attrs.field returns its marker
+# there. Typed Any (a default, or no validator), the call is not checked;
+# attrs and mypy see the same field (as in _via.py).
+_NO_VALIDATOR: Any = None
+_NO_ITEMS: Any = ()
 
 
 

@@ -17,6 +17,7 @@ from sipedge.message._sdp_grammar import (
     _CLOCK_RE,
     _EOLS,
     _MULTICAST_RE,
+    _NO_ITEMS,
     _PORT_RE,
     _PROTO_RE,
     _PT_RE,
@@ -217,7 +218,7 @@ class Media:
     media_type: str
     port: int
     proto: str
-    formats: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    formats: tuple[str, ...] = attrs.field(default=_NO_ITEMS, converter=_str_tuple)
     port_count: int | None = None
 
     @classmethod

@@ -6,13 +6,14 @@ L{MediaDescription} (RFC 8866 5.14).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from typing import TypeVar
 
 import attrs
 
 from sipedge.message._sdp_crypto import Crypto
 from sipedge.message._sdp_grammar import (
+    _NO_VALIDATOR,
     _PTIME_RE,
     _attr_name,
     _checked,
@@ -39,6 +40,7 @@ __all__ = [
 
 
 _S = TypeVar("_S", bound="_Section")
+_T = TypeVar("_T")
 
 
 # --- sections ----------------------------------------------------------------
@@ -51,6 +53,42 @@ def _fix_eols(lines: list[Line], eol: str) -> None:
             lines[i] = attrs.evolve(lines[i], eol=eol)
 
 
+def _interpreted(cls: type[_T]) -> type[_T]:
+    """
+    Keep a class an ordinary Python class in a compiled build (as
+    C{_message._Views}): mypyc compiles an undecorated class to a native
+    one, which the attrs classes that inherit from L{_Section} cannot
+    subclass. A no-op in the pure-Python build.
+    """
+    return cls
+
+
+def _is_line(type: str) -> Callable[[Line], bool]:
+    """A predicate: the line is of C{type}."""
+
+    def match(line: Line) -> bool:
+        return line.type == type
+
+    return match
+
+
+def _is_attribute(names: Container[str]) -> Callable[[Line], bool]:
+    """A predicate: the line is an attribute with a name in C{names}."""
+
+    def match(line: Line) -> bool:
+        return line.type == "a" and _attr_name(line.value) in names
+
+    return match
+
+
+def _no_line(line: Line) -> bool:
+    return False
+
+
+# The methods of _Section take their predicates from the functions above,
+# not from lambdas: mypyc 2.4 crashes (an internal error) compiling a
+# lambda that uses a local variable in a method of an interpreted class.
+@_interpreted
 class _Section:
     """Methods shared by the session-level section and media descriptions."""
 
@@ -153,15 +191,13 @@ class _Section:
             raise ValueError(f"bad SDP attribute name {name!r}")
         new = [("a", attribute.to_value())]
         if not replace:
-            return self._replaced(lambda line: False, new)
-        return self._replaced(lambda line: line.type == "a" and _attr_name(line.value) == name, new)
+            return self._replaced(_no_line, new)
+        return self._replaced(_is_attribute((name,)), new)
 
     def without_attributes(self: _S, *names: str) -> _S:
         """This section without any attribute called one of C{names}."""
         wanted = frozenset(names)
-        return self._replaced(
-            lambda line: line.type == "a" and _attr_name(line.value) in wanted, ()
-        )
+        return self._replaced(_is_attribute(wanted), ())
 
     def with_direction(self: _S, direction: Direction | None) -> _S:
         """
@@ -169,10 +205,7 @@ class _Section:
         (RFC 3264 5.1, 8.4), or removed if it is C{None}.
         """
         new = () if direction is None else [("a", direction.value)]
-        return self._replaced(
-            lambda line: line.type == "a" and _attr_name(line.value) in _DIRECTIONS,
-            new,
-        )
+        return self._replaced(_is_attribute(_DIRECTIONS), new)
 
 
 @attrs.frozen
@@ -182,7 +215,7 @@ class MediaDescription(_Section):
     C{c=}, C{b=}, C{k=}, C{a=} (and any unknown) lines after it, in order.
     """
 
-    lines: tuple[Line, ...] = attrs.field(converter=_line_tuple)
+    lines: tuple[Line, ...] = attrs.field(converter=_line_tuple, validator=_NO_VALIDATOR)
 
     def __attrs_post_init__(self) -> None:
         if not self.lines or self.lines[0].type != "m":
@@ -318,7 +351,7 @@ class MediaDescription(_Section):
         if connection is not None:
             text = _checked(connection, Connection.parse, connection.to_value())
             new.append(("c", text))
-        return self._replaced(lambda line: line.type == "c", new, _after_m_and_i)
+        return self._replaced(_is_line("c"), new, _after_m_and_i)
 
     def with_crypto(self, crypto: Iterable[Crypto]) -> MediaDescription:
         """
@@ -328,9 +361,7 @@ class MediaDescription(_Section):
         @raise ValueError: if one of them is not a valid crypto value.
         """
         new = [("a", "crypto:" + _checked(c, Crypto.parse, c.to_value())) for c in crypto]
-        return self._replaced(
-            lambda line: line.type == "a" and _attr_name(line.value) == "crypto", new
-        )
+        return self._replaced(_is_attribute(("crypto",)), new)
 
     def with_rtcp(self, rtcp: Rtcp | None) -> MediaDescription:
         """
