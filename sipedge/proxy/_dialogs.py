@@ -38,11 +38,20 @@ from sipedge import _debug
 from sipedge.error import MessageParseError
 from sipedge.flow import Flow
 from sipedge.interfaces import CALLEE, CALLER, IDialogListener, IProxyObserver
-from sipedge.message import Headers, Request, Response, parse_contact, quote_text
+from sipedge.message import Headers, Request, Response, quote_text
 from sipedge.pipeline import Forward
+from sipedge.proxy._dialog_records import Dialog, DialogSeed, Party
 from sipedge.proxy._forwarding import _strict_route_fixup
 
-__all__ = ["CALLEE", "CALLER", "Dialog", "DialogTracker", "Party", "session_expires"]
+__all__ = [
+    "CALLEE",
+    "CALLER",
+    "Dialog",
+    "DialogSeed",
+    "DialogTracker",
+    "Party",
+    "session_expires",
+]
 
 
 #: The BYE's Reason text (RFC 3326) for each way the relay ends a call.
@@ -55,67 +64,6 @@ MEDIA_REASONS = {
 }
 
 _REFRESHING = frozenset(("INVITE", "UPDATE"))
-
-
-@attrs.frozen
-class Party:
-    """
-    How to reach one party of a dialog with a request of ours.
-
-    @ivar contact: its Contact header field as received (parsed only when
-        a BYE is sent: most calls end without one of ours).
-    @ivar route: the route set towards it from us, nearest hop first.
-    @ivar flow: the flow it (or the hop before it) is reached on.
-    @ivar from_: the From of a request to it: the other party, with its tag.
-    @ivar to: the To of a request to it: itself, with its tag.
-    """
-
-    contact: str
-    route: tuple[str, ...]
-    flow: Flow | None
-    from_: str
-    to: str
-
-    @property
-    def target(self) -> str | None:
-        """Its remote target: the URI of its Contact, or C{None} if that does not parse."""
-        try:
-            contacts = parse_contact(self.contact)
-        except MessageParseError:
-            return None
-        if not isinstance(contacts, tuple) or not contacts:
-            return None
-        return str(contacts[0].uri)
-
-
-@attrs.define(eq=False)
-class Dialog:
-    """
-    A confirmed INVITE dialog through us.
-
-    @ivar cseq: the highest CSeq number seen in requests from each role.
-    @ivar session_expires: the negotiated RFC 4028 interval, or C{None}.
-    @ivar deadline: when the dialog is ended (session expiry) or forgotten
-        (lifetime), on the tracker's clock.
-    """
-
-    call_id: str
-    caller_tag: str
-    callee_tag: str
-    parties: dict[str, Party]
-    cseq: dict[str, int]
-    session_expires: int | None = None
-    deadline: float = 0.0
-    expiring: bool = False
-    timer: Any = None
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.call_id, self.caller_tag, self.callee_tag)
-
-    def role_of(self, from_tag: str | None) -> str:
-        """The role of the party whose tag is C{from_tag}."""
-        return CALLER if from_tag == self.caller_tag else CALLEE
 
 
 def session_expires(message: Request | Response) -> int | None:
@@ -288,25 +236,69 @@ class DialogTracker:
         elif 200 <= status < 300 and method in _REFRESHING:
             self._refreshed(dialog, dialog.role_of(from_tag), sent, response)
 
-    def _confirm(self, context: Any, sent: Request, response: Response, flow: Flow) -> None:
-        """The first 2xx of an initial INVITE: a dialog, if we record-routed it."""
+    def seed(self, context: Any, sent: Request) -> DialogSeed | None:
+        """
+        What confirming a dialog of C{sent} (an initial INVITE as we
+        forwarded it, C{context} its L{RequestContext}) needs from the
+        request, kept without the messages: a fork lets go of them while a
+        2xx of another dialog may still come (a forking proxy downstream).
+        C{None} if C{sent} is in a dialog already, or its fields do not parse.
+        """
         if context is None:
-            return
+            return None
         original: Request = context.original
         try:
-            sent_rr = len(sent.headers.values("Record-Route"))
-            upstream_rr = tuple(original.headers.values("Record-Route"))
-            ours = sent_rr - len(upstream_rr)
+            if sent.to_address.tag is not None:
+                return None
+            return DialogSeed(
+                len(sent.headers.values("Record-Route")),
+                tuple(original.headers.values("Record-Route")),
+                _contact(original),
+                original.headers.get("From"),
+                context.flow,
+                sent.cseq.number,
+            )
+        except MessageParseError:
+            return None
+
+    def late_2xx(self, seed: DialogSeed, response: Response, flow: Flow) -> None:
+        """
+        A 2xx to the initial INVITE of C{seed} that came once the fork had
+        let go of its request (L{seed}): a dialog not known yet (another
+        phone's, answering through a forking proxy downstream) is tracked.
+        """
+        try:
+            if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
+                return
+            call_id = response.call_id
+            from_tag = response.from_address.tag
+            to_tag = response.to_address.tag
+        except MessageParseError:
+            return
+        if to_tag is not None and self.find(call_id, from_tag, to_tag) is None:
+            self._confirm_seed(seed, response, flow)
+
+    def _confirm(self, context: Any, sent: Request, response: Response, flow: Flow) -> None:
+        """The first 2xx of an initial INVITE: a dialog, if we record-routed it."""
+        seed = self.seed(context, sent)
+        if seed is not None:
+            self._confirm_seed(seed, response, flow)
+
+    def _confirm_seed(self, seed: DialogSeed, response: Response, flow: Flow) -> None:
+        try:
             received_rr = response.headers.values("Record-Route")
             call_id = response.call_id
             caller_tag = response.from_address.tag
             callee_tag = response.to_address.tag
-            from_value = original.headers.get("From")
             to_value = response.headers.get("To")
         except MessageParseError:
             return
+        sent_rr = seed.sent_rr
+        upstream_rr = seed.upstream_rr
+        ours = sent_rr - len(upstream_rr)
         below = len(received_rr) - sent_rr
-        caller_target = _contact(original)
+        caller_target = seed.caller_contact
+        from_value = seed.from_value
         callee_target = _contact(response)
         if (
             ours <= 0
@@ -338,7 +330,7 @@ class DialogTracker:
                 CALLER: Party(
                     caller_target,
                     upstream_rr,
-                    context.flow,
+                    seed.caller_flow,
                     to_value,
                     from_value,
                 ),
@@ -350,7 +342,7 @@ class DialogTracker:
                     to_value,
                 ),
             },
-            {CALLER: sent.cseq.number, CALLEE: 0},
+            {CALLER: seed.cseq, CALLEE: 0},
         )
         self._dialogs[dialog.key] = dialog
         self.stats["confirmed"] += 1

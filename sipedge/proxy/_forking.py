@@ -73,6 +73,9 @@ class Forker:
         #: fork has let go of everything else -> the fork's server
         #: transaction (see L{_release}).
         self.accepted: dict[Any, Any] = {}
+        #: Of those, the ones whose dialog the tracker may confirm -> what
+        #: the initial INVITE gives a dialog (a L{DialogSeed}).
+        self.seeds: dict[Any, Any] = {}
         #: Sends the branches (L{sipedge.proxy._branching}).
         self.sending = BranchSender(core, self)
 
@@ -85,6 +88,7 @@ class Forker:
         self.forks.clear()
         self.branches.clear()
         self.accepted.clear()
+        self.seeds.clear()
 
     def owns(self, transaction: Any) -> bool:
         """True for the client transaction of one of our branches."""
@@ -162,6 +166,12 @@ class Forker:
             server = self.accepted.get(transaction)
             if server is not None and 200 <= response.status < 300:
                 # A 2xx again, or another dialog's (a fork downstream).
+                seed = self.seeds.get(transaction)
+                if seed is not None and self._core.dialogs is not None:
+                    try:
+                        self._core.dialogs.late_2xx(seed, response, transaction.flow)
+                    except Exception:
+                        self._log.failure("Dialog tracking failed")
                 upstream = response.with_via_popped(transaction.flow)
                 self._core.stateless.relay_2xx(upstream, server)
             return
@@ -360,8 +370,11 @@ class Forker:
         linger (Timers D, K, M: up to 32 s). Those in COMPLETED absorb
         retransmissions alone; one a 2xx moved to ACCEPTED keeps only the
         server transaction, for a 2xx that may still come on it (relayed
-        as a stray 2xx is, with no request context: L{response_received}).
+        as a stray 2xx is, with no request context: L{response_received}),
+        and what the dialog tracker needs to track the dialog of such a 2xx
+        (L{DialogTracker.seed}: a few strings, not the messages).
         """
+        dialogs = self._core.dialogs
         for branch in fork.branches:
             tx = branch.transaction
             entry = self.branches.get(tx) if tx is not None else None
@@ -370,6 +383,10 @@ class Forker:
             del self.branches[tx]
             if tx.state is State.ACCEPTED:
                 self.accepted[tx] = fork.server
+                if dialogs is not None and branch.sent is not None:
+                    seed = dialogs.seed(fork.context, branch.sent)
+                    if seed is not None:
+                        self.seeds[tx] = seed
 
     def transaction_failed(self, transaction: Any, reason: Failure) -> bool:
         """The client transaction of a branch failed; False if it is none of ours."""
@@ -399,6 +416,7 @@ class Forker:
         """A transaction ended: a branch's, or the server transaction of a fork."""
         self.branches.pop(transaction, None)
         self.accepted.pop(transaction, None)
+        self.seeds.pop(transaction, None)
         fork = self.forks.get(transaction)
         if fork is not None and fork.final_sent:
             self.finish(fork)

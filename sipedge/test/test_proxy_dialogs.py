@@ -19,7 +19,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from sipedge.error import OriginateError
-from sipedge.interfaces import IDialogListener
+from sipedge.interfaces import CALLEE, CALLER, IDialogListener
 from sipedge.message import Headers, Request, Response
 from sipedge.pipeline import Forward, Target
 from sipedge.proxy import DialogTracker
@@ -423,6 +423,111 @@ class EndTests(DialogHarness, SynchronousTestCase):
         self.answer_byes(to_alice, to_bob)
         self.tracker.media_ended(MediaEnded("other", "alice-tag", None, "max-duration", stats))
         self.assertEqual(self.sent_to(BOB, "BYE"), [self.only(BOB, "BYE")])
+
+
+class LateDialogTests(DialogHarness, SynchronousTestCase):
+    """
+    A 2xx of a second dialog (a forking proxy downstream: another phone
+    answers) that comes once the fork has let go of its request.
+    """
+
+    def second_2xx(self, forwarded: Request, to_tag: str = "carol-tag") -> Response:
+        """Carol's 200 to C{forwarded}, behind P2, on the client transaction of Bob's."""
+        rr = (P2, *forwarded.headers.get_all("Record-Route"))
+        return answer(
+            forwarded,
+            200,
+            ("Contact", "<sip:carol@203.0.113.9:5060>"),
+            *(("Record-Route", v) for v in rr),
+            to_tag=to_tag,
+            record_route=False,
+        )
+
+    def test_late_second_dialog_tracked(self) -> None:
+        """
+        The fork is let go of once Bob's 200 has answered it; Carol's 200
+        that follows on the same client transaction is relayed upstream and
+        its dialog tracked too, reached on the flow it came on, with the
+        caller's side from the INVITE.
+        """
+        forwarded, _ = self.call(downstream=(P2,))
+        self.assertEqual(self.core.forking.forks, {})
+        self.assertEqual(len(self.core.forking.seeds), 1)
+        self.receive(self.second_2xx(forwarded), BOB_UDP)
+        relayed = self.only(UPSTREAM, 200)
+        self.assertEqual(relayed.to_address.tag, "carol-tag")
+        self.assertEqual(len(self.tracker), 2)
+        bob = self.tracker.find("call-1@198.51.100.7", "alice-tag", "bob-tag")
+        carol = self.tracker.find("call-1@198.51.100.7", "alice-tag", "carol-tag")
+        assert bob is not None and carol is not None
+        self.assertEqual(carol.parties[CALLEE].contact, "<sip:carol@203.0.113.9:5060>")
+        self.assertEqual(carol.parties[CALLEE].route, (P2,))
+        self.assertEqual(carol.parties[CALLEE].flow, BOB_UDP)
+        caller, bobs_caller = carol.parties[CALLER], bob.parties[CALLER]
+        self.assertEqual(
+            (caller.contact, caller.route, caller.flow, caller.to),
+            (bobs_caller.contact, bobs_caller.route, bobs_caller.flow, bobs_caller.to),
+        )
+        self.assertEqual(caller.from_, '<sip:bob@example.com>;tag=carol-tag')
+        self.assertEqual(carol.cseq, {CALLER: 1, CALLEE: 0})
+        self.tracker.stop()
+
+    def test_late_dialog_ended(self) -> None:
+        """The late dialog can be ended like any other: a BYE to each party."""
+        forwarded, _ = self.call()
+        self.receive(self.second_2xx(forwarded), BOB_UDP)
+        self.take()
+        self.assertTrue(
+            self.tracker.end("call-1@198.51.100.7", "alice-tag", "carol-tag", "media timeout")
+        )
+        to_alice, to_carol = self.byes()
+        self.assertEqual(to_carol.uri, "sip:carol@203.0.113.9:5060")
+        self.assertEqual(to_carol.to_address.tag, "carol-tag")
+        self.assertEqual(to_alice.from_address.tag, "carol-tag")
+        self.answer_byes(to_alice, to_carol)
+        self.tracker.stop()
+
+    def test_retransmitted_2xx_not_doubled(self) -> None:
+        """Bob's 200 again after the fork is let go of confirms nothing new."""
+        forwarded, _ = self.call()
+        again = answer(
+            forwarded,
+            200,
+            ("Contact", BOB_CONTACT),
+            *(("Record-Route", v) for v in forwarded.headers.get_all("Record-Route")),
+            record_route=False,
+        )
+        self.receive(again, BOB_UDP)
+        self.assertEqual(self.only(UPSTREAM, 200).to_address.tag, "bob-tag")
+        self.assertEqual(len(self.tracker), 1)
+        self.assertEqual(self.tracker.stats["confirmed"], 1)
+        self.tracker.stop()
+
+    def test_seed_forgotten_with_transaction(self) -> None:
+        """
+        What the tracker needs is kept as long as the client transaction
+        (Timer M): after it, a 2xx is relayed statelessly and not tracked.
+        """
+        forwarded, _ = self.call()
+        self.clock.advance(32)
+        self.assertEqual(self.core.forking.seeds, {})
+        self.assertEqual(self.core.forking.accepted, {})
+        self.receive(self.second_2xx(forwarded), BOB_UDP)
+        self.assertEqual(len(self.tracker), 1)
+        self.tracker.stop()
+
+    def test_not_record_routed_late_dialog(self) -> None:
+        """A late 2xx without our Record-Route is relayed and counted untracked."""
+        forwarded, _ = self.call()
+        late = answer(
+            forwarded, 200, ("Contact", "<sip:carol@203.0.113.9>"), to_tag="carol-tag",
+            record_route=False,
+        )
+        self.receive(late, BOB_UDP)
+        self.assertEqual(self.only(UPSTREAM, 200).to_address.tag, "carol-tag")
+        self.assertEqual(len(self.tracker), 1)
+        self.assertEqual(self.tracker.stats["untracked"], 1)
+        self.tracker.stop()
 
 
 class NotRecordRoutedTests(DialogHarness, SynchronousTestCase):
