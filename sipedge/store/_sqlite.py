@@ -15,6 +15,12 @@ power cut (not a process crash or restart) may lose the last few commits.
 A store that must share state between hosts belongs behind the same
 interface in another backend (Redis), not here.
 
+A look-up (one per INVITE to a user) is remembered per AOR while nothing
+commits to the database, from this process or any other worker: the
+wal-index header every commit rewrites tells (L{sipedge.store._wal}), at
+the cost of a 96-byte copy instead of a read transaction. A remembered
+look-up is used only until the first of its bindings expires.
+
 Text is stored as UTF-8 bytes with C{surrogateescape}, so every string the
 message parser can produce (lone surrogates stand for undecodable octets)
 comes back unchanged.
@@ -40,6 +46,7 @@ from sipedge.interfaces import ILocationStore
 from sipedge.store._binding import Binding, binding_order
 from sipedge.store._memory import apply_update
 from sipedge.store._sqlite_base import open_database, read_schema_version, transaction
+from sipedge.store._wal import WalChanges
 
 __all__ = ["DATABASE_NAME", "SCHEMA_VERSION", "SQLiteLocationStore"]
 
@@ -168,6 +175,9 @@ def _binding(row: tuple[Any, ...]) -> Binding:
 # by the identity of their bindings.
 _cached_binding = functools.lru_cache(maxsize=4096)(_binding)
 
+#: The most AORs whose look-up is remembered (L{SQLiteLocationStore.lookup}).
+LOOKUP_CACHE_SIZE = 4096
+
 
 @implementer(ILocationStore)
 class SQLiteLocationStore:
@@ -193,6 +203,13 @@ class SQLiteLocationStore:
             migrations=_MIGRATIONS,
             log=_log,
         )
+        #: Whether the database changed since a look-up, in any process.
+        self._changes = WalChanges(self.path)
+        #: AOR -> (change stamp, when, its unexpired bindings then, when
+        #: the first of them expires): look-ups while nothing committed.
+        self._looked_up: dict[str, tuple[bytes, float, tuple[Binding, ...], float]] = {}
+        #: The most AORs remembered at once.
+        self.lookup_cache_size = LOOKUP_CACHE_SIZE
 
     @classmethod
     def in_state_directory(
@@ -251,9 +268,23 @@ class SQLiteLocationStore:
         return defer.maybeDeferred(self._remove_all, aor)
 
     def _lookup(self, aor: str, now: float) -> list[Binding]:
+        # The stamp is taken before the query: it can only be older than
+        # what the query reads (see sipedge.store._wal).
+        stamp = self._changes.stamp()
+        if stamp is not None:
+            cached = self._looked_up.get(aor)
+            if cached is not None and cached[0] == stamp and cached[1] <= now < cached[3]:
+                return list(cached[2])
         rows = self._db.execute(_SELECT, (_blob(aor),)).fetchall()
         bindings = (_cached_binding(row[1:]) for row in rows)
-        return sorted((b for b in bindings if not b.is_expired(now)), key=binding_order)
+        found = sorted((b for b in bindings if not b.is_expired(now)), key=binding_order)
+        if stamp is not None:
+            looked_up = self._looked_up
+            if len(looked_up) >= self.lookup_cache_size and aor not in looked_up:
+                looked_up.clear()
+            first_expiry = min((b.expires_at for b in found), default=float("inf"))
+            looked_up[aor] = (stamp, now, tuple(found), first_expiry)
+        return found
 
     def lookup(self, aor: str, now: float) -> Deferred[list[Binding]]:
         """Fire with the unexpired bindings of C{aor}, highest q first."""
@@ -286,4 +317,6 @@ class SQLiteLocationStore:
 
     def close(self) -> None:
         """Close the database; later calls fail."""
+        self._changes.close()
+        self._looked_up.clear()
         self._db.close()

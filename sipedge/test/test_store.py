@@ -511,7 +511,12 @@ _contact = st.fixed_dictionaries(
 
 
 class _StoresAgree(RuleBasedStateMachine):
-    """Drives a memory store and an SQLite store alike; their answers must agree."""
+    """
+    Drives a memory store and an SQLite store alike; their answers must
+    agree. A second SQLite store on the same file (another worker) writes
+    too, and both SQLite stores must see every write at once (their
+    look-ups are cached while nothing commits: L{sipedge.store._wal}).
+    """
 
     make_path: Callable[[], str]
 
@@ -521,14 +526,17 @@ class _StoresAgree(RuleBasedStateMachine):
         self.memory = MemoryLocationStore()
         self.path = self.make_path()
         self.sqlite = SQLiteLocationStore(self.path)
+        self.other = SQLiteLocationStore(self.path)
         self.cseq = 0
 
     def teardown(self) -> None:
         self.sqlite.close()
+        self.other.close()
 
-    def both(self, method: str, *args: Any) -> Any:
+    def both(self, method: str, *args: Any, other: bool = False) -> Any:
         mine = result_of(getattr(self.memory, method)(*args))
-        theirs = result_of(getattr(self.sqlite, method)(*args))
+        store = self.other if other else self.sqlite
+        theirs = result_of(getattr(store, method)(*args))
         assert mine == theirs, (method, mine, theirs)
         return mine
 
@@ -536,9 +544,12 @@ class _StoresAgree(RuleBasedStateMachine):
         aor=st.sampled_from(_AORS),
         contacts=st.lists(_contact, min_size=1, max_size=3),
         call_id=st.sampled_from(("c1", "c2")),
+        other=st.booleans(),
     )
-    def register(self, aor: str, contacts: list[dict[str, Any]], call_id: str) -> None:
-        """A REGISTER: add, refresh or (expires 0) remove bindings."""
+    def register(
+        self, aor: str, contacts: list[dict[str, Any]], call_id: str, other: bool
+    ) -> None:
+        """A REGISTER (through either worker): add, refresh or (expires 0) remove bindings."""
         now = self.clock.seconds()
         self.cseq += 1
         bindings = []
@@ -557,12 +568,12 @@ class _StoresAgree(RuleBasedStateMachine):
                     reg_id=reg_id,
                 )
             )
-        self.both("update", aor, bindings, now)
+        self.both("update", aor, bindings, now, other=other)
 
-    @rule(aor=st.sampled_from(_AORS))
-    def remove_all(self, aor: str) -> None:
-        """Contact: *."""
-        self.both("remove_all", aor)
+    @rule(aor=st.sampled_from(_AORS), other=st.booleans())
+    def remove_all(self, aor: str, other: bool) -> None:
+        """Contact: * (through either worker)."""
+        self.both("remove_all", aor, other=other)
 
     @rule(seconds=st.sampled_from((0.25, 1, 29.5, 30, 60, 1000, 3600)))
     def advance(self, seconds: float) -> None:
@@ -584,6 +595,7 @@ class _StoresAgree(RuleBasedStateMachine):
     def same_lookups(self) -> None:
         for aor in _AORS:
             self.both("lookup", aor, self.clock.seconds())
+            self.both("lookup", aor, self.clock.seconds(), other=True)
 
 
 class StoresAgreeTests(SynchronousTestCase):
