@@ -200,11 +200,15 @@ class DialogTracker:
 
     def response_received(
         self, context: Any, sent: Request, response: Response, flow: Flow
-    ) -> None:
+    ) -> DialogSeed | None:
         """
         A final response came back on a branch: C{sent} is the request as
         we forwarded it, C{context} its L{RequestContext}, C{flow} where
         the response came from.
+
+        @return: for the first 2xx of a new dialog, what the INVITE gives
+            any dialog of it (L{seed}), for a 2xx of another dialog that
+            may come after the fork is let go of (L{late_2xx}).
         """
         try:
             method = response.cseq.method
@@ -213,16 +217,16 @@ class DialogTracker:
             to_tag = response.to_address.tag
             sent_to_tag = sent.to_address.tag
         except MessageParseError:
-            return
+            return None
         status = response.status
         if sent_to_tag is None:
             if method == "INVITE" and 200 <= status < 300 and to_tag is not None:
                 if self.find(call_id, from_tag, to_tag) is None:
-                    self._confirm(context, sent, response, flow)
-            return
+                    return self._confirm(context, sent, response, flow)
+            return None
         dialog = self.find(call_id, from_tag, to_tag)
         if dialog is None:
-            return
+            return None
         if status in (408, 481):
             # RFC 5057 5.1: the dialog is gone at the far end.
             self._log.info(
@@ -235,6 +239,7 @@ class DialogTracker:
             self._tell(dialog, f"gone: {status}")
         elif 200 <= status < 300 and method in _REFRESHING:
             self._refreshed(dialog, dialog.role_of(from_tag), sent, response)
+        return None
 
     def seed(self, context: Any, sent: Request) -> DialogSeed | None:
         """
@@ -278,11 +283,14 @@ class DialogTracker:
         if to_tag is not None and self.find(call_id, from_tag, to_tag) is None:
             self._confirm_seed(seed, response, flow)
 
-    def _confirm(self, context: Any, sent: Request, response: Response, flow: Flow) -> None:
+    def _confirm(
+        self, context: Any, sent: Request, response: Response, flow: Flow
+    ) -> DialogSeed | None:
         """The first 2xx of an initial INVITE: a dialog, if we record-routed it."""
         seed = self.seed(context, sent)
         if seed is not None:
             self._confirm_seed(seed, response, flow)
+        return seed
 
     def _confirm_seed(self, seed: DialogSeed, response: Response, flow: Flow) -> None:
         try:

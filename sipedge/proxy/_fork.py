@@ -49,6 +49,9 @@ class Branch:
     #: The UDP flow a request too large for it was moved from: used after
     #: all if no TCP connection can be made (18.1.1).
     udp_fallback: Any = None
+    #: What the dialog tracker needs to track another dialog a 2xx on this
+    #: branch may bring once the fork is let go of (a L{DialogSeed}).
+    seed: Any = None
 
 
 @attrs.define(eq=False)

@@ -181,7 +181,11 @@ class Forker:
             # what we sent as the internal side sees it (before hiding)
             sent = branch.sent if branch.sent is not None else transaction.request
             try:
-                core.dialogs.response_received(fork.context, sent, response, transaction.flow)
+                seed = core.dialogs.response_received(
+                    fork.context, sent, response, transaction.flow
+                )
+                if seed is not None:
+                    branch.seed = seed
             except Exception:
                 self._log.failure("Dialog tracking failed")
         branch.udp_fallback = None  # the connection works
@@ -372,9 +376,9 @@ class Forker:
         server transaction, for a 2xx that may still come on it (relayed
         as a stray 2xx is, with no request context: L{response_received}),
         and what the dialog tracker needs to track the dialog of such a 2xx
-        (L{DialogTracker.seed}: a few strings, not the messages).
+        (the L{DialogSeed} it made for the first: a few strings, not the
+        messages).
         """
-        dialogs = self._core.dialogs
         for branch in fork.branches:
             tx = branch.transaction
             entry = self.branches.get(tx) if tx is not None else None
@@ -383,10 +387,8 @@ class Forker:
             del self.branches[tx]
             if tx.state is State.ACCEPTED:
                 self.accepted[tx] = fork.server
-                if dialogs is not None and branch.sent is not None:
-                    seed = dialogs.seed(fork.context, branch.sent)
-                    if seed is not None:
-                        self.seeds[tx] = seed
+                if branch.seed is not None:
+                    self.seeds[tx] = branch.seed
 
     def transaction_failed(self, transaction: Any, reason: Failure) -> bool:
         """The client transaction of a branch failed; False if it is none of ours."""
