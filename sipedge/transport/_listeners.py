@@ -7,6 +7,7 @@ manager, and the receiver that shows messages to taps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -129,6 +130,31 @@ def show_taps(taps: tuple[IMessageTap, ...], method: str, *args: Any) -> None:
             _log.failure("Message tap {tap!r} failed in {method}", tap=tap, method=method)
 
 
+def tap_methods(
+    taps: tuple[IMessageTap, ...], method: str
+) -> tuple[Callable[[Message, Flow], None], ...]:
+    """The bound C{method} of every tap, looked up once (for L{show_message})."""
+    return tuple(getattr(tap, method) for tap in taps)
+
+
+def show_message(
+    methods: tuple[Callable[[Message, Flow], None], ...], message: Message, flow: Flow
+) -> None:
+    """
+    As L{show_taps}, with the taps' methods bound beforehand
+    (L{tap_methods}): every message in and out goes through here.
+    """
+    for method in methods:
+        try:
+            method(message, flow)
+        except Exception:
+            _log.failure(
+                "Message tap {tap!r} failed in {method}",
+                tap=getattr(method, "__self__", method),
+                method=getattr(method, "__name__", "?"),
+            )
+
+
 @implementer(IMessageReceiver)
 class _TappedReceiver:
     """A receiver that shows each message to the taps before passing it on."""
@@ -136,9 +162,10 @@ class _TappedReceiver:
     def __init__(self, receiver: IMessageReceiver, taps: tuple[IMessageTap, ...]) -> None:
         self._receiver = receiver
         self._taps = taps
+        self._message_in = tap_methods(taps, "message_in")
 
     def message_received(self, message: Message, flow: Flow) -> None:
-        show_taps(self._taps, "message_in", message, flow)
+        show_message(self._message_in, message, flow)
         self._receiver.message_received(message, flow)
 
     def malformed_message(self, data: bytes, flow: Flow, error: MessageParseError) -> None:

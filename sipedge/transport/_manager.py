@@ -29,7 +29,8 @@ from sipedge.transport._listeners import (
     _ServerFactory,
     _TappedReceiver,
     _TLSServerFactory,
-    show_taps,
+    show_message,
+    tap_methods,
 )
 from sipedge.transport._sockets import _enlarge_receive_buffer, _family, _ip_literal
 from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
@@ -128,6 +129,7 @@ class TransportManager:
             every message sent, in order: counters, a HEP capture.
         """
         self._taps = tuple(taps)
+        self._message_out = tap_methods(self._taps, "message_out")
         if self._taps:
             receiver = _TappedReceiver(receiver, self._taps)
         self._receiver = receiver
@@ -275,8 +277,8 @@ class TransportManager:
         """
         if self._closing:
             raise TransportError("the transport manager is closed")
-        if self._taps:
-            show_taps(self._taps, "message_out", message, flow)
+        if self._message_out:
+            show_message(self._message_out, message, flow)
         name = flow.transport
         if name == "UDP":
             self._udp_for(flow).send_message(message, flow)

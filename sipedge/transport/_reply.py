@@ -97,11 +97,12 @@ def response_flow(
         return flow
     if flow is not None and flow.reliable:
         return flow
-    if flow is not None and via.received is None and not _is_address(via.host):
+    received = via.received
+    if flow is not None and received is None and not _is_address(via.host):
         # Not stamped (the answer to a malformed request, which the
         # transport could not stamp): the source is all we know.
         return flow
-    host = (via.received or via.host).strip("[]")
+    host = (received or via.host).strip("[]")
     if is_broadcast(host):
         return None
     if isinstance(rport, int) and rport is not True:
