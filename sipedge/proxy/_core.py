@@ -304,4 +304,4 @@ class ProxyCore:
             if response is None:
                 return
             message = response
-        self.stateless.forward_response(message)
+        self.stateless.forward_response(message, flow)

@@ -33,7 +33,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sipedge.error import TransactionTimeout, TransportError
+from sipedge.error import MessageParseError, TransactionTimeout, TransportError
 from sipedge.message import Response, branch_digest
 from sipedge.pipeline import RequestContext, Respond, Target
 from sipedge.proxy._branching import BranchSender
@@ -229,20 +229,47 @@ class Forker:
             return
         self._final(fork, branch, upstream)
 
-    def late_2xx(self, digest: str, upstream: Response) -> bool:
+    def late_2xx(
+        self,
+        digest: str,
+        upstream: Response,
+        received: Response | None = None,
+        flow: Any = None,
+    ) -> bool:
         """
         A 2xx with no client transaction whose branch is one of a fork
         still going on (a branch we gave up on: Timer C, no answer to our
-        CANCEL): it answers the fork. False if no such fork.
+        CANCEL): it answers the fork, and its dialog is tracked if the
+        branch is known (C{received}: the 2xx with our Via, from C{flow}).
+        False if no such fork.
         """
         for fork in list(self.forks.values()):
             if fork.digest == digest and fork.request.method == "INVITE" and not fork.final_sent:
+                if received is not None and flow is not None:
+                    self._track_late(fork, received, flow)
                 fork.final_sent = True
                 self.respond_2xx(fork, upstream)
                 self._core.cancelling.cancel_pending(fork)
                 self.finish(fork)
                 return True
         return False
+
+    def _track_late(self, fork: Fork, received: Response, flow: Any) -> None:
+        """Tell the dialog tracker of a late 2xx on a branch of C{fork}."""
+        dialogs = self._core.dialogs
+        if dialogs is None:
+            return
+        try:
+            index = int((received.top_via.branch or "").rsplit(".", 1)[1]) // 100
+        except (MessageParseError, IndexError, ValueError):
+            return
+        for branch in fork.branches:
+            if branch.index == index and branch.sent is not None:
+                try:
+                    dialogs.response_received(fork.context, branch.sent, received, flow)
+                except Exception:
+                    self._log.failure("Dialog tracking failed")
+                return
 
     def respond_2xx(self, fork: Fork, response: Response) -> None:
         """A 2xx for an INVITE: relayed through the response chain."""

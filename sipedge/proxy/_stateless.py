@@ -141,12 +141,13 @@ class StatelessForwarder:
 
     # -- stray responses ------------------------------------------------------
 
-    def forward_response(self, response: Response) -> None:
+    def forward_response(self, response: Response, flow: Flow | None = None) -> None:
         """
-        A response with no client transaction: a 2xx to an INVITE (which
-        must reach the caller, 16.7 step 5) is forwarded statelessly along
-        the Vias (16.7 step 3); anything else is dropped, as is a late 2xx
-        to a non-INVITE, whose transaction upstream has its final response.
+        A response with no client transaction (from C{flow}): a 2xx to an
+        INVITE (which must reach the caller, 16.7 step 5) is forwarded
+        statelessly along the Vias (16.7 step 3); anything else is dropped,
+        as is a late 2xx to a non-INVITE, whose transaction upstream has
+        its final response.
         """
         if not 200 <= response.status < 300:
             return
@@ -161,7 +162,7 @@ class StatelessForwarder:
         if len(vias) < 2 or not core.services.local.is_local_host(vias[0].host, vias[0].port):
             return
         upstream = response.with_via_popped()
-        if core.forking.late_2xx(digest_of_branch(vias[0].branch), upstream):
+        if core.forking.late_2xx(digest_of_branch(vias[0].branch), upstream, response, flow):
             return
         self._relay_stray(upstream, self._deliver_stray)
 

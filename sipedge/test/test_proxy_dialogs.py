@@ -31,6 +31,8 @@ from sipedge.testing import (
     BOB_CONTACT,
     BOB_TCP,
     BOB_UDP,
+    CAROL,
+    CAROL_UDP,
     PROXY,
     UPSTREAM,
     ProxyHarness,
@@ -527,6 +529,37 @@ class LateDialogTests(DialogHarness, SynchronousTestCase):
         self.assertEqual(self.only(UPSTREAM, 200).to_address.tag, "carol-tag")
         self.assertEqual(len(self.tracker), 1)
         self.assertEqual(self.tracker.stats["untracked"], 1)
+        self.tracker.stop()
+
+
+class GivenUpBranchTests(DialogHarness, SynchronousTestCase):
+    """A 2xx from a branch Timer C gave up on, while the fork goes on."""
+
+    timer_c = 20.0
+
+    def test_late_2xx_tracked(self) -> None:
+        """
+        If the branch Timer C failed (no provisional response) answers 200
+        while the next serial group rings, the 2xx goes upstream and its
+        dialog is tracked, reached on the flow the 2xx came on.
+        """
+        self.register("sip:bob@203.0.113.5:5060", BOB_UDP, q=1.0)
+        self.register("sip:bob@203.0.113.6:5060", CAROL_UDP, q=0.5, call_id="r2")
+        self.receive(
+            request("INVITE", "sip:bob@example.com", f"Contact: {ALICE_CONTACT}"), ALICE
+        )
+        first = self.only(BOB, "INVITE")
+        self.clock.advance(20)
+        second = self.only(CAROL, "INVITE")
+        self.receive(answer(second, 180, to_tag="carol"), CAROL_UDP)
+        self.receive(answer(first, 200, ("Contact", BOB_CONTACT)), BOB_UDP)
+        self.assertEqual(self.statuses(UPSTREAM), [100, 180, 200])
+        [dialog] = self.tracker.dialogs
+        self.assertEqual((dialog.caller_tag, dialog.callee_tag), ("alice-tag", "bob-tag"))
+        self.assertEqual(dialog.parties[CALLEE].flow, BOB_UDP)
+        self.assertEqual(dialog.parties[CALLEE].contact, BOB_CONTACT)
+        self.receive(answer(self.only(CAROL, "CANCEL"), 200, to_tag="carol"), CAROL_UDP)
+        self.receive(answer(second, 487, to_tag="carol"), CAROL_UDP)
         self.tracker.stop()
 
 
