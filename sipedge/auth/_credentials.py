@@ -45,7 +45,7 @@ from sipedge.auth._interfaces import (
 from sipedge.auth._offer import RememberedAlgorithms, floor_of
 from sipedge.error import ConfigError
 from sipedge.message import DigestCredentials
-from sipedge.store import open_database, read_schema_version, transaction
+from sipedge.store import WalChanges, open_database, read_schema_version, transaction
 
 __all__ = [
     "DATABASE_NAME",
@@ -64,6 +64,9 @@ _log = Logger()
 
 #: The file name of the credentials database in the state directory.
 DATABASE_NAME = "credentials.sqlite3"
+
+#: The most users whose proven algorithm a store remembers at once.
+PROVEN_CACHE_SIZE = 4096
 
 #: The schema version this code writes (2: the algorithms users proved).
 SCHEMA_VERSION = 2
@@ -319,6 +322,14 @@ class SQLiteCredentialStore:
     WAL mode and a busy timeout let them, and a change is seen by the next
     look-up.
 
+    What each user proved is asked on every challenge (to offer nothing
+    weaker) and on every check: the answers are remembered while nothing
+    commits to the file, from this process or any other (the wal-index
+    header every commit rewrites tells, see L{sipedge.store.WalChanges}),
+    so a flood of challenges for a few names does not read SQLite each
+    time, and a stronger algorithm recorded by another worker is seen at
+    once.
+
     @param path: the database file, or C{":memory:"}.
     @raise ConfigError: if the file cannot be opened, is not an SQLite
         database, or holds a schema newer than this code.
@@ -335,6 +346,11 @@ class SQLiteCredentialStore:
             mode=0o600,  # H(A1) values are password equivalents: keep them private.
             log=_log,
         )
+        self._changes = WalChanges(self.path)
+        #: (username, realm) -> the strongest algorithm proved, while the
+        #: file's change stamp is C{_proven_stamp}.
+        self._proven: dict[tuple[str, str], str | None] = {}
+        self._proven_stamp: bytes | None = None
 
     @classmethod
     def in_state_directory(cls, directory: str | os.PathLike[str]) -> SQLiteCredentialStore:
@@ -387,6 +403,13 @@ class SQLiteCredentialStore:
 
     def strongest(self, username: str, realm: str) -> str | None:
         """The strongest hash algorithm C{username} has proven, or C{None}."""
+        # The stamp is taken before the query: it can only be older than
+        # what the query reads, so a remembered answer is never stale.
+        stamp = self._changes.stamp()
+        key = (username, realm)
+        proven = self._proven
+        if stamp is not None and stamp == self._proven_stamp and key in proven:
+            return proven[key]
         try:
             username.encode("utf-8")
             realm.encode("utf-8")
@@ -396,7 +419,13 @@ class SQLiteCredentialStore:
             "SELECT algorithm FROM proven_algorithms WHERE username = ? AND realm = ?",
             (username, realm),
         ).fetchone()
-        return None if row is None else str(row[0])
+        found = None if row is None else str(row[0])
+        if stamp is not None:
+            if stamp != self._proven_stamp or len(proven) >= PROVEN_CACHE_SIZE:
+                proven.clear()
+                self._proven_stamp = stamp
+            proven[key] = found
+        return found
 
     def record(self, username: str, realm: str, algorithm: str) -> None:
         """
@@ -451,4 +480,6 @@ class SQLiteCredentialStore:
 
     def close(self) -> None:
         """Close the database; later calls fail."""
+        self._changes.close()
+        self._proven.clear()
         self._db.close()

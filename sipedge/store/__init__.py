@@ -14,6 +14,7 @@ from sipedge.store._sqlite_base import (
     read_schema_version,
     transaction,
 )
+from sipedge.store._wal import WalChanges
 
 __all__ = [
     "DATABASE_NAME",
@@ -22,6 +23,7 @@ __all__ = [
     "LostBindings",
     "MemoryLocationStore",
     "SQLiteLocationStore",
+    "WalChanges",
     "aor_of",
     "binding_flow",
     "binding_order",

@@ -7,7 +7,10 @@ no downgrade after a success.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import tempfile
 from typing import Any
 
 from hypothesis import given
@@ -164,6 +167,57 @@ class MemoryTests(SynchronousTestCase):
         store.record("alice", REALM, "SHA-512-256")
         self.assertIn("BEGIN IMMEDIATE", statements)
         self.assertEqual(other.strongest("alice", REALM), "SHA-512-256")
+
+    def test_sqlite_remembered_while_unchanged(self) -> None:
+        """
+        What a user proved is read from the file once while nothing commits
+        to it; a commit by another store on the file (another worker, or
+        C{sipedge user}) is seen by the next question.
+        """
+        path = os.path.abspath(self.mktemp())
+        store, other = SQLiteCredentialStore(path), SQLiteCredentialStore(path)
+        self.addCleanup(store.close)
+        self.addCleanup(other.close)
+        other.add("alice", REALM, "secret")
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        self.assertIsNone(store.strongest("alice", REALM))
+        self.assertIsNone(store.strongest("alice", REALM))
+        self.assertIsNone(store.strongest("mallory", REALM))
+        self.assertIsNone(store.strongest("mallory", REALM))
+        self.assertEqual(len([s for s in statements if "proven_algorithms" in s]), 2)
+        other.record("alice", REALM, "SHA-256")
+        self.assertEqual(store.strongest("alice", REALM), "SHA-256")
+        other.remove("alice", REALM)
+        self.assertIsNone(store.strongest("alice", REALM))
+
+    @given(st.lists(st.tuples(st.booleans(), st.sampled_from(("alice", "bob")),
+                              st.sampled_from((*HASHES, "forget"))), max_size=20))
+    def test_sqlite_never_stale(self, steps: list[tuple[bool, str, str]]) -> None:
+        """
+        Two stores on one file, each recording (or forgetting) in turn:
+        each always answers what the file holds.
+        """
+        path = os.path.join(tempfile.mkdtemp(), "c.sqlite3")
+        stores = (SQLiteCredentialStore(path), SQLiteCredentialStore(path))
+        try:
+            truth: dict[str, str | None] = {}
+            for which, user, algorithm in steps:
+                store = stores[which]
+                if algorithm == "forget":
+                    store.remove(user, REALM)
+                    truth[user] = None
+                else:
+                    store.record(user, REALM, algorithm)
+                    known = truth.get(user)
+                    truth[user] = floor_of(known, algorithm) if known else algorithm
+                for reader in stores:
+                    for name in ("alice", "bob"):
+                        self.assertEqual(reader.strongest(name, REALM), truth.get(name))
+        finally:
+            for store in stores:
+                store.close()
+            shutil.rmtree(os.path.dirname(path))
 
     def test_sqlite_migrates(self) -> None:
         """A schema 1 file (before the memory) is migrated and keeps its users."""
