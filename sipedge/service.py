@@ -191,6 +191,7 @@ class SipEdgeService(MultiService):
     #: The transports' class, and what stands between them and the
     #: transaction layer (a worker's hand messages to other workers).
     transport_class: Any = TransportManager
+    lost_class: Any = LostBindings
     _route: Any = staticmethod(lambda receiver: receiver)
 
     def __init__(self, config: Config, reactor: Any) -> None:
@@ -247,7 +248,7 @@ class SipEdgeService(MultiService):
         self.toll_fraud = TollFraudGuard.from_config(config, reactor, self.security.stats)
         self.media = _media_relay(config, reactor)
         #: Users whose phones' flows died: answered 480, not 404.
-        self.lost = LostBindings()
+        self.lost = self.lost_class()
         services = StageServices(
             clock=reactor,
             local=LocalIdentity(config.sip.domains, ()),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import signal
 import socket
@@ -56,10 +57,12 @@ from sipedge.process import (
 )
 from sipedge.security import Ban, reread_bans
 from sipedge.service import SipEdgeService
+from sipedge.store import LostBindings
 from sipedge.transport import ReloadableServerContext, http_fetch
 
 __all__ = [
-    "SupervisorService", "WorkerService", "own_ports", "share_security", "worker_config",
+    "SharedLostBindings", "SupervisorService", "WorkerService", "own_ports", "share_security",
+    "worker_config",
 ]
 
 _log = Logger()
@@ -129,6 +132,45 @@ def share_security(security: Any, router: WorkerRouter) -> None:
     router.listeners["banned"] = heard_banned
 
 
+class SharedLostBindings(LostBindings):
+    """
+    The users whose phones were lost (L{LostBindings}), told to the other
+    workers: a phone's connection dies at the worker holding it, and a call
+    to its user reaching another worker is answered 480 there too, not 404.
+    """
+
+    #: Tells the other workers (kind, payload), once the channel is set.
+    router: WorkerRouter | None = None
+
+    def lost(self, aor: str, until: float) -> None:
+        super().lost(aor, until)
+        if self.router is not None:
+            self.router.tell_others("lost", json.dumps([aor, until]).encode())
+
+    def forget(self, aor: str) -> None:
+        known = self.is_lost(aor, -math.inf)
+        super().forget(aor)
+        if known and self.router is not None:  # the others heard of it too
+            self.router.tell_others("found", aor.encode())
+
+    def listen(self, router: WorkerRouter) -> None:
+        """Tell the others through C{router}, and act on what they tell."""
+        self.router = router
+        router.listeners["lost"] = self._heard_lost
+        router.listeners["found"] = self._heard_found
+
+    def _heard_lost(self, sender: int, payload: bytes) -> None:
+        try:
+            aor, until = json.loads(payload)
+            LostBindings.lost(self, str(aor), float(until))
+        except (TypeError, ValueError) as e:
+            _log.warn("Worker {sender} said a phone was lost, not understood: {error}",
+                      sender=sender, error=str(e))
+
+    def _heard_found(self, sender: int, payload: bytes) -> None:
+        LostBindings.forget(self, payload.decode("utf-8", "replace"))
+
+
 def own_ports(spec: WorkerSpec) -> list[int]:
     """Every worker's own SIP ports (each worker makes the kernel's one table for them all)."""
     return sorted({port for sockets in spec.own for _, _, port in sockets})
@@ -154,6 +196,7 @@ class WorkerService(SipEdgeService):
 
     _log = Logger()
     transport_class = WorkerTransportManager
+    lost_class = SharedLostBindings
 
     def __init__(self, config: Config, reactor: Any, spec: WorkerSpec) -> None:
         self.spec = spec
@@ -164,6 +207,8 @@ class WorkerService(SipEdgeService):
         self.router.transports = self.transports
         self.transports.router = self.router
         share_security(self.security, self.router)
+        assert isinstance(self.lost, SharedLostBindings)
+        self.lost.listen(self.router)
         self.started_format = (
             f"{READY_MARK} {spec.index} of {spec.count}"
             " (domains {domains}, state in {state})"

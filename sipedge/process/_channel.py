@@ -33,12 +33,13 @@ HANDOFF_MAGIC = b"SIPEDGE-HANDOFF/1 "
 #: (or ACK) that matches nothing here, is it yours?; it is mine (its
 #: digest); I could not send what you handed me (its digest); news for
 #: the others' state, with no flow (L{NO_FLOW}): a source authenticated
-#: here, a ban was made here.
+#: here, a ban was made here, a user's phone was lost here (its flow died),
+#: a lost user registered again here.
 KINDS = ("receive", "send", "owner", "gone", "hello", "stray", "claimed", "unsent",
-         "authenticated", "banned")
+         "authenticated", "banned", "lost", "found")
 
 #: The kinds that are news (acted on by a worker's listeners, if any).
-NEWS = ("authenticated", "banned")
+NEWS = ("authenticated", "banned", "lost", "found")
 
 #: The flow of what concerns no flow (news, L{KINDS}).
 NO_FLOW = Flow("UDP", CHANNEL_HOST, 0, CHANNEL_HOST, 0)

@@ -91,12 +91,12 @@ class RegisterTests(_Interop):
         response holding any other algorithm).
         """
         self.baresip("alice", "127.0.0.2")
-        self.assertRegex(self.proxy.log(), r"REGISTER \S+ for sip:alice@sipedge\.test: 1 binding")
+        self.proxy.wait_log(r"REGISTER \S+ for sip:alice@sipedge\.test: 1 binding")
 
     def test_linphone(self) -> None:
         """linphone 5.1 (linphone-daemon) registers."""
         self.linphone("bob")
-        self.assertRegex(self.proxy.log(), r"REGISTER \S+ for sip:bob@sipedge\.test: 1 binding")
+        self.proxy.wait_log(r"REGISTER \S+ for sip:bob@sipedge\.test: 1 binding")
 
     def test_sipp(self) -> None:
         """SIPp 3.6 registers, answering the challenge with C{-au/-ap}."""
@@ -109,7 +109,7 @@ class RegisterTests(_Interop):
             "-key", "expires", 600, "-m", 1, timeout=20,
         )
         self.assertEqual(result.returncode, 0, result.stdout[-2000:] + self.proxy.log()[-3000:])
-        self.assertRegex(self.proxy.log(), r"REGISTER \S+ for sip:carol@sipedge\.test: 1 binding")
+        self.proxy.wait_log(r"REGISTER \S+ for sip:carol@sipedge\.test: 1 binding")
 
 
 class SipsakTests(_Interop):
@@ -135,7 +135,7 @@ class SipsakTests(_Interop):
         why = result.stdout[-3000:] + result.stderr[-1000:] + self.proxy.log()[-3000:]
         self.assertEqual(result.returncode, 0, why)
         self.assertIn("All usrloc tests completed successful", result.stdout, why)
-        self.assertRegex(self.proxy.log(), r"REGISTER \S+ for sip:alice@localhost: 1 binding")
+        self.proxy.wait_log(r"REGISTER \S+ for sip:alice@localhost: 1 binding")
 
 
 class CallTests(_Interop):

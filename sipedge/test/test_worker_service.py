@@ -20,6 +20,7 @@ from sipedge.process import ADMIN, METRICS, NO_FLOW, WorkerRouter, WorkerSocket,
 from sipedge.security import Security
 from sipedge.testing import RecordingReceiver
 from sipedge.worker_service import (
+    SharedLostBindings,
     SupervisorService,
     own_ports,
     share_security,
@@ -192,3 +193,52 @@ class OwnPortsTests(SynchronousTestCase):
             ),
         )
         self.assertEqual(own_ports(spec), [4000, 5000, 5001, 6000])
+
+
+class SharedLostBindingsTests(SynchronousTestCase):
+    """L{SharedLostBindings}: the users whose phones were lost, told to the other workers."""
+
+    def setUp(self) -> None:
+        self.lost: list[SharedLostBindings] = []
+        routers = []
+        for index in (0, 1):
+            router = WorkerRouter(RecordingReceiver(), _spec(index))
+            router.channel = _Wire(index)  # type: ignore[assignment]
+            lost = SharedLostBindings()
+            lost.listen(router)
+            self.lost.append(lost)
+            routers.append(router)
+        routers[0].channel.peer = routers[1]  # type: ignore[union-attr]
+        routers[1].channel.peer = routers[0]  # type: ignore[union-attr]
+        self.routers = routers
+
+    def test_lost_everywhere(self) -> None:
+        """A phone lost at one worker is lost at the other, until the same time."""
+        self.lost[0].lost("sip:bob@example.com", 100.0)
+        self.assertTrue(self.lost[1].is_lost("sip:bob@example.com", 99.0))
+        self.assertFalse(self.lost[1].is_lost("sip:bob@example.com", 100.0))
+
+    def test_found_everywhere(self) -> None:
+        """A lost user that registers again through one worker is not lost at the other."""
+        self.lost[0].lost("sip:bob@example.com", 100.0)
+        self.lost[1].forget("sip:bob@example.com")
+        self.assertFalse(self.lost[0].is_lost("sip:bob@example.com", 0.0))
+        self.assertEqual((len(self.lost[0]), len(self.lost[1])), (0, 0))
+
+    def test_forget_unknown_is_not_told(self) -> None:
+        """Forgetting a user that was not lost (every REGISTER does) tells nobody."""
+        self.lost[0].forget("sip:alice@example.com")
+        self.assertEqual(self.routers[0].handed.get("found", 0), 0)
+
+    def test_not_understood(self) -> None:
+        """News of a lost phone that does not decode is logged, and changes nothing."""
+        self.routers[1].deliver(0, "lost", NO_FLOW, b"[1]")
+        self.assertEqual(len(self.lost[1]), 0)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_alone(self) -> None:
+        """Before it listens (no channel yet), it is a plain L{LostBindings}."""
+        lost = SharedLostBindings()
+        lost.lost("sip:bob@example.com", 10.0)
+        lost.forget("sip:bob@example.com")
+        self.assertEqual(len(lost), 0)

@@ -88,6 +88,24 @@ class _TwistdProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_log(self, pattern: str, timeout: float = 20.0) -> str:
+        """
+        The first match of the regular expression C{pattern} in the log,
+        waiting for it (bounded): a worker's lines reach the log through
+        its supervisor a moment after the worker acted.
+
+        @raise AssertionError: if it is not logged within C{timeout} seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.log())
+            if found is not None:
+                return found.group(0)
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{pattern!r} not logged within {timeout} s:\n"
+                                     + self.log()[-3000:])
+            time.sleep(0.1)
+
     def run_log(self) -> str:
         """The log of this run (since the last L{start})."""
         return self.log_path.read_bytes()[getattr(self, "_offset", 0):].decode(errors="replace")
