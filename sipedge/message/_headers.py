@@ -11,7 +11,7 @@ C{"v"}, C{"VIA"} and C{"Via"} all find the same fields.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import overload
+from typing import Any, overload
 
 import attrs
 
@@ -118,6 +118,22 @@ def canonical_name(name: str) -> str:
 
 Field = tuple[str, str, str]  # (key, name as written, value)
 
+# Typed Any: a compiled build (mypyc) checks "x: T = attrs.field(...)"
+# against T when the class body runs (see sipedge.message._via).
+_NO_INDEX: Any = None
+
+
+def _build_index(fields: tuple[Field, ...]) -> dict[str, tuple[str, ...]]:
+    """Every key's values, in order: one pass over the fields."""
+    grouped: dict[str, list[str]] = {}
+    for key, _, value in fields:
+        values = grouped.get(key)
+        if values is None:
+            grouped[key] = [value]
+        else:
+            values.append(value)
+    return {key: tuple(values) for key, values in grouped.items()}
+
 
 @attrs.frozen
 class Headers:
@@ -126,9 +142,22 @@ class Headers:
 
     Built from C{(name, value)} pairs; every change returns a new L{Headers}.
     Fields of the same name keep their relative order (RFC 3261 7.3.1).
+
+    Look-ups by name go through an index of the values by key, built on
+    the first look-up (a proxy reads a message's fields a few times each;
+    a linear scan per look-up cost more). It is not part of the value.
     """
 
     fields: tuple[Field, ...] = ()
+    _index: Any = attrs.field(default=_NO_INDEX, init=False, eq=False, repr=False)
+
+    def _values(self, key: str) -> tuple[str, ...]:
+        """The values of the fields whose key is C{key}, in order."""
+        index: dict[str, tuple[str, ...]] | None = self._index
+        if index is None:
+            index = _build_index(self.fields)
+            object.__setattr__(self, "_index", index)
+        return index.get(key, ())
 
     @classmethod
     def of(cls, *pairs: tuple[str, str]) -> Headers:
@@ -145,8 +174,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = header_key(name)
-        return any(f[0] == key for f in self.fields)
+        return bool(self._values(_KEYS.get(name) or header_key(name)))
 
     @overload
     def get(self, name: str) -> str | None: ...
@@ -159,16 +187,12 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first field called C{name}, or C{default}."""
-        key = _KEYS.get(name) or header_key(name)
-        for f in self.fields:
-            if f[0] == key:
-                return f[2]
-        return default
+        values = self._values(_KEYS.get(name) or header_key(name))
+        return values[0] if values else default
 
     def get_all(self, name: str) -> tuple[str, ...]:
         """The values of every field called C{name}, one per field line."""
-        key = _KEYS.get(name) or header_key(name)
-        return tuple([f[2] for f in self.fields if f[0] == key])
+        return self._values(_KEYS.get(name) or header_key(name))
 
     def values(self, name: str) -> list[str]:
         """
@@ -182,8 +206,7 @@ class Headers:
 
     def count(self, name: str) -> int:
         """How many field lines are called C{name}."""
-        key = header_key(name)
-        return sum(1 for f in self.fields if f[0] == key)
+        return len(self._values(_KEYS.get(name) or header_key(name)))
 
     def added(self, name: str, value: str) -> Headers:
         """A copy with a field appended after all others."""

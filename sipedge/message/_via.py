@@ -383,6 +383,42 @@ class Via:
         """
         return self.with_param("received", host)
 
+    def stamped(self, received: str, rport: int | None = None) -> Via:
+        """
+        What a server stamps on a received top Via (RFC 3261 18.2.1, RFC
+        3581 4), in one pass: the same value as C{with_rport(rport)} (when
+        C{rport} is not C{None}) followed by C{with_received(received)}.
+
+        @raise MessageParseError: if C{received} is not an IP address or
+            C{rport} not a port.
+        """
+        port: str | None = None
+        if rport is not None:
+            port = str(rport)
+            if not 0 <= rport <= 65535:
+                _check_param("rport", port)
+        _check_param("received", received)
+        out: list[tuple[str, str | None]] = []
+        have_rport = port is None
+        have_received = False
+        for pname, pvalue in self.params:
+            lname = pname if pname == "branch" else pname.lower()
+            if lname == "received":
+                if not have_received:
+                    out.append(("received", received))
+                    have_received = True
+            elif lname == "rport" and port is not None:
+                if not have_rport:
+                    out.append(("rport", port))
+                    have_rport = True
+            else:
+                out.append((pname, pvalue))
+        if not have_rport:
+            out.append(("rport", port))
+        if not have_received:
+            out.append(("received", received))
+        return self._with_params(tuple(out))
+
     def with_rport(self, port: int | None = None) -> Via:
         """
         A copy with C{rport=port} (RFC 3581 4), or a bare C{rport} flag

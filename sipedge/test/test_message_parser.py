@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import LocalProtocolError, MessageParseError
 from sipedge.message import (
+    DEFAULT_LIMITS,
     Headers,
     KeepAlivePing,
     KeepAlivePong,
@@ -26,6 +27,7 @@ from sipedge.message import (
     parse_datagram,
     serialize,
 )
+from sipedge.message._parser import _parse_lines, _parse_lines_reference
 
 DATA = Path(__file__).parent / "data"
 
@@ -487,3 +489,56 @@ def _parse_everything(data: bytes) -> None:
         StreamParser().feed(data)
     except MessageParseError:
         pass
+
+
+# Header lines a fast path may mistake: usual spellings with and without
+# space before the colon, Content-Length, unknown and bad names, no colon.
+_HEAD_LINES = st.one_of(
+    st.sampled_from(
+        [
+            "Via: SIP/2.0/UDP a;branch=z9hG4bKx", "v: SIP/2.0/UDP b", "VIA:x",
+            "Via :x", "Via\t: y", "Call-ID: 1", "i:2", "Content-Length: 0", "l: 3",
+            "content-length:4", "To: <sip:a@b>", "t:x", "X-Foo: bar", "x y: z",
+            "Via", "Via;", ": value", "CSeq: 1 INVITE", "cseq:2 BYE", "Max-Forwards: 70",
+            "Route: <sip:r;lr>", "Contact: *", "Via: " + "a" * 30,
+        ]
+    ),
+    st.text(alphabet="VvIiAa:-; \tCcl\r\nx", max_size=12),
+)
+_START_LINES = st.sampled_from(
+    ["INVITE sip:a@b SIP/2.0", "SIP/2.0 200 OK", "BAD", "INVITE sip:" + "u" * 40 + " SIP/2.0"]
+)
+
+
+def _outcome(parse, text: str, lines: list[str], limits: Limits) -> object:
+    """What a C{_parse_lines} gives: the message and lengths, or the error."""
+    try:
+        return parse(text, lines, limits)
+    except MessageParseError as e:
+        return (e.reason, e.status_hint, e.message)
+
+
+class FastPathTests(SynchronousTestCase):
+    """The parser's fast path against the rule-by-rule reference."""
+
+    @given(_START_LINES, st.lists(_HEAD_LINES, max_size=8), st.booleans())
+    def test_same_as_reference(self, start: str, fields: list[str], short: bool) -> None:
+        """
+        For any head, L{_parse_lines} gives what L{_parse_lines_reference}
+        gives: the same fields (keys, spellings, values), Content-Length
+        values and message, or the same error and status.
+        """
+        limits = Limits(max_line_length=30) if short else DEFAULT_LIMITS
+        text = "\r\n".join([start, *fields])
+        lines = text.split("\r\n")
+        self.assertEqual(
+            _outcome(_parse_lines, text, lines, limits),
+            _outcome(_parse_lines_reference, text, lines, limits),
+        )
+
+    def test_shared_spellings(self) -> None:
+        """A usual spelling parsed on the fast path is the shared string and key."""
+        first = parse_datagram(OPTIONS)
+        second = parse_datagram(OPTIONS)
+        self.assertIs(first.headers.fields[0][1], second.headers.fields[0][1])
+        self.assertEqual(first.headers.fields[0][:2], ("via", "Via"))

@@ -477,3 +477,51 @@ class ViaBuilderTests(SynchronousTestCase):
     def test_defaults(self) -> None:
         """If only transport and host are given, a minimal Via is built."""
         self.assertEqual(str(Via(transport="tls", host="h.example")), "SIP/2.0/TLS h.example")
+
+
+Params = tuple[tuple[str, str | None], ...]
+
+
+def _cased(params: Params, draw: Any) -> Params:
+    """C{params} with their names in upper or mixed case now and then."""
+    return tuple(
+        (draw(st.sampled_from([name, name.upper(), name.capitalize()])), value)
+        for name, value in params
+    )
+
+
+class StampedTests(SynchronousTestCase):
+    """L{Via.stamped}, the one-pass stamp, against the two C{with_*} calls."""
+
+    @given(
+        st.data(),
+        vias(),
+        ipv4_addresses() | ipv6_references().map(lambda r: r[1:-1]),
+        st.none() | st.integers(0, 65535),
+    )
+    def test_same_as_with_rport_and_received(
+        self, data: st.DataObject, via: Via, received: str, rport: int | None
+    ) -> None:
+        """
+        C{via.stamped(received, rport)} equals C{via.with_rport(rport)}
+        (when C{rport} is given) then C{.with_received(received)}, whatever
+        case, order and repetition the parameters have, and formats the same.
+        """
+        via = via._with_params(_cased(via.params, data.draw))
+        expected = via if rport is None else via.with_rport(rport)
+        expected = expected.with_received(received)
+        stamped = via.stamped(received, rport)
+        self.assertEqual(stamped, expected)
+        self.assertEqual(str(stamped), str(expected))
+
+    def test_refuses_what_with_param_refuses(self) -> None:
+        """A received that is not an address, or a port out of range, raises as before."""
+        via = parse_via("SIP/2.0/UDP h;rport")
+        for received, rport in (("example.com", 5060), ("192.0.2.1", 70000), ("", None)):
+            with self.assertRaises(MessageParseError) as slow:
+                via.with_rport(rport).with_received(received) if rport is not None else (
+                    via.with_received(received)
+                )
+            with self.assertRaises(MessageParseError) as fast:
+                via.stamped(received, rport)
+            self.assertEqual(fast.exception.reason, slow.exception.reason)

@@ -42,8 +42,11 @@ def _first_element_end(value: str) -> int:
     Where the first element of a comma-separated Via field value ends:
     the index of the first comma outside a quoted-string, or C{len(value)}.
     """
-    i = 0
     n = len(value)
+    if '"' not in value:
+        comma = value.find(",")
+        return n if comma < 0 else comma
+    i = 0
     while i < n:
         c = value[i]
         if c == '"':
@@ -79,12 +82,13 @@ def stamp_via(request: Request, flow: Flow, *, answer_to_source: bool = False) -
     """
     via = request.top_via
     source = _bare_ip(flow.remote_host)
-    stamped = via
     rport = True if answer_to_source else via.rport
     if rport is not None:
-        stamped = stamped.with_rport(flow.remote_port)
-    if rport is not None or via.received is not None or not _same_ip(via.host, source):
-        stamped = stamped.with_received(source)
+        stamped = via.stamped(source, flow.remote_port)
+    elif via.received is not None or not _same_ip(via.host, source):
+        stamped = via.stamped(source)
+    else:
+        return request
     if stamped == via:
         return request
     fields = list(request.headers.fields)
