@@ -11,6 +11,7 @@ C{"v"}, C{"VIA"} and C{"Via"} all find the same fields.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from operator import itemgetter
 from typing import Any, overload
 
 import attrs
@@ -120,19 +121,8 @@ Field = tuple[str, str, str]  # (key, name as written, value)
 
 # Typed Any: a compiled build (mypyc) checks "x: T = attrs.field(...)"
 # against T when the class body runs (see sipedge.message._via).
-_NO_INDEX: Any = None
-
-
-def _build_index(fields: tuple[Field, ...]) -> dict[str, tuple[str, ...]]:
-    """Every key's values, in order: one pass over the fields."""
-    grouped: dict[str, list[str]] = {}
-    for key, _, value in fields:
-        values = grouped.get(key)
-        if values is None:
-            grouped[key] = [value]
-        else:
-            values.append(value)
-    return {key: tuple(values) for key, values in grouped.items()}
+_NO_KEYS: Any = None
+_KEY_OF = itemgetter(0)
 
 
 @attrs.frozen
@@ -143,21 +133,21 @@ class Headers:
     Built from C{(name, value)} pairs; every change returns a new L{Headers}.
     Fields of the same name keep their relative order (RFC 3261 7.3.1).
 
-    Look-ups by name go through an index of the values by key, built on
-    the first look-up (a proxy reads a message's fields a few times each;
-    a linear scan per look-up cost more). It is not part of the value.
+    Look-ups by name search a tuple of the fields' keys, made on the first
+    look-up, with C{tuple.count} and C{tuple.index}: a scan in C, where a
+    scan of the fields in Python cost several times more (and a dict of
+    the values more to build than the few look-ups each message gets).
+    It is not part of the value.
     """
 
     fields: tuple[Field, ...] = ()
-    _index: Any = attrs.field(default=_NO_INDEX, init=False, eq=False, repr=False)
+    _keys: Any = attrs.field(default=_NO_KEYS, init=False, eq=False, repr=False)
 
-    def _values(self, key: str) -> tuple[str, ...]:
-        """The values of the fields whose key is C{key}, in order."""
-        index: dict[str, tuple[str, ...]] | None = self._index
-        if index is None:
-            index = _build_index(self.fields)
-            object.__setattr__(self, "_index", index)
-        return index.get(key, ())
+    def _key_tuple(self) -> tuple[str, ...]:
+        """The keys of the fields, in order (made once)."""
+        keys = tuple(map(_KEY_OF, self.fields))
+        object.__setattr__(self, "_keys", keys)
+        return keys
 
     @classmethod
     def of(cls, *pairs: tuple[str, str]) -> Headers:
@@ -174,7 +164,8 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        return bool(self._values(_KEYS.get(name) or header_key(name)))
+        keys = self._keys or self._key_tuple()
+        return (_KEYS.get(name) or header_key(name)) in keys
 
     @overload
     def get(self, name: str) -> str | None: ...
@@ -187,12 +178,22 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first field called C{name}, or C{default}."""
-        values = self._values(_KEYS.get(name) or header_key(name))
-        return values[0] if values else default
+        key = _KEYS.get(name) or header_key(name)
+        keys = self._keys or self._key_tuple()
+        if key in keys:
+            return self.fields[keys.index(key)][2]
+        return default
 
     def get_all(self, name: str) -> tuple[str, ...]:
         """The values of every field called C{name}, one per field line."""
-        return self._values(_KEYS.get(name) or header_key(name))
+        key = _KEYS.get(name) or header_key(name)
+        keys = self._keys or self._key_tuple()
+        found = keys.count(key)
+        if not found:
+            return ()
+        if found == 1:
+            return (self.fields[keys.index(key)][2],)
+        return tuple([f[2] for f in self.fields if f[0] == key])
 
     def values(self, name: str) -> list[str]:
         """
@@ -206,7 +207,8 @@ class Headers:
 
     def count(self, name: str) -> int:
         """How many field lines are called C{name}."""
-        return len(self._values(_KEYS.get(name) or header_key(name)))
+        keys = self._keys or self._key_tuple()
+        return keys.count(_KEYS.get(name) or header_key(name))
 
     def added(self, name: str, value: str) -> Headers:
         """A copy with a field appended after all others."""
