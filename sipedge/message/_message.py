@@ -337,15 +337,26 @@ class Request(_Views):
             carry_views(self, copy, changed)
         return copy
 
-    def with_via_pushed(self, value: str) -> Request:
+    def with_via_pushed(self, value: str | Via) -> Request:
         """
         A copy with the Via C{value} on top (RFC 3261 16.6 item 8), keeping
         every view already parsed: the Via values are C{value}'s and ours.
+
+        C{value} is the field's text, or a L{Via} whose text (C{str()})
+        parses back to it, as every well-formed Via does: a proxy that
+        builds its own Via need not have it parsed again.
         """
+        if isinstance(value, str):
+            text = value
+            vias = _pushed_vias(self, value)
+        else:
+            text = str(value)
+            below: tuple[Via, ...] | None = self.__dict__.get("vias")
+            vias = None if below is None else (value, *below)
         copy = type(self)(
-            self.method, self.uri, self.headers.prepended("Via", value), self.body, self.version
+            self.method, self.uri, self.headers.prepended("Via", text), self.body, self.version
         )
-        return carry_views(self, copy, "Via", vias=_pushed_vias(self, value))
+        return carry_views(self, copy, "Via", vias=vias)
 
     def with_route_popped(self) -> Request:
         """

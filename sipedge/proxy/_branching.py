@@ -31,8 +31,8 @@ from sipedge.proxy._forwarding import (
     is_secure,
     is_transport_open,
     next_hop,
+    own_via,
     record_route_value,
-    via_value,
     with_record_route,
 )
 from sipedge.proxy._hiding import masked
@@ -187,8 +187,9 @@ class BranchSender:
             self._forker.destination_failed(fork, branch, str(e))
             return
         branch_id = make_branch(fork.digest, index)
-        via = via_value(flow.transport, local_host, local_port, branch_id)
-        request = request.with_via_pushed(via)
+        request = request.with_via_pushed(
+            own_via(flow.transport, local_host, local_port, branch_id)
+        )
         chain = core.chain
         if chain.branch_stages:
             checked = chain.run_branch(fork.context, request, flow)

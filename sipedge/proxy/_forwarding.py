@@ -13,6 +13,7 @@ from sipedge.message import (
     URI,
     Request,
     SipURI,
+    Via,
     carry_views,
     parse_name_addr,
     parse_uri,
@@ -26,6 +27,7 @@ __all__ = [
     "is_secure",
     "is_transport_open",
     "next_hop",
+    "own_via",
     "record_route_value",
     "via_value",
     "with_record_route",
@@ -76,9 +78,21 @@ def next_hop(request: Request) -> URI:
     return parse_uri(request.uri)
 
 
+def own_via(transport: str, host: str, port: int, branch: str) -> Via:
+    """
+    Our Via as a value, asking for rport (RFC 3581) so responses find us
+    behind NAT: pushed as it is (L{Request.with_via_pushed}), it is not
+    parsed again.
+    """
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # RFC 5118: an IPv6 sent-by has brackets
+    params = (("branch", branch), ("rport", None))
+    return Via(transport=transport, host=host, port=port, params=params)
+
+
 def via_value(transport: str, host: str, port: int, branch: str) -> str:
-    """Our Via, asking for rport (RFC 3581) so responses find us behind NAT."""
-    return f"SIP/2.0/{transport} {format_hostport(host, port)};branch={branch};rport"
+    """Our Via's text (L{own_via})."""
+    return str(own_via(transport, host, port, branch))
 
 
 def record_route_value(

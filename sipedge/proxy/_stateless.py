@@ -23,7 +23,7 @@ from sipedge.error import MessageParseError, TransportError
 from sipedge.flow import Flow
 from sipedge.message import Request, Response, branch_digest, digest_of_branch, make_branch
 from sipedge.pipeline import Forward, RequestContext, settled
-from sipedge.proxy._forwarding import forwarded_request, next_hop, via_value
+from sipedge.proxy._forwarding import forwarded_request, next_hop, own_via
 from sipedge.proxy._hiding import masked
 from sipedge.proxy._responses import Deliver, ResponseQueue
 from sipedge.proxy._upstream import takes_2xx
@@ -125,7 +125,7 @@ class StatelessForwarder:
         # The same branch for a retransmitted ACK (16.11): derived from its own.
         incoming = context.original.top_via.branch or ""
         branch = make_branch(branch_digest(context.original), abs(hash(incoming)) % 10_000)
-        request = request.with_via_pushed(via_value(flow.transport, host, port, branch))
+        request = request.with_via_pushed(own_via(flow.transport, host, port, branch))
         if core.chain.branch_stages:
             checked = core.chain.run_branch(context, request, flow)
             if not isinstance(checked, Request):

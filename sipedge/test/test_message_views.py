@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import MessageParseError
 from sipedge.flow import Flow
-from sipedge.message import Request, Response, carry_views, parse_datagram
+from sipedge.message import Request, Response, Via, carry_views, parse_datagram
 from sipedge.transport import stamp_via
 
 VIEWS = (
@@ -82,6 +82,10 @@ METHOD_EDITS: dict[str, Any] = {
     "via pushed": lambda m: m.with_via_pushed(VIA),
     "bad via pushed": lambda m: m.with_via_pushed("SIP/2.0/UDP bad host"),
     "list via pushed": lambda m: m.with_via_pushed(VIA + ", " + VIA + "-2"),
+    "via value pushed": lambda m: m.with_via_pushed(
+        Via(transport="udp", host="[2001:db8::1]", port=5062,
+            params=(("branch", "z9hG4bK-o"), ("rport", None)))
+    ),
     "route popped by the method": lambda m: m.with_route_popped(),
 }
 
@@ -225,6 +229,24 @@ class ViaEditsTests(SynchronousTestCase):
         self.assertIn("vias", pushed.__dict__)
         self.assertEqual(pushed.vias[1:], below)
         self.assertEqual(pushed.vias[0].branch, "z9hG4bK-x")
+
+    def test_pushed_value_carries(self) -> None:
+        """
+        A pushed L{Via} value goes on top as its text, and is the copy's
+        top Via itself when the Vias below were parsed.
+        """
+        message = parse_datagram(INVITE.encode())
+        assert isinstance(message, Request)
+        via = Via(transport="UDP", host="192.0.2.1", port=5060,
+                  params=(("branch", "z9hG4bK-o"), ("rport", None)))
+        below = message.vias
+        pushed = message.with_via_pushed(via)
+        self.assertEqual(
+            pushed.headers.get("Via"), "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-o;rport"
+        )
+        self.assertIs(pushed.vias[0], via)
+        self.assertEqual(pushed.vias[1:], below)
+        self.assertEqual(_views(pushed), _views(_fresh(pushed)))
 
     @given(
         rport=st.sampled_from(["", ";rport", ";rport=9", ";RPort"]),
