@@ -182,12 +182,15 @@ def _parse_lines(text: str, lines: list[str], limits: Limits) -> tuple[Message, 
     fields: list[Field] = []
     lengths: list[str] = []
     fast = _FAST_NAMES.get
-    for i in range(1, len(lines)):
-        line = lines[i]
+    append = fields.append
+    for line in lines[1:]:
         name, sep, value = line.partition(":")
         known = fast(name)
         if known is not None and sep:
-            fields.append((known[0], known[1], value.strip(" \t")))
+            key, name = known
+            append((key, name, value.strip(" \t")))
+        elif name == "Content-Length" and sep:
+            lengths.append(value.strip(" \t"))
         else:
             _field_line(line, fields, lengths)
     return _start_line(lines[0], Headers(tuple(fields)), limits), lengths
