@@ -28,7 +28,14 @@ from sipedge.message._fields import CSeq, parse_cseq, parse_option_tags, parse_u
 from sipedge.message._headers import COMPACT_FORMS, Headers, canonical_name, header_key
 from sipedge.message._lex import TOKEN_CHARS, split_comma_list, unquote
 from sipedge.message._limits import DEFAULT_LIMITS, Limits
-from sipedge.message._message import SIP_VERSION, Message, Request, Response, carry_views
+from sipedge.message._message import (
+    SIP_VERSION,
+    Message,
+    Request,
+    Response,
+    carry_views,
+    remember_vias,
+)
 from sipedge.message._nat import NatVerdict, detect_nat, is_private_address, parse_ip_address
 from sipedge.message._parser import (
     KeepAlivePing,
@@ -132,6 +139,7 @@ __all__ = [
     "parse_via",
     "parse_via_list",
     "quote_text",
+    "remember_vias",
     "serialize",
     "split_comma_list",
     "unescape",

@@ -68,7 +68,29 @@ class cached_property(Generic[_T]):
 # memoizing the parsers of the fields read on every message is one dict
 # look-up instead of a parse. The values are frozen, so sharing is safe;
 # errors are not cached (they raise again).
-_parse_via_list = lru_cache(maxsize=4096)(parse_via_list)
+# Via values by their text, first in first out past 4,096: a dict rather
+# than an lru_cache, so that a proxy can put in the Vias it writes itself
+# (L{remember_vias}) and the responses that carry them back find them.
+_VIA_MEMO: dict[str, tuple[Via, ...]] = {}
+_VIA_MEMO_SIZE = 4096
+
+
+def _parse_via_list(text: str) -> tuple[Via, ...]:
+    vias = _VIA_MEMO.get(text)
+    if vias is None:
+        vias = parse_via_list(text)
+        remember_vias(text, vias)
+    return vias
+
+
+def remember_vias(text: str, vias: tuple[Via, ...]) -> None:
+    """
+    Memoize C{vias} as what a Via field C{text} parses to. The caller
+    vouches for it: C{parse_via_list(text) == vias}.
+    """
+    if len(_VIA_MEMO) >= _VIA_MEMO_SIZE:
+        del _VIA_MEMO[next(iter(_VIA_MEMO))]
+    _VIA_MEMO[text] = vias
 _parse_name_addr = lru_cache(maxsize=4096)(parse_name_addr)
 _parse_cseq = lru_cache(maxsize=1024)(parse_cseq)
 # A phone's Contact is the same in every request it sends, and the Route
@@ -82,7 +104,7 @@ if TYPE_CHECKING:
     from sipedge.message._uri import URI
     from sipedge.message._via import Via
 
-__all__ = ["SIP_VERSION", "Message", "Request", "Response", "carry_views"]
+__all__ = ["SIP_VERSION", "Message", "Request", "Response", "carry_views", "remember_vias"]
 
 SIP_VERSION = "SIP/2.0"
 
@@ -351,6 +373,7 @@ class Request(_Views):
             vias = _pushed_vias(self, value)
         else:
             text = str(value)
+            remember_vias(text, (value,))  # for the responses that bring it back
             below: tuple[Via, ...] | None = self.__dict__.get("vias")
             vias = None if below is None else (value, *below)
         copy = type(self)(

@@ -22,6 +22,7 @@ import re
 import attrs
 
 from sipedge.error import MessageParseError
+from sipedge.message._check import KNOWN_METHODS
 from sipedge.message._headers import COMPACT_FORMS, Field, Headers, canonical_name, header_key
 from sipedge.message._limits import DEFAULT_LIMITS, Limits
 from sipedge.message._message import SIP_VERSION, Message, Request, Response
@@ -244,10 +245,11 @@ def _start_line(line: str, headers: Headers, limits: Limits) -> Message:
     if line[:4].upper() == "SIP/":
         parts = line.split(" ", 2)
         version = parts[0]
-        if _VERSION_RE.match(version) is None:
-            raise _error("malformed SIP version in status line")
-        if version.upper() != SIP_VERSION:
-            raise _error(f"unsupported SIP version {version!r}", 505)
+        if version != SIP_VERSION:
+            if _VERSION_RE.match(version) is None:
+                raise _error("malformed SIP version in status line")
+            if version.upper() != SIP_VERSION:
+                raise _error(f"unsupported SIP version {version!r}", 505)
         if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or not parts[1].isascii():
             raise _error("malformed status code")
         status = int(parts[1])
@@ -259,12 +261,15 @@ def _start_line(line: str, headers: Headers, limits: Limits) -> Message:
     if len(parts) != 3:
         raise _error("malformed request line")
     method, uri, version = parts
-    if _TOKEN_RE.match(method) is None:
+    # The usual methods and version are known to match the grammar.
+    if method not in KNOWN_METHODS and _TOKEN_RE.match(method) is None:
         raise _error("malformed method in request line")
     if not uri:
         raise _error("empty Request-URI")
     if len(uri) > limits.max_uri_length:
         raise _error("Request-URI too long", 414)
+    if version == SIP_VERSION:
+        return Request(method, uri, headers)
     if _VERSION_RE.match(version) is None:
         raise _error("malformed SIP version in request line")
     if version.upper() != SIP_VERSION:

@@ -16,7 +16,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import MessageParseError
 from sipedge.flow import Flow
-from sipedge.message import Request, Response, Via, carry_views, parse_datagram
+from sipedge.message import (
+    Request,
+    Response,
+    Via,
+    carry_views,
+    parse_datagram,
+    parse_via,
+    remember_vias,
+)
 from sipedge.transport import stamp_via
 
 VIEWS = (
@@ -274,3 +282,46 @@ class ViaEditsTests(SynchronousTestCase):
             message.to_address  # noqa: B018
         stamped = stamp_via(message, Flow("UDP", "127.0.0.1", 5060, "198.51.100.7", 5070))
         self.assertEqual(_views(stamped), _views(_fresh(stamped)))
+
+
+def _with_via(text: str) -> Response:
+    """A fresh response whose only Via field is C{text}."""
+    return Response(200, "OK", parse_datagram(RESPONSE.encode()).headers.replaced("Via", text))
+
+
+class ViaMemoTests(SynchronousTestCase):
+    """The Vias a proxy writes are known when responses bring them back."""
+
+    def test_pushed_value_known(self) -> None:
+        """A response carrying a Via we pushed as a value gets that value, unparsed."""
+        message = parse_datagram(INVITE.encode())
+        assert isinstance(message, Request)
+        via = Via(transport="UDP", host="192.0.2.1", port=5060,
+                  params=(("branch", "z9hG4bK-memo-1"), ("rport", None)))
+        pushed = message.with_via_pushed(via)
+        text = pushed.headers.get("Via")
+        assert text is not None
+        self.assertIs(_with_via(text).vias[0], via)
+
+    def test_stamped_known(self) -> None:
+        """A response carrying the Via field we stamped gets the stamped value."""
+        message = parse_datagram(INVITE.replace("views-1", "memo-2").encode())
+        assert isinstance(message, Request)
+        stamped = stamp_via(message, Flow("UDP", "127.0.0.1", 5060, "192.0.2.77", 40000))
+        text = stamped.headers.get("Via")
+        assert text is not None
+        self.assertIs(_with_via(text).vias[0], stamped.vias[0])
+        self.assertEqual(_with_via(text).vias, (parse_via(text),))
+
+    def test_bounded(self) -> None:
+        """
+        The memo keeps the 4,096 latest texts: an older one is parsed again
+        (here told a wrong value on purpose, to see which one is used).
+        """
+        text = "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-memo-3"
+        wrong = (parse_via("SIP/2.0/TCP 192.0.2.2;branch=z9hG4bK-other"),)
+        remember_vias(text, wrong)
+        self.assertEqual(_with_via(text).vias, wrong)
+        for i in range(4096):
+            remember_vias(f"SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-fill-{i}", wrong)
+        self.assertEqual(_with_via(text).vias, (parse_via(text),))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 
 from sipedge.flow import Flow
-from sipedge.message import Request, carry_views
+from sipedge.message import Request, carry_views, remember_vias
 
 __all__ = ["stamp_via"]
 
@@ -94,10 +94,15 @@ def stamp_via(request: Request, flow: Flow, *, answer_to_source: bool = False) -
     fields = list(request.headers.fields)
     for i, (key, name, value) in enumerate(fields):
         if key == "via":
-            head = value[: _first_element_end(value)]
+            first_end = _first_element_end(value)
+            head = value[:first_end]
             start = len(head) - len(head.lstrip())
             end = len(head.rstrip())
-            fields[i] = (key, name, value[:start] + str(stamped) + value[end:])
+            text = value[:start] + str(stamped) + value[end:]
+            fields[i] = (key, name, text)
+            if first_end == len(value):
+                # The responses bring this field back: known already.
+                remember_vias(text, (stamped,))
             break
     # The stamped Via reparses to an equal value (sipedge.message._via), so
     # the copy keeps every view already parsed, its Vias included.
