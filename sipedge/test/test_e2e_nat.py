@@ -153,10 +153,15 @@ class _BehindNat(SynchronousTestCase):
                               self.proxy.log()) is not None,
             10, "sipedge did not see the connection end",
         )
-        self.assertRegex(
-            self.proxy.log(),
-            r"Flow \S+ \S+ <-> 198\.18\.0\.1:\d+ of \S+ of sip:bob@sipedge\.test is dead: "
-            r"removing the binding, its connection is gone",
+        # The binding's removal is logged after the connection's end, not
+        # necessarily in the same turn of the loop: wait for it too.
+        self.lab.wait_until(
+            lambda: re.search(
+                r"Flow \S+ \S+ <-> 198\.18\.0\.1:\d+ of \S+ of sip:bob@sipedge\.test is dead: "
+                r"removing the binding, its connection is gone",
+                self.proxy.log(),
+            ) is not None,
+            10, "sipedge did not remove the dead flow's binding",
         )
         started = time.monotonic()
         self.alice.command("dial", "sip:bob@sipedge.test")
