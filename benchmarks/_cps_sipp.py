@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from _cps_procs import cpu_seconds
 
-from sipedge.testing import SIPP_SCENARIOS, free_port
+from sipedge.testing import SIPP_SCENARIOS, free_port, media_port
 
 UAS_XML = """\
 <?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -95,27 +94,6 @@ UAS_XML = """\
 """
 
 
-def free_media_port(host: str) -> int:
-    """A base for SIPp's C{-mp}: it binds the port and the three above it."""
-    for _ in range(100):
-        base = free_port(host)
-        if base % 2 or base > 65530:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + 4):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind((host, p))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base
-    raise RuntimeError(f"no four free UDP ports in a row on {host}")
-
-
 def _base(
     sipp: str, scenario: Path, host: str, port: int, errors: Path, transport: str = "u1"
 ) -> list[str]:
@@ -130,7 +108,7 @@ def _base(
         "-t",
         transport,
         "-mp",
-        str(free_media_port(host)),
+        str(media_port(host)),
         "-nostdin",
         "-trace_err",
         "-error_file",

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from sipedge.testing._processes import SipEdgeProcess
-from sipedge.testing._tools import family_of_host, free_port, require_tool
+from sipedge.testing._tools import free_port, require_tool, udp_ports_free
 
 __all__ = ["SIPP_SCENARIOS", "Sipp", "media_port", "sipp_counter", "start_with_sipp"]
 
@@ -47,21 +46,10 @@ def media_port(host: str = "127.0.0.1", rng: random.Random | None = None) -> int
     for UDP.
     """
     choose = rng or random.SystemRandom()
-    family = family_of_host(host)
     for _ in range(100):
         start = choose.randrange(_MEDIA_PORTS[0], _MEDIA_PORTS[1], 2)
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(start, start + 4):
-                sock = socket.socket(family, socket.SOCK_DGRAM)
-                sockets.append(sock)
-                sock.bind((host, port))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return start
+        if udp_ports_free(host, start, 4):
+            return start
     raise RuntimeError(f"no four free UDP ports for SIPp's media on {host}")
 
 

@@ -66,6 +66,23 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
     raise RuntimeError("no free port found")
 
 
+def udp_ports_free(host: str, start: int, count: int) -> bool:
+    """Whether the C{count} UDP ports from C{start} on C{host} can all be bound now."""
+    family = family_of_host(host)
+    sockets: list[socket.socket] = []
+    try:
+        for port in range(start, start + count):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sockets.append(sock)
+            sock.bind((host, port))
+    except OSError:
+        return False
+    finally:
+        for sock in sockets:
+            sock.close()
+    return True
+
+
 def free_port_range(count: int, host: str = "127.0.0.1") -> tuple[int, int]:
     """
     C{count} consecutive UDP ports (from an even one) that are free now on
@@ -74,16 +91,6 @@ def free_port_range(count: int, host: str = "127.0.0.1") -> tuple[int, int]:
     for _ in range(50):
         start = free_port(host)
         start -= start % 2
-        sockets = []
-        try:
-            for port in range(start, start + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(s)
-                s.bind((host, port))
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-        return start, start + count - 1
+        if udp_ports_free(host, start, count):
+            return start, start + count - 1
     raise RuntimeError(f"no {count} free consecutive ports found")
