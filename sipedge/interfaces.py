@@ -107,7 +107,9 @@ class ISipTransport(Interface):
 class ITransportManager(Interface):
     """All transports together: sending chooses or opens the right one."""
 
-    def send(message: Message, flow: Flow, *, server_name: str | None = None) -> Deferred[Flow]:
+    def send(
+        message: Message, flow: Flow, *, server_name: str | None = None
+    ) -> Deferred[Flow] | None:
         """
         Send on C{flow}: an existing connection or UDP socket, or (for an
         outgoing TCP/TLS flow whose connection does not exist yet) a new
@@ -115,9 +117,11 @@ class ITransportManager(Interface):
         C{server_name} is the name the server's certificate must prove
         (RFC 5922); without it, its IP address.
 
-        @return: a Deferred that fires with the flow actually used (an
-            outgoing connection has its own local port) or fails with
-            L{TransportError}.
+        @return: C{None} when the message was written before C{send}
+            returned, on C{flow} itself (a UDP datagram: no Deferred to
+            make and fire on the hot path); else a Deferred that fires with
+            the flow actually used (an outgoing connection has its own
+            local port) or fails with L{TransportError}.
         @raise sipedge.error.TransportError: if no transport can carry it.
         """
 

@@ -513,7 +513,7 @@ class WorkerTransportManager(TransportManager):
 
     def send(
         self, message: Message, flow: Flow, *, server_name: str | None = None
-    ) -> Deferred[Flow]:
+    ) -> Deferred[Flow] | None:
         router = self.router
         if (
             router is not None

@@ -580,6 +580,7 @@ class WorkerTransportsTests(SynchronousTestCase):
         """
         request = _request()
         d = self.manager.send(request, PHONE)
+        assert d is not None
         self.assertEqual(self.successResultOf(d), PHONE)
         self.assertEqual(self.reactor.tcpClients, [])
         self.assertEqual([k for _, k, _, _ in self.channel.sent], ["send"])

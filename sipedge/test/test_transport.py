@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
@@ -158,6 +159,12 @@ class StampViaTests(SynchronousTestCase):
     def test_missing_via(self) -> None:
         """A request without Via cannot be stamped."""
         self.assertRaises(MessageParseError, stamp_via, make_request(via=""), self.flow)
+
+
+def _stream(sent: Deferred[Flow] | None) -> Deferred[Flow]:
+    """The Deferred of a TCP/TLS send (only a UDP send returns C{None})."""
+    assert sent is not None
+    return sent
 
 
 def _bind_udp(
@@ -627,7 +634,10 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         self.assertEqual(port.max_packet_size, 65535)
 
     def test_udp_round_trip(self) -> None:
-        """A request and its response over UDP, each delivered with its flow."""
+        """
+        A request and its response over UDP, each delivered with its flow;
+        a UDP send writes at once and returns no Deferred.
+        """
         a, a_rx = self.manager()
         b, b_rx = self.manager()
         a.listen_udp("10.0.0.1", 5060)
@@ -636,7 +646,7 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         flow = a.flow_to("UDP", "10.0.0.2", port)
         self.assertEqual(flow, Flow("UDP", "10.0.0.1", 5060, "10.0.0.2", port))
         request = make_request("SIP/2.0/UDP 10.0.0.1;rport;branch=z9hG4bK1", body=b"x" * 20000)
-        self.assertEqual(self.successResultOf(a.send(request, flow)), flow)
+        self.assertIsNone(a.send(request, flow))
         self.reactor.flush()
         [(got, in_flow)] = b_rx.messages
         self.assertEqual(in_flow, Flow("UDP", "10.0.0.2", port, "10.0.0.1", 5060))
@@ -669,7 +679,7 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         manager, _ = self.manager()
         manager.listen_udp("0.0.0.0", 5060)
         flow = Flow("UDP", "198.51.100.1", 5060, "192.0.2.5", 5060)
-        self.successResultOf(manager.send(make_request(), flow))
+        self.assertIsNone(manager.send(make_request(), flow))
         self.assertEqual(self.reactor.network.pending[0].destination, ("192.0.2.5", 5060))
 
     def test_errors(self) -> None:
@@ -710,7 +720,7 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         self.assertNoResult(d)
         self.assertEqual(self.reactor.tcpClients[0][4], ("10.0.0.1", 0))
         self.reactor.flush()
-        real = self.successResultOf(d)
+        real = self.successResultOf(_stream(d))
         self.assertEqual((real.transport, real.local_host, real.remote), ("TCP", "10.0.0.1",
                                                                             ("10.0.0.2", 5060)))
         self.assertNotEqual(real.local_port, 5060)
@@ -718,13 +728,13 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         self.assertEqual(in_flow, Flow("TCP", "10.0.0.2", 5060, "10.0.0.1", real.local_port))
         self.assertEqual(got.top_via.received, "10.0.0.1")
         response = make_response(got)
-        self.assertEqual(self.successResultOf(b.send(response, in_flow)), in_flow)
+        self.assertEqual(self.successResultOf(_stream(b.send(response, in_flow))), in_flow)
         self.reactor.flush()
         self.assertEqual(a_rx.messages, [(response, real)])
         self.assertEqual(a.flow_to("TCP", "10.0.0.2", 5060), real)
         self.assertIs(a.connection_for(flow), a.connection_for(real))
-        self.assertEqual(self.successResultOf(a.send(request, flow)), real)
-        self.assertEqual(self.successResultOf(a.send(request, real)), real)
+        self.assertEqual(self.successResultOf(_stream(a.send(request, flow))), real)
+        self.assertEqual(self.successResultOf(_stream(a.send(request, real))), real)
         self.assertEqual(len(self.reactor.tcpClients), 1)
         self.reactor.flush()
         self.assertEqual(len(b_rx.messages), 3)
@@ -740,7 +750,7 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         d1, d2 = a.send(first, flow), a.send(second, flow)
         self.assertEqual(len(a.connections), 1)
         self.reactor.flush()
-        self.assertEqual(self.successResultOf(d1), self.successResultOf(d2))
+        self.assertEqual(self.successResultOf(_stream(d1)), self.successResultOf(_stream(d2)))
         self.assertEqual([m.top_via.branch for m, _ in b_rx.messages],
                          ["z9hG4bK1", "z9hG4bK2"])
 
@@ -762,7 +772,7 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         flow = a.flow_to("TCP", "10.0.0.2", 5060)
         d = a.send(make_request(), flow)
         self.reactor.flush()
-        real = self.successResultOf(d)
+        real = self.successResultOf(_stream(d))
         in_flow = b_rx.messages[0][1]
         connection = b.connection_for(in_flow)
         assert connection is not None
@@ -923,7 +933,7 @@ class TLSManagerTests(ManagerTestMixin, SynchronousTestCase):
         flow = a.flow_to("TLS", "10.0.0.2", 5061)
         d = a.send(make_request(), flow, server_name="sip.example.test")
         self.reactor.flush()
-        real = self.successResultOf(d)
+        real = self.successResultOf(_stream(d))
         [(got, in_flow)] = b_rx.messages
         self.assertEqual((real.transport, in_flow.transport), ("TLS", "TLS"))
         self.assertEqual(in_flow.remote_port, real.local_port)
@@ -970,7 +980,7 @@ class TLSManagerTests(ManagerTestMixin, SynchronousTestCase):
         _b, b_rx = self.server_manager()
         d = a.send(make_request(), a.flow_to("TLS", "10.0.0.2", 5061))
         self.reactor.flush()
-        self.successResultOf(d)
+        self.successResultOf(_stream(d))
         self.assertEqual(len(b_rx.messages), 1)
 
     def test_wrong_name_refused(self) -> None:

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.error import ConnectionDone, NotConnectingError
 from twisted.internet.interfaces import IAddress, IConnector, IListeningPort
 from twisted.logger import Logger
@@ -70,8 +70,9 @@ class TransportManager:
     The connection is registered under the flow it was asked for I{and}
     under its real flow, so later sends on either reuse it, and
     L{flow_to} returns the real flow. Everything received on it is
-    delivered with the real flow. L{send} returns a Deferred that fires
-    with the real flow once the message is written.
+    delivered with the real flow. L{send} on a TCP/TLS flow returns a
+    Deferred that fires with the real flow once the message is written; on
+    UDP it writes the datagram at once and returns C{None}.
 
     Limits: at most C{max_connections} connections at once, and at most
     C{max_connections_per_source} incoming connections from one IP address;
@@ -255,7 +256,7 @@ class TransportManager:
 
     def send(
         self, message: Message, flow: Flow, *, server_name: str | None = None
-    ) -> Deferred[Flow]:
+    ) -> Deferred[Flow] | None:
         """
         Send C{message} on C{flow}.
 
@@ -267,10 +268,12 @@ class TransportManager:
             certificate must match (RFC 5922: the SIP domain or the name
             the server was found by); by default its IP address. Also sent
             as SNI.
-        @return: a Deferred that fires with the flow the message went out on
-            (for a new connection, its real flow, with the ephemeral local
-            port) or fails with L{TransportError} if the connection cannot
-            be made or is lost before the message is written.
+        @return: for UDP, C{None}: the datagram was written before this
+            returned, on C{flow}. For TCP/TLS, a Deferred that fires with
+            the flow the message went out on (for a new connection, its
+            real flow, with the ephemeral local port) or fails with
+            L{TransportError} if the connection cannot be made or is lost
+            before the message is written.
         @raise TransportError: if no transport can carry it (no listener for
             a UDP flow, an unknown transport, too many connections, or the
             manager is closing).
@@ -282,7 +285,7 @@ class TransportManager:
         name = flow.transport
         if name == "UDP":
             self._udp_for(flow).send_message(message, flow)
-            return succeed(flow)
+            return None
         if name not in ("TCP", "TLS"):
             raise TransportError(f"unsupported transport {name!r} for {flow}")
         connection = self._connections.get(flow)
