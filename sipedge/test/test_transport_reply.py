@@ -6,13 +6,15 @@ L{MessageSender} the transactions write through.
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import TransportError
 from sipedge.message import Message, Request, Response, parse_datagram
-from sipedge.transport import Flow, MessageSender, is_broadcast, response_flow
+from sipedge.transport import ROUTES_KEPT, Flow, MessageSender, is_broadcast, response_flow
 
 PROXY = "192.0.2.1"
 
@@ -181,6 +183,76 @@ class MessageSenderTests(SynchronousTestCase):
         self.assertEqual(
             self.transports.sent, [(r, Flow("UDP", PROXY, 5060, "198.51.100.7", 5062), None)]
         )
+
+    def test_route_remembered(self) -> None:
+        """
+        The responses of one transaction (its flow, their top Via the same
+        parsed value) are routed once: the second goes where the first
+        went (the very flow value worked out for the first); another flow is
+        routed anew.
+        """
+        trying = response("UDP 198.51.100.7:5062;branch=z9hG4bK1")
+        # A copy carrying the parsed Vias, as a relayed response does.
+        ringing = trying.with_headers(trying.headers, changed=())
+        self.assertIs(ringing.top_via, trying.top_via)
+        self.sender.send(trying, UDP_IN)
+        self.sender.send(ringing, UDP_IN)
+        other = Flow("UDP", PROXY, 5060, "198.51.100.7", 5062)
+        self.sender.send(ringing, other)
+        expected = Flow("UDP", PROXY, 5060, "198.51.100.7", 5062)
+        self.assertEqual([f for _, f, _ in self.transports.sent], [expected] * 3)
+        self.assertIs(self.transports.sent[0][1], self.transports.sent[1][1])
+
+    def test_routes_bounded(self) -> None:
+        """At most L{ROUTES_KEPT} routes are remembered, the oldest going first."""
+        first = response("UDP 198.51.100.7:5062;branch=z9hG4bK0")
+        self.sender.send(first, UDP_IN)
+        for i in range(1, ROUTES_KEPT + 1):
+            self.sender.send(response(f"UDP 198.51.100.7:5062;branch=z9hG4bKb{i}"), UDP_IN)
+        routes = self.sender._routes
+        self.assertEqual(len(routes), ROUTES_KEPT)
+        self.assertNotIn(id(first.top_via), [id(via) for via, _, _ in routes.values()])
+
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    [
+                        "UDP 10.0.0.5:5060;branch=z9hG4bK1;received=198.51.100.7;rport=40000",
+                        "UDP 198.51.100.7:5062;branch=z9hG4bK1",
+                        "UDP 198.51.100.7;branch=z9hG4bK1;rport",
+                        "TCP 198.51.100.7;branch=z9hG4bK1",
+                        "UDP c.example.com;branch=z9hG4bK1",
+                        "UDP x.invalid;branch=z9hG4bK1;received=0.0.0.0",
+                        "UDP 198.51.100.7;branch=z9hG4bK1;rport=x",
+                    ]
+                ),
+                st.sampled_from(
+                    [
+                        UDP_IN,
+                        Flow("UDP", PROXY, 5060, "198.51.100.7", 5062),
+                        Flow("TCP", PROXY, 5060, "198.51.100.7", 40001),
+                        Flow("UDP", PROXY, 5060, "203.0.113.9", 5060),
+                    ]
+                ),
+            ),
+            max_size=20,
+        )
+    )
+    def test_route_as_response_flow(self, sends: list[tuple[str, Flow]]) -> None:
+        """
+        Remembered or not, each response goes where L{response_flow} says
+        (or nowhere when it says C{None}).
+        """
+        sender = MessageSender(RecordingTransports())
+        parsed = {via: response(via) for via, _ in sends}
+        for via, flow in sends:
+            message = parsed[via]
+            before = len(sender.transports.sent)
+            sender.send(message, flow)
+            expected = response_flow(message, flow, flow_to)
+            sent = sender.transports.sent[before:]
+            self.assertEqual([f for _, f, _ in sent], [] if expected is None else [expected])
 
     def test_broadcast_dropped(self) -> None:
         """A response for a broadcast address is not sent."""

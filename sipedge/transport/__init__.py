@@ -21,7 +21,7 @@ from sipedge.transport._ocsp import (
     http_fetch,
     ocsp_url,
 )
-from sipedge.transport._reply import MessageSender, is_broadcast, response_flow
+from sipedge.transport._reply import ROUTES_KEPT, MessageSender, is_broadcast, response_flow
 from sipedge.transport._size import UDP_REQUEST_LIMIT, too_large_for_udp, wire_size
 from sipedge.transport._stamp import stamp_via
 from sipedge.transport._stream import DEFAULT_IDLE_TIMEOUT, SipStreamProtocol
@@ -46,6 +46,7 @@ __all__ = [
     "MAX_DATAGRAM_SIZE",
     "MINIMUM_TLS_VERSION",
     "RELIABLE_TRANSPORTS",
+    "ROUTES_KEPT",
     "UDP_REQUEST_LIMIT",
     "ClientTLSContexts",
     "Destination",

@@ -31,7 +31,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -41,9 +41,15 @@ from sipedge.error import MessageParseError, TransportError
 from sipedge.flow import Flow
 from sipedge.message import Message, Request, Response
 
+if TYPE_CHECKING:
+    from sipedge.message import Via
+
 __all__ = ["MessageSender", "is_broadcast", "response_flow"]
 
 _DEFAULT_PORTS = {"TLS": 5061}
+
+#: The routes of transactions' responses a L{MessageSender} remembers.
+ROUTES_KEPT = 4096
 
 
 @lru_cache(maxsize=4096)  # a few hosts, every response: ipaddress is slow
@@ -146,6 +152,9 @@ class MessageSender:
         self.request_failed = request_failed
         # TLS flows we opened -> the name their certificate must prove
         self._server_names: dict[Flow, str] = {}
+        # id(top Via) -> (that Via, the transaction's flow, where its
+        # responses go): see L{_route}.
+        self._routes: dict[int, tuple[Via, Flow, Flow | None]] = {}
 
     def expect_server_name(self, flow: Flow, name: str) -> None:
         """A TLS connection opened for C{flow} must prove C{name} (RFC 5922)."""
@@ -158,7 +167,7 @@ class MessageSender:
         @raise TransportError: if no transport can carry it.
         """
         if isinstance(message, Response):
-            routed = response_flow(message, flow, self.transports.flow_to)
+            routed = self._route(message, flow)
             if routed is None:
                 self._log.warn(
                     "Dropping {status} response for a broadcast address", status=message.status
@@ -176,6 +185,31 @@ class MessageSender:
             result = self.transports.send(message, flow)
         if isinstance(result, Deferred):
             result.addErrback(self._send_failed, message, flow)
+
+    def _route(self, response: Response, flow: Flow) -> Flow | None:
+        """
+        L{response_flow} for a transaction's response, worked out once per
+        top Via and flow: the responses of one server transaction (a 100,
+        a 180, a 200) share its flow and their top Via, the same parsed
+        value (Via values are memoized by their text), and with a flow
+        given the route depends on nothing else. Bounded: the oldest goes
+        first past L{ROUTES_KEPT}.
+        """
+        try:
+            via = response.top_via
+        except MessageParseError:
+            return flow
+        key = id(via)
+        routes = self._routes
+        known = routes.get(key)
+        if known is not None and known[0] is via and known[1] == flow:
+            return known[2]
+        routed = response_flow(response, flow, self.transports.flow_to)
+        if len(routes) >= ROUTES_KEPT:
+            del routes[next(iter(routes))]
+        # Holding the Via keeps its id from being reused while it is here.
+        routes[key] = (via, flow, routed)
+        return routed
 
     def _send_failed(self, failure: Failure, message: Message, flow: Flow) -> None:
         self._log.info(
