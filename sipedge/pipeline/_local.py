@@ -51,6 +51,21 @@ class LocalIdentity:
         converter=lambda xs: frozenset((t.upper(), _bare(h), p) for t, h, p in xs)
     )
 
+    #: host -> the ports we listen on there (any transport), and the
+    #: hosts where a URI without a port (5060 or 5061) is us: asked of
+    #: every Via and Route, so kept ready.
+    _ports: dict[str, frozenset[int]] = attrs.field(init=False, eq=False, repr=False)
+    _portless: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        ports: dict[str, set[int]] = {}
+        for _, host, port in self.addresses:
+            ports.setdefault(host, set()).add(port)
+        object.__setattr__(self, "_ports", {h: frozenset(p) for h, p in ports.items()})
+        object.__setattr__(
+            self, "_portless", frozenset(h for h, p in ports.items() if p & {5060, 5061})
+        )
+
     @property
     def hosts(self) -> frozenset[str]:
         return frozenset(host for _, host, _ in self.addresses)
@@ -58,10 +73,10 @@ class LocalIdentity:
     def is_local_host(self, host: str, port: int | None) -> bool:
         """True if C{host:port} is one of our listeners (any transport)."""
         bare = _bare(host)
-        for _, lhost, lport in self.addresses:
-            if lhost == bare and (port == lport or (port is None and lport in (5060, 5061))):
-                return True
-        return False
+        if port is None:
+            return bare in self._portless
+        ports = self._ports.get(bare)
+        return ports is not None and port in ports
 
     def is_local_uri(self, uri: object) -> bool:
         """True if C{uri} is a SIP URI that addresses this proxy itself."""

@@ -70,6 +70,43 @@ class LocalIdentityTests(SynchronousTestCase):
         self.assertFalse(local.is_local_uri(parse_uri("sip:carrier.example.net;lr")))
 
 
+_HOSTS = ("192.0.2.5", "192.0.2.6", "[2001:db8::5]", "2001:DB8:0::5", "EDGE.example.com")
+
+
+class IsLocalHostTests(SynchronousTestCase):
+    """L{LocalIdentity.is_local_host} answers from tables made once."""
+
+    @given(
+        listeners=st.lists(
+            st.tuples(
+                st.sampled_from(("UDP", "TCP", "TLS")),
+                st.sampled_from(_HOSTS),
+                st.sampled_from((5060, 5061, 5070)),
+            ),
+            max_size=5,
+        ),
+        host=st.sampled_from((*_HOSTS, "192.0.2.7")),
+        port=st.sampled_from((None, 5060, 5061, 5070, 5080)),
+    )
+    def test_as_the_definition(
+        self, listeners: list[tuple[str, str, int]], host: str, port: int | None
+    ) -> None:
+        """
+        Our host and port are one of our listeners' (any transport,
+        however the host is spelled); without a port, 5060 or 5061.
+        """
+        local = LocalIdentity([], listeners)
+        bare = lambda h: (  # noqa: E731
+            str(ipaddress.IPv6Address(h.strip("[]"))) if ":" in h else h.lower()
+        )
+        expected = any(
+            bare(lhost) == bare(host)
+            and (port == lport or (port is None and lport in (5060, 5061)))
+            for _, lhost, lport in listeners
+        )
+        self.assertEqual(local.is_local_host(host, port), expected)
+
+
 class HostAddressesTests(SynchronousTestCase):
     """Tests for C{_host_addresses}."""
 

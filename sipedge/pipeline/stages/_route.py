@@ -55,7 +55,7 @@ class RouteStage:
         local = context.services.local
         signer = context.services.signer
         call_id = request.call_id
-        if local.is_local_uri(request.request_uri) and request.routes:
+        if request.routes and local.is_local_uri(request.request_uri):
             # RFC 3261 16.4: the previous hop was a strict router.
             if signer is not None and signer.verify(request.request_uri, call_id):
                 context.annotations["route"] = "dialog"
