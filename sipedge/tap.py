@@ -34,6 +34,10 @@ class Options(usage.Options):
         ["state", "s", None, "State directory (overrides state.path)."],
         ["worker", None, None, "(Internal) run as one worker of a supervisor."],
     ]
+    optFlags = [
+        ["hold", None, "(Internal) as a worker, wait for the supervisor's word on standard"
+                       " input before making anything (worker 0 makes the shared state)."],
+    ]
     longdesc = (
         "Run the sipedge SIP edge proxy. Listen specs are transport:host:port, "
         "e.g. udp:127.0.0.1:5060, tcp:[::1]:5060 or tls:0.0.0.0:5061."
@@ -100,6 +104,8 @@ def _worker_command(options: Options, spec: Any) -> list[str]:
     for domain in options["domain"]:
         argv += ["--domain", domain]
     argv += ["--state", str(Path(options.config.state.path).absolute())]
+    if spec.index != 0:  # worker 0 makes the shared state (WorkerSupervisor first_alone)
+        argv.append("--hold")
     return [*argv, "--worker", spec.encode()]
 
 
@@ -108,14 +114,17 @@ def makeService(options: Options) -> Any:
     from twisted.internet import reactor
 
     from sipedge._logging import log_observer, twistd_log_output
-    from sipedge.process import WorkerSpec
+    from sipedge.process import WorkerSpec, wait_released
     from sipedge.service import build_service
     from sipedge.worker_service import SupervisorService, WorkerService, worker_config
 
     service: Any
     try:
         if options["worker"]:
-            service = WorkerService(options.config, reactor, WorkerSpec.decode(options["worker"]))
+            spec = WorkerSpec.decode(options["worker"])
+            if options["hold"]:
+                wait_released()
+            service = WorkerService(options.config, reactor, spec)
         elif (count := options.config.process.worker_count()) > 1:
             service = SupervisorService(
                 options.config, reactor, count, lambda spec: _worker_command(options, spec)

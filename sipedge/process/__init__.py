@@ -38,7 +38,13 @@ from sipedge.process._sockets import (
     own_addresses,
     private_port,
 )
-from sipedge.process._supervisor import READY_MARK, WorkerSupervisor, worker_record
+from sipedge.process._supervisor import (
+    READY_MARK,
+    RELEASE,
+    WorkerSupervisor,
+    wait_released,
+    worker_record,
+)
 
 __all__ = [
     "ADMIN",
@@ -51,6 +57,7 @@ __all__ = [
     "NO_FLOW",
     "OWN",
     "READY_MARK",
+    "RELEASE",
     "SHARED",
     "STRAY_WAIT",
     "RemoteConnection",
@@ -70,5 +77,6 @@ __all__ = [
     "encode_handoff",
     "own_addresses",
     "private_port",
+    "wait_released",
     "worker_record",
 ]

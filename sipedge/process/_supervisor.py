@@ -8,6 +8,7 @@ on to all of them, and stops them all when it stops.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -19,10 +20,35 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-__all__ = ["READY_MARK", "WorkerSupervisor", "worker_record"]
+__all__ = ["READY_MARK", "RELEASE", "WorkerSupervisor", "wait_released", "worker_record"]
 
 #: What a worker writes to its output once it serves (followed by its index).
 READY_MARK = "sipedge worker ready:"
+
+#: What the supervisor writes to the standard input of a worker that waits
+#: for the shared state (L{wait_released}) once worker 0 has made it.
+RELEASE = b"sipedge: shared state made\n"
+
+
+def wait_released(fd: int = 0) -> None:
+    """
+    Wait until the supervisor writes L{RELEASE} on C{fd} (a worker's
+    standard input): the shared state (keys, databases, a generated
+    certificate) is made, so this worker may use it. Bounded by the
+    supervisor's life: its end closes the pipe.
+
+    @raise SystemExit: if the pipe closes first, or says something else.
+    """
+    said = b""
+    while not said.endswith(b"\n") and len(said) < len(RELEASE):
+        chunk = os.read(fd, len(RELEASE) - len(said))
+        if not chunk:
+            raise SystemExit("sipedge: worker: the supervisor ended before the shared state"
+                             " was made")
+        said += chunk
+    if said != RELEASE:
+        raise SystemExit(f"sipedge: worker: expected the supervisor's release on standard"
+                         f" input, got {said[:80]!r}")
 
 #: Bytes of a worker's output line kept; longer lines are cut.
 _MAX_LINE = 64 * 1024
@@ -121,9 +147,13 @@ class WorkerSupervisor(Service):
         @param env: the workers' environment (by default none).
         @param on_ready: called once, when every worker has said it serves
             (L{READY_MARK}).
-        @param first_alone: start worker 0 alone, and the others once it
-            serves (so that it alone makes the state shared by all: keys,
-            databases, a generated certificate).
+        @param first_alone: worker 0 alone makes the state shared by all
+            (keys, databases, a generated certificate): the others start
+            at the same time (their start-up, mostly imports, overlaps
+            its), but their command line makes them wait
+            (L{wait_released}) until the supervisor writes L{RELEASE} to
+            their standard input, which it does once worker 0 serves (at
+            once for a worker started later).
         """
         self._reactor = reactor
         self.count = count
@@ -135,7 +165,10 @@ class WorkerSupervisor(Service):
         self._max_backoff = max_backoff
         self._stable_after = stable_after
         self._stop_timeout = stop_timeout
-        self._waiting = list(range(1, count)) if first_alone else []
+        self._first_alone = first_alone
+        #: Whether worker 0 has served once (the shared state is made).
+        self._state_made = not first_alone
+        self._held: set[int] = set()
         self._workers: dict[int, _WorkerProtocol] = {}
         self._started_at: dict[int, float] = {}
         self._backoff: dict[int, float] = {}
@@ -163,8 +196,7 @@ class WorkerSupervisor(Service):
     def startService(self) -> None:
         super().startService()
         for index in range(self.count):
-            if index not in self._waiting:
-                self._spawn(index)
+            self._spawn(index)
 
     def _spawn(self, index: int) -> None:
         self._restarts.pop(index, None)
@@ -189,15 +221,27 @@ class WorkerSupervisor(Service):
             index=index,
             pid=getattr(protocol.transport, "pid", "?"),
         )
+        if self._first_alone and index != 0:
+            self._held.add(index)
+            if self._state_made:
+                self._release()
+
+    def _release(self) -> None:
+        """Tell the workers waiting for the shared state that it is made."""
+        held, self._held = self._held, set()
+        for index in sorted(held):
+            worker = self._workers.get(index)
+            if worker is not None and worker.transport is not None and not worker.ended:
+                worker.transport.write(RELEASE)
 
     def worker_said(self, index: int, line: str) -> None:
         """A line of worker C{index}'s output: logged; notes when it serves."""
         if READY_MARK in line:
             if index not in self._ready:
                 self._ready.add(index)
-                waiting, self._waiting = self._waiting, []
-                for other in waiting if self.running else ():
-                    self._spawn(other)
+                if index == 0 and not self._state_made:
+                    self._state_made = True
+                    self._release()
                 if len(self._ready) == self.count and self._on_ready is not None:
                     on_ready, self._on_ready = self._on_ready, None
                     on_ready()

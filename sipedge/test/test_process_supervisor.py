@@ -7,6 +7,7 @@ and stopping workers, on a clock and a fake process reactor.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, cast
 
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -15,7 +16,7 @@ from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublish
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.process import READY_MARK, WorkerSupervisor, worker_record
+from sipedge.process import READY_MARK, RELEASE, WorkerSupervisor, wait_released, worker_record
 
 
 class _Process:
@@ -29,7 +30,11 @@ class _Process:
         self.fds = fds
         self.pid = 1000 + len(reactor.spawned)
         self.signals: list[str] = []
+        self.written = b""
         protocol.makeConnection(self)
+
+    def write(self, data: bytes) -> None:
+        self.written += data
 
     def signalProcess(self, name: str) -> None:
         self.signals.append(name)
@@ -97,20 +102,59 @@ class SupervisorTests(SynchronousTestCase):
             process.end()
         self.successResultOf(d)
 
-    def test_first_alone(self) -> None:
+    def test_first_makes_the_state(self) -> None:
         """
-        Worker 0 starts alone (it makes the shared state); the others
-        start once it says it serves; C{on_ready} runs once all do.
+        Every worker starts at once, but only worker 0 goes on: the others
+        wait for L{RELEASE} on their standard input, written once worker 0
+        says it serves (it made the shared state); C{on_ready} runs once
+        all serve.
         """
         self.supervisor.startService()
-        self.assertEqual([p.argv for p in self.reactor.spawned], [["worker", "0"]])
+        self.assertEqual([p.argv for p in self.reactor.spawned],
+                         [["worker", "0"], ["worker", "1"], ["worker", "2"]])
+        self.assertEqual([p.written for p in self.reactor.spawned], [b"", b"", b""])
+        self.reactor.spawned[1].say(f"{READY_MARK} 1\n")  # not the maker: releases nobody
+        self.assertEqual(self.reactor.spawned[2].written, b"")
         self.reactor.spawned[0].say(f"2026-12-07T10:00:00+0000 [x#info] {READY_MARK} 0 of 3\n")
-        self.assertEqual(sorted(p.argv[1] for p in self.reactor.spawned), ["0", "1", "2"])
+        self.assertEqual([p.written for p in self.reactor.spawned], [b"", RELEASE, RELEASE])
         self.assertEqual(self.ready, [])
-        for process in self.reactor.spawned[1:]:
-            process.say(f"{READY_MARK} {process.argv[1]}\n")
+        self.reactor.spawned[2].say(f"{READY_MARK} 2\n")
         self.assertEqual(self.ready, [True])
+        self.reactor.spawned[0].say(f"{READY_MARK} 0\n")  # said again: released once
+        self.assertEqual(self.reactor.spawned[1].written, RELEASE)
         self.stop()
+
+    def test_restarted_released_at_once(self) -> None:
+        """
+        A worker started again once the state is made is released as it
+        starts; before, it waits like the others (worker 0 ended before
+        serving: nobody is released until its successor serves).
+        """
+        self.supervisor.startService()
+        self.reactor.spawned[0].end(1)
+        self.reactor.spawned[1].end(1)
+        self.reactor.advance(0.5)
+        first, second = self.reactor.spawned[3:]
+        self.assertEqual((first.argv, second.argv), (["worker", "0"], ["worker", "1"]))
+        self.assertEqual(second.written, b"")
+        first.say(f"{READY_MARK} 0\n")
+        self.assertEqual((second.written, self.reactor.spawned[2].written), (RELEASE, RELEASE))
+        second.end(1)
+        self.reactor.advance(1.0)
+        self.assertEqual(self.reactor.spawned[-1].argv, ["worker", "1"])
+        self.assertEqual(self.reactor.spawned[-1].written, RELEASE)
+        self.stop()
+
+    def test_all_free_without_first_alone(self) -> None:
+        """With C{first_alone=False} nobody waits: nothing is written to any worker."""
+        supervisor = WorkerSupervisor(self.reactor, 2, lambda index: ["worker", str(index)],
+                                      first_alone=False)
+        supervisor.startService()
+        self.assertEqual([p.written for p in self.reactor.spawned], [b"", b""])
+        d = supervisor.stopService()
+        for process in self.reactor.spawned:
+            process.end()
+        self.successResultOf(d)
 
     def test_file_descriptors(self) -> None:
         """Each worker inherits its own descriptors; its outputs are read, its input a pipe."""
@@ -237,7 +281,7 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual(self.reactor.spawned, [])
         self.reactor.fail_spawn = False
         self.reactor.advance(0.5)
-        self.assertEqual(len(self.reactor.spawned), 1)
+        self.assertEqual(len(self.reactor.spawned), 3)
         self.stop()
 
     def test_signal_all(self) -> None:
@@ -274,17 +318,50 @@ class SupervisorTests(SynchronousTestCase):
         running[2].end(-9)
         self.successResultOf(d)
 
-    def test_stop_before_others_start(self) -> None:
-        """Stopping while worker 0 starts alone: the others never start."""
+    def test_stop_while_held(self) -> None:
+        """Stopping while the others wait for worker 0: all are stopped, none released."""
         self.supervisor.startService()
         d = self.supervisor.stopService()
+        self.assertEqual([p.signals for p in self.reactor.spawned], [["TERM"]] * 3)
         self.reactor.spawned[0].say(f"{READY_MARK} 0\n")
-        self.reactor.spawned[0].end()
+        for process in self.reactor.spawned:
+            process.end()
         self.successResultOf(d)
-        self.assertEqual(len(self.reactor.spawned), 1)
+        self.assertEqual(len(self.reactor.spawned), 3)
+        self.assertEqual([p.written for p in self.reactor.spawned[1:]], [RELEASE, RELEASE])
 
     def test_stop_with_none_running(self) -> None:
         """Stopping with no worker running is done at once, restarts cancelled."""
         self.supervisor.startService()
-        self.reactor.spawned[0].end(1)
+        for process in self.reactor.spawned:
+            process.end(1)
         self.successResultOf(self.supervisor.stopService())
+
+
+class WaitReleasedTests(SynchronousTestCase):
+    """L{wait_released}: a held worker waits for the supervisor's word."""
+
+    def pipe(self, data: bytes) -> int:
+        """A pipe that holds C{data}, its writing end closed: the reading end."""
+        read, write = os.pipe()
+        self.addCleanup(os.close, read)
+        os.write(write, data)
+        os.close(write)
+        return read
+
+    def test_released(self) -> None:
+        """L{RELEASE} on the pipe: it returns, reading nothing after it."""
+        fd = self.pipe(RELEASE + b"more")
+        self.assertIsNone(wait_released(fd))
+        self.assertEqual(os.read(fd, 100), b"more")
+
+    def test_supervisor_gone(self) -> None:
+        """The pipe closes first (the supervisor ended): the worker ends, saying why."""
+        for data in (b"", RELEASE[:5]):
+            error = self.assertRaises(SystemExit, wait_released, self.pipe(data))
+            self.assertIn("the supervisor ended before the shared state was made", str(error))
+
+    def test_something_else(self) -> None:
+        """Another line: the worker ends, saying what it got."""
+        error = self.assertRaises(SystemExit, wait_released, self.pipe(b"hello\n"))
+        self.assertIn("b'hello\\n'", str(error))

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge import tap
 from sipedge.config import DEFAULT_CONFIG, Listener
+from sipedge.error import ConfigError
 from sipedge.tap import Options, makeService
 
 CONFIG = """\
@@ -301,6 +302,43 @@ class WorkerOptionsTests(SynchronousTestCase):
         reparsed = Options()
         reparsed.parseOptions(argv[argv.index("sipedge") + 1:])
         self.assertEqual(reparsed.config, options.config)
+        self.assertTrue(reparsed["hold"])
+
+    def test_worker_zero_not_held(self) -> None:
+        """
+        Worker 0 makes the shared state: its command line does not hold it
+        (C{--hold}), every other worker's does.
+        """
+        from sipedge.process import WorkerSpec
+
+        options = self.options()
+        for index, held in ((0, False), (1, True), (2, True)):
+            argv = tap._worker_command(options, WorkerSpec(index, 3, (), ((), (), ())))
+            self.assertEqual("--hold" in argv, held, index)
+
+    def test_held_worker_waits(self) -> None:
+        """
+        A worker started with C{--hold} waits for the supervisor's word
+        (L{sipedge.process.wait_released}) before it builds anything.
+        """
+        import sipedge.process
+        import sipedge.worker_service
+        from sipedge.process import WorkerSpec
+
+        steps: list[str] = []
+        self.patch(sipedge.process, "wait_released", lambda: steps.append("waited"))
+
+        def worker(config: object, reactor: object, spec: WorkerSpec) -> object:
+            steps.append(f"built {spec.index}")
+            raise ConfigError("stop here")
+
+        self.patch(sipedge.worker_service, "WorkerService", worker)
+        spec = WorkerSpec(1, 2, (), ((), ())).encode()
+        self.assertRaises(SystemExit, makeService, self.options("--worker", spec, "--hold"))
+        self.assertEqual(steps, ["waited", "built 1"])
+        steps.clear()
+        self.assertRaises(SystemExit, makeService, self.options("--worker", spec))
+        self.assertEqual(steps, ["built 1"])
 
     def test_bad_worker_spec(self) -> None:
         """A C{--worker} value that is not a spec stops start-up saying so."""
