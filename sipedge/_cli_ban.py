@@ -3,9 +3,9 @@
 C{sipedge ban list|add|remove --config FILE [ADDRESS]}: the ban list in the
 state directory's C{bans.sqlite3}, from the command line.
 
-A running sipedge notices the change at its next purge (every
-C{security.purge_interval} seconds): it re-reads the file when another
-process has written it.
+A running sipedge (each of its workers) notices the change within a
+second (L{sipedge.security.BAN_WATCH_INTERVAL}): it re-reads the file
+when another process has written it.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def configure_ban_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "List, add or remove bans: source addresses whose packets sipedge drops"
         " unparsed. Works on bans.sqlite3 in the configured state directory;"
-        " a running sipedge picks up changes within security.purge_interval seconds."
+        " a running sipedge (every worker) picks up changes within a second."
     )
     config_help = "the sipedge configuration file (its state.path holds the bans)"
     # SUPPRESS: a --config before the action is not overwritten by the

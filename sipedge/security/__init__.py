@@ -62,7 +62,7 @@ from sipedge.security._reconfigure import (
     reread_bans,
 )
 from sipedge.security._screen import SCREEN_STAT_KEYS, SURGE, Screen
-from sipedge.security._security import RETRY_AFTER, STAT_KEYS, Security
+from sipedge.security._security import BAN_WATCH_INTERVAL, RETRY_AFTER, STAT_KEYS, Security
 from sipedge.security._tollfraud import (
     TOLL_FRAUD_RULES,
     TOLL_FRAUD_STAT_KEYS,
@@ -78,6 +78,7 @@ from sipedge.security._useragent import UserAgentMatcher
 __all__ = [
     "ACCOUNT_STAT_KEYS",
     "AUTHENTICATED",
+    "BAN_WATCH_INTERVAL",
     "DATABASE_NAME",
     "DEFAULT_SCANNER_USER_AGENTS",
     "DEFAULT_THRESHOLDS",

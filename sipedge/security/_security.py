@@ -8,6 +8,7 @@ use them.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,11 @@ from sipedge.transaction import make_response
 if TYPE_CHECKING:
     from sipedge.config import Config
 
-__all__ = ["RETRY_AFTER", "STAT_KEYS", "Security"]
+__all__ = ["BAN_WATCH_INTERVAL", "RETRY_AFTER", "STAT_KEYS", "Security"]
+
+#: Seconds between looks at whether another process changed the ban file
+#: (C{sipedge ban}, another worker): one C{PRAGMA data_version} each.
+BAN_WATCH_INTERVAL = 1.0
 
 #: Seconds a TCP/TLS client whose request was shed is asked to wait.
 RETRY_AFTER = "5"
@@ -172,6 +177,7 @@ class Security:
         if config.kernel_bans:
             self.kernel = KernelBans(clock, self.bans.list, run=nft or run_nft)
         self._purger: LoopingCall | None = None
+        self._ban_watch: LoopingCall | None = None
         #: Told of each source that authenticated here and of each ban made
         #: here (the workers of one service tell each other at once:
         #: L{sipedge.worker_service}); C{None}: nobody is.
@@ -366,6 +372,28 @@ class Security:
         purger.clock = self.clock
         self._purger = purger
         purger.start(self.config.purge_interval, now=False)
+        if isinstance(self.bans, Bans) and self.bans.path != ":memory:":  # others write it
+            watch = LoopingCall(self._watch_bans)
+            watch.clock = self.clock
+            self._ban_watch = watch
+            watch.start(BAN_WATCH_INTERVAL, now=False)
+
+    def _watch_bans(self) -> None:
+        """
+        A ban made or lifted by another process (C{sipedge ban}, another
+        worker) is in force here within L{BAN_WATCH_INTERVAL}, not at the
+        next purge: the file's C{data_version} says when to read it again.
+        """
+        bans = self.bans
+        assert isinstance(bans, Bans)
+        try:
+            changed = bans._reload_if_changed(self.clock.seconds())
+        except sqlite3.Error as e:
+            self._log.error("Cannot read the ban database {path} again: {error}",
+                            path=bans.path, error=e)
+            return
+        if changed and self.kernel is not None:
+            self.kernel.sync()
 
     def restart_purge(self) -> None:
         """Run the periodic purge at the (new) C{purge_interval}, if it runs."""
@@ -383,9 +411,10 @@ class Security:
 
     def stop(self) -> None:
         """Stop the periodic purge (idempotent)."""
-        purger, self._purger = self._purger, None
-        if purger is not None and purger.running:
-            purger.stop()
+        for call in (self._purger, self._ban_watch):
+            if call is not None and call.running:
+                call.stop()
+        self._purger = self._ban_watch = None
         if self.watch is not None:
             self.watch.stop()
         if self.kernel is not None:

@@ -11,11 +11,19 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipedge.security import Bans, KernelBans, Security, SecurityConfig, run_nft
+from sipedge.security import (
+    BAN_WATCH_INTERVAL,
+    Bans,
+    KernelBans,
+    Security,
+    SecurityConfig,
+    run_nft,
+)
 from sipedge.testing import capture_log, require_netns
 
 
@@ -146,6 +154,28 @@ class SecurityKernelTests(SynchronousTestCase):
         security.bans.ban("203.0.113.7", "operator", clock.seconds())
         clock.advance(security.config.purge_interval)
         self.assertIn("203.0.113.7", run.scripts[-1])
+        security.stop()
+        self.assertEqual(run.scripts[-1], "table inet sipedge\ndelete table inet sipedge\n")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_ban_file_watched(self) -> None:
+        """
+        A ban another process writes to the ban file reaches the kernel's
+        set within L{BAN_WATCH_INTERVAL}, not at the next purge.
+        """
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        clock = Clock()
+        run = Recorder()
+        security = Security(SecurityConfig(kernel_bans=True), clock=clock, nft=run,
+                            state_dir=directory)
+        self.addCleanup(security.close)
+        other = Bans.in_state_directory(directory)
+        self.addCleanup(other.close)
+        security.start(ports=[5060])
+        other.ban("203.0.113.8", "operator", clock.seconds())
+        clock.advance(BAN_WATCH_INTERVAL)
+        self.assertIn("203.0.113.8", run.scripts[-1])
         security.stop()
         self.assertEqual(run.scripts[-1], "table inet sipedge\ndelete table inet sipedge\n")
         self.assertEqual(clock.getDelayedCalls(), [])

@@ -29,6 +29,7 @@ from sipedge.error import ConfigError
 from sipedge.interfaces import IBanStore
 from sipedge.security import (
     AUTHENTICATED,
+    BAN_WATCH_INTERVAL,
     DATABASE_NAME,
     STAT_KEYS,
     TRUSTED,
@@ -740,7 +741,8 @@ class SecurityTests(SynchronousTestCase):
         If started, L{Security} purges every C{purge_interval} seconds:
         ended bans expire without anyone asking; stopped, no timer is left.
         """
-        # The overload watch off: the purge's timer is the one counted here.
+        # The overload watch off: the purge's timer is the one counted here
+        # (the bans in memory: no ban file to watch).
         security = Security(
             SecurityConfig(purge_interval=5.0, overload_lag=0.0), clock=self.clock
         )
@@ -759,6 +761,50 @@ class SecurityTests(SynchronousTestCase):
         security.stop()
         security.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_ban_file_watched(self) -> None:
+        """
+        A ban made or lifted by another process (C{sipedge ban}, another
+        worker) in the ban file is in force within L{BAN_WATCH_INTERVAL},
+        long before the next purge.
+        """
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        security = Security(SecurityConfig(overload_lag=0.0), clock=self.clock,
+                            state_dir=directory)
+        self.addCleanup(security.close)
+        other = Bans.in_state_directory(directory)
+        self.addCleanup(other.close)
+        security.start()
+        self.assertLess(BAN_WATCH_INTERVAL * 5, security.config.purge_interval)
+        other.ban(ATTACKER, "operator", self.clock.seconds())
+        self.assertTrue(security.admit(ATTACKER))  # not read yet
+        self.clock.advance(BAN_WATCH_INTERVAL)
+        self.assertFalse(security.admit(ATTACKER))
+        other.unban(ATTACKER)
+        self.clock.advance(BAN_WATCH_INTERVAL)
+        self.assertTrue(security.admit(ATTACKER))
+        security.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_ban_file_unreadable_logged(self) -> None:
+        """If the ban file cannot be read again, L{Security} logs it and keeps watching."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        security = Security(SecurityConfig(overload_lag=0.0), clock=self.clock,
+                            state_dir=directory)
+        self.addCleanup(security.close)
+        calls: list[float] = []
+
+        def broken(now: float) -> bool:
+            calls.append(now)
+            raise sqlite3.OperationalError("database is locked")
+
+        self.patch(security.bans, "_reload_if_changed", broken)
+        security.start()
+        self.clock.pump([BAN_WATCH_INTERVAL] * 2)
+        security.stop()
+        self.assertEqual(len(calls), 2)
 
     def test_purge_failure_logged(self) -> None:
         """If a purge fails, L{Security} logs it and goes on purging."""
