@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +61,34 @@ from sipedge.store import LostBindings
 from sipedge.transport import ReloadableServerContext, http_fetch
 
 __all__ = [
-    "SharedLostBindings", "SupervisorService", "WorkerService", "own_ports", "share_security",
-    "worker_config",
+    "NEWS_BATCH", "SharedLostBindings", "SupervisorService", "WorkerService", "news_batches",
+    "own_ports", "share_security", "worker_config",
 ]
 
 _log = Logger()
 
 _PR_SET_PDEATHSIG = 1
+
+#: Bytes of news entries (JSON) in one channel datagram at most.
+NEWS_BATCH = 30_000
+
+
+def news_batches(entries: Iterable[Sequence[Any]]) -> Iterator[bytes]:
+    """
+    C{entries} as channel payloads: each a JSON list of entries, at most
+    L{NEWS_BATCH} bytes (one entry alone may be more).
+    """
+    batch: list[str] = []
+    size = 2
+    for entry in entries:
+        text = json.dumps(list(entry), separators=(",", ":"))
+        if batch and size + len(text) + 1 > NEWS_BATCH:
+            yield ("[" + ",".join(batch) + "]").encode()
+            batch, size = [], 2
+        batch.append(text)
+        size += len(text) + 1
+    if batch:
+        yield ("[" + ",".join(batch) + "]").encode()
 
 
 def worker_config(config: Config, spec: WorkerSpec) -> Config:
@@ -106,19 +127,22 @@ def share_security(security: Any, router: WorkerRouter) -> None:
     learn at once over the channel: a source that authenticated here joins
     their allow-lists (its other source ports reach other workers), and a
     ban made here makes them read the shared ban file again now, not at
-    their next purge (the banned source's other ports reach them too).
+    their next purge (the banned source's other ports reach them too). A
+    worker that (re)starts is told every source the others know to have
+    authenticated (its C{hello}).
     """
 
     def authenticated(source: str, user: str, expires_at: float) -> None:
-        router.tell_others("authenticated", json.dumps([source, user, expires_at]).encode())
+        for payload in news_batches([(source, user, expires_at)]):
+            router.tell_others("authenticated", payload)
 
     def banned(ban: Ban) -> None:
         router.tell_others("banned", ban.source.encode())
 
     def heard_authenticated(sender: int, payload: bytes) -> None:
         try:
-            source, user, expires_at = json.loads(payload)
-            security.allow.note_authenticated(str(source), str(user), float(expires_at))
+            for source, user, expires_at in json.loads(payload):
+                security.allow.note_authenticated(str(source), str(user), float(expires_at))
         except (TypeError, ValueError) as e:
             _log.warn("Worker {sender} said a source authenticated, not understood: {error}",
                       sender=sender, error=str(e))
@@ -126,10 +150,17 @@ def share_security(security: Any, router: WorkerRouter) -> None:
     def heard_banned(sender: int, payload: bytes) -> None:
         reread_bans(security)
 
+    def greet(index: int) -> None:
+        # Those noted here and those heard of: a worker started after
+        # another heard of a source tells it too (each note is idempotent).
+        for payload in news_batches(security.allow.entries(security.clock.seconds())):
+            router.tell(index, "authenticated", payload)
+
     security.on_authenticated = authenticated
     security.on_ban = banned
     router.listeners["authenticated"] = heard_authenticated
     router.listeners["banned"] = heard_banned
+    router.greeters.append(greet)
 
 
 class SharedLostBindings(LostBindings):
@@ -141,11 +172,14 @@ class SharedLostBindings(LostBindings):
 
     #: Tells the other workers (kind, payload), once the channel is set.
     router: WorkerRouter | None = None
+    #: What says the time (the worker's reactor), once the channel is set.
+    clock: Any = None
 
     def lost(self, aor: str, until: float) -> None:
         super().lost(aor, until)
         if self.router is not None:
-            self.router.tell_others("lost", json.dumps([aor, until]).encode())
+            for payload in news_batches([(aor, until)]):
+                self.router.tell_others("lost", payload)
 
     def forget(self, aor: str) -> None:
         known = self.is_lost(aor, -math.inf)
@@ -153,16 +187,26 @@ class SharedLostBindings(LostBindings):
         if known and self.router is not None:  # the others heard of it too
             self.router.tell_others("found", aor.encode())
 
-    def listen(self, router: WorkerRouter) -> None:
-        """Tell the others through C{router}, and act on what they tell."""
+    def listen(self, router: WorkerRouter, clock: Any) -> None:
+        """
+        Tell the others through C{router}, and act on what they tell; a
+        worker that (re)starts is told every user still lost.
+        """
         self.router = router
+        self.clock = clock
         router.listeners["lost"] = self._heard_lost
         router.listeners["found"] = self._heard_found
+        router.greeters.append(self._greet)
+
+    def _greet(self, index: int) -> None:
+        assert self.router is not None
+        for payload in news_batches(self.entries(self.clock.seconds())):
+            self.router.tell(index, "lost", payload)
 
     def _heard_lost(self, sender: int, payload: bytes) -> None:
         try:
-            aor, until = json.loads(payload)
-            LostBindings.lost(self, str(aor), float(until))
+            for aor, until in json.loads(payload):
+                LostBindings.lost(self, str(aor), float(until))
         except (TypeError, ValueError) as e:
             _log.warn("Worker {sender} said a phone was lost, not understood: {error}",
                       sender=sender, error=str(e))
@@ -208,7 +252,7 @@ class WorkerService(SipEdgeService):
         self.transports.router = self.router
         share_security(self.security, self.router)
         assert isinstance(self.lost, SharedLostBindings)
-        self.lost.listen(self.router)
+        self.lost.listen(self.router, self._reactor)
         self.started_format = (
             f"{READY_MARK} {spec.index} of {spec.count}"
             " (domains {domains}, state in {state})"

@@ -153,6 +153,9 @@ class WorkerRouter:
         #: What to do with news from another worker, by kind: called with
         #: the sender's index and the payload (L{tell_others}).
         self.listeners: dict[str, Callable[[int, bytes], None]] = {}
+        #: Called with the index of a worker that (re)started (its
+        #: C{hello}): each tells it the news it would have heard (L{tell}).
+        self.greeters: list[Callable[[int], None]] = []
 
     # Deciding
 
@@ -359,6 +362,13 @@ class WorkerRouter:
         self.handed[kind] = self.handed.get(kind, 0) + 1
         return self.channel.send_to_others(kind, NO_FLOW, payload)
 
+    def tell(self, index: int, kind: str, payload: bytes) -> bool:
+        """News for worker C{index} alone (a greeting: L{greeters})."""
+        if self.channel is None:
+            return False
+        self.handed[kind] = self.handed.get(kind, 0) + 1
+        return self.channel.send(index, kind, NO_FLOW, payload)
+
     def deliver(self, sender: int, kind: str, flow: Flow, payload: bytes) -> None:
         """Act on what worker C{sender} handed over (L{WorkerChannel}'s C{deliver})."""
         if kind in NEWS:
@@ -395,6 +405,11 @@ class WorkerRouter:
             if self.transports is not None and self.channel is not None:
                 for accepted in self.transports.accepted_flows():
                     self.channel.send(sender, "owner", accepted)
+            for greet in self.greeters:
+                try:
+                    greet(sender)
+                except Exception:
+                    self._log.failure("Cannot tell worker {sender} the news", sender=sender)
             return
         try:
             message = parse_datagram(payload, self._limits)

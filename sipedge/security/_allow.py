@@ -96,6 +96,15 @@ class AllowList:
         users = self._entries.get(key, {}) if key is not None else {}
         return {user: at for user, at in users.items() if at > now}
 
+    def entries(self, now: float) -> list[tuple[str, str, float]]:
+        """Every unexpired C{(source, user, expires_at)}, the oldest noted first."""
+        return [
+            (source, user, at)
+            for source, users in self._entries.items()
+            for user, at in users.items()
+            if at > now
+        ]
+
     def purge(self, now: float) -> int:
         """Forget every expired entry; return how many sources went."""
         gone = 0

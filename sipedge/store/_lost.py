@@ -58,3 +58,7 @@ class LostBindings:
     def forget(self, aor: str) -> None:
         """C{aor} registered (or unregistered) since: its 404 or its bindings tell."""
         self._until.pop(aor, None)
+
+    def entries(self, now: float) -> list[tuple[str, float]]:
+        """Every C{(aor, until)} still lost at C{now}, the oldest first."""
+        return [(aor, until) for aor, until in self._until.items() if until > now]

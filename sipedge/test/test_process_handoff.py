@@ -350,6 +350,30 @@ class NewsTests(SynchronousTestCase):
         self.router.deliver(1, "banned", NO_FLOW, b"y")
         self.assertEqual(self.heard, [(1, b"y")])
 
+    def test_tell_one(self) -> None:
+        """News for one worker goes to it alone, counted; before the channel, nowhere."""
+        self.assertTrue(self.router.tell(1, "lost", b"[]"))
+        self.assertEqual(self.channel.sent, [(1, "lost", NO_FLOW, b"[]")])
+        self.assertEqual(self.router.handed["lost"], 1)
+        self.router.channel = None
+        self.assertFalse(self.router.tell(1, "lost", b"[]"))
+
+    def test_greeters(self) -> None:
+        """
+        A worker's C{hello} has every greeter called with its index (to
+        tell it the news it missed); one that raises is logged, the others
+        still greet.
+        """
+        greeted: list[int] = []
+
+        def fail(index: int) -> None:
+            raise RuntimeError("boom")
+
+        self.router.greeters += [fail, greeted.append]
+        self.router.deliver(1, "hello", NO_FLOW, b"")
+        self.assertEqual(greeted, [1])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_encoded(self) -> None:
         """News crosses the channel's encoding."""
         for kind in NEWS:

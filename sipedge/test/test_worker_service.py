@@ -6,6 +6,7 @@ themselves are tested end to end in L{sipedge.test.test_e2e_workers}.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from sipedge.process import ADMIN, METRICS, NO_FLOW, WorkerRouter, WorkerSocket,
 from sipedge.security import Security
 from sipedge.testing import RecordingReceiver
 from sipedge.worker_service import (
+    NEWS_BATCH,
     SharedLostBindings,
     SupervisorService,
+    news_batches,
     own_ports,
     share_security,
     worker_config,
@@ -108,6 +111,22 @@ class _Wire:
         self.peer.deliver(self.index, kind, flow, payload)
         return 1
 
+    def send(self, index: int, kind: str, flow: Flow, payload: bytes = b"") -> bool:
+        assert self.peer is not None and index == 1 - self.index
+        self.peer.deliver(self.index, kind, flow, payload)
+        return True
+
+
+def _restart(routers: list[WorkerRouter], index: int) -> WorkerRouter:
+    """Worker C{index} (re)started: a new router wired to the other one, which it greets."""
+    router = WorkerRouter(RecordingReceiver(), _spec(index))
+    router.channel = _Wire(index)  # type: ignore[assignment]
+    other = routers[1 - index]
+    router.channel.peer = other  # type: ignore[union-attr]
+    other.channel.peer = router  # type: ignore[union-attr]
+    routers[index] = router
+    return router
+
 
 class ShareSecurityTests(SynchronousTestCase):
     """
@@ -119,6 +138,7 @@ class ShareSecurityTests(SynchronousTestCase):
         self.clock = Clock()
         directory = Path(self.mktemp())
         directory.mkdir()
+        self.directory = directory
         self.security: list[Security] = []
         routers = []
         for index in (0, 1):
@@ -171,6 +191,29 @@ class ShareSecurityTests(SynchronousTestCase):
         self.assertFalse(first.admit("192.0.2.8"))
         self.assertFalse(second.admit("192.0.2.8"))
 
+    def test_restarted_worker_told(self) -> None:
+        """
+        A worker that (re)starts is told, when it says C{hello}, every
+        source the others know to be authenticated (noted there or heard
+        of), not the expired ones.
+        """
+        first = self.security[0]
+        now = self.clock.seconds()
+        first.note_authenticated("192.0.2.5", "alice", now + 60)
+        first.note_authenticated("192.0.2.5", "carol", now + 90)
+        first.allow.note_authenticated("192.0.2.7", "bob", now + 600)  # heard of, say
+        first.allow.note_authenticated("192.0.2.9", "dave", now - 1)  # expired
+        again = Security(clock=self.clock, state_dir=self.directory)
+        self.addCleanup(again.close)
+        router = _restart(self.routers, 1)
+        share_security(again, router)
+        self.assertFalse(again.is_authenticated("192.0.2.5"))
+        router.hello()
+        self.assertEqual(again.allow.users("192.0.2.5", now), {"alice": 60.0, "carol": 90.0})
+        self.assertEqual(again.allow.users("192.0.2.7", now), {"bob": 600.0})
+        self.assertFalse(again.is_authenticated("192.0.2.9"))
+        self.assertEqual(self.routers[0].handed["authenticated"], 3)  # two notes, one greeting
+
     def test_not_understood(self) -> None:
         """News that does not decode is logged, and changes nothing."""
         self.routers[1].deliver(0, "authenticated", NO_FLOW, b"[1, 2]")
@@ -199,13 +242,14 @@ class SharedLostBindingsTests(SynchronousTestCase):
     """L{SharedLostBindings}: the users whose phones were lost, told to the other workers."""
 
     def setUp(self) -> None:
+        self.clock = Clock()
         self.lost: list[SharedLostBindings] = []
         routers = []
         for index in (0, 1):
             router = WorkerRouter(RecordingReceiver(), _spec(index))
             router.channel = _Wire(index)  # type: ignore[assignment]
             lost = SharedLostBindings()
-            lost.listen(router)
+            lost.listen(router, self.clock)
             self.lost.append(lost)
             routers.append(router)
         routers[0].channel.peer = routers[1]  # type: ignore[union-attr]
@@ -236,9 +280,49 @@ class SharedLostBindingsTests(SynchronousTestCase):
         self.assertEqual(len(self.lost[1]), 0)
         self.assertEqual(self.flushLoggedErrors(), [])
 
+    def test_restarted_worker_told(self) -> None:
+        """A worker that (re)starts is told every user still lost, not the others."""
+        self.clock.advance(50)
+        self.lost[0].lost("sip:bob@example.com", 100.0)
+        self.lost[0].lost("sip:carol@example.com", 40.0)  # over already
+        again = SharedLostBindings()
+        router = _restart(self.routers, 1)
+        again.listen(router, self.clock)
+        router.hello()
+        self.assertTrue(again.is_lost("sip:bob@example.com", 60.0))
+        self.assertEqual(len(again), 1)
+
     def test_alone(self) -> None:
         """Before it listens (no channel yet), it is a plain L{LostBindings}."""
         lost = SharedLostBindings()
         lost.lost("sip:bob@example.com", 10.0)
         lost.forget("sip:bob@example.com")
         self.assertEqual(len(lost), 0)
+
+
+class NewsBatchesTests(SynchronousTestCase):
+    """L{news_batches}: news entries in channel payloads of bounded size."""
+
+    def test_batched(self) -> None:
+        """
+        Many entries go in few payloads, each a JSON list of at most
+        L{NEWS_BATCH} bytes, together every entry in order.
+        """
+        entries = [(f"192.0.2.{n % 250}", f"user{n}", 1000.0 + n) for n in range(3000)]
+        payloads = list(news_batches(entries))
+        self.assertGreater(len(payloads), 1)
+        self.assertLess(len(payloads), 10)
+        for payload in payloads:
+            self.assertLessEqual(len(payload), NEWS_BATCH)
+        found = [tuple(entry) for payload in payloads for entry in json.loads(payload)]
+        self.assertEqual(found, entries)
+
+    def test_none(self) -> None:
+        """No entries: no payload (nothing is sent)."""
+        self.assertEqual(list(news_batches([])), [])
+
+    def test_one_too_large(self) -> None:
+        """An entry larger than a batch alone still goes, in a payload of its own."""
+        big = ("x" * (NEWS_BATCH + 10), "u", 1.0)
+        payloads = list(news_batches([("a", "b", 2.0), big, ("c", "d", 3.0)]))
+        self.assertEqual([len(json.loads(p)) for p in payloads], [1, 1, 1])
