@@ -20,6 +20,7 @@ from sipedge.testing import (
     free_port_range,
     media_port,
     require_tool,
+    tcp_listening,
 )
 
 MISSING = "sipedge-no-such-tool"
@@ -65,6 +66,33 @@ class PortTests(SynchronousTestCase):
         """C{count} consecutive free UDP ports from an even one."""
         low, high = free_port_range(4)
         self.assertEqual((high - low, low % 2), (3, 0))
+
+    def test_tcp_listening(self) -> None:
+        """
+        L{tcp_listening} is true while a socket listens on the port (IPv4
+        or IPv6), not when it is only bound, nor once it is closed.
+        """
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, 0))
+                except OSError:
+                    continue  # no IPv6 here
+                port = s.getsockname()[1]
+                self.assertFalse(tcp_listening(port))
+                s.listen()
+                self.assertTrue(tcp_listening(port))
+            self.assertFalse(tcp_listening(port))
+
+    def test_sipp_tcp_uas_listens_when_started(self) -> None:
+        """A SIPp UAS started over TCP listens on its port when L{Sipp.start} returns."""
+        work = Path(self.mktemp())
+        work.mkdir()
+        sipp = Sipp(work)
+        self.addCleanup(sipp.stop_all)
+        port = free_port()
+        sipp.start("uas.xml", "-m", 1, port=port, transport="t1", timeout=20)
+        self.assertTrue(tcp_listening(port))
 
 
 class MediaPortTests(SynchronousTestCase):

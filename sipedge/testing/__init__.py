@@ -151,7 +151,7 @@ from sipedge.testing._sipp import (
 from sipedge.testing._sipvicious import run_sipvicious, sipvicious_table, sipvicious_tool
 from sipedge.testing._streams import StreamConnection, StreamFaults
 from sipedge.testing._tls_caller import TlsCaller
-from sipedge.testing._tools import ROOT, free_port, free_port_range, require_tool
+from sipedge.testing._tools import ROOT, free_port, free_port_range, require_tool, tcp_listening
 
 __all__ = [
     "ALICE",
@@ -276,6 +276,7 @@ __all__ = [
     "sipvicious_tool",
     "srv",
     "start_with_sipp",
+    "tcp_listening",
     "tone_share",
     "ulaw_decode",
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sipedge.testing._processes import SipEdgeProcess
-from sipedge.testing._tools import free_port, require_tool, udp_ports_free
+from sipedge.testing._tools import free_port, require_tool, tcp_listening, udp_ports_free
 
 __all__ = ["SIPP_SCENARIOS", "Sipp", "media_port", "sipp_counter", "start_with_sipp"]
 
@@ -105,13 +105,24 @@ class Sipp:
     def start(
         self, scenario: str, *args: Any, timeout: float = 60.0, **kw: Any
     ) -> subprocess.Popen[bytes]:
-        """Start a scenario in the background (a UAS); stopped by L{stop_all}."""
+        """
+        Start a scenario in the background (a UAS); stopped by L{stop_all}.
+        Over TCP or TLS, return once it listens on its port (at most 10 s:
+        a caller started at once was refused under load), or has ended.
+        """
         out = (self.workdir / f"{scenario}-{len(self._background)}.out").open("wb")
+        command = self.command(scenario, *args, timeout=timeout, **kw)
         process = subprocess.Popen(
-            self.command(scenario, *args, timeout=timeout, **kw),
+            command,
             cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         self._background.append(process)
+        if command[command.index("-t") + 1][0] in "tl":  # t1, tn, l1, ln: it listens
+            port = int(command[command.index("-p") + 1])
+            deadline = time.monotonic() + 10
+            while (time.monotonic() < deadline and process.poll() is None
+                   and not tcp_listening(port)):
+                time.sleep(0.05)
         return process
 
     def stop_all(self) -> None:

@@ -16,7 +16,9 @@ from twisted.trial.unittest import SkipTest
 
 import sipedge
 
-__all__ = ["ROOT", "family_of_host", "free_port", "free_port_range", "require_tool"]
+__all__ = [
+    "ROOT", "family_of_host", "free_port", "free_port_range", "require_tool", "tcp_listening",
+]
 
 #: The directory that holds the C{sipedge} package (the checkout, in development).
 ROOT = Path(sipedge.__file__).resolve().parent.parent
@@ -81,6 +83,25 @@ def udp_ports_free(host: str, start: int, count: int) -> bool:
         for sock in sockets:
             sock.close()
     return True
+
+
+def tcp_listening(port: int) -> bool:
+    """
+    Whether some socket of this network namespace listens on TCP C{port}
+    (any address), read from C{/proc/net/tcp} and C{tcp6}: nothing
+    connects to it, so a peer is not disturbed by the question.
+    """
+    wanted = f":{port:04X}"
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[1].endswith(wanted) and fields[3] == "0A":
+                return True
+    return False
 
 
 def free_port_range(count: int, host: str = "127.0.0.1") -> tuple[int, int]:
