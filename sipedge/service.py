@@ -240,7 +240,7 @@ class SipEdgeService(MultiService):
 
     def _build(self, config: Config, reactor: Any, state_dir: Path) -> None:
         rr_secret = _state_secret(state_dir)
-        self.signer = RecordRouteSigner(rr_secret)
+        self.signer = RecordRouteSigner(rr_secret, reactor, config.dialogs.route_lifetime)
         # Phones behind NAT: their flows ride in our Record-Route.
         self.flow_tokens = FlowTokens(Sealer(rr_secret))
         self.topology = _topology_hider(config, rr_secret)

@@ -334,6 +334,9 @@ class DialogsConfig:
         re-INVITE or UPDATE) after which a dialog is forgotten, so that the
         dialogs of crashed parties do not pile up; 0 for never.
     @ivar max_dialogs: the most dialogs remembered at once.
+    @ivar route_lifetime: seconds our signed Record-Route counts as "a
+        dialog set up through us" after the INVITE that made it (a stale
+        Route then goes the whole request chain); 0 for ever.
     """
 
     track: bool = attrs.field(default=True, validator=_boolean)
@@ -342,6 +345,9 @@ class DialogsConfig:
         default=43200.0, converter=_to_float, validator=seconds(minimum_exclusive=False)
     )
     max_dialogs: int = attrs.field(default=100_000, validator=_integer(1))
+    route_lifetime: float = attrs.field(
+        default=86400.0, converter=_to_float, validator=seconds(minimum_exclusive=False)
+    )
 
 
 _LOG_LEVELS = ("debug", "info", "warn", "error", "critical")

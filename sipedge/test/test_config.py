@@ -921,8 +921,13 @@ class DialogsTests(ConfigErrorAssertions, SynchronousTestCase):
     """C{[dialogs]}."""
 
     def test_defaults(self) -> None:
-        """Dialogs are tracked, session timers enforced, 12 hours, 100,000 at most."""
-        self.assertEqual(DEFAULT_CONFIG.dialogs, DialogsConfig(True, True, 43200.0, 100_000))
+        """
+        Dialogs are tracked, session timers enforced, 12 hours, 100,000 at
+        most; our Record-Route counts for a day.
+        """
+        self.assertEqual(
+            DEFAULT_CONFIG.dialogs, DialogsConfig(True, True, 43200.0, 100_000, 86400.0)
+        )
 
     def test_values(self) -> None:
         """Every key."""
@@ -933,10 +938,11 @@ class DialogsTests(ConfigErrorAssertions, SynchronousTestCase):
                     "session_timers": False,
                     "max_lifetime": 0,
                     "max_dialogs": 10,
+                    "route_lifetime": 0,
                 }
             }
         ).dialogs
-        self.assertEqual(dialogs, DialogsConfig(False, False, 0.0, 10))
+        self.assertEqual(dialogs, DialogsConfig(False, False, 0.0, 10, 0.0))
 
     def test_bad_values(self) -> None:
         """Booleans, a non-negative number of seconds, a positive count."""
@@ -946,6 +952,9 @@ class DialogsTests(ConfigErrorAssertions, SynchronousTestCase):
         )
         self.assertConfigError(
             {"dialogs": {"max_dialogs": 0}}, "dialogs.max_dialogs", "must be at least 1"
+        )
+        self.assertConfigError(
+            {"dialogs": {"route_lifetime": -5}}, "dialogs.route_lifetime", "non-negative"
         )
 
 

@@ -4,8 +4,9 @@ What still decides a request within a dialog set up through us (our own
 signed Record-Route came back as its Route), on the default chain: the
 stages it skips (L{IDialogNeutralStage}) cannot change its fate
 (L{sipedge.test.test_pipeline_dialog}); every stage it still runs still
-acts on it, here. A Route that is forged, or signed for another call,
-makes no dialog: such a request goes the whole way, challenge included.
+acts on it, here. A Route that is forged, signed for another call, or
+stale makes no dialog: such a request goes the whole way, challenge
+included.
 The argument is in C{doc/architecture.md} ("Requests within our
 dialogs") and C{doc/security.md}.
 """
@@ -13,6 +14,7 @@ dialogs") and C{doc/security.md}.
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -21,7 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from sipedge.auth import MemoryCredentialStore, NonceSource
 from sipedge.config import DEFAULT_STAGES
 from sipedge.flow import Flow
-from sipedge.message import Request, parse_datagram
+from sipedge.message import Request, SipURI, parse_datagram, parse_uri
 from sipedge.pipeline import (
     Drop,
     Forward,
@@ -33,6 +35,7 @@ from sipedge.pipeline import (
 from sipedge.proxy import LocalIdentity, RecordRouteSigner, Registrar
 from sipedge.security import Monitor, Security, TollFraudGuard
 from sipedge.store import MemoryLocationStore
+from sipedge.testing import edge_in_memory
 
 PROXY = "192.0.2.1"
 #: A party of the call: neither trusted nor authenticated (the callee, or
@@ -40,6 +43,8 @@ PROXY = "192.0.2.1"
 SOURCE = "198.51.100.7"
 FLOW = Flow("UDP", PROXY, 5060, SOURCE, 5060)
 CALL_ID = "fate-1@198.51.100.7"
+#: C{[dialogs] route_lifetime}, the default.
+LIFETIME = 86400.0
 
 
 class DialogFateTests(SynchronousTestCase):
@@ -51,7 +56,7 @@ class DialogFateTests(SynchronousTestCase):
         store = MemoryLocationStore()
         self.security = Security(clock=self.clock)
         self.addCleanup(self.security.close)
-        self.signer = RecordRouteSigner(b"k" * 32)
+        self.signer = RecordRouteSigner(b"k" * 32, self.clock, LIFETIME)
         self.monitor = Monitor(clock=self.clock, security=self.security)
         self.guard = TollFraudGuard(clock=self.clock)
         self.services = StageServices(
@@ -137,6 +142,19 @@ class DialogFateTests(SynchronousTestCase):
             self.assertEqual(result.status, 407, se)
             self.assertNotEqual(context.annotations.get("route"), "dialog")
 
+    def test_stale_goes_the_whole_way(self) -> None:
+        """
+        Our Route, signed for this call, counts for C{route_lifetime}
+        after it was made; later it is stale: a BYE under it is
+        challenged.
+        """
+        se = self.signer.mac(CALL_ID)
+        self.clock.advance(LIFETIME - 60)
+        self.assertForwarded(self.request("BYE", se))
+        self.clock.advance(120)
+        result, context = self.run_chain(self.request("BYE", se))
+        self.assertEqual((result.status, context.annotations.get("route")), (407, None))
+
     def test_banned(self) -> None:
         """A banned source's ACK and BYE are dropped, unanswered, though in a dialog."""
         self.security.ban(SOURCE, "test")
@@ -203,3 +221,23 @@ class DialogFateTests(SynchronousTestCase):
         self.assertEqual(result, Respond(483))
         result, _ = self.run_chain(self.request("ACK", max_forwards=0))
         self.assertEqual(result, Drop("ACK with Max-Forwards 0"))
+
+
+class ServiceTests(SynchronousTestCase):
+    """The service signs with its reactor's time and C{[dialogs] route_lifetime}."""
+
+    def test_route_lifetime(self) -> None:
+        """A value the service made counts for the configured lifetime, not after."""
+        edge = edge_in_memory(
+            '[sip]\ndomains = ["lab.test"]\nlisten = ["udp:192.0.2.1:5060"]\n'
+            "[dialogs]\nroute_lifetime = 600\n",
+            Path(self.mktemp()).absolute(),
+        )
+        self.addCleanup(edge.stop)
+        signer = edge.service.signer
+        uri = parse_uri(f"sip:192.0.2.1;lr;se={signer.mac(CALL_ID)}")
+        assert isinstance(uri, SipURI)
+        edge.reactor.advance(600)
+        self.assertTrue(signer.verify(uri, CALL_ID))
+        edge.reactor.advance(60)
+        self.assertFalse(signer.verify(uri, CALL_ID))

@@ -21,9 +21,10 @@ from sipedge.proxy import (
     DialogFlows,
     FlowTokens,
     PartyFlow,
+    RecordRouteSigner,
     Sealer,
 )
-from sipedge.testing import ALICE, PROXY, SECRET, UPSTREAM, ProxyHarness
+from sipedge.testing import ALICE, PROXY, SECRET, TRUSTED, UPSTREAM, ProxyHarness
 from sipedge.testing import sip_answer as answer
 from sipedge.testing import sip_request as request
 from sipedge.transport import Flow
@@ -114,6 +115,27 @@ class NatDialogTests(ProxyHarness, SynchronousTestCase):
             method, contact, *routes, to="<sip:bob@example.com>;tag=bob-tag", cseq=2,
             branch=f"z9hG4bK-alice-{method}", **kw
         )
+
+    def test_stale_route_still_finds_the_flow(self) -> None:
+        """
+        Once our Record-Route is stale (past its lifetime), Alice's BYE
+        along it goes the whole chain (here, with no digest-auth, she is
+        refused relaying: 403), but a trusted
+        party's in-dialog request, not challenged, still reaches Bob behind
+        NAT over his flow: the flow token in our Route is still ours.
+        """
+        self.signer = RecordRouteSigner(SECRET, self.clock, 3600.0)
+        self.services = attrs.evolve(self.services, signer=self.signer)
+        self.core = self.make_core(flow_tokens=self.tokens)
+        ok = self.call_bob()
+        self.clock.advance(3600 + 60)
+        self.receive(self.in_dialog("BYE", ok), ALICE)
+        self.assertEqual(self.only(UPSTREAM, 403).status, 403)
+        self.take()
+        self.receive(self.in_dialog("INFO", ok), TRUSTED)
+        info = self.only(BOB_NAT.remote, "INFO")
+        self.assertEqual(info.uri, "sip:bob@10.0.0.5:5060")
+        self.assertEqual(self.sent_to(BOB_PRIVATE), [])
 
     def test_bye_to_callee_behind_nat(self) -> None:
         """

@@ -7,8 +7,9 @@ If the Request-URI is one of our Record-Route values, the previous hop is a
 strict router: the real Request-URI is the last Route value. Each Route
 value on top that points at us is removed (two when we record-routed on two
 interfaces). When the removed value carries our valid signature for this
-Call-ID, the request belongs to a dialog set up through us:
-C{annotations["route"] = "dialog"}. If that value also carries a flow token
+Call-ID, not expired (L{sipedge.proxy.RecordRouteSigner}), the request
+belongs to a dialog set up through us: C{annotations["route"] =
+"dialog"}. If that value (expired or not) also carries a flow token
 (C{ft}, L{sipedge.proxy.FlowTokens}) naming the flow of the party the
 request is addressed to (a phone behind NAT), C{annotations["flow"]} is
 that L{sipedge.proxy.PartyFlow}: the forward stage sends over it.
@@ -57,19 +58,32 @@ class RouteStage:
         call_id = request.call_id
         if request.routes and local.is_local_uri(request.request_uri):
             # RFC 3261 16.4: the previous hop was a strict router.
-            if signer is not None and signer.verify(request.request_uri, call_id):
-                context.annotations["route"] = "dialog"
-                _note_flow(context, request.request_uri, call_id)
+            if signer is not None:
+                _signed(context, signer, request.request_uri, call_id)
             last = request.routes[-1]
             request = _without_last_route(request).with_uri(last.uri)
         while request.routes and local.is_local_uri(request.routes[0].uri):
-            uri = request.routes[0].uri
-            if signer is not None and signer.verify(uri, call_id):
-                context.annotations["route"] = "dialog"
-                _note_flow(context, uri, call_id)
+            if signer is not None:
+                _signed(context, signer, request.routes[0].uri, call_id)
             request = request.with_route_popped()
         context.request = request
         return _CONTINUE
+
+
+def _signed(context: RequestContext, signer: Any, uri: Any, call_id: str) -> None:
+    """
+    Our Record-Route value C{uri} came back: if we signed it for this
+    call, the request is in a dialog through us while the signature is
+    fresh; fresh or stale, the flow token in it still says where the
+    party it is addressed to is (a stale Route only means the request
+    goes the whole chain).
+    """
+    checked = signer.check(uri, call_id)
+    if checked is None:
+        return
+    if checked == "fresh":
+        context.annotations["route"] = "dialog"
+    _note_flow(context, uri, call_id)
 
 
 def _note_flow(context: RequestContext, uri: Any, call_id: str) -> None:
