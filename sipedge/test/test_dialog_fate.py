@@ -35,7 +35,7 @@ from sipedge.pipeline import (
 from sipedge.proxy import LocalIdentity, RecordRouteSigner, Registrar
 from sipedge.security import Monitor, Security, TollFraudGuard
 from sipedge.store import MemoryLocationStore
-from sipedge.testing import edge_in_memory
+from sipedge.testing import Phone, edge_in_memory
 
 PROXY = "192.0.2.1"
 #: A party of the call: neither trusted nor authenticated (the callee, or
@@ -241,3 +241,55 @@ class ServiceTests(SynchronousTestCase):
         self.assertTrue(signer.verify(uri, CALL_ID))
         edge.reactor.advance(60)
         self.assertFalse(signer.verify(uri, CALL_ID))
+
+
+class BannedPartyTests(SynchronousTestCase):
+    """A whole sipedge on its defaults: a party banned during a call."""
+
+    def setUp(self) -> None:
+        self.edge = edge_in_memory(
+            '[sip]\ndomains = ["lab.test"]\nlisten = ["udp:192.0.2.1:5060"]\n',
+            Path(self.mktemp()).absolute(),
+        )
+        self.addCleanup(self.edge.stop)
+        self.reactor = self.edge.reactor
+        self.phones = []
+        for user, host in (("alice", "192.0.2.10"), ("bob", "192.0.2.20")):
+            self.edge.add_user(user, f"{user}-secret")
+            phone = Phone(
+                user, "lab.test", self.reactor, host=host, password=f"{user}-secret",
+                outbound=self.edge.udp,
+            )  # fmt: skip
+            phone.listen(self.reactor, 5060)
+            self.addCleanup(phone.stop)
+            self.phones.append(phone)
+            phone.register()
+        self.reactor.flush()
+
+    def byes_to_bob(self) -> list[Request]:
+        bob = self.phones[1]
+        return [m for m in bob.received if isinstance(m, Request) and m.method == "BYE"]
+
+    def hang_up(self, ban: bool) -> None:
+        alice = self.phones[0]
+        call = alice.invite("sip:bob@lab.test")
+        self.reactor.flush()
+        self.assertEqual(call.state, "confirmed", call.statuses)
+        if ban:
+            self.edge.service.security.ban("192.0.2.10", "test")
+        alice.bye(call)
+        self.reactor.flush()
+
+    def test_bye_passes(self) -> None:
+        """Alice's BYE, along our signed Record-Route, reaches Bob."""
+        self.hang_up(ban=False)
+        self.assertEqual(len(self.byes_to_bob()), 1)
+
+    def test_banned_bye_refused(self) -> None:
+        """
+        Once Alice's address is banned, her BYE in the call she set up is
+        dropped, unanswered: in a dialog through us or not, a banned
+        source gets nothing through.
+        """
+        self.hang_up(ban=True)
+        self.assertEqual(self.byes_to_bob(), [])

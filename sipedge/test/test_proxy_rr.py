@@ -56,7 +56,8 @@ class SignerTests(SynchronousTestCase):
             value = signer.mac(call_id)
             self.assertEqual(value, _fresh(call_id, int(clock.seconds() // 60)))
             self.assertTrue(signer.verify(_uri(f"sip:192.0.2.1;lr;se={value}"), call_id))
-            self.assertLessEqual(len(signer._memo), size)
+            self.assertLessEqual(len(signer._made), size)
+            self.assertLessEqual(len(signer._known), size)
 
     def test_lifetime(self) -> None:
         """
