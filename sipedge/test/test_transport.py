@@ -667,6 +667,22 @@ class ManagerTests(ManagerTestMixin, SynchronousTestCase):
         self.assertEqual(manager.local_hostport("udp", socket.AF_INET6), ("2001:db8::1", 5060))
         self.assertEqual(manager.local_hostport("UDP", socket.AF_INET), ("198.51.100.1", 5060))
 
+    def test_local_hostport_follows_listeners(self) -> None:
+        """
+        L{TransportManager.local_hostport} answers from the listeners there
+        are now: it remembers its answers, but not past a new listener or
+        the close, and never a missing one.
+        """
+        manager, _ = self.manager()
+        manager.listen_udp("198.51.100.1", 5060)
+        self.assertEqual(manager.local_hostport("UDP", socket.AF_INET), ("198.51.100.1", 5060))
+        self.assertRaises(TransportError, manager.local_hostport, "TCP", socket.AF_INET)
+        manager.listen_tcp("198.51.100.1", 5070)
+        self.assertEqual(manager.local_hostport("TCP", socket.AF_INET), ("198.51.100.1", 5070))
+        self.assertEqual(manager.local_hostport("UDP", socket.AF_INET), ("198.51.100.1", 5060))
+        manager.close()
+        self.assertRaises(TransportError, manager.local_hostport, "UDP", socket.AF_INET)
+
     def test_udp_no_listener(self) -> None:
         """Sending on a UDP flow whose local address has no socket is a TransportError."""
         manager, _ = self.manager()

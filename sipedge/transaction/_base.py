@@ -210,7 +210,8 @@ class Transaction:
             self._finish()
         if self.state not in self._request_states:
             self._let_go()
-        self._drain()
+        if self._queue:
+            self._drain()
 
     def _let_go(self) -> None:
         """
@@ -292,7 +293,8 @@ class Transaction:
 
     def _start_timer(self, input: Input, delay: float) -> None:
         """Start (or restart) a timer; a zero delay fires after this transition."""
-        self._cancel_timer(input)
+        if self._running:
+            self._cancel_timer(input)
         if delay <= 0:
             self._enqueue(input)
             return

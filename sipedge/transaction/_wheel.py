@@ -92,7 +92,8 @@ class _Timer:
         @raise AlreadyCancelled: if it was cancelled before.
         @raise AlreadyCalled: if it fired.
         """
-        self._check_active()
+        if self.cancelled or self.called:  # (checked inline first: a call saved per timer)
+            self._check_active()
         self.cancelled = True
         self._wheel._remove(self)
         self.func, self.args, self.kw = None, (), None

@@ -152,6 +152,8 @@ class TransportManager:
         self.tls_connections: Counter[str] = Counter()
         self.tls_handshake_failures: Counter[str] = Counter()
         self._udp: list[SipDatagramProtocol] = []
+        # local_hostport's answers (the same few for every message) until the listeners change
+        self._hostports: dict[tuple[str, int], tuple[str, int]] = {}
         self._udp_ports: dict[SipDatagramProtocol, IListeningPort] = {}
         self._listeners: list[StreamListener] = []
         # Every protocol (connecting, connected) -> the flows it is known by.
@@ -192,6 +194,7 @@ class TransportManager:
         _enlarge_receive_buffer(listening)
         self._udp.append(protocol)
         self._udp_ports[protocol] = listening
+        self._hostports.clear()
         self._log.info(
             "Listening for SIP over UDP on {host}:{port}",
             host=protocol.local_host,
@@ -234,6 +237,7 @@ class TransportManager:
         address = listening.getHost()
         listener = StreamListener(self, name, host or address.host, address.port, listening)
         self._listeners.append(listener)
+        self._hostports.clear()
         self._log.info(
             "Listening for SIP over {transport} on {host}:{port}",
             transport=name,
@@ -268,12 +272,11 @@ class TransportManager:
             certificate must match (RFC 5922: the SIP domain or the name
             the server was found by); by default its IP address. Also sent
             as SNI.
-        @return: for UDP, C{None}: the datagram was written before this
-            returned, on C{flow}. For TCP/TLS, a Deferred that fires with
-            the flow the message went out on (for a new connection, its
-            real flow, with the ephemeral local port) or fails with
-            L{TransportError} if the connection cannot be made or is lost
-            before the message is written.
+        @return: for UDP, C{None} (the datagram is written); for TCP/TLS, a
+            Deferred that fires with the flow the message went out on (for
+            a new connection, its real flow, with the ephemeral local port)
+            or fails with L{TransportError} if the connection cannot be
+            made or is lost before the message is written.
         @raise TransportError: if no transport can carry it (no listener for
             a UDP flow, an unknown transport, too many connections, or the
             manager is closing).
@@ -423,6 +426,12 @@ class TransportManager:
 
         @raise TransportError: if we have no such listener.
         """
+        found = self._hostports.get((transport, family))
+        if found is None:
+            found = self._hostports[transport, family] = self._find_hostport(transport, family)
+        return found
+
+    def _find_hostport(self, transport: str, family: int) -> tuple[str, int]:
         name = transport.upper()
         candidates: tuple[Any, ...] = (
             tuple(self._udp)
@@ -564,6 +573,7 @@ class TransportManager:
         self._udp.clear()
         self._udp_ports.clear()
         self._listeners.clear()
+        self._hostports.clear()
         for protocol in list(self._keys):
             if protocol.transport is None:
                 connector = self._connectors.pop(protocol, None)

@@ -140,7 +140,9 @@ class SipDatagramProtocol(DatagramProtocol):
         if admission is not None and not admission(addr[0]):
             self.refused += 1
             return
-        flow = self._flow_from(addr)
+        flow = self._flows.get(addr)
+        if flow is None:
+            flow = self._flow_from(addr)
         if not data or not 65 <= data[0] <= 90:
             # Not a request method nor "SIP/2.0" (A-Z): a keep-alive or STUN?
             if self._keepalive_or_stun(data, addr, flow):
