@@ -1038,6 +1038,26 @@ class ServerInviteTransactionTests(_Base):
         self.assertEqual(tx.last_provisional, ringing)
         tx.cancel_timers()
 
+    def test_trying_held(self) -> None:
+        """
+        With C{hold_trying}, START starts no timer; L{arm_trying} starts
+        the 200 ms one, unless a response went out since (then never).
+        """
+        tx = self.server(INVITE, UDP, hold_trying=True)
+        tx.start()
+        self.assertEqual(tx.running_timers, frozenset())
+        tx.arm_trying()
+        self.assertEqual(tx.running_timers, {ServerInput.TIMER_TRYING})
+        self.clock.advance(0.2)
+        self.assertEqual(self.wire.messages, [make_response(INVITE, 100)])
+        tx.cancel_timers()
+        answered = self.server(INVITE, UDP, hold_trying=True)
+        answered.start()
+        answered.respond(make_response(INVITE, 180, to_tag="uas"))
+        answered.arm_trying()
+        self.assertEqual(answered.running_timers, frozenset())
+        answered.cancel_timers()
+
     def test_final_lets_provisional_go(self) -> None:
         """
         Once a final response is sent, the last provisional one and the
@@ -1464,6 +1484,39 @@ class TransactionLayerTests(_Base):
         self.assertEqual(self.layer.stats["server_invite_created"], 1)
         self.receive(OPTIONS)
         self.assertIsInstance(self.user.requests[1][1], ServerNonInviteTransaction)
+
+    def test_trying_timer_not_needed(self) -> None:
+        """
+        If the TU answers an INVITE while it has it (a proxy's own 100
+        Trying), no 100 Trying timer is ever started (RFC 3261 17.2.1).
+        """
+        started: list[float] = []
+
+        class Counting(Clock):
+            def callLater(self, delay: float, *args: Any, **kw: Any) -> Any:
+                started.append(delay)
+                return super().callLater(delay, *args, **kw)
+
+        clock = Counting()
+        layer = TransactionLayer(self.user, self.wire, clock)
+        trying = make_response(INVITE, 100)
+        self.user.on_request = lambda request, tx: tx.respond(trying)
+        layer.message_received(INVITE, UDP)
+        self.assertEqual((started, self.wire.messages), ([], [trying]))
+        layer.stop()
+
+    def test_trying_timer_after_tu(self) -> None:
+        """
+        If the TU has not answered an INVITE when it returns, the
+        transaction sends 100 Trying itself 200 ms later, once.
+        """
+        self.receive(INVITE)
+        self.clock.advance(0.199)
+        self.assertEqual(self.wire.messages, [])
+        self.clock.advance(0.001)
+        self.assertEqual(self.wire.messages, [make_response(INVITE, 100)])
+        self.clock.advance(1)
+        self.assertEqual(len(self.wire.messages), 1)
 
     def test_retransmission_absorbed(self) -> None:
         """If a request is retransmitted, it never reaches the TU again."""

@@ -276,32 +276,38 @@ class TransactionLayer:
             )
             return
         if request.method == "ACK":
-            tx = self._find_ack(key, request)
-            if tx is None:
+            acked = self._find_ack(key, request)
+            if acked is None:
                 self._stray(request, flow)
             else:
-                self._deliver(tx.request_received, request, flow)
+                self._deliver(acked.request_received, request, flow)
             return
         existing = self._servers.get(key)
         if existing is not None:
             self._deliver(existing.request_received, request, flow)
             return
-        cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
-        tx = cls(
-            request,
-            flow,
-            send=self._send,
-            user=self._user,
-            clock=self._clock,
-            timers=self._timers,
-            key=key,
-            on_terminated=self._on_server_end,
-            stats=self.stats,
-        )
+        common: dict[str, Any] = {
+            "send": self._send,
+            "user": self._user,
+            "clock": self._clock,
+            "timers": self._timers,
+            "key": key,
+            "on_terminated": self._on_server_end,
+            "stats": self.stats,
+        }
+        tx: _ServerTransaction
+        invite: ServerInviteTransaction | None = None
+        if request.method == "INVITE":
+            tx = invite = ServerInviteTransaction(request, flow, hold_trying=True, **common)
+        else:
+            tx = ServerNonInviteTransaction(request, flow, **common)
         self._servers[key] = tx
         _bump(self.stats, f"{tx.kind}_created")
         tx.start()
         self._call_user(self._user.request_received, request, tx)
+        if invite is not None:
+            # The 100 Trying timer only if the TU has not answered (17.2.1).
+            invite.arm_trying()
 
     def _response_received(self, response: Response, flow: Flow) -> None:
         try:

@@ -160,7 +160,13 @@ class ServerInviteTransaction(_ServerTransaction):
     spec: ClassVar[MachineSpec] = SERVER_INVITE
     kind: ClassVar[str] = "server_invite"
 
+    #: With C{True}, START only notes the 100 Trying timer as due, and
+    #: L{arm_trying} starts it once the TU has had the request (the layer
+    #: does so): a TU that answers at once, as a proxy does with its own
+    #: 100 Trying, then costs no timer.
+    hold_trying: bool = attrs.field(kw_only=True, default=False)
     _interval_g: float = attrs.field(init=False, default=0.0)
+    _trying_due: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -168,11 +174,27 @@ class ServerInviteTransaction(_ServerTransaction):
         if self.request.method != "INVITE":
             raise LocalProtocolError(f"{self.request.method} is not an INVITE")
 
+    def arm_trying(self) -> None:
+        """
+        Start the 100 Trying timer held at START (L{hold_trying}) if no
+        response has been sent since: RFC 3261 17.2.1's 200 ms then run
+        from when the TU has had the request.
+        """
+        if self._trying_due:
+            self._trying_due = False
+            if self.state is State.PROCEEDING:
+                self._start_timer(ServerInput.TIMER_TRYING, self._timers.trying_delay)
+
     def _do_start_trying_timer(self, payload: object) -> None:
-        self._start_timer(ServerInput.TIMER_TRYING, self._timers.trying_delay)
+        if self.hold_trying:
+            self._trying_due = True
+        else:
+            self._start_timer(ServerInput.TIMER_TRYING, self._timers.trying_delay)
 
     def _do_stop_trying_timer(self, payload: object) -> None:
-        self._cancel_timer(ServerInput.TIMER_TRYING)
+        self._trying_due = False
+        if self._running:
+            self._cancel_timer(ServerInput.TIMER_TRYING)
 
     def _do_send_trying(self, payload: object) -> None:
         assert self.request is not None
