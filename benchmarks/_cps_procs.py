@@ -251,7 +251,8 @@ class SipEdge:
         log = (
             f"log filtered at {self.log_level} (--sipedge-log)"
             if self.log_level
-            else "sipedge's log observer at [log] level (info by default), standard output to the log file"
+            else "sipedge's log observer at [log] level (info by default), "
+            "standard output to the log file"
         )
         if self.gc_stats:
             log += "; gc.callbacks timing collections (--gc-stats)"
