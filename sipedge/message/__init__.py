@@ -24,6 +24,7 @@ from sipedge.message._auth import (
 from sipedge.message._branch import BRANCH_PREFIX, branch_digest, digest_of_branch, make_branch
 from sipedge.message._build import COMPILED, compiled_modules
 from sipedge.message._check import KNOWN_METHODS, check_request, check_response
+from sipedge.message._cut import cut_top_via
 from sipedge.message._fields import CSeq, parse_cseq, parse_option_tags, parse_uint
 from sipedge.message._headers import COMPACT_FORMS, Headers, canonical_name, header_key
 from sipedge.message._lex import TOKEN_CHARS, split_comma_list, unquote
@@ -116,6 +117,7 @@ __all__ = [
     "check_request",
     "check_response",
     "compiled_modules",
+    "cut_top_via",
     "detect_nat",
     "digest_of_branch",
     "escape_user",
