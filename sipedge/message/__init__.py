@@ -35,6 +35,7 @@ from sipedge.message._message import (
     Request,
     Response,
     carry_views,
+    parse_views,
     remember_vias,
 )
 from sipedge.message._nat import NatVerdict, detect_nat, is_private_address, parse_ip_address
@@ -140,6 +141,7 @@ __all__ = [
     "parse_uri",
     "parse_via",
     "parse_via_list",
+    "parse_views",
     "quote_text",
     "remember_vias",
     "serialize",

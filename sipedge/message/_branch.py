@@ -22,21 +22,44 @@ __all__ = ["BRANCH_PREFIX", "branch_digest", "digest_of_branch", "make_branch"]
 BRANCH_PREFIX = "z9hG4bK-se-"
 
 
+# The fields the digest covers: the first value of each, and for the last
+# three every value (several fields join with NUL).
+_DIGESTED = frozenset(
+    ("call-id", "cseq", "from", "to", "route", "proxy-require", "proxy-authorization")
+)
+_JOINED = frozenset(("route", "proxy-require", "proxy-authorization"))
+
+
 def branch_digest(request: Request) -> str:
     """The loop-detection digest of a received request."""
-    h = request.headers
+    # One pass over the fields rather than a look-up per name.
+    first: dict[str, str] = {}
+    more: dict[str, list[str]] | None = None
+    for key, _, value in request.headers.fields:
+        if key in _DIGESTED:
+            if key not in first:
+                first[key] = value
+            elif key in _JOINED:
+                if more is None:
+                    more = {}
+                more.setdefault(key, [first[key]]).append(value)
+    if more is not None:
+        for key, values in more.items():
+            first[key] = "\x00".join(values)
+    get = first.get
+    cseq = get("cseq")
     parts = [
         request.uri,
-        h.get("Call-ID") or "",
-        h.get("CSeq", "").split(" ", 1)[0] if h.get("CSeq") else "",
-        _tag(h.get("From")),
-        _tag(h.get("To")),
+        get("call-id") or "",
+        cseq.split(" ", 1)[0] if cseq else "",
+        _tag(get("from")),
+        _tag(get("to")),
         # 16.6 item 8: Route counts too, so a request that comes back
         # after a Route took it elsewhere (an application server) is a
         # spiral, not a loop.
-        "\x00".join(h.get_all("Route")),
-        "\x00".join(h.get_all("Proxy-Require")),
-        "\x00".join(h.get_all("Proxy-Authorization")),
+        get("route", ""),
+        get("proxy-require", ""),
+        get("proxy-authorization", ""),
     ]
     data = "\x01".join(parts).encode("utf-8", "surrogateescape")
     return hashlib.blake2s(data, digest_size=10).hexdigest()

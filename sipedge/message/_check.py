@@ -14,7 +14,7 @@ from collections.abc import Collection
 
 from sipedge.error import MessageParseError
 from sipedge.message._limits import DEFAULT_LIMITS, Limits
-from sipedge.message._message import Request, Response
+from sipedge.message._message import Request, Response, parse_views
 from sipedge.message._sip_uri import SipURI
 
 __all__ = ["KNOWN_METHODS", "check_request", "check_response"]
@@ -43,21 +43,30 @@ KNOWN_METHODS = frozenset(
 _DEFAULT_SCHEMES = frozenset(("sip", "sips", "tel"))
 
 
-def _common(message: Request | Response, limits: Limits) -> None:
-    """Fields every request and response must have, well formed."""
+#: The views every request and response must have well formed, after
+#: the Via, in the order they are checked; a request's Route last.
+_COMMON = (
+    "call_id",
+    "cseq",
+    "from_address",
+    "to_address",
+    "max_forwards",
+    "contacts",
+    "record_routes",
+)
+_REQUEST = (*_COMMON, "routes")
+
+
+def _common(message: Request | Response, limits: Limits, views: tuple[str, ...] = _COMMON) -> None:
+    """Fields every request and response must have, well formed, and C{views}."""
     try:
         vias = message.vias
         if not vias:
             raise MessageParseError("missing Via header field")
         if len(vias) > limits.max_vias:
             raise MessageParseError("too many Via header fields", 513)
-        message.call_id  # noqa: B018
-        message.cseq  # noqa: B018
-        message.from_address  # noqa: B018
-        message.to_address  # noqa: B018
-        message.max_forwards  # noqa: B018
-        message.contacts  # noqa: B018
-        message.record_routes  # noqa: B018
+        # One pass over the fields for all of them (parse_views).
+        parse_views(message, views)
     except MessageParseError as e:
         if e.message is None:
             e.message = message
@@ -89,12 +98,7 @@ def check_request(
         # An escaped header in the Request-URI must never become a header
         # field (RFC 4475 3.1.2.12), and is not allowed there (19.1.1).
         raise MessageParseError("headers in the Request-URI", message=request)
-    _common(request, limits)
-    try:
-        request.routes  # noqa: B018
-    except MessageParseError as e:
-        e.message = request
-        raise
+    _common(request, limits, _REQUEST)
     cseq = request.cseq
     if cseq.method != request.method:
         status = 400 if request.method in KNOWN_METHODS else 501

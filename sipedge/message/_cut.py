@@ -22,6 +22,7 @@ __all__ = ["cut_top_via"]
 
 _CRLF = b"\r\n"
 _VIA_NAMES = (b"via", b"v")
+_FOLDS = (b" ", b"\t")
 
 
 def cut_top_via(data: bytes, body_length: int | None = None) -> bytes | None:
@@ -34,8 +35,9 @@ def cut_top_via(data: bytes, body_length: int | None = None) -> bytes | None:
     holds several (C{Via: a, b}), it becomes C{name: b} as the slow way
     writes it. Leading CRLFs are left out (the parser skips them).
 
-    C{None} for: a request, a head without an empty line after it, a head
-    with folded lines (RFC 3261 7.3.1), no Via field, a multi-value Via
+    C{None} for: a request, a head without an empty line after it, a top
+    Via field folded over several lines (RFC 3261 7.3.1) or a line before
+    it without a colon, no Via field, a multi-value Via
     line that would grow or does not split (an open quote: the slow way
     raises L{MessageParseError}), or a C{body_length} past the end of
     C{data}.
@@ -52,7 +54,7 @@ def cut_top_via(data: bytes, body_length: int | None = None) -> bytes | None:
     if data[start : start + 4].upper() != b"SIP/":
         return None
     end = data.find(b"\r\n\r\n", start)
-    if end < 0 or data.find(b"\r\n ", start, end) >= 0 or data.find(b"\r\n\t", start, end) >= 0:
+    if end < 0:
         return None
     if body_length is None:
         stop = len(data)
@@ -60,7 +62,10 @@ def cut_top_via(data: bytes, body_length: int | None = None) -> bytes | None:
         stop = end + 4 + body_length
         if stop > len(data):
             return None
-    # Each field line starts after a CRLF; C{crlf} is the one before it.
+    # Each line starts after a CRLF; C{crlf} is the one before it. A line
+    # that starts with SP or HTAB continues the one before (RFC 3261
+    # 7.3.1), so its name is never the top Via's; another line without a
+    # colon may be a name folded before its colon: the slow way decides.
     crlf = data.find(_CRLF, start, end)
     while crlf >= 0:
         first = crlf + 2
@@ -71,7 +76,11 @@ def cut_top_via(data: bytes, body_length: int | None = None) -> bytes | None:
         if colon >= 0:
             name = data[first:colon].rstrip(b" \t")
             if name.lower() in _VIA_NAMES:
+                if data[line_end + 2 : line_end + 3] in _FOLDS:
+                    return None  # the Via field goes on in the next line
                 return _cut(data, start, crlf, name, colon, line_end, stop)
+        elif data[first : first + 1] not in _FOLDS:
+            return None
         crlf = line_end if line_end < end else -1
     return None
 

@@ -188,7 +188,7 @@ def parse_params(text: str, *, allow_empty_value: bool = False) -> Params:
 def format_params(params: Params) -> str:
     """The inverse of L{parse_params}: C{;name=value;flag}."""
     return "".join(
-        f";{name}" if value is None else f";{name}={value}" for name, value in params
+        [f";{name}" if value is None else f";{name}={value}" for name, value in params]
     )
 
 

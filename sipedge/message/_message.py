@@ -73,6 +73,7 @@ class cached_property(Generic[_T]):
 # (L{remember_vias}) and the responses that carry them back find them.
 _VIA_MEMO: dict[str, tuple[Via, ...]] = {}
 _VIA_MEMO_SIZE = 4096
+_VIA_MEMO_TEXT = 512
 
 
 def _parse_via_list(text: str) -> tuple[Via, ...]:
@@ -86,8 +87,11 @@ def _parse_via_list(text: str) -> tuple[Via, ...]:
 def remember_vias(text: str, vias: tuple[Via, ...]) -> None:
     """
     Memoize C{vias} as what a Via field C{text} parses to. The caller
-    vouches for it: C{parse_via_list(text) == vias}.
+    vouches for it: C{parse_via_list(text) == vias}. A text over 512
+    characters is not kept: a flood of long Vias holds a few MB at most.
     """
+    if len(text) > _VIA_MEMO_TEXT:
+        return
     if len(_VIA_MEMO) >= _VIA_MEMO_SIZE:
         del _VIA_MEMO[next(iter(_VIA_MEMO))]
     _VIA_MEMO[text] = vias
@@ -98,13 +102,96 @@ _parse_cseq = lru_cache(maxsize=1024)(parse_cseq)
 _parse_name_addr_list = lru_cache(maxsize=4096)(parse_name_addr_list)
 _parse_contact = lru_cache(maxsize=4096)(parse_contact)
 
+
+
+# Each view from the values of its field (one per field line, in order), so
+# that a view read alone and L{parse_views} give the same value or error.
+
+
+def _single_of(values: tuple[str, ...] | list[str], name: str) -> str:
+    if not values:
+        raise MessageParseError(f"missing {name} header field")
+    if len(values) > 1:
+        raise MessageParseError(f"more than one {name} header field")
+    return values[0]
+
+
+def _call_id_of(values: tuple[str, ...] | list[str]) -> str:
+    value = _single_of(values, "Call-ID")
+    if not value or " " in value or "\t" in value:
+        raise MessageParseError("malformed Call-ID")
+    return value
+
+
+def _cseq_of(values: tuple[str, ...] | list[str]) -> CSeq:
+    return _parse_cseq(_single_of(values, "CSeq"))
+
+
+def _vias_of(values: tuple[str, ...] | list[str]) -> tuple[Via, ...]:
+    if len(values) == 1:
+        return _parse_via_list(values[0])
+    out: list[Via] = []
+    for value in values:
+        out.extend(_parse_via_list(value))
+    return tuple(out)
+
+
+def _from_of(values: tuple[str, ...] | list[str]) -> NameAddress:
+    return _parse_name_addr(_single_of(values, "From"))
+
+
+def _to_of(values: tuple[str, ...] | list[str]) -> NameAddress:
+    return _parse_name_addr(_single_of(values, "To"))
+
+
+def _addresses_of(values: tuple[str, ...] | list[str]) -> tuple[NameAddress, ...]:
+    out: list[NameAddress] = []
+    for value in values:
+        out.extend(_parse_name_addr_list(value))
+    return tuple(out)
+
+
+def _contacts_of(values: tuple[str, ...] | list[str]) -> tuple[NameAddress, ...] | str:
+    out: list[NameAddress] = []
+    for value in values:
+        parsed = _parse_contact(value)
+        if parsed is STAR:
+            if len(values) > 1:
+                raise MessageParseError("wildcard Contact must stand alone")
+            return "*"
+        out.extend(parsed)
+    return tuple(out)
+
+
+def _max_forwards_of(values: tuple[str, ...] | list[str]) -> int | None:
+    if not values:
+        return None
+    if len(values) > 1:
+        raise MessageParseError("more than one Max-Forwards header field")
+    return parse_uint(values[0], "Max-Forwards", 255)
+
+
+def _expires_of(values: tuple[str, ...] | list[str]) -> int | None:
+    if not values:
+        return None
+    return parse_uint(values[0], "Expires", 2**32 - 1)
+
+
 if TYPE_CHECKING:
     from sipedge.message._address import NameAddress
     from sipedge.message._fields import CSeq
     from sipedge.message._uri import URI
     from sipedge.message._via import Via
 
-__all__ = ["SIP_VERSION", "Message", "Request", "Response", "carry_views", "remember_vias"]
+__all__ = [
+    "SIP_VERSION",
+    "Message",
+    "Request",
+    "Response",
+    "carry_views",
+    "parse_views",
+    "remember_vias",
+]
 
 SIP_VERSION = "SIP/2.0"
 
@@ -122,6 +209,49 @@ _VIEW_FIELDS = (
     ("max_forwards", "max-forwards"),
     ("expires", "expires"),
 )
+
+
+#: Each view's parser, from the values of its field.
+_VIEW_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "call_id": _call_id_of,
+    "cseq": _cseq_of,
+    "vias": _vias_of,
+    "from_address": _from_of,
+    "to_address": _to_of,
+    "routes": _addresses_of,
+    "record_routes": _addresses_of,
+    "contacts": _contacts_of,
+    "max_forwards": _max_forwards_of,
+    "expires": _expires_of,
+}
+_VIEW_KEY = dict(_VIEW_FIELDS)
+_VIEW_KEYS = frozenset(_VIEW_KEY.values())
+
+
+def parse_views(message: _Views, views: tuple[str, ...]) -> None:
+    """
+    Parse the header views named C{views} (of L{carry_views}'s list:
+    C{"call_id"}, C{"cseq"}, C{"vias"}, ...), in that order, as reading each
+    in turn would: the same values kept, or the same error raised by the
+    first that fails (the ones before it kept). One pass over the fields
+    gathers the values of all, rather than a look-up per view.
+
+    @raise MessageParseError: if one of them is malformed.
+    """
+    parsed = message.__dict__
+    todo = [name for name in views if name not in parsed]
+    if not todo:
+        return
+    found: dict[str, list[str]] = {}
+    for key, _, value in message.headers.fields:
+        if key in _VIEW_KEYS:
+            values = found.get(key)
+            if values is None:
+                found[key] = [value]
+            else:
+                values.append(value)
+    for name in todo:
+        parsed[name] = _VIEW_PARSERS[name](found.get(_VIEW_KEY[name], ()))
 
 
 @lru_cache(maxsize=256)
@@ -204,34 +334,20 @@ class _Views:
         """The value of the first field called C{name}, or C{None}."""
         return self.headers.get(name)
 
-    def _single(self, name: str) -> str:
-        values = self.headers.get_all(name)
-        if not values:
-            raise MessageParseError(f"missing {name} header field")
-        if len(values) > 1:
-            raise MessageParseError(f"more than one {name} header field")
-        return values[0]
-
     @cached_property
     def call_id(self) -> str:
         """The Call-ID (exactly one field required)."""
-        value = self._single("Call-ID")
-        if not value or " " in value or "\t" in value:
-            raise MessageParseError("malformed Call-ID")
-        return value
+        return _call_id_of(self.headers.get_all("Call-ID"))
 
     @cached_property
     def cseq(self) -> CSeq:
         """The parsed CSeq (exactly one field required)."""
-        return _parse_cseq(self._single("CSeq"))
+        return _cseq_of(self.headers.get_all("CSeq"))
 
     @cached_property
     def vias(self) -> tuple[Via, ...]:
         """Every Via value, top first."""
-        out: list[Via] = []
-        for value in self.headers.get_all("Via"):
-            out.extend(_parse_via_list(value))
-        return tuple(out)
+        return _vias_of(self.headers.get_all("Via"))
 
     @property
     def top_via(self) -> Via:
@@ -244,28 +360,22 @@ class _Views:
     @cached_property
     def from_address(self) -> NameAddress:
         """The parsed From (exactly one field required)."""
-        return _parse_name_addr(self._single("From"))
+        return _from_of(self.headers.get_all("From"))
 
     @cached_property
     def to_address(self) -> NameAddress:
         """The parsed To (exactly one field required)."""
-        return _parse_name_addr(self._single("To"))
-
-    def _address_list(self, name: str) -> tuple[NameAddress, ...]:
-        out: list[NameAddress] = []
-        for value in self.headers.get_all(name):
-            out.extend(_parse_name_addr_list(value))
-        return tuple(out)
+        return _to_of(self.headers.get_all("To"))
 
     @cached_property
     def routes(self) -> tuple[NameAddress, ...]:
         """Every Route value, in order."""
-        return self._address_list("Route")
+        return _addresses_of(self.headers.get_all("Route"))
 
     @cached_property
     def record_routes(self) -> tuple[NameAddress, ...]:
         """Every Record-Route value, in order."""
-        return self._address_list("Record-Route")
+        return _addresses_of(self.headers.get_all("Record-Route"))
 
     @cached_property
     def contacts(self) -> tuple[NameAddress, ...] | str:
@@ -273,34 +383,17 @@ class _Views:
         Every Contact value, in order, or the string C{"*"} for a wildcard
         Contact (RFC 3261 10.2.2), which must stand alone.
         """
-        out: list[NameAddress] = []
-        values = self.headers.get_all("Contact")
-        for value in values:
-            parsed = _parse_contact(value)
-            if parsed is STAR:
-                if len(values) > 1:
-                    raise MessageParseError("wildcard Contact must stand alone")
-                return "*"
-            out.extend(parsed)
-        return tuple(out)
+        return _contacts_of(self.headers.get_all("Contact"))
 
     @cached_property
     def max_forwards(self) -> int | None:
         """Max-Forwards (RFC 3261 8.1.1.6), or C{None} if absent."""
-        values = self.headers.get_all("Max-Forwards")
-        if not values:
-            return None
-        if len(values) > 1:
-            raise MessageParseError("more than one Max-Forwards header field")
-        return parse_uint(values[0], "Max-Forwards", 255)
+        return _max_forwards_of(self.headers.get_all("Max-Forwards"))
 
     @cached_property
     def expires(self) -> int | None:
         """The Expires header field in seconds, or C{None} if absent."""
-        value = self.headers.get("Expires")
-        if value is None:
-            return None
-        return parse_uint(value, "Expires", 2**32 - 1)
+        return _expires_of(self.headers.get_all("Expires"))
 
     def option_tags(self, name: str) -> tuple[str, ...]:
         """The option tags of Require, Proxy-Require, Supported or Unsupported."""

@@ -122,7 +122,7 @@ class SipURI:
         case-insensitively with the unescaped names), C{""} for a parameter
         without a value, C{None} if there is none.
         """
-        return _param(self.params, name)
+        return _param(self.params, name) if self.params else None
 
     def has_param(self, name: str) -> bool:
         """True if a parameter called C{name} (case-insensitive) is present."""

@@ -182,6 +182,16 @@ URI = SipURI | TelURI | AbsoluteURI
 # --------------------------------------------------------------------------
 
 
+# URIs by their text, first in first out past 4,096: a dialog's Request-URI
+# (the callee's Contact) and Route set come back in each of its requests,
+# and a phone's Contact in each of its messages. The values are frozen, so
+# sharing them is safe; errors are not kept (they raise again). Texts over
+# 512 characters are not kept, so a flood of long URIs holds a few MB at most.
+_URI_MEMO: dict[str, URI] = {}
+_URI_MEMO_SIZE = 4096
+_URI_MEMO_TEXT = 512
+
+
 def parse_uri(text: str) -> URI:
     """
     Parse a URI: a L{SipURI} for C{sip:}/C{sips:}, a L{TelURI} for C{tel:},
@@ -189,6 +199,18 @@ def parse_uri(text: str) -> URI:
 
     @raise MessageParseError: (400) if C{text} is not a valid URI.
     """
+    uri = _URI_MEMO.get(text)
+    if uri is None:
+        uri = _parse_uri(text)
+        if len(text) <= _URI_MEMO_TEXT:
+            if len(_URI_MEMO) >= _URI_MEMO_SIZE:
+                del _URI_MEMO[next(iter(_URI_MEMO))]
+            _URI_MEMO[text] = uri
+    return uri
+
+
+def _parse_uri(text: str) -> URI:
+    """L{parse_uri} without the memo."""
     match = _SIP_URI_RE.fullmatch(text)
     if match is not None:
         return _sip_uri_from_match(text, match)

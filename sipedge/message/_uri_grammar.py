@@ -334,7 +334,8 @@ def _find_param(params: Params, name: str) -> tuple[bool, str | None]:
     """C{(found, raw value)} of the first parameter called C{name}."""
     key = name.lower()
     for pname, value in params:
-        if _param_key(pname) == key:
+        # _param_key(pname), inline: a URI's parameters are read often.
+        if (unescape(pname) if "%" in pname else pname).lower() == key:
             return True, value
     return False, None
 

@@ -397,7 +397,8 @@ class Via:
             port = str(rport)
             if not 0 <= rport <= 65535:
                 _check_param("rport", port)
-        _check_param("received", received)
+        if not received or not _valid_ip(received):
+            _check_param("received", received)  # raises, saying why
         out: list[tuple[str, str | None]] = []
         have_rport = port is None
         have_received = False

@@ -6,6 +6,10 @@ Tests for L{sipedge.message}'s branch hashing (RFC 3261 16.6 item 8 and
 
 from __future__ import annotations
 
+import hashlib
+
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.message import (
@@ -17,6 +21,7 @@ from sipedge.message import (
     digest_of_branch,
     make_branch,
 )
+from sipedge.message._branch import _tag
 
 
 def invite(
@@ -76,3 +81,43 @@ class MakeBranchTests(SynchronousTestCase):
         self.assertIsNone(digest_of_branch("z9hG4bK776asdhds"))
         self.assertIsNone(digest_of_branch(None))
         self.assertIsNone(digest_of_branch(""))
+
+
+def _digest_by_look_ups(request: Request) -> str:
+    """The digest as first written, a look-up per field name: the reference."""
+    h = request.headers
+    parts = [
+        request.uri,
+        h.get("Call-ID") or "",
+        h.get("CSeq", "").split(" ", 1)[0] if h.get("CSeq") else "",
+        _tag(h.get("From")),
+        _tag(h.get("To")),
+        "\x00".join(h.get_all("Route")),
+        "\x00".join(h.get_all("Proxy-Require")),
+        "\x00".join(h.get_all("Proxy-Authorization")),
+    ]
+    data = "\x01".join(parts).encode("utf-8", "surrogateescape")
+    return hashlib.blake2s(data, digest_size=10).hexdigest()
+
+
+_NAMES = st.sampled_from(
+    ["Call-ID", "i", "CSeq", "From", "f", "To", "t", "Route", "ROUTE", "Proxy-Require",
+     "Proxy-Authorization", "Via", "Max-Forwards", "X-Other"]
+)
+_VALUES = st.sampled_from(
+    ["", "1 INVITE", " 2  BYE", "<sip:a@b>;tag=x", "<sip:a@b>;TAG=y;z", "c@h", "<sip:r;lr>",
+     "a, b", "é\udcff"]
+)
+
+
+class DigestPropertyTests(SynchronousTestCase):
+    """L{branch_digest} against the reference."""
+
+    @given(st.lists(st.tuples(_NAMES, _VALUES), max_size=10), st.sampled_from(["sip:a", ""]))
+    def test_same_as_look_ups(self, fields: list[tuple[str, str]], uri: str) -> None:
+        """
+        For any fields, in any order and number (repeated, missing, empty),
+        the one-pass digest is the digest of a look-up per name.
+        """
+        request = Request("INVITE", uri, Headers.of(*fields))
+        self.assertEqual(branch_digest(request), _digest_by_look_ups(request))

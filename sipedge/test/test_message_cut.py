@@ -96,12 +96,22 @@ class CutTests(SynchronousTestCase):
         self.assertEqual(cut_top_via(RINGING + b"junk"), (cut_top_via(RINGING) or b"") + b"junk")
         self.assertIsNone(cut_top_via(RINGING, 5))
 
+    def test_folded_before(self) -> None:
+        """A field folded over lines before the Via is left as it came."""
+        data = b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\tb\r\nVia: c\r\nVia: d\r\n\r\n"
+        out = cut_top_via(data)
+        self.assertEqual(out, b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\tb\r\nVia: d\r\n\r\n")
+        self.assertEqual(parse_datagram(out or b""), _slow(data))
+
     def test_slow_way_cases(self) -> None:
-        """Requests, folded heads, heads without an empty line or a Via are left to the slow way."""
+        """
+        Requests, a folded top Via or a name folded before its colon, heads
+        without an empty line or a Via are left to the slow way.
+        """
         for data in (
             b"OPTIONS sip:a SIP/2.0\r\nVia: a\r\nVia: b\r\n\r\n",
             b"SIP/2.0 200 OK\r\nVia: a,\r\n b\r\nVia: c\r\n\r\n",
-            b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\tb\r\nVia: c\r\n\r\n",
+            b"SIP/2.0 200 OK\r\nVia\r\n : a\r\nVia: c\r\n\r\n",
             b"SIP/2.0 200 OK\r\nVia: a\r\n",
             b"SIP/2.0 200 OK\r\nCall-ID: x\r\nX-Via: y\r\nVias: z\r\n\r\n",
             b"SIP/2.0 200 OK\r\n\r\n",
@@ -141,6 +151,12 @@ _OTHER_LINES = st.sampled_from(
         "Record-Route: <sip:p;lr>",
         "\tfolded",
         " folded",
+        " folded: with a colon",
+        "\tv: folded",
+        "Via",
+        "v",
+        " : SIP/2.0/UDP h9",
+        "\t:x",
     ]
 )
 

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sipedge.error import MessageParseError
 from sipedge.message._sip_uri import SipURI
-from sipedge.message._uri import AbsoluteURI, TelURI, parse_sip_uri, parse_uri
+from sipedge.message._uri import _URI_MEMO, AbsoluteURI, TelURI, parse_sip_uri, parse_uri
 from sipedge.message._uri_grammar import (
     escape_header,
     escape_param,
@@ -1134,3 +1134,41 @@ class URIPropertyTests(SynchronousTestCase):
         L{parse_uri} raises nothing but L{MessageParseError}.
         """
         self.assertOnlyParseError(text)
+
+
+class ParseURIMemoTests(SynchronousTestCase):
+    """L{parse_uri} keeps what it parsed, bounded, and never an error."""
+
+    def test_same_value(self) -> None:
+        """A text parsed again gives the value parsed the first time."""
+        text = "sip:memo-1@192.0.2.1;transport=udp"
+        first = parse_uri(text)
+        self.assertIs(parse_uri(text), first)
+        self.assertEqual(first, parse_sip_uri(text))
+
+    def test_errors_raised_again(self) -> None:
+        """A text that does not parse raises each time."""
+        for _ in range(2):
+            self.assertRaises(MessageParseError, parse_uri, "sip:bad uri@")
+
+    def test_bounded(self) -> None:
+        """
+        The memo keeps the 4,096 latest texts, first in first out: an older
+        text is parsed again (to an equal value, not the same object).
+        """
+        text = "sip:memo-2@192.0.2.1"
+        first = parse_uri(text)
+        for i in range(4096):
+            parse_uri(f"sip:fill-{i}@192.0.2.1")
+        again = parse_uri(text)
+        self.assertIsNot(again, first)
+        self.assertEqual(again, first)
+        self.assertLessEqual(len(_URI_MEMO), 4096)
+
+    def test_long_not_kept(self) -> None:
+        """A text over 512 characters is parsed each time, not kept."""
+        text = "sip:" + "u" * 600 + "@192.0.2.1"
+        first = parse_uri(text)
+        self.assertIsNot(parse_uri(text), first)
+        self.assertEqual(parse_uri(text), first)
+        self.assertNotIn(text, _URI_MEMO)

@@ -17,12 +17,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from sipedge.error import MessageParseError
 from sipedge.flow import Flow
 from sipedge.message import (
+    Headers,
     Request,
     Response,
     Via,
     carry_views,
+    compiled_modules,
     parse_datagram,
     parse_via,
+    parse_views,
     remember_vias,
 )
 from sipedge.transport import stamp_via
@@ -313,6 +316,13 @@ class ViaMemoTests(SynchronousTestCase):
         self.assertIs(_with_via(text).vias[0], stamped.vias[0])
         self.assertEqual(_with_via(text).vias, (parse_via(text),))
 
+    def test_long_not_kept(self) -> None:
+        """A Via text over 512 characters is not kept (parsed each time)."""
+        text = "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-" + "x" * 500
+        wrong = (parse_via("SIP/2.0/TCP 192.0.2.2;branch=z9hG4bK-other"),)
+        remember_vias(text, wrong)
+        self.assertEqual(_with_via(text).vias, (parse_via(text),))
+
     def test_bounded(self) -> None:
         """
         The memo keeps the 4,096 latest texts: an older one is parsed again
@@ -325,3 +335,91 @@ class ViaMemoTests(SynchronousTestCase):
         for i in range(4096):
             remember_vias(f"SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-fill-{i}", wrong)
         self.assertEqual(_with_via(text).vias, (parse_via(text),))
+
+
+# Field lines for the views, well formed or not, in any spelling.
+_VIEW_LINES = st.sampled_from(
+    [
+        ("Via", "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-x"),
+        ("v", "SIP/2.0/UDP h1, SIP/2.0/TCP h2;rport"),
+        ("Via", "bad via"),
+        ("Call-ID", "c1"),
+        ("i", "c 2"),
+        ("Call-ID", ""),
+        ("CSeq", "1 INVITE"),
+        ("CSeq", "x"),
+        ("From", "<sip:a@b>;tag=1"),
+        ("f", "<bad"),
+        ("To", "<sip:c@d>"),
+        ("t", "sip:e@f;tag=2"),
+        ("Max-Forwards", "70"),
+        ("Max-Forwards", "300"),
+        ("Contact", "*"),
+        ("m", "<sip:g@h>, <sip:i@j>"),
+        ("Contact", "<sip:k@l"),
+        ("Record-Route", "<sip:p;lr>"),
+        ("Route", "<sip:q;lr>, <sip:r;lr>"),
+        ("Route", "<bad"),
+        ("Expires", "60"),
+        ("Expires", "-1"),
+        ("X-Other", "1"),
+    ]
+)
+
+
+class ParseViewsTests(SynchronousTestCase):
+    """L{parse_views} is reading each view in turn, in one pass."""
+
+    @given(
+        fields=st.lists(_VIEW_LINES, max_size=10),
+        names=st.lists(st.sampled_from(VIEWS), unique=True),
+        before=st.sets(st.sampled_from(VIEWS)),
+    )
+    def test_same_as_reading_each(
+        self, fields: list[tuple[str, str]], names: list[str], before: set[str]
+    ) -> None:
+        """
+        For any fields and views, some parsed already: the same views are
+        parsed, to the same values, or the same error is raised by the
+        first malformed one, the views before it kept and none after.
+        """
+        headers = Headers.of(*fields)
+        one, batch = (Request("INVITE", "sip:a@b", headers) for _ in range(2))
+        for message in (one, batch):
+            for name in before:
+                try:
+                    getattr(message, name)
+                except MessageParseError:
+                    pass
+        expected: object = None
+        for name in names:
+            try:
+                getattr(one, name)
+            except MessageParseError as e:
+                expected = (e.reason, e.status_hint)
+                break
+        try:
+            parse_views(batch, tuple(names))
+            outcome: object = None
+        except MessageParseError as e:
+            outcome = (e.reason, e.status_hint)
+        self.assertEqual(outcome, expected)
+        self.assertEqual(batch.__dict__, one.__dict__)
+
+    def test_one_pass(self) -> None:
+        """The views come from one walk over the fields, not a look-up each."""
+        if "sipedge.message._headers" in compiled_modules():
+            raise self.skipTest("Headers is a native class here: its look-ups cannot be counted")
+        message = parse_datagram(INVITE.encode())
+        assert isinstance(message, Request)
+        looked_up: list[str] = []
+
+        class Counting(Headers):
+            def get_all(self, name: str) -> tuple[str, ...]:
+                looked_up.append(name)
+                return super().get_all(name)
+
+        request = Request("INVITE", message.uri, Counting(message.headers.fields))
+        parse_views(request, VIEWS)
+        self.assertEqual(looked_up, [])
+        self.assertEqual(_views(request), _views(_fresh(message)))

@@ -81,7 +81,9 @@ def stamp_via(request: Request, flow: Flow, *, answer_to_source: bool = False) -
         its Via fields do not parse.
     """
     via = request.top_via
-    source = _bare_ip(flow.remote_host)
+    source = flow.remote_host
+    if "[" in source or "%" in source:
+        source = _bare_ip(source)
     rport = True if answer_to_source else via.rport
     if rport is not None:
         stamped = via.stamped(source, flow.remote_port)
@@ -89,7 +91,8 @@ def stamp_via(request: Request, flow: Flow, *, answer_to_source: bool = False) -
         stamped = via.stamped(source)
     else:
         return request
-    if stamped == via:
+    # Only the parameters can differ (Via.stamped keeps the rest).
+    if stamped.params == via.params:
         return request
     fields = list(request.headers.fields)
     for i, (key, name, value) in enumerate(fields):
