@@ -211,8 +211,8 @@ class SipEdge:
     ) -> None:
         self.workdir = workdir
         self.workers = workers
-        if workers > 1:
-            extra_config += f"[process]\nworkers = {workers}\n"
+        # Always said: the default is one worker per core ("auto").
+        extra_config += f"[process]\nworkers = {workers}\n"
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "sipedge.toml"
         text = (

@@ -39,7 +39,7 @@ class ProcessConfig:
         many workers sharing the listening ports (C{SO_REUSEPORT}).
     """
 
-    workers: int | str = attrs.field(default=1, validator=_check_workers)
+    workers: int | str = attrs.field(default="auto", validator=_check_workers)
 
     def worker_count(self, cores: int | None = None) -> int:
         """

@@ -11,8 +11,9 @@ reachable now) at once, rather than the 404 of a user nobody registered
 until the latest of its lost bindings would have expired; a new
 registration (or an unregistration) of the user forgets it.
 
-In memory and bounded (the oldest is forgotten first): a restart, or
-another worker, answers 404 instead, which is still at once.
+In memory and bounded (the oldest is forgotten first): after a restart
+the answer is 404 instead, which is still at once. The workers of one
+service tell each other (C{sipedge.worker_service.SharedLostBindings}).
 """
 
 from __future__ import annotations

@@ -1234,10 +1234,11 @@ class ValueTests(SynchronousTestCase):
 class ProcessTests(ConfigErrorAssertions, SynchronousTestCase):
     """C{[process]}: the number of worker processes."""
 
-    def test_default_one_process(self) -> None:
-        """By default sipedge runs one process."""
-        self.assertEqual(DEFAULT_CONFIG.process.workers, 1)
-        self.assertEqual(DEFAULT_CONFIG.process.worker_count(cores=16), 1)
+    def test_default_auto(self) -> None:
+        """By default sipedge runs one worker per core: one process on one core."""
+        self.assertEqual(DEFAULT_CONFIG.process.workers, "auto")
+        self.assertEqual(DEFAULT_CONFIG.process.worker_count(cores=16), 16)
+        self.assertEqual(DEFAULT_CONFIG.process.worker_count(cores=1), 1)
 
     def test_number(self) -> None:
         """An integer is that many workers, whatever the cores."""

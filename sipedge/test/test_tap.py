@@ -221,8 +221,12 @@ class MakeServiceTests(SynchronousTestCase):
             return built
 
         self.patch(sipedge.service, "build_service", build_service)
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "sipedge.toml"
+        path.write_text("[process]\nworkers = 1\n")  # one process: no supervisor
         options = Options()
-        options.parseOptions(["--listen", "udp:127.0.0.1:0"])
+        options.parseOptions(["--config", str(path), "--listen", "udp:127.0.0.1:0"])
         self.assertIs(makeService(options), built)
         self.assertEqual(calls, [(options.config, reactor)])
         self.assertTrue(built.reload_on_sighup)
@@ -241,7 +245,7 @@ class MakeServiceTests(SynchronousTestCase):
         directory = Path(self.mktemp())
         directory.mkdir()
         path = directory / "sipedge.toml"
-        path.write_text('[sip]\ndomains = ["file.test"]\n')
+        path.write_text('[sip]\ndomains = ["file.test"]\n[process]\nworkers = 1\n')
         options = Options()
         options.parseOptions(["--config", str(path), "--listen", "udp:127.0.0.1:0"])
         makeService(options)
@@ -345,6 +349,29 @@ class WorkerOptionsTests(SynchronousTestCase):
         options = self.options("--worker", "nonsense")
         error = self.assertRaises(SystemExit, makeService, options)
         self.assertIn("--worker: not a worker spec", str(error))
+
+    def test_default_one_worker_per_core(self) -> None:
+        """
+        With the defaults (C{workers = "auto"}), L{makeService} builds a
+        supervisor of one worker per core, or the plain service on one core.
+        """
+        from types import SimpleNamespace
+
+        import sipedge.service
+        from sipedge.worker_service import SupervisorService
+
+        built = SimpleNamespace(reload_on_sighup=False)
+        self.patch(sipedge.service, "build_service", lambda config, reactor: built)
+        for cores, expected in ((1, None), (2, 2), (16, 16)):
+            self.patch(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+            options = Options()
+            options.parseOptions(["--listen", "udp:127.0.0.1:0"])
+            service = makeService(options)
+            if expected is None:
+                self.assertIs(service, built)
+            else:
+                self.assertIsInstance(service, SupervisorService)
+                self.assertEqual(service.count, expected)
 
     def test_one_worker_is_one_process(self) -> None:
         """C{workers = 1} builds the plain service, as before."""
