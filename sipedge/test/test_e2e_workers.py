@@ -64,16 +64,24 @@ class _Socket:
     def send(self, text: str, address: tuple[str, int]) -> None:
         self.sock.sendto(text.replace("\n", "\r\n").encode(), address)
 
-    def receive(self, want: str) -> tuple[Request | Response, tuple[str, int]]:
+    def receive(
+        self, want: str, within: float = 10.0
+    ) -> tuple[Request | Response, tuple[str, int]]:
         """The next message whose first line contains C{want} (others are skipped)."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            data, source = self.sock.recvfrom(65535)
-            message = parse_datagram(data)
-            first = data.split(b"\r\n", 1)[0].decode()
-            if want in first:
-                return message, source
-        raise AssertionError(f"no {want!r} within 10 s")
+        deadline = time.monotonic() + within
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)
+                data, source = self.sock.recvfrom(65535)
+                message = parse_datagram(data)
+                first = data.split(b"\r\n", 1)[0].decode()
+                if want in first:
+                    return message, source
+        except TimeoutError:
+            pass
+        finally:
+            self.sock.settimeout(10)
+        raise AssertionError(f"no {want!r} within {within:g} s")
 
 
 def _md5(text: str) -> str:
@@ -162,11 +170,15 @@ class _TcpPhone:
         )
 
 
-def _invite(caller: _Socket, callee: _Socket, port: int) -> tuple[str, str]:
-    """An INVITE from C{caller} (trusted) to C{callee}'s address, sent to C{port}."""
+def _invite(caller: _Socket, callee: _Socket, port: int) -> tuple[str, str, Request]:
+    """
+    An INVITE from C{caller} (trusted) to C{callee}'s address, sent to
+    C{port} and sent again as a phone does (Timer A: 0.5, 1, 2, 4 s) until
+    C{callee} receives it: the call ID, the branch and the INVITE received.
+    """
     call_id = uuid.uuid4().hex
     branch = "z9hG4bK" + uuid.uuid4().hex[:12]
-    caller.send(
+    text = (
         f"INVITE sip:service@127.0.0.1:{callee.port} SIP/2.0\n"
         f"Via: SIP/2.0/UDP {caller.host}:{caller.port};branch={branch};rport\n"
         "Max-Forwards: 70\n"
@@ -175,10 +187,17 @@ def _invite(caller: _Socket, callee: _Socket, port: int) -> tuple[str, str]:
         f"Call-ID: {call_id}\n"
         "CSeq: 1 INVITE\n"
         f"Contact: <sip:alice@{caller.host}:{caller.port}>\n"
-        "Content-Length: 0\n\n",
-        ("127.0.0.1", port),
+        "Content-Length: 0\n\n"
     )
-    return call_id, branch
+    for wait in (0.5, 1.0, 2.0, 4.0, 8.0):
+        caller.send(text, ("127.0.0.1", port))
+        try:
+            request, _ = callee.receive("INVITE", within=wait)
+        except AssertionError:
+            continue
+        assert isinstance(request, Request)
+        return call_id, branch, request
+    raise AssertionError(f"the callee received no INVITE {call_id} within 15.5 s")
 
 
 def _answer(callee: _Socket, request: Request, status: str, tag: str = "b1") -> None:
@@ -255,9 +274,7 @@ class WorkerTests(SynchronousTestCase):
         """
         for worker in (0, 1):
             caller, callee = _Socket(self, "127.0.0.10"), _Socket(self)
-            _invite(caller, callee, self.own[worker]["UDP"])
-            request, _ = callee.receive("INVITE")
-            assert isinstance(request, Request)
+            _, _, request = _invite(caller, callee, self.own[worker]["UDP"])
             self.assertEqual(request.top_via.port, self.own[worker]["UDP"], self.why())
             (rr,) = request.record_routes
             self.assertEqual(getattr(rr.uri, "port", None), self.own[worker]["UDP"])
@@ -289,9 +306,7 @@ class WorkerTests(SynchronousTestCase):
         public = self.proxy.ports["UDP"]
         for _ in range(4):
             caller, callee = _Socket(self, "127.0.0.10"), _Socket(self)
-            call_id, branch = _invite(caller, callee, public)
-            request, _ = callee.receive("INVITE")
-            assert isinstance(request, Request)
+            call_id, branch, request = _invite(caller, callee, public)
             _answer(callee, request, "180 Ringing")
             caller.receive("180")
             caller.send(
@@ -395,9 +410,7 @@ class WorkerTests(SynchronousTestCase):
             caller, canceller, callee = (
                 _Socket(self, "127.0.0.10"), _Socket(self, "127.0.0.10"), _Socket(self)
             )
-            call_id, branch = _invite(caller, callee, public)
-            request, _ = callee.receive("INVITE")
-            assert isinstance(request, Request)
+            call_id, branch, request = _invite(caller, callee, public)
             _answer(callee, request, "180 Ringing")
             caller.receive("180")
             canceller.send(
@@ -427,9 +440,7 @@ class WorkerTests(SynchronousTestCase):
         caller, acker, callee = (
             _Socket(self, "127.0.0.10"), _Socket(self, "127.0.0.10"), _Socket(self)
         )
-        call_id, branch = _invite(caller, callee, self.own[0]["UDP"])
-        request, _ = callee.receive("INVITE")
-        assert isinstance(request, Request)
+        call_id, branch, request = _invite(caller, callee, self.own[0]["UDP"])
         _answer(callee, request, "486 Busy Here")
         busy, _ = caller.receive("486")
         acker.send(
@@ -565,9 +576,7 @@ class AdminWorkerTests(SynchronousTestCase):
     def call(self, worker: int) -> tuple[str, _Socket, _Socket]:
         """A call answered through worker C{worker}'s own port, ACKed."""
         caller, callee = _Socket(self, "127.0.0.10"), _Socket(self)
-        call_id, _ = _invite(caller, callee, self.own[worker]["UDP"])
-        request, _ = callee.receive("INVITE")
-        assert isinstance(request, Request)
+        call_id, _, request = _invite(caller, callee, self.own[worker]["UDP"])
         _answer(callee, request, "200 OK")
         ok, _ = caller.receive("200")
         (route,) = ok.headers.get_all("Record-Route")
